@@ -1,0 +1,84 @@
+"""Method configs from user overrides: unknown names and ill-typed values fail with a clear error.
+
+Configs are frozen dataclasses whose fields are the method's own knobs. Overrides come from Python
+(``erase(..., lamb=0.1)``) or the CLI (``--set lamb=0.1``, a string), so values are parsed against
+the field's annotation: ``float``, ``int``, ``bool``, ``str``, ``Literal[...]`` and ``X | None``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+from .errors import ConfigError
+
+C = TypeVar("C")
+
+
+def make_config(cls: type[C], overrides: dict[str, Any]) -> C:
+    """``cls(**overrides)`` with every name checked and every value parsed to its field's type."""
+    hints = get_type_hints(cls)
+    fields = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    values = {}
+    for name, value in overrides.items():
+        if name not in fields:
+            close = difflib.get_close_matches(name, fields, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{cls.__name__} has no hyper-parameter {name!r}.{hint} Valid: {', '.join(fields)}.")
+        values[name] = parse_value(value, hints[name], f"{cls.__name__}.{name}")
+    return cls(**values)
+
+
+def parse_value(value: Any, annotation: Any, where: str) -> Any:
+    """``value`` as ``annotation``; strings (from the CLI) are parsed, other types must match."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return parse_value(value, arg, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0])
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ConfigError(f"{where} must be one of {', '.join(map(repr, args))}, got {value!r}.")
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif annotation is str:
+        if isinstance(value, str):
+            return value
+    else:
+        return value
+    raise ConfigError(f"{where} expects {getattr(annotation, '__name__', annotation)}, got {value!r}.")
+
+
+def config_dict(cfg: Any) -> dict[str, Any]:
+    """The config as plain JSON-able values, for edit metadata and ``erasekit methods``."""
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,181 @@
+"""The closed forms shared by UCE, RECE and the null-space method, in embedding space.
+
+UCE's update of one projection (UCE Eq. 7, RECE Eq. 3), with erase rows ``c_i``, guide rows
+``g_i`` (their targets are ``W_old g_i``), keep rows ``k_j`` and λ pulling towards ``W_old``:
+
+    W_new = (λ W_old + es Σ W_old g_i c_iᵀ + ps Σ W_old k_j k_jᵀ) (λI + es Σ c_i c_iᵀ + ps Σ k_j k_jᵀ)⁻¹
+          = W_old · T,   T = (λI + es GᵀC + ps KᵀK) M⁻¹,   M = λI + es CᵀC + ps KᵀK
+
+Every term is ``W_old`` times a ``[d_in, d_in]`` matrix that depends only on the text, so one T
+serves every layer that reads the same embeddings, and
+
+    T − I = es (G − C)ᵀ C M⁻¹ = U A,   U = es (G − C)ᵀ  [d_in, n],   A = C M⁻¹  [n, d_in]
+
+has rank ≤ n (the number of erase rows): the edit of layer l is the LoRA ``ΔW_l = (W_l U) A``.
+Everything here runs in float64; only ``W_l U`` touches the model's weights.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError, NumericalError
+from ..targets import Target
+
+logger = logging.getLogger(__name__)
+
+F64 = torch.float64
+COND_WARN = 1e8  # float32 loses about half its digits beyond this
+COND_MAX = 1e14  # float64 solutions are meaningless beyond this
+
+
+@dataclass(frozen=True)
+class Factor:
+    """``T − I = U @ A`` in embedding space, float64.
+
+    Attributes:
+        U: ``[d_in, r]``; the layer update is ``B_l = W_l @ U``.
+        A: ``[r, d_in]``; shared by every layer.
+        cond: condition number (upper bound) of the system solved, for the record.
+    """
+
+    U: Tensor
+    A: Tensor
+    cond: float = 1.0
+    dense: bool = False  # A is the identity and U holds T − I itself
+
+    @property
+    def rank(self) -> int:
+        return self.U.shape[1]
+
+    @staticmethod
+    def identity(d: int) -> Factor:
+        """``T = I``: the empty edit."""
+        return Factor(torch.zeros(d, 0, dtype=F64), torch.zeros(0, d, dtype=F64))
+
+    def matrix(self) -> Tensor:
+        """``T`` itself, ``[d_in, d_in]``."""
+        return torch.eye(self.U.shape[0], dtype=F64) + self.U @ self.A
+
+    def then(self, other: Factor) -> Factor:
+        """The factor of ``T_self @ T_other`` (``other`` applied on top of ``self``).
+
+        (I + U₁A₁)(I + U₂A₂) − I = [U₁ U₂] · [A₁(I + U₂A₂) ; A₂]
+        """
+        A1 = self.A + (self.A @ other.U) @ other.A
+        cond = max(self.cond, other.cond)
+        return Factor(torch.cat([self.U, other.U], 1), torch.cat([A1, other.A], 0), cond).compact()
+
+    def compact(self) -> Factor:
+        """Collapse to the dense ``(T − I, I)`` once the rank reaches ``d_in``; exact."""
+        d = self.U.shape[0]
+        if self.rank < d or self.dense:
+            return self
+        return Factor(self.U @ self.A, torch.eye(d, dtype=F64), self.cond, dense=True)
+
+
+def spd_solve(M: Tensor, rhs: Tensor, *, name: str, psd_trace: float, lamb: float) -> tuple[Tensor, float]:
+    """``M⁻¹ rhs`` for ``M = λI + PSD`` by Cholesky, with a condition check.
+
+    The smallest eigenvalue of M is ≥ λ and the largest ≤ λ + tr(PSD), so ``1 + tr/λ`` bounds the
+    condition number for free; only when that bound is large do we compute it exactly.
+
+    Raises:
+        NumericalError: M is singular or too ill-conditioned for float64.
+    """
+    cond = 1.0 + psd_trace / lamb
+    if cond > COND_WARN:
+        eig = torch.linalg.eigvalsh(M)
+        cond = float(eig[-1] / eig[0]) if eig[0] > 0 else float("inf")
+    if cond > COND_MAX:
+        raise NumericalError(
+            f"The {name} system is singular or ill-conditioned (condition number {cond:.3g} > {COND_MAX:.0e}): "
+            f"its regulariser λ = {lamb:g} is too small for these embeddings. Raise λ (e.g. --set lamb=0.1)."
+        )
+    if cond > COND_WARN:
+        logger.warning("%s system has condition number %.3g: results may lose precision.", name, cond)
+    L, info = torch.linalg.cholesky_ex(M)
+    if int(info) != 0:
+        raise NumericalError(
+            f"The {name} system is not positive definite (Cholesky failed at column {int(info)}): the "
+            "embeddings or λ contain NaN/Inf or λ ≤ 0. Check the inputs; λ must be > 0."
+        )
+    return torch.cholesky_solve(rhs, L), cond
+
+
+def weighted_gram(X: Tensor, w: float | Tensor) -> Tensor:
+    """``Xᵀ diag(w) X`` in float64, ``[d, d]`` for ``X: [n, d]``."""
+    X = X.to(F64)
+    return (X * w).T @ X if isinstance(w, float) else (X * w.to(F64)[:, None]).T @ X
+
+
+def ridge_factor(
+    C: Tensor,
+    G: Tensor,
+    K: Tensor,
+    *,
+    lamb: float,
+    erase_scale: float,
+    keep_weights: Tensor,
+) -> Factor:
+    """UCE's closed form as ``T − I = U A`` (see the module docstring).
+
+    Args:
+        C: ``[n, d]`` erase rows ``c_i``.
+        G: ``[n, d]`` guide rows ``g_i`` (the edited layer should map ``c_i`` to ``W_old g_i``).
+        K: ``[m, d]`` keep rows ``k_j`` (may be empty).
+        lamb: λ > 0.
+        erase_scale: ``es``, weight of every erase row.
+        keep_weights: ``[m]`` weight of each keep row (``ps`` times its multiplicity).
+    """
+    if lamb <= 0:
+        raise ConfigError(f"λ must be > 0, got {lamb}: with λ = 0 the system is singular when n < d_in.")
+    for name, X in (("erase", C), ("guide", G), ("keep", K)):
+        if not torch.isfinite(X).all():
+            raise NumericalError(f"The {name} embeddings hold NaN or Inf: check the text encoder's weights.")
+    d = C.shape[1]
+    C64, D64 = C.to(F64), (G.to(F64) - C.to(F64))
+    M = lamb * torch.eye(d, dtype=F64) + erase_scale * (C64.T @ C64)
+    trace = erase_scale * float((C64 * C64).sum())
+    if K.numel():
+        M += weighted_gram(K, keep_weights)
+        trace += float((K.to(F64) ** 2 * keep_weights.to(F64)[:, None]).sum())
+    if C.shape[0] >= d:  # dense is cheaper: U A = es (G − C)ᵀ C M⁻¹, M symmetric
+        rhs = erase_scale * (C64.T @ D64)  # [d, d] = (es Dᵀ C)ᵀ
+        P_T, cond = spd_solve(M, rhs, name="UCE", psd_trace=trace, lamb=lamb)  # M⁻¹ Cᵀ D es = (U A)ᵀ
+        return Factor(P_T.T.contiguous(), torch.eye(d, dtype=F64), cond, dense=True)
+    A_T, cond = spd_solve(M, C64.T, name="UCE", psd_trace=trace, lamb=lamb)  # [d, n] = M⁻¹ Cᵀ
+    return Factor(erase_scale * D64.T, A_T.T.contiguous(), cond)
+
+
+@torch.no_grad()
+def layer_updates(targets: Iterable[Target], factor: Factor) -> dict[str, tuple[Tensor, Tensor]]:
+    """Per-layer LoRA factors ``(B, A)`` of ``ΔW_l = W_l (T − I) = (W_l U) A``, float32 on CPU.
+
+    One pass over the target weights. Where a rank-r LoRA would hold at least as much as the dense
+    update (r ≥ min(d_out, d_in)), the layer stores the dense ``ΔW`` with an identity factor on its
+    smaller side, which is still an exact LoRA of rank min(d_out, d_in).
+    """
+    updates = {}
+    for t in targets:
+        W = t.weight.detach().float()  # fp16/bf16 weights are multiplied in float32
+        d_out, d_in = W.shape
+        if factor.U.shape[0] != d_in:
+            raise ConfigError(
+                f"{t.name} reads {d_in}-d embeddings but the text encoder gives {factor.U.shape[0]}-d ones: "
+                "the U-Net and text encoder do not belong together."
+            )
+        B = W @ factor.U.to(W)  # [d_out, r]
+        if factor.rank < min(d_out, d_in):
+            updates[t.name] = (B.cpu(), factor.A.to(torch.float32).contiguous())
+            continue
+        dW = B if factor.dense else B @ factor.A.to(W)  # [d_out, d_in]
+        eye = torch.eye(min(d_out, d_in), device=W.device)
+        B, A = (eye, dW) if d_out <= d_in else (dW, eye)
+        updates[t.name] = (B.cpu().contiguous(), A.cpu().contiguous())
+    return updates

@@ -1,0 +1,90 @@
+"""``load_pipeline``: the embedded world, a tiny random model, or a local diffusers pipeline.
+
+erasekit never downloads: a hub id is looked up in the local Hugging Face cache only
+(``local_files_only=True``) and weights load from safetensors only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from .errors import ConfigError, MissingWeightsError
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32,
+    "float16": torch.float16, "fp16": torch.float16,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+}  # fmt: skip
+TINY = {"tiny-sd1": "sd1", "tiny-sd2": "sd2", "tiny-sdxl": "sdxl"}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """``"fp16"`` etc. to a torch dtype; None stays None (the checkpoint's own dtype)."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ConfigError(f"Unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}.")
+    return DTYPES[dtype]
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``"auto"`` picks CUDA when present; an unavailable or malformed device is an error."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ConfigError(f"Invalid device {device!r}: use 'cpu', 'cuda', 'cuda:1', 'mps' or 'auto'.") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"Device {device!r} requested but CUDA is not available here: use --device cpu.")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"Device {device!r} requested but MPS is not available here: use --device cpu.")
+    return dev
+
+
+def load_pipeline(
+    name_or_path: str = "embedded", *, device: str | torch.device | None = "cpu", dtype: str | torch.dtype | None = None
+) -> Any:
+    """A text-to-image pipeline by name or path.
+
+    Args:
+        name_or_path: ``"embedded"`` (the shipped default world), ``"tiny-sd1"`` / ``"tiny-sd2"`` /
+            ``"tiny-sdxl"`` (tiny random models for smoke tests), a local diffusers folder, or a hub
+            id already in the local Hugging Face cache.
+        device: ``"cpu"``, ``"cuda"``, ``"auto"``, ...
+        dtype: ``"float32"``, ``"fp16"``, ``"bf16"`` or None for the checkpoint's dtype.
+
+    Raises:
+        MissingWeightsError: the model is not available locally (the message says how to provide it).
+        ConfigError: bad device or dtype.
+    """
+    dev, torch_dtype = resolve_device(device), resolve_dtype(dtype)
+    if name_or_path == "embedded":
+        from .worlds import embedded
+
+        return embedded.load_pipeline(device=dev, dtype=torch_dtype)
+    if name_or_path in TINY:
+        from .testing import tiny_pipeline
+
+        logger.info("%s is a tiny model with random weights: its images are noise.", name_or_path)
+        return tiny_pipeline(TINY[name_or_path]).to(device=dev, dtype=torch_dtype)  # type: ignore[arg-type]
+    from diffusers import DiffusionPipeline
+
+    try:
+        pipe = DiffusionPipeline.from_pretrained(
+            name_or_path, local_files_only=True, use_safetensors=True, torch_dtype=torch_dtype or torch.float32
+        )
+    except (OSError, ValueError) as e:
+        raise MissingWeightsError(
+            f"No diffusers pipeline found at {name_or_path!r} locally ({type(e).__name__}: {str(e)[:200]}). "
+            "erasekit never downloads weights: pass a local folder holding model_index.json, or fetch the "
+            f"model on a connected machine (`huggingface-cli download {name_or_path}`) so that it sits in "
+            "the Hugging Face cache. Use --model embedded for the built-in model."
+        ) from e
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(dev)

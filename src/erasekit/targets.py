@@ -1,0 +1,136 @@
+"""Cross-attention key/value projections: the layers a closed-form erasure edits.
+
+Text reaches a diffusers U-Net through ``attn.to_k(encoder_hidden_states)`` and
+``attn.to_v(encoder_hidden_states)`` of every cross-attention ``Attention`` module. Those
+``nn.Linear`` layers are the targets; they are named as the module path in the U-Net, which is
+also how diffusers' LoRA loader spells them (``unet.<name>.lora_A.weight``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from diffusers.models.attention_processor import Attention
+from torch import Tensor, nn
+
+from .errors import NoTargetsError, NumericalError
+
+Projection = Literal["k", "v"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One K or V projection: ``name`` is its module path inside the U-Net."""
+
+    name: str
+    kind: Projection
+    module: nn.Linear
+
+    @property
+    def weight(self) -> Tensor:
+        """The live weight, ``[d_out, d_in]`` in ``nn.Linear`` layout."""
+        return self.module.weight
+
+
+@dataclass
+class Targets:
+    """The K/V projections of one U-Net, in module order, with a cached base fingerprint."""
+
+    items: tuple[Target, ...]
+    _fingerprint: str | None = field(default=None, repr=False)
+    _gram: Tensor | None = field(default=None, repr=False)
+
+    def __iter__(self) -> Iterator[Target]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def by_name(self) -> dict[str, Target]:
+        return {t.name: t for t in self.items}
+
+    @property
+    def n_params(self) -> int:
+        return sum(t.weight.numel() for t in self.items)
+
+    def fingerprint(self, originals: dict[str, Tensor] | None = None) -> str:
+        """A hash of the base model's target weights (see :func:`fingerprint`).
+
+        ``originals`` replaces live weights that an applied edit has changed, so the fingerprint
+        is always the one of the un-edited base model.
+        """
+        if originals is None and self._fingerprint is not None:
+            return self._fingerprint
+        weights = {t.name: (originals or {}).get(t.name, t.weight) for t in self.items}
+        value = fingerprint(weights)
+        if originals is None:
+            self._fingerprint = value
+        return value
+
+    @torch.no_grad()
+    def gram(self) -> Tensor:
+        """``S = Σ_l W_lᵀ W_l`` over all targets, ``[d_in, d_in]`` float64, cached.
+
+        A per-model constant (RECE Eq. 8 needs it at every epoch): after an edit
+        ``W_l = W_orig,l T``, so ``Σ W_lᵀ W_l = Tᵀ S T`` and ``Σ W_lᵀ W_orig,l = Tᵀ S``. Cached for
+        the weights at first call: build new Targets after changing the weights.
+        """
+        if self._gram is None:
+            widths = sorted({t.weight.shape[1] for t in self.items})
+            if len(widths) != 1:
+                raise NoTargetsError(
+                    f"The cross-attention layers read embeddings of several widths {widths}; erasekit's "
+                    "closed forms need one text-embedding width shared by every K/V projection."
+                )
+            S = torch.zeros(widths[0], widths[0], dtype=torch.float64)
+            for t in self.items:
+                W = t.weight.detach().float()  # float32 products, float64 sum across layers
+                S += (W.T @ W).cpu().double()
+            self._gram = S
+        return self._gram
+
+
+def find_targets(unet: nn.Module, *, edit_keys: bool = True) -> Targets:
+    """Every cross-attention ``to_v`` (and ``to_k`` unless ``edit_keys=False``) of ``unet``.
+
+    Raises:
+        NoTargetsError: the model has no cross-attention module.
+        NumericalError: a target weight holds NaN or Inf.
+    """
+    items: list[Target] = []
+    for name, module in unet.named_modules():
+        if isinstance(module, Attention) and module.is_cross_attention:
+            kinds: tuple[Projection, ...] = ("k", "v") if edit_keys else ("v",)
+            for kind in kinds:
+                linear = getattr(module, f"to_{kind}")
+                items.append(Target(f"{name}.to_{kind}", kind, linear))
+    if not items:
+        raise NoTargetsError(
+            f"{type(unet).__name__} has no cross-attention K/V projections (looked for diffusers "
+            "Attention modules with is_cross_attention=True). Pass a text-conditioned U-Net such as "
+            "Stable Diffusion's UNet2DConditionModel."
+        )
+    for t in items:
+        if not torch.isfinite(t.weight).all():
+            raise NumericalError(
+                f"Weight of {t.name} holds NaN or Inf: the base model is corrupt. Reload it from a "
+                "clean checkpoint before erasing."
+            )
+    return Targets(tuple(items))
+
+
+@torch.no_grad()
+def fingerprint(weights: dict[str, Tensor]) -> str:
+    """``sha256:<hex16>`` over names and fp16 bytes of the weights, sorted by name.
+
+    Hashing the fp16 cast makes an fp32 checkpoint and its fp16 copy share one fingerprint.
+    """
+    h = hashlib.sha256()
+    for name in sorted(weights):
+        h.update(name.encode())
+        h.update(weights[name].detach().to("cpu", torch.float16).contiguous().numpy().tobytes())
+    return "sha256:" + h.hexdigest()[:16]

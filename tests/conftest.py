@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from erasekit.testing import tiny_pipeline
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    torch.set_num_threads(1)  # tests are tiny; one thread keeps them fast and deterministic beside other work
+
+
+@pytest.fixture
+def tiny_pipe():
+    """A fresh tiny random SD 1.x pipeline (32-d text, 14 K/V targets)."""
+    return tiny_pipeline("sd1")
+
+
+@pytest.fixture(params=["sd1", "sd2", "sdxl"])
+def any_pipe(request):
+    return tiny_pipeline(request.param)

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import pytest
+
+import erasekit
+from erasekit.methods.rece import select_epoch
+from tests import oracle
+
+
+def deltas(edit):
+    return {name: edit.delta(name) for name in edit.updates}
+
+
+@pytest.mark.parametrize("reg_lamb", [0.1, 1e-3])
+def test_rece_matches_reference(any_pipe, reg_lamb):
+    edit = erasekit.erase(any_pipe, ["nudity", "a church"], method="rece", epochs=2, reg_lamb=reg_lamb)
+    ref = oracle.rece_reference(
+        any_pipe, ["nudity", "a church"], " ", retain_texts=[" ", " "], epochs=2, regular_scale=reg_lamb,
+        lamb=0.1, erase_scale=1.0, preserve_scale=0.1, uce_lamb=0.5, uce_preserve_scale=1.0, uce_retain=[""],
+    )
+    assert oracle.max_rel_err(deltas(edit), ref) <= 1e-4
+
+
+def test_rece_with_preserve_retains_empty_plus_preserve_as_train_artists(tiny_pipe):
+    edit = erasekit.erase(tiny_pipe, ["van gogh"], method="rece", preset="style", preserve=["monet"], guides=["art"])
+    ref = oracle.rece_reference(
+        tiny_pipe, ["van gogh"], "art", retain_texts=["", "monet"], epochs=1, regular_scale=1e-3, lamb=0.1,
+        erase_scale=1.0, preserve_scale=0.1, uce_lamb=0.5, uce_preserve_scale=0.5, uce_retain=["", "monet"],
+    )
+    assert oracle.max_rel_err(deltas(edit), ref) <= 1e-4
+
+
+def test_rece_epoch_zero_is_uce_and_candidates_cover_every_epoch(tiny_pipe):
+    edit = erasekit.erase(tiny_pipe, ["nudity"], method="rece", epochs=3)
+    assert len(edit.candidates) == 4 and edit.candidates[-1] is edit
+    uce = erasekit.erase(tiny_pipe, ["nudity"], method="uce", preserve_scale=1.0)
+    assert oracle.max_rel_err(deltas(edit.candidates[0]), {n: uce.delta(n).double() for n in uce.updates}) <= 1e-5
+    assert [c.info["epoch"] for c in edit.candidates] == [0, 1, 2, 3]
+
+
+def test_select_epoch_takes_lowest_score_earliest_on_ties(tiny_pipe):
+    edit = erasekit.erase(tiny_pipe, ["nudity"], method="rece", epochs=3)
+    scores = {1: 0.3, 2: 0.1, 3: 0.1}
+    best = select_epoch(edit, lambda e: scores[e.info["epoch"]])
+    assert best.info["epoch"] == 2 and best.info["epoch_scores"] == [0.3, 0.1, 0.1]
+
+
+def test_presets_set_the_papers_settings(tiny_pipe):
+    edit = erasekit.erase(tiny_pipe, ["van gogh"], method="rece", preset="style")
+    assert edit.config["epochs"] == 1 and edit.config["reg_lamb"] == 1e-3 and edit.info["preset"] == "style"
