@@ -25,30 +25,43 @@ def ca_projections(unet, with_to_k=True):
     return out
 
 
-def encode(pipe, texts):
-    """(embeddings [B, L, d] float64, attention_mask [B, L]) through the pipeline's own encode_prompt."""
-    text_input = pipe.tokenizer(
-        texts, padding="max_length", max_length=pipe.tokenizer.model_max_length, truncation=True, return_tensors="pt"
-    )
-    with torch.no_grad():
-        if hasattr(pipe, "text_encoder_2"):  # SDXL: both encoders' penultimate states, concatenated
-            emb = pipe.encode_prompt(texts, device="cpu", num_images_per_prompt=1, do_classifier_free_guidance=False)[0]
-        else:
-            emb = pipe.encode_prompt(texts, "cpu", 1, False)[0]
-    return emb.to(F64), text_input.attention_mask
+def pipe_encoder(pipe):
+    """encode(texts) -> (embeddings [B, L, d] float64, attention_mask [B, L]) via the pipeline's encode_prompt."""
+
+    def encode(texts):
+        text_input = pipe.tokenizer(
+            texts,
+            padding="max_length",
+            max_length=pipe.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        )
+        with torch.no_grad():
+            if hasattr(pipe, "text_encoder_2"):  # SDXL: both encoders' penultimate states, concatenated
+                emb = pipe.encode_prompt(
+                    texts, device="cpu", num_images_per_prompt=1, do_classifier_free_guidance=False
+                )[0]
+            else:
+                emb = pipe.encode_prompt(texts, "cpu", 1, False)[0]
+        return emb.to(F64), text_input.attention_mask
+
+    return encode
 
 
-def uce_reference(pipe, old_texts, new_texts, retain_texts, lamb, erase_scale, preserve_scale, weights=None,
-                  last_token_only=False):
-    """edit_model(..., technique='replace'): {name: dW} for every to_v / to_k."""
-    weights = weights if weights is not None else ca_projections(pipe.unet)
+def uce_reference(
+    encode, weights, old_texts, new_texts, retain_texts, lamb, erase_scale, preserve_scale, last_token_only=False
+):
+    """edit_model(..., technique='replace'): {name: dW} for every to_v / to_k in `weights`.
+
+    Σ_i v_i c_iᵀ is written as Vᵀ C (the reference's reshape-bmm-sum, without its [n, d_out, d_in] temporary).
+    """
     new_texts = [" " if t == "" else t for t in new_texts] if not last_token_only else new_texts
     out = {}
     for name, W in weights.items():
         mat1 = lamb * W
         mat2 = lamb * torch.eye(W.shape[1], dtype=F64)
         for old_text, new_text in zip(old_texts, new_texts):
-            text_embeddings, mask = encode(pipe, [old_text, new_text])
+            text_embeddings, mask = encode([old_text, new_text])
             final_token_idx = mask[0].sum().item() - 2
             final_token_idx_new = mask[1].sum().item() - 2
             if last_token_only:
@@ -62,24 +75,18 @@ def uce_reference(pipe, old_texts, new_texts, retain_texts, lamb, erase_scale, p
                 new_emb = new_emb[final_token_idx_new : len(new_emb) - max(0, farthest - final_token_idx_new)]
             context = old_emb
             value = new_emb @ W.T
-            context_vector = context.reshape(context.shape[0], context.shape[1], 1)
-            context_vector_T = context.reshape(context.shape[0], 1, context.shape[1])
-            value_vector = value.reshape(value.shape[0], value.shape[1], 1)
-            mat1 += erase_scale * (value_vector @ context_vector_T).sum(dim=0)
-            mat2 += erase_scale * (context_vector @ context_vector_T).sum(dim=0)
+            mat1 += erase_scale * value.T @ context
+            mat2 += erase_scale * context.T @ context
         for text in retain_texts:
-            text_embeddings, mask = encode(pipe, [text, text])
+            text_embeddings, mask = encode([text, text])
             old_emb, new_emb = text_embeddings
             if last_token_only:
                 idx = mask[0].sum().item() - 2
                 old_emb, new_emb = old_emb[idx : idx + 1], new_emb[idx : idx + 1]
             context = old_emb
             value = new_emb @ W.T
-            context_vector = context.reshape(context.shape[0], context.shape[1], 1)
-            context_vector_T = context.reshape(context.shape[0], 1, context.shape[1])
-            value_vector = value.reshape(value.shape[0], value.shape[1], 1)
-            mat1 += preserve_scale * (value_vector @ context_vector_T).sum(dim=0)
-            mat2 += preserve_scale * (context_vector @ context_vector_T).sum(dim=0)
+            mat1 += preserve_scale * value.T @ context
+            mat2 += preserve_scale * context.T @ context
         out[name] = mat1 @ torch.inverse(mat2) - W
     return out
 
@@ -96,62 +103,84 @@ def close_form_emb_regzero(weights_cur, weights_orig, concept_embedding, regeula
     return concept_embedding @ coefficent.T
 
 
-def edit_model_adversarial(pipe, weights, old_embeddings, new_embeddings, retain_texts, lamb, erase_scale,
-                           preserve_scale):
+def edit_model_adversarial(
+    encode, weights, old_embeddings, new_embeddings, retain_texts, lamb, erase_scale, preserve_scale
+):
     """RECE's edit with embeddings in and the current weights as "old": {name: W_new}."""
     out = {}
     for name, W in weights.items():
         mat1 = lamb * W
         mat2 = lamb * torch.eye(W.shape[1], dtype=F64)
         for old_emb, new_emb in zip(old_embeddings, new_embeddings):
-            mat1 += erase_scale * torch.einsum("ld,le->de", new_emb @ W.T, old_emb)
-            mat2 += erase_scale * torch.einsum("ld,le->de", old_emb, old_emb)
+            mat1 += erase_scale * (new_emb @ W.T).T @ old_emb
+            mat2 += erase_scale * old_emb.T @ old_emb
         for text in retain_texts:
-            (emb, _), _ = encode(pipe, [text, text])
-            mat1 += preserve_scale * torch.einsum("ld,le->de", emb @ W.T, emb)
-            mat2 += preserve_scale * torch.einsum("ld,le->de", emb, emb)
+            (emb, _), _ = encode([text, text])
+            mat1 += preserve_scale * (emb @ W.T).T @ emb
+            mat2 += preserve_scale * emb.T @ emb
         out[name] = mat1 @ torch.inverse(mat2)
     return out
 
 
-def rece_reference(pipe, concepts, guide, retain_texts, epochs, regular_scale, lamb, erase_scale, preserve_scale,
-                   uce_lamb, uce_preserve_scale, uce_retain):
+def rece_reference(
+    encode,
+    orig,
+    concepts,
+    guide,
+    retain_texts,
+    epochs,
+    regular_scale,
+    lamb,
+    erase_scale,
+    preserve_scale,
+    uce_lamb,
+    uce_preserve_scale,
+    uce_retain,
+):
     """train.py: a UCE edit, then per epoch close_form_emb_regzero + edit_model_adversarial. {name: dW}."""
-    orig = ca_projections(pipe.unet)
-    uce = uce_reference(pipe, concepts, [guide] * len(concepts), uce_retain, uce_lamb, erase_scale,
-                        uce_preserve_scale, weights=orig)
+    uce = uce_reference(
+        encode, orig, concepts, [guide] * len(concepts), uce_retain, uce_lamb, erase_scale, uce_preserve_scale
+    )
     cur = {n: orig[n] + uce[n] for n in orig}
     for _ in range(epochs):
         adv_emb_list, new_emb_list = [], []
         for concept in concepts:
-            (input_embedding, new_embedding), _ = encode(pipe, [concept, " " if guide == "" else guide])
+            (input_embedding, new_embedding), _ = encode([concept, " " if guide == "" else guide])
             adv_emb_list.append(close_form_emb_regzero(cur, orig, input_embedding, regular_scale))
             new_emb_list.append(new_embedding)
-        cur = edit_model_adversarial(pipe, cur, adv_emb_list, new_emb_list, retain_texts, lamb, erase_scale,
-                                     preserve_scale)
+        cur = edit_model_adversarial(
+            encode, cur, adv_emb_list, new_emb_list, retain_texts, lamb, erase_scale, preserve_scale
+        )
     return {n: cur[n] - orig[n] for n in orig}
 
 
-def nullspace_reference(pipe, concepts, guides, keep_texts, lamb, erase_scale, rank_tol):
+def nullspace_reference(encode, weights, concepts, guides, keep_texts, lamb, erase_scale, rank_tol):
     """Per layer: ΔW = W es (G − C)ᵀ C P (λI + es P CᵀC P)⁻¹, P = I − K⁺K, literal and dense."""
-    weights = ca_projections(pipe.unet)
     C_rows, G_rows = [], []
     for concept, guide in zip(concepts, guides):
-        emb, mask = encode(pipe, [concept, " " if guide == "" else guide])
+        emb, mask = encode([concept, " " if guide == "" else guide])
         i, j = mask[0].sum().item() - 2, mask[1].sum().item() - 2
         far = max(i, j)
         C_rows.append(emb[0][i : len(emb[0]) - (far - i)])
         G_rows.append(emb[1][j : len(emb[1]) - (far - j)])
     C, G = torch.cat(C_rows), torch.cat(G_rows)
-    K = torch.cat([encode(pipe, [t])[0][0] for t in keep_texts])
+    K = torch.cat([encode([t])[0][0] for t in keep_texts])
     P = torch.eye(C.shape[1], dtype=F64) - torch.linalg.pinv(K, rtol=rank_tol) @ K
     out = {}
     for name, W in weights.items():
         CP = C @ P
-        out[name] = W @ (erase_scale * (G - C).T) @ CP @ torch.inverse(
-            lamb * torch.eye(C.shape[1], dtype=F64) + erase_scale * CP.T @ CP
+        out[name] = (
+            W
+            @ (erase_scale * (G - C).T)
+            @ CP
+            @ torch.inverse(lamb * torch.eye(C.shape[1], dtype=F64) + erase_scale * CP.T @ CP)
         )
     return out
+
+
+def of(pipe):
+    """(encode, weights) of a pipeline, the first two arguments of every reference."""
+    return pipe_encoder(pipe), ca_projections(pipe.unet)
 
 
 def max_rel_err(fast: dict, ref: dict) -> float:

@@ -79,10 +79,12 @@ class Edit:
 
     @cached_property
     def id(self) -> str:
-        """Content hash: two loads of the same file share it, so applying both is refused."""
-        h = hashlib.sha256(json.dumps(self.metadata(), sort_keys=True, default=str).encode())
+        """Content hash of the updates and what made them (not ``info``): two loads of one file share it."""
+        what = {k: v for k, v in self.metadata().items() if k not in ("info", "erasekit_version")}
+        h = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode())
         for name in sorted(self.updates):
             for t in self.updates[name]:
+                h.update(name.encode())
                 h.update(t.contiguous().numpy().tobytes())
         return h.hexdigest()[:16]
 
@@ -105,11 +107,18 @@ class Edit:
                 "Call edit.remove(pipe) first, or reload the base model."
             )
         targets = find_targets(unet)
-        missing = sorted(set(self.updates) - set(targets.by_name()))
-        if missing:
+        modules = targets.by_name()
+        missing = sorted(set(self.updates) - set(modules))
+        wrong = [
+            n
+            for n, (B, A) in self.updates.items()
+            if n in modules and (B.shape[0], A.shape[1]) != modules[n].weight.shape
+        ]
+        if missing or wrong:
+            example = missing[0] if missing else f"{wrong[0]} has another shape"
             raise EditFileError(
-                f"The edit updates {len(missing)} layer(s) this U-Net lacks (e.g. {missing[0]}): it was made "
-                "for another architecture. Re-run the erasure on this model."
+                f"The edit does not fit this U-Net ({len(missing)} missing layer(s), {len(wrong)} of another shape; "
+                f"e.g. {example}): it was made for another architecture. Re-run the erasure on this model."
             )
         if self.fingerprint is None:
             logger.warning("Edit has no base-model fingerprint (not made by erasekit?): applying unchecked.")

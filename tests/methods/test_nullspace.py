@@ -12,7 +12,7 @@ from tests import oracle
 def test_nullspace_matches_reference():
     pipe = tiny_pipeline("sd1", text_dim=192)  # 2 keep prompts x 77 rows < 192 directions
     edit = erasekit.erase(pipe, ["van gogh"], method="nullspace", preserve=["claude monet"])
-    ref = oracle.nullspace_reference(pipe, ["van gogh"], [" "], ["", "claude monet"], 0.5, 1.0, 1e-6)
+    ref = oracle.nullspace_reference(*oracle.of(pipe), ["van gogh"], [" "], ["", "claude monet"], 0.5, 1.0, 1e-6)
     assert oracle.max_rel_err({n: edit.delta(n) for n in edit.updates}, ref) <= 1e-4
 
 

@@ -15,8 +15,18 @@ def deltas(edit):
 def test_rece_matches_reference(any_pipe, reg_lamb):
     edit = erasekit.erase(any_pipe, ["nudity", "a church"], method="rece", epochs=2, reg_lamb=reg_lamb)
     ref = oracle.rece_reference(
-        any_pipe, ["nudity", "a church"], " ", retain_texts=[" ", " "], epochs=2, regular_scale=reg_lamb,
-        lamb=0.1, erase_scale=1.0, preserve_scale=0.1, uce_lamb=0.5, uce_preserve_scale=1.0, uce_retain=[""],
+        *oracle.of(any_pipe),
+        ["nudity", "a church"],
+        " ",
+        retain_texts=[" ", " "],
+        epochs=2,
+        regular_scale=reg_lamb,
+        lamb=0.1,
+        erase_scale=1.0,
+        preserve_scale=0.1,
+        uce_lamb=0.5,
+        uce_preserve_scale=1.0,
+        uce_retain=[""],
     )
     assert oracle.max_rel_err(deltas(edit), ref) <= 1e-4
 
@@ -24,8 +34,18 @@ def test_rece_matches_reference(any_pipe, reg_lamb):
 def test_rece_with_preserve_retains_empty_plus_preserve_as_train_artists(tiny_pipe):
     edit = erasekit.erase(tiny_pipe, ["van gogh"], method="rece", preset="style", preserve=["monet"], guides=["art"])
     ref = oracle.rece_reference(
-        tiny_pipe, ["van gogh"], "art", retain_texts=["", "monet"], epochs=1, regular_scale=1e-3, lamb=0.1,
-        erase_scale=1.0, preserve_scale=0.1, uce_lamb=0.5, uce_preserve_scale=0.5, uce_retain=["", "monet"],
+        *oracle.of(tiny_pipe),
+        ["van gogh"],
+        "art",
+        retain_texts=["", "monet"],
+        epochs=1,
+        regular_scale=1e-3,
+        lamb=0.1,
+        erase_scale=1.0,
+        preserve_scale=0.1,
+        uce_lamb=0.5,
+        uce_preserve_scale=0.5,
+        uce_retain=["", "monet"],
     )
     assert oracle.max_rel_err(deltas(edit), ref) <= 1e-4
 

@@ -18,7 +18,12 @@ def test_uce_matches_reference(any_pipe, preserve):
     edit = erasekit.erase(any_pipe, ["van gogh", "a church"], method="uce", preserve=preserve)
     retain = ["", *preserve]
     ref = oracle.uce_reference(
-        any_pipe, ["van gogh", "a church"], [" ", " "], retain, lamb=0.5, erase_scale=1.0,
+        *oracle.of(any_pipe),
+        ["van gogh", "a church"],
+        [" ", " "],
+        retain,
+        lamb=0.5,
+        erase_scale=1.0,
         preserve_scale=max(0.1, 1 / len(retain)),
     )
     assert oracle.max_rel_err(deltas(edit), ref) <= 1e-4
@@ -27,7 +32,9 @@ def test_uce_matches_reference(any_pipe, preserve):
 def test_uce_low_rank_path_matches_reference():
     pipe = tiny_pipeline("sd1", text_dim=96)  # 75 erase rows < 96 dims: stored as a rank-75 LoRA
     edit = erasekit.erase(pipe, ["dog"], method="uce", guides=["a cat"], lamb=0.3, preserve_scale=0.2)
-    ref = oracle.uce_reference(pipe, ["dog"], ["a cat"], [""], lamb=0.3, erase_scale=1.0, preserve_scale=0.2)
+    ref = oracle.uce_reference(
+        *oracle.of(pipe), ["dog"], ["a cat"], [""], lamb=0.3, erase_scale=1.0, preserve_scale=0.2
+    )
     assert oracle.max_rel_err(deltas(edit), ref) <= 1e-4
     assert edit.info["rank"] == 75
     for B, A in edit.updates.values():  # a LoRA no larger than the dense update: rank min(n, d_out, d_in)
@@ -36,7 +43,7 @@ def test_uce_low_rank_path_matches_reference():
 
 def test_uce_last_token_variant_matches_reference(any_pipe):
     edit = erasekit.erase(any_pipe, ["van gogh"], method="uce", tokens="last", guides=["art"])
-    ref = oracle.uce_reference(any_pipe, ["van gogh"], ["art"], [""], 0.5, 1.0, 1.0, last_token_only=True)
+    ref = oracle.uce_reference(*oracle.of(any_pipe), ["van gogh"], ["art"], [""], 0.5, 1.0, 1.0, last_token_only=True)
     assert oracle.max_rel_err(deltas(edit), ref) <= 1e-4
     assert edit.info["rank"] == 1
 
