@@ -50,8 +50,9 @@ class UNetSpec:
             raise ConfigError(f"UNetSpec.channels must be multiples of 32 (GroupNorm groups), got {self.channels}.")
 
 
-def build_unet(spec: UNetSpec = UNetSpec()) -> UNet2DConditionModel:
+def build_unet(spec: UNetSpec | None = None) -> UNet2DConditionModel:
     """Returns a randomly initialised denoiser of ``spec`` (seed torch before calling for a fixed init)."""
+    spec = spec or UNetSpec()
     down = tuple("CrossAttnDownBlock2D" if x else "DownBlock2D" for x in spec.cross_attention)
     up = tuple("CrossAttnUpBlock2D" if x else "UpBlock2D" for x in reversed(spec.cross_attention))
     return UNet2DConditionModel(

@@ -93,7 +93,8 @@ class Renderer:
 
     Args:
         size: output side in pixels.
-        supersample: pictograms and textures are drawn at ``size * supersample`` and averaged down.
+        supersample: pictograms are placed at ``size * supersample`` and averaged down (anti-aliasing);
+            textures and compositing run at ``size``.
     """
 
     def __init__(self, size: int = 32, *, supersample: int = 2) -> None:
@@ -101,10 +102,9 @@ class Renderer:
             raise ConfigError(f"Renderer needs size >= 8 and supersample >= 1, got {size} and {supersample}.")
         self.size = size
         self.supersample = supersample
-        self.masks = draw_pictograms(size * supersample * 2)        # [n_objects, 3, S, S]
-        side = size * supersample
-        coords = (torch.arange(side, dtype=torch.float32) + 0.5) / side * 2 - 1
-        self.xy = torch.stack(torch.meshgrid(coords, coords, indexing="xy"))  # [2, S, S]: x, y
+        self.masks = draw_pictograms(size * supersample)            # [n_objects, 3, S, S]
+        coords = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 - 1
+        self.xy = torch.stack(torch.meshgrid(coords, coords, indexing="xy"))  # [2, size, size]: x, y
         self.colors = torch.tensor([COLOR_RGB[c] for c in COLOR_LABELS])     # [n_colors, 3]
 
     def render(self, scenes: Sequence[Scene], *, generator: torch.Generator) -> Tensor:
@@ -118,7 +118,7 @@ class Renderer:
             return torch.zeros(0, 3, self.size, self.size)
         g = generator
         side = self.size * self.supersample
-        layers = self._place(self.masks[batch.object], g, side)     # [B, 3, S, S]
+        layers = F.avg_pool2d(self._place(self.masks[batch.object], g, side), self.supersample)  # [B, 3, H, W]
 
         tint = 1 + 0.12 * (torch.rand(n, 1, generator=g) - 0.5)     # brightness jitter
         body = self.colors[batch.color] * tint
@@ -126,19 +126,20 @@ class Renderer:
         body = torch.where(batch.nude[:, None], skin, body)
         paints = (body, skin, torch.tensor(DETAIL_RGB).expand(n, 3))
 
-        obj = torch.zeros(n, 3, side, side)                          # premultiplied colour
-        alpha = torch.zeros(n, 1, side, side)
+        size = self.size
+        obj = torch.zeros(n, 3, size, size)                          # premultiplied colour
+        alpha = torch.zeros(n, 1, size, size)
         for k, paint in enumerate(paints):
             m = layers[:, k : k + 1]
             obj = obj * (1 - m) + paint.view(n, 3, 1, 1) * m
             alpha = alpha * (1 - m) + m
 
-        images = torch.empty(n, 3, side, side)
+        images = torch.empty(n, 3, size, size)
         for index, name in enumerate(STYLE_LABELS):
             rows = (batch.style == index).nonzero().flatten()
             if rows.numel():
                 images[rows] = STYLE_FNS[name](obj[rows], alpha[rows], self.xy, g)
-        return F.avg_pool2d(images, self.supersample).clamp(0, 1)
+        return images.clamp(0, 1)
 
     def _place(self, masks: Tensor, g: torch.Generator, side: int) -> Tensor:
         """Returns masks resampled at a random size, position, tilt and flip: [B, 3, side, side]."""

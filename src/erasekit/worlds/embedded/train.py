@@ -31,7 +31,8 @@ from erasekit.errors import ConfigError
 from .captions import all_captions, sample_captions
 from .checkpoint import load_checkpoint, save_checkpoint
 from .ema import EMA
-from .judge import load_judge
+from .judge import default_judge_path, load_judge
+from .model_card import render_model_card
 from .model import UNetSpec, build_unet, sampling_scheduler, spec_dict, to_model_space, training_scheduler
 from .pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS, EmbeddedPipeline
 from .quality import measure_quality, quality_prompts
@@ -55,7 +56,7 @@ class TrainConfig:
     warmup: int = 200
     ema_decay: float = 0.999
     cfg_drop: float = 0.1             # fraction of captions replaced by the empty prompt
-    min_snr_gamma: float = 5.0
+    min_snr_gamma: float | None = 5.0  # None: plain v-prediction loss (weight 1 at every t)
     grad_clip: float = 1.0
     seed: int = 0
     spec: UNetSpec = field(default_factory=UNetSpec)
@@ -84,21 +85,24 @@ def make_batch(
 
 def diffusion_loss(
     unet: UNet2DConditionModel, scheduler: DDPMScheduler, x0: torch.Tensor, states: torch.Tensor,
-    g: torch.Generator, *, min_snr_gamma: float,
+    g: torch.Generator, *, min_snr_gamma: float | None,
 ) -> torch.Tensor:
-    """Returns the min-SNR-weighted v-prediction loss: mean_i w(t_i) |v_theta(x_t, t, c) - v|^2.
+    """Returns the v-prediction loss mean_i w(t_i) |v_theta(x_t, t, c) - v|^2.
 
-    For v-prediction the min-SNR weight is w(t) = min(SNR(t), gamma) / (SNR(t) + 1).
+    With ``min_snr_gamma`` the min-SNR weight for v-prediction, w(t) = min(SNR(t), gamma) / (SNR(t) + 1);
+    without it w = 1, which weighs high-noise steps (where layout and colour are decided) more.
     """
     n = x0.shape[0]
     t = torch.randint(scheduler.config.num_train_timesteps, (n,), generator=g)
     noise = torch.randn(x0.shape, generator=g)
     x_t = scheduler.add_noise(x0, noise, t)
     v = scheduler.get_velocity(x0, noise, t)
+    pred = unet(x_t, t, encoder_hidden_states=states).sample
+    if min_snr_gamma is None:
+        return F.mse_loss(pred, v)
     alpha_bar = scheduler.alphas_cumprod[t]
     snr = alpha_bar / (1 - alpha_bar)
     weight = snr.clamp(max=min_snr_gamma) / (snr + 1)
-    pred = unet(x_t, t, encoder_hidden_states=states).sample
     return (weight * F.mse_loss(pred, v, reduction="none").mean((1, 2, 3))).mean()
 
 
@@ -156,7 +160,11 @@ class Trainer:
     def export(self) -> None:
         info = {"step": self.step, "train_seconds": round(self.elapsed), "spec": spec_dict(self.cfg.spec),
                 "config": {k: v for k, v in asdict(self.cfg).items() if k != "spec"}, "history": self.history}
-        export_unet(self.ema_unet(), self.export_dir, info)
+        unet = self.ema_unet()
+        export_unet(unet, self.export_dir, info)
+        card = render_model_card(info, judge_path=default_judge_path(),
+                                 n_parameters=sum(p.numel() for p in unet.parameters()))
+        (self.export_dir.parent / "MODEL_CARD.md").write_text(card)
         logger.info("exported fp16 EMA weights at step %d to %s", self.step, self.export_dir)
 
     def evaluate(self, *, n_attributes: int, n_unsafe: int, steps: int, guidance: float) -> dict[str, float]:
@@ -179,10 +187,21 @@ class Trainer:
         logger.info("eval %s", json.dumps(record))
         return metrics
 
-    def run(self, *, checkpoint_every: int, eval_every: int, export_every: int, eval_kwargs: dict) -> None:
-        """Trains until ``cfg.steps``, checkpointing, evaluating and exporting on the way."""
+    def run(
+        self, *, checkpoint_every: int, eval_every: int = 0, export_every: int = 0, eval_kwargs: dict | None = None,
+        table: CaptionStates | None = None,
+    ) -> None:
+        """Trains until ``cfg.steps``, checkpointing, evaluating and exporting on the way.
+
+        Args:
+            checkpoint_every: steps between resume checkpoints.
+            eval_every: steps between judged evaluations (0: never).
+            export_every: steps between fp16 EMA exports (0: never).
+            eval_kwargs: arguments of ``evaluate``.
+            table: caption states; default: built (or loaded) in the cache folder.
+        """
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        table = CaptionStates.build(all_captions("train"), self.cache_dir)
+        table = table or CaptionStates.build(all_captions("train"), self.cache_dir)
         bar = tqdm(total=self.cfg.steps, initial=self.step, mininterval=30, file=sys.stderr, desc="train")
         running = None
         while self.step < self.cfg.steps:
@@ -204,7 +223,7 @@ class Trainer:
             if self.step % checkpoint_every == 0 or self.step == self.cfg.steps:
                 self.checkpoint()
             if eval_every and (self.step % eval_every == 0 or self.step == self.cfg.steps):
-                self.evaluate(**eval_kwargs)
+                self.evaluate(**(eval_kwargs or {}))
                 self.checkpoint()
             if export_every and (self.step % export_every == 0 or self.step == self.cfg.steps):
                 self.export()
@@ -223,6 +242,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--ema-decay", type=float, default=d.ema_decay)
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--min-snr-gamma", type=float, default=d.min_snr_gamma, help="0: plain v-prediction loss")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 leaves a core free)")
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="checkpoints, caption states, metrics")
     p.add_argument("--export-dir", type=Path, default=unet_dir(), help="where fp16 EMA weights are exported")
@@ -250,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     spec = UNetSpec(channels=args.channels, cross_attention=args.cross_attention, heads=args.heads,
                     layers_per_block=args.layers_per_block, transformer_layers=args.transformer_layers)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
-                      seed=args.seed, spec=spec)
+                      seed=args.seed, min_snr_gamma=args.min_snr_gamma or None, spec=spec)
     n_params = sum(p.numel() for p in build_unet(spec).parameters())
     logger.info("config %s; U-Net %.2f M parameters", json.dumps(asdict(replace(cfg))), n_params / 1e6)
     trainer = Trainer(cfg, args.cache_dir, args.export_dir)

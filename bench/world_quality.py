@@ -1,0 +1,64 @@
+"""The embedded world's quality bars, judged by its classifier, on un-edited generations.
+
+Usage: ``python bench/world_quality.py [--threads 2] [--per-style 60] [--unsafe 64] [--json out.json]``
+
+Prompt-following (object, colour, style read back by the judge), the unsafe motif on explicit and
+held-out implicit prompts, and its absence on neutral prompts, at the default steps and guidance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _timing import pin_threads, print_table  # noqa: E402
+
+from erasekit.worlds import embedded  # noqa: E402
+from erasekit.worlds.embedded.quality import QUALITY_BARS, measure_quality, meets_bars, quality_prompts  # noqa: E402
+from erasekit.worlds.embedded.renderer import STYLE_LABELS  # noqa: E402
+from erasekit.worlds.embedded.weights import training_info  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--per-style", type=int, default=60, help="attribute prompts per style (none included)")
+    parser.add_argument("--unsafe", type=int, default=64, help="prompts per unsafe group")
+    parser.add_argument("--steps", type=int, default=embedded.DEFAULT_STEPS)
+    parser.add_argument("--guidance", type=float, default=embedded.DEFAULT_GUIDANCE)
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--weights", type=Path, default=None, help="a U-Net folder instead of the shipped one")
+    parser.add_argument("--json", type=Path, default=None, help="also write the metrics here")
+    args = parser.parse_args()
+    pin_threads(args.threads)
+    pipe = embedded.load_pipeline(weights=args.weights)
+    pipe.set_progress_bar_config(disable=True)
+    judge = embedded.load_judge()
+
+    def generate(prompts: list[str], seed: int) -> list:
+        return pipe(prompts, num_inference_steps=args.steps, guidance_scale=args.guidance,
+                    generator=torch.Generator().manual_seed(seed)).images
+
+    prompts = quality_prompts(n_attributes=args.per_style * len(STYLE_LABELS), n_unsafe=args.unsafe, seed=args.seed)
+    start = time.perf_counter()
+    metrics = measure_quality(generate, judge, prompts)
+    seconds = time.perf_counter() - start
+    passed = meets_bars(metrics)
+    print_table([{"metric": name, "value": metrics[name], "bar": f"{op} {bar}", "pass": passed[name]}
+                 for name, (op, bar) in QUALITY_BARS.items()])
+    info = training_info(args.weights)
+    print(f"\n{len(prompts.attributes) + 2 * args.unsafe} images, {args.steps} steps, guidance {args.guidance}, "
+          f"{seconds:.0f} s; model trained {info.get('step', '?')} steps")
+    if args.json:
+        args.json.write_text(json.dumps({"metrics": metrics, "pass": passed, "steps": args.steps,
+                                         "guidance": args.guidance, "train_step": info.get("step")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

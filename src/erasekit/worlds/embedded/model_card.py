@@ -1,0 +1,86 @@
+"""Writes ``weights/MODEL_CARD.md`` from what training recorded (``training.json``) and the judge's metadata."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from safetensors import safe_open
+
+from .captions import all_captions
+from .quality import QUALITY_BARS, meets_bars
+from .renderer import COLOR_LABELS, OBJECT_LABELS, STYLE_LABELS
+from .text import CONTEXT_LENGTH
+
+
+def _judge_metrics(path: Path) -> dict[str, float]:
+    if not path.is_file():
+        return {}
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads((f.metadata() or {}).get("metrics", "{}"))
+
+
+def render_model_card(info: dict[str, Any], *, judge_path: Path, n_parameters: int) -> str:
+    """Returns the model card text for a U-Net exported with ``info`` (its ``training.json``)."""
+    cfg, spec = info.get("config", {}), info.get("spec", {})
+    history = info.get("history", [])
+    last = history[-1] if history else {}
+    judge = _judge_metrics(judge_path)
+    lines = [
+        "# erasekit embedded world: model card",
+        "",
+        "A small text-to-image diffusion model trained from scratch on a procedural world, shipped with erasekit so",
+        "that concept erasure can be run, attacked and scored offline on a CPU. Not a general image model.",
+        "",
+        "## Model",
+        f"- diffusers `UNet2DConditionModel`, {n_parameters / 1e6:.2f} M parameters, fp16 safetensors; blocks "
+        f"{spec.get('channels')} channels at 16x16 / 8x8 / 4x4, cross-attention {spec.get('cross_attention')} "
+        f"+ mid block, {spec.get('transformer_layers')} transformer layer(s), heads {spec.get('heads')}.",
+        "- Pixel space: a 32x32 RGB image is denoised as a 16x16x12 space-to-depth map (no VAE).",
+        f"- Text: frozen all-MiniLM-L6-v2 token states (384-d, {CONTEXT_LENGTH} tokens padded, no attention mask),",
+        "  reaching the U-Net only through cross-attention `attn2.to_k` / `attn2.to_v` (no pooled-text path).",
+        "- Objective: v-prediction, cosine schedule (1000 steps)"
+        + (f", min-SNR-gamma {cfg['min_snr_gamma']}" if cfg.get("min_snr_gamma") else "")
+        + f", caption dropout {cfg.get('cfg_drop')} for classifier-free guidance; sampler DPM-Solver++(2M).",
+        "",
+        "## Data",
+        f"- Renderer: {len(OBJECT_LABELS)} objects ({', '.join(OBJECT_LABELS)}), {len(COLOR_LABELS)} colours,",
+        f"  {len(STYLE_LABELS) - 1} artist styles + none ({', '.join(STYLE_LABELS[1:])}), and the unsafe stand-in for",
+        "  nudity: an unclothed (skin-coloured) person. New random placement and textures every step.",
+        f"- Captions: {len(all_captions('train'))} distinct training captions from templates and synonyms; explicit and",
+        "  implicit (I2P-like) unsafe phrasings. Held-out synonyms, paraphrases and templates never seen in training",
+        "  serve the generality tests.",
+        "",
+        "## Training",
+        f"- {info.get('step', '?')} steps of batch {cfg.get('batch_size')}, AdamW lr {cfg.get('lr')}, EMA "
+        f"{cfg.get('ema_decay')}; {info.get('train_seconds', 0) / 3600:.2f} h of CPU training (1 thread of a 2-core "
+        "machine), resumable across sessions.",
+        "- Retrain or continue: `python -m erasekit.worlds.embedded.train` (resumes from "
+        "`~/.cache/erasekit/embedded-train/`, else warm-starts from these weights).",
+        "",
+        "## Judge",
+        "- A 0.3 M-parameter CNN trained on rendered ground truth (`python -m erasekit.worlds.embedded.train_judge`);",
+        "  held-out accuracy on fresh renders: "
+        + (", ".join(f"{k.removeprefix('heldout_')} {v:.3f}" for k, v in judge.items() if k.startswith("heldout_"))
+           or "not recorded") + ".",
+        "",
+        "## Quality (judged, un-edited generations)",
+    ]
+    if last:
+        passed = meets_bars(last)
+        lines += [f"At step {last['step']}, {last.get('steps')} sampling steps, guidance {last.get('guidance')} "
+                  "(training-time evaluation; `bench/world_quality.py` measures it on more prompts):", "",
+                  "| metric | value | bar | met |", "|---|---|---|---|"]
+        lines += [f"| {name} | {last[name]:.3f} | {op} {bar} | {'yes' if passed.get(name) else 'no'} |"
+                  for name, (op, bar) in QUALITY_BARS.items() if name in last]
+        if len(history) > 1:
+            lines += ["", "Progress (step: object / colour / style accuracy): "
+                      + "; ".join(f"{h['step']}: {h['object_acc']:.2f} / {h['color_acc']:.2f} / {h['style_acc']:.2f}"
+                                  for h in history)]
+    else:
+        lines.append("Not measured yet.")
+    lines += ["", "## Limitations",
+              "- 32x32 pictograms; knows only its own vocabulary. Prompts beyond 24 tokens are truncated.",
+              "- Artist names stand for synthetic textures, not the artists' work.", ""]
+    return "\n".join(lines)
