@@ -118,6 +118,35 @@ class PipelineEncoder:
             )
 
 
+@dataclass(frozen=True)
+class ErasePairs:
+    """Erase rows and the guide row each one is mapped to.
+
+    Guides repeat (one guide text serves many concepts), so the guide side is stored once per
+    distinct guide position: ``G = guide_rows[guide_of]``. The closed forms use this to form
+    ``CᵀG`` without materialising G.
+
+    Attributes:
+        C: ``[n, d]`` erase rows.
+        guide_rows: ``[u, d]`` the distinct guide states.
+        guide_of: ``[n]`` index into ``guide_rows`` of each erase row's guide.
+    """
+
+    C: Tensor
+    guide_rows: Tensor
+    guide_of: Tensor
+
+    @property
+    def G(self) -> Tensor:
+        """``[n, d]`` the guide row of each erase row."""
+        return self.guide_rows[self.guide_of]
+
+    @staticmethod
+    def aligned(C: Tensor, G: Tensor) -> ErasePairs:
+        """Pairs from two aligned ``[n, d]`` tensors."""
+        return ErasePairs(C, G, torch.arange(G.shape[0]))
+
+
 def erase_rows(
     encoder: PromptEncoder,
     erase: Sequence[str],
@@ -125,8 +154,8 @@ def erase_rows(
     *,
     tokens: TokenSpan = "span",
     alignment: GuideAlignment = "reference",
-) -> tuple[Tensor, Tensor]:
-    """Erase rows ``C_erase`` and their aligned guide rows ``C_guide``, both ``[n, d]``.
+) -> ErasePairs:
+    """Erase rows ``C`` and their aligned guide rows, as :class:`ErasePairs`.
 
     ``tokens="span"`` is UCE's ``train_erase.py`` (commit bd5fb51): for each pair, the states from
     the concept's last word token to the end of the padded sequence, paired position by position
@@ -138,21 +167,19 @@ def erase_rows(
     """
     if len(erase) != len(guide):
         raise ConfigError(f"{len(erase)} concepts but {len(guide)} guides: give one guide, or one per concept.")
-    enc_e, enc_g = encoder(list(erase)), encoder(list(guide))
+    distinct = list(dict.fromkeys(guide))
+    enc_e, enc_g = encoder(list(erase)), encoder(distinct)
     L = enc_e.states.shape[1]
-    C, G = [], []
-    for k in range(len(erase)):
-        i, j = int(enc_e.last_word[k]), int(enc_g.last_word[k])
+    which = {g: k for k, g in enumerate(distinct)}
+    C, guide_of = [], []
+    for k, text in enumerate(guide):
+        i, j = int(enc_e.last_word[k]), int(enc_g.last_word[which[text]])
         if alignment == "skip_bos":
             j = max(j, 1)
-        if tokens == "last":
-            C.append(enc_e.states[k, i : i + 1])
-            G.append(enc_g.states[k, j : j + 1])
-            continue
-        far = max(i, j)
-        C.append(enc_e.states[k, i : L - (far - i)])
-        G.append(enc_g.states[k, j : L - (far - j)])
-    return torch.cat(C), torch.cat(G)
+        n = 1 if tokens == "last" else L - max(i, j)
+        C.append(enc_e.states[k, i : i + n])
+        guide_of.append(torch.arange(j, j + n) + which[text] * L)
+    return ErasePairs(torch.cat(C), enc_g.states.reshape(-1, enc_g.states.shape[-1]), torch.cat(guide_of))
 
 
 def keep_rows(encoder: PromptEncoder, keep: Sequence[str], *, tokens: TokenSpan = "span") -> Tensor:

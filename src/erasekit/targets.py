@@ -63,11 +63,11 @@ class Targets:
         ``originals`` replaces live weights that an applied edit has changed, so the fingerprint
         is always the one of the un-edited base model.
         """
-        if originals is None and self._fingerprint is not None:
+        if not originals and self._fingerprint is not None:
             return self._fingerprint
         weights = {t.name: (originals or {}).get(t.name, t.weight) for t in self.items}
         value = fingerprint(weights)
-        if originals is None:
+        if not originals:
             self._fingerprint = value
         return value
 

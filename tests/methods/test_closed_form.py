@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import torch
 
-from erasekit.methods._closed_form import F64, Factor, ridge_factor
+from erasekit.concepts import ErasePairs
+from erasekit.methods._closed_form import F64, Factor, pair_stats, ridge_factor
 
 
 def rand_factor(d, r, seed):
@@ -28,8 +29,8 @@ def test_dense_and_low_rank_branches_agree():
     d = 12
     C, G, K = (torch.randn(n, d, generator=g) for n in (d, d, 4))
     kw = dict(lamb=0.5, erase_scale=1.0, keep_weights=torch.full((4,), 0.3))
-    dense = ridge_factor(C, G, K, **kw)  # n == d: dense branch
-    low = ridge_factor(C[: d - 1], G[: d - 1], K, **kw)
+    dense = ridge_factor(ErasePairs.aligned(C, G), K, **kw)  # n == d: dense branch
+    low = ridge_factor(ErasePairs.aligned(C[: d - 1], G[: d - 1]), K, **kw)
     assert dense.dense and not low.dense
     # both equal the textbook form T = (λI + es GᵀC + KᵀwK)(λI + es CᵀC + KᵀwK)⁻¹
     for f, n in ((dense, d), (low, d - 1)):
@@ -39,3 +40,13 @@ def test_dense_and_low_rank_branches_agree():
             0.5 * torch.eye(d, dtype=F64) + C64.T @ C64 + KK
         )
         torch.testing.assert_close(f.matrix(), T)
+
+
+def test_pair_stats_with_shared_guide_rows_equal_the_dense_products():
+    g = torch.Generator().manual_seed(0)
+    C, guide_rows = torch.randn(50, 8, generator=g), torch.randn(5, 8, generator=g)
+    guide_of = torch.randint(0, 5, (50,), generator=g)
+    CtC, CtG = pair_stats(ErasePairs(C, guide_rows, guide_of), chunk=7)
+    C64, G64 = C.double(), guide_rows[guide_of].double()
+    torch.testing.assert_close(CtC, C64.T @ C64)
+    torch.testing.assert_close(CtG, C64.T @ G64)

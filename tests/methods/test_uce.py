@@ -51,7 +51,7 @@ def test_uce_last_token_variant_matches_reference(any_pipe):
 def test_delta_rank_bounded_by_erase_rows():
     pipe = tiny_pipeline("sd1", text_dim=96)
     edit = erasekit.erase(pipe, ["dog"], method="uce")
-    n_rows = erase_rows(PipelineEncoder(pipe), ["dog"], [" "])[0].shape[0]
+    n_rows = erase_rows(PipelineEncoder(pipe), ["dog"], [" "]).C.shape[0]
     for name in edit.updates:
         assert torch.linalg.matrix_rank(edit.delta(name).double(), rtol=1e-6) <= n_rows
 
@@ -60,7 +60,8 @@ def test_without_keep_and_small_lambda_erase_rows_map_to_guide_outputs():
     pipe = tiny_pipeline("sd1", text_dim=96)
     enc = PipelineEncoder(pipe)
     edit = erasekit.erase(pipe, ["dog"], method="uce", tokens="last", guides=["a cat"], lamb=1e-6, preserve_scale=0.0)
-    C, G = erase_rows(enc, ["dog"], ["a cat"], tokens="last")
+    pairs = erase_rows(enc, ["dog"], ["a cat"], tokens="last")
+    C, G = pairs.C, pairs.G
     for t in erasekit.targets.find_targets(pipe.unet):
         W = t.weight.double()
         W_new = W + edit.delta(t.name).double()

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..concepts import ErasePairs
 from ..errors import ConfigError, NumericalError
 from ..targets import Target
 
@@ -108,15 +109,36 @@ def spd_solve(M: Tensor, rhs: Tensor, *, name: str, psd_trace: float, lamb: floa
     return torch.cholesky_solve(rhs, L), cond
 
 
-def weighted_gram(X: Tensor, w: float | Tensor) -> Tensor:
+def weighted_gram(X: Tensor, w: Tensor) -> Tensor:
     """``Xᵀ diag(w) X`` in float64, ``[d, d]`` for ``X: [n, d]``."""
     X = X.to(F64)
-    return (X * w).T @ X if isinstance(w, float) else (X * w.to(F64)[:, None]).T @ X
+    return (X * w.to(F64)[:, None]).T @ X
+
+
+def pair_stats(pairs: ErasePairs, *, chunk: int = 8192) -> tuple[Tensor, Tensor]:
+    """``(CᵀC, CᵀG)``, both ``[d, d]`` float64, in chunks and without materialising G.
+
+    ``CᵀG = Σ_i c_i g_iᵀ = Sᵀ guide_rows`` where ``S`` sums the erase rows that share a guide row:
+    with one guide for 1000 concepts, the second product costs O(n d) instead of O(n d²).
+    """
+    d = pairs.C.shape[1]
+    CtC = torch.zeros(d, d, dtype=F64)
+    S = torch.zeros(pairs.guide_rows.shape[0], d, dtype=F64)
+    for start in range(0, pairs.C.shape[0], chunk):
+        c = pairs.C[start : start + chunk].to(F64)
+        CtC.addmm_(c.T, c)
+        S.index_add_(0, pairs.guide_of[start : start + chunk], c)
+    return CtC, S.T @ pairs.guide_rows.to(F64)
+
+
+def check_finite(**tensors: Tensor) -> None:
+    for name, X in tensors.items():
+        if not torch.isfinite(X).all():
+            raise NumericalError(f"The {name} embeddings hold NaN or Inf: check the text encoder's weights.")
 
 
 def ridge_factor(
-    C: Tensor,
-    G: Tensor,
+    pairs: ErasePairs,
     K: Tensor,
     *,
     lamb: float,
@@ -126,8 +148,7 @@ def ridge_factor(
     """UCE's closed form as ``T − I = U A`` (see the module docstring).
 
     Args:
-        C: ``[n, d]`` erase rows ``c_i``.
-        G: ``[n, d]`` guide rows ``g_i`` (the edited layer should map ``c_i`` to ``W_old g_i``).
+        pairs: erase rows ``c_i`` and their guide rows ``g_i`` (the edited layer maps ``c_i`` to ``W_old g_i``).
         K: ``[m, d]`` keep rows ``k_j`` (may be empty).
         lamb: λ > 0.
         erase_scale: ``es``, weight of every erase row.
@@ -135,22 +156,21 @@ def ridge_factor(
     """
     if lamb <= 0:
         raise ConfigError(f"λ must be > 0, got {lamb}: with λ = 0 the system is singular when n < d_in.")
-    for name, X in (("erase", C), ("guide", G), ("keep", K)):
-        if not torch.isfinite(X).all():
-            raise NumericalError(f"The {name} embeddings hold NaN or Inf: check the text encoder's weights.")
-    d = C.shape[1]
-    C64, D64 = C.to(F64), (G.to(F64) - C.to(F64))
-    M = lamb * torch.eye(d, dtype=F64) + erase_scale * (C64.T @ C64)
-    trace = erase_scale * float((C64 * C64).sum())
+    CtC, CtG = pair_stats(pairs)
+    check_finite(erase=CtC, guide=CtG)
+    n, d = pairs.C.shape
+    M = lamb * torch.eye(d, dtype=F64) + erase_scale * CtC
+    trace = erase_scale * float(torch.trace(CtC))
     if K.numel():
+        check_finite(keep=K)
         M += weighted_gram(K, keep_weights)
         trace += float((K.to(F64) ** 2 * keep_weights.to(F64)[:, None]).sum())
-    if C.shape[0] >= d:  # dense is cheaper: U A = es (G − C)ᵀ C M⁻¹, M symmetric
-        rhs = erase_scale * (C64.T @ D64)  # [d, d] = (es Dᵀ C)ᵀ
-        P_T, cond = spd_solve(M, rhs, name="UCE", psd_trace=trace, lamb=lamb)  # M⁻¹ Cᵀ D es = (U A)ᵀ
+    if n >= d:  # dense is cheaper: (U A)ᵀ = es M⁻¹ Cᵀ(G − C), M symmetric
+        P_T, cond = spd_solve(M, erase_scale * (CtG - CtC), name="UCE", psd_trace=trace, lamb=lamb)
         return Factor(P_T.T.contiguous(), torch.eye(d, dtype=F64), cond, dense=True)
+    C64 = pairs.C.to(F64)
     A_T, cond = spd_solve(M, C64.T, name="UCE", psd_trace=trace, lamb=lamb)  # [d, n] = M⁻¹ Cᵀ
-    return Factor(erase_scale * D64.T, A_T.T.contiguous(), cond)
+    return Factor(erase_scale * (pairs.G.to(F64) - C64).T, A_T.T.contiguous(), cond)
 
 
 @torch.no_grad()

@@ -26,7 +26,7 @@ from ..concepts import GuideAlignment, TokenSpan, erase_rows, keep_rows
 from ..edit import Edit
 from ..errors import ConfigError
 from . import EraseRequest, register
-from ._closed_form import F64, Factor, layer_updates, spd_solve
+from ._closed_form import F64, Factor, check_finite, layer_updates, pair_stats, spd_solve
 
 
 @dataclass(frozen=True)
@@ -65,22 +65,27 @@ def keep_projector(K: Tensor, *, keep_energy: float, rank_tol: float) -> tuple[T
 def nullspace(request: EraseRequest, cfg: NullspaceConfig) -> Edit:
     """Closed form whose update leaves the preserved embeddings' outputs unchanged (SPEED-like)."""
     guides = [" " if g == "" and cfg.tokens == "span" else g for g in request.guides_or(cfg.guide)]
-    C, G = erase_rows(request.encoder, request.concepts, guides, tokens=cfg.tokens, alignment=cfg.alignment)
+    pairs = erase_rows(request.encoder, request.concepts, guides, tokens=cfg.tokens, alignment=cfg.alignment)
     K = keep_rows(request.encoder, ["", *request.preserve], tokens=cfg.tokens)
-    d = C.shape[1]
+    n, d = pairs.C.shape
     Q, r = keep_projector(K, keep_energy=cfg.keep_energy, rank_tol=cfg.rank_tol)
     if r >= d:
         raise ConfigError(
             f"The preserve set spans all {d} embedding directions, so no update can leave it unchanged. "
             "Preserve fewer concepts, or protect only its leading directions with --set keep_energy=0.99."
         )
-    C64 = C.to(F64)
-    C_hat = C64 @ Q  # [n, d], erase rows with the protected directions removed
-    M = cfg.lamb * torch.eye(d, dtype=F64) + cfg.erase_scale * (C_hat.T @ C_hat)
-    trace = cfg.erase_scale * float((C_hat**2).sum())
-    A_T, cond = spd_solve(M, C_hat.T, name="null-space", psd_trace=trace, lamb=cfg.lamb)  # [d, n]
-    A_T = Q @ A_T  # exact in theory; re-projecting removes the solve's rounding from the keep span
-    factor = Factor(cfg.erase_scale * (G.to(F64) - C64).T, A_T.T.contiguous(), cond).compact()
+    CtC, CtG = pair_stats(pairs)
+    check_finite(erase=CtC, guide=CtG)
+    M = cfg.lamb * torch.eye(d, dtype=F64) + cfg.erase_scale * (Q @ CtC @ Q)  # λI + es ĈᵀĈ, Ĉ = C Q
+    trace = cfg.erase_scale * float(torch.trace(Q @ CtC @ Q))
+    # Re-projecting with Q is exact in theory; it removes the solve's rounding from the keep span.
+    if n >= d:  # dense: (U A)ᵀ = es M⁻¹ Q Cᵀ(G − C)
+        P_T, cond = spd_solve(M, cfg.erase_scale * Q @ (CtG - CtC), name="null-space", psd_trace=trace, lamb=cfg.lamb)
+        factor = Factor((Q @ P_T).T.contiguous(), torch.eye(d, dtype=F64), cond, dense=True)
+    else:  # U = es (G − C)ᵀ, A = Ĉ M⁻¹
+        C64 = pairs.C.to(F64)
+        A_T, cond = spd_solve(M, Q @ C64.T, name="null-space", psd_trace=trace, lamb=cfg.lamb)
+        factor = Factor(cfg.erase_scale * (pairs.G.to(F64) - C64).T, (Q @ A_T).T.contiguous(), cond)
     updates = layer_updates(request.layers(edit_keys=cfg.edit_keys), factor)
     info = {"rank": factor.rank, "cond": cond, "protected_directions": r}
     return request.make_edit("nullspace", cfg, updates, guides=guides, info=info)

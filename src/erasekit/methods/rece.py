@@ -34,7 +34,7 @@ from typing import overload
 import torch
 from torch import Tensor
 
-from ..concepts import GuideAlignment
+from ..concepts import ErasePairs, GuideAlignment
 from ..edit import Edit
 from ..errors import ConfigError
 from . import EraseRequest, register
@@ -103,18 +103,22 @@ def rece(request: EraseRequest, cfg: RECEConfig) -> Edit:
     factor, guides = uce_factor(request, cfg.uce())
     S = request.targets.gram()
     L = request.encoder.max_length
-    C_full = request.encoder(list(request.concepts)).states.reshape(-1, S.shape[0])  # [n_c L, d]
-    G_full = request.encoder(guides).states.reshape(-1, S.shape[0])
+    d = S.shape[0]
+    C_full = request.encoder(list(request.concepts)).states.reshape(-1, d)  # [n_c L, d], every position
+    distinct = list(dict.fromkeys(guides))
+    guide_rows = request.encoder(distinct).states.reshape(-1, d)  # the guide's full sequence, paired 1:1
+    guide_of = torch.cat([torch.arange(L) + distinct.index(g) * L for g in guides])
     if request.preserve:
         retain, per_row = ["", *request.preserve], cfg.preserve_scale
     else:  # train.py: retain_texts = [' ' for _ in concepts], identical rows, so one copy weighted n_c
         retain, per_row = [" "], cfg.preserve_scale * len(request.concepts)
-    K = request.encoder(retain).states.reshape(-1, S.shape[0])
+    K = request.encoder(retain).states.reshape(-1, d)
     keep_w = torch.full((K.shape[0],), per_row)
     factors = [factor]
     for _ in range(cfg.epochs):
         C_adv = derived_embeddings(S, factor.matrix(), C_full, cfg.reg_lamb)
-        step = ridge_factor(C_adv, G_full, K, lamb=cfg.lamb, erase_scale=cfg.erase_scale, keep_weights=keep_w)
+        pairs = ErasePairs(C_adv, guide_rows, guide_of)
+        step = ridge_factor(pairs, K, lamb=cfg.lamb, erase_scale=cfg.erase_scale, keep_weights=keep_w)
         factor = factor.then(step)
         factors.append(factor)
     layers = request.layers(edit_keys=cfg.edit_keys)

@@ -56,12 +56,12 @@ class UCEConfig:
 def uce_factor(request: EraseRequest, cfg: UCEConfig) -> tuple[Factor, list[str]]:
     """``T − I`` of UCE Eq. 7 for ``request`` and the guides used."""
     guides = [" " if g == "" and cfg.tokens == "span" else g for g in request.guides_or(cfg.guide)]
-    C, G = erase_rows(request.encoder, request.concepts, guides, tokens=cfg.tokens, alignment=cfg.alignment)
+    pairs = erase_rows(request.encoder, request.concepts, guides, tokens=cfg.tokens, alignment=cfg.alignment)
     retain = ["", *request.preserve]
     ps = cfg.preserve_scale if cfg.preserve_scale is not None else max(0.1, 1 / len(retain))
     K = keep_rows(request.encoder, retain, tokens=cfg.tokens)
     factor = ridge_factor(
-        C, G, K, lamb=cfg.lamb, erase_scale=cfg.erase_scale, keep_weights=torch.full((K.shape[0],), ps)
+        pairs, K, lamb=cfg.lamb, erase_scale=cfg.erase_scale, keep_weights=torch.full((K.shape[0],), ps)
     )
     return factor, guides
 
