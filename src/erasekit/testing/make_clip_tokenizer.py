@@ -31,10 +31,19 @@ def main(bpe_gz: str) -> None:
     OUT.mkdir(exist_ok=True)
     (OUT / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}))
     (OUT / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
-    (OUT / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "bos_token": "<|startoftext|>",
-        "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
-    }, indent=1))
+    (OUT / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "CLIPTokenizer",
+                "model_max_length": 77,
+                "bos_token": "<|startoftext|>",
+                "eos_token": "<|endoftext|>",
+                "pad_token": "<|endoftext|>",
+                "unk_token": "<|endoftext|>",
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":
