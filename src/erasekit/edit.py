@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -65,7 +66,7 @@ class Edit:
     preserve: list[str] = field(default_factory=list)
     fingerprint: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
-    candidates: list[Edit] = field(default_factory=list, repr=False)
+    candidates: Sequence[Edit] = field(default_factory=tuple, repr=False)
 
     # ---- the update itself -------------------------------------------------------------------
     def delta(self, name: str) -> Tensor:
