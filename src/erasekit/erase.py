@@ -61,9 +61,9 @@ def erase(
             raise ConfigError(f"{len(concepts)} concepts but {len(guides)} guides: give one guide, or one each.")
     if encoder is None:
         encoder = PipelineEncoder(pipe)
-    check = getattr(encoder, "check_concept", None)
-    for text in concepts if check else ():
-        check(text)
+    if isinstance(encoder, PipelineEncoder):  # a custom encoder checks its own input
+        for text in concepts:
+            encoder.check_concept(text)
     if targets is None:
         targets = find_targets(pipe.unet)
     request = methods.EraseRequest(
