@@ -24,11 +24,12 @@ from diffusers import UNet2DConditionModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.oracle: the reference transcription
 
-import erasekit  # noqa: E402
-from bench._timing import pin_threads, print_table, timed  # noqa: E402
-from erasekit.concepts import Encoded  # noqa: E402
-from erasekit.targets import find_targets  # noqa: E402
-from tests import oracle  # noqa: E402
+from bench._timing import pin_threads, print_table, timed
+from tests import oracle
+
+import erasekit
+from erasekit.concepts import Encoded
+from erasekit.targets import find_targets
 
 SD14_UNET = dict(
     act_fn="silu",
@@ -107,36 +108,45 @@ def main() -> None:
     ]
     rows = []
     for label, method, n, overrides in cases:
-        concepts = ["nudity"] if n == 1 else [f"concept{i}" for i in range(n)]
-        enc(concepts + [" ", ""])  # text encoding excluded: fill the cache first
-
-        def fast(method=method, concepts=concepts, overrides=overrides):
-            return erasekit.erase(pipe, concepts, method, encoder=enc, targets=targets, **overrides)
-
-        med, best, edit = timed(fast, repeats=args.repeats if n < 1000 else max(3, args.repeats // 2))
-        reference = {
-            "uce": lambda: oracle.uce_reference(enc.oracle, weights, concepts, [" "] * n, [""], 0.5, 1.0, 1.0),
-            "rece": lambda: oracle.rece_reference(
-                enc.oracle, weights, concepts, " ", [" "] * n, 5, 0.1, 0.1, 1.0, 0.1, 0.5, 1.0, [""]
-            ),
-            "nullspace": lambda: oracle.nullspace_reference(enc.oracle, weights, concepts, [" "] * n, [""], 0.5, 1.0, 1e-6),
-        }[method]
-        if n == 1000 and args.skip_naive_1000:
-            naive_med, err = float("nan"), float("nan")
-        else:
-            naive_med, _, ref = timed(reference, repeats=1 if n == 1000 else args.naive_repeats, warmup=0)
-            err = oracle.max_rel_err({k: edit.delta(k) for k in edit.updates}, ref)
-        rows.append(
-            {"case": label, "median_s": med, "min_s": best, "naive_median_s": naive_med,
-             "ratio": naive_med / med, "max_rel_err": err, "rank": edit.info["rank"]}
-        )  # fmt: skip
-        print(f"{label}: {med:.4f} s (reference {naive_med:.3f} s)", flush=True)
+        rows.append(run_case(args, pipe, targets, weights, enc, label, method, n, overrides))
+        print(f"{label}: {rows[-1]['median_s']:.4f} s (reference {rows[-1]['naive_median_s']:.3f} s)", flush=True)
     print()
     print_table(rows)
     print("\nFirst call on a new model also hashes its weights (fingerprint) and, for RECE, caches Σ WᵀW:")
     fresh = find_targets(unet)
-    med, _, _ = timed(lambda: erasekit.erase(pipe, ["nudity"], "rece", encoder=enc, targets=fresh, epochs=5), repeats=1, warmup=0)
-    print(f"rece, 1 concept, 5 epochs, cold: {med:.3f} s")
+    cold = timed(lambda: erasekit.erase(pipe, ["nudity"], "rece", encoder=enc, targets=fresh, epochs=5), repeats=1)
+    print(f"rece, 1 concept, 5 epochs, cold: {cold[0]:.3f} s")
+
+
+def run_case(args, pipe, targets, weights, enc, label, method, n, overrides) -> dict:
+    """Time the fast path and the reference on one case; compare their ΔW."""
+    concepts = ["nudity"] if n == 1 else [f"concept{i}" for i in range(n)]
+    enc([*concepts, " ", ""])  # text encoding excluded: fill the cache first
+    med, best, edit = timed(
+        lambda: erasekit.erase(pipe, concepts, method, encoder=enc, targets=targets, **overrides),
+        repeats=args.repeats if n < 1000 else max(3, args.repeats // 2),
+    )
+    guides = [" "] * n
+    reference = {
+        "uce": lambda: oracle.uce_reference(enc.oracle, weights, concepts, guides, [""], 0.5, 1.0, 1.0),
+        "rece": lambda: oracle.rece_reference(
+            enc.oracle, weights, concepts, " ", guides, 5, 0.1, 0.1, 1.0, 0.1, 0.5, 1.0, [""]
+        ),
+        "nullspace": lambda: oracle.nullspace_reference(enc.oracle, weights, concepts, guides, [""], 0.5, 1.0, 1e-6),
+    }[method]
+    naive_med, err = float("nan"), float("nan")
+    if not (n == 1000 and args.skip_naive_1000):
+        naive_med, _, ref = timed(reference, repeats=1 if n == 1000 else args.naive_repeats, warmup=0)
+        err = oracle.max_rel_err({k: edit.delta(k) for k in edit.updates}, ref)
+    return {
+        "case": label,
+        "median_s": med,
+        "min_s": best,
+        "naive_median_s": naive_med,
+        "ratio": naive_med / med,
+        "max_rel_err": err,
+        "rank": edit.info["rank"],
+    }
 
 
 if __name__ == "__main__":
