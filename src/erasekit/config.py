@@ -55,20 +55,13 @@ def parse_value(value: Any, annotation: Any, where: str) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
-    elif annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+    elif annotation in (int, float):
+        exact = int if annotation is int else (int, float)
+        if isinstance(value, exact) and not isinstance(value, bool):
+            return annotation(value)
         if isinstance(value, str):
             try:
-                return int(value)
-            except ValueError:
-                pass
-    elif annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
+                return annotation(value)
             except ValueError:
                 pass
     elif annotation is str:
