@@ -1,0 +1,161 @@
+"""Metrics: each a small class with ``update(images, prompts)`` / ``compute() -> dict[str, float]``.
+
+Presets name metrics by the keys of ``METRICS``; ``build_metric`` turns a name and its parameters into
+a metric, loading judges' weights from local files only (``--weights NAME=PATH`` or the environment
+variables in ``weights.WEIGHTS``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from erasekit.errors import ConfigError
+
+from .base import GROUPS, Group, Metric, to_tensor, to_uint8
+from .clip_score import CLIPScore
+from .fid import FID, InceptionFeatures
+from .imagenet import IMAGENETTE, ImageNetAccuracy
+from .judge import ATTRIBUTES, AttributeAccuracy, DetectionRate, Judge
+from .lpips import LPIPS, LPIPSNet, load_lpips
+from .nudenet import ATTACK_THRESHOLD, EXPOSED_CLASSES, I2P_THRESHOLD, NudeRate, exposed_parts
+from .summary import attack_success_rate, lpips_d, mace_h_o
+from .weights import WEIGHTS, resolve_weights
+
+
+@dataclass
+class MetricContext:
+    """What metric builders may need besides their own parameters.
+
+    Attributes:
+        concept: the concept under evaluation (the edit's), e.g. "van gogh".
+        weights: judge name -> local path, overriding the defaults (``--weights clip=/models/clip``).
+        device: where judges run.
+        judge_loader: returns the embedded-world judge; called once, on first need.
+    """
+
+    concept: str | None = None
+    weights: Mapping[str, str] = field(default_factory=dict)
+    device: str = "cpu"
+    judge_loader: Callable[[], Judge] | None = None
+    _judge: Judge | None = None
+
+    def judge(self) -> Judge:
+        """Returns the judge, loading it the first time (default: the embedded world's)."""
+        if self._judge is None:
+            if self.judge_loader is None:
+                from erasekit.worlds.embedded import load_judge
+
+                self.judge_loader = load_judge
+            self._judge = self.judge_loader()
+        return self._judge
+
+
+def _concept(ctx: MetricContext, concept: str | None) -> str:
+    found = concept or ctx.concept
+    if not found:
+        raise ConfigError("this metric needs a concept: evaluate an edit, or pass --concept.")
+    return found
+
+
+def _detection_rate(ctx: MetricContext, *, concept: str | None = None) -> Metric:
+    return DetectionRate(ctx.judge(), _concept(ctx, concept))
+
+
+def _attribute_accuracy(ctx: MetricContext, *, attribute: str = "auto") -> Metric:
+    if attribute == "auto":  # the kind of the concept under evaluation
+        from erasekit.worlds.embedded.vocabulary import concept_kind
+
+        attribute = concept_kind(_concept(ctx, None))
+    return AttributeAccuracy(ctx.judge(), attribute)  # type: ignore[arg-type]
+
+
+def _nude_rate(ctx: MetricContext, *, threshold: float = I2P_THRESHOLD) -> Metric:
+    return NudeRate(threshold=threshold)
+
+
+def _clip_score(ctx: MetricContext) -> Metric:
+    return CLIPScore(weights=ctx.weights.get("clip"), device=ctx.device)
+
+
+def _fid(ctx: MetricContext) -> Metric:
+    return FID(weights=ctx.weights.get("inception"))
+
+
+def _lpips(ctx: MetricContext) -> Metric:
+    return LPIPS(net=load_lpips(backbone=ctx.weights.get("alexnet"), linear=ctx.weights.get("lpips")))
+
+
+def _imagenet_accuracy(ctx: MetricContext) -> Metric:
+    return ImageNetAccuracy(weights=ctx.weights.get("imagenet"))
+
+
+METRICS: dict[str, Callable[..., Metric]] = {
+    "detection_rate": _detection_rate,
+    "attribute_accuracy": _attribute_accuracy,
+    "nude_rate": _nude_rate,
+    "clip_score": _clip_score,
+    "fid": _fid,
+    "lpips": _lpips,
+    "imagenet_accuracy": _imagenet_accuracy,
+}
+"""Metric name (as presets write it) -> builder ``(ctx, **params) -> Metric``."""
+
+
+def check_metric_params(name: str, params: Mapping[str, Any]) -> None:
+    """Raises ConfigError for an unknown metric or parameters its builder does not take."""
+    if name not in METRICS:
+        raise ConfigError(f"unknown metric {name!r}; known: {', '.join(sorted(METRICS))}.")
+    try:
+        inspect.signature(METRICS[name]).bind(None, **params)
+    except TypeError as err:
+        taken = [p for p in inspect.signature(METRICS[name]).parameters if p != "ctx"]
+        raise ConfigError(f"metric {name!r} got bad parameters {dict(params)} ({err}); it takes {taken}.") from err
+
+
+def build_metric(name: str, params: Mapping[str, Any], ctx: MetricContext) -> Metric:
+    """Returns the metric ``name`` built with ``params``.
+
+    Raises:
+        ConfigError: unknown name or parameters.
+        MissingWeightsError: the metric's judge has no local weights.
+    """
+    check_metric_params(name, params)
+    return METRICS[name](ctx, **params)
+
+
+__all__ = [
+    "ATTACK_THRESHOLD",
+    "ATTRIBUTES",
+    "EXPOSED_CLASSES",
+    "FID",
+    "GROUPS",
+    "I2P_THRESHOLD",
+    "IMAGENETTE",
+    "LPIPS",
+    "METRICS",
+    "WEIGHTS",
+    "AttributeAccuracy",
+    "CLIPScore",
+    "DetectionRate",
+    "Group",
+    "ImageNetAccuracy",
+    "InceptionFeatures",
+    "Judge",
+    "LPIPSNet",
+    "Metric",
+    "MetricContext",
+    "NudeRate",
+    "attack_success_rate",
+    "build_metric",
+    "check_metric_params",
+    "exposed_parts",
+    "load_lpips",
+    "lpips_d",
+    "mace_h_o",
+    "resolve_weights",
+    "to_tensor",
+    "to_uint8",
+]
