@@ -136,22 +136,44 @@ def rece_reference(
     uce_lamb,
     uce_preserve_scale,
     uce_retain,
+    with_to_k=True,
 ):
-    """train.py: a UCE edit, then per epoch close_form_emb_regzero + edit_model_adversarial. {name: dW}."""
+    """train.py: a UCE edit, then per epoch close_form_emb_regzero + edit_model_adversarial. {name: dW}.
+
+    Eq. 8 always sums over every to_k and to_v (close_form_emb is called with with_to_k=True); the edits
+    touch to_k only if `with_to_k`.
+    """
+    edited = [n for n in orig if with_to_k or n.endswith("to_v")]
     uce = uce_reference(
-        encode, orig, concepts, [guide] * len(concepts), uce_retain, uce_lamb, erase_scale, uce_preserve_scale
+        encode,
+        {n: orig[n] for n in edited},
+        concepts,
+        [guide] * len(concepts),
+        uce_retain,
+        uce_lamb,
+        erase_scale,
+        uce_preserve_scale,
     )
-    cur = {n: orig[n] + uce[n] for n in orig}
+    cur = {n: orig[n] + uce.get(n, 0) for n in orig}
     for _ in range(epochs):
         adv_emb_list, new_emb_list = [], []
         for concept in concepts:
             (input_embedding, new_embedding), _ = encode([concept, " " if guide == "" else guide])
             adv_emb_list.append(close_form_emb_regzero(cur, orig, input_embedding, regular_scale))
             new_emb_list.append(new_embedding)
-        cur = edit_model_adversarial(
-            encode, cur, adv_emb_list, new_emb_list, retain_texts, lamb, erase_scale, preserve_scale
+        cur.update(
+            edit_model_adversarial(
+                encode,
+                {n: cur[n] for n in edited},
+                adv_emb_list,
+                new_emb_list,
+                retain_texts,
+                lamb,
+                erase_scale,
+                preserve_scale,
+            )
         )
-    return {n: cur[n] - orig[n] for n in orig}
+    return {n: cur[n] - orig[n] for n in edited}
 
 
 def nullspace_reference(encode, weights, concepts, guides, keep_texts, lamb, erase_scale, rank_tol):

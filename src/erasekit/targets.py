@@ -42,7 +42,7 @@ class Targets:
 
     items: tuple[Target, ...]
     _fingerprint: str | None = field(default=None, repr=False)
-    _gram: Tensor | None = field(default=None, repr=False)
+    _grams: dict[str, Tensor] = field(default_factory=dict, repr=False)
 
     def __iter__(self) -> Iterator[Target]:
         return iter(self.items)
@@ -72,14 +72,16 @@ class Targets:
         return value
 
     @torch.no_grad()
-    def gram(self) -> Tensor:
-        """``S = Σ_l W_lᵀ W_l`` over all targets, ``[d_in, d_in]`` float64, cached.
+    def gram(self, kind: Projection | None = None) -> Tensor:
+        """``S = Σ_l W_lᵀ W_l`` over the targets (of one ``kind``), ``[d_in, d_in]`` float64, cached.
 
         A per-model constant (RECE Eq. 8 needs it at every epoch): after an edit
         ``W_l = W_orig,l T``, so ``Σ W_lᵀ W_l = Tᵀ S T`` and ``Σ W_lᵀ W_orig,l = Tᵀ S``. Cached for
         the weights at first call: build new Targets after changing the weights.
         """
-        if self._gram is None:
+        if kind is None:
+            return self.gram("k") + self.gram("v")
+        if kind not in self._grams:
             widths = sorted({t.weight.shape[1] for t in self.items})
             if len(widths) != 1:
                 raise NoTargetsError(
@@ -88,10 +90,11 @@ class Targets:
                 )
             S = torch.zeros(widths[0], widths[0], dtype=torch.float64)
             for t in self.items:
-                W = t.weight.detach().float()  # float32 products, float64 sum across layers
-                S += (W.T @ W).cpu().double()
-            self._gram = S
-        return self._gram
+                if t.kind == kind:
+                    W = t.weight.detach().float()  # float32 products, float64 sum across layers
+                    S += (W.T @ W).cpu().double()
+            self._grams[kind] = S
+        return self._grams[kind]
 
 
 def find_targets(unet: nn.Module, *, edit_keys: bool = True) -> Targets:

@@ -68,3 +68,24 @@ def test_select_epoch_takes_lowest_score_earliest_on_ties(tiny_pipe):
 def test_presets_set_the_papers_settings(tiny_pipe):
     edit = erasekit.erase(tiny_pipe, ["van gogh"], method="rece", preset="style")
     assert edit.config["epochs"] == 1 and edit.config["reg_lamb"] == 1e-3 and edit.info["preset"] == "style"
+
+
+def test_rece_values_only_still_sums_eq8_over_keys_and_values(tiny_pipe):
+    edit = erasekit.erase(tiny_pipe, ["nudity"], method="rece", epochs=2, edit_keys=False)
+    assert all(name.endswith("to_v") for name in edit.updates)
+    ref = oracle.rece_reference(
+        *oracle.of(tiny_pipe),
+        ["nudity"],
+        " ",
+        retain_texts=[" "],
+        epochs=2,
+        regular_scale=0.1,
+        lamb=0.1,
+        erase_scale=1.0,
+        preserve_scale=0.1,
+        uce_lamb=0.5,
+        uce_preserve_scale=1.0,
+        uce_retain=[""],
+        with_to_k=False,
+    )
+    assert oracle.max_rel_err(deltas(edit), ref) <= 1e-4

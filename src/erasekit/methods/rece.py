@@ -85,15 +85,20 @@ PRESETS = {
 }
 
 
-def derived_embeddings(S: Tensor, T: Tensor, C: Tensor, reg_lamb: float) -> Tensor:
+def derived_embeddings(S: Tensor, T: Tensor, C: Tensor, reg_lamb: float, S_fixed: Tensor | None = None) -> Tensor:
     """RECE Eq. 8 for rows ``C [n, d]`` against weights ``W_orig T``: ``[n, d]`` float64.
 
-    ``c' = (λI + TᵀST)⁻¹ TᵀS c`` with ``S = Σ W_origᵀ W_orig`` (``Targets.gram``).
+    ``c' = (λI + TᵀST + S_f)⁻¹ (TᵀS + S_f) c`` with ``S = Σ W_origᵀ W_orig`` over the edited layers
+    and ``S_f`` the same sum over layers the edit leaves alone (``Targets.gram``): Eq. 8 sums over
+    every K and V projection, edited or not.
     """
-    TS = T.T @ S  # [d, d] = Σ W_curᵀ W_orig
+    TS = T.T @ S  # [d, d] = Σ W_curᵀ W_orig over the edited layers
     Q = TS @ T + reg_lamb * torch.eye(S.shape[0], dtype=F64)  # Σ W_curᵀ W_cur + λI
+    R = TS
+    if S_fixed is not None:
+        Q, R = Q + S_fixed, R + S_fixed
     Q = (Q + Q.T) / 2
-    X, _ = spd_solve(Q, TS @ C.to(F64).T, name="RECE Eq. 8", psd_trace=float(torch.trace(Q)), lamb=reg_lamb)
+    X, _ = spd_solve(Q, R @ C.to(F64).T, name="RECE Eq. 8", psd_trace=float(torch.trace(Q)), lamb=reg_lamb)
     return X.T
 
 
@@ -101,7 +106,8 @@ def derived_embeddings(S: Tensor, T: Tensor, C: Tensor, reg_lamb: float) -> Tens
 def rece(request: EraseRequest, cfg: RECEConfig) -> Edit:
     """RECE: UCE, then erase the closed-form embeddings that still regenerate the concept (Alg. 1)."""
     factor, guides = uce_factor(request, cfg.uce())
-    S = request.targets.gram()
+    S = request.targets.gram("v") + (request.targets.gram("k") if cfg.edit_keys else 0)
+    S_fixed = None if cfg.edit_keys else request.targets.gram("k")
     L = request.encoder.max_length
     d = S.shape[0]
     C_full = request.encoder(list(request.concepts)).states.reshape(-1, d)  # [n_c L, d], every position
@@ -116,7 +122,7 @@ def rece(request: EraseRequest, cfg: RECEConfig) -> Edit:
     keep_w = torch.full((K.shape[0],), per_row)
     factors = [factor]
     for _ in range(cfg.epochs):
-        C_adv = derived_embeddings(S, factor.matrix(), C_full, cfg.reg_lamb)
+        C_adv = derived_embeddings(S, factor.matrix(), C_full, cfg.reg_lamb, S_fixed)
         pairs = ErasePairs(C_adv, guide_rows, guide_of)
         step = ridge_factor(pairs, K, lamb=cfg.lamb, erase_scale=cfg.erase_scale, keep_weights=keep_w)
         factor = factor.then(step)
