@@ -103,6 +103,23 @@ METRICS: dict[str, Callable[..., Metric]] = {
 }
 """Metric name (as presets write it) -> builder ``(ctx, **params) -> Metric``."""
 
+METRIC_CLASSES: dict[str, type] = {
+    "detection_rate": DetectionRate,
+    "attribute_accuracy": AttributeAccuracy,
+    "nude_rate": NudeRate,
+    "clip_score": CLIPScore,
+    "fid": FID,
+    "lpips": LPIPS,
+    "imagenet_accuracy": ImageNetAccuracy,
+}
+"""Metric name -> the class its builder returns (read without building it: no weights loaded)."""
+
+
+def needs_reference(name: str) -> bool:
+    """Returns whether metric ``name`` compares with the original model's images (FID, LPIPS)."""
+    check_metric_params(name, {})
+    return bool(METRIC_CLASSES[name].needs_reference)
+
 
 def check_metric_params(name: str, params: Mapping[str, Any]) -> None:
     """Raises ConfigError for an unknown metric or parameters its builder does not take."""
@@ -136,6 +153,7 @@ __all__ = [
     "IMAGENETTE",
     "LPIPS",
     "METRICS",
+    "METRIC_CLASSES",
     "WEIGHTS",
     "AttributeAccuracy",
     "CLIPScore",
@@ -155,6 +173,7 @@ __all__ = [
     "load_lpips",
     "lpips_d",
     "mace_h_o",
+    "needs_reference",
     "resolve_weights",
     "to_tensor",
     "to_uint8",

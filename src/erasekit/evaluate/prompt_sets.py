@@ -1,0 +1,170 @@
+"""Prompt rows: from the CSVs shipped with the presets, a user's CSV, or the embedded world's suites.
+
+Every row knows its prompt set, its index in it, its prompt, and optionally its seed, guidance and label
+(the concept it shows). A CSV that lacks a column the preset or the user asked for is a
+:class:`PromptsFileError` naming the missing columns and the ones the file has.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from erasekit.errors import ConfigError
+
+from .presets import PromptSetSpec
+
+
+class PromptsFileError(ConfigError):
+    """A prompts CSV is missing, unreadable, empty or lacks columns."""
+
+
+@dataclass(frozen=True)
+class PromptRow:
+    """One prompt of a prompt set; images are made for it with each of ``seeds``."""
+
+    set: str
+    index: int
+    prompt: str
+    seeds: tuple[int, ...]
+    guidance: float | None = None
+    label: str | None = None
+
+
+USER_COLUMNS = {
+    "seed": ("seed", "evaluation_seed"),
+    "guidance": ("guidance", "evaluation_guidance"),
+    "label": ("label", "concept", "class", "artist"),
+}
+"""Column names recognised in a user's CSV (first match wins); ``prompt`` is the one required column."""
+
+
+def prompts_dir() -> Path:
+    """Returns the folder of the CSVs shipped with the presets."""
+    return Path(str(resources.files("erasekit.evaluate") / "prompts"))
+
+
+def read_csv(path: str | Path, *, required: Sequence[str]) -> list[dict[str, str]]:
+    """Returns the rows of a CSV (``.csv`` or ``.csv.gz``) as dicts, checking ``required`` columns exist.
+
+    Raises:
+        PromptsFileError: the file is missing, unreadable, has no rows, or lacks required columns.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PromptsFileError(f"prompts file {path} not found.")
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig")))
+        rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise PromptsFileError(f"cannot read prompts file {path} as UTF-8 CSV: {err}") from err
+    columns = list(reader.fieldnames or [])
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise PromptsFileError(
+            f"{path} lacks the column(s) {missing}; it has {columns}. Rename the columns or pick others "
+            "(a prompts CSV needs at least a 'prompt' column; seed, guidance and label are optional)."
+        )
+    if not rows:
+        raise PromptsFileError(f"{path} has a header but no rows.")
+    return rows
+
+
+def _shipped_or_path(name: str) -> Path:
+    shipped = prompts_dir() / name
+    return shipped if shipped.is_file() else Path(name)
+
+
+def _names_concept(label: str | None, concept: str) -> bool:
+    """True when a label such as "Vincent van Gogh" names the concept "van gogh" (either contains the other)."""
+    if label is None:
+        return False
+    a, b = label.casefold().strip(), concept.casefold().strip()
+    return a in b or b in a
+
+
+def load_prompt_set(spec: PromptSetSpec, *, concept: str | None) -> list[PromptRow]:
+    """Returns the rows of one prompt set, in file (or suite) order, after ``match`` and ``limit``.
+
+    Args:
+        spec: the prompt set of a preset.
+        concept: the concept under evaluation; needed by embedded suites and by ``match``.
+
+    Raises:
+        PromptsFileError: missing file or columns.
+        ConfigError: a concept is needed but none is given, or no row is left.
+    """
+    if (spec.embedded or spec.match) and not concept:
+        raise ConfigError(f"prompt set {spec.name!r} depends on the concept: evaluate an edit or pass --concept.")
+    rows: list[PromptRow] = []
+    if spec.embedded is not None:
+        from erasekit.worlds.embedded import suite_rows
+
+        suite = [(p, shown) for group, p, shown in suite_rows(concept, n=spec.n) if group == spec.embedded]  # type: ignore[arg-type]
+        rows = [PromptRow(spec.name, i, p, spec.seeds, None, shown) for i, (p, shown) in enumerate(suite)]
+    else:
+        assert spec.csv is not None, "parse_preset guarantees csv or embedded"
+        wanted = [c for c in (spec.prompt_column, spec.seed_column, spec.guidance_column, spec.label_column) if c]
+        for i, record in enumerate(read_csv(_shipped_or_path(spec.csv), required=wanted)):
+            rows.append(
+                PromptRow(
+                    spec.name,
+                    i,
+                    record[spec.prompt_column],
+                    (_int(record, spec.seed_column, spec.csv),) if spec.seed_column else spec.seeds,
+                    _float(record, spec.guidance_column, spec.csv) if spec.guidance_column else None,
+                    record[spec.label_column] if spec.label_column else None,
+                )
+            )
+    if spec.match is not None:
+        keep = spec.match == "concept"
+        rows = [r for r in rows if _names_concept(r.label, concept or "") == keep]
+    if spec.limit is not None:
+        rows = rows[: spec.limit]
+    if not rows:
+        raise ConfigError(f"prompt set {spec.name!r} has no prompts left for concept {concept!r} (match={spec.match}).")
+    return rows
+
+
+def read_user_prompts(path: str | Path, *, set_name: str = "prompts", seeds: tuple[int, ...] = (0,)) -> list[PromptRow]:
+    """Returns the rows of a user's CSV: a ``prompt`` column, optional seed/guidance/label columns.
+
+    Recognised optional columns are listed in ``USER_COLUMNS``; rows without a seed column get ``seeds``.
+
+    Raises:
+        PromptsFileError: missing file, no ``prompt`` column (the message lists the columns found).
+    """
+    records = read_csv(path, required=["prompt"])
+    columns = set(records[0])
+    found = {key: next((c for c in names if c in columns), None) for key, names in USER_COLUMNS.items()}
+    return [
+        PromptRow(
+            set_name,
+            i,
+            record["prompt"],
+            (_int(record, found["seed"], str(path)),) if found["seed"] else seeds,
+            _float(record, found["guidance"], str(path)) if found["guidance"] else None,
+            record[found["label"]] if found["label"] else None,
+        )
+        for i, record in enumerate(records)
+    ]
+
+
+def _int(record: dict[str, str], column: str | None, where: str) -> int:
+    try:
+        return int(float(record[column or ""]))
+    except (TypeError, ValueError) as err:
+        raise PromptsFileError(f"{where}: column {column!r} holds {record.get(column or '')!r}, not a seed.") from err
+
+
+def _float(record: dict[str, str], column: str | None, where: str) -> float:
+    try:
+        return float(record[column or ""])
+    except (TypeError, ValueError) as err:
+        raise PromptsFileError(f"{where}: column {column!r} holds {record.get(column or '')!r}, not a number.") from err
