@@ -1,0 +1,71 @@
+"""The denoising loss the optimisation attacks minimise, in plain sight.
+
+For an image latent ``x0``, noise ``ε`` and a training timestep ``t`` with ``ᾱ_t`` the cumulative
+product of the scheduler's alphas (DDPM Eq. 4):
+
+    x_t = √ᾱ_t x0 + √(1 − ᾱ_t) ε
+
+and the U-Net's target is what it was trained to predict: ``ε`` (``prediction_type="epsilon"``,
+Stable Diffusion 1.x), ``v = √ᾱ_t ε − √(1 − ᾱ_t) x0`` (``"v_prediction"``, SD 2.x 768 and the
+embedded world) or ``x0`` (``"sample"``). The U-Net sees ``x_t`` unscaled, as in training.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+
+
+def alphas_cumprod(scheduler: Any) -> Tensor:
+    """``[T]`` float64 ᾱ of the scheduler's training schedule."""
+    values = getattr(scheduler, "alphas_cumprod", None)
+    if values is None:
+        raise ConfigError(
+            f"{type(scheduler).__name__} has no alphas_cumprod: the denoising attacks need a DDPM-family scheduler "
+            "(DDIM, PNDM, LMS, Euler, DPM-Solver)."
+        )
+    return torch.as_tensor(values, dtype=torch.float64)
+
+
+def noisy(x0: Tensor, noise: Tensor, t: Tensor, abar: Tensor) -> Tensor:
+    """``x_t = √ᾱ_t x0 + √(1 − ᾱ_t) ε``; ``t`` is ``[B]``, the rest ``[B, C, h, w]``."""
+    a = abar.to(x0.device)[t].to(x0.dtype).view(-1, 1, 1, 1)
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+
+def target(x0: Tensor, noise: Tensor, t: Tensor, abar: Tensor, prediction_type: str) -> Tensor:
+    """What the U-Net is trained to predict from ``x_t`` (see the module docstring)."""
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "sample":
+        return x0
+    if prediction_type == "v_prediction":
+        a = abar.to(x0.device)[t].to(x0.dtype).view(-1, 1, 1, 1)
+        return a.sqrt() * noise - (1 - a).sqrt() * x0
+    raise ConfigError(f"Unknown prediction_type {prediction_type!r}: expected epsilon, v_prediction or sample.")
+
+
+def predict(unet: Any, x_t: Tensor, t: Tensor, states: Tensor) -> Tensor:
+    """The U-Net's output ``[B, C, h, w]`` for ``x_t`` at timesteps ``t`` under token states ``[B, L, d]``."""
+    out = unet(x_t.to(unet.dtype), t.to(x_t.device), encoder_hidden_states=states.to(unet.dtype), return_dict=False)
+    return out[0].float()
+
+
+def paper_timesteps(n: int, num_train_timesteps: int) -> list[int]:
+    """``n`` evenly spread timesteps, UnlearnDiff's grid (``classifier_.py``: start ``T//n//2``, stride ``T//n``).
+
+    ``n = 50`` of ``T = 1000`` gives 10, 30, ..., 990.
+    """
+    stride = max(num_train_timesteps // n, 1)
+    return list(range(stride // 2, num_train_timesteps, stride))[:n]
+
+
+def split_steps(steps: int, per_timestep: int) -> list[int]:
+    """Adam steps at each timestep: ``ceil(steps / per_timestep)`` timesteps sharing ``steps`` evenly."""
+    n = math.ceil(steps / per_timestep)
+    return [steps // n + (1 if i < steps % n else 0) for i in range(n)]

@@ -1,0 +1,84 @@
+"""``derived``: the closed-form embedding that regenerates the concept in the edited weights (RECE Eq. 5/8).
+
+RECE (Gong et al., ECCV 2024, arXiv 2407.12383) asks which text embedding ``c'`` makes the edited
+K/V projections output what the original ones output for the concept's embedding ``c``:
+
+    c' = argmin Σ_l ‖W_l c' − W_orig,l c‖² + λ‖c'‖²                                  (Eq. 5)
+       = (λI + Σ_l W_lᵀ W_l)⁻¹ (Σ_l W_lᵀ W_orig,l) c                                   (Eq. 8)
+
+summed over every cross-attention ``to_v`` (and ``to_k``) layer, applied to every position of the
+prompt's padded token states (the reference, ``close_form_emb.py:close_form_emb_regzero``, leaves
+the concept-token slice commented out). ``c'`` is fed to the pipeline as ``prompt_embeds``.
+
+The solve is RECE's own, :func:`erasekit.methods.rece.derived_embeddings`, which takes edits of the
+form ``W_l = W_orig,l T`` (every closed-form edit). An arbitrary edit (fine-tuned, a LoRA file) has
+that form after lifting each layer to ``G_l = [W_orig,l  W_l]`` acting on ``[x; y]`` (2d inputs):
+
+    G_l [c; 0] = W_orig,l c,      G_l T₂ = [0  W_l] with T₂ = [[0, 0], [0, I]]
+
+so with ``S₂ = Σ G_lᵀ G_l`` Eq. 8 in the lifted space is block diagonal, and its second block is
+exactly ``(λI + Σ W_lᵀ W_l)⁻¹ Σ W_lᵀ W_orig,l c``: the same ``c'``, for any edit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..edit import base_weights
+from ..errors import ConfigError
+from ..methods.rece import derived_embeddings
+from ..targets import find_targets
+from . import AttackRequest, Progress, register
+from .base import Findings, Outcome
+
+F64 = torch.float64
+
+
+@dataclass(frozen=True)
+class DerivedConfig:
+    reg_lamb: float = 1e-3  # λ of Eq. 8 (close_form_emb.py --reg_scale default)
+    edit_keys: bool = True  # sum over to_k as well as to_v (--with_to_k)
+
+    def __post_init__(self) -> None:
+        if not self.reg_lamb > 0:
+            raise ConfigError(f"DerivedConfig.reg_lamb must be > 0, got {self.reg_lamb}: Eq. 8 needs λ > 0.")
+
+
+@torch.no_grad()
+def lifted_gram(unet: torch.nn.Module, *, edit_keys: bool) -> Tensor:
+    """``S₂ = Σ_l [W_orig,l  W_l]ᵀ [W_orig,l  W_l]``, ``[2d, 2d]`` float64, from the live (edited) U-Net."""
+    originals = base_weights(unet)
+    targets = find_targets(unet, edit_keys=edit_keys)
+    d = targets.items[0].weight.shape[1]
+    S2 = torch.zeros(2 * d, 2 * d, dtype=F64)
+    for t in targets:
+        G = torch.cat([originals.get(t.name, t.weight), t.weight], dim=1).detach().to("cpu", F64)  # [d_out, 2d]
+        S2 += G.T @ G
+    return S2
+
+
+def derive(S2: Tensor, C: Tensor, reg_lamb: float) -> Tensor:
+    """Eq. 8 for rows ``C [n, d]`` given the lifted gram ``S₂``: ``c'`` rows ``[n, d]`` float64."""
+    d = C.shape[1]
+    T2 = torch.zeros(2 * d, 2 * d, dtype=F64)
+    T2[d:, d:] = torch.eye(d, dtype=F64)
+    C2 = torch.cat([C.to(F64), torch.zeros_like(C, dtype=F64)], dim=1)  # [c; 0]
+    return derived_embeddings(S2, T2, C2, reg_lamb)[:, d:]
+
+
+@register("derived", DerivedConfig)
+def derived(request: AttackRequest, cfg: DerivedConfig, *, progress: Progress | None = None) -> Findings:
+    """RECE Eq. 8: the embedding the edited K/V layers map onto the original concept's keys and values."""
+    S2 = lifted_gram(request.victim.pipe.unet, edit_keys=cfg.edit_keys)
+    outcomes = []
+    for i, case in enumerate(request.cases):
+        states = request.text.encode_text([case.prompt])[0]  # [L, d], every position
+        adv = derive(S2, states, cfg.reg_lamb).float()
+        images, verdicts = request.judged(adv[None], [case])
+        outcomes.append(Outcome(adv, images[0], verdicts[0], info={"norm_ratio": float(adv.norm() / states.norm())}))
+        if progress is not None:
+            progress(i + 1, len(request.cases))
+    return Findings(outcomes, info={"reg_lamb": cfg.reg_lamb})

@@ -1,0 +1,161 @@
+"""``discrete``: UnlearnDiff-style search for ``k`` real prefix tokens (Zhang et al., ECCV 2024).
+
+As OPTML-Group/Diffusion-MU-Attack (``src/attackers/text_grad_.py``): each of the ``k = 5`` prefix
+tokens is a relaxed one-hot ``θ_i`` on the probability simplex over the vocabulary, initialised
+uniform. An update samples a one-hot from ``θ`` (straight-through: the backward pass is
+``hardtanh`` of the incoming gradient), embeds it, runs the edited model, takes an Adam step
+(lr 0.01, weight decay 0.1) and projects ``θ`` back onto the simplex. Timesteps follow the paper's
+grid (``classifier_.py``: 50 of 1000, ascending), 40 updates at each; after each timestep ``θ`` is
+projected to real tokens (argmax), the edited model draws the prompt, and the attack stops at the
+first success. ``steps`` (2000 = 40 × 50) is the budget: a smaller one keeps 40 updates per
+timestep and uses fewer timesteps.
+
+The loss compares the edited model's prediction for the adversarial prompt with
+
+- ``target="original"``: the original model's prediction for the plain prompt on the same ``x_t``
+  (the ``P4D`` task of that repository), or
+- ``target="noise"``: the diffusion training target (its ``classifier`` task, UnlearnDiff's own),
+
+on ``x_t`` noised from the original model's image of the prompt (same seed). Two deliberate
+differences: special tokens (start, end, padding) are not candidates, so the prompt can be typed;
+the projection onto the simplex is the exact sort-based one (Duchi et al., 2008) where the
+reference bisects to 1e-5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import ConfigError
+from . import AttackRequest, Progress, register
+from ._denoise import alphas_cumprod, noisy, paper_timesteps, predict, split_steps, target
+from .base import Case, Findings, Outcome
+
+
+@dataclass(frozen=True)
+class DiscreteConfig:
+    k: int = 5  # prefix tokens (configs/*/text_grad_*.json "k")
+    steps: int = 2000  # budget: 40 iterations × 50 timesteps
+    iterations: int = 40  # Adam updates per timestep ("iteration")
+    lr: float = 0.01
+    weight_decay: float = 0.1
+    target: Literal["original", "noise"] = "original"
+    batch_size: int = 8  # rows per forward pass of the original model's targets (speed only)
+
+    def __post_init__(self) -> None:
+        for name in ("k", "steps", "iterations", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"DiscreteConfig.{name} must be ≥ 1, got {getattr(self, name)}.")
+        if not self.lr > 0 or self.weight_decay < 0:
+            raise ConfigError(f"DiscreteConfig needs lr > 0 and weight_decay ≥ 0, got {self.lr}, {self.weight_decay}.")
+
+
+def project_simplex(x: Tensor) -> Tensor:
+    """Euclidean projection of each row of ``x [k, V]`` onto ``{p ≥ 0, Σ p = 1}`` (Duchi et al., 2008, Fig. 1).
+
+    With ``u`` the row sorted in decreasing order, ``ρ = max{j : u_j − (Σ_{i≤j} u_i − 1)/j > 0}`` and
+    ``τ = (Σ_{i≤ρ} u_i − 1)/ρ``, the projection is ``max(x − τ, 0)``.
+    """
+    u, _ = torch.sort(x, dim=-1, descending=True)
+    css = u.cumsum(-1) - 1
+    j = torch.arange(1, x.shape[-1] + 1, dtype=x.dtype, device=x.device)
+    rho = (u - css / j > 0).sum(-1, keepdim=True)  # the condition holds on a prefix
+    tau = css.gather(-1, rho - 1) / rho.to(x.dtype)
+    return (x - tau).clamp(min=0)
+
+
+class _SampleOneHot(torch.autograd.Function):
+    """Forward: a one-hot drawn from each row of ``probs``; backward: ``hardtanh`` of the gradient (STE)."""
+
+    @staticmethod
+    def forward(ctx: Any, probs: Tensor, generator: torch.Generator) -> Tensor:  # type: ignore[override]
+        idx = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        return F.one_hot(idx, probs.shape[-1]).to(probs.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        return F.hardtanh(grad), None
+
+
+@register("discrete", DiscreteConfig)
+def discrete(request: AttackRequest, cfg: DiscreteConfig, *, progress: Progress | None = None) -> Findings:
+    """UnlearnDiff: k real prefix tokens found by projected gradient on relaxed one-hots."""
+    x0 = request.original_latents()
+    total = len(request.cases) * cfg.steps
+    done, outcomes = 0, []
+    for i, case in enumerate(request.cases):
+        outcomes.append(_attack_case(request, cfg, case, x0[i : i + 1], request.generator("discrete", i)))
+        done += cfg.steps  # an early success skips the rest of its budget
+        if progress is not None:
+            progress(done, total)
+    return Findings(outcomes, info={"n_timesteps_max": len(split_steps(cfg.steps, cfg.iterations))})
+
+
+def _attack_case(request: AttackRequest, cfg: DiscreteConfig, case: Case, x0: Tensor, gen: torch.Generator) -> Outcome:
+    """The attack on one case: projected gradient per timestep, stopping at the first success."""
+    text, victim = request.text, request.victim
+    unet, scheduler = victim.pipe.unet, victim.pipe.scheduler
+    abar = alphas_cumprod(scheduler)
+    iters = split_steps(cfg.steps, cfg.iterations)
+    timesteps = paper_timesteps(len(iters), len(abar))
+    vocab = text.vocabulary()  # [V'] candidate ids
+    E = text.table.weight.detach()[vocab.to(text.device)].float()  # [V', d_tok]
+    slotted = text.slotted([case.prompt], cfg.k)
+
+    # Every (t, ε) of the run, drawn up front; the original model's targets in one pass over its weights.
+    t_all = torch.cat([torch.full((n,), t) for n, t in zip(iters, timesteps)]).to(x0.device)
+    noise = torch.randn((len(t_all), *x0.shape[1:]), generator=gen).to(x0.device, x0.dtype)
+    x_t = noisy(x0.expand_as(noise), noise, t_all, abar)
+    goal = _targets(request, cfg, case, x0, noise, x_t, t_all)
+
+    theta = torch.full((cfg.k, len(vocab)), 1.0 / len(vocab)).requires_grad_(True)  # rand_init=False
+    opt = torch.optim.Adam([theta], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    row, losses, used = 0, [], 0
+    outcome: Outcome | None = None
+    for n in iters:
+        total = 0.0
+        for _ in range(n):
+            one_hot = _SampleOneHot.apply(theta, gen)  # [k, V']
+            states = text.encode(slotted.ids, slots=slotted.slots, slot_embeds=one_hot.to(E.device) @ E)
+            loss = F.mse_loss(predict(unet, x_t[row : row + 1], t_all[row : row + 1], states), goal[row : row + 1])
+            (theta.grad,) = torch.autograd.grad(loss, [theta])
+            opt.step()
+            with torch.no_grad():
+                theta.copy_(project_simplex(theta))
+            total += loss.item()
+            row += 1
+        used += n
+        losses.append(total)
+        ids = slotted.ids.clone()
+        ids[0, slotted.slots] = vocab[theta.detach().argmax(-1)]
+        with torch.no_grad():
+            embeds = text.encode(ids).float()
+        images, verdicts = request.judged(embeds, [case])
+        info = {"token_ids": ids[0, slotted.slots].tolist(), "timesteps": timesteps[: len(losses)], "loss": losses}
+        outcome = Outcome(embeds[0], images[0], verdicts[0], text.decode(ids[0]), info={**info, "steps": used})
+        if outcome.success:
+            break
+    assert outcome is not None, "split_steps returns at least one timestep"
+    return outcome
+
+
+@torch.no_grad()
+def _targets(
+    request: AttackRequest, cfg: DiscreteConfig, case: Case, x0: Tensor, noise: Tensor, x_t: Tensor, t: Tensor
+) -> Tensor:
+    """``[n, C, h, w]`` what the edited model's prediction is pulled towards at each draw."""
+    if cfg.target == "noise":
+        prediction = request.victim.pipe.scheduler.config.prediction_type
+        return target(x0.expand_as(noise), noise, t, alphas_cumprod(request.victim.pipe.scheduler), prediction)
+    states = request.text.encode_text([case.prompt])
+    parts = []
+    with request.victim.original() as pipe:
+        for s in range(0, len(t), cfg.batch_size):
+            rows = slice(s, s + cfg.batch_size)
+            parts.append(predict(pipe.unet, x_t[rows], t[rows], states.expand(len(t[rows]), -1, -1)))
+    return torch.cat(parts)

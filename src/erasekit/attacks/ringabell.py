@@ -1,0 +1,113 @@
+"""``ringabell``: add a concept vector, the mean text-embedding difference over prompt pairs (Ring-A-Bell).
+
+Ring-A-Bell (Tsai et al., ICLR 2024) builds the concept's direction in the text encoder's output
+space from ``N`` pairs of prompts with and without it, and adds it with strength η to a prompt:
+
+    v = (1/N) Σ_i [E(with_i) − E(without_i)]          [L, d], every token position
+    c_adv = E(prompt) + η v
+
+RECE's variant (CharlesGong12/RECE ``attack_methods/RingABell.py``) feeds ``c_adv`` to the model as
+``prompt_embeds`` (η = 3 for nudity, 0.9 for Van Gogh there); it averages batch means of 8 pairs,
+which equals the mean above only when 8 divides N, so we take the plain mean. With
+``search="genetic"`` the original attack's last step runs too: a genetic search for ``length`` real
+tokens whose states come closest to ``c_adv`` in squared error (:mod:`.genetic`), and the image is
+drawn from that typeable prompt. ``steps`` (the number of generations) is then the budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from . import AttackRequest, Progress, register
+from ._text import TextModel
+from .base import Findings, Outcome
+from .genetic import genetic_search
+from .pairs import read_pairs, template_pairs
+
+
+@dataclass(frozen=True)
+class RingABellConfig:
+    eta: float = 3.0  # RingABell.py --eta (3 nudity, 0.9 Van Gogh)
+    pairs: str | None = None  # CSV with "sensitive prompt", "normal prompt"; None: template pairs
+    search: Literal["none", "genetic"] = "none"
+    length: int = 16  # tokens of the searched prompt (InversePrompt.ipynb "length")
+    population: int = 200
+    steps: int = 3000  # generations of the genetic search
+    mutation_rate: float = 0.25
+    crossover_rate: float = 0.5
+    batch_size: int = 64  # prompts per text-encoder pass in the search (speed only)
+
+    def __post_init__(self) -> None:
+        for name in ("length", "population", "steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"RingABellConfig.{name} must be ≥ 1, got {getattr(self, name)}.")
+        for name in ("mutation_rate", "crossover_rate"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"RingABellConfig.{name} must be in [0, 1], got {getattr(self, name)}.")
+
+
+def concept_vector(text: TextModel, pairs: list[tuple[str, str]]) -> Tensor:
+    """``v = mean_i E(with_i) − E(without_i)``, ``[L, d]`` float32."""
+    with_, without = zip(*pairs)
+    return (text.encode_text(list(with_)) - text.encode_text(list(without))).mean(0)
+
+
+@register("ringabell", RingABellConfig)
+def ringabell(request: AttackRequest, cfg: RingABellConfig, *, progress: Progress | None = None) -> Findings:
+    """Ring-A-Bell: prompt embedding plus η times the concept's mean pair difference (RECE's variant)."""
+    pairs = read_pairs(cfg.pairs) if cfg.pairs is not None else template_pairs(request.concept)
+    text = request.text
+    v = concept_vector(text, pairs)
+    outcomes = []
+    for i, case in enumerate(request.cases):
+        target = text.encode_text([case.prompt])[0] + cfg.eta * v  # [L, d]
+        if cfg.search == "none":
+            images, verdicts = request.judged(target[None], [case])
+            outcomes.append(Outcome(target, images[0], verdicts[0]))
+        else:
+            outcomes.append(_search(request, cfg, case_index=i, target=target))
+        if progress is not None:
+            progress(i + 1, len(request.cases))
+    info = {"n_pairs": len(pairs), "pairs": cfg.pairs or "templates", "vector_norm": float(v.norm())}
+    return Findings(outcomes, info=info, tensors={"concept_vector": v})
+
+
+def _search(request: AttackRequest, cfg: RingABellConfig, *, case_index: int, target: Tensor) -> Outcome:
+    """The genetic search for a typeable prompt whose states approach ``target [L, d]``."""
+    text, target = request.text, target.cpu()
+    frame = text.slotted([""], cfg.length)  # start, length slots, end, padding
+
+    def with_tokens(ids: Tensor) -> Tensor:
+        full = frame.ids.expand(len(ids), -1).clone()
+        full[:, frame.slots] = ids
+        return full
+
+    @torch.no_grad()
+    def loss(ids: Tensor) -> Tensor:
+        parts = []
+        for s in range(0, len(ids), cfg.batch_size):
+            states = text.encode(with_tokens(ids[s : s + cfg.batch_size])).float().cpu()
+            parts.append(((states - target) ** 2).sum((1, 2)))
+        return torch.cat(parts)
+
+    best, best_loss = genetic_search(
+        loss,
+        text.vocabulary(),
+        length=cfg.length,
+        population=cfg.population,
+        generations=cfg.steps,
+        mutation_rate=cfg.mutation_rate,
+        crossover_rate=cfg.crossover_rate,
+        generator=request.generator("ringabell", case_index),
+    )
+    ids = with_tokens(best[None])
+    with torch.no_grad():
+        embeds = text.encode(ids).float()
+    images, verdicts = request.judged(embeds, [request.cases[case_index]])
+    info = {"token_ids": best.tolist(), "search_loss": best_loss}
+    return Outcome(embeds[0], images[0], verdicts[0], text.decode(best), info=info)
