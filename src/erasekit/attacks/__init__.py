@@ -20,8 +20,8 @@ from PIL import Image
 from torch import Tensor
 
 from ..errors import RegistryError, UnknownMethodError
+from ..metrics.summary import attack_success_rate
 from ._text import TextModel
-from .asr import attack_success_rate
 from .base import AttackResult, Case, CaseResult, Findings, Judge, Outcome
 from .victim import Sampling, Victim
 

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from PIL import Image
 from torch import Tensor
 
-from .asr import attack_success_rate
+from ..metrics.summary import attack_success_rate
 
 
 @dataclass(frozen=True)

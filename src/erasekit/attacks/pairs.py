@@ -1,17 +1,15 @@
 """Prompt pairs with and without a concept, for Ring-A-Bell's concept vector.
 
 Ring-A-Bell's pair files have two columns, ``sensitive prompt`` (with the concept) and ``normal prompt``
-(the same scene without it); :func:`read_pairs` reads them. For a concept without such a file,
+(the same scene without it): :func:`read_pairs` reads one, and :func:`pairs_for` finds the file shipped
+with the evaluation presets (``ringabell_pairs_<concept>.csv``, e.g. nudity). For any other concept,
 :func:`template_pairs` writes pairs from neutral scenes: ``"<scene>, <concept>"`` against ``"<scene>"``.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
-
-from ..errors import ConfigError
 
 WITH, WITHOUT = "sensitive prompt", "normal prompt"
 
@@ -31,28 +29,34 @@ TEMPLATES = ("{scene}, {concept}", "{scene} with {concept}")
 
 
 def read_pairs(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
-    """``(with concept, without)`` rows of a pair CSV with columns ``sensitive prompt`` and ``normal prompt``.
+    """``(with concept, without)`` rows of a CSV with columns ``sensitive prompt`` and ``normal prompt``.
 
     Raises:
-        ConfigError: no such file, missing columns (named in the message), or no rows.
+        PromptsFileError (a ConfigError): no such file, missing columns (named in the message), no rows.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"Prompt-pair file {path} not found: give a CSV with columns {WITH!r} and {WITHOUT!r}.")
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in (WITH, WITHOUT) if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ConfigError(
-                f"{path} lacks column(s) {', '.join(map(repr, missing))} (found {reader.fieldnames}): a pair file has "
-                f"one prompt with the concept ({WITH!r}) and the same prompt without it ({WITHOUT!r}) per row."
-            )
-        pairs = [(row[WITH].strip(), row[WITHOUT].strip()) for row in reader if row[WITH] and row[WITHOUT]]
-    if not pairs:
-        raise ConfigError(f"{path} has no complete row: every row needs both {WITH!r} and {WITHOUT!r}.")
-    return pairs
+    from ..evaluate.prompt_sets import read_csv  # lazy: evaluate may import the attacks
+
+    rows = read_csv(path, required=[WITH, WITHOUT])
+    return [(row[WITH].strip(), row[WITHOUT].strip()) for row in rows]
+
+
+def shipped_pairs(concept: str) -> Path | None:
+    """The pair file shipped for ``concept`` (``"van gogh"`` -> ``ringabell_pairs_vangogh.csv``), if any."""
+    from ..evaluate.prompt_sets import prompts_dir
+
+    path = prompts_dir() / f"ringabell_pairs_{''.join(ch for ch in concept.lower() if ch.isalnum())}.csv"
+    return path if path.is_file() else None
 
 
 def template_pairs(concept: str) -> list[tuple[str, str]]:
     """``len(SCENES) × len(TEMPLATES)`` pairs ``("<scene>, <concept>", "<scene>")`` for any concept."""
     return [(t.format(scene=s, concept=concept), s) for t in TEMPLATES for s in SCENES]
+
+
+def pairs_for(concept: str, path: str | os.PathLike[str] | None = None) -> tuple[list[tuple[str, str]], str]:
+    """The pairs to use and where they come from: ``path``, else the shipped file, else templates."""
+    if path is None:
+        path = shipped_pairs(concept)
+    if path is None:
+        return template_pairs(concept), "templates"
+    return read_pairs(path), str(path)

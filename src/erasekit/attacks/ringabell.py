@@ -27,13 +27,13 @@ from . import AttackRequest, Progress, register
 from ._text import TextModel
 from .base import Findings, Outcome
 from .genetic import genetic_search
-from .pairs import read_pairs, template_pairs
+from .pairs import pairs_for
 
 
 @dataclass(frozen=True)
 class RingABellConfig:
     eta: float = 3.0  # RingABell.py --eta (3 nudity, 0.9 Van Gogh)
-    pairs: str | None = None  # CSV with "sensitive prompt", "normal prompt"; None: template pairs
+    pairs: str | None = None  # CSV with "sensitive prompt", "normal prompt"; None: shipped file or templates
     search: Literal["none", "genetic"] = "none"
     length: int = 16  # tokens of the searched prompt (InversePrompt.ipynb "length")
     population: int = 200
@@ -60,7 +60,7 @@ def concept_vector(text: TextModel, pairs: list[tuple[str, str]]) -> Tensor:
 @register("ringabell", RingABellConfig)
 def ringabell(request: AttackRequest, cfg: RingABellConfig, *, progress: Progress | None = None) -> Findings:
     """Ring-A-Bell: prompt embedding plus η times the concept's mean pair difference (RECE's variant)."""
-    pairs = read_pairs(cfg.pairs) if cfg.pairs is not None else template_pairs(request.concept)
+    pairs, source = pairs_for(request.concept, cfg.pairs)
     text = request.text
     v = concept_vector(text, pairs)
     outcomes = []
@@ -73,7 +73,7 @@ def ringabell(request: AttackRequest, cfg: RingABellConfig, *, progress: Progres
             outcomes.append(_search(request, cfg, case_index=i, target=target))
         if progress is not None:
             progress(i + 1, len(request.cases))
-    info = {"n_pairs": len(pairs), "pairs": cfg.pairs or "templates", "vector_norm": float(v.norm())}
+    info = {"n_pairs": len(pairs), "pairs": source, "vector_norm": float(v.norm())}
     return Findings(outcomes, info=info, tensors={"concept_vector": v})
 
 

@@ -107,8 +107,8 @@ def _with_budget(name: str, config_cls: type, overrides: dict[str, Any], budget:
 
 
 def _cases(concept: str, prompts: Sequence[str] | None, seeds: Sequence[int] | None, seed: int) -> list[Case]:
-    if not isinstance(concept, str) or not concept.strip():
-        raise ConfigError(f"The concept to attack must be a non-empty string, got {concept!r}.")
+    if not isinstance(concept, str):
+        raise ConfigError(f"The concept to attack must be a string, got {type(concept).__name__}.")
     prompts = [concept] if prompts is None else list(prompts)
     if not prompts:
         raise ConfigError("The prompt set is empty: pass at least one prompt, or none to use the concept itself.")

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch.testing import assert_close
+
+from erasekit import Edit
+from erasekit.attacks import attack
+from erasekit.attacks.derived import derive, lifted_gram
+from erasekit.targets import find_targets
+
+from .conftest import FAST, same_state, unet_state
+
+
+def close_form_emb_regzero(model, model_copy, concept, with_to_k=True, regeular_scale=1e-3):
+    """RECE's ``utils/embedding_calculation/close_form_emb.py:close_form_emb_regzero``, transcribed literally.
+
+    ``model`` holds the edited weights, ``model_copy`` the original ones; float64 for the comparison.
+    """
+    sub_nets = model.unet.named_children()
+    sub_nets_copy = model_copy.unet.named_children()
+    ca_layers = []
+    ca_layers_copy = []
+    for net in sub_nets:
+        if "up" in net[0] or "down" in net[0]:
+            for block in net[1]:
+                if "Cross" in block.__class__.__name__:
+                    for attn in block.attentions:
+                        for transformer in attn.transformer_blocks:
+                            ca_layers.append(transformer.attn2)
+        if "mid" in net[0]:
+            for attn in net[1].attentions:
+                for transformer in attn.transformer_blocks:
+                    ca_layers.append(transformer.attn2)
+    for net in sub_nets_copy:
+        if "up" in net[0] or "down" in net[0]:
+            for block in net[1]:
+                if "Cross" in block.__class__.__name__:
+                    for attn in block.attentions:
+                        for transformer in attn.transformer_blocks:
+                            ca_layers_copy.append(transformer.attn2)
+        if "mid" in net[0]:
+            for attn in net[1].attentions:
+                for transformer in attn.transformer_blocks:
+                    ca_layers_copy.append(transformer.attn2)
+    projection_matrices = [l.to_v for l in ca_layers]
+    projection_matrices_copy = [l.to_v for l in ca_layers_copy]
+    if with_to_k:
+        projection_matrices = projection_matrices + [l.to_k for l in ca_layers]
+        projection_matrices_copy = projection_matrices_copy + [l.to_k for l in ca_layers_copy]
+    concept_tokens = model.tokenizer(
+        concept, padding="max_length", max_length=model.tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    )
+    with torch.no_grad():
+        concept_embedding = model.text_encoder(concept_tokens["input_ids"])[0].squeeze(0).double()
+    d = projection_matrices[0].weight.shape[1]
+    mat1 = torch.eye(d, dtype=torch.float64) * regeular_scale
+    mat2 = torch.zeros((d, d), dtype=torch.float64)
+    for idx_, l in enumerate(projection_matrices):
+        W, W_copy = l.weight.detach().double(), projection_matrices_copy[idx_].weight.detach().double()
+        mat1 = mat1 + torch.matmul(W.T, W)
+        mat2 = mat2 + torch.matmul(W.T, W_copy)
+    coefficent = torch.matmul(torch.inverse(mat1), mat2)
+    adv_embedding = torch.matmul(concept_embedding, coefficent.T).unsqueeze(0)
+    return concept_embedding.unsqueeze(0), adv_embedding
+
+
+def _reference(pipe, edit, concept, **kwargs):
+    original = copy.deepcopy(pipe)
+    edit.apply(pipe)
+    try:
+        return close_form_emb_regzero(pipe, original, concept, **kwargs)[1][0]
+    finally:
+        edit.remove(pipe)
+
+
+def test_derived_equals_rece_close_form_emb_regzero(edited, never):
+    pipe, edit = edited
+    expected = _reference(pipe, edit, "cat", regeular_scale=1e-2)  # [L, d] float64
+    result = attack(pipe, "derived", "cat", judge=never, edit=edit, reg_lamb=1e-2, sampling=FAST)
+    found = result.cases[0].outcome.prompt_embeds
+    assert found.shape == (77, 32) and found.dtype == torch.float32
+    assert_close(found.double(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_derived_values_only_matches_the_reference_without_to_k(edited, never):
+    pipe, edit = edited
+    expected = _reference(pipe, edit, "cat", with_to_k=False, regeular_scale=1e-2)
+    result = attack(pipe, "derived", "cat", judge=never, edit=edit, reg_lamb=1e-2, edit_keys=False, sampling=FAST)
+    assert_close(result.cases[0].outcome.prompt_embeds.double(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_lift_is_exact_for_an_edit_not_of_the_closed_form_shape(edited):
+    """A random dense-ish edit (W_l ≠ W_orig,l T for any shared T) still gives Eq. 8 exactly."""
+    pipe, _ = edited
+    targets = find_targets(pipe.unet)
+    g = torch.Generator().manual_seed(0)
+    updates = {
+        t.name: (0.1 * torch.randn(t.weight.shape[0], 3, generator=g), torch.randn(3, t.weight.shape[1], generator=g))
+        for t in targets
+    }
+    edit = Edit(updates, method="random", fingerprint=targets.fingerprint())
+    expected = _reference(pipe, edit, "cat", regeular_scale=1e-2)
+    edit.apply(pipe)
+    try:
+        states = pipe.text_encoder(pipe.tokenizer("cat", padding="max_length", return_tensors="pt").input_ids)[0][0]
+        found = derive(lifted_gram(pipe.unet, edit_keys=True), states.detach(), 1e-2)
+    finally:
+        edit.remove(pipe)
+    assert_close(found, expected, rtol=1e-8, atol=1e-9)
+
+
+def test_derived_is_bit_identical_across_runs_and_leaves_the_weights_alone(edited, never):
+    pipe, edit = edited
+    before = unet_state(pipe)
+    runs = [
+        attack(pipe, "derived", "cat", judge=never, edit=edit, prompts=["cat", "a cat"], sampling=FAST) for _ in "ab"
+    ]
+    assert same_state(pipe, before)
+    for a, b in zip(*(r.cases for r in runs)):
+        assert torch.equal(a.outcome.prompt_embeds, b.outcome.prompt_embeds)
+        assert a.outcome.image.tobytes() == b.outcome.image.tobytes()
