@@ -44,11 +44,11 @@ def close_form_emb_regzero(model, model_copy, concept, with_to_k=True, regeular_
             for attn in net[1].attentions:
                 for transformer in attn.transformer_blocks:
                     ca_layers_copy.append(transformer.attn2)
-    projection_matrices = [l.to_v for l in ca_layers]
-    projection_matrices_copy = [l.to_v for l in ca_layers_copy]
+    projection_matrices = [layer.to_v for layer in ca_layers]
+    projection_matrices_copy = [layer.to_v for layer in ca_layers_copy]
     if with_to_k:
-        projection_matrices = projection_matrices + [l.to_k for l in ca_layers]
-        projection_matrices_copy = projection_matrices_copy + [l.to_k for l in ca_layers_copy]
+        projection_matrices = projection_matrices + [layer.to_k for layer in ca_layers]
+        projection_matrices_copy = projection_matrices_copy + [layer.to_k for layer in ca_layers_copy]
     concept_tokens = model.tokenizer(
         concept, padding="max_length", max_length=model.tokenizer.model_max_length, truncation=True, return_tensors="pt"
     )
@@ -57,8 +57,8 @@ def close_form_emb_regzero(model, model_copy, concept, with_to_k=True, regeular_
     d = projection_matrices[0].weight.shape[1]
     mat1 = torch.eye(d, dtype=torch.float64) * regeular_scale
     mat2 = torch.zeros((d, d), dtype=torch.float64)
-    for idx_, l in enumerate(projection_matrices):
-        W, W_copy = l.weight.detach().double(), projection_matrices_copy[idx_].weight.detach().double()
+    for idx_, layer in enumerate(projection_matrices):
+        W, W_copy = layer.weight.detach().double(), projection_matrices_copy[idx_].weight.detach().double()
         mat1 = mat1 + torch.matmul(W.T, W)
         mat2 = mat2 + torch.matmul(W.T, W_copy)
     coefficent = torch.matmul(torch.inverse(mat1), mat2)
