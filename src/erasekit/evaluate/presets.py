@@ -208,7 +208,9 @@ def parse_preset(raw: Any, *, where: str = "<preset>") -> Preset:
         spec = _build(MetricSpec, body, f"{where}: metrics[{i}]")
         _group(spec.group, f"{where}: metrics[{i}]")
         if spec.prompt_set not in set_names:
-            raise ConfigError(f"{where}: metrics[{i}] reads prompt set {spec.prompt_set!r}, not one of {sorted(set_names)}.")
+            raise ConfigError(
+                f"{where}: metrics[{i}] reads prompt set {spec.prompt_set!r}, not one of {sorted(set_names)}."
+            )
         check_metric_params(spec.name, spec.params)
         metrics.append(spec)
     derived = []

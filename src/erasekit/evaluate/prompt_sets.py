@@ -41,7 +41,8 @@ USER_COLUMNS = {
     "guidance": ("guidance", "evaluation_guidance"),
     "label": ("label", "concept", "class", "artist"),
 }
-"""Column names recognised in a user's CSV (first match wins); ``prompt`` is the one required column."""
+"""Column names recognised in a user's CSV (first match wins); ``prompt`` is the one required column,
+``group`` (a prompt set of the preset) is optional too."""
 
 
 def prompts_dir() -> Path:
@@ -132,28 +133,40 @@ def load_prompt_set(spec: PromptSetSpec, *, concept: str | None) -> list[PromptR
     return rows
 
 
-def read_user_prompts(path: str | Path, *, set_name: str = "prompts", seeds: tuple[int, ...] = (0,)) -> list[PromptRow]:
-    """Returns the rows of a user's CSV: a ``prompt`` column, optional seed/guidance/label columns.
+def read_user_prompts(
+    path: str | Path, *, set_names: Sequence[str] = ("prompts",), seeds: tuple[int, ...] = (0,)
+) -> list[PromptRow]:
+    """Returns the rows of a user's CSV: a ``prompt`` column, optional seed/guidance/label/group columns.
 
     Recognised optional columns are listed in ``USER_COLUMNS``; rows without a seed column get ``seeds``.
+    A ``group`` column sends each row to the prompt set it names (one of ``set_names``); without it every
+    row goes to the first set.
 
     Raises:
-        PromptsFileError: missing file, no ``prompt`` column (the message lists the columns found).
+        PromptsFileError: missing file, no ``prompt`` column (the message lists the columns found), or a
+            group that is not one of ``set_names``.
     """
     records = read_csv(path, required=["prompt"])
     columns = set(records[0])
     found = {key: next((c for c in names if c in columns), None) for key, names in USER_COLUMNS.items()}
-    return [
-        PromptRow(
-            set_name,
-            i,
-            record["prompt"],
-            (_int(record, found["seed"], str(path)),) if found["seed"] else seeds,
-            _float(record, found["guidance"], str(path)) if found["guidance"] else None,
-            record[found["label"]] if found["label"] else None,
+    counts: dict[str, int] = {}
+    rows = []
+    for record in records:
+        set_name = record["group"] if "group" in columns else set_names[0]
+        if set_name not in set_names:
+            raise PromptsFileError(f"{path}: group {set_name!r} is not a prompt set of the preset: {list(set_names)}.")
+        index = counts[set_name] = counts.get(set_name, -1) + 1
+        rows.append(
+            PromptRow(
+                set_name,
+                index,
+                record["prompt"],
+                (_int(record, found["seed"], str(path)),) if found["seed"] else seeds,
+                _float(record, found["guidance"], str(path)) if found["guidance"] else None,
+                record[found["label"]] if found["label"] else None,
+            )
         )
-        for i, record in enumerate(records)
-    ]
+    return rows
 
 
 def _int(record: dict[str, str], column: str | None, where: str) -> int:

@@ -1,0 +1,63 @@
+"""Evaluation: presets (YAML protocols of the papers), a resumable sharded runner, scoring and reports.
+
+    from erasekit.evaluate import evaluate
+    result = evaluate("embedded-style", model="embedded", edit="vangogh.safetensors", out="out/eval")
+    result["metrics"]["efficacy"]["judge_detect_rate_target"]
+"""
+
+from __future__ import annotations
+
+from .evaluation import evaluate, generate_images, load_rows, resolve_concept, user_preset
+from .presets import (
+    AttackSpec,
+    DerivedSpec,
+    Generation,
+    MetricSpec,
+    Preset,
+    PromptSetSpec,
+    available_presets,
+    load_preset,
+    parse_preset,
+)
+from .prompt_sets import PromptRow, PromptsFileError, load_prompt_set, read_csv, read_user_prompts
+from .report import AttackExample, AttackRecord, write_html, write_json
+from .runner import GenerateStats, GenerationError, generate, launched_shard, run_shards
+from .scoring import score
+from .store import ImageStore
+from .work import Shard, WorkItem, build_work
+
+__all__ = [
+    "AttackExample",
+    "AttackRecord",
+    "AttackSpec",
+    "DerivedSpec",
+    "GenerateStats",
+    "Generation",
+    "GenerationError",
+    "ImageStore",
+    "MetricSpec",
+    "Preset",
+    "PromptRow",
+    "PromptSetSpec",
+    "PromptsFileError",
+    "Shard",
+    "WorkItem",
+    "available_presets",
+    "build_work",
+    "evaluate",
+    "generate",
+    "generate_images",
+    "launched_shard",
+    "load_preset",
+    "load_prompt_set",
+    "load_rows",
+    "parse_preset",
+    "read_csv",
+    "read_user_prompts",
+    "resolve_concept",
+    "run_shards",
+    "score",
+    "user_preset",
+    "write_html",
+    "write_json",
+]

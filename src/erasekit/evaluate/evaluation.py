@@ -1,0 +1,254 @@
+"""``evaluate``: one call from a model, an edit and a preset to metrics.json and report.html.
+
+Steps: resolve the concept and the prompt rows; build the work list; generate the missing images (in
+this process, in ``num_processes`` spawned workers, or as one shard of an ``accelerate launch``); score
+them; write the outputs. ``generate_images`` is the first half alone, for ``erasekit generate``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import erasekit
+from erasekit.edit import Edit
+from erasekit.errors import ConfigError
+from erasekit.metrics import GROUPS, Judge, MetricContext
+
+from .presets import Generation, Preset, PromptSetSpec, load_preset
+from .prompt_sets import PromptRow, load_prompt_set, read_user_prompts
+from .report import AttackRecord, with_attacks, write_html, write_json
+from .runner import WorkerJob, generate, launched_shard, run_shards, wait_for_shards
+from .scoring import score
+from .store import ImageStore
+from .work import Shard, WorkItem, build_work
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_concept(preset: Preset, edit: Edit | None, concept: str | None) -> str | None:
+    """Returns the concept under evaluation: ``concept``, else the edit's first, else the preset's default."""
+    if concept:
+        return concept
+    if edit is not None and edit.concepts:
+        if len(edit.concepts) > 1:
+            logger.info("the edit erases %s; evaluating the first, %r", edit.concepts, edit.concepts[0])
+        return edit.concepts[0]
+    return preset.concept
+
+
+def load_rows(
+    preset: Preset, *, concept: str | None, prompts_csv: str | os.PathLike[str] | None = None, limit: int | None = None
+) -> dict[str, list[PromptRow]]:
+    """Returns the prompt rows of every set of ``preset``, by set name.
+
+    With ``prompts_csv``, the user's CSV replaces the preset's prompts: rows go to the set its ``group``
+    column names, or all to the preset's first set; sets that get no row are left out (and so are
+    their metrics).
+
+    Raises:
+        PromptsFileError: missing file or columns.
+        ConfigError: ``limit`` < 1, or a set left empty.
+    """
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be >= 1, got {limit}.")
+    if prompts_csv is None:
+        rows = {spec.name: load_prompt_set(spec, concept=concept) for spec in preset.prompts}
+    else:
+        names = [spec.name for spec in preset.prompts]
+        user = read_user_prompts(prompts_csv, set_names=names, seeds=preset.prompts[0].seeds)
+        rows = {name: [r for r in user if r.set == name] for name in names}
+        rows = {name: r for name, r in rows.items() if r}
+    return {name: r[:limit] if limit else r for name, r in rows.items()}
+
+
+def user_preset(
+    path: str | os.PathLike[str], generation: Generation | None = None, *, seeds: tuple[int, ...] = (0,)
+) -> Preset:
+    """Returns a preset with no metrics over a user's CSV (``--prompts`` without ``--preset``).
+
+    Args:
+        path: the CSV.
+        generation: sampling settings (default ``Generation()``).
+        seeds: seeds of prompts without a seed column.
+    """
+    return Preset(
+        name=f"prompts:{Path(path).name}",
+        description=f"images for the prompts of {path}",
+        generation=generation or Generation(),
+        prompts=(PromptSetSpec(name="prompts", csv=str(path), seeds=seeds),),
+    )
+
+
+def _run_info(model: str, edit: Edit | None, preset: Preset, concept: str | None, rows: Mapping[str, Any]) -> dict:
+    """Returns what identifies a run's images (stored as run.json; a mismatch refuses to resume)."""
+    return {
+        "model": model,
+        "edit": edit.id if edit is not None else None,
+        "generation": dataclasses.asdict(preset.generation),
+        "concept": concept,
+        "prompts": {name: [(r.prompt, list(r.seeds), r.guidance) for r in set_rows] for name, set_rows in rows.items()},
+    }
+
+
+def generate_images(
+    *,
+    model: str,
+    out: str | os.PathLike[str],
+    preset: Preset,
+    rows: Mapping[str, Sequence[PromptRow]],
+    edit: Edit | None = None,
+    edit_path: str | os.PathLike[str] | None = None,
+    concept: str | None = None,
+    pipe: Any = None,
+    num_processes: int = 1,
+    device: str = "cpu",
+    dtype: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    on_image: Callable[[WorkItem], None] | None = None,
+) -> tuple[ImageStore, list[WorkItem], float]:
+    """Makes every missing image of ``rows`` (edited, and original where the preset needs it).
+
+    Returns:
+        The run's store, the full work list and the seconds spent generating.
+
+    Raises:
+        ConfigError: ``pipe`` given with ``num_processes`` > 1 (workers load their own model).
+        OutputExistsError: ``out`` holds another run's images and ``overwrite`` is False.
+        GenerationError: a worker failed.
+    """
+    all_rows = [row for set_rows in rows.values() for row in set_rows]
+    items = build_work(all_rows, needs_originals=lambda name: edit is not None and preset.needs_originals(name))
+    run = _run_info(model, edit, preset, concept, rows)
+    store = ImageStore(out, run, overwrite=overwrite)
+    shard = launched_shard()
+    if num_processes > 1 and shard is None:
+        if pipe is not None:
+            raise ConfigError("num_processes > 1 loads the model in each worker: pass the model name, not a pipeline.")
+        if edit is not None and edit_path is None:
+            raise ConfigError("num_processes > 1 needs the edit as a file (edit_path) for the workers to load.")
+        job = WorkerJob(model, str(edit_path) if edit_path else None, device, dtype, tuple(items), str(out), run,
+                        preset.generation, progress)  # fmt: skip
+        return store, items, run_shards(job, num_processes)
+    if pipe is None:
+        pipe = erasekit.load_pipeline(model, device=device, dtype=dtype)
+    stats = generate(
+        pipe, items, store, preset.generation, edit=edit, shard=shard or Shard(), progress=progress, on_image=on_image
+    )
+    wait_for_shards()
+    logger.info("generated %d image(s), %d already done, in %.1f s", stats.made, stats.skipped, stats.seconds)
+    return store, items, stats.seconds
+
+
+def evaluate(
+    preset: Preset | str | None = None,
+    *,
+    model: str = "embedded",
+    out: str | os.PathLike[str],
+    edit: Edit | str | os.PathLike[str] | None = None,
+    prompts_csv: str | os.PathLike[str] | None = None,
+    concept: str | None = None,
+    limit: int | None = None,
+    num_processes: int = 1,
+    device: str = "cpu",
+    dtype: str | None = None,
+    weights: Mapping[str, str] | None = None,
+    attacks: Sequence[AttackRecord] = (),
+    overwrite: bool = False,
+    progress: bool = True,
+    pipe: Any = None,
+    judge_loader: Callable[[], Judge] | None = None,
+    on_image: Callable[[WorkItem], None] | None = None,
+) -> dict[str, Any] | None:
+    """Generates, scores and reports one edit under one preset; returns the metrics.json content.
+
+    Args:
+        preset: a ``Preset``, a shipped preset name or a YAML path; None with ``prompts_csv`` makes
+            images of the user's prompts only (no metrics).
+        model: "embedded", a tiny model name, a local diffusers folder or a cached hub id.
+        out: the run's folder (images, manifest, metrics.json, report.html); re-running resumes.
+        edit: an ``Edit`` or its file; None evaluates the model as it is.
+        prompts_csv: a user's CSV replacing the preset's prompts (see ``load_rows``).
+        concept: the concept to evaluate; default the edit's first concept, else the preset's.
+        limit: keep the first ``limit`` prompts of every set (quick runs).
+        num_processes: generation workers spawned here (ignored under ``accelerate launch``).
+        device, dtype: where and how the model runs.
+        weights: judge name -> local weights path (``--weights clip=/models/clip``).
+        attacks: attack outcomes to add to the ASR group and the report.
+        overwrite: start afresh when ``out`` holds another run.
+        progress: show progress bars.
+        pipe: an already loaded pipeline (tests; single process only).
+        judge_loader: returns the embedded-world judge (tests pass a stub).
+        on_image: called after each image is saved (tests stop a run with it).
+
+    Returns:
+        The metrics.json content; None in processes other than the main one of an accelerate launch.
+
+    Raises:
+        ConfigError: neither preset nor prompts, or a bad option.
+        MissingWeightsError: the model, the edit or a judge is not available locally.
+        OutputExistsError: ``out`` holds another run's images.
+    """
+    if preset is None and prompts_csv is None:
+        raise ConfigError("pass a preset (--preset NAME) or a prompts CSV (--prompts FILE).")
+    edit_path = None
+    if edit is not None and not isinstance(edit, Edit):
+        edit_path, edit = edit, Edit.load(edit)
+    if preset is None:
+        preset = user_preset(prompts_csv)  # type: ignore[arg-type]
+    elif not isinstance(preset, Preset):
+        preset = load_preset(preset)
+    concept = resolve_concept(preset, edit, concept)
+    rows = load_rows(preset, concept=concept, prompts_csv=prompts_csv, limit=limit)
+    store, items, generate_s = generate_images(
+        model=model, out=out, preset=preset, rows=rows, edit=edit, edit_path=edit_path, concept=concept, pipe=pipe,
+        num_processes=num_processes, device=device, dtype=dtype, overwrite=overwrite, progress=progress,
+        on_image=on_image,
+    )  # fmt: skip
+    shard = launched_shard()
+    if shard is not None and shard.index != 0:
+        return None
+    start = time.perf_counter()
+    ctx = MetricContext(concept=concept, weights=dict(weights or {}), device=device, judge_loader=judge_loader)
+    metrics, baseline = score(
+        preset,
+        rows,
+        store,
+        ctx,
+        baseline=preset.baseline and edit is not None,
+        references="original" if edit is not None else "edited",
+    )
+    result = {
+        "model": model,
+        "edit": None
+        if edit is None
+        else {"method": edit.method, "concepts": edit.concepts, "fingerprint": edit.fingerprint, "id": edit.id},
+        "preset": preset.name,
+        "concept": concept,
+        "n_images": len(items),
+        "metrics": metrics,
+        "baseline": baseline,
+        "timing": {
+            "edit_s": (edit.info.get("edit_s") if edit is not None else None),
+            "generate_s": round(generate_s, 3),
+            "score_s": round(time.perf_counter() - start, 3),
+        },
+        "settings": {
+            "generation": dataclasses.asdict(preset.generation),
+            "prompt_sets": {name: len(r) for name, r in rows.items()},
+            "limit": limit,
+            "reference": preset.reference,
+        },
+        "erasekit_version": erasekit.__version__,
+    }
+    assert set(result["metrics"]) == set(GROUPS), "scoring must fill exactly the five groups"
+    with_attacks(result, attacks)
+    write_json(result, Path(out) / "metrics.json")
+    write_html(result, rows, store, Path(out) / "report.html", attacks=attacks)
+    return result

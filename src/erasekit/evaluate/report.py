@@ -1,0 +1,194 @@
+"""The outputs of an evaluation: ``metrics.json`` (DESIGN.md's schema) and a self-contained ``report.html``.
+
+``metrics.json``::
+
+    {"model": "...", "edit": {"method": ..., "concepts": [...], "fingerprint": ..., "id": ...} | null,
+     "preset": "...", "concept": "...", "n_images": 0,
+     "metrics": {"efficacy": {}, "generality": {}, "specificity": {}, "asr": {}, "quality": {}},
+     "baseline": {same five groups, for the original model} | null,
+     "timing": {"edit_s": ..., "generate_s": ..., "score_s": ...},
+     "settings": {"generation": {...}, "seeds": ...}, "erasekit_version": "..."}
+
+The report embeds every image as a base64 PNG thumbnail, so the one file can be mailed or archived.
+Attack results (from ``erasekit.attacks``) come in as :class:`AttackRecord` and get their own section
+and ``asr.asr_<name>`` entries.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from erasekit.metrics import GROUPS
+
+from .prompt_sets import PromptRow
+from .store import ImageStore
+from .work import WorkItem
+
+THUMB = 160  # px, longest side of a thumbnail as stored
+
+
+@dataclass(frozen=True)
+class AttackExample:
+    """One attacked prompt: what the attack found, the image it made, whether the judge saw the concept."""
+
+    prompt: str
+    image: Image.Image
+    success: bool
+    found: str = ""
+
+
+@dataclass(frozen=True)
+class AttackRecord:
+    """An attack's outcome for the report: its ASR (UnlearnDiff's definition) and some examples."""
+
+    name: str
+    asr: float
+    examples: Sequence[AttackExample] = field(default_factory=tuple)
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+def with_attacks(result: dict[str, Any], attacks: Sequence[AttackRecord]) -> dict[str, Any]:
+    """Returns ``result`` with ``metrics.asr.asr_<name>`` set for every attack."""
+    for record in attacks:
+        result["metrics"]["asr"][f"asr_{record.name}"] = record.asr
+    return result
+
+
+def write_json(result: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Writes ``result`` as indented JSON, atomically; returns the path."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def thumbnail_uri(image: Image.Image, *, size: int = THUMB) -> str:
+    """Returns ``image`` as a ``data:image/png;base64,...`` URI, at most ``size`` px on its longest side."""
+    image = image.convert("RGB")
+    if max(image.size) > size:
+        image = image.copy()
+        image.thumbnail((size, size), Image.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:.3em .6em;text-align:left}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.grid{display:flex;flex-wrap:wrap;gap:1em}.pair{width:300px;font-size:.8em}
+.pair img{width:140px;height:140px;object-fit:contain;image-rendering:pixelated;background:#eee}
+.ok{color:#080}.bad{color:#b00}.meta{color:#666;font-size:.9em}
+"""
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else html.escape(str(value))
+
+
+def _metrics_table(result: Mapping[str, Any]) -> str:
+    baseline = result.get("baseline") or {}
+    rows = []
+    for group in GROUPS:
+        for key, value in result["metrics"].get(group, {}).items():
+            before = baseline.get(group, {}).get(key)
+            rows.append(
+                f"<tr><td>{group}</td><td>{html.escape(key)}</td><td class=num>{_fmt(value)}</td>"
+                f"<td class=num>{'' if before is None else _fmt(before)}</td></tr>"
+            )
+    if not rows:
+        return "<p>No metrics: this run only generated images.</p>"
+    return "<table><tr><th>group</th><th>metric</th><th>edited</th><th>original</th></tr>" + "".join(rows) + "</table>"
+
+
+def _grids(rows: Mapping[str, Sequence[PromptRow]], store: ImageStore, per_set: int) -> str:
+    parts = []
+    for set_name, set_rows in rows.items():
+        cells = []
+        for row in list(set_rows)[:per_set]:
+            edited = WorkItem("edited", row, row.seeds[0])
+            original = WorkItem("original", row, row.seeds[0])
+            imgs = []
+            for item, title in ((original, "original"), (edited, "edited")):
+                if store.has(item):
+                    imgs.append(f'<img src="{thumbnail_uri(store.load(item))}" title="{title}" alt="{title}">')
+            label = f" <span class=meta>[{html.escape(row.label)}]</span>" if row.label else ""
+            cells.append(
+                f"<div class=pair>{''.join(imgs)}<div>{html.escape(row.prompt[:200])}{label}"
+                f"<span class=meta> seed {row.seeds[0]}</span></div></div>"
+            )
+        n = sum(len(r.seeds) for r in set_rows)
+        parts.append(
+            f"<h2>Prompts: {html.escape(set_name)} <span class=meta>({len(set_rows)} prompts, {n} images; "
+            f"left original, right edited)</span></h2><div class=grid>{''.join(cells)}</div>"
+        )
+    return "".join(parts)
+
+
+def _attacks(attacks: Sequence[AttackRecord]) -> str:
+    if not attacks:
+        return "<h2>Attacks</h2><p class=meta>No attack results: run <code>erasekit attack</code> to add them.</p>"
+    parts = ["<h2>Attacks</h2>"]
+    for record in attacks:
+        cells = "".join(
+            f'<div class=pair><img src="{thumbnail_uri(ex.image)}" alt="attack image">'
+            f"<div class={'bad' if ex.success else 'ok'}>{'concept back' if ex.success else 'held'}</div>"
+            f"<div>{html.escape(ex.prompt[:200])}</div><div class=meta>{html.escape(ex.found[:200])}</div></div>"
+            for ex in record.examples
+        )
+        params = html.escape(json.dumps(dict(record.params), default=str))
+        parts.append(
+            f"<h3>{html.escape(record.name)}: ASR {record.asr:.1%}</h3><p class=meta>{params}</p>"
+            f"<div class=grid>{cells}</div>"
+        )
+    return "".join(parts)
+
+
+def write_html(
+    result: Mapping[str, Any],
+    rows: Mapping[str, Sequence[PromptRow]],
+    store: ImageStore,
+    path: str | os.PathLike[str],
+    *,
+    attacks: Sequence[AttackRecord] = (),
+    per_set: int = 12,
+) -> Path:
+    """Writes the self-contained HTML report; returns its path.
+
+    Args:
+        result: the metrics.json content.
+        rows: prompt rows by set, as generated.
+        store: the run's images.
+        path: where to write.
+        attacks: attack outcomes to show (and whose ASR is in ``result``).
+        per_set: prompts shown per prompt set (first seed each).
+    """
+    edit = result.get("edit") or {}
+    title = f"erasekit: {result.get('preset')} on {result.get('model')}"
+    head = (
+        f"<h1>{html.escape(title)}</h1><p>Edit: <b>{html.escape(str(edit.get('method', 'none')))}</b> "
+        f"erasing {html.escape(', '.join(edit.get('concepts', [])) or '-')}; concept evaluated: "
+        f"<b>{html.escape(str(result.get('concept')))}</b>; {result.get('n_images')} images.</p>"
+        f"<p class=meta>timing: {html.escape(json.dumps(result.get('timing', {})))}; "
+        f"settings: {html.escape(json.dumps(result.get('settings', {}), default=str))}</p>"
+    )
+    body = head + "<h2>Scores</h2>" + _metrics_table(result) + _grids(rows, store, per_set) + _attacks(attacks)
+    page = f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title><style>{_CSS}</style></head><body>{body}</body></html>\n"  # noqa: E501
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(page)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,220 @@
+"""Generation: prompt × seed -> one image file, resumable, sharded across processes.
+
+``generate`` makes one shard's missing images with a pipeline already loaded (the edit applied for
+``edited`` items, removed for ``original`` ones). ``run_shards`` starts ``num_processes`` workers, each
+loading the model and taking its shard of the same deterministic work list; under
+``accelerate launch`` each launched process is one shard (``launched_shard``). A killed run resumes
+from the files on disk: finished images are neither made again nor logged twice.
+
+Progress bars live here (tqdm), one per process; the pipeline's own bar is turned off.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from erasekit.errors import ConfigError, ErasekitError
+
+from .presets import Generation
+from .store import ImageStore
+from .work import Shard, WorkItem
+
+logger = logging.getLogger(__name__)
+
+
+class GenerationError(ErasekitError, RuntimeError):
+    """A generation worker failed; its message and exit code say which."""
+
+
+@dataclass(frozen=True)
+class GenerateStats:
+    """What one shard did: images made now, images found finished, repaired manifest lines, seconds."""
+
+    made: int
+    skipped: int
+    repaired: int
+    seconds: float
+
+
+def generate(
+    pipe: Any,
+    items: Sequence[WorkItem],
+    store: ImageStore,
+    generation: Generation,
+    *,
+    edit: Any | None = None,
+    shard: Shard = Shard(),
+    progress: bool = True,
+    on_image: Callable[[WorkItem], None] | None = None,
+) -> GenerateStats:
+    """Makes the missing images of this shard's items and logs each in the manifest.
+
+    Items are made in list order, edited ones with ``edit`` applied to ``pipe`` and original ones
+    without it, in batches of ``generation.batch_size`` that share a guidance scale. Each image's noise
+    comes from its own CPU generator seeded with the item's seed, so an image does not depend on its
+    batch, shard or device.
+
+    Args:
+        pipe: a diffusers text-to-image pipeline (or the embedded one).
+        items: the whole work list; this shard takes its part.
+        store: the run's output folder.
+        generation: steps, guidance, size, negative prompt, batch size.
+        edit: the ``Edit`` for ``edited`` items; None evaluates ``pipe`` as it is.
+        shard: which part of ``items`` this process makes.
+        progress: show a progress bar.
+        on_image: called after each image is saved and logged (tests use it to stop a run midway).
+
+    Returns:
+        The shard's counts and time.
+    """
+    start = time.perf_counter()
+    mine = shard.take(items)
+    removed = store.remove_stale_temporaries(mine)
+    if removed:
+        logger.info("removed %d temporary file(s) left by a killed run", removed)
+    logged = store.manifest()
+    finished = [item for item in mine if store.has(item)]
+    for item in finished:  # killed between the rename and the manifest line
+        if item.key not in logged:
+            store.record(item, shard=shard.index)
+    repaired = sum(item.key not in logged for item in finished)
+    todo = [item for item in mine if not store.has(item)]
+    pipe.set_progress_bar_config(disable=True)
+    bar = tqdm(total=len(todo), desc=f"generate [{shard.index + 1}/{shard.count}]", position=shard.index,
+               disable=not progress or not todo, unit="img", leave=True)  # fmt: skip
+    try:
+        for variant, group in groupby(todo, key=lambda item: item.variant):
+            batch_items = list(group)
+            applied = edit is not None and variant == "edited"
+            if applied:
+                edit.apply(pipe)
+            try:
+                for batch in _batches(batch_items, generation.batch_size):
+                    t0 = time.perf_counter()
+                    images = _run(pipe, batch, generation)
+                    seconds = (time.perf_counter() - t0) / len(batch)
+                    for item, image in zip(batch, images):
+                        store.save(item, image)
+                        store.record(item, shard=shard.index, seconds=seconds)
+                        bar.update(1)
+                        if on_image is not None:
+                            on_image(item)
+            finally:
+                if applied:
+                    edit.remove(pipe)
+    finally:
+        bar.close()
+    return GenerateStats(len(todo), len(finished), repaired, time.perf_counter() - start)
+
+
+def _batches(items: list[WorkItem], size: int) -> list[list[WorkItem]]:
+    """Returns consecutive batches of at most ``size`` items sharing one guidance scale."""
+    out: list[list[WorkItem]] = []
+    for _, group in groupby(items, key=lambda item: item.row.guidance):
+        run = list(group)
+        out += [run[i : i + size] for i in range(0, len(run), size)]
+    return out
+
+
+def _run(pipe: Any, batch: list[WorkItem], generation: Generation) -> list[Any]:
+    """Returns the PIL images of one batch."""
+    guidance = batch[0].row.guidance if batch[0].row.guidance is not None else generation.guidance
+    kwargs: dict[str, Any] = {
+        "prompt": [item.row.prompt for item in batch],
+        "num_inference_steps": generation.steps,
+        "guidance_scale": guidance,
+        "generator": [torch.Generator("cpu").manual_seed(item.seed) for item in batch],
+    }
+    if generation.height is not None:
+        kwargs["height"] = generation.height
+    if generation.width is not None:
+        kwargs["width"] = generation.width
+    if generation.negative_prompt is not None:
+        kwargs["negative_prompt"] = [generation.negative_prompt] * len(batch)
+    images = pipe(**kwargs).images
+    if len(images) != len(batch):
+        raise GenerationError(f"the pipeline returned {len(images)} images for {len(batch)} prompts.")
+    return images
+
+
+def launched_shard() -> Shard | None:
+    """Returns this process's shard under ``accelerate launch`` (or torchrun), None when run alone."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    state = PartialState()
+    return Shard(state.process_index, state.num_processes)
+
+
+def wait_for_shards() -> None:
+    """Blocks until every process launched with accelerate has finished generating (no-op alone)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """Everything a spawned worker needs to make its shard (picklable: names and paths, no models)."""
+
+    model: str
+    edit_path: str | None
+    device: str
+    dtype: str | None
+    items: tuple[WorkItem, ...]
+    out: str
+    run: Mapping[str, Any]
+    generation: Generation
+    progress: bool
+
+
+def _worker(job: WorkerJob, shard: Shard) -> None:
+    import erasekit
+    from erasekit.edit import Edit
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // shard.count))
+    device = job.device
+    if device.startswith("cuda") and torch.cuda.device_count() > 1:
+        device = f"cuda:{shard.index % torch.cuda.device_count()}"
+    pipe = erasekit.load_pipeline(job.model, device=device, dtype=job.dtype)
+    edit = Edit.load(job.edit_path) if job.edit_path else None
+    store = ImageStore(job.out, job.run)
+    generate(pipe, job.items, store, job.generation, edit=edit, shard=shard, progress=job.progress)
+
+
+def run_shards(job: WorkerJob, num_processes: int) -> float:
+    """Makes every missing image of ``job.items`` with ``num_processes`` spawned workers; returns seconds.
+
+    Raises:
+        ConfigError: ``num_processes`` < 1.
+        GenerationError: a worker exited with an error (its traceback is on stderr).
+    """
+    if num_processes < 1:
+        raise ConfigError(f"--num-processes must be >= 1, got {num_processes}.")
+    start = time.perf_counter()
+    context = mp.get_context("spawn")  # fork would copy torch's thread pools and any CUDA state
+    workers = [context.Process(target=_worker, args=(job, Shard(i, num_processes))) for i in range(num_processes)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    failed = [(i, w.exitcode) for i, w in enumerate(workers) if w.exitcode != 0]
+    if failed:
+        raise GenerationError(
+            f"generation worker(s) {failed} (shard, exit code) failed; see the traceback above. Finished images "
+            f"are kept: run the same command again to resume in {Path(job.out)}."
+        )
+    return time.perf_counter() - start

@@ -1,0 +1,167 @@
+"""The output folder of a run: images written atomically, a manifest, and a guard against mixing runs.
+
+Layout::
+
+    OUT/run.json                     what made the images (model, edit, generation settings)
+    OUT/images/<variant>/<set>/<row>_s<seed>.png
+    OUT/manifest/shard-<i>.jsonl     one line per finished image, appended by the shard that made it
+
+An image is written to a temporary name in its folder and renamed into place, so a file under its final
+name is always complete; the image file is the ground truth of "done", and the manifest is its log.
+A run killed between the rename and the manifest line is repaired on resume (the line is added, the
+image is not made again). Lines cut short by a kill are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from erasekit.errors import OutputError, OutputExistsError
+
+from .work import WorkItem
+
+logger = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"
+
+
+class ImageStore:
+    """The images and manifest of one run under ``root``.
+
+    Args:
+        root: the output folder (created if missing).
+        run: what identifies the images (model, edit id, generation settings, prompts); a folder holding
+            images of another run is refused, so a resume never mixes two runs.
+        overwrite: discard a folder of another run instead of refusing it.
+
+    Raises:
+        OutputExistsError: ``root`` holds another run's images and ``overwrite`` is False.
+        OutputError: ``root`` cannot be created or written.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], run: Mapping[str, Any], *, overwrite: bool = False) -> None:
+        self.root = Path(root)
+        self.images = self.root / "images"
+        self.manifest_dir = self.root / "manifest"
+        try:
+            self.manifest_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OutputError(f"cannot create output folder {self.root}: {err}") from err
+        run = json.loads(json.dumps(dict(run), sort_keys=True, default=str))
+        run_file = self.root / RUN_FILE
+        if run_file.is_file():
+            previous = json.loads(run_file.read_text())
+            if previous != run:
+                changed = sorted(k for k in set(previous) | set(run) if previous.get(k) != run.get(k))
+                if not overwrite:
+                    raise OutputExistsError(
+                        f"{self.root} holds images of another run (it differs in {changed}); resuming would mix "
+                        "them. Choose another -o, or pass --overwrite to start this folder afresh."
+                    )
+                self._clear()
+        _atomic_write_text(run_file, json.dumps(run, indent=2, sort_keys=True))
+
+    def _clear(self) -> None:
+        logger.info("discarding the images and manifest of another run in %s", self.root)
+        for path in sorted(self.images.rglob("*"), reverse=True) if self.images.exists() else []:
+            path.unlink() if path.is_file() else path.rmdir()
+        for path in self.manifest_dir.glob("*.jsonl"):
+            path.unlink()
+
+    def path(self, item: WorkItem) -> Path:
+        """Returns where ``item``'s image lives."""
+        return self.images / f"{item.key}.png"
+
+    def has(self, item: WorkItem) -> bool:
+        """Returns whether ``item``'s image is finished (its final name exists)."""
+        return self.path(item).is_file()
+
+    def load(self, item: WorkItem) -> Image.Image:
+        """Returns ``item``'s image, read fully into memory."""
+        with Image.open(self.path(item)) as image:
+            return image.convert("RGB")
+
+    def save(self, item: WorkItem, image: Image.Image) -> Path:
+        """Writes ``item``'s image atomically: to a temporary file in the same folder, then renamed."""
+        path = self.path(item)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                image.save(f, format="PNG")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return path
+
+    def remove_stale_temporaries(self, items: list[WorkItem]) -> int:
+        """Deletes temporary files a killed process left for ``items``; returns how many."""
+        removed = 0
+        for item in items:
+            path = self.path(item)
+            for tmp in path.parent.glob(f".{path.stem}.*.tmp") if path.parent.exists() else []:
+                tmp.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def record(self, item: WorkItem, *, shard: int, seconds: float | None = None) -> None:
+        """Appends ``item``'s manifest line to this shard's log."""
+        line = {
+            "key": item.key,
+            "file": str(self.path(item).relative_to(self.root)),
+            "variant": item.variant,
+            "set": item.row.set,
+            "index": item.row.index,
+            "prompt": item.row.prompt,
+            "seed": item.seed,
+            "guidance": item.row.guidance,
+            "label": item.row.label,
+            "shard": shard,
+            "seconds": seconds,
+        }
+        data = (json.dumps(line) + "\n").encode()
+        with open(self.manifest_dir / f"shard-{shard}.jsonl", "ab+") as f:
+            if f.seek(0, os.SEEK_END) > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":  # a line cut short by a kill: end it, so this one stays whole
+                    data = b"\n" + data
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def manifest(self) -> dict[str, dict[str, Any]]:
+        """Returns every finished image's manifest line, by key (first line wins; partial lines skipped)."""
+        out: dict[str, dict[str, Any]] = {}
+        for line in self._lines():
+            out.setdefault(line["key"], line)
+        return out
+
+    def manifest_lines(self) -> list[dict[str, Any]]:
+        """Returns every readable manifest line of every shard, duplicates included (for checks)."""
+        return list(self._lines())
+
+    def _lines(self) -> Iterator[dict[str, Any]]:
+        for path in sorted(self.manifest_dir.glob("*.jsonl")):
+            for text in path.read_text().splitlines():
+                try:
+                    line = json.loads(text)
+                except json.JSONDecodeError:
+                    continue  # a line cut short by a kill; its image is checked on resume
+                if isinstance(line, dict) and "key" in line:
+                    yield line
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
