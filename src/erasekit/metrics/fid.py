@@ -10,6 +10,7 @@ needs torchvision, which erasekit does not depend on.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -38,7 +39,11 @@ class InceptionFeatures(nn.Module):
         super().__init__()
         path = resolve_weights("inception", weights)
         try:
-            self.net = torch.jit.load(str(path), map_location="cpu").eval()
+            with warnings.catch_warnings():  # the published file is TorchScript; there is no torch.export form
+                warnings.filterwarnings(
+                    "ignore", message=".*torch.jit.load.* is deprecated", category=DeprecationWarning
+                )
+                self.net = torch.jit.load(str(path), map_location="cpu").eval()
         except (RuntimeError, ValueError) as err:
             raise MissingWeightsError(
                 f"{path} is not the TorchScript FID Inception (inception-2015-12-05.pt): {str(err)[:200]}"
