@@ -17,6 +17,8 @@ below has torchvision's layout, so torchvision's checkpoint loads into it unchan
 from __future__ import annotations
 
 import os
+import pickle
+import struct
 from collections.abc import Sequence
 
 import torch
@@ -108,7 +110,7 @@ def load_lpips(
 def _load_state(path: os.PathLike[str]) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, ValueError) as err:
+    except (RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError, struct.error) as err:
         raise MissingWeightsError(f"{path} is not a readable torch state dict: {str(err)[:200]}") from err
     if not isinstance(state, dict):
         raise MissingWeightsError(f"{path} holds a {type(state).__name__}, not a state dict.")
