@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from safetensors import safe_open
+from typer.testing import CliRunner
+
+import erasekit
+from erasekit.attacks import cli as attack_cli
+from erasekit.cli import _errors_as_messages
+
+from .conftest import BrightJudge
+
+
+@pytest.fixture
+def app():
+    """The command registered as erasekit.cli registers it."""
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    app.command("attack")(_errors_as_messages(attack_cli.attack))
+    return app
+
+
+@pytest.fixture
+def edit_file(tmp_path):
+    path = tmp_path / "cat.safetensors"
+    erasekit.erase(erasekit.load_pipeline("tiny-sd1"), ["cat"], method="uce").save(path)
+    return path
+
+
+def test_attack_writes_images_embeddings_and_result_json(app, edit_file, tmp_path, monkeypatch):
+    monkeypatch.setattr(attack_cli, "judge_for", lambda model: BrightJudge(always=False))
+    prompts = tmp_path / "prompts.csv"
+    prompts.write_text("prompt,evaluation_seed\na cat,11\na cat on a mat,12\n")
+    out = tmp_path / "run"
+    args = [
+        "attack",
+        "soft-prompt",
+        "--model",
+        "tiny-sd1",
+        "--edit",
+        str(edit_file),
+        "--concept",
+        "cat",
+        "-o",
+        str(out),
+        "--prompts",
+        str(prompts),
+        "--budget",
+        "2",
+        "--steps",
+        "2",
+        "--set",
+        "k=2",
+        "--json",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary == json.loads((out / "result.json").read_text())
+    assert summary["attack"] == "soft_prompt" and summary["asr"] == 0.0 and summary["config"]["k"] == 2
+    assert [c["seed"] for c in summary["cases"]] == [11, 12] and summary["edit_file"] == str(edit_file)
+    assert sorted(p.name for p in (out / "pre").iterdir()) == ["0000.png", "0001.png"]
+    assert sorted(p.name for p in (out / "attack").iterdir()) == ["0000.png", "0001.png"]
+    with safe_open(str(out / "embeds.safetensors"), "pt") as f:
+        assert sorted(f.keys()) == ["case_0000.prompt_embeds", "case_0001.prompt_embeds", "run.soft_tokens"]
+        assert tuple(f.get_tensor("run.soft_tokens").shape) == (2, 32)
+    assert not list(out.rglob("*.tmp"))
+
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 2 and "--overwrite" in again.output
+
+
+def test_attack_cli_errors_are_messages(app, edit_file, tmp_path):
+    run = lambda *extra: CliRunner().invoke(  # noqa: E731
+        app, ["attack", *extra, "--model", "tiny-sd1", "--concept", "cat", "-o", str(tmp_path / "o")]
+    )
+    result = run("ringbell")
+    assert result.exit_code == 2 and "Did you mean 'ringabell'" in result.output
+    result = run("derived")  # no judge is known for tiny-sd1 on the command line
+    assert result.exit_code == 2 and "judge=" in result.output
+    result = run("derived", "--edit", str(tmp_path / "missing.safetensors"))
+    assert result.exit_code == 2 and "not found" in result.output
