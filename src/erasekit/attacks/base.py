@@ -38,7 +38,7 @@ class Outcome:
     """What an attack found for one case.
 
     Attributes:
-        prompt_embeds: ``[L, d]`` float32 token states that made ``image`` (pass them to the
+        prompt_embeds: ``[L, d]`` float32 CPU token states that made ``image`` (pass them to the
             pipeline as ``prompt_embeds``).
         image: the image the edited model makes from ``prompt_embeds`` with the case's seed.
         success: the judge's verdict on ``image``.

@@ -75,7 +75,7 @@ def derived(request: AttackRequest, cfg: DerivedConfig, *, progress: Progress | 
     S2 = lifted_gram(request.victim.pipe.unet, edit_keys=cfg.edit_keys)
     outcomes = []
     for i, case in enumerate(request.cases):
-        states = request.text.encode_text([case.prompt])[0]  # [L, d], every position
+        states = request.text.encode_text([case.prompt])[0].cpu()  # [L, d], every position
         adv = derive(S2, states, cfg.reg_lamb).float()
         images, verdicts = request.judged(adv[None], [case])
         outcomes.append(Outcome(adv, images[0], verdicts[0], info={"norm_ratio": float(adv.norm() / states.norm())}))

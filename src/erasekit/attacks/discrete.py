@@ -134,7 +134,7 @@ def _attack_case(request: AttackRequest, cfg: DiscreteConfig, case: Case, x0: Te
         ids = slotted.ids.clone()
         ids[0, slotted.slots] = vocab[theta.detach().argmax(-1)]
         with torch.no_grad():
-            embeds = text.encode(ids).float()
+            embeds = text.encode(ids).float().cpu()
         images, verdicts = request.judged(embeds, [case])
         info = {"token_ids": ids[0, slotted.slots].tolist(), "timesteps": timesteps[: len(losses)], "loss": losses}
         outcome = Outcome(embeds[0], images[0], verdicts[0], text.decode(ids[0]), info={**info, "steps": used})

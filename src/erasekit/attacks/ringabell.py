@@ -62,10 +62,10 @@ def ringabell(request: AttackRequest, cfg: RingABellConfig, *, progress: Progres
     """Ring-A-Bell: prompt embedding plus η times the concept's mean pair difference (RECE's variant)."""
     pairs, source = pairs_for(request.concept, cfg.pairs)
     text = request.text
-    v = concept_vector(text, pairs)
+    v = concept_vector(text, pairs).cpu()
     outcomes = []
     for i, case in enumerate(request.cases):
-        target = text.encode_text([case.prompt])[0] + cfg.eta * v  # [L, d]
+        target = text.encode_text([case.prompt])[0].cpu() + cfg.eta * v  # [L, d]
         if cfg.search == "none":
             images, verdicts = request.judged(target[None], [case])
             outcomes.append(Outcome(target, images[0], verdicts[0]))
@@ -79,7 +79,7 @@ def ringabell(request: AttackRequest, cfg: RingABellConfig, *, progress: Progres
 
 def _search(request: AttackRequest, cfg: RingABellConfig, *, case_index: int, target: Tensor) -> Outcome:
     """The genetic search for a typeable prompt whose states approach ``target [L, d]``."""
-    text, target = request.text, target.cpu()
+    text = request.text
     frame = text.slotted([""], cfg.length)  # start, length slots, end, padding
 
     def with_tokens(ids: Tensor) -> Tensor:
@@ -107,7 +107,7 @@ def _search(request: AttackRequest, cfg: RingABellConfig, *, case_index: int, ta
     )
     ids = with_tokens(best[None])
     with torch.no_grad():
-        embeds = text.encode(ids).float()
+        embeds = text.encode(ids).float().cpu()
     images, verdicts = request.judged(embeds, [request.cases[case_index]])
     info = {"token_ids": best.tolist(), "search_loss": best_loss}
     return Outcome(embeds[0], images[0], verdicts[0], text.decode(best), info=info)

@@ -81,6 +81,8 @@ def attack(
         logger.info("%s: %d of %d prompts already show %r; attacking the rest.", name, sum(pre), len(cases), concept)
         request = AttackRequest(victim, text, concept, todo, judge, seed)
         findings = spec.fn(request, cfg, progress=progress) if todo else None
+    if findings is not None:
+        assert len(findings.outcomes) == len(todo), f"{name} returned {len(findings.outcomes)} outcomes for {len(todo)}"
     outcomes = iter(findings.outcomes if findings else [])
     results = [CaseResult(c, p, img, None if p else next(outcomes)) for c, p, img in zip(cases, pre, pre_images)]
     info = {

@@ -79,7 +79,7 @@ def soft_prompt(request: AttackRequest, cfg: SoftPromptConfig, *, progress: Prog
     v = v.detach()
     with torch.no_grad():
         loss_end = float(loss_on(probe))
-        states = text.encode(slotted.ids, slots=slotted.slots, slot_embeds=v).float()
+        states = text.encode(slotted.ids, slots=slotted.slots, slot_embeds=v).float().cpu()
     images, verdicts = request.judged(states, request.cases)
     outcomes = [Outcome(s, img, ok, info={"k": cfg.k}) for s, img, ok in zip(states, images, verdicts)]
     info = {"loss_start": loss_start, "loss_end": loss_end, "loss_first": losses[0], "loss_last": losses[-1]}

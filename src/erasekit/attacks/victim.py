@@ -8,6 +8,7 @@ removes the edit for the length of a ``with`` block and puts it back, bit-identi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from torch import Tensor
 
 from ..edit import Edit, base_weights
 from ..errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,12 @@ class Victim:
             raise ConfigError(
                 "The pipeline carries an applied edit but none was passed: the attack could not reach the original "
                 "weights. Remove it first and pass it as edit=..., so the attack applies and removes it."
+            )
+        if getattr(pipe, "safety_checker", None) is not None:
+            logger.warning(
+                "%s has a safety checker: it blacks out images it flags, so the judge may not see what the attack "
+                "made. Red-teaming usually runs with pipe.safety_checker = None.",
+                type(pipe).__name__,
             )
         self.pipe = pipe
         self.edit = edit
