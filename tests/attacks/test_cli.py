@@ -20,6 +20,7 @@ def app():
     app = typer.Typer()
     app.callback()(lambda: None)
     app.command("attack")(_errors_as_messages(attack_cli.attack))
+    app.command("attacks")(_errors_as_messages(attack_cli.list_attacks))
     return app
 
 
@@ -83,3 +84,12 @@ def test_attack_cli_errors_are_messages(app, edit_file, tmp_path):
     assert result.exit_code == 2 and "judge=" in result.output
     result = run("derived", "--edit", str(tmp_path / "missing.safetensors"))
     assert result.exit_code == 2 and "not found" in result.output
+
+
+def test_attacks_lists_the_registry_with_defaults(app):
+    result = CliRunner().invoke(app, ["attacks", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert sorted(rows) == ["derived", "discrete", "ringabell", "soft_prompt"]
+    assert rows["discrete"]["defaults"]["k"] == 5 and rows["discrete"]["defaults"]["lr"] == 0.01
+    assert rows["ringabell"]["defaults"]["eta"] == 3.0

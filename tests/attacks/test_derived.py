@@ -121,3 +121,27 @@ def test_derived_is_bit_identical_across_runs_and_leaves_the_weights_alone(edite
     for a, b in zip(*(r.cases for r in runs)):
         assert torch.equal(a.outcome.prompt_embeds, b.outcome.prompt_embeds)
         assert a.outcome.image.tobytes() == b.outcome.image.tobytes()
+
+
+def test_the_derived_embedding_minimises_rece_eq5(edited):
+    """c' = argmin Σ_l ‖W_l c' − W_orig,l c‖² + λ‖c'‖²: no nearby point does better (Eq. 5)."""
+    pipe, edit = edited
+    targets = find_targets(pipe.unet)
+    originals = {t.name: t.weight.detach().double().clone() for t in targets}
+    with torch.no_grad():
+        c = pipe.text_encoder(pipe.tokenizer("cat", padding="max_length", return_tensors="pt").input_ids)[0][0, 1]
+    edit.apply(pipe)
+    try:
+        found = derive(lifted_gram(pipe.unet, edit_keys=True), c[None], 1e-2)[0]
+        edited_w = {t.name: t.weight.detach().double().clone() for t in targets}
+    finally:
+        edit.remove(pipe)
+
+    def objective(x):
+        fit = sum(((edited_w[n] @ x - originals[n] @ c.double()) ** 2).sum() for n in originals)
+        return fit + 1e-2 * (x**2).sum()
+
+    g = torch.Generator().manual_seed(0)
+    best = objective(found)
+    assert best < objective(c.double())
+    assert all(best <= objective(found + 1e-3 * torch.randn(32, generator=g, dtype=torch.float64)) for _ in range(20))

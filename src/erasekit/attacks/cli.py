@@ -119,3 +119,25 @@ def _prompts(
 
     rows = read_user_prompts(path, seeds=(seed,))[:n]
     return [r.prompt for r in rows], [r.seeds[0] for r in rows]
+
+
+def list_attacks(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """List the registered attacks with their default hyper-parameters."""
+    import dataclasses
+
+    from rich.table import Table
+
+    from . import available, get
+
+    rows = []
+    for name in available():
+        spec = get(name)
+        defaults = {f.name: f.default for f in dataclasses.fields(spec.config_cls)}
+        rows.append({"name": name, "summary": spec.summary, "defaults": defaults})
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+        return
+    table = Table("attack", "what it does", "defaults (--set NAME=VALUE)")
+    for r in rows:
+        table.add_row(r["name"], r["summary"], "\n".join(f"{k}={v!r}" for k, v in r["defaults"].items()))
+    Console().print(table)
