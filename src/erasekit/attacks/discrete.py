@@ -16,14 +16,17 @@ The loss compares the edited model's prediction for the adversarial prompt with
   (the ``P4D`` task of that repository), or
 - ``target="noise"``: the diffusion training target (its ``classifier`` task, UnlearnDiff's own),
 
-on ``x_t`` noised from the original model's image of the prompt (same seed). Two deliberate
-differences: special tokens (start, end, padding) are not candidates, so the prompt can be typed;
-the projection onto the simplex is the exact sort-based one (Duchi et al., 2008) where the
-reference bisects to 1e-5.
+on ``x_t`` noised from the original model's image of the prompt (same seed; its final latent, where
+the reference VAE-encodes the saved PNG). The image and ``prompt_embeds`` are made from the token ids
+in ``info["token_ids"]``; ``adversarial_prompt`` is their decoded text, which a BPE tokenizer may split
+differently when typed. Two deliberate differences: special tokens (start, end, padding) are not
+candidates, so the prompt can be typed; the projection onto the simplex is the exact sort-based one
+(Duchi et al., 2008) where the reference bisects to 1e-5.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -86,17 +89,28 @@ class _SampleOneHot(torch.autograd.Function):
 def discrete(request: AttackRequest, cfg: DiscreteConfig, *, progress: Progress | None = None) -> Findings:
     """UnlearnDiff: k real prefix tokens found by projected gradient on relaxed one-hots."""
     x0 = request.original_latents()
-    total = len(request.cases) * cfg.steps
-    done, outcomes = 0, []
-    for i, case in enumerate(request.cases):
-        outcomes.append(_attack_case(request, cfg, case, x0[i : i + 1], request.generator("discrete", i)))
-        done += cfg.steps  # an early success skips the rest of its budget
+    total, outcomes = len(request.cases) * cfg.steps, []
+
+    def tick(done: int) -> None:
         if progress is not None:
             progress(done, total)
+
+    for i, case in enumerate(request.cases):
+        step0 = i * cfg.steps
+        gen = request.generator("discrete", i)
+        outcomes.append(_attack_case(request, cfg, case, x0[i : i + 1], gen, lambda n, s=step0: tick(s + n)))
+        tick((i + 1) * cfg.steps)  # an early success skips the rest of its budget
     return Findings(outcomes, info={"n_timesteps_max": len(split_steps(cfg.steps, cfg.iterations))})
 
 
-def _attack_case(request: AttackRequest, cfg: DiscreteConfig, case: Case, x0: Tensor, gen: torch.Generator) -> Outcome:
+def _attack_case(
+    request: AttackRequest,
+    cfg: DiscreteConfig,
+    case: Case,
+    x0: Tensor,
+    gen: torch.Generator,
+    tick: Callable[[int], None],
+) -> Outcome:
     """The attack on one case: projected gradient per timestep, stopping at the first success."""
     text, victim = request.text, request.victim
     unet, scheduler = victim.pipe.unet, victim.pipe.scheduler
@@ -129,6 +143,7 @@ def _attack_case(request: AttackRequest, cfg: DiscreteConfig, case: Case, x0: Te
                 theta.copy_(project_simplex(theta))
             total += loss.item()
             row += 1
+            tick(row)
         used += n
         losses.append(total)
         ids = slotted.ids.clone()
