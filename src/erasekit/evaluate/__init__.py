@@ -1,8 +1,8 @@
 """Evaluation: presets (YAML protocols of the papers), a resumable sharded runner, scoring and reports.
 
-    from erasekit.evaluate import evaluate
-    result = evaluate("embedded-style", model="embedded", edit="vangogh.safetensors", out="out/eval")
-    result["metrics"]["efficacy"]["judge_detect_rate_target"]
+from erasekit.evaluate import evaluate
+result = evaluate("embedded-style", model="embedded", edit="vangogh.safetensors", out="out/eval")
+result["metrics"]["efficacy"]["judge_detect_rate_target"]
 """
 
 from __future__ import annotations

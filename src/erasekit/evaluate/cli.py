@@ -17,7 +17,7 @@ from rich.table import Table
 from erasekit.errors import ConfigError
 from erasekit.metrics import GROUPS, WEIGHTS
 
-from .presets import Generation, available_presets
+from .presets import available_presets
 
 console = Console(stderr=True)
 
@@ -102,14 +102,9 @@ def generate(
     """Generate one image per prompt and seed into OUT, atomically and resumably (re-run to resume)."""
     from erasekit.edit import Edit
 
-    from .evaluation import generate_images, load_rows, user_preset
+    from .evaluation import default_generation, generate_images, load_rows, user_preset
 
-    embedded = model == "embedded"
-    generation = Generation(
-        steps=steps or (12 if embedded else 50),
-        guidance=guidance if guidance is not None else (4.0 if embedded else 7.5),
-        batch_size=batch_size,
-    )
+    generation = default_generation(model, steps=steps, guidance=guidance, batch_size=batch_size)
     preset = user_preset(prompts, generation, seeds=tuple(seed))
     rows = load_rows(preset, concept=None, prompts_csv=prompts, limit=limit)
     loaded = Edit.load(edit) if edit is not None else None

@@ -67,6 +67,17 @@ def load_rows(
     return {name: r[:limit] if limit else r for name, r in rows.items()}
 
 
+def default_generation(model: str, **overrides: Any) -> Generation:
+    """Returns sampling settings for ``model``: the embedded world's defaults, else SD's 50 steps at 7.5."""
+    if model == "embedded":
+        from erasekit.worlds.embedded import DEFAULT_GUIDANCE, DEFAULT_STEPS
+
+        base = Generation(steps=DEFAULT_STEPS, guidance=DEFAULT_GUIDANCE)
+    else:
+        base = Generation(steps=50, guidance=7.5)
+    return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
 def user_preset(
     path: str | os.PathLike[str], generation: Generation | None = None, *, seeds: tuple[int, ...] = (0,)
 ) -> Preset:
@@ -201,7 +212,7 @@ def evaluate(
     if edit is not None and not isinstance(edit, Edit):
         edit_path, edit = edit, Edit.load(edit)
     if preset is None:
-        preset = user_preset(prompts_csv)  # type: ignore[arg-type]
+        preset = user_preset(prompts_csv, default_generation(model))  # type: ignore[arg-type]
     elif not isinstance(preset, Preset):
         preset = load_preset(preset)
     concept = resolve_concept(preset, edit, concept)

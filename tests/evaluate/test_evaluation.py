@@ -1,0 +1,100 @@
+import json
+
+import pytest
+import typer
+from PIL import Image
+from typer.testing import CliRunner
+
+from erasekit.errors import ConfigError, ErasekitError
+from erasekit.evaluate import AttackExample, AttackRecord, evaluate
+from erasekit.evaluate import cli as eval_cli
+from erasekit.metrics import GROUPS, mace_h_o
+
+SCHEMA_KEYS = {"model", "edit", "preset", "n_images", "metrics", "timing"}
+
+
+def test_evaluate_writes_metrics_json_in_the_design_schema(tiny_pipe, monet_edit, tiny_preset, stub_judge, tmp_path):
+    attack = AttackRecord("soft_prompt", 0.25, [AttackExample("<v*> monet", Image.new("RGB", (8, 8)), True, "emb")])
+    result = evaluate(
+        tiny_preset, model="tiny-sd1", out=tmp_path, edit=monet_edit, pipe=tiny_pipe, judge_loader=stub_judge,
+        progress=False, attacks=[attack],
+    )  # fmt: skip
+    assert SCHEMA_KEYS <= set(result) and list(result["metrics"]) == list(GROUPS)
+    assert result["edit"]["method"] == "uce" and result["edit"]["concepts"] == ["monet"]
+    assert result["concept"] == "monet" and result["n_images"] == 6 + 2 + 3 + 6 + 2 + 3  # baseline: all originals
+    m = result["metrics"]
+    assert set(m["efficacy"]) == {"judge_detect_rate_target"} and "judge_acc_specificity" in m["specificity"]
+    assert m["quality"]["mace_h_o"] == pytest.approx(
+        mace_h_o(
+            m["efficacy"]["judge_detect_rate_target"],
+            m["specificity"]["judge_acc_specificity"],
+            m["generality"]["judge_detect_rate_generality"],
+        )
+    )
+    assert m["asr"] == {"asr_soft_prompt": 0.25}
+    assert set(result["baseline"]["efficacy"]) == {"judge_detect_rate_target"}
+    assert {"edit_s", "generate_s"} <= set(result["timing"])
+    assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(json.dumps(result))
+
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 * (3 + 2 + 3) + 1  # original and edited per prompt; attack
+    assert "http://" not in page and "https://" not in page and 'src="images/' not in page
+    assert "soft_prompt: ASR 25.0%" in page and "judge_detect_rate_target" in page
+
+    again = evaluate(tiny_preset, model="tiny-sd1", out=tmp_path, edit=monet_edit, pipe=tiny_pipe,
+                     judge_loader=stub_judge, progress=False)  # fmt: skip
+    assert again["metrics"]["efficacy"] == m["efficacy"]  # resumed: same images, same scores
+
+
+def test_user_prompts_without_a_preset_make_images_only(tiny_pipe, tmp_path):
+    csv = tmp_path / "p.csv"
+    csv.write_text("prompt,seed\na red car,3\na dog,4\n")
+    result = evaluate(None, model="tiny-sd1", out=tmp_path / "run", prompts_csv=csv, pipe=tiny_pipe, progress=False)
+    assert result["n_images"] == 2 and all(not v for v in result["metrics"].values())
+    assert (tmp_path / "run" / "images" / "edited" / "prompts" / "00001_s4.png").is_file()
+    with pytest.raises(ConfigError, match=r"--preset NAME.*--prompts FILE"):
+        evaluate(None, out=tmp_path / "x")
+
+
+def _app():
+    app = typer.Typer()
+    for command in (eval_cli.evaluate, eval_cli.generate):
+        app.command()(command)
+    return app
+
+
+def test_cli_generate_then_evaluate_json(monet_edit, tmp_path):
+    edit_path = monet_edit.save(tmp_path / "monet.safetensors")
+    csv = tmp_path / "p.csv"
+    csv.write_text("prompt\na red car\na dog\n")
+    runner = CliRunner()
+    out = runner.invoke(
+        _app(), ["generate", "--model", "tiny-sd1", "--edit", str(edit_path), "--prompts", str(csv), "-o",
+                 str(tmp_path / "gen"), "--steps", "1", "--seed", "0", "--seed", "1", "--json"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    manifest = json.loads(out.stdout)
+    assert [(e["prompt"], e["seed"]) for e in manifest] == [
+        ("a red car", 0),
+        ("a red car", 1),
+        ("a dog", 0),
+        ("a dog", 1),
+    ]
+
+    out = runner.invoke(
+        _app(), ["evaluate", "--model", "tiny-sd1", "--edit", str(edit_path), "--prompts", str(csv), "-o",
+                 str(tmp_path / "eval"), "--limit", "1", "--json"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    assert result["n_images"] == 1 and result["edit"]["concepts"] == ["monet"]
+
+
+def test_cli_errors_are_erasekit_errors(tmp_path):
+    with pytest.raises(ErasekitError, match="--weights expects NAME=PATH"):
+        eval_cli.parse_weights(["clip"])
+    assert eval_cli.parse_weights(["clip=/m/clip"]) == {"clip": "/m/clip"}
+    csv = tmp_path / "p.csv"
+    csv.write_text("text\nhello\n")
+    out = CliRunner().invoke(_app(), ["evaluate", "--model", "tiny-sd1", "--prompts", str(csv), "-o", str(tmp_path)])
+    assert isinstance(out.exception, ConfigError) and "['prompt']" in str(out.exception)
