@@ -107,3 +107,13 @@ def test_bad_input_gets_clear_errors(edited, never):
             attack(pipe, "derived", "cat", judge=never)
     finally:
         edit.remove(pipe)
+
+
+@pytest.mark.parametrize(("name", "kw", "total"), [("discrete", {"budget": 3}, 6), ("soft_prompt", {"budget": 3}, 3)])
+def test_progress_climbs_to_the_total(edited, never, name, kw, total):
+    pipe, edit = edited
+    seen = []
+    attack(pipe, name, "cat", judge=never, edit=edit, prompts=["a cat", "a dog"], sampling=FAST,
+           progress=lambda done, n: seen.append((done, n)), **kw)  # fmt: skip
+    assert seen[-1] == (total, total) and all(n == total for _, n in seen)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
