@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 import typer
 from safetensors import safe_open
 from typer.testing import CliRunner
@@ -93,3 +94,13 @@ def test_attacks_lists_the_registry_with_defaults(app):
     assert sorted(rows) == ["derived", "discrete", "ringabell", "soft_prompt"]
     assert rows["discrete"]["defaults"]["k"] == 5 and rows["discrete"]["defaults"]["lr"] == 0.01
     assert rows["ringabell"]["defaults"]["eta"] == 3.0
+
+
+def test_the_embedded_world_brings_its_judge_and_prompts(edited):
+    pipe, _ = edited
+    judge = attack_cli.judge_for("embedded")
+    images = pipe(["a cat", "a dog"], num_inference_steps=2, generator=torch.Generator().manual_seed(0)).images
+    assert [type(v) for v in judge.detects(images, "van gogh")] == [bool, bool]
+    prompts = attack_cli.default_prompts("embedded", "van gogh", 3)
+    assert len(prompts) == 3 and all("gogh" in p for p in prompts)
+    assert attack_cli.default_prompts("tiny-sd1", "cat", None) == ["cat"]
