@@ -8,6 +8,8 @@ them; write the outputs. ``generate_images`` is the first half alone, for ``eras
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 import time
@@ -97,13 +99,19 @@ def user_preset(
 
 
 def _run_info(model: str, edit: Edit | None, preset: Preset, concept: str | None, rows: Mapping[str, Any]) -> dict:
-    """Returns what identifies a run's images (stored as run.json; a mismatch refuses to resume)."""
+    """Returns what identifies a run's images (stored as run.json; a mismatch refuses to resume).
+
+    The batch size is left out: it changes how images are grouped, not what they are.
+    """
+    prompts = {name: [(r.prompt, list(r.seeds), r.guidance) for r in set_rows] for name, set_rows in rows.items()}
+    generation = {k: v for k, v in dataclasses.asdict(preset.generation).items() if k != "batch_size"}
     return {
         "model": model,
         "edit": edit.id if edit is not None else None,
-        "generation": dataclasses.asdict(preset.generation),
+        "generation": generation,
         "concept": concept,
-        "prompts": {name: [(r.prompt, list(r.seeds), r.guidance) for r in set_rows] for name, set_rows in rows.items()},
+        "prompt_sets": {name: len(set_rows) for name, set_rows in rows.items()},
+        "prompts_sha256": hashlib.sha256(json.dumps(prompts, sort_keys=True).encode()).hexdigest(),
     }
 
 
