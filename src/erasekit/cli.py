@@ -154,6 +154,13 @@ def info(
     Console().print(table)
 
 
+from .attacks.cli import attack as _attack  # noqa: E402
+from .attacks.cli import list_attacks as _list_attacks  # noqa: E402
+
+app.command("attack")(_errors_as_messages(_attack))
+app.command("attacks")(_errors_as_messages(_list_attacks))
+
+
 def _summary(edit: Edit, path: Path) -> dict[str, Any]:
     ranks = sorted({B.shape[1] for B, _ in edit.updates.values()})
     return {
