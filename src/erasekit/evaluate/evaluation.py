@@ -254,7 +254,7 @@ def evaluate(
         "metrics": metrics,
         "baseline": baseline,
         "timing": {
-            "edit_s": (edit.info.get("edit_s") if edit is not None else None),
+            "edit_s": edit.info.get("edit_s") if edit is not None else None,
             "generate_s": round(generate_s, 3),
             "score_s": round(time.perf_counter() - start, 3),
         },

@@ -91,6 +91,7 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .grid{display:flex;flex-wrap:wrap;gap:1em}.pair{width:300px;font-size:.8em}
 .pair img{width:140px;height:140px;object-fit:contain;image-rendering:pixelated;background:#eee}
+figure{display:inline-block;margin:0 4px 0 0}figcaption{color:#666;font-size:.85em;text-align:center}
 .ok{color:#080}.bad{color:#b00}.meta{color:#666;font-size:.9em}
 """
 
@@ -124,7 +125,8 @@ def _grids(rows: Mapping[str, Sequence[PromptRow]], store: ImageStore, per_set: 
             imgs = []
             for item, title in ((original, "original"), (edited, "edited")):
                 if store.has(item):
-                    imgs.append(f'<img src="{thumbnail_uri(store.load(item))}" title="{title}" alt="{title}">')
+                    uri = thumbnail_uri(store.load(item))
+                    imgs.append(f'<figure><img src="{uri}" alt="{title}"><figcaption>{title}</figcaption></figure>')
             label = f" <span class=meta>[{html.escape(row.label)}]</span>" if row.label else ""
             cells.append(
                 f"<div class=pair>{''.join(imgs)}<div>{html.escape(row.prompt[:200])}{label}"
@@ -133,7 +135,7 @@ def _grids(rows: Mapping[str, Sequence[PromptRow]], store: ImageStore, per_set: 
         n = sum(len(r.seeds) for r in set_rows)
         parts.append(
             f"<h2>Prompts: {html.escape(set_name)} <span class=meta>({len(set_rows)} prompts, {n} images; "
-            f"left original, right edited)</span></h2><div class=grid>{''.join(cells)}</div>"
+            f"first seed shown)</span></h2><div class=grid>{''.join(cells)}</div>"
         )
     return "".join(parts)
 
