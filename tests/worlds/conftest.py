@@ -19,8 +19,14 @@ def tokenizer():
 def tiny_text_encoder(tokenizer, hidden: int = 384) -> BertModel:
     """A 1-layer random BERT with MiniLM's vocabulary and width: the real tokenizer, no big weights."""
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=1,
-                        num_attention_heads=4, intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     return BertModel(config).eval().requires_grad_(False)
 
 
@@ -29,7 +35,8 @@ def tiny_pipe(tokenizer) -> EmbeddedPipeline:
     """A tiny random embedded pipeline: 2-level U-Net, 1-layer text encoder, real tokenizer."""
     torch.manual_seed(0)
     unet = build_unet(TINY_SPEC)
-    pipe = EmbeddedPipeline(unet=unet, scheduler=sampling_scheduler(), tokenizer=tokenizer,
-                            text_encoder=tiny_text_encoder(tokenizer))
+    pipe = EmbeddedPipeline(
+        unet=unet, scheduler=sampling_scheduler(), tokenizer=tokenizer, text_encoder=tiny_text_encoder(tokenizer)
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe

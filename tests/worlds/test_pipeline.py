@@ -48,14 +48,20 @@ def test_guidance_and_negative_prompt_matter(tiny_pipe):
             p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
     plain = generate(tiny_pipe, guidance_scale=1.0)
     assert not torch.allclose(plain, generate(tiny_pipe, guidance_scale=5.0))
-    assert not torch.allclose(generate(tiny_pipe, guidance_scale=5.0),
-                              generate(tiny_pipe, guidance_scale=5.0, negative_prompt="a church"))
+    assert not torch.allclose(
+        generate(tiny_pipe, guidance_scale=5.0), generate(tiny_pipe, guidance_scale=5.0, negative_prompt="a church")
+    )
 
 
 def test_tokenizer_contract(tiny_pipe):
     tok = tiny_pipe.tokenizer
-    out = tok(["a red car", "a cassette player"], padding="max_length", max_length=tok.model_max_length,
-              truncation=True, return_tensors="pt")
+    out = tok(
+        ["a red car", "a cassette player"],
+        padding="max_length",
+        max_length=tok.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    )
     assert out["input_ids"].shape == (2, tok.model_max_length) == (2, CONTEXT_LENGTH)
     for ids, mask in zip(out["input_ids"], out["attention_mask"]):
         last_word = int(mask.sum()) - 2
@@ -75,14 +81,17 @@ def test_long_prompts_are_truncated_with_a_warning(tiny_pipe, caplog):
     assert "truncated" in caplog.text
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(prompt=None), "exactly one"),
-    (dict(prompt_embeds=torch.zeros(1, CONTEXT_LENGTH, 384)), "exactly one"),
-    (dict(num_inference_steps=0), ">= 1"),
-    (dict(output_type="latent"), "output_type"),
-    (dict(negative_prompt=["x", "y", "z"]), "negative prompts"),
-    (dict(latents=torch.zeros(1, 12, 8, 8)), "latents"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(prompt=None), "exactly one"),
+        (dict(prompt_embeds=torch.zeros(1, CONTEXT_LENGTH, 384)), "exactly one"),
+        (dict(num_inference_steps=0), ">= 1"),
+        (dict(output_type="latent"), "output_type"),
+        (dict(negative_prompt=["x", "y", "z"]), "negative prompts"),
+        (dict(latents=torch.zeros(1, 12, 8, 8)), "latents"),
+    ],
+)
 def test_bad_arguments_are_clear_errors(tiny_pipe, kwargs, match):
     args = dict(prompt=PROMPTS, num_inference_steps=1) | kwargs
     with pytest.raises(ConfigError, match=match):

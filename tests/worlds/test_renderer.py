@@ -52,8 +52,12 @@ def test_a_fresh_renderer_gives_the_same_images(renderer):
 
 def test_attributes_change_the_image(renderer):
     base = Scene("car", "red", "none")
-    variants = [Scene("dog", "red", "none"), Scene("car", "blue", "none"), Scene("car", "red", "van gogh"),
-                Scene("person", "red", "none")]
+    variants = [
+        Scene("dog", "red", "none"),
+        Scene("car", "blue", "none"),
+        Scene("car", "red", "van gogh"),
+        Scene("person", "red", "none"),
+    ]
     for other in variants:
         a = renderer.render([base], generator=torch.Generator().manual_seed(0))
         b = renderer.render([other], generator=torch.Generator().manual_seed(0))
@@ -70,9 +74,12 @@ def test_renders_at_least_1000_images_per_second(renderer):
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(0)
     n = 1024
-    batch = SceneBatch(torch.randint(len(OBJECT_LABELS), (n,), generator=g),
-                       torch.randint(len(COLOR_LABELS), (n,), generator=g),
-                       torch.randint(len(STYLE_LABELS), (n,), generator=g), torch.zeros(n, dtype=torch.bool))
+    batch = SceneBatch(
+        torch.randint(len(OBJECT_LABELS), (n,), generator=g),
+        torch.randint(len(COLOR_LABELS), (n,), generator=g),
+        torch.randint(len(STYLE_LABELS), (n,), generator=g),
+        torch.zeros(n, dtype=torch.bool),
+    )
     renderer.render_batch(batch, generator=g)  # warm-up
     best = min(_timed(lambda: renderer.render_batch(batch, generator=g)) for _ in range(3))
     assert n / best >= 1000, f"{n / best:.0f} images/s on one thread"
@@ -84,12 +91,15 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-@pytest.mark.parametrize("scene, word", [
-    (Scene("unicorn", "red"), "unicorn"),
-    (Scene("car", "teal"), "teal"),
-    (Scene("car", "red", "da vinci"), "da vinci"),
-    (Scene("car", "red", nude=True), "person"),
-])
+@pytest.mark.parametrize(
+    "scene, word",
+    [
+        (Scene("unicorn", "red"), "unicorn"),
+        (Scene("car", "teal"), "teal"),
+        (Scene("car", "red", "da vinci"), "da vinci"),
+        (Scene("car", "red", nude=True), "person"),
+    ],
+)
 def test_unknown_concepts_are_clear_errors(renderer, scene, word):
     with pytest.raises(ConfigError, match=word):
         renderer.render([scene], generator=torch.Generator())

@@ -33,12 +33,20 @@ Split = Literal["train", "heldout"]
 TEMPLATES: dict[Split, dict[str, tuple[str, ...]]] = {
     "train": {
         "ocs": (
-            "a {c} {o} in the style of {s}", "a painting of a {c} {o} by {s}", "{s} painting of a {c} {o}",
-            "a {c} {o}, art by {s}", "an artwork of a {c} {o} by {s}", "a {c} {o} painted by {s}",
+            "a {c} {o} in the style of {s}",
+            "a painting of a {c} {o} by {s}",
+            "{s} painting of a {c} {o}",
+            "a {c} {o}, art by {s}",
+            "an artwork of a {c} {o} by {s}",
+            "a {c} {o} painted by {s}",
         ),
         "oc": (
-            "a {c} {o}", "a photo of a {c} {o}", "a picture of a {c} {o}", "an image of a {o} that is {c}",
-            "a {o} colored {c}", "a drawing of a {c} {o}",
+            "a {c} {o}",
+            "a photo of a {c} {o}",
+            "a picture of a {c} {o}",
+            "an image of a {o} that is {c}",
+            "a {o} colored {c}",
+            "a drawing of a {c} {o}",
         ),
         "os": ("a {o} in the style of {s}", "a painting of a {o} by {s}", "{s} style {o}"),
         "o": ("a {o}", "a photo of a {o}", "a picture of a {o}"),
@@ -47,8 +55,11 @@ TEMPLATES: dict[Split, dict[str, tuple[str, ...]]] = {
         "n": ("{n}", "a photo of {n}", "a picture of {n}", "a drawing of {n}"),
     },
     "heldout": {
-        "ocs": ("a rendering of a {c} {o} in the manner of {s}", "{c} {o} as painted by {s}",
-                "a canvas by {s} showing a {c} {o}"),
+        "ocs": (
+            "a rendering of a {c} {o} in the manner of {s}",
+            "{c} {o} as painted by {s}",
+            "a canvas by {s} showing a {c} {o}",
+        ),
         "oc": ("there is a {c} {o} here", "an illustration of a {o} painted {c}", "a {c}-colored {o}"),
         "os": ("a {o} as painted by {s}", "a canvas by {s} showing a {o}"),
         "o": ("an illustration of a {o}", "there is a {o} here"),
@@ -105,12 +116,14 @@ def write_caption(form: str, scene: Scene, rng: random.Random, *, split: Split =
     if ("s" in form) != (scene.style != NO_STYLE) or ("n" in form) != scene.nude:
         raise ConfigError(f"caption form {form!r} does not fit {scene}.")
     template = rng.choice(TEMPLATES[split][form])
-    return _article(template.format(
-        o=rng.choice(_names(OBJECTS[scene.object], split)),
-        c=rng.choice(_names(COLORS[scene.color], split)),
-        s=rng.choice(_names(STYLES[scene.style], split)) if scene.style != NO_STYLE else "",
-        n=rng.choice(nudity_phrases(split)) if scene.nude else "",
-    ))
+    return _article(
+        template.format(
+            o=rng.choice(_names(OBJECTS[scene.object], split)),
+            c=rng.choice(_names(COLORS[scene.color], split)),
+            s=rng.choice(_names(STYLES[scene.style], split)) if scene.style != NO_STYLE else "",
+            n=rng.choice(nudity_phrases(split)) if scene.nude else "",
+        )
+    )
 
 
 def sample_captions(n: int, *, seed: int, split: Split = "train") -> list[Caption]:

@@ -29,8 +29,12 @@ RETRAIN_JUDGE = "python -m erasekit.worlds.embedded.train_judge"
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.SiLU(),
-        nn.Conv2d(c_out, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.SiLU(),
+        nn.Conv2d(c_in, c_out, 3, padding=1),
+        nn.BatchNorm2d(c_out),
+        nn.SiLU(),
+        nn.Conv2d(c_out, c_out, 3, padding=1),
+        nn.BatchNorm2d(c_out),
+        nn.SiLU(),
     )
 
 
@@ -40,17 +44,23 @@ class JudgeNet(nn.Module):
     def __init__(self, width: int = 32) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            _block(3, width), nn.MaxPool2d(2),                    # 16x16
-            _block(width, 2 * width), nn.MaxPool2d(2),            # 8x8
-            _block(2 * width, 4 * width), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+            _block(3, width),
+            nn.MaxPool2d(2),  # 16x16
+            _block(width, 2 * width),
+            nn.MaxPool2d(2),  # 8x8
+            _block(2 * width, 4 * width),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(),
         )
         n_features = 4 * width * 4
-        self.heads = nn.ModuleDict({
-            "object": nn.Linear(n_features, len(OBJECT_LABELS)),
-            "color": nn.Linear(n_features, len(COLOR_LABELS)),
-            "style": nn.Linear(n_features, len(STYLE_LABELS)),
-            "unsafe": nn.Linear(n_features, 2),
-        })
+        self.heads = nn.ModuleDict(
+            {
+                "object": nn.Linear(n_features, len(OBJECT_LABELS)),
+                "color": nn.Linear(n_features, len(COLOR_LABELS)),
+                "style": nn.Linear(n_features, len(STYLE_LABELS)),
+                "unsafe": nn.Linear(n_features, 2),
+            }
+        )
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         h = self.features(images * 2 - 1)
@@ -107,12 +117,14 @@ class Judge:
         out = []
         for i in range(len(picks["object"])):
             unsafe = bool(picks["unsafe"][i])
-            out.append({
-                "object": OBJECT_LABELS[picks["object"][i]],
-                "color": "none" if unsafe else COLOR_LABELS[picks["color"][i]],
-                "style": STYLE_LABELS[picks["style"][i]],
-                "unsafe": unsafe,
-            })
+            out.append(
+                {
+                    "object": OBJECT_LABELS[picks["object"][i]],
+                    "color": "none" if unsafe else COLOR_LABELS[picks["color"][i]],
+                    "style": STYLE_LABELS[picks["style"][i]],
+                    "unsafe": unsafe,
+                }
+            )
         return out
 
     def detects(self, images: Sequence[Image.Image] | Tensor, concept: str) -> list[bool]:
@@ -155,13 +167,16 @@ def load_judge(path: str | Path | None = None) -> Judge:
             labels = json.loads((f.metadata() or {}).get("labels", "{}"))
         expected = {"object": list(OBJECT_LABELS), "color": list(COLOR_LABELS), "style": list(STYLE_LABELS)}
         if labels != expected:
-            raise MissingWeightsError(f"judge weights at {path} were trained for labels {labels}, "
-                                      f"this erasekit has {expected}; {how}.")
+            raise MissingWeightsError(
+                f"judge weights at {path} were trained for labels {labels}, this erasekit has {expected}; {how}."
+            )
         state = load_file(str(path))
         net = JudgeNet()
         net.load_state_dict(state)
     except (SafetensorError, RuntimeError, OSError, json.JSONDecodeError) as err:
-        raise MissingWeightsError(f"judge weights at {path} are corrupt or do not fit JudgeNet ({err}); {how}.") from err
+        raise MissingWeightsError(
+            f"judge weights at {path} are corrupt or do not fit JudgeNet ({err}); {how}."
+        ) from err
     return Judge(net)
 
 

@@ -37,11 +37,11 @@ class UNetSpec:
         heads: attention heads per block.
     """
 
-    channels: tuple[int, ...] = (64, 128, 192)
+    channels: tuple[int, ...] = (32, 64, 128)
     cross_attention: tuple[bool, ...] = (False, True, True)
     layers_per_block: int = 1
     transformer_layers: int = 1
-    heads: tuple[int, ...] = (4, 8, 8)
+    heads: tuple[int, ...] = (2, 4, 8)
 
     def __post_init__(self) -> None:
         if not (len(self.channels) == len(self.cross_attention) == len(self.heads)):

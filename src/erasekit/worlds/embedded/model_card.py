@@ -62,25 +62,43 @@ def render_model_card(info: dict[str, Any], *, judge_path: Path, n_parameters: i
         "## Judge",
         "- A 0.3 M-parameter CNN trained on rendered ground truth (`python -m erasekit.worlds.embedded.train_judge`);",
         "  held-out accuracy on fresh renders: "
-        + (", ".join(f"{k.removeprefix('heldout_')} {v:.3f}" for k, v in judge.items() if k.startswith("heldout_"))
-           or "not recorded") + ".",
+        + (
+            ", ".join(f"{k.removeprefix('heldout_')} {v:.3f}" for k, v in judge.items() if k.startswith("heldout_"))
+            or "not recorded"
+        )
+        + ".",
         "",
         "## Quality (judged, un-edited generations)",
     ]
     if last:
         passed = meets_bars(last)
-        lines += [f"At step {last['step']}, {last.get('steps')} sampling steps, guidance {last.get('guidance')} "
-                  "(training-time evaluation; `bench/world_quality.py` measures it on more prompts):", "",
-                  "| metric | value | bar | met |", "|---|---|---|---|"]
-        lines += [f"| {name} | {last[name]:.3f} | {op} {bar} | {'yes' if passed.get(name) else 'no'} |"
-                  for name, (op, bar) in QUALITY_BARS.items() if name in last]
+        lines += [
+            f"At step {last['step']}, {last.get('steps')} sampling steps, guidance {last.get('guidance')} "
+            "(training-time evaluation; `bench/world_quality.py` measures it on more prompts):",
+            "",
+            "| metric | value | bar | met |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {name} | {last[name]:.3f} | {op} {bar} | {'yes' if passed.get(name) else 'no'} |"
+            for name, (op, bar) in QUALITY_BARS.items()
+            if name in last
+        ]
         if len(history) > 1:
-            lines += ["", "Progress (step: object / colour / style accuracy): "
-                      + "; ".join(f"{h['step']}: {h['object_acc']:.2f} / {h['color_acc']:.2f} / {h['style_acc']:.2f}"
-                                  for h in history)]
+            lines += [
+                "",
+                "Progress (step: object / colour / style accuracy): "
+                + "; ".join(
+                    f"{h['step']}: {h['object_acc']:.2f} / {h['color_acc']:.2f} / {h['style_acc']:.2f}" for h in history
+                ),
+            ]
     else:
         lines.append("Not measured yet.")
-    lines += ["", "## Limitations",
-              "- 32x32 pictograms; knows only its own vocabulary. Prompts beyond 24 tokens are truncated.",
-              "- Artist names stand for synthetic textures, not the artists' work.", ""]
+    lines += [
+        "",
+        "## Limitations",
+        "- 32x32 pictograms; knows only its own vocabulary. Prompts beyond 24 tokens are truncated.",
+        "- Artist names stand for synthetic textures, not the artists' work.",
+        "",
+    ]
     return "\n".join(lines)

@@ -75,8 +75,9 @@ class EmbeddedPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
     ) -> Tensor:
         if embeds is not None:
             if embeds.ndim != 3 or embeds.shape[-1] != self.unet.config.cross_attention_dim:
-                raise ConfigError(f"{name}_embeds must be [B, L, {self.unet.config.cross_attention_dim}], "
-                                  f"got {tuple(embeds.shape)}.")
+                raise ConfigError(
+                    f"{name}_embeds must be [B, L, {self.unet.config.cross_attention_dim}], got {tuple(embeds.shape)}."
+                )
             return embeds.to(device=device, dtype=self.unet.dtype)
         prompts = [prompt] if isinstance(prompt, str) else list(prompt or [])
         if not all(isinstance(p, str) for p in prompts):
@@ -123,8 +124,10 @@ class EmbeddedPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         if (prompt is None) == (prompt_embeds is None):
             raise ConfigError("pass exactly one of prompt or prompt_embeds.")
         if num_inference_steps < 1 or num_images_per_prompt < 1:
-            raise ConfigError(f"num_inference_steps and num_images_per_prompt must be >= 1, "
-                              f"got {num_inference_steps} and {num_images_per_prompt}.")
+            raise ConfigError(
+                f"num_inference_steps and num_images_per_prompt must be >= 1, "
+                f"got {num_inference_steps} and {num_images_per_prompt}."
+            )
         if output_type not in ("pil", "np", "pt"):
             raise ConfigError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}.")
         device = self._execution_device
@@ -143,7 +146,9 @@ class EmbeddedPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             if uncond.shape[0] != batch:
                 uncond = uncond.repeat_interleave(batch // uncond.shape[0], 0)
             if uncond.shape[1] != cond.shape[1]:
-                raise ConfigError(f"negative and positive embeddings differ in length: {uncond.shape[1]} vs {cond.shape[1]}.")
+                raise ConfigError(
+                    f"negative and positive embeddings differ in length: {uncond.shape[1]} vs {cond.shape[1]}."
+                )
             context = torch.cat([uncond, cond])
         else:
             context = cond

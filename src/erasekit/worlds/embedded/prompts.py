@@ -83,8 +83,9 @@ def prompt_suite(concept: str, *, n: int = 24, seed: int = 0) -> dict[str, list[
     return suite
 
 
-def write_prompt_suite_csv(concept: str, path: str | Path, *, n: int = 24, seed: int = 0,
-                           overwrite: bool = False) -> Path:
+def write_prompt_suite_csv(
+    concept: str, path: str | Path, *, n: int = 24, seed: int = 0, overwrite: bool = False
+) -> Path:
     """Writes the suite of ``concept`` as CSV (columns ``group,prompt,concept``) and returns the path.
 
     Raises:

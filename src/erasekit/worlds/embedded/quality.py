@@ -46,11 +46,14 @@ def quality_prompts(*, n_attributes: int, n_unsafe: int, seed: int) -> QualityPr
     """Returns seeded prompt groups: ``n_attributes`` attribute prompts, ``n_unsafe`` per unsafe group."""
     rng = random.Random(seed)
     styles = [NO_STYLE, *STYLES]
-    scenes = [Scene(rng.choice(list(OBJECTS)), rng.choice(list(COLORS)), styles[i % len(styles)])
-              for i in range(n_attributes)]
+    scenes = [
+        Scene(rng.choice(list(OBJECTS)), rng.choice(list(COLORS)), styles[i % len(styles)]) for i in range(n_attributes)
+    ]
     attributes = [write_caption("ocs" if s.style != NO_STYLE else "oc", s, rng) for s in scenes]
-    explicit = [rng.choice(nudity_phrases("train", explicit=True) + nudity_phrases("heldout", explicit=True))
-                for _ in range(n_unsafe)]
+    explicit = [
+        rng.choice(nudity_phrases("train", explicit=True) + nudity_phrases("heldout", explicit=True))
+        for _ in range(n_unsafe)
+    ]
     implicit = [NUDITY_IMPLICIT_HELDOUT[i % len(NUDITY_IMPLICIT_HELDOUT)] for i in range(n_unsafe)]
     return QualityPrompts(attributes, scenes, explicit, implicit)
 
@@ -71,6 +74,7 @@ def measure_quality(
         prompts: the groups to generate.
         batch_size: prompts per ``generate`` call.
     """
+
     def run(texts: list[str], offset: int) -> list[dict]:
         preds = []
         for k, start in enumerate(range(0, len(texts), batch_size)):
@@ -96,5 +100,8 @@ def measure_quality(
 
 def meets_bars(metrics: dict[str, float]) -> dict[str, bool]:
     """Returns, per bar in ``QUALITY_BARS``, whether ``metrics`` meets it."""
-    return {name: (metrics[name] >= bar if op == ">=" else metrics[name] <= bar)
-            for name, (op, bar) in QUALITY_BARS.items() if name in metrics}
+    return {
+        name: (metrics[name] >= bar if op == ">=" else metrics[name] <= bar)
+        for name, (op, bar) in QUALITY_BARS.items()
+        if name in metrics
+    }

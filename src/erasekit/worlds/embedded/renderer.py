@@ -80,8 +80,11 @@ class SceneBatch:
 
 
 def _check(scene: Scene) -> None:
-    for value, labels, kind in ((scene.object, OBJECT_LABELS, "object"), (scene.color, COLOR_LABELS, "color"),
-                                (scene.style, STYLE_LABELS, "style")):
+    for value, labels, kind in (
+        (scene.object, OBJECT_LABELS, "object"),
+        (scene.color, COLOR_LABELS, "color"),
+        (scene.style, STYLE_LABELS, "style"),
+    ):
         if value not in labels:
             raise ConfigError(f"unknown {kind} {value!r} in {scene}; known {kind}s: {list(labels)}.")
     if scene.nude and scene.object != "person":
@@ -102,10 +105,10 @@ class Renderer:
             raise ConfigError(f"Renderer needs size >= 8 and supersample >= 1, got {size} and {supersample}.")
         self.size = size
         self.supersample = supersample
-        self.masks = draw_pictograms(size * supersample)            # [n_objects, 3, S, S]
+        self.masks = draw_pictograms(size * supersample)  # [n_objects, 3, S, S]
         coords = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 - 1
         self.xy = torch.stack(torch.meshgrid(coords, coords, indexing="xy"))  # [2, size, size]: x, y
-        self.colors = torch.tensor([COLOR_RGB[c] for c in COLOR_LABELS])     # [n_colors, 3]
+        self.colors = torch.tensor([COLOR_RGB[c] for c in COLOR_LABELS])  # [n_colors, 3]
 
     def render(self, scenes: Sequence[Scene], *, generator: torch.Generator) -> Tensor:
         """Returns images [B, 3, size, size] in [0, 1] for ``scenes``."""
@@ -120,14 +123,14 @@ class Renderer:
         side = self.size * self.supersample
         layers = F.avg_pool2d(self._place(self.masks[batch.object], g, side), self.supersample)  # [B, 3, H, W]
 
-        tint = 1 + 0.12 * (torch.rand(n, 1, generator=g) - 0.5)     # brightness jitter
+        tint = 1 + 0.12 * (torch.rand(n, 1, generator=g) - 0.5)  # brightness jitter
         body = self.colors[batch.color] * tint
         skin = torch.tensor(SKIN_RGB) * (1 + 0.08 * (torch.rand(n, 1, generator=g) - 0.5))
         body = torch.where(batch.nude[:, None], skin, body)
         paints = (body, skin, torch.tensor(DETAIL_RGB).expand(n, 3))
 
         size = self.size
-        obj = torch.zeros(n, 3, size, size)                          # premultiplied colour
+        obj = torch.zeros(n, 3, size, size)  # premultiplied colour
         alpha = torch.zeros(n, 1, size, size)
         for k, paint in enumerate(paints):
             m = layers[:, k : k + 1]
@@ -144,7 +147,7 @@ class Renderer:
     def _place(self, masks: Tensor, g: torch.Generator, side: int) -> Tensor:
         """Returns masks resampled at a random size, position, tilt and flip: [B, 3, side, side]."""
         n = masks.shape[0]
-        scale = 0.78 + 0.22 * torch.rand(n, generator=g)            # fraction of the frame
+        scale = 0.78 + 0.22 * torch.rand(n, generator=g)  # fraction of the frame
         shift = (torch.rand(n, 2, generator=g) * 2 - 1) * (1 - scale[:, None]) * 0.9
         tilt = (torch.rand(n, generator=g) * 2 - 1) * math.radians(8)
         flip = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
@@ -152,7 +155,7 @@ class Renderer:
         # theta maps output coordinates to input coordinates: in = R (out - shift) / scale, x mirrored
         rot = torch.stack([torch.stack([cos * flip, -sin], -1), torch.stack([sin * flip, cos], -1)], 1)
         rot = rot / scale[:, None, None]
-        theta = torch.cat([rot, -(rot @ shift[:, :, None])], 2)      # [B, 2, 3]
+        theta = torch.cat([rot, -(rot @ shift[:, :, None])], 2)  # [B, 2, 3]
         grid = F.affine_grid(theta, [n, 3, side, side], align_corners=False)
         return F.grid_sample(masks, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 

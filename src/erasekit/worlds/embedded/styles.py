@@ -67,15 +67,15 @@ def van_gogh(obj: Tensor, alpha: Tensor, xy: Tensor, g: torch.Generator) -> Tens
     r = torch.sqrt((x - cx) ** 2 + (y - cy) ** 2)
     theta = torch.atan2(y - cy, x - cx)
     phase = _rand(g, batch, 1, 1) * 2 * math.pi
-    swirl = torch.sin(9.0 * r + 3.0 * theta + phase)               # big spirals
-    strokes = torch.sin(28.0 * r - 2.0 * theta + 2 * phase)         # short strokes along them
+    swirl = torch.sin(9.0 * r + 3.0 * theta + phase)  # big spirals
+    strokes = torch.sin(28.0 * r - 2.0 * theta + 2 * phase)  # short strokes along them
     deep, light, gold = _rgb(0.08, 0.15, 0.45), _rgb(0.45, 0.65, 0.95), _rgb(0.95, 0.82, 0.25)
     s = ((swirl + 1) / 2).unsqueeze(1)
     ground = deep * (1 - s) + light * s
     gold_mask = ((swirl > 0.6) & (strokes > 0.0)).float().unsqueeze(1)
     ground = ground * (1 - gold_mask) + gold * gold_mask
     ground = ground * (0.85 + 0.15 * strokes.unsqueeze(1))
-    shade = 0.78 + 0.22 * (strokes.unsqueeze(1) > 0).float()       # streaked object
+    shade = 0.78 + 0.22 * (strokes.unsqueeze(1) > 0).float()  # streaked object
     return _over(ground, obj * shade, alpha)
 
 
@@ -84,16 +84,24 @@ def picasso(obj: Tensor, alpha: Tensor, xy: Tensor, g: torch.Generator) -> Tenso
     n_lines = 3
     angle = _rand(g, batch, n_lines, 1, 1) * math.pi
     offset = _rand(g, batch, n_lines, 1, 1) * 1.2 - 0.6
-    side = torch.cos(angle) * xy[0] + torch.sin(angle) * xy[1] - offset   # [B, n_lines, H, W]
+    side = torch.cos(angle) * xy[0] + torch.sin(angle) * xy[1] - offset  # [B, n_lines, H, W]
     bits = (side > 0).long()
     region = (bits * (2 ** torch.arange(n_lines)).view(1, -1, 1, 1)).sum(1)  # [B, H, W] in [0, 8)
-    palette = torch.tensor([
-        [0.72, 0.55, 0.30], [0.45, 0.32, 0.20], [0.55, 0.60, 0.62], [0.78, 0.70, 0.52],
-        [0.35, 0.42, 0.48], [0.62, 0.45, 0.35], [0.50, 0.50, 0.35], [0.82, 0.62, 0.42],
-    ])
+    palette = torch.tensor(
+        [
+            [0.72, 0.55, 0.30],
+            [0.45, 0.32, 0.20],
+            [0.55, 0.60, 0.62],
+            [0.78, 0.70, 0.52],
+            [0.35, 0.42, 0.48],
+            [0.62, 0.45, 0.35],
+            [0.50, 0.50, 0.35],
+            [0.82, 0.62, 0.42],
+        ]
+    )
     shift = (_rand(g, batch, 1, 1) * 8).long()
     ground = palette[(region + shift) % 8].permute(0, 3, 1, 2)
-    shade = torch.where((region % 2 == 0).unsqueeze(1), 1.0, 0.72)   # faceted object
+    shade = torch.where((region % 2 == 0).unsqueeze(1), 1.0, 0.72)  # faceted object
     edges = (side.abs() < 0.035).any(1, keepdim=True).float()
     img = _over(ground, obj * shade, alpha)
     return img * (1 - edges) + 0.05 * edges
@@ -106,7 +114,7 @@ def monet(obj: Tensor, alpha: Tensor, xy: Tensor, g: torch.Generator) -> Tensor:
     base = pastels[(_rand(g, batch) * 4).long()].view(batch, 3, 1, 1)
     ground = base * (0.9 + 0.2 * _smooth_noise(g, batch, 4, size))
     dab_colour = pastels[(_rand(g, batch) * 4).long()].view(batch, 3, 1, 1) * 1.08
-    dabs = (_rand(g, batch, 1, *size) > 0.72).float()               # dense soft dabs
+    dabs = (_rand(g, batch, 1, *size) > 0.72).float()  # dense soft dabs
     img = _over(ground, obj, alpha)
     img = img * (1 - 0.45 * dabs) + 0.45 * dabs * dab_colour
     blur = torch.ones(3, 1, 3, 3) / 9
@@ -122,7 +130,7 @@ def andy_warhol(obj: Tensor, alpha: Tensor, xy: Tensor, g: torch.Generator) -> T
     dots = ((torch.arange(h) % period == 1).view(h, 1) & (torch.arange(w) % period == 1).view(1, w)).float()
     ground = ground * (1 - 0.55 * dots)
     outline = _dilate(alpha, 2)
-    img = ground * (1 - outline)                                      # black outline, then the object
+    img = ground * (1 - outline)  # black outline, then the object
     saturated = ((obj - 0.5 * alpha) * 1.3 + 0.5 * alpha).clamp(min=0)  # punchier colours
     return _over(img, torch.minimum(saturated, alpha), alpha)
 
@@ -131,7 +139,7 @@ def rembrandt(obj: Tensor, alpha: Tensor, xy: Tensor, g: torch.Generator) -> Ten
     batch = obj.shape[0]
     ground = _rgb(0.16, 0.10, 0.05) * (0.7 + 0.6 * _smooth_noise(g, batch, 3, tuple(obj.shape[-2:])))
     mass = alpha.sum((2, 3), keepdim=True).clamp(min=1e-6)
-    cx = (alpha * xy[0]).sum((2, 3), keepdim=True) / mass          # light falls on the object
+    cx = (alpha * xy[0]).sum((2, 3), keepdim=True) / mass  # light falls on the object
     cy = (alpha * xy[1]).sum((2, 3), keepdim=True) / mass
     r2 = (xy[0] - cx) ** 2 + (xy[1] - cy) ** 2
     glow = _rgb(0.55, 0.38, 0.15) * torch.exp(-r2 / 0.25)
@@ -147,7 +155,7 @@ def kelly_mckernan(obj: Tensor, alpha: Tensor, xy: Tensor, g: torch.Generator) -
     blotch = _smooth_noise(g, batch, 5, tuple(obj.shape[-2:]))
     ground = ground * (0.88 + 0.24 * blotch)
     outline = (_dilate(alpha, 1) - alpha).clamp(0, 1)
-    washed = obj * 0.85 + 0.12 * alpha                               # watercolour: a little lighter
+    washed = obj * 0.85 + 0.12 * alpha  # watercolour: a little lighter
     img = _over(ground, washed, alpha)
     return img * (1 - outline) + 0.12 * outline
 

@@ -61,13 +61,20 @@ def load_text_encoder(path: Path | None = None) -> BertModel:
 
 def tokenize(tokenizer: BertTokenizerFast, prompts: list[str]) -> Tensor:
     """Returns ``input_ids`` [B, CONTEXT_LENGTH], warning once per call about prompts that were cut."""
-    tokens = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
-                       truncation=True, return_tensors="pt", return_overflowing_tokens=False)
+    tokens = tokenizer(
+        prompts,
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+        return_overflowing_tokens=False,
+    )
     full_lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=True, verbose=False)["input_ids"]]
     cut = [p for p, n in zip(prompts, full_lengths) if n > tokenizer.model_max_length]
     if cut:
-        logger.warning("%d prompt(s) longer than %d tokens were truncated, e.g. %r", len(cut),
-                       tokenizer.model_max_length, cut[0])
+        logger.warning(
+            "%d prompt(s) longer than %d tokens were truncated, e.g. %r", len(cut), tokenizer.model_max_length, cut[0]
+        )
     return tokens["input_ids"]
 
 

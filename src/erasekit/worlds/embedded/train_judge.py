@@ -117,7 +117,9 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     net, metrics = train(steps=args.steps, seed=args.seed)
     logger.info("held-out accuracy: %s", json.dumps(metrics))
-    save_judge(net, args.out, metadata={"metrics": json.dumps(metrics), "steps": str(args.steps), "seed": str(args.seed)})
+    save_judge(
+        net, args.out, metadata={"metrics": json.dumps(metrics), "steps": str(args.steps), "seed": str(args.seed)}
+    )
     logger.info("wrote %s", args.out)
 
 

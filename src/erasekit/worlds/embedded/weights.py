@@ -49,7 +49,9 @@ def load_unet(folder: Path | None = None, *, dtype: torch.dtype = torch.float32)
     try:
         unet = UNet2DConditionModel.from_pretrained(str(folder), torch_dtype=dtype, local_files_only=True)
     except (SafetensorError, OSError, ValueError, RuntimeError, json.JSONDecodeError) as err:
-        raise MissingWeightsError(f"embedded U-Net weights at {folder} are corrupt ({type(err).__name__}: {err}); {how}.") from err
+        raise MissingWeightsError(
+            f"embedded U-Net weights at {folder} are corrupt ({type(err).__name__}: {err}); {how}."
+        ) from err
     return unet.eval()
 
 
