@@ -4,7 +4,17 @@ import numpy as np
 import pytest
 
 from erasekit.errors import OutputExistsError
-from erasekit.evaluate import Generation, ImageStore, Shard, build_work, generate, load_rows
+from erasekit.evaluate import (
+    Generation,
+    GenerationError,
+    ImageStore,
+    Shard,
+    build_work,
+    generate,
+    launched_shard,
+    load_rows,
+    wait_for_items,
+)
 from erasekit.evaluate.runner import _batches
 
 GEN = Generation(steps=2, guidance=2.0, batch_size=3)
@@ -90,3 +100,28 @@ def test_a_folder_of_another_run_is_refused_then_overwritten(tiny_pipe, work, tm
     assert not list(fresh.images.rglob("*.png")) and fresh.manifest_lines() == []
     assert json.loads((tmp_path / "run.json").read_text())["steps"] == 3
     assert ImageStore(tmp_path, {**RUN, "steps": 3}).manifest() == {}  # same run: accepted
+
+
+@pytest.mark.parametrize(
+    "env, shard",
+    [
+        ({}, None),
+        ({"RANK": "1", "WORLD_SIZE": "3"}, Shard(1, 3)),  # accelerate launch / torchrun
+        ({"PMI_RANK": "0", "PMI_SIZE": "2"}, Shard(0, 2)),  # accelerate's multi-CPU launch via mpirun
+        ({"RANK": "0", "WORLD_SIZE": "1"}, None),
+    ],
+)
+def test_launched_shard_reads_the_launcher_environment(env, shard, monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert launched_shard() == shard
+
+
+def test_the_first_launched_process_waits_for_the_others_images(tiny_pipe, work, tmp_path):
+    store = ImageStore(tmp_path, RUN)
+    generate(tiny_pipe, work[:2], store, GEN, progress=False)
+    wait_for_items(store, work[:2], poll_s=0.01)  # all there: returns at once
+    with pytest.raises(GenerationError, match=r"2 image\(s\) still missing .* another process"):
+        wait_for_items(store, work[:4], poll_s=0.01, stall_s=0.05)

@@ -21,7 +21,7 @@ from .presets import (
 )
 from .prompt_sets import PromptRow, PromptsFileError, load_prompt_set, read_csv, read_user_prompts
 from .report import AttackExample, AttackRecord, write_html, write_json
-from .runner import GenerateStats, GenerationError, generate, launched_shard, run_shards
+from .runner import GenerateStats, GenerationError, generate, launched_shard, run_shards, wait_for_items
 from .scoring import score
 from .store import ImageStore
 from .work import Shard, WorkItem, build_work
@@ -58,6 +58,7 @@ __all__ = [
     "run_shards",
     "score",
     "user_preset",
+    "wait_for_items",
     "write_html",
     "write_json",
 ]

@@ -25,7 +25,7 @@ from erasekit.metrics import GROUPS, Judge, MetricContext
 from .presets import Generation, Preset, PromptSetSpec, load_preset
 from .prompt_sets import PromptRow, load_prompt_set, read_user_prompts
 from .report import AttackRecord, with_attacks, write_html, write_json
-from .runner import WorkerJob, generate, launched_shard, run_shards, wait_for_shards
+from .runner import WorkerJob, generate, launched_device, launched_shard, run_shards, wait_for_items
 from .scoring import score
 from .store import ImageStore
 from .work import Shard, WorkItem, build_work
@@ -156,11 +156,12 @@ def generate_images(
                         preset.generation, progress)  # fmt: skip
         return store, items, run_shards(job, num_processes)
     if pipe is None:
-        pipe = erasekit.load_pipeline(model, device=device, dtype=dtype)
+        pipe = erasekit.load_pipeline(model, device=launched_device(device), dtype=dtype)
     stats = generate(
         pipe, items, store, preset.generation, edit=edit, shard=shard or Shard(), progress=progress, on_image=on_image
     )
-    wait_for_shards()
+    if shard is not None and shard.index == 0:
+        wait_for_items(store, items)
     logger.info("generated %d image(s), %d already done, in %.1f s", stats.made, stats.skipped, stats.seconds)
     return store, items, stats.seconds
 

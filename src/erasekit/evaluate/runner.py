@@ -2,8 +2,9 @@
 
 ``generate`` makes one shard's missing images with a pipeline already loaded (the edit applied for
 ``edited`` items, removed for ``original`` ones). ``run_shards`` starts ``num_processes`` workers, each
-loading the model and taking its shard of the same deterministic work list; under
-``accelerate launch`` each launched process is one shard (``launched_shard``). A killed run resumes
+loading the model and taking its shard of the same deterministic work list; under ``accelerate launch``
+(or torchrun, mpirun) each launched process is one shard (``launched_shard``), and the first one waits
+for the others' images on disk (``wait_for_items``) before scoring. A killed run resumes
 from the files on disk: finished images are neither made again nor logged twice.
 
 Progress bars live here (tqdm), one per process; the pipeline's own bar is turned off.
@@ -148,22 +149,51 @@ def _run(pipe: Any, batch: list[WorkItem], generation: Generation) -> list[Any]:
     return images
 
 
+_RANK_ENV = (("RANK", "WORLD_SIZE"), ("PMI_RANK", "PMI_SIZE"), ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"))
+"""Where launchers put a process's rank and the process count: ``accelerate launch`` / torchrun, then MPI
+(accelerate's multi-CPU launches go through mpirun)."""
+
+
 def launched_shard() -> Shard | None:
-    """Returns this process's shard under ``accelerate launch`` (or torchrun), None when run alone."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return None
-    from accelerate import PartialState
+    """Returns this process's shard when a launcher started several (``accelerate launch``, torchrun,
+    mpirun), None when it runs alone.
 
-    state = PartialState()
-    return Shard(state.process_index, state.num_processes)
+    The rank is read from the launcher's environment rather than from ``accelerate.PartialState``, which
+    reports a single process on CPU-only machines even when several were launched.
+    """
+    for rank, size in _RANK_ENV:
+        if int(os.environ.get(size, "1")) > 1:
+            return Shard(int(os.environ[rank]), int(os.environ[size]))
+    return None
 
 
-def wait_for_shards() -> None:
-    """Blocks until every process launched with accelerate has finished generating (no-op alone)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        from accelerate import PartialState
+def launched_device(device: str) -> str:
+    """Returns ``device`` pinned to this process's GPU under a launcher (``cuda`` -> ``cuda:LOCAL_RANK``)."""
+    if device in ("cuda", "auto") and "LOCAL_RANK" in os.environ and torch.cuda.is_available():
+        return f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"
+    return device
 
-        PartialState().wait_for_everyone()
+
+def wait_for_items(
+    store: ImageStore, items: Sequence[WorkItem], *, poll_s: float = 2.0, stall_s: float = 1800.0
+) -> None:
+    """Blocks until every item's image exists (the other launched processes finished their shards).
+
+    Raises:
+        GenerationError: no new image appeared for ``stall_s`` seconds (another process died).
+    """
+    missing = [item for item in items if not store.has(item)]
+    last_change, last_count = time.monotonic(), len(missing)
+    while missing:
+        if time.monotonic() - last_change > stall_s:
+            raise GenerationError(
+                f"{len(missing)} image(s) still missing after {stall_s:.0f} s without progress (e.g. "
+                f"{missing[0].key}): another process of the launch has stopped. Run the same command again to resume."
+            )
+        time.sleep(poll_s)
+        missing = [item for item in missing if not store.has(item)]
+        if len(missing) != last_count:
+            last_change, last_count = time.monotonic(), len(missing)
 
 
 @dataclass(frozen=True)
