@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from erasekit.errors import OutputExistsError
+from erasekit.errors import ConfigError, OutputExistsError
 from erasekit.evaluate import (
     Generation,
     GenerationError,
@@ -125,3 +125,16 @@ def test_the_first_launched_process_waits_for_the_others_images(tiny_pipe, work,
     wait_for_items(store, work[:2], poll_s=0.01)  # all there: returns at once
     with pytest.raises(GenerationError, match=r"2 image\(s\) still missing .* another process"):
         wait_for_items(store, work[:4], poll_s=0.01, stall_s=0.05)
+
+
+def test_settings_the_pipeline_cannot_take_are_refused_before_generating(work, tmp_path):
+    class FixedSizePipeline:  # the embedded pipeline's signature: no height or width
+        def __call__(self, prompt, num_inference_steps=12, guidance_scale=4.0, generator=None):
+            raise AssertionError("must not be called")
+
+        def set_progress_bar_config(self, **kwargs):
+            pass
+
+    sized = Generation(steps=2, height=512, width=512)
+    with pytest.raises(ConfigError, match=r"sets \['height', 'width'\] but FixedSizePipeline"):
+        generate(FixedSizePipeline(), work, ImageStore(tmp_path, RUN), sized, progress=False)

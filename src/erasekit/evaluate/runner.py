@@ -12,6 +12,7 @@ Progress bars live here (tqdm), one per process; the pipeline's own bar is turne
 
 from __future__ import annotations
 
+import inspect
 import logging
 import multiprocessing as mp
 import os
@@ -80,6 +81,7 @@ def generate(
         The shard's counts and time.
     """
     start = time.perf_counter()
+    check_pipeline_accepts(pipe, generation)
     mine = shard.take(items)
     removed = store.remove_stale_temporaries(mine)
     if removed:
@@ -126,6 +128,21 @@ def _batches(items: list[WorkItem], size: int) -> list[list[WorkItem]]:
         run = list(group)
         out += [run[i : i + size] for i in range(0, len(run), size)]
     return out
+
+
+def check_pipeline_accepts(pipe: Any, generation: Generation) -> None:
+    """Raises ConfigError when the settings name arguments ``pipe`` does not take (e.g. a size for the
+    embedded model, whose images have one fixed size)."""
+    taken = inspect.signature(pipe.__call__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in taken.values()):
+        return
+    asked = {"height": generation.height, "width": generation.width, "negative_prompt": generation.negative_prompt}
+    refused = sorted(name for name, value in asked.items() if value is not None and name not in taken)
+    if refused:
+        raise ConfigError(
+            f"the preset sets {refused} but {type(pipe).__name__} takes no such argument: this protocol is for "
+            "Stable Diffusion pipelines. Use an embedded-* preset with the embedded model."
+        )
 
 
 def _run(pipe: Any, batch: list[WorkItem], generation: Generation) -> list[Any]:
