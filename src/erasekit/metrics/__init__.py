@@ -40,7 +40,7 @@ class MetricContext:
     weights: Mapping[str, str] = field(default_factory=dict)
     device: str = "cpu"
     judge_loader: Callable[[], Judge] | None = None
-    _judge: Judge | None = None
+    _judge: Judge | None = field(default=None, init=False, repr=False)
 
     def judge(self) -> Judge:
         """Returns the judge, loading it the first time (default: the embedded world's)."""

@@ -3,7 +3,9 @@
 RECE classifies imagenette generations with an ImageNet ResNet-50 and reports accuracy on the erased
 class (efficacy, lower is better) and on the other nine (specificity, higher is better). Here the
 classifier is a transformers image-classification folder (``microsoft/resnet-50`` by default) read
-from disk only.
+from disk only. RECE used torchvision's ResNet-50 weights, which erasekit cannot load without
+torchvision: the protocol is the paper's, the classifier is a ResNet-50 trained on the same ImageNet-1k
+labels, so absolute accuracies can differ by a few points from the paper's.
 """
 
 from __future__ import annotations
