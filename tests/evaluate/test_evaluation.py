@@ -5,7 +5,7 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from erasekit.errors import ConfigError, ErasekitError
+from erasekit.errors import ConfigError, ErasekitError, OutputError
 from erasekit.evaluate import AttackExample, AttackRecord, evaluate
 from erasekit.evaluate import cli as eval_cli
 from erasekit.metrics import GROUPS, mace_h_o
@@ -98,3 +98,21 @@ def test_cli_errors_are_erasekit_errors(tmp_path):
     csv.write_text("text\nhello\n")
     out = CliRunner().invoke(_app(), ["evaluate", "--model", "tiny-sd1", "--prompts", str(csv), "-o", str(tmp_path)])
     assert isinstance(out.exception, ConfigError) and "['prompt']" in str(out.exception)
+
+
+def test_scoring_reports_progress_and_reads_only_stored_images(tiny_pipe, tiny_preset, stub_judge, tmp_path):
+    from erasekit.evaluate import ImageStore, load_rows, score
+    from erasekit.metrics import MetricContext
+
+    evaluate(tiny_preset, model="tiny-sd1", out=tmp_path, pipe=tiny_pipe, judge_loader=stub_judge, progress=False)
+    rows = load_rows(tiny_preset, concept="monet")
+    calls = []
+    store = ImageStore.open(tmp_path)  # scoring again needs the folder only, no model
+    scores, baseline = score(
+        tiny_preset, rows, store, MetricContext(concept="monet", judge_loader=stub_judge), references="edited",
+        progress=lambda done, total: calls.append((done, total)),
+    )  # fmt: skip
+    assert calls[-1] == (6 + 2 + 3, 6 + 2 + 3) and baseline is None
+    assert scores["efficacy"]["judge_detect_rate_target"] in (0.0, 1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1.0)
+    with pytest.raises(OutputError, match="holds no erasekit run"):
+        ImageStore.open(tmp_path / "images")

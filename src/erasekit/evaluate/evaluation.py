@@ -25,7 +25,7 @@ from erasekit.metrics import GROUPS, Judge, MetricContext
 from .presets import Generation, Preset, PromptSetSpec, load_preset
 from .prompt_sets import PromptRow, load_prompt_set, read_user_prompts
 from .report import AttackRecord, with_attacks, write_html, write_json
-from .runner import WorkerJob, generate, launched_device, launched_shard, run_shards, wait_for_items
+from .runner import ProgressBar, WorkerJob, generate, launched_device, launched_shard, run_shards, wait_for_items
 from .scoring import score
 from .store import ImageStore
 from .work import Shard, WorkItem, build_work
@@ -236,14 +236,19 @@ def evaluate(
         return None
     start = time.perf_counter()
     ctx = MetricContext(concept=concept, weights=dict(weights or {}), device=device, judge_loader=judge_loader)
-    metrics, baseline = score(
-        preset,
-        rows,
-        store,
-        ctx,
-        baseline=preset.baseline and edit is not None,
-        references="original" if edit is not None else "edited",
-    )
+    bar = ProgressBar("score", enabled=progress)
+    try:
+        metrics, baseline = score(
+            preset,
+            rows,
+            store,
+            ctx,
+            baseline=preset.baseline and edit is not None,
+            references="original" if edit is not None else "edited",
+            progress=bar,
+        )
+    finally:
+        bar.close()
     result = {
         "model": model,
         "edit": None

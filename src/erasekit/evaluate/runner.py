@@ -121,6 +121,23 @@ def generate(
     return GenerateStats(len(todo), len(finished), repaired, time.perf_counter() - start)
 
 
+class ProgressBar:
+    """A tqdm bar driven by ``(done, total)`` calls, for library loops that take a ``progress`` callback."""
+
+    def __init__(self, desc: str, *, enabled: bool = True) -> None:
+        self.desc, self.enabled = desc, enabled
+        self._bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            self._bar = tqdm(total=total, desc=self.desc, unit="img", disable=not self.enabled)
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
 def _batches(items: list[WorkItem], size: int) -> list[list[WorkItem]]:
     """Returns consecutive batches of at most ``size`` items sharing one guidance scale."""
     out: list[list[WorkItem]] = []

@@ -51,37 +51,50 @@ def score(
         baseline: also score the original images (metrics that compare with the original are skipped there).
         references: the variant reference-based metrics compare with ("edited" when there is no edit).
         batch_size: images per ``update``.
-        progress: called with (metrics done, metrics in all).
+        progress: called with (images scored, images to score) after each batch.
 
     Raises:
         ConfigError: a derived score's input is missing.
         MissingWeightsError: a judge has no local weights.
     """
     edited, original = empty_scores(), empty_scores() if baseline else None
-    skipped = False
-    for done, spec in enumerate(preset.metrics):
-        if not rows.get(spec.prompt_set):
-            logger.info("no prompts in set %r: metric %s skipped", spec.prompt_set, spec.name)
-            skipped = True
-            continue
+    specs = [spec for spec in preset.metrics if rows.get(spec.prompt_set)]
+    skipped = [f"{s.name}{s.suffix}" for s in preset.metrics if not rows.get(s.prompt_set)]
+    if skipped:
+        logger.info("metrics on prompt sets without prompts are skipped: %s", skipped)
+    counter = _Counter(progress, sum(len(r.seeds) for s in specs for r in rows[s.prompt_set]) * (2 if baseline else 1))
+    for spec in specs:
         metric = build_metric(spec.name, spec.params, ctx)
         items = [WorkItem("edited", row, seed) for row in rows[spec.prompt_set] for seed in row.seeds]
-        _feed(metric, items, store, references, batch_size)
+        _feed(metric, items, store, references, batch_size, counter)
         edited[spec.group].update({k + spec.suffix: v for k, v in metric.compute().items()})
         if original is not None and not metric.needs_reference:
             metric.reset()
-            _feed(metric, [replace(item, variant="original") for item in items], store, references, batch_size)
+            originals = [replace(item, variant="original") for item in items]
+            _feed(metric, originals, store, references, batch_size, counter)
             original[spec.group].update({k + spec.suffix: v for k, v in metric.compute().items()})
-        if progress is not None:
-            progress(done + 1, len(preset.metrics))
     for spec in preset.derived:
-        _derive(spec, edited, missing_ok=skipped)
+        _derive(spec, edited, missing_ok=bool(skipped))
         if original is not None:
             _derive(spec, original, missing_ok=True)
     return edited, original
 
 
-def _feed(metric: Metric, items: list[WorkItem], store: ImageStore, references: Variant, batch_size: int) -> None:
+class _Counter:
+    """Reports images scored so far to an optional ``progress(done, total)`` callback."""
+
+    def __init__(self, progress: Callable[[int, int], None] | None, total: int) -> None:
+        self.progress, self.total, self.done = progress, total, 0
+
+    def add(self, n: int) -> None:
+        self.done += n
+        if self.progress is not None:
+            self.progress(min(self.done, self.total), self.total)
+
+
+def _feed(
+    metric: Metric, items: list[WorkItem], store: ImageStore, references: Variant, batch_size: int, counter: _Counter
+) -> None:
     for i in range(0, len(items), batch_size):
         batch = items[i : i + batch_size]
         refs = [store.load(replace(item, variant=references)) for item in batch] if metric.needs_reference else None
@@ -91,6 +104,7 @@ def _feed(metric: Metric, items: list[WorkItem], store: ImageStore, references: 
             labels=[item.row.label for item in batch],
             references=refs,
         )
+        counter.add(len(batch))
 
 
 def _derive(spec: DerivedSpec, scores: Scores, *, missing_ok: bool = False) -> None:

@@ -68,6 +68,18 @@ class ImageStore:
                 self._clear()
         _atomic_write_text(run_file, json.dumps(run, indent=2, sort_keys=True))
 
+    @classmethod
+    def open(cls, root: str | os.PathLike[str]) -> ImageStore:
+        """Returns the store of the finished or interrupted run in ``root`` (to score or report it again).
+
+        Raises:
+            OutputError: ``root`` holds no run (no run.json).
+        """
+        run_file = Path(root) / RUN_FILE
+        if not run_file.is_file():
+            raise OutputError(f"{root} holds no erasekit run ({RUN_FILE} missing): generate into it first.")
+        return cls(root, json.loads(run_file.read_text()))
+
     def _clear(self) -> None:
         logger.info("discarding the images and manifest of another run in %s", self.root)
         for path in sorted(self.images.rglob("*"), reverse=True) if self.images.exists() else []:
