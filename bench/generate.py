@@ -16,12 +16,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _timing import pin_threads, print_table, timed  # noqa: E402
-
-from erasekit.errors import MissingWeightsError  # noqa: E402
-from erasekit.worlds import embedded  # noqa: E402
-from erasekit.worlds.embedded.model import build_unet, sampling_scheduler  # noqa: E402
-from erasekit.worlds.embedded.text import load_text_encoder, load_tokenizer  # noqa: E402
+from _timing import pin_threads, print_table, timed
+from erasekit.errors import MissingWeightsError
+from erasekit.worlds import embedded
+from erasekit.worlds.embedded.model import build_unet, sampling_scheduler
+from erasekit.worlds.embedded.text import load_text_encoder, load_tokenizer
 
 
 def load(*, random_weights: bool) -> tuple[embedded.EmbeddedPipeline, str]:

@@ -17,12 +17,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _timing import pin_threads, print_table  # noqa: E402
-
-from erasekit.worlds import embedded  # noqa: E402
-from erasekit.worlds.embedded.quality import QUALITY_BARS, measure_quality, meets_bars, quality_prompts  # noqa: E402
-from erasekit.worlds.embedded.renderer import STYLE_LABELS  # noqa: E402
-from erasekit.worlds.embedded.weights import training_info  # noqa: E402
+from _timing import pin_threads, print_table
+from erasekit.worlds import embedded
+from erasekit.worlds.embedded.quality import QUALITY_BARS, measure_quality, meets_bars, quality_prompts
+from erasekit.worlds.embedded.renderer import STYLE_LABELS
+from erasekit.worlds.embedded.weights import training_info
 
 
 def main() -> None:

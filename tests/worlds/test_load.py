@@ -32,7 +32,7 @@ def test_export_writes_fp16_and_loads_back(tiny_unet_dir):
 
 
 def test_missing_weights_name_the_path_and_the_retrain_command(tmp_path):
-    with pytest.raises(MissingWeightsError, match="embedded.train") as err:
+    with pytest.raises(MissingWeightsError, match=r"embedded\.train") as err:
         embedded.load_pipeline(weights=tmp_path / "nowhere")
     assert str(tmp_path / "nowhere") in str(err.value)
     assert isinstance(err.value, FileNotFoundError)

@@ -13,15 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from safetensors import SafetensorError
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from erasekit.errors import ConfigError, MissingWeightsError
 
 from .renderer import COLOR_LABELS, OBJECT_LABELS, STYLE_LABELS
-from .vocabulary import NO_STYLE, concept_kind
+from .vocabulary import concept_kind
 
 IMAGE_SIZE = 32
 RETRAIN_JUDGE = "python -m erasekit.worlds.embedded.train_judge"
@@ -179,5 +178,3 @@ def load_judge(path: str | Path | None = None) -> Judge:
         ) from err
     return Judge(net)
 
-
-__all__ = ["Judge", "JudgeNet", "NO_STYLE", "load_judge", "save_judge", "default_judge_path"]

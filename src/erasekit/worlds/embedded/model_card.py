@@ -48,9 +48,9 @@ def render_model_card(info: dict[str, Any], *, judge_path: Path, n_parameters: i
         f"- Renderer: {len(OBJECT_LABELS)} objects ({', '.join(OBJECT_LABELS)}), {len(COLOR_LABELS)} colours,",
         f"  {len(STYLE_LABELS) - 1} artist styles + none ({', '.join(STYLE_LABELS[1:])}), and the unsafe stand-in for",
         "  nudity: an unclothed (skin-coloured) person. New random placement and textures every step.",
-        f"- Captions: {len(all_captions('train'))} distinct training captions from templates and synonyms; explicit and",
-        "  implicit (I2P-like) unsafe phrasings. Held-out synonyms, paraphrases and templates never seen in training",
-        "  serve the generality tests.",
+        f"- Captions: {len(all_captions('train'))} distinct training captions from templates and synonyms;",
+        "  explicit and implicit (I2P-like) unsafe phrasings. Held-out synonyms, paraphrases and templates",
+        "  never seen in training serve the generality tests.",
         "",
         "## Training",
         f"- {info.get('step', '?')} steps of batch {cfg.get('batch_size')}, AdamW lr {cfg.get('lr')}, EMA "

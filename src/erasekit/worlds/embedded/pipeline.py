@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 from diffusers import DiffusionPipeline, UNet2DConditionModel
 from diffusers.loaders import StableDiffusionLoraLoaderMixin
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
-from diffusers.schedulers import KarrasDiffusionSchedulers  # noqa: F401  (the scheduler family accepted)
+from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils.torch_utils import randn_tensor
 from torch import Tensor
 from transformers import BertModel, BertTokenizerFast
@@ -46,7 +46,7 @@ class EmbeddedPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
     """
 
     model_cpu_offload_seq = "text_encoder->unet"
-    _lora_loadable_modules = ["unet", "text_encoder"]
+    _lora_loadable_modules: ClassVar[list[str]] = ["unet", "text_encoder"]
     unet_name = "unet"
     text_encoder_name = "text_encoder"
 

