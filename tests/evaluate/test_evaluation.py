@@ -5,6 +5,7 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
+import erasekit
 from erasekit.errors import ConfigError, ErasekitError, OutputError
 from erasekit.evaluate import AttackExample, AttackRecord, evaluate
 from erasekit.evaluate import cli as eval_cli
@@ -13,7 +14,9 @@ from erasekit.metrics import GROUPS, mace_h_o
 SCHEMA_KEYS = {"model", "edit", "preset", "n_images", "metrics", "timing"}
 
 
-def test_evaluate_writes_metrics_json_in_the_design_schema(tiny_pipe, monet_edit, tiny_preset, stub_judge, tmp_path):
+def test_evaluate_writes_metrics_json_in_the_design_schema(
+    tiny_pipe, monet_edit, tiny_preset, stub_judge, tmp_path, monkeypatch
+):
     attack = AttackRecord("soft_prompt", 0.25, [AttackExample("<v*> monet", Image.new("RGB", (8, 8)), True, "emb")])
     result = evaluate(
         tiny_preset, model="tiny-sd1", out=tmp_path, edit=monet_edit, pipe=tiny_pipe, judge_loader=stub_judge,
@@ -41,9 +44,13 @@ def test_evaluate_writes_metrics_json_in_the_design_schema(tiny_pipe, monet_edit
     assert "http://" not in page and "https://" not in page and 'src="images/' not in page
     assert "soft_prompt: ASR 25.0%" in page and "judge_detect_rate_target" in page
 
-    again = evaluate(tiny_preset, model="tiny-sd1", out=tmp_path, edit=monet_edit, pipe=tiny_pipe,
-                     judge_loader=stub_judge, progress=False)  # fmt: skip
-    assert again["metrics"]["efficacy"] == m["efficacy"]  # resumed: same images, same scores
+    def no_model(*args, **kwargs):
+        raise AssertionError("a finished run is scored again without loading the model")
+
+    monkeypatch.setattr(erasekit, "load_pipeline", no_model)
+    again = evaluate(tiny_preset, model="tiny-sd1", out=tmp_path, edit=monet_edit, judge_loader=stub_judge,
+                     progress=False)  # fmt: skip
+    assert again["metrics"] == {**m, "asr": {}} and again["timing"]["generate_s"] == 0.0
 
 
 def test_user_prompts_without_a_preset_make_images_only(tiny_pipe, tmp_path):

@@ -155,6 +155,10 @@ def generate_images(
         job = WorkerJob(model, str(edit_path) if edit_path else None, device, dtype, tuple(items), str(out), run,
                         preset.generation, progress)  # fmt: skip
         return store, items, run_shards(job, num_processes)
+    if pipe is None and all(store.has(item) for item in items):  # a finished run: score it again, no model
+        store.repair(items, shard=(shard or Shard()).index)
+        logger.info("all %d images of %s exist: nothing to generate", len(items), out)
+        return store, items, 0.0
     if pipe is None:
         pipe = erasekit.load_pipeline(model, device=launched_device(device), dtype=dtype)
     stats = generate(

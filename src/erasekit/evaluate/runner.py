@@ -86,12 +86,7 @@ def generate(
     removed = store.remove_stale_temporaries(mine)
     if removed:
         logger.info("removed %d temporary file(s) left by a killed run", removed)
-    logged = store.manifest()
-    finished = [item for item in mine if store.has(item)]
-    for item in finished:  # killed between the rename and the manifest line
-        if item.key not in logged:
-            store.record(item, shard=shard.index)
-    repaired = sum(item.key not in logged for item in finished)
+    skipped, repaired = store.repair(mine, shard=shard.index)
     todo = [item for item in mine if not store.has(item)]
     pipe.set_progress_bar_config(disable=True)
     bar = tqdm(total=len(todo), desc=f"generate [{shard.index + 1}/{shard.count}]", position=shard.index,
@@ -118,7 +113,7 @@ def generate(
                     edit.remove(pipe)
     finally:
         bar.close()
-    return GenerateStats(len(todo), len(finished), repaired, time.perf_counter() - start)
+    return GenerateStats(len(todo), skipped, repaired, time.perf_counter() - start)
 
 
 class ProgressBar:

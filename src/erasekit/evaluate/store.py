@@ -126,6 +126,19 @@ class ImageStore:
                 removed += 1
         return removed
 
+    def repair(self, items: list[WorkItem], *, shard: int) -> tuple[int, int]:
+        """Logs finished images of ``items`` that have no manifest line (a kill between rename and log).
+
+        Returns:
+            (finished images, lines added).
+        """
+        logged = self.manifest()
+        finished = [item for item in items if self.has(item)]
+        missing = [item for item in finished if item.key not in logged]
+        for item in missing:
+            self.record(item, shard=shard)
+        return len(finished), len(missing)
+
     def record(self, item: WorkItem, *, shard: int, seconds: float | None = None) -> None:
         """Appends ``item``'s manifest line to this shard's log."""
         line = {
