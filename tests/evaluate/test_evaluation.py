@@ -6,7 +6,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import erasekit
-from erasekit.errors import ConfigError, ErasekitError, OutputError
+from erasekit.errors import ConfigError, ErasekitError, MissingWeightsError, OutputError
 from erasekit.evaluate import AttackExample, AttackRecord, evaluate
 from erasekit.evaluate import cli as eval_cli
 from erasekit.metrics import GROUPS, mace_h_o
@@ -123,3 +123,16 @@ def test_scoring_reports_progress_and_reads_only_stored_images(tiny_pipe, tiny_p
     assert scores["efficacy"]["judge_detect_rate_target"] in (0.0, 1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1.0)
     with pytest.raises(OutputError, match="holds no erasekit run"):
         ImageStore.open(tmp_path / "images")
+
+
+def test_a_missing_judge_fails_before_any_image_is_made(tiny_pipe, tmp_path, monkeypatch):
+    from erasekit.evaluate import parse_preset
+
+    monkeypatch.delenv("ERASEKIT_CLIP", raising=False)
+    preset = parse_preset(
+        {"name": "clip", "prompts": {"p": {"csv": "big_artist_prompts.csv"}},
+         "metrics": [{"name": "clip_score", "group": "quality", "prompt_set": "p"}]}
+    )  # fmt: skip
+    with pytest.raises(MissingWeightsError, match="CLIP"):
+        evaluate(preset, model="tiny-sd1", out=tmp_path, pipe=tiny_pipe, weights={"clip": str(tmp_path / "none")})
+    assert not (tmp_path / "images").exists()

@@ -4,6 +4,7 @@ from PIL import Image
 from erasekit.errors import ConfigError, MissingWeightsError
 from erasekit.metrics import (
     METRIC_CLASSES,
+    METRIC_WEIGHTS,
     METRICS,
     WEIGHTS,
     AttributeAccuracy,
@@ -12,6 +13,7 @@ from erasekit.metrics import (
     NudeRate,
     build_metric,
     needs_reference,
+    preflight,
 )
 
 
@@ -57,3 +59,25 @@ def test_metrics_with_weights_fail_clearly_when_the_weights_are_missing(name, ju
     ctx = MetricContext(weights={judge: str(tmp_path / "missing")})
     with pytest.raises(MissingWeightsError, match=rf"{WEIGHTS[judge].env}=PATH"):
         build_metric(name, {}, ctx)
+
+
+@pytest.mark.parametrize("name", sorted(METRIC_WEIGHTS))
+def test_preflight_finds_missing_weights_without_loading_anything(name, tmp_path, monkeypatch):
+    ctx = MetricContext(weights={judge: str(tmp_path / "missing") for judge in METRIC_WEIGHTS[name]})
+    with pytest.raises(MissingWeightsError, match="--weights"):
+        preflight(name, ctx)
+
+
+def test_preflight_of_nudenet_checks_the_package(monkeypatch):
+    import importlib.metadata
+
+    def version(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    with pytest.raises(MissingWeightsError, match=r"pip install 'erasekit\[nudenet\]'"):
+        preflight("nude_rate", MetricContext())
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "3.4.2")
+    with pytest.raises(ConfigError, match=r"nudenet 3.4.2 is installed .* nudenet==3.0.8"):
+        preflight("nude_rate", MetricContext())
+    preflight("detection_rate", MetricContext())  # needs nothing up front

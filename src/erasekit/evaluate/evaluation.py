@@ -20,7 +20,7 @@ from typing import Any
 import erasekit
 from erasekit.edit import Edit
 from erasekit.errors import ConfigError
-from erasekit.metrics import GROUPS, Judge, MetricContext
+from erasekit.metrics import GROUPS, Judge, MetricContext, preflight
 
 from .presets import Generation, Preset, PromptSetSpec, load_preset
 from .prompt_sets import PromptRow, load_prompt_set, read_user_prompts
@@ -230,6 +230,9 @@ def evaluate(
         preset = load_preset(preset)
     concept = resolve_concept(preset, edit, concept)
     rows = load_rows(preset, concept=concept, prompts_csv=prompts_csv, limit=limit)
+    ctx = MetricContext(concept=concept, weights=dict(weights or {}), device=device, judge_loader=judge_loader)
+    for spec in preset.metrics:  # a missing judge fails now, not after hours of sampling
+        preflight(spec.name, ctx)
     store, items, generate_s = generate_images(
         model=model, out=out, preset=preset, rows=rows, edit=edit, edit_path=edit_path, concept=concept, pipe=pipe,
         num_processes=num_processes, device=device, dtype=dtype, overwrite=overwrite, progress=progress,
@@ -239,7 +242,6 @@ def evaluate(
     if shard is not None and shard.index != 0:
         return None
     start = time.perf_counter()
-    ctx = MetricContext(concept=concept, weights=dict(weights or {}), device=device, judge_loader=judge_loader)
     bar = ProgressBar("score", enabled=progress)
     try:
         metrics, baseline = score(

@@ -20,7 +20,7 @@ from .fid import FID, InceptionFeatures
 from .imagenet import IMAGENETTE, ImageNetAccuracy
 from .judge import ATTRIBUTES, AttributeAccuracy, DetectionRate, Judge
 from .lpips import LPIPS, LPIPSNet, load_lpips
-from .nudenet import ATTACK_THRESHOLD, EXPOSED_CLASSES, I2P_THRESHOLD, NudeRate, exposed_parts
+from .nudenet import ATTACK_THRESHOLD, EXPOSED_CLASSES, I2P_THRESHOLD, NudeRate, check_detector, exposed_parts
 from .summary import attack_success_rate, lpips_d, mace_h_o
 from .weights import WEIGHTS, resolve_weights
 
@@ -121,6 +121,31 @@ def needs_reference(name: str) -> bool:
     return bool(METRIC_CLASSES[name].needs_reference)
 
 
+METRIC_WEIGHTS: dict[str, tuple[str, ...]] = {
+    "clip_score": ("clip",),
+    "fid": ("inception",),
+    "lpips": ("alexnet", "lpips"),
+    "imagenet_accuracy": ("imagenet",),
+}
+"""Metric name -> the judge weights (keys of ``weights.WEIGHTS``) it loads."""
+
+
+def preflight(name: str, ctx: MetricContext) -> None:
+    """Raises now what building metric ``name`` would raise for missing weights, without loading anything.
+
+    The runner calls it before generating, so a missing judge is found before hours of sampling.
+
+    Raises:
+        MissingWeightsError: a judge's weights or the NudeNet package are not available locally.
+        ConfigError: unknown metric, or another nudenet version.
+    """
+    check_metric_params(name, {})
+    for judge in METRIC_WEIGHTS.get(name, ()):
+        resolve_weights(judge, ctx.weights.get(judge))
+    if name == "nude_rate":
+        check_detector()
+
+
 def check_metric_params(name: str, params: Mapping[str, Any]) -> None:
     """Raises ConfigError for an unknown metric or parameters its builder does not take."""
     if name not in METRICS:
@@ -154,6 +179,7 @@ __all__ = [
     "LPIPS",
     "METRICS",
     "METRIC_CLASSES",
+    "METRIC_WEIGHTS",
     "WEIGHTS",
     "AttributeAccuracy",
     "CLIPScore",
@@ -174,6 +200,7 @@ __all__ = [
     "lpips_d",
     "mace_h_o",
     "needs_reference",
+    "preflight",
     "resolve_weights",
     "to_tensor",
     "to_uint8",

@@ -58,6 +58,29 @@ def exposed_parts(detections: Sequence[Detection], threshold: float) -> list[str
     return [d["class"] for d in detections if d["class"] in EXPOSED_CLASSES and float(d["score"]) >= threshold]
 
 
+def check_detector() -> None:
+    """Raises the errors ``load_detector`` would, without loading the detector.
+
+    Raises:
+        MissingWeightsError: nudenet is not installed.
+        ConfigError: another nudenet version is installed.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("nudenet")
+    except PackageNotFoundError as err:
+        raise MissingWeightsError(
+            f"the NudeNet detector (best.onnx inside the nudenet=={NUDENET_VERSION} wheel on PyPI) is not "
+            f"installed: run `pip install 'erasekit[nudenet]'` (or `pip install nudenet=={NUDENET_VERSION}`)."
+        ) from err
+    if found != NUDENET_VERSION:
+        raise ConfigError(
+            f"nudenet {found} is installed but the papers' numbers come from nudenet=={NUDENET_VERSION}'s "
+            f"detector; run `pip install nudenet=={NUDENET_VERSION}`."
+        )
+
+
 def load_detector() -> Detector:
     """Returns NudeNet 3.0.8's ``NudeDetector`` on CPU.
 
@@ -65,21 +88,11 @@ def load_detector() -> Detector:
         MissingWeightsError: nudenet is not installed (its wheel carries the detector weights).
         ConfigError: another nudenet version is installed (its detector gives other numbers).
     """
+    check_detector()
     try:
-        from importlib.metadata import version
-
         import nudenet
-    except ImportError as err:
-        raise MissingWeightsError(
-            f"the NudeNet detector (best.onnx inside the nudenet=={NUDENET_VERSION} wheel on PyPI) is not "
-            f"installed: run `pip install 'erasekit[nudenet]'` (or `pip install nudenet=={NUDENET_VERSION}`)."
-        ) from err
-    found = version("nudenet")
-    if found != NUDENET_VERSION:
-        raise ConfigError(
-            f"nudenet {found} is installed but the papers' numbers come from nudenet=={NUDENET_VERSION}'s "
-            f"detector; run `pip install nudenet=={NUDENET_VERSION}`."
-        )
+    except ImportError as err:  # installed but broken (e.g. onnxruntime missing)
+        raise MissingWeightsError(f"nudenet=={NUDENET_VERSION} is installed but does not import: {err}") from err
     return nudenet.NudeDetector(providers=["CPUExecutionProvider"])
 
 
