@@ -20,7 +20,7 @@ from .presets import (
     parse_preset,
 )
 from .prompt_sets import PromptRow, PromptsFileError, load_prompt_set, read_csv, read_user_prompts
-from .report import AttackExample, AttackRecord, write_html, write_json
+from .report import AttackExample, AttackRecord, load_attack_record, write_html, write_json
 from .runner import GenerateStats, GenerationError, generate, launched_shard, run_shards, wait_for_items
 from .scoring import score
 from .store import ImageStore
@@ -48,6 +48,7 @@ __all__ = [
     "generate",
     "generate_images",
     "launched_shard",
+    "load_attack_record",
     "load_preset",
     "load_prompt_set",
     "load_rows",

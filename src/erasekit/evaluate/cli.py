@@ -63,16 +63,21 @@ def evaluate(
     ),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, mps or auto."),
     dtype: str | None = typer.Option(None, help="float32, fp16 or bf16 (default: the checkpoint's)."),
+    attack_results: list[Path] = typer.Option(
+        [], "--attack-results", help="Folder of `erasekit attack -o` (repeatable)."
+    ),
     overwrite: bool = typer.Option(False, help="Start afresh if OUT holds images of another run."),
     as_json: bool = typer.Option(False, "--json", help="Print metrics.json on stdout."),
 ) -> None:
     """Generate with a preset's prompts and seeds, score, and write metrics.json and report.html. Resumes."""
     from .evaluation import evaluate as run_evaluation
+    from .report import load_attack_record
 
+    attacks = [load_attack_record(folder) for folder in attack_results]
     result = run_evaluation(
         preset, model=model, out=out, edit=edit, prompts_csv=prompts, concept=concept, limit=limit,
-        num_processes=num_processes, device=device, dtype=dtype, weights=parse_weights(weights), overwrite=overwrite,
-        progress=not as_json or sys.stderr.isatty(),
+        num_processes=num_processes, device=device, dtype=dtype, weights=parse_weights(weights), attacks=attacks,
+        overwrite=overwrite, progress=not as_json or sys.stderr.isatty(),
     )  # fmt: skip
     if result is None:  # a non-main process of `accelerate launch`
         return

@@ -10,8 +10,9 @@
      "settings": {"generation": {...}, "seeds": ...}, "erasekit_version": "..."}
 
 The report embeds every image as a base64 PNG thumbnail, so the one file can be mailed or archived.
-Attack results (from ``erasekit.attacks``) come in as :class:`AttackRecord` and get their own section
-and ``asr.asr_<name>`` entries.
+Attack results (from ``erasekit.attacks``, or read back from an ``erasekit attack -o`` folder with
+:func:`load_attack_record`) come in as :class:`AttackRecord` and get their own section and
+``asr.asr_<name>`` entries.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 from PIL import Image
 
+from erasekit.errors import ConfigError
 from erasekit.metrics import GROUPS
 
 from .prompt_sets import PromptRow
@@ -55,6 +57,37 @@ class AttackRecord:
     asr: float
     examples: Sequence[AttackExample] = field(default_factory=tuple)
     params: Mapping[str, Any] = field(default_factory=dict)
+
+
+def load_attack_record(folder: str | os.PathLike[str], *, n_examples: int = 12) -> AttackRecord:
+    """Returns the outcome of ``erasekit attack ... -o FOLDER`` (its ``result.json`` and images) for the report.
+
+    Examples are the first ``n_examples`` prompts: the attack's image where the prompt was attacked, the
+    un-attacked image where the edited model already showed the concept.
+
+    Raises:
+        ConfigError: ``folder`` holds no attack result, or one this erasekit cannot read.
+    """
+    folder = Path(folder)
+    try:
+        data = json.loads((folder / "result.json").read_text())
+        examples = []
+        for i, case in enumerate(data["cases"][:n_examples]):
+            path = folder / ("attack" if case["attacked"] else "pre") / f"{i:04d}.png"
+            if path.is_file():
+                with Image.open(path) as image:
+                    found = case.get("adversarial_prompt") or ("" if case["attacked"] else "shown before any attack")
+                    examples.append(AttackExample(case["prompt"], image.convert("RGB"), bool(case["success"]), found))
+        params = {k: data.get(k) for k in ("concept", "n", "pre_asr", "seed", "config")}
+        return AttackRecord(str(data["attack"]), float(data["asr"]), tuple(examples), params)
+    except FileNotFoundError as err:
+        raise ConfigError(
+            f"{folder} holds no attack result ({err.filename} missing): run `erasekit attack ... -o {folder}`."
+        ) from err
+    except (KeyError, TypeError, ValueError) as err:
+        raise ConfigError(
+            f"{folder}/result.json is not an erasekit attack result ({type(err).__name__}: {err})."
+        ) from err
 
 
 def with_attacks(result: dict[str, Any], attacks: Sequence[AttackRecord]) -> dict[str, Any]:
