@@ -133,6 +133,16 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else html.escape(str(value))
 
 
+def _settings_line(result: Mapping[str, Any]) -> str:
+    """Returns e.g. "edit 0.021 s · generate 3.2 s · score 0.4 s · steps 12, guidance 4.0 · target 48, ..."."""
+    timing = [f"{k.removesuffix('_s')} {v:.3g} s" for k, v in (result.get("timing") or {}).items() if v is not None]
+    settings = result.get("settings") or {}
+    generation = settings.get("generation") or {}
+    sampling = ", ".join(f"{k} {v}" for k, v in generation.items() if v is not None and k != "batch_size")
+    sets = ", ".join(f"{k}: {v} prompts" for k, v in (settings.get("prompt_sets") or {}).items())
+    return " · ".join(part for part in (*timing, sampling, sets, settings.get("reference") or "") if part)
+
+
 def _metrics_table(result: Mapping[str, Any]) -> str:
     baseline = result.get("baseline") or {}
     rows = []
@@ -217,8 +227,7 @@ def write_html(
         f"<h1>{html.escape(title)}</h1><p>Edit: <b>{html.escape(str(edit.get('method', 'none')))}</b> "
         f"erasing {html.escape(', '.join(edit.get('concepts', [])) or '-')}; concept evaluated: "
         f"<b>{html.escape(str(result.get('concept')))}</b>; {result.get('n_images')} images.</p>"
-        f"<p class=meta>timing: {html.escape(json.dumps(result.get('timing', {})))}; "
-        f"settings: {html.escape(json.dumps(result.get('settings', {}), default=str))}</p>"
+        f"<p class=meta>{html.escape(_settings_line(result))}</p>"
     )
     body = head + "<h2>Scores</h2>" + _metrics_table(result) + _grids(rows, store, per_set) + _attacks(attacks)
     page = f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title><style>{_CSS}</style></head><body>{body}</body></html>\n"  # noqa: E501
