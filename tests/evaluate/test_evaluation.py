@@ -136,3 +136,17 @@ def test_a_missing_judge_fails_before_any_image_is_made(tiny_pipe, tmp_path, mon
     with pytest.raises(MissingWeightsError, match="CLIP"):
         evaluate(preset, model="tiny-sd1", out=tmp_path, pipe=tiny_pipe, weights={"clip": str(tmp_path / "none")})
     assert not (tmp_path / "images").exists()
+
+
+def test_concept_comes_from_the_option_then_the_edit_then_the_preset(monet_edit):
+    from erasekit.evaluate import load_preset, resolve_concept
+
+    style = load_preset("embedded-style")
+    assert resolve_concept(style, None, None) == "van gogh"
+    assert resolve_concept(style, monet_edit, None) == "monet"
+    assert resolve_concept(style, monet_edit, "picasso") == "picasso"
+    with pytest.raises(ConfigError, match="embedded-style evaluates style concepts but 'church' is an object"):
+        resolve_concept(style, None, "church")
+    with pytest.raises(ConfigError, match="--preset embedded-nudity"):
+        resolve_concept(style, None, "nudity")
+    assert resolve_concept(load_preset("rece-style"), monet_edit, None) == "monet"  # no embedded sets: no check

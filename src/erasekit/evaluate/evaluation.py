@@ -34,14 +34,31 @@ logger = logging.getLogger(__name__)
 
 
 def resolve_concept(preset: Preset, edit: Edit | None, concept: str | None) -> str | None:
-    """Returns the concept under evaluation: ``concept``, else the edit's first, else the preset's default."""
-    if concept:
-        return concept
-    if edit is not None and edit.concepts:
+    """Returns the concept under evaluation: ``concept``, else the edit's first, else the preset's default.
+
+    Raises:
+        ConfigError: an embedded-world preset made for one kind of concept (e.g. styles) is asked to
+            evaluate another kind (e.g. an object): its report would carry the wrong name.
+    """
+    found = concept
+    if not found and edit is not None and edit.concepts:
         if len(edit.concepts) > 1:
             logger.info("the edit erases %s; evaluating the first, %r", edit.concepts, edit.concepts[0])
-        return edit.concepts[0]
-    return preset.concept
+        found = edit.concepts[0]
+    if not found:
+        return preset.concept
+    if preset.concept and any(spec.embedded for spec in preset.prompts):
+        from erasekit.worlds.embedded.vocabulary import concept_kind
+
+        kind, expected = concept_kind(found), concept_kind(preset.concept)
+        if kind != expected:
+            shipped = "embedded-nudity" if kind == "unsafe" else f"embedded-{kind}"
+            article = "an" if kind[0] in "aeiou" else "a"
+            raise ConfigError(
+                f"{preset.name} evaluates {expected} concepts but {found!r} is {article} {kind} concept: use "
+                f"--preset {shipped}, or --concept with a {expected} concept."
+            )
+    return found
 
 
 def load_rows(
