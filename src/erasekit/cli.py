@@ -21,8 +21,12 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from . import __version__, methods
+from .attacks.cli import attack as _attack
+from .attacks.cli import list_attacks as _list_attacks
 from .edit import Edit
 from .errors import ConfigError, ErasekitError, OutputExistsError
+from .evaluate.cli import evaluate as _evaluate
+from .evaluate.cli import generate as _generate
 
 app = typer.Typer(
     help="Erase concepts from text-to-image diffusion models, attack the erasure, measure what it cost.\n\n"
@@ -154,11 +158,10 @@ def info(
     Console().print(table)
 
 
-from .attacks.cli import attack as _attack  # noqa: E402
-from .attacks.cli import list_attacks as _list_attacks  # noqa: E402
-
 app.command("attack")(_errors_as_messages(_attack))
 app.command("attacks")(_errors_as_messages(_list_attacks))
+app.command("evaluate")(_errors_as_messages(_evaluate))
+app.command("generate")(_errors_as_messages(_generate))
 
 
 def _summary(edit: Edit, path: Path) -> dict[str, Any]:
