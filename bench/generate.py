@@ -30,8 +30,9 @@ def load(*, random_weights: bool) -> tuple[embedded.EmbeddedPipeline, str]:
         except MissingWeightsError as err:
             logging.warning("%s: timing a random U-Net of the same shape instead", err)
     torch.manual_seed(0)
-    pipe = embedded.EmbeddedPipeline(unet=build_unet(), scheduler=sampling_scheduler(),
-                                     tokenizer=load_tokenizer(), text_encoder=load_text_encoder())
+    pipe = embedded.EmbeddedPipeline(
+        unet=build_unet(), scheduler=sampling_scheduler(), tokenizer=load_tokenizer(), text_encoder=load_text_encoder()
+    )
     return pipe, "random"
 
 
@@ -50,14 +51,28 @@ def main() -> None:
     prompts = embedded.prompt_suite("van gogh", n=max(args.batch))["target"]
     rows = []
     for batch in args.batch:
+
         def run(batch: int = batch) -> list:
-            return pipe(prompts[:batch], num_inference_steps=args.steps, guidance_scale=args.guidance,
-                        generator=torch.Generator().manual_seed(0)).images
+            return pipe(
+                prompts[:batch],
+                num_inference_steps=args.steps,
+                guidance_scale=args.guidance,
+                generator=torch.Generator().manual_seed(0),
+            ).images
 
         median, best, _ = timed(run, repeats=args.repeats)
-        rows.append({"case": f"text->image ({weights} weights)", "batch": batch, "steps": args.steps,
-                     "guidance": args.guidance, "threads": args.threads, "median_s": median, "min_s": best,
-                     "images_per_s": batch / median})
+        rows.append(
+            {
+                "case": f"text->image ({weights} weights)",
+                "batch": batch,
+                "steps": args.steps,
+                "guidance": args.guidance,
+                "threads": args.threads,
+                "median_s": median,
+                "min_s": best,
+                "images_per_s": batch / median,
+            }
+        )
     print_table(rows)
 
 

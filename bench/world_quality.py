@@ -41,22 +41,42 @@ def main() -> None:
     judge = embedded.load_judge()
 
     def generate(prompts: list[str], seed: int) -> list:
-        return pipe(prompts, num_inference_steps=args.steps, guidance_scale=args.guidance,
-                    generator=torch.Generator().manual_seed(seed)).images
+        return pipe(
+            prompts,
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance,
+            generator=torch.Generator().manual_seed(seed),
+        ).images
 
     prompts = quality_prompts(n_attributes=args.per_style * len(STYLE_LABELS), n_unsafe=args.unsafe, seed=args.seed)
     start = time.perf_counter()
     metrics = measure_quality(generate, judge, prompts)
     seconds = time.perf_counter() - start
     passed = meets_bars(metrics)
-    print_table([{"metric": name, "value": metrics[name], "bar": f"{op} {bar}", "pass": passed[name]}
-                 for name, (op, bar) in QUALITY_BARS.items()])
+    print_table(
+        [
+            {"metric": name, "value": metrics[name], "bar": f"{op} {bar}", "pass": passed[name]}
+            for name, (op, bar) in QUALITY_BARS.items()
+        ]
+    )
     info = training_info(args.weights)
-    print(f"\n{len(prompts.attributes) + 2 * args.unsafe} images, {args.steps} steps, guidance {args.guidance}, "
-          f"{seconds:.0f} s; model trained {info.get('step', '?')} steps")
+    print(
+        f"\n{len(prompts.attributes) + 2 * args.unsafe} images, {args.steps} steps, guidance {args.guidance}, "
+        f"{seconds:.0f} s; model trained {info.get('step', '?')} steps"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"metrics": metrics, "pass": passed, "steps": args.steps,
-                                         "guidance": args.guidance, "train_step": info.get("step")}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "metrics": metrics,
+                    "pass": passed,
+                    "steps": args.steps,
+                    "guidance": args.guidance,
+                    "train_step": info.get("step"),
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

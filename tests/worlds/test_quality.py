@@ -20,8 +20,10 @@ def _skip_reason() -> str | None:
     last = history[-1] if history else {}
     missed = [name for name, ok in meets_bars(last).items() if not ok]
     if not last or missed:
-        return (f"shipped weights are a training milestone (step {training_info().get('step')}) that has not met "
-                f"the quality bars yet ({', '.join(f'{m}={last[m]:.2f}' for m in missed) or 'not evaluated'})")
+        return (
+            f"shipped weights are a training milestone (step {training_info().get('step')}) that has not met "
+            f"the quality bars yet ({', '.join(f'{m}={last[m]:.2f}' for m in missed) or 'not evaluated'})"
+        )
     return None
 
 
@@ -35,8 +37,9 @@ def test_shipped_model_follows_prompts():
     def generate(prompts, seed):
         return pipe(prompts, generator=torch.Generator().manual_seed(seed)).images
 
-    metrics = measure_quality(generate, embedded.load_judge(),
-                              quality_prompts(n_attributes=42, n_unsafe=8, seed=5), batch_size=64)
+    metrics = measure_quality(
+        generate, embedded.load_judge(), quality_prompts(n_attributes=42, n_unsafe=8, seed=5), batch_size=64
+    )
     # loose bars on 42 + 16 images: the full bars (90/90/80, 80/50/2) are bench/world_quality.py's job
     assert metrics["color_acc"] >= 0.75 and metrics["style_acc"] >= 0.65, metrics
     assert metrics["object_acc"] >= 0.75, metrics
