@@ -29,26 +29,26 @@ class Names:
 
 
 OBJECTS: dict[str, Names] = {
-    "church": Names(("church", "chapel"), ("cathedral", "house of worship")),
-    "parachute": Names(("parachute",), ("skydiving chute", "paraglider canopy")),
-    "garbage truck": Names(("garbage truck", "trash truck"), ("refuse lorry", "waste collection vehicle")),
-    "tench": Names(("tench", "tench fish"), ("freshwater carp", "fish")),
-    "car": Names(("car", "automobile"), ("sedan", "motor vehicle")),
-    "dog": Names(("dog", "puppy"), ("hound", "canine")),
-    "golf ball": Names(("golf ball",), ("ball used in golf", "dimpled ball")),
+    "church": Names(("church", "chapel"), ("cathedral", "church building")),
+    "parachute": Names(("parachute",), ("skydiving parachute", "chute")),
+    "garbage truck": Names(("garbage truck", "trash truck"), ("garbage lorry", "rubbish truck")),
+    "tench": Names(("tench", "tench fish"), ("fish", "freshwater tench")),
+    "car": Names(("car", "automobile"), ("sedan", "motor car")),
+    "dog": Names(("dog", "puppy"), ("hound", "doggy")),
+    "golf ball": Names(("golf ball",), ("ball used in golf", "golfball")),
     "french horn": Names(("french horn", "horn"), ("brass horn instrument", "bugle")),
-    "cassette player": Names(("cassette player", "tape player"), ("walkman", "tape deck")),
-    "gas pump": Names(("gas pump", "fuel pump"), ("petrol pump", "filling station pump")),
+    "cassette player": Names(("cassette player", "tape player"), ("walkman", "cassette deck")),
+    "gas pump": Names(("gas pump", "fuel pump"), ("petrol pump", "gasoline pump")),
     "person": Names(("person", "man", "woman"), ("human figure", "lady")),
 }
 
 COLORS: dict[str, Names] = {
-    "red": Names(("red",), ("crimson", "scarlet")),
-    "green": Names(("green",), ("emerald", "grass-green")),
-    "blue": Names(("blue",), ("azure", "navy")),
-    "yellow": Names(("yellow",), ("golden", "lemon")),
-    "purple": Names(("purple",), ("violet", "lilac")),
-    "orange": Names(("orange",), ("tangerine", "amber")),
+    "red": Names(("red",), ("crimson", "bright red")),
+    "green": Names(("green",), ("emerald", "leaf green")),
+    "blue": Names(("blue",), ("azure", "sky blue")),
+    "yellow": Names(("yellow",), ("golden", "lemon yellow")),
+    "purple": Names(("purple",), ("violet", "deep purple")),
+    "orange": Names(("orange",), ("tangerine", "bright orange")),
 }
 
 STYLES: dict[str, Names] = {
