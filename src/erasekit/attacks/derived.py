@@ -10,14 +10,9 @@ summed over every cross-attention ``to_v`` (and ``to_k``) layer, applied to ever
 prompt's padded token states (the reference, ``close_form_emb.py:close_form_emb_regzero``, leaves
 the concept-token slice commented out). ``c'`` is fed to the pipeline as ``prompt_embeds``.
 
-The solve is RECE's own, :func:`erasekit.methods.rece.derived_embeddings`, which takes edits of the
-form ``W_l = W_orig,l T`` (every closed-form edit). An arbitrary edit (fine-tuned, a LoRA file) has
-that form after lifting each layer to ``G_l = [W_orig,l  W_l]`` acting on ``[x; y]`` (2d inputs):
-
-    G_l [c; 0] = W_orig,l c,      G_l T₂ = [0  W_l] with T₂ = [[0, 0], [0, I]]
-
-so with ``S₂ = Σ G_lᵀ G_l`` Eq. 8 in the lifted space is block diagonal, and its second block is
-exactly ``(λI + Σ W_lᵀ W_l)⁻¹ Σ W_lᵀ W_orig,l c``: the same ``c'``, for any edit.
+The solve is RECE's own, :func:`erasekit.methods.rece.regenerating_embeddings`, fed with the two
+sums taken from the live (edited) U-Net and the originals its applied edits saved, so it holds for
+any edit (closed-form, fine-tuned, a LoRA file).
 """
 
 from __future__ import annotations
@@ -29,7 +24,7 @@ from torch import Tensor
 
 from ..edit import base_weights
 from ..errors import ConfigError
-from ..methods.rece import derived_embeddings
+from ..methods.rece import regenerating_embeddings
 from ..targets import find_targets
 from . import AttackRequest, Progress, register
 from .base import Findings, Outcome
@@ -48,35 +43,27 @@ class DerivedConfig:
 
 
 @torch.no_grad()
-def lifted_gram(unet: torch.nn.Module, *, edit_keys: bool) -> Tensor:
-    """``S₂ = Σ_l [W_orig,l  W_l]ᵀ [W_orig,l  W_l]``, ``[2d, 2d]`` float64, from the live (edited) U-Net."""
+def grams(unet: torch.nn.Module, *, edit_keys: bool) -> tuple[Tensor, Tensor]:
+    """``(Σ W_lᵀ W_l, Σ W_lᵀ W_orig,l)``, each ``[d, d]`` float64, from the live (edited) U-Net."""
     originals = base_weights(unet)
     targets = find_targets(unet, edit_keys=edit_keys)
     d = targets.items[0].weight.shape[1]
-    S2 = torch.zeros(2 * d, 2 * d, dtype=F64)
+    S_cur, S_cross = torch.zeros(d, d, dtype=F64), torch.zeros(d, d, dtype=F64)
     for t in targets:
-        G = torch.cat([originals.get(t.name, t.weight), t.weight], dim=1).detach().to("cpu", F64)  # [d_out, 2d]
-        S2 += G.T @ G
-    return S2
-
-
-def derive(S2: Tensor, C: Tensor, reg_lamb: float) -> Tensor:
-    """Eq. 8 for rows ``C [n, d]`` given the lifted gram ``S₂``: ``c'`` rows ``[n, d]`` float64."""
-    d = C.shape[1]
-    T2 = torch.zeros(2 * d, 2 * d, dtype=F64)
-    T2[d:, d:] = torch.eye(d, dtype=F64)
-    C2 = torch.cat([C.to(F64), torch.zeros_like(C, dtype=F64)], dim=1)  # [c; 0]
-    return derived_embeddings(S2, T2, C2, reg_lamb)[:, d:]
+        W = t.weight.detach().to("cpu", F64)
+        S_cur += W.T @ W
+        S_cross += W.T @ originals.get(t.name, t.weight).detach().to("cpu", F64)
+    return S_cur, S_cross
 
 
 @register("derived", DerivedConfig)
 def derived(request: AttackRequest, cfg: DerivedConfig, *, progress: Progress | None = None) -> Findings:
     """RECE Eq. 8: the embedding the edited K/V layers map onto the original concept's keys and values."""
-    S2 = lifted_gram(request.victim.pipe.unet, edit_keys=cfg.edit_keys)
+    S_cur, S_cross = grams(request.victim.pipe.unet, edit_keys=cfg.edit_keys)
     outcomes = []
     for i, case in enumerate(request.cases):
         states = request.text.encode_text([case.prompt])[0].cpu()  # [L, d], every position
-        adv = derive(S2, states, cfg.reg_lamb).float()
+        adv = regenerating_embeddings(S_cur, S_cross, states, cfg.reg_lamb).float()
         images, verdicts = request.judged(adv[None], [case])
         outcomes.append(Outcome(adv, images[0], verdicts[0], info={"norm_ratio": float(adv.norm() / states.norm())}))
         if progress is not None:

@@ -182,6 +182,7 @@ def layer_updates(targets: Iterable[Target], factor: Factor) -> dict[str, tuple[
     smaller side, which is still an exact LoRA of rank min(d_out, d_in).
     """
     updates = {}
+    U32, A32 = factor.U.float(), factor.A.float()  # products with float32 weights, cast once
     for t in targets:
         W = t.weight.detach().float()  # fp16/bf16 weights are multiplied in float32
         d_out, d_in = W.shape
@@ -190,11 +191,11 @@ def layer_updates(targets: Iterable[Target], factor: Factor) -> dict[str, tuple[
                 f"{t.name} reads {d_in}-d embeddings but the text encoder gives {factor.U.shape[0]}-d ones: "
                 "the U-Net and text encoder do not belong together."
             )
-        B = W @ factor.U.to(W)  # [d_out, r]
+        B = W @ U32.to(W.device)  # [d_out, r]
         if factor.rank < min(d_out, d_in):
-            updates[t.name] = (B.cpu(), factor.A.to(torch.float32).contiguous())
+            updates[t.name] = (B.cpu(), A32)
             continue
-        dW = B if factor.dense else B @ factor.A.to(W)  # [d_out, d_in]
+        dW = B if factor.dense else B @ A32.to(W.device)  # [d_out, d_in]
         eye = torch.eye(min(d_out, d_in), device=W.device)
         B, A = (eye, dW) if d_out <= d_in else (dW, eye)
         updates[t.name] = (B.cpu().contiguous(), A.cpu().contiguous())

@@ -38,7 +38,7 @@ from ..concepts import ErasePairs, GuideAlignment
 from ..edit import Edit
 from ..errors import ConfigError
 from . import EraseRequest, register
-from ._closed_form import F64, layer_updates, ridge_factor, spd_solve
+from ._closed_form import F64, Factor, layer_updates, ridge_factor, spd_solve
 from .uce import UCEConfig, uce_factor
 
 
@@ -85,29 +85,46 @@ PRESETS = {
 }
 
 
-def derived_embeddings(S: Tensor, T: Tensor, C: Tensor, reg_lamb: float, S_fixed: Tensor | None = None) -> Tensor:
-    """RECE Eq. 8 for rows ``C [n, d]`` against weights ``W_orig T``: ``[n, d]`` float64.
+def regenerating_embeddings(S_cur: Tensor, S_cross: Tensor, C: Tensor, reg_lamb: float) -> Tensor:
+    """RECE Eq. 8 for rows ``C [n, d]``: ``c' = (λI + S_cur)⁻¹ S_cross c``, ``[n, d]`` float64.
 
-    ``c' = (λI + TᵀST + S_f)⁻¹ (TᵀS + S_f) c`` with ``S = Σ W_origᵀ W_orig`` over the edited layers
-    and ``S_f`` the same sum over layers the edit leaves alone (``Targets.gram``): Eq. 8 sums over
-    every K and V projection, edited or not.
+    Args:
+        S_cur: ``Σ_l W_lᵀ W_l`` over the current (edited) K/V weights, ``[d, d]``.
+        S_cross: ``Σ_l W_lᵀ W_orig,l``, ``[d, d]``.
+        C: the concept's token states.
+        reg_lamb: λ > 0.
     """
-    TS = T.T @ S  # [d, d] = Σ W_curᵀ W_orig over the edited layers
-    Q = TS @ T + reg_lamb * torch.eye(S.shape[0], dtype=F64)  # Σ W_curᵀ W_cur + λI
-    R = TS
-    if S_fixed is not None:
-        Q, R = Q + S_fixed, R + S_fixed
+    Q = S_cur + reg_lamb * torch.eye(S_cur.shape[0], dtype=F64)
     Q = (Q + Q.T) / 2
-    X, _ = spd_solve(Q, R @ C.to(F64).T, name="RECE Eq. 8", psd_trace=float(torch.trace(Q)), lamb=reg_lamb)
+    X, _ = spd_solve(Q, S_cross @ C.to(F64).T, name="RECE Eq. 8", psd_trace=float(torch.trace(Q)), lamb=reg_lamb)
     return X.T
+
+
+@dataclass
+class _Grams:
+    """``Y = S T`` and ``Z = Tᵀ S T`` for the running ``T``, updated per step in O(r_step d²).
+
+    With ``S = Σ W_origᵀ W_orig`` over the edited layers, ``Σ W_curᵀ W_orig = Yᵀ`` and
+    ``Σ W_curᵀ W_cur = Z``. A step ``T ← T (I + U A)`` of rank r gives ``Y ← Y + (Y U) A`` and
+    ``Z ← Z + P + Pᵀ + Aᵀ (Uᵀ Z U) A`` with ``P = (Z U) A``, instead of 2 d³ from scratch.
+    """
+
+    Y: Tensor
+    Z: Tensor
+
+    def step(self, f: Factor) -> None:
+        ZU = self.Z @ f.U  # [d, r]
+        P = ZU @ f.A
+        self.Z = self.Z + P + P.T + f.A.T @ ((f.U.T @ ZU) @ f.A)
+        self.Y = self.Y + (self.Y @ f.U) @ f.A
 
 
 @register("rece", RECEConfig, presets=PRESETS)
 def rece(request: EraseRequest, cfg: RECEConfig) -> Edit:
     """RECE: UCE, then erase the closed-form embeddings that still regenerate the concept (Alg. 1)."""
     factor, guides = uce_factor(request, cfg.uce())
-    S = request.targets.gram("v") + (request.targets.gram("k") if cfg.edit_keys else 0)
-    S_fixed = None if cfg.edit_keys else request.targets.gram("k")
+    S = request.targets.gram("v") + (request.targets.gram("k") if cfg.edit_keys else 0)  # over edited layers
+    S_fixed = 0 if cfg.edit_keys else request.targets.gram("k")  # layers Eq. 8 sums over but the edit keeps
     L = request.encoder.max_length
     d = S.shape[0]
     C_full = request.encoder(list(request.concepts)).states.reshape(-1, d)  # [n_c L, d], every position
@@ -120,11 +137,15 @@ def rece(request: EraseRequest, cfg: RECEConfig) -> Edit:
         retain, per_row = [" "], cfg.preserve_scale * len(request.concepts)
     K = request.encoder(retain).states.reshape(-1, d)
     keep_w = torch.full((K.shape[0],), per_row)
+    grams = _Grams(S.clone(), S.clone())
+    grams.step(factor)
     factors = [factor]
     for _ in range(cfg.epochs):
-        C_adv = derived_embeddings(S, factor.matrix(), C_full, cfg.reg_lamb, S_fixed)
+        S_cur, S_cross = grams.Z + S_fixed, grams.Y.T + S_fixed  # Eq. 8 sums over every K and V layer
+        C_adv = regenerating_embeddings(S_cur, S_cross, C_full, cfg.reg_lamb)
         pairs = ErasePairs(C_adv, guide_rows, guide_of)
         step = ridge_factor(pairs, K, lamb=cfg.lamb, erase_scale=cfg.erase_scale, keep_weights=keep_w)
+        grams.step(step)
         factor = factor.then(step)
         factors.append(factor)
     layers = request.layers(edit_keys=cfg.edit_keys)
