@@ -30,7 +30,7 @@ def main(out: Path, *, limit: int) -> None:
     try:
         pipe = erasekit.load_pipeline("embedded")
     except MissingWeightsError as e:
-        console.print(f"[yellow]The embedded world's weights are missing ({e}).[/] Showing the CLI on a tiny random model.")
+        console.print(f"[yellow]The embedded world's weights are missing ({e}).[/] Showing a tiny random model.")
         tiny(out)
         return
     pipe.set_progress_bar_config(disable=True)
