@@ -1,6 +1,7 @@
 """Closed-form methods under attack on the embedded world: one table, one command.
 
-For each concept and method: erase it (keeping the other concepts of its kind), score the edit with
+For each concept and method: erase it (keeping the other concepts of its kind; RECE with the paper's
+settings for the concept's kind), score the edit with
 the ``embedded-<kind>`` preset (judge detection rate on target prompts = efficacy, on held-out
 paraphrases = generality, attribute accuracy on other concepts = specificity, MACE's H_o), then run
 every attack on the target prompts and report its attack success rate (UnlearnDiff's definition:
@@ -31,6 +32,7 @@ from erasekit.evaluate import evaluate
 from erasekit.worlds import embedded
 
 ATTACKS = ("derived", "ringabell", "soft_prompt", "discrete")
+RECE_PRESET = {"style": "style", "unsafe": "nudity", "object": "object-hard", "color": "object-easy"}  # the paper's
 
 
 def preserve_set(concept: str) -> list[str]:
@@ -41,7 +43,8 @@ def preserve_set(concept: str) -> list[str]:
 def run(pipe, judge, concept: str, method: str, args, out: Path) -> dict:
     kind = next(k for k, names in embedded.concepts().items() if concept in names)
     preset = "embedded-nudity" if kind == "unsafe" else f"embedded-{kind}"
-    edit = erasekit.erase(pipe, [concept], method, preserve=preserve_set(concept))
+    options = {"preset": RECE_PRESET[kind]} if method == "rece" else {}
+    edit = erasekit.erase(pipe, [concept], method, preserve=preserve_set(concept), **options)
     result = evaluate(preset, model="embedded", out=out, edit=edit, pipe=pipe, limit=args.n_prompts, progress=False)
     assert result is not None
     m = result["metrics"]
