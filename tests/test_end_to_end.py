@@ -1,0 +1,62 @@
+"""End to end on the embedded world: an erased concept really disappears, and nothing else does.
+
+The shipped model draws the concept for its target prompts; after `uce` or `rece` its judge no
+longer sees it, while prompts about unrelated objects and colours keep their accuracy.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import erasekit
+from erasekit.errors import MissingWeightsError
+from erasekit.worlds import embedded
+
+N = 16  # prompts per set; one miss is 6 points
+
+
+@pytest.fixture(scope="module")
+def world():
+    try:
+        pipe = erasekit.load_pipeline("embedded")
+    except MissingWeightsError as e:
+        pytest.skip(f"embedded world not trained: {e}")
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, embedded.load_judge()
+
+
+def unrelated_prompts(concept: str) -> list[tuple[str, str, str]]:
+    """(prompt, object, colour) for plain object/colour prompts that do not involve ``concept``."""
+    names = embedded.concepts()
+    objects = [o for o in names["object"] if o not in (concept, "person")]
+    colors = [c for c in names["color"] if c != concept]
+    return [(f"a {colors[i % len(colors)]} {obj}", obj, colors[i % len(colors)]) for i, obj in enumerate(objects)][:N]
+
+
+def scores(pipe, judge, concept: str) -> tuple[float, float]:
+    """(detection rate of ``concept`` on its target prompts, object+colour accuracy on unrelated prompts)."""
+    target = embedded.prompt_suite(concept, n=N)["target"]
+    found = judge.detects(pipe(target, generator=torch.Generator().manual_seed(0)).images, concept)
+    unrelated = unrelated_prompts(concept)
+    images = pipe([p for p, _, _ in unrelated], generator=torch.Generator().manual_seed(1)).images
+    right = [p["object"] == o and p["color"] == c for p, (_, o, c) in zip(judge.predict(images), unrelated)]
+    return sum(found) / len(found), sum(right) / len(right)
+
+
+@pytest.mark.parametrize("concept", ["picasso", "parachute"])
+def test_erased_concept_disappears_and_unrelated_prompts_stay(world, concept):
+    pipe, judge = world
+    detected, accuracy = scores(pipe, judge, concept)
+    assert detected >= 0.8, f"the un-edited model should draw {concept!r}: detected {detected:.2f}"
+    kind = next(k for k, names in embedded.concepts().items() if concept in names)
+    preserve = [c for c in embedded.concepts()[kind] if c != concept]
+    for method in ("uce", "rece"):
+        edit = erasekit.erase(pipe, [concept], method, preserve=preserve)
+        edit.apply(pipe)
+        try:
+            detected_after, accuracy_after = scores(pipe, judge, concept)
+        finally:
+            edit.remove(pipe)
+        assert detected_after <= 0.10, f"{method}: {concept!r} still detected in {detected_after:.0%}"
+        assert accuracy_after >= accuracy - 0.05, f"{method}: unrelated accuracy {accuracy:.2f} -> {accuracy_after:.2f}"
