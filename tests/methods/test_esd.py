@@ -150,3 +150,16 @@ def test_defaults_are_the_references():
         "rank": 4,
         "seed": 0,
     }
+
+
+def test_resumed_run_ends_bit_identical_to_the_uninterrupted_one(tiny_pipe):
+    request = EraseRequest(targets=find_targets(tiny_pipe.unet), encoder=PipelineEncoder(tiny_pipe), concepts=("dog",))
+    cfg = ESDConfig(**{**FAST, "iterations": 6})
+    states = []
+    whole = train_esd(request, cfg, checkpoint=states.append, checkpoint_every=3)
+    assert [s.iteration for s in states] == [3, 6]
+    resumed = train_esd(request, cfg, resume=states[0])
+    assert all(torch.equal(whole.updates[n][i], resumed.updates[n][i]) for n in whole.updates for i in (0, 1))
+    assert resumed.info["losses"] == whole.info["losses"]
+    with pytest.raises(ConfigError, match="differs in lr"):
+        train_esd(request, dataclasses.replace(cfg, lr=1e-3), resume=states[0])

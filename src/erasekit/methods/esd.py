@@ -33,10 +33,11 @@ Where we deviate, and why:
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import torch
@@ -76,6 +77,30 @@ class ESDConfig:
         for name in ("negative_guidance", "start_guidance"):
             if not math.isfinite(getattr(self, name)):
                 raise ConfigError(f"ESDConfig.{name} must be finite, got {getattr(self, name)}.")
+
+
+@dataclass(frozen=True)
+class ESDState:
+    """A run after ``iteration`` iterations: what :func:`train_esd` needs to go on bit-identically.
+
+    On disk: ``torch.save(dataclasses.asdict(state), path)``, back with ``ESDState(**torch.load(path))``
+    (plain dicts, lists and tensors, so ``weights_only`` loading accepts it).
+
+    Attributes:
+        config: the run's config as a dict (a resumed run may only change ``iterations``).
+        iteration: iterations done.
+        factors: layer -> ``(B [d_out, r], A [r, d_in])``, float32 on CPU.
+        optimizer: Adam's ``state_dict``.
+        generator: the state of the run's ``torch.Generator``.
+        losses: the loss of every iteration done.
+    """
+
+    config: dict[str, Any]
+    iteration: int
+    factors: dict[str, tuple[Tensor, Tensor]]
+    optimizer: dict[str, Any]
+    generator: Tensor
+    losses: list[float]
 
 
 class _LoRA:
@@ -201,17 +226,30 @@ def _sample_till(
     return x
 
 
-def train_esd(request: EraseRequest, cfg: ESDConfig, *, progress: Progress | None = None) -> Edit:
+def train_esd(
+    request: EraseRequest,
+    cfg: ESDConfig,
+    *,
+    progress: Progress | None = None,
+    checkpoint: Callable[[ESDState], None] | None = None,
+    checkpoint_every: int = 100,
+    resume: ESDState | None = None,
+) -> Edit:
     """An ESD-x or ESD-u edit of ``request.concepts``, trained as a LoRA (ESD Eq. 7).
 
     Args:
         request: the concepts; its encoder must be a :class:`PipelineEncoder` (for the U-Net).
         cfg: the hyper-parameters.
         progress: called as ``progress(done, total)`` after every iteration.
+        checkpoint: called with the run's :class:`ESDState` every ``checkpoint_every`` iterations
+            (the caller keeps or saves it, e.g. ``torch.save``).
+        resume: a state from ``checkpoint``; the run goes on from it and ends as the uninterrupted
+            run would have, bit for bit.
     Returns:
         The edit, ``info["losses"]`` the loss of every iteration.
     Raises:
-        ConfigError: no pipeline behind the request, guides or a preserve set given, or an SDXL U-Net.
+        ConfigError: no pipeline behind the request, guides or a preserve set given, an SDXL U-Net,
+            or a ``resume`` state from another config or other layers.
     """
     if request.guides is not None or request.preserve:
         raise ConfigError(
@@ -225,15 +263,18 @@ def train_esd(request: EraseRequest, cfg: ESDConfig, *, progress: Progress | Non
     generator = torch.Generator().manual_seed(cfg.seed)
     lora = _LoRA(trained_layers(request, unet, cfg.variant), cfg.rank, generator, device)
     optimizer = torch.optim.Adam(lora.parameters(), lr=cfg.lr)
+    losses: list[float] = []
+    if resume is not None:
+        _restore(resume, cfg, lora, optimizer, generator)
+        losses = list(resume.losses)
 
     emb = request.encoder([*request.concepts, ""]).states.to(device, dtype)  # [n + 1, L, d]
     C, null = emb[:-1], emb[-1:]  # [n, L, d] concepts, [1, L, d] the empty prompt ∅
     size = unet.config.sample_size
     h, w = (size, size) if isinstance(size, int) else size
     shape = (1, unet.config.in_channels, h, w)
-    losses: list[float] = []
     with _frozen(unet), lora.hooked():
-        for i in range(cfg.iterations):
+        for i in range(len(losses), cfg.iterations):
             k = int(torch.randint(len(C), (1,), generator=generator))  # one concept per iteration
             n = int(torch.randint(cfg.ddim_steps, (1,), generator=generator))  # DDIM steps taken from noise
             x_T = torch.randn(shape, generator=generator).to(device, dtype)
@@ -251,8 +292,43 @@ def train_esd(request: EraseRequest, cfg: ESDConfig, *, progress: Progress | Non
             losses.append(float(loss.detach()))
             if progress is not None:
                 progress(i + 1, cfg.iterations)
+            if checkpoint is not None and (i + 1) % checkpoint_every == 0:
+                checkpoint(
+                    ESDState(
+                        asdict(cfg),
+                        i + 1,
+                        lora.updates(),
+                        copy.deepcopy(optimizer.state_dict()),
+                        generator.get_state(),
+                        list(losses),
+                    )
+                )
     info = {"variant": cfg.variant, "rank": cfg.rank, "losses": losses}
     return request.make_edit("esd", cfg, lora.updates(), guides=[""] * len(request.concepts), info=info)
+
+
+@torch.no_grad()
+def _restore(
+    state: ESDState, cfg: ESDConfig, lora: _LoRA, optimizer: torch.optim.Optimizer, generator: torch.Generator
+) -> None:
+    """Put ``state`` into a fresh run's LoRA factors, optimizer and generator."""
+    ours, theirs = asdict(cfg), dict(state.config)
+    changed = sorted(k for k in ours if k != "iterations" and ours[k] != theirs.get(k))
+    if changed:
+        raise ConfigError(
+            f"Cannot resume: the checkpoint's config differs in {', '.join(changed)} "
+            f"({', '.join(f'{k}={theirs.get(k)!r}' for k in changed)}). Only iterations may change on resume."
+        )
+    if set(state.factors) != set(lora.factors) or state.iteration != len(state.losses):
+        raise ConfigError(
+            "Cannot resume: the checkpoint trains other layers than this U-Net has, or is inconsistent. "
+            "Resume on the pipeline it was made from."
+        )
+    for name, (B, A) in lora.factors.items():
+        B.copy_(state.factors[name][0])
+        A.copy_(state.factors[name][1])
+    optimizer.load_state_dict(copy.deepcopy(state.optimizer))
+    generator.set_state(state.generator)
 
 
 @register("esd", ESDConfig)
