@@ -57,8 +57,13 @@ def test_esd_x_touches_only_cross_attention_kv_at_the_configured_rank(tiny_pipe)
     assert edit.method == "esd" and edit.config["variant"] == "x"
 
 
-def test_esd_u_trains_self_attention_and_feed_forward_layers(tiny_pipe):
-    edit = erasekit.erase(tiny_pipe, ["van gogh"], method="esd", variant="u", **{**FAST, "iterations": 2})
+def generate(pipe, prompt="a painting by van gogh"):
+    kw = {"num_inference_steps": 2, "output_type": "np", "height": 32, "width": 32}
+    return pipe(prompt, generator=torch.Generator().manual_seed(0), **kw).images
+
+
+def test_esd_u_trains_self_attention_and_feed_forward_layers_and_loads_in_diffusers(tiny_pipe, tmp_path):
+    edit = erasekit.erase(tiny_pipe, ["van gogh"], method="esd", variant="u", **{**FAST, "iterations": 3, "lr": 5e-2})
     assert edit.updates and not any(".attn2." in n for n in edit.updates)
     assert {n.split(".transformer_blocks.0.")[1] for n in edit.updates} == {
         "attn1.to_q",
@@ -68,6 +73,18 @@ def test_esd_u_trains_self_attention_and_feed_forward_layers(tiny_pipe):
         "ff.net.0.proj",
         "ff.net.2",
     }
+    path = edit.save(tmp_path / "esd_u.safetensors")
+    original = generate(tiny_pipe)
+    tiny_pipe.load_lora_weights(str(path))
+    theirs = generate(tiny_pipe)
+    tiny_pipe.unload_lora_weights()
+    modules = dict(tiny_pipe.unet.named_modules())
+    with torch.no_grad():  # W + B A by hand: Edit.apply only knows cross-attention K/V layers so far
+        for name, (B, A) in edit.updates.items():
+            modules[name].weight += B @ A
+    ours = generate(tiny_pipe)
+    assert abs(ours - original).max() > 1e-3, "the edit must change the images"
+    assert abs(ours - theirs).max() <= 1e-4
 
 
 def test_bit_identical_under_a_seed_and_different_across_seeds(tiny_pipe):
@@ -93,17 +110,12 @@ def test_pipeline_untouched_by_training(tiny_pipe):
 def test_saved_file_loads_in_plain_diffusers_with_the_same_outputs(tiny_pipe, tmp_path):
     edit = erasekit.erase(tiny_pipe, ["van gogh"], method="esd", **{**FAST, "lr": 5e-2})
     path = edit.save(tmp_path / "esd.safetensors")
-
-    def generate():
-        kw = {"num_inference_steps": 2, "output_type": "np", "height": 32, "width": 32}
-        return tiny_pipe("a painting by van gogh", generator=torch.Generator().manual_seed(0), **kw).images
-
-    original = generate()
+    original = generate(tiny_pipe)
     edit.apply(tiny_pipe)
-    ours = generate()
+    ours = generate(tiny_pipe)
     edit.remove(tiny_pipe)
     tiny_pipe.load_lora_weights(str(path))
-    theirs = generate()
+    theirs = generate(tiny_pipe)
     assert abs(ours - original).max() > 1e-3, "the edit must change the images"
     assert abs(ours - theirs).max() <= 1e-4
 
