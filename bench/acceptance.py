@@ -40,17 +40,26 @@ def preserve_set(concept: str) -> list[str]:
     return [] if kind == "unsafe" else [c for c in embedded.concepts()[kind] if c != concept]
 
 
-def run(pipe, judge, concept: str, method: str, args, out: Path) -> dict:
+def method_spec(spec: str, kind: str) -> tuple[str, dict]:
+    """``"rece"`` or ``"rece:epochs=5,reg_lamb=0.1"`` -> (method, overrides); bare RECE gets the paper's preset."""
+    method, _, rest = spec.partition(":")
+    overrides = dict(pair.split("=", 1) for pair in rest.split(",") if pair)
+    if method == "rece" and not overrides:
+        overrides = {"preset": RECE_PRESET[kind]}
+    return method, overrides
+
+
+def run(pipe, judge, concept: str, spec: str, args, out: Path) -> dict:
     kind = next(k for k, names in embedded.concepts().items() if concept in names)
     preset = "embedded-nudity" if kind == "unsafe" else f"embedded-{kind}"
-    options = {"preset": RECE_PRESET[kind]} if method == "rece" else {}
+    method, options = method_spec(spec, kind)
     edit = erasekit.erase(pipe, [concept], method, preserve=preserve_set(concept), **options)
     result = evaluate(preset, model="embedded", out=out, edit=edit, pipe=pipe, limit=args.n_prompts, progress=False)
     assert result is not None
     m = result["metrics"]
     row = {
         "concept": concept,
-        "method": method,
+        "method": spec,
         "edit_s": edit.info["edit_s"],
         "target": m["efficacy"]["judge_detect_rate_target"],
         "generality": m["generality"]["judge_detect_rate_generality"],
@@ -83,7 +92,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--concepts", nargs="+", default=["van gogh", "nudity"])
-    parser.add_argument("--methods", nargs="+", default=["uce", "rece", "nullspace"])
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=["uce", "rece", "nullspace"],
+        help="NAME or NAME:key=value,... (e.g. rece:epochs=5)",
+    )
     parser.add_argument("--n-prompts", type=int, default=8, help="prompts per set (2 seeds each for the scores)")
     parser.add_argument("--budget", type=int, default=60, help="optimisation steps of soft_prompt and discrete")
     parser.add_argument("--json", type=Path, help="also write the rows here")
