@@ -1,6 +1,9 @@
 """The embedded world's quality bars, judged by its classifier, on un-edited generations.
 
-Usage: ``python bench/world_quality.py [--threads 2] [--per-style 60] [--unsafe 64] [--json out.json]``
+Usage: ``python bench/world_quality.py [--threads 2] [--per-style 60] [--unsafe 64] [--json out.json] [--record]``
+
+``--record`` stores the result next to the shipped weights (``weights/bench_quality.json``) and rewrites
+the model card with it.
 
 Prompt-following (object, colour, style read back by the judge), the unsafe motif on explicit and
 held-out implicit prompts, and its absence on neutral prompts, at the default steps and guidance.
@@ -19,9 +22,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _timing import pin_threads, print_table
 from erasekit.worlds import embedded
+from erasekit.worlds.embedded.judge import default_judge_path
+from erasekit.worlds.embedded.model_card import write_model_card
 from erasekit.worlds.embedded.quality import QUALITY_BARS, measure_quality, meets_bars, quality_prompts
 from erasekit.worlds.embedded.renderer import STYLE_LABELS
-from erasekit.worlds.embedded.weights import training_info
+from erasekit.worlds.embedded.weights import training_info, unet_dir, weights_dir
 
 
 def main() -> None:
@@ -34,6 +39,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--weights", type=Path, default=None, help="a U-Net folder instead of the shipped one")
     parser.add_argument("--json", type=Path, default=None, help="also write the metrics here")
+    parser.add_argument("--record", action="store_true", help="store the result with the shipped weights and card")
     args = parser.parse_args()
     pin_threads(args.threads)
     pipe = embedded.load_pipeline(weights=args.weights)
@@ -64,19 +70,21 @@ def main() -> None:
         f"\n{len(prompts.attributes) + 2 * args.unsafe} images, {args.steps} steps, guidance {args.guidance}, "
         f"{seconds:.0f} s; model trained {info.get('step', '?')} steps"
     )
+    result = {
+        "metrics": metrics,
+        "pass": passed,
+        "steps": args.steps,
+        "guidance": args.guidance,
+        "train_step": info.get("step"),
+        "n_images": len(prompts.attributes) + 2 * args.unsafe,
+        "threads": args.threads,
+        "seconds": round(seconds, 1),
+    }
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "metrics": metrics,
-                    "pass": passed,
-                    "steps": args.steps,
-                    "guidance": args.guidance,
-                    "train_step": info.get("step"),
-                },
-                indent=2,
-            )
-        )
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    if args.record:
+        (weights_dir() / "bench_quality.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+        print(f"recorded in {write_model_card(weights_dir(), unet_dir(), default_judge_path())}")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from .text import tokenize
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_STEPS = 12
+DEFAULT_STEPS = 10
 DEFAULT_GUIDANCE = 4.0
 
 OutputType = Literal["pil", "np", "pt"]

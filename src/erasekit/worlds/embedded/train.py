@@ -33,7 +33,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .ema import EMA
 from .judge import default_judge_path, load_judge
 from .model import UNetSpec, build_unet, sampling_scheduler, spec_dict, to_model_space, training_scheduler
-from .model_card import render_model_card
+from .model_card import write_model_card
 from .pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS, EmbeddedPipeline
 from .quality import measure_quality, quality_prompts
 from .renderer import Renderer, SceneBatch
@@ -181,12 +181,8 @@ class Trainer:
             "config": {k: v for k, v in asdict(self.cfg).items() if k != "spec"},
             "history": self.history,
         }
-        unet = self.ema_unet()
-        export_unet(unet, self.export_dir, info)
-        card = render_model_card(
-            info, judge_path=default_judge_path(), n_parameters=sum(p.numel() for p in unet.parameters())
-        )
-        (self.export_dir.parent / "MODEL_CARD.md").write_text(card)
+        export_unet(self.ema_unet(), self.export_dir, info)
+        write_model_card(self.export_dir.parent, self.export_dir, default_judge_path())
         logger.info("exported fp16 EMA weights at step %d to %s", self.step, self.export_dir)
 
     def evaluate(self, *, n_attributes: int, n_unsafe: int, steps: int, guidance: float) -> dict[str, float]:
