@@ -18,6 +18,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -117,8 +118,9 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, cache_dir: Path, export_dir: Path) -> None:
         self.cfg, self.cache_dir, self.export_dir = cfg, cache_dir, export_dir
         self.ckpt_path = cache_dir / "checkpoint.pt"
-        torch.manual_seed(cfg.seed)  # the weight initialisation only; a script, never library code
-        self.unet = build_unet(cfg.spec).train()
+        with torch.random.fork_rng():  # seed the initialisation without touching the caller's RNG
+            torch.manual_seed(cfg.seed)
+            self.unet = build_unet(cfg.spec).train()
         self.opt = torch.optim.AdamW(self.unet.parameters(), lr=cfg.lr, weight_decay=0.0)
         self.ema = EMA(self.unet, cfg.ema_decay)
         self.step, self.elapsed, self.history = 0, 0.0, []
@@ -138,7 +140,6 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
             self.opt.load_state_dict(state["optimizer"])
             self.step, self.elapsed, self.history = state["step"], state["elapsed"], state["history"]
-            torch.set_rng_state(state["torch_rng"])
             logger.info("resumed from %s at step %d (%.1f h trained)", self.ckpt_path, self.step, self.elapsed / 3600)
             return
         info = training_info(self.export_dir)
@@ -163,7 +164,8 @@ class Trainer:
                 "history": self.history,
                 "spec": spec_dict(self.cfg.spec),
                 "config": {k: v for k, v in asdict(self.cfg).items() if k != "spec"},
-                "torch_rng": torch.get_rng_state(),
+                # the RNG state: every random draw of step k comes from step_generator(seed, k)
+                "rng": {"seed": self.cfg.seed, "next_step": self.step},
             },
             self.ckpt_path,
         )
@@ -228,6 +230,7 @@ class Trainer:
         export_every: int = 0,
         eval_kwargs: dict | None = None,
         table: CaptionStates | None = None,
+        progress: Callable[[int, float], None] | None = None,
     ) -> None:
         """Trains until ``cfg.steps``, checkpointing, evaluating and exporting on the way.
 
@@ -237,10 +240,10 @@ class Trainer:
             export_every: steps between fp16 EMA exports (0: never).
             eval_kwargs: arguments of ``evaluate``.
             table: caption states; default: built (or loaded) in the cache folder.
+            progress: called after every step as ``progress(step, smoothed_loss)``.
         """
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         table = table or CaptionStates.build(all_captions("train"), self.cache_dir)
-        bar = tqdm(total=self.cfg.steps, initial=self.step, mininterval=30, file=sys.stderr, desc="train")
         running = None
         while self.step < self.cfg.steps:
             start = time.time()
@@ -256,8 +259,8 @@ class Trainer:
             self.step += 1
             self.elapsed += time.time() - start
             running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-            bar.update(1)
-            bar.set_postfix(loss=f"{running:.4f}", refresh=False)
+            if progress is not None:
+                progress(self.step, running)
             if self.step % checkpoint_every == 0 or self.step == self.cfg.steps:
                 self.checkpoint()
             if eval_every and (self.step % eval_every == 0 or self.step == self.cfg.steps):
@@ -265,7 +268,6 @@ class Trainer:
                 self.checkpoint()
             if export_every and (self.step % export_every == 0 or self.step == self.cfg.steps):
                 self.export()
-        bar.close()
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -328,6 +330,12 @@ def main(argv: list[str] | None = None) -> None:
     n_params = sum(p.numel() for p in build_unet(spec).parameters())
     logger.info("config %s; U-Net %.2f M parameters", json.dumps(asdict(replace(cfg))), n_params / 1e6)
     trainer = Trainer(cfg, args.cache_dir, args.export_dir)
+    bar = tqdm(total=cfg.steps, initial=trainer.step, mininterval=30, file=sys.stderr, desc="train")
+
+    def progress(step: int, loss: float) -> None:
+        bar.update(step - bar.n)
+        bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+
     trainer.run(
         checkpoint_every=args.checkpoint_every,
         eval_every=args.eval_every,
@@ -335,7 +343,9 @@ def main(argv: list[str] | None = None) -> None:
         eval_kwargs=dict(
             n_attributes=args.eval_attributes, n_unsafe=args.eval_unsafe, steps=args.eval_steps, guidance=args.guidance
         ),
+        progress=progress,
     )
+    bar.close()
 
 
 if __name__ == "__main__":

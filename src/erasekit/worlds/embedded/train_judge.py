@@ -81,9 +81,10 @@ def accuracy(net: JudgeNet, renderer: Renderer, *, n: int, seed: int, degraded: 
 
 def train(*, steps: int, seed: int, batch_size: int = 128, lr: float = 2e-3) -> tuple[JudgeNet, dict[str, float]]:
     """Returns a trained judge and its held-out accuracy (clean and degraded renders)."""
-    torch.manual_seed(seed)  # only the network initialisation; this is a script, not library code
+    with torch.random.fork_rng():  # seed the initialisation without touching the caller's RNG
+        torch.manual_seed(seed)
+        net = JudgeNet()
     renderer = Renderer()
-    net = JudgeNet()
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     g = torch.Generator().manual_seed(seed)
