@@ -4,7 +4,7 @@ import zlib
 
 import torch
 
-from erasekit.worlds.embedded.train import TrainConfig, Trainer
+from erasekit.worlds.embedded.trainer import TrainConfig, Trainer
 
 from .conftest import TINY_SPEC
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
 
 from erasekit.errors import ConfigError
@@ -160,9 +161,7 @@ class Renderer:
         return F.grid_sample(masks, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def to_pil(images: Tensor) -> list:
+def to_pil(images: Tensor) -> list[Image.Image]:
     """Returns PIL RGB images for a batch [B, 3, H, W] in [0, 1]."""
-    from PIL import Image
-
     array = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    return [Image.fromarray(a, mode="RGB") for a in array]
+    return [Image.fromarray(a) for a in array]
