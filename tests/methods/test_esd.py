@@ -175,3 +175,8 @@ def test_resumed_run_ends_bit_identical_to_the_uninterrupted_one(tiny_pipe):
     assert resumed.info["losses"] == whole.info["losses"]
     with pytest.raises(ConfigError, match="differs in lr"):
         train_esd(request, dataclasses.replace(cfg, lr=1e-3), resume=states[0])
+
+
+def test_lora_preset_raises_the_learning_rate(tiny_pipe):
+    edit = erasekit.erase(tiny_pipe, ["dog"], method="esd", preset="lora", iterations=1, ddim_steps=1)
+    assert edit.config["lr"] == 1e-3 and edit.info["preset"] == "lora"

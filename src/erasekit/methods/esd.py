@@ -18,7 +18,8 @@ Where we deviate, and why:
   output by forward hooks that are removed afterwards: the pipeline's weights are never written,
   and the result is an :class:`Edit` like every other method's. The reference's ``lr`` (1e-5) was
   tuned for full weights; a LoRA from ``B = 0`` moves less per step, so the default erases less
-  than the reference's model would (raise ``lr``, e.g. 1e-4 as diffusers' LoRA scripts do).
+  than the reference's model would: the ``"lora"`` preset (lr 1e-3, 300 iterations) is what erased
+  a concept of the embedded world (see ``PRESETS``).
 - **Layers.** ESD-x trains the cross-attention ``to_k``/``to_v`` (the reference's ``xattn`` also
   trains ``attn2.to_q``/``to_out``; K/V only is its later ``esd-x-strict``), the layers
   :meth:`Edit.apply` knows. ESD-u trains the ``nn.Linear`` layers of self-attention and
@@ -101,6 +102,12 @@ class ESDState:
     optimizer: dict[str, Any]
     generator: Tensor
     losses: list[float]
+
+
+# Measured on the embedded world (ESD-x, "parachute", seed 0, CPU): with the reference's lr a rank-4 LoRA
+# barely moves (lr 1e-4 for 300 iterations: detection 0.81 -> 0.81); lr 1e-3 for 300 iterations erases it
+# (0.81 -> 0.00) with unrelated object/colour accuracy 1.00 -> 1.00, in 185 s on one thread.
+PRESETS = {"lora": {"lr": 1e-3, "iterations": 300}}
 
 
 class _LoRA:
@@ -331,7 +338,7 @@ def _restore(
     generator.set_state(state.generator)
 
 
-@register("esd", ESDConfig)
+@register("esd", ESDConfig, presets=PRESETS)
 def esd(request: EraseRequest, cfg: ESDConfig) -> Edit:
     """ESD fine-tuning (x: cross-attention K/V, u: self-attention and feed-forward) as a LoRA (ESD Eq. 7)."""
     return train_esd(request, cfg)
