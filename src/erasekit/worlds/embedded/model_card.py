@@ -64,8 +64,8 @@ def render_model_card(
         "",
         "## Training",
         f"- {info.get('step', '?')} steps of batch {cfg.get('batch_size')}, AdamW lr {cfg.get('lr')}, EMA "
-        f"{cfg.get('ema_decay')}; {info.get('train_seconds', 0) / 3600:.2f} h of CPU training (1 thread of a 2-core "
-        "machine), resumable across sessions.",
+        f"{cfg.get('ema_decay')}; {info.get('train_seconds', 0) / 3600:.2f} h wall-clock of training steps (1 niced",
+        "  thread on a 2-core machine shared with other work: an upper bound on CPU time); resumable.",
         "- Retrain or continue: `python -m erasekit.worlds.embedded.train` (resumes from "
         "`~/.cache/erasekit/embedded-train/`, else warm-starts from these weights).",
         "",
