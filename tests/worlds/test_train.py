@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import zlib
 
+import pytest
 import torch
 
+from erasekit.errors import ConfigError
 from erasekit.worlds.embedded.trainer import TrainConfig, Trainer
 
 from .conftest import TINY_SPEC
@@ -44,3 +46,10 @@ def test_training_moves_the_weights_and_exports_fp16(tmp_path):
     assert (exported / "training.json").is_file()
     fresh = Trainer(TrainConfig(steps=3, batch_size=4, spec=TINY_SPEC), tmp_path / "other-cache", exported)
     assert fresh.step == 2  # warm start from the export when there is no checkpoint
+
+
+def test_bad_config_names_the_rule():
+    with pytest.raises(ConfigError, match="warmup >= 1"):
+        TrainConfig(warmup=0)
+    with pytest.raises(ConfigError, match="cfg_drop"):
+        TrainConfig(cfg_drop=1.0)

@@ -58,8 +58,18 @@ class TrainConfig:
     spec: UNetSpec = field(default_factory=UNetSpec)
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0 or not 0 <= self.cfg_drop < 1:
-            raise ConfigError(f"invalid TrainConfig: {self}")
+        checks = {
+            "steps >= 1": self.steps >= 1,
+            "batch_size >= 1": self.batch_size >= 1,
+            "lr > 0": self.lr > 0,
+            "warmup >= 1": self.warmup >= 1,
+            "0 <= ema_decay < 1": 0 <= self.ema_decay < 1,
+            "0 <= cfg_drop < 1": 0 <= self.cfg_drop < 1,
+            "min_snr_gamma is None or > 0": self.min_snr_gamma is None or self.min_snr_gamma > 0,
+        }
+        failed = [rule for rule, ok in checks.items() if not ok]
+        if failed:
+            raise ConfigError(f"TrainConfig needs {', '.join(failed)}; got {self}.")
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
