@@ -142,3 +142,11 @@ def test_lora_alpha_is_honoured(tiny_pipe, tmp_path):
     meta = {"lora_adapter_metadata": json.dumps({"unet.r": A.shape[0], "unet.lora_alpha": 2 * A.shape[0]})}
     save_file({f"unet.{name}.lora_A.weight": A, f"unet.{name}.lora_B.weight": B}, tmp_path / "a.safetensors", meta)
     torch.testing.assert_close(Edit.load(tmp_path / "a.safetensors").delta(name), 2 * B @ A)
+
+
+def test_low_rank_edit_with_a_shared_factor_saves_and_loads(tiny_pipe, tmp_path):
+    edit = erasekit.erase(tiny_pipe, ["dog", "cat"], method="uce", tokens="last")  # rank 2: layers share one A
+    assert len({A.data_ptr() for _, A in edit.updates.values()}) < len(edit.updates)
+    loaded = Edit.load(edit.save(tmp_path / "e.safetensors"))
+    for name in edit.updates:
+        torch.testing.assert_close(loaded.delta(name), edit.delta(name))

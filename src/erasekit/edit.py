@@ -187,10 +187,12 @@ class Edit:
 
     def state_dict(self) -> dict[str, Tensor]:
         """``unet.<layer>.lora_A.weight`` / ``lora_B.weight`` tensors, as diffusers' loader reads them."""
-        sd = {}
+        sd, seen = {}, set()
         for name, (B, A) in self.updates.items():
-            sd[f"{PREFIX}{name}.lora_A.weight"] = A.contiguous()
-            sd[f"{PREFIX}{name}.lora_B.weight"] = B.contiguous()
+            for key, t in ((f"{PREFIX}{name}.lora_A.weight", A), (f"{PREFIX}{name}.lora_B.weight", B)):
+                # closed forms share one A across layers; a file needs one tensor per key
+                sd[key] = t.clone() if t.untyped_storage().data_ptr() in seen else t.contiguous()
+                seen.add(t.untyped_storage().data_ptr())
         return sd
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
