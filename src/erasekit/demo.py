@@ -47,10 +47,12 @@ def main(out: Path, *, limit: int) -> None:
 
 
 def show(rows: list) -> None:
-    table = Table(title=f"Erasing {CONCEPT!r} from the embedded world (judge scores; original -> edited)")
-    for col in ("method", "edit time", "target detected", "paraphrases detected", "other styles kept", "H_o", "report"):
+    table = Table(
+        title=f"Erasing {CONCEPT!r} from the embedded world: how often the judge sees it (original -> edited)"
+    )
+    for col in ("method", "edit time", "target prompts", "paraphrases", "other styles correct", "H_o"):
         table.add_column(col)
-    for method, edit_s, result, report in rows:
+    for method, edit_s, result, _ in rows:
         m, b = result["metrics"], result["baseline"]
 
         def pair(group: str, key: str, m=m, b=b) -> str:
@@ -63,9 +65,10 @@ def show(rows: list) -> None:
             pair("generality", "judge_detect_rate_generality"),
             pair("specificity", "judge_acc_specificity"),
             f"{m['quality']['mace_h_o']:.3f}",
-            str(report),
         )
     console.print(table)
+    for method, _, _, report in rows:
+        console.print(f"{method}: before/after grids in {report}")
 
 
 def tiny(out: Path) -> None:
