@@ -34,7 +34,7 @@ from .errors import (
     OutputError,
     OutputExistsError,
 )
-from .targets import Targets, find_targets
+from .targets import find_targets
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +107,7 @@ class Edit:
                 "This edit is already applied to this pipeline; applying it twice would double it. "
                 "Call edit.remove(pipe) first, or reload the base model."
             )
-        targets = find_targets(unet)
-        modules = targets.by_name()
+        targets, modules = find_targets(unet), _linears(unet)
         missing = sorted(set(self.updates) - set(modules))
         wrong = [
             n
@@ -131,7 +130,7 @@ class Edit:
                     f"{found}. Load the model the edit was made from, or pass force=True (CLI: --force) "
                     "to apply it anyway."
                 )
-        stack.append((self, self._add(targets)))
+        stack.append((self, self._add(modules)))
         return self
 
     @torch.no_grad()
@@ -151,21 +150,19 @@ class Edit:
             raise EditStateError("This edit is not applied to this pipeline, so there is nothing to remove.")
         at = ids.index(self.id)
         later = [edit for edit, _ in stack[at + 1 :]]
-        targets = find_targets(unet)
-        modules = targets.by_name()
+        modules = _linears(unet)
         for _, originals in reversed(stack[at:]):
             for name, W in originals.items():
-                modules[name].module.weight.copy_(W)
+                modules[name].weight.copy_(W)
         del stack[at:]
         for edit in later:
-            stack.append((edit, edit._add(targets)))
+            stack.append((edit, edit._add(modules)))
         return self
 
-    def _add(self, targets: Targets) -> dict[str, Tensor]:
-        modules = targets.by_name()
+    def _add(self, modules: dict[str, nn.Linear]) -> dict[str, Tensor]:
         originals = {}
         for name, (B, A) in self.updates.items():
-            W = modules[name].module.weight
+            W = modules[name].weight
             originals[name] = W.detach().clone()
             W.copy_((W.float() + B.to(W.device) @ A.to(W.device)).to(W.dtype))
         return originals
@@ -309,6 +306,12 @@ def base_weights(unet: nn.Module) -> dict[str, Tensor]:
         for name, W in originals.items():
             base.setdefault(name, W)  # the oldest saved original is the base weight
     return base
+
+
+def _linears(unet: nn.Module) -> dict[str, nn.Linear]:
+    """Every ``nn.Linear`` of the U-Net by module path: the cross-attention K/V of the closed forms,
+    and the self-attention / feed-forward layers a fine-tuned edit (ESD-u) may update."""
+    return {name: m for name, m in unet.named_modules() if isinstance(m, nn.Linear)}
 
 
 def _applied(unet: nn.Module) -> list[tuple[Edit, dict[str, Tensor]]]:

@@ -78,13 +78,13 @@ def test_esd_u_trains_self_attention_and_feed_forward_layers_and_loads_in_diffus
     tiny_pipe.load_lora_weights(str(path))
     theirs = generate(tiny_pipe)
     tiny_pipe.unload_lora_weights()
-    modules = dict(tiny_pipe.unet.named_modules())
-    with torch.no_grad():  # W + B A by hand: Edit.apply only knows cross-attention K/V layers so far
-        for name, (B, A) in edit.updates.items():
-            modules[name].weight += B @ A
+    before = {k: v.clone() for k, v in tiny_pipe.unet.state_dict().items()}
+    edit.apply(tiny_pipe)  # self-attention and feed-forward layers too
     ours = generate(tiny_pipe)
+    edit.remove(tiny_pipe)
     assert abs(ours - original).max() > 1e-3, "the edit must change the images"
     assert abs(ours - theirs).max() <= 1e-4
+    assert all(torch.equal(v, before[k]) for k, v in tiny_pipe.unet.state_dict().items())
 
 
 def test_bit_identical_under_a_seed_and_different_across_seeds(tiny_pipe):
