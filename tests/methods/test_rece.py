@@ -4,6 +4,7 @@ import pytest
 
 import erasekit
 from erasekit.methods.rece import select_epoch
+from erasekit.testing import tiny_pipeline
 from tests import oracle
 
 
@@ -88,4 +89,14 @@ def test_rece_values_only_still_sums_eq8_over_keys_and_values(tiny_pipe):
         uce_retain=[""],
         with_to_k=False,
     )
+    assert oracle.max_rel_err(deltas(edit), ref) <= 1e-4
+
+
+def test_rece_matches_reference_when_rows_span_few_dimensions():
+    pipe = tiny_pipeline("sd1", text_dim=384)  # 77 + 77 rows per epoch < 384 / 2: the Woodbury branch
+    edit = erasekit.erase(pipe, ["nudity"], method="rece", epochs=2)
+    ref = oracle.rece_reference(
+        *oracle.of(pipe), ["nudity"], " ", retain_texts=[" "], epochs=2, regular_scale=0.1, lamb=0.1,
+        erase_scale=1.0, preserve_scale=0.1, uce_lamb=0.5, uce_preserve_scale=1.0, uce_retain=[""],
+    )  # fmt: skip
     assert oracle.max_rel_err(deltas(edit), ref) <= 1e-4

@@ -156,13 +156,16 @@ def ridge_factor(
     """
     if lamb <= 0:
         raise ConfigError(f"λ must be > 0, got {lamb}: with λ = 0 the system is singular when n < d_in.")
+    n, d = pairs.C.shape
+    if K.numel():
+        check_finite(keep=K)
+    if n + K.shape[0] < d // 2:
+        return _ridge_factor_woodbury(pairs, K, lamb=lamb, erase_scale=erase_scale, keep_weights=keep_weights)
     CtC, CtG = pair_stats(pairs)
     check_finite(erase=CtC, guide=CtG)
-    n, d = pairs.C.shape
     M = lamb * torch.eye(d, dtype=F64) + erase_scale * CtC
     trace = erase_scale * float(torch.trace(CtC))
     if K.numel():
-        check_finite(keep=K)
         M += weighted_gram(K, keep_weights)
         trace += float((K.to(F64) ** 2 * keep_weights.to(F64)[:, None]).sum())
     if n >= d:  # dense is cheaper: (U A)ᵀ = es M⁻¹ Cᵀ(G − C), M symmetric
@@ -170,6 +173,26 @@ def ridge_factor(
         return Factor(P_T.T.contiguous(), torch.eye(d, dtype=F64), cond, dense=True)
     C64 = pairs.C.to(F64)
     A_T, cond = spd_solve(M, C64.T, name="UCE", psd_trace=trace, lamb=lamb)  # [d, n] = M⁻¹ Cᵀ
+    return Factor(erase_scale * (pairs.G.to(F64) - C64).T, A_T.T.contiguous(), cond)
+
+
+def _ridge_factor_woodbury(
+    pairs: ErasePairs, K: Tensor, *, lamb: float, erase_scale: float, keep_weights: Tensor
+) -> Factor:
+    """:func:`ridge_factor` when the n + m rows span far fewer than d dimensions.
+
+    With ``V = [√es C; √w K]`` ``[n+m, d]``, ``M = λI + VᵀV`` and (Woodbury)
+    ``M⁻¹ Cᵀ = (Cᵀ − Vᵀ (λI + V Vᵀ)⁻¹ V Cᵀ) / λ``: an (n+m)² system instead of d².
+    """
+    C64 = pairs.C.to(F64)
+    check_finite(erase=C64, guide=pairs.G)
+    V = C64 * erase_scale**0.5
+    if K.numel():
+        V = torch.cat([V, K.to(F64) * keep_weights.to(F64).sqrt()[:, None]])
+    trace = float((V * V).sum())  # tr(VᵀV): the same bound as the d-dim system
+    gram = lamb * torch.eye(V.shape[0], dtype=F64) + V @ V.T
+    X, cond = spd_solve(gram, V @ C64.T, name="UCE", psd_trace=trace, lamb=lamb)  # [n+m, n]
+    A_T = (C64.T - V.T @ X) / lamb  # [d, n] = M⁻¹ Cᵀ
     return Factor(erase_scale * (pairs.G.to(F64) - C64).T, A_T.T.contiguous(), cond)
 
 

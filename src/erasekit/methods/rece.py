@@ -94,8 +94,8 @@ def regenerating_embeddings(S_cur: Tensor, S_cross: Tensor, C: Tensor, reg_lamb:
         C: the concept's token states.
         reg_lamb: λ > 0.
     """
-    Q = S_cur + reg_lamb * torch.eye(S_cur.shape[0], dtype=F64)
-    Q = (Q + Q.T) / 2
+    Q = S_cur.clone()
+    Q.diagonal().add_(reg_lamb)
     X, _ = spd_solve(Q, S_cross @ C.to(F64).T, name="RECE Eq. 8", psd_trace=float(torch.trace(Q)), lamb=reg_lamb)
     return X.T
 
@@ -106,16 +106,15 @@ class _Grams:
 
     With ``S = Σ W_origᵀ W_orig`` over the edited layers, ``Σ W_curᵀ W_orig = Yᵀ`` and
     ``Σ W_curᵀ W_cur = Z``. A step ``T ← T (I + U A)`` of rank r gives ``Y ← Y + (Y U) A`` and
-    ``Z ← Z + P + Pᵀ + Aᵀ (Uᵀ Z U) A`` with ``P = (Z U) A``, instead of 2 d³ from scratch.
+    ``Z ← (I + U A)ᵀ Z (I + U A)``, each in O(r d²) instead of 2 d³ from scratch.
     """
 
     Y: Tensor
     Z: Tensor
 
     def step(self, f: Factor) -> None:
-        ZU = self.Z @ f.U  # [d, r]
-        P = ZU @ f.A
-        self.Z = self.Z + P + P.T + f.A.T @ ((f.U.T @ ZU) @ f.A)
+        ZT = self.Z + (self.Z @ f.U) @ f.A  # Z (I + U A)
+        self.Z = ZT + f.A.T @ (f.U.T @ ZT)  # (I + U A)ᵀ Z (I + U A)
         self.Y = self.Y + (self.Y @ f.U) @ f.A
 
 
@@ -124,7 +123,7 @@ def rece(request: EraseRequest, cfg: RECEConfig) -> Edit:
     """RECE: UCE, then erase the closed-form embeddings that still regenerate the concept (Alg. 1)."""
     factor, guides = uce_factor(request, cfg.uce())
     S = request.targets.gram("v") + (request.targets.gram("k") if cfg.edit_keys else 0)  # over edited layers
-    S_fixed = 0 if cfg.edit_keys else request.targets.gram("k")  # layers Eq. 8 sums over but the edit keeps
+    S_fixed = None if cfg.edit_keys else request.targets.gram("k")  # layers Eq. 8 sums over but the edit keeps
     L = request.encoder.max_length
     d = S.shape[0]
     C_full = request.encoder(list(request.concepts)).states.reshape(-1, d)  # [n_c L, d], every position
@@ -141,13 +140,16 @@ def rece(request: EraseRequest, cfg: RECEConfig) -> Edit:
     grams.step(factor)
     factors = [factor]
     for _ in range(cfg.epochs):
-        S_cur, S_cross = grams.Z + S_fixed, grams.Y.T + S_fixed  # Eq. 8 sums over every K and V layer
+        S_cur, S_cross = grams.Z, grams.Y.T
+        if S_fixed is not None:  # Eq. 8 sums over every K and V layer
+            S_cur, S_cross = S_cur + S_fixed, S_cross + S_fixed
         C_adv = regenerating_embeddings(S_cur, S_cross, C_full, cfg.reg_lamb)
         pairs = ErasePairs(C_adv, guide_rows, guide_of)
         step = ridge_factor(pairs, K, lamb=cfg.lamb, erase_scale=cfg.erase_scale, keep_weights=keep_w)
-        grams.step(step)
         factor = factor.then(step)
         factors.append(factor)
+        if len(factors) <= cfg.epochs:  # the last step's grams are never read
+            grams.step(step)
     layers = request.layers(edit_keys=cfg.edit_keys)
 
     def build(epoch: int) -> Edit:
