@@ -127,8 +127,8 @@ class Edit:
             if found != self.fingerprint:
                 raise FingerprintMismatchError(
                     f"This edit was made for base model {self.fingerprint}, but the pipeline's U-Net is "
-                    f"{found}. Load the model the edit was made from, or pass force=True (CLI: --force) "
-                    "to apply it anyway."
+                    f"{found}. Load the model the edit was made from, or pass force=True to apply it anyway "
+                    "(erasekit attack: --force)."
                 )
         stack.append((self, self._add(modules)))
         return self
