@@ -24,16 +24,22 @@ TINY = {"tiny-sd1": "sd1", "tiny-sd2": "sd2", "tiny-sdxl": "sdxl"}
 
 
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    """``"fp16"`` etc. to a torch dtype; None stays None (the checkpoint's own dtype)."""
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in DTYPES:
+    """``"fp16"``, ``"torch.bfloat16"`` etc. to a torch dtype; None stays None (the checkpoint's own dtype).
+
+    Raises:
+        ConfigError: not a floating dtype a pipeline can run in.
+    """
+    if dtype is None:
+        return None
+    if isinstance(dtype, str):
+        dtype = DTYPES.get(dtype.removeprefix("torch."), dtype)  # type: ignore[arg-type]
+    if dtype not in set(DTYPES.values()):
         raise ConfigError(f"Unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}.")
-    return DTYPES[dtype]
+    return dtype  # type: ignore[return-value]
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"`` picks CUDA when present; an unavailable or malformed device is an error."""
+    """``"auto"`` (or None) picks CUDA when present; an unavailable or malformed device is an error."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -42,6 +48,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise ConfigError(f"Invalid device {device!r}: use 'cpu', 'cuda', 'cuda:1', 'mps' or 'auto'.") from e
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"Device {device!r} requested but CUDA is not available here: use --device cpu.")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"Device {device!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist.")
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"Device {device!r} requested but MPS is not available here: use --device cpu.")
     return dev

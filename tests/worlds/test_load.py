@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from erasekit.errors import ConfigError, MissingWeightsError
+from erasekit.pipeline import resolve_device, resolve_dtype
 from erasekit.worlds import embedded
-from erasekit.worlds.embedded.load import resolve_device, resolve_dtype
 from erasekit.worlds.embedded.weights import export_unet, load_unet, training_info
 
 from .conftest import TINY_SPEC
@@ -54,7 +54,7 @@ def test_bad_dtype(dtype):
 
 
 def test_good_dtypes():
-    assert resolve_dtype(None) == torch.float32
+    assert resolve_dtype(None) is None  # the checkpoint's own dtype
     assert resolve_dtype("float16") == torch.float16 and resolve_dtype("torch.bfloat16") == torch.bfloat16
 
 
