@@ -34,12 +34,14 @@ from .errors import (
     OutputError,
     OutputExistsError,
 )
+from .gate import TokenGate, sync_processors
 from .targets import find_targets
 
 logger = logging.getLogger(__name__)
 
 PREFIX = "unet."
 META_KEY = "erasekit"
+GATE_PREFIX = "erasekit_lora_gate."  # diffusers wants "lora" in every key, and reads only "unet." ones
 LORA_META_KEY = "lora_adapter_metadata"  # diffusers' key, read by load_lora_weights
 _APPLIED = "_erasekit_applied"  # on a U-Net: the applied edits and the weights they replaced
 
@@ -56,6 +58,9 @@ class Edit:
         fingerprint: hash of the base model's original target weights (None: unknown).
         info: anything else worth keeping (timings, condition numbers, epoch, versions).
         candidates: for iterative methods, the edit after every epoch (not saved).
+        gate: for gated methods (ACE), the token gate: the update of a token ``c`` is
+            ``g(c) · B A c``, applied by an attention processor instead of merged into the weights
+            (see :mod:`erasekit.gate`). Plain diffusers loads only ``B A``, for every token.
     """
 
     updates: dict[str, tuple[Tensor, Tensor]]
@@ -67,6 +72,7 @@ class Edit:
     fingerprint: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
     candidates: Sequence[Edit] = field(default_factory=tuple, repr=False)
+    gate: TokenGate | None = None
 
     # ---- the update itself -------------------------------------------------------------------
     def delta(self, name: str) -> Tensor:
@@ -87,6 +93,9 @@ class Edit:
             for t in self.updates[name]:
                 h.update(name.encode())
                 h.update(t.contiguous().numpy().tobytes())
+        for name, t in sorted(self._gate_tensors().items()):
+            h.update(name.encode())
+            h.update(t.numpy().tobytes())
         return h.hexdigest()[:16]
 
     # ---- applying ----------------------------------------------------------------------------
@@ -131,6 +140,7 @@ class Edit:
                     "(erasekit attack: --force)."
                 )
         stack.append((self, self._add(modules)))
+        _sync_gates(unet)
         return self
 
     @torch.no_grad()
@@ -157,10 +167,14 @@ class Edit:
         del stack[at:]
         for edit in later:
             stack.append((edit, edit._add(modules)))
+        _sync_gates(unet)
         return self
 
     def _add(self, modules: dict[str, nn.Linear]) -> dict[str, Tensor]:
-        originals = {}
+        """Merge ``ΔW`` into the weights (nothing for a gated edit: its processor adds it); the originals."""
+        originals: dict[str, Tensor] = {}
+        if self.gate is not None:
+            return originals
         for name, (B, A) in self.updates.items():
             W = modules[name].weight
             originals[name] = W.detach().clone()
@@ -180,7 +194,13 @@ class Edit:
             "fingerprint": self.fingerprint,
             "erasekit_version": __version__,
             "info": self.info,
+            **({"gate": self.gate.scalars()} if self.gate is not None else {}),
         }
+
+    def _gate_tensors(self) -> dict[str, Tensor]:
+        if self.gate is None:
+            return {}
+        return {f"{GATE_PREFIX}{k}": v.float() for k, v in self.gate.tensors().items()}
 
     def state_dict(self) -> dict[str, Tensor]:
         """``unet.<layer>.lora_A.weight`` / ``lora_B.weight`` tensors, as diffusers' loader reads them."""
@@ -222,7 +242,7 @@ class Edit:
             raise OutputError(f"Cannot write to {folder}: {e.strerror}. Choose a writable folder.") from e
         os.close(fd)
         try:
-            save_file(self.state_dict(), tmp, metadata=meta)
+            save_file({**self.state_dict(), **self._gate_tensors()}, tmp, metadata=meta)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
@@ -259,6 +279,14 @@ class Edit:
             )
             return cls(updates, info={"metadata_missing": True})
         m = json.loads(meta[META_KEY])
+        gate = None
+        if "gate" in m:
+            parts = {k.removeprefix(GATE_PREFIX): v for k, v in tensors.items() if k.startswith(GATE_PREFIX)}
+            if set(parts) != {"basis", "mean"}:
+                raise EditFileError(f"{path} is a gated edit but lacks its gate tensors: the file is incomplete.")
+            gate = TokenGate(
+                parts["basis"], parts["mean"], float(m["gate"]["sharpness"]), float(m["gate"]["threshold"])
+            )
         return cls(
             updates,
             method=m.get("method", "unknown"),
@@ -268,6 +296,7 @@ class Edit:
             preserve=m.get("preserve", []),
             fingerprint=m.get("fingerprint"),
             info={**m.get("info", {}), "erasekit_version": m.get("erasekit_version")},
+            gate=gate,
         )
 
 
@@ -293,6 +322,17 @@ def _lora_pairs(tensors: dict[str, Tensor], meta: dict[str, str], path: Path) ->
     if not all(torch.isfinite(t).all() for pair in updates.values() for t in pair):
         raise NumericalError(f"{path} holds NaN or Inf weights: the edit is corrupt. Re-create it.")
     return updates
+
+
+def applied_gates(unet: nn.Module) -> list[tuple[TokenGate, dict[str, tuple[Tensor, Tensor]]]]:
+    """``(gate, updates)`` of every gated edit applied to ``unet``, oldest first."""
+    return [(edit.gate, edit.updates) for edit, _ in _applied(unet) if edit.gate is not None]
+
+
+def _sync_gates(unet: nn.Module) -> None:
+    gated = applied_gates(unet)
+    if gated or unet.__dict__.get("_erasekit_processors"):
+        sync_processors(unet, gated)
 
 
 def _unet(pipe: Any) -> nn.Module:

@@ -109,4 +109,4 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
-from . import esd, nullspace, rece, uce  # noqa: E402, F401
+from . import ace, esd, nullspace, rece, uce  # noqa: E402, F401

@@ -1,0 +1,155 @@
+"""A token gate for low-rank K/V updates, applied by a diffusers attention processor.
+
+A gated edit changes a cross-attention projection only for the text tokens that lie near a concept
+subspace. For a token state ``c`` (one row of the text encoder's output, width d):
+
+    r(c) = ‖Pᵀ (c − μ)‖² / ‖c − μ‖²          share of c's deviation from the neutral mean μ inside span(P)
+    g(c) = σ(s · (r(c) − τ))                  ~1 near the concept, ~0 elsewhere
+    to_k'(c) = W_k c + g(c) · B_k A c         (the same for to_v)
+
+with ``P [d, k]`` orthonormal, ``s`` the sharpness and ``τ`` the threshold. ``W + g·BA`` is not a
+weight, so the update cannot be merged into ``W``: :class:`GatedKVProcessor` wraps the attention
+module's own processor and hands it a view of the module whose ``to_k``/``to_v`` add the gated
+term. It therefore composes with any processor (SDPA, xformers, IP-adapter) and with merged edits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+EPS = 1e-12
+
+
+def concept_ratio(x: Tensor, basis: Tensor, mean: Tensor) -> Tensor:
+    """``r(x) = ‖Pᵀ(x − μ)‖² / ‖x − μ‖²`` ``[..., 1]`` for token states ``x [..., d]``."""
+    z = x - mean
+    return (z @ basis).pow(2).sum(-1, keepdim=True) / z.pow(2).sum(-1, keepdim=True).clamp_min(EPS)
+
+
+def gate_values(x: Tensor, basis: Tensor, mean: Tensor, sharpness: Tensor | float, threshold: Tensor | float) -> Tensor:
+    """``g(x)`` ``[..., 1]`` for token states ``x [..., d]`` (differentiable in every argument)."""
+    return torch.sigmoid(sharpness * (concept_ratio(x, basis, mean) - threshold))
+
+
+@dataclass(frozen=True)
+class TokenGate:
+    """``g(c) = σ(s (‖Pᵀ(c − μ)‖² / ‖c − μ‖² − τ))``.
+
+    Attributes:
+        basis: ``P [d, k]`` orthonormal, the concept subspace.
+        mean: ``μ [d]``, the mean of the neutral token states.
+        sharpness: ``s``.
+        threshold: ``τ`` in [0, 1].
+    """
+
+    basis: Tensor
+    mean: Tensor
+    sharpness: float  # or a 0-d tensor while ACE trains it
+    threshold: float
+
+    def __call__(self, x: Tensor) -> Tensor:
+        basis, mean = self.basis.to(x.device, torch.float32), self.mean.to(x.device, torch.float32)
+        return gate_values(x.float(), basis, mean, self.sharpness, self.threshold).to(x.dtype)
+
+    def tensors(self) -> dict[str, Tensor]:
+        return {"basis": self.basis.contiguous(), "mean": self.mean.contiguous()}
+
+    def scalars(self) -> dict[str, float]:
+        return {"sharpness": self.sharpness, "threshold": self.threshold}
+
+
+@dataclass(frozen=True)
+class GatedTerm:
+    """One gated edit's share of one attention module: ``g(c) · B A c`` added to ``to_k`` / ``to_v``."""
+
+    gate: TokenGate
+    k: tuple[Tensor, Tensor] | None  # (B [d_out, r], A [r, d]) of to_k, or None
+    v: tuple[Tensor, Tensor] | None
+
+    def delta(self, kind: str, x: Tensor) -> Tensor | None:
+        pair = self.k if kind == "k" else self.v
+        if pair is None:
+            return None
+        B, A = (t.to(x.device, x.dtype) for t in pair)
+        return self.gate(x) * (x @ A.T @ B.T)
+
+
+class _GatedProjection(nn.Module):
+    """``proj(x) + Σ g(x) B A x`` over the terms (not registered anywhere: lives for one call)."""
+
+    def __init__(self, proj: nn.Module, kind: str, terms: list[GatedTerm]):
+        super().__init__()
+        self.proj, self.kind, self.terms = proj, kind, terms
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.proj(x)
+        for term in self.terms:
+            delta = term.delta(self.kind, x)
+            if delta is not None:
+                out = out + delta
+        return out
+
+
+class _GatedAttention:
+    """The attention module as its processor sees it, with gated ``to_k``/``to_v``."""
+
+    def __init__(self, attn: nn.Module, terms: list[GatedTerm]):
+        self._attn = attn
+        self.to_k = _GatedProjection(attn.to_k, "k", terms)
+        self.to_v = _GatedProjection(attn.to_v, "v", terms)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._attn, name)
+
+
+class GatedKVProcessor:
+    """Runs ``inner`` (the module's own processor) with gated K/V projections on cross-attention.
+
+    Self-attention calls (no ``encoder_hidden_states``) pass through unchanged.
+    """
+
+    def __init__(self, inner: Any, terms: list[GatedTerm]):
+        self.inner, self.terms = inner, terms
+
+    def __call__(
+        self, attn: nn.Module, hidden_states: Tensor, encoder_hidden_states: Tensor | None = None, **kwargs: Any
+    ) -> Tensor:
+        if encoder_hidden_states is None or not self.terms:
+            return self.inner(attn, hidden_states, encoder_hidden_states, **kwargs)
+        return self.inner(_GatedAttention(attn, self.terms), hidden_states, encoder_hidden_states, **kwargs)
+
+
+_ORIGINAL = "_erasekit_processors"  # on a U-Net: attention module path -> its processor before gating
+
+
+def sync_processors(unet: nn.Module, gated: list[tuple[TokenGate, Mapping[str, tuple[Tensor, Tensor]]]]) -> None:
+    """Make every attention module's processor reflect ``gated`` (the applied gated edits, oldest first).
+
+    Modules that no gated edit touches get their original processor back, so removing the last
+    gated edit leaves the U-Net exactly as it was.
+    """
+    originals: dict[str, Any] = unet.__dict__.setdefault(_ORIGINAL, {})
+    terms: dict[str, list[GatedTerm]] = {}
+    for gate, updates in gated:
+        by_module: dict[str, dict[str, tuple[Tensor, Tensor]]] = {}
+        for name, pair in updates.items():
+            module, _, proj = name.rpartition(".")
+            if proj not in ("to_k", "to_v"):
+                raise ValueError(f"A gated update must target an attention module's to_k or to_v, not {name}.")
+            by_module.setdefault(module, {})[proj.removeprefix("to_")] = pair
+        for module, pairs in by_module.items():
+            terms.setdefault(module, []).append(GatedTerm(gate, pairs.get("k"), pairs.get("v")))
+    modules = dict(unet.named_modules())
+    for path in sorted(set(terms) | set(originals)):
+        attn = modules[path]
+        if path not in originals:
+            originals[path] = attn.processor
+        if path in terms:
+            attn.set_processor(GatedKVProcessor(originals[path], terms[path]))
+        else:
+            attn.set_processor(originals.pop(path))

@@ -1,0 +1,94 @@
+"""ACE: the concept subspace, the restricted closed form, the gate it learns, and its edit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import erasekit
+from erasekit import Edit
+from erasekit.concepts import PipelineEncoder
+from erasekit.errors import ConfigError
+from erasekit.gate import concept_ratio
+from erasekit.methods import EraseRequest
+from erasekit.methods.ace import ACEConfig, concept_subspace, restricted_ridge, token_rows
+from erasekit.targets import find_targets
+
+FAST = {"epochs": 3, "inner_steps": 2}
+
+
+def request(pipe, concepts=("van gogh",), preserve=("monet",)):
+    return EraseRequest(find_targets(pipe.unet), PipelineEncoder(pipe), tuple(concepts), None, tuple(preserve))
+
+
+def test_subspace_separates_target_rows_from_neutral_ones(tiny_pipe):
+    rows = token_rows(request(tiny_pipe), ACEConfig())
+    P, mu = concept_subspace(rows.C, rows.K, 4, 1e-2)
+    torch.testing.assert_close(P.T @ P, torch.eye(4, dtype=P.dtype), atol=1e-10, rtol=0)
+    r_target = concept_ratio(rows.C.double(), P, mu).median()
+    r_keep = concept_ratio(rows.K.double(), P, mu).median()
+    assert r_target > 3 * r_keep, f"target {r_target:.3g} vs neutral {r_keep:.3g}"
+
+
+def test_restricted_ridge_is_the_least_squares_optimum(tiny_pipe):
+    """The gradient of ‖U A Cᵀ − (G − C)ᵀ‖² + ps ‖U A Kᵀ‖² + λ‖U‖² vanishes at the closed form."""
+    rows = token_rows(request(tiny_pipe), ACEConfig())
+    P, _ = concept_subspace(rows.C, rows.K, 4, 1e-2)
+    U, _ = restricted_ridge(rows, P.T, lamb=0.5, preserve_scale=0.1)
+    U = U.clone().requires_grad_()
+    C, G, K, A = rows.C.double(), rows.G.double(), rows.K.double(), P.T
+    loss = ((U @ A @ C.T - (G - C).T) ** 2).sum() + 0.1 * ((U @ A @ K.T) ** 2).sum() + 0.5 * (U**2).sum()
+    (grad,) = torch.autograd.grad(loss, U)
+    assert grad.abs().max() < 1e-8 * max(1.0, float(loss.detach()))
+
+
+def test_ace_edit_is_gated_low_rank_and_deterministic(tiny_pipe):
+    a = erasekit.erase(tiny_pipe, ["van gogh"], "ace", preserve=["monet"], rank=4, **FAST)
+    b = erasekit.erase(tiny_pipe, ["van gogh"], "ace", preserve=["monet"], rank=4, **FAST)
+    assert a.gate is not None and a.id == b.id
+    assert {B.shape[1] for B, _ in a.updates.values()} == {4}
+    assert len(a.updates) == len(find_targets(tiny_pipe.unet))
+    assert a.info["gated"] and "erasekit" in a.info["gate_note"]
+    assert a.info["gate_on_target"] > a.info["gate_on_keep"]
+    assert len(a.info["losses"]) == FAST["epochs"]
+
+
+def test_ace_file_round_trip_applies_the_same(tiny_pipe, tmp_path):
+    edit = erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=4, **FAST)
+    back = Edit.load(edit.save(tmp_path / "ace.safetensors"))
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    states = PipelineEncoder(tiny_pipe)(["a painting by van gogh"]).states
+    outs = []
+    for e in (edit, back):
+        e.apply(tiny_pipe)
+        with torch.no_grad():
+            outs.append(tiny_pipe.unet(x, 10, encoder_hidden_states=states).sample)
+        e.remove(tiny_pipe)
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=1e-6)
+
+
+def test_denoising_loss_changes_the_result(tiny_pipe):
+    kv = erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=4, **FAST)
+    tiny_pipe.set_progress_bar_config(disable=True)
+    dn = erasekit.erase(
+        tiny_pipe, ["van gogh"], "ace", rank=4, loss="denoise", denoise_images=1, **FAST
+    )  # the tiny pipeline's default sampler settings
+    name = next(iter(kv.updates))
+    assert not torch.equal(kv.updates[name][0], dn.updates[name][0])
+    assert all(torch.isfinite(torch.tensor(dn.info["losses"])))
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"rank": 0}, "rank"),
+        ({"loss": "mse"}, "loss"),
+        ({"templates": ("no slot",)}, "templates"),
+        ({"lr": -1.0}, "lr"),
+        ({"sharpness": 0.0}, "sharpness"),
+        ({"rank": 10_000}, "rank"),
+    ],
+)
+def test_bad_config_names_the_problem(tiny_pipe, overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        erasekit.erase(tiny_pipe, ["van gogh"], "ace", **{**FAST, **overrides})

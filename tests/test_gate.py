@@ -1,0 +1,100 @@
+"""The token gate and its attention processor: exact at the extremes, reversible, composable, saved."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+import erasekit
+from erasekit import Edit
+from erasekit.gate import GatedKVProcessor, TokenGate, concept_ratio, gate_values
+
+
+def unet_out(pipe, states):
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return pipe.unet(x, 10, encoder_hidden_states=states).sample
+
+
+def states_of(pipe, prompt="a painting by van gogh"):
+    return erasekit.concepts.PipelineEncoder(pipe)([prompt]).states
+
+
+def gated(edit: Edit, *, always: bool) -> Edit:
+    """``edit`` behind a gate that is always open (τ below every ratio) or always shut (τ above)."""
+    d = next(iter(edit.updates.values()))[1].shape[1]
+    basis = torch.linalg.qr(torch.randn(d, 2, generator=torch.Generator().manual_seed(1)))[0]
+    gate = TokenGate(basis, torch.zeros(d), 1e4, -1.0 if always else 2.0)
+    return dataclasses.replace(edit, gate=gate)
+
+
+def test_ratio_and_gate_values():
+    basis = torch.eye(4)[:, :2]  # span(e0, e1)
+    x = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [1.0, 0.0, 1.0, 0.0]])
+    torch.testing.assert_close(concept_ratio(x, basis, torch.zeros(4)).squeeze(-1), torch.tensor([1.0, 0.0, 0.5]))
+    g = gate_values(x, basis, torch.zeros(4), 100.0, 0.25).squeeze(-1)
+    assert g[0] > 0.99 and g[1] < 0.01 and g[2] > 0.99
+
+
+def test_open_gate_equals_the_merged_edit_and_shut_gate_the_base(tiny_pipe):
+    states = states_of(tiny_pipe)
+    base = unet_out(tiny_pipe, states)
+    edit = erasekit.erase(tiny_pipe, ["van gogh"], method="uce")
+    edit.apply(tiny_pipe)
+    with_weights = unet_out(tiny_pipe, states)
+    edit.remove(tiny_pipe)
+    always = gated(edit, always=True).apply(tiny_pipe)
+    torch.testing.assert_close(unet_out(tiny_pipe, states), with_weights, rtol=1e-5, atol=1e-5)
+    always.remove(tiny_pipe)
+    never = gated(edit, always=False).apply(tiny_pipe)
+    torch.testing.assert_close(unet_out(tiny_pipe, states), base, rtol=0, atol=1e-6)
+    never.remove(tiny_pipe)
+
+
+def test_remove_restores_processors_and_outputs_exactly(tiny_pipe):
+    states = states_of(tiny_pipe)
+    before_procs = dict(tiny_pipe.unet.attn_processors)
+    base = unet_out(tiny_pipe, states)
+    edit = gated(erasekit.erase(tiny_pipe, ["van gogh"], method="uce"), always=True)
+    weights = {k: v.clone() for k, v in tiny_pipe.unet.state_dict().items()}
+    edit.apply(tiny_pipe)
+    assert all(torch.equal(weights[k], v) for k, v in tiny_pipe.unet.state_dict().items()), "a gate merges nothing"
+    assert any(isinstance(p, GatedKVProcessor) for p in tiny_pipe.unet.attn_processors.values())
+    assert not torch.equal(unet_out(tiny_pipe, states), base)
+    edit.remove(tiny_pipe)
+    after = tiny_pipe.unet.attn_processors
+    assert all(after[k] is before_procs[k] for k in before_procs)
+    assert torch.equal(unet_out(tiny_pipe, states), base)
+
+
+def test_gated_and_merged_edits_compose_in_any_order(tiny_pipe):
+    states = states_of(tiny_pipe)
+    base = unet_out(tiny_pipe, states)
+    merged = erasekit.erase(tiny_pipe, ["a church"], method="uce")
+    gate = gated(erasekit.erase(tiny_pipe, ["van gogh"], method="uce"), always=True)
+    merged.apply(tiny_pipe)
+    gate.apply(tiny_pipe)
+    both = unet_out(tiny_pipe, states)
+    merged.remove(tiny_pipe)  # the older, merged one first: the gate stays, on the base weights
+    merged.apply(tiny_pipe)
+    torch.testing.assert_close(unet_out(tiny_pipe, states), both, rtol=1e-5, atol=1e-5)
+    gate.remove(tiny_pipe)
+    merged.remove(tiny_pipe)
+    assert torch.equal(unet_out(tiny_pipe, states), base)
+
+
+def test_gate_survives_save_and_load_and_diffusers_reads_the_lora_part(tiny_pipe, tmp_path):
+    states = states_of(tiny_pipe)
+    plain = erasekit.erase(tiny_pipe, ["van gogh"], method="uce")
+    edit = gated(plain, always=True)
+    path = edit.save(tmp_path / "gated.safetensors")
+    back = Edit.load(path)
+    assert back.gate is not None and back.id == edit.id
+    torch.testing.assert_close(back.gate.basis, edit.gate.basis)
+    assert back.gate.scalars() == edit.gate.scalars()
+    plain.apply(tiny_pipe)
+    expected = unet_out(tiny_pipe, states)  # an open gate = the ungated update
+    plain.remove(tiny_pipe)
+    tiny_pipe.load_lora_weights(str(path))  # diffusers skips the gate's keys and applies B A to every token
+    torch.testing.assert_close(unet_out(tiny_pipe, states), expected, rtol=1e-4, atol=1e-4)
