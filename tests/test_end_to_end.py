@@ -1,6 +1,6 @@
 """End to end on the embedded world: an erased concept really disappears, and nothing else does.
 
-The shipped model draws the concept for its target prompts; after `uce` or `rece` its judge no
+The shipped model draws the concept for its target prompts; after `uce`, `rece` or `ace` its judge no
 longer sees it, while prompts about unrelated objects and colours keep their accuracy.
 """
 
@@ -51,7 +51,7 @@ def test_erased_concept_disappears_and_unrelated_prompts_stay(world, concept):
     assert detected >= 0.8, f"the un-edited model should draw {concept!r}: detected {detected:.2f}"
     kind = next(k for k, names in embedded.concepts().items() if concept in names)
     preserve = [c for c in embedded.concepts()[kind] if c != concept]
-    for method in ("uce", "rece"):
+    for method in ("uce", "rece", "ace"):
         edit = erasekit.erase(pipe, [concept], method, preserve=preserve)
         edit.apply(pipe)
         try:

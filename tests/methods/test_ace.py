@@ -11,7 +11,7 @@ from erasekit.concepts import PipelineEncoder
 from erasekit.errors import ConfigError
 from erasekit.gate import concept_ratio
 from erasekit.methods import EraseRequest
-from erasekit.methods.ace import ACEConfig, concept_subspace, restricted_ridge, token_rows
+from erasekit.methods.ace import ACEConfig, concept_subspace, reduced_rank_ridge, token_rows
 from erasekit.targets import find_targets
 
 FAST = {"epochs": 3, "inner_steps": 2}
@@ -30,16 +30,21 @@ def test_subspace_separates_target_rows_from_neutral_ones(tiny_pipe):
     assert r_target > 3 * r_keep, f"target {r_target:.3g} vs neutral {r_keep:.3g}"
 
 
-def test_restricted_ridge_is_the_least_squares_optimum(tiny_pipe):
-    """The gradient of ‖U A Cᵀ − (G − C)ᵀ‖² + ps ‖U A Kᵀ‖² + λ‖U‖² vanishes at the closed form."""
-    rows = token_rows(request(tiny_pipe), ACEConfig())
-    P, _ = concept_subspace(rows.C, rows.K, 4, 1e-2)
-    U, _ = restricted_ridge(rows, P.T, lamb=0.5, preserve_scale=0.1)
-    U = U.clone().requires_grad_()
-    C, G, K, A = rows.C.double(), rows.G.double(), rows.K.double(), P.T
-    loss = ((U @ A @ C.T - (G - C).T) ** 2).sum() + 0.1 * ((U @ A @ K.T) ** 2).sum() + 0.5 * (U**2).sum()
-    (grad,) = torch.autograd.grad(loss, U)
-    assert grad.abs().max() < 1e-8 * max(1.0, float(loss.detach()))
+def test_reduced_rank_ridge_is_uce_at_full_rank_and_its_best_cut_below(tiny_pipe):
+    rows = token_rows(request(tiny_pipe), ACEConfig(augment=0))
+    C, G, K = rows.C.double(), rows.G.double(), rows.K.double()
+    d = C.shape[1]
+    # UCE's ridge solution, dense: X = (G − C)ᵀ C (λI + CᵀC + ps KᵀK)⁻¹
+    X = (G - C).T @ C @ torch.linalg.inv(0.5 * torch.eye(d, dtype=C.dtype) + C.T @ C + 0.1 * K.T @ K)
+    full = reduced_rank_ridge(rows, rank=d, lamb=0.5, preserve_scale=0.1)
+    torch.testing.assert_close(full.U @ full.A, X, rtol=1e-6, atol=1e-8)
+    fitted = X @ C.T  # the change of the target rows
+    s = torch.linalg.svdvals(fitted)
+    for k in (2, 8):
+        cut = reduced_rank_ridge(rows, rank=k, lamb=0.5, preserve_scale=0.1)
+        assert torch.linalg.matrix_rank(cut.U @ cut.A) == k
+        err = torch.linalg.norm(cut.U @ cut.A @ C.T - fitted)
+        torch.testing.assert_close(err, s[k:].norm(), rtol=1e-6, atol=1e-8)  # Eckart–Young: the best rank-k change
 
 
 def test_ace_edit_is_gated_low_rank_and_deterministic(tiny_pipe):
@@ -92,3 +97,10 @@ def test_denoising_loss_changes_the_result(tiny_pipe):
 def test_bad_config_names_the_problem(tiny_pipe, overrides, match):
     with pytest.raises(ConfigError, match=match):
         erasekit.erase(tiny_pipe, ["van gogh"], "ace", **{**FAST, **overrides})
+
+
+def test_soft_token_adversary_changes_the_result(tiny_pipe):
+    free = erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=4, **FAST)
+    soft = erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=4, soft_tokens=2, **FAST)
+    name = next(iter(free.updates))
+    assert not torch.equal(free.updates[name][0], soft.updates[name][0])

@@ -15,15 +15,14 @@ end (UCE's span: in a causal encoder earlier positions have not seen the concept
 with the guide's state at the same offset from the guide's first word position (``skip_bos``: never
 the start-of-text state); for neutral and retain prompts, every position.
 
-**2. Concept subspace and closed form.** With μ the mean neutral/retain row, the subspace is the
-top-``rank`` generalised eigenvectors of the target rows' scatter against the neutral/retain scatter,
-``Σ_t v = ν (Σ_n + εI) v`` (an SVD of the target rows whitened by the neutral ones: directions where
-the concept varies and ordinary prompts do not), orthonormalised into ``P [d, k]``. The update of
-every K/V projection is ``ΔW_l = W_l U A`` with ``A = Pᵀ`` and ``U`` UCE's ridge solution restricted
-to that subspace, exact per layer:
-
-    min_B ‖B A Cᵀ − W_l (G − C)ᵀ‖² + ps ‖B A Kᵀ‖² + λ‖B‖²
-    ⇒  B_l = W_l U,   U = (G − C)ᵀ C Aᵀ (A (CᵀC + ps KᵀK) Aᵀ + λ I)⁻¹         [d, k]
+**2. Concept subspace and closed form.** With μ the mean neutral/retain row, the gate's subspace is
+the top-``rank`` generalised eigenvectors of the target rows' scatter against the neutral/retain
+scatter, ``Σ_t v = ν (Σ_n + εI) v`` (an SVD of the target rows whitened by the neutral ones:
+directions where the concept varies and ordinary prompts do not), orthonormalised into ``P [d, k]``.
+The update of every K/V projection is ``ΔW_l = W_l U A``: UCE's ridge solution on the target rows
+(targets → guide rows, neutral/retain rows kept with weight ``preserve_scale``), cut to rank k by
+reduced-rank regression (:func:`reduced_rank_ridge`). Restricting the update's row space to ``P``
+instead erased too little: the concept's rows keep much of their energy outside any k-dim subspace.
 
 **3. Gate.** ``g(c) = σ(s (‖Pᵀ(c − μ)‖²/‖c − μ‖² − τ))`` per token (:mod:`erasekit.gate`), applied by an
 attention processor: a token gets ``W c + g(c) ΔW c``. The ratios of ordinary tokens are orders of
@@ -41,6 +40,12 @@ edited layers output what the original ones output for the concept,
     min_E Σ_l ‖W_l (E + g(E) U A E) − W_l C‖²   =   ‖(E + g(E) U A E) − C‖²_S,   S = Σ_l W_lᵀ W_l
 
 (S is the per-model Gram RECE Eq. 8 uses, so a step costs O(n d²), not a pass over the U-Net).
+Free states can leave the text encoder's range, so a second adversary plays the ``soft_prompt``
+attack itself: ``soft_tokens`` input embeddings (one for all prompts, warm-started, from the
+concept's word) in front of every target prompt, through the text encoder, with the same K/V
+objective on the span rows (shifted by the slots). Its rows join ``E``. It is off by default: on the
+embedded world it made ACE ~10x slower (85 s against 9 s for "van gogh") and moved no attack's
+success rate (soft_prompt on "nudity" stayed at 1.00, discrete on "van gogh" 0.75-0.88 either way).
 Outer loop: Adam on ``U, A, P, s, τ`` against
 
     ‖edit(C) − G‖²_S + ‖edit(E) − G‖²_S + w_keep ‖edit(K) − K‖²_S
@@ -68,11 +73,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..concepts import ErasePairs
 from ..edit import Edit, applied_gates
 from ..errors import ConfigError
 from ..gate import TokenGate, concept_ratio, gate_values, sync_processors
 from . import EraseRequest, register
-from ._closed_form import F64, Factor, check_finite, layer_updates, spd_solve
+from ._closed_form import F64, Factor, check_finite, layer_updates, ridge_factor
 
 TEMPLATES = (
     "{}",
@@ -107,6 +113,8 @@ class ACEConfig:
     epochs: int = 60  # adversarial rounds
     inner_steps: int = 10  # adversary's Adam steps per round
     inner_lr: float = 0.05  # adversary's step, relative to the rms of the target rows
+    soft_tokens: int = 0  # k of the second adversary: learned input embeddings in front of the prompts (0: off)
+    soft_lr: float = 5e-3  # its Adam step (the soft_prompt attack's, textual inversion's)
     lr: float = 1e-2  # outer Adam learning rate of U, A, P (relative to their mean magnitude)
     gate_lr: float = 1e-2  # outer Adam learning rate of log s and log τ
     keep_weight: float = 1.0  # w_keep
@@ -121,12 +129,12 @@ class ACEConfig:
         for name in ("rank",):
             if getattr(self, name) < 1:
                 raise ConfigError(f"ACEConfig.{name} must be ≥ 1, got {getattr(self, name)}.")
-        for name in ("epochs", "inner_steps", "augment", "prefix_words"):
+        for name in ("epochs", "inner_steps", "augment", "prefix_words", "soft_tokens"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"ACEConfig.{name} must be ≥ 0, got {getattr(self, name)}.")
         if self.sharpness is not None and not self.sharpness > 0:
             raise ConfigError(f"ACEConfig.sharpness must be > 0 or None, got {self.sharpness}.")
-        for name in ("lamb", "whiten", "inner_lr", "lr", "gate_lr"):
+        for name in ("lamb", "whiten", "inner_lr", "soft_lr", "lr", "gate_lr"):
             if not getattr(self, name) > 0 or not math.isfinite(getattr(self, name)):
                 raise ConfigError(f"ACEConfig.{name} must be a finite number > 0, got {getattr(self, name)}.")
         for name in ("preserve_scale", "keep_weight", "gate_weight", "denoise_weight"):
@@ -240,23 +248,33 @@ def concept_subspace(C: Tensor, K: Tensor, rank: int, whiten: float) -> tuple[Te
     return P, mu
 
 
-def restricted_ridge(rows: Rows, A: Tensor, *, lamb: float, preserve_scale: float) -> tuple[Tensor, float]:
-    """``U [d, k]`` of UCE's ridge solution with the update's row space fixed to ``A [k, d]`` (part 2)."""
-    C, K, A = rows.C.to(F64), rows.K.to(F64), A.to(F64)
-    AC, AK = A @ C.T, A @ K.T  # [k, n], [k, m]
-    M = AC @ AC.T + preserve_scale * AK @ AK.T + lamb * torch.eye(A.shape[0], dtype=F64)
-    rhs = (rows.G.to(F64) - C).T @ AC.T  # [d, k] = (G − C)ᵀ C Aᵀ
-    trace = float((AC**2).sum() + preserve_scale * (AK**2).sum())
-    X, cond = spd_solve(M, rhs.T, name="ACE", psd_trace=trace, lamb=lamb)  # M symmetric: (rhs M⁻¹)ᵀ = M⁻¹ rhsᵀ
-    return X.T.contiguous(), cond
+def reduced_rank_ridge(rows: Rows, *, rank: int, lamb: float, preserve_scale: float) -> Factor:
+    """UCE's ridge update of the target rows, cut to rank k where it acts: on the target rows (part 2).
+
+    ``T − I = U_f A_f`` is UCE's closed form (:func:`ridge_factor`: targets → guides, keep rows
+    weighted by ``preserve_scale``). Its fitted change of the targets is ``F = (T − I) Cᵀ [d, n]``;
+    with ``Q [d, k]`` the top-k left singular vectors of F, ``Q Qᵀ (T − I)`` is the rank-k update whose
+    change of the targets is F's best rank-k approximation (Eckart–Young): reduced-rank regression.
+    """
+    C, K = rows.C.to(F64), rows.K.to(F64)
+    full = ridge_factor(
+        ErasePairs.aligned(C, rows.G.to(F64)),
+        K,
+        lamb=lamb,
+        erase_scale=1.0,
+        keep_weights=torch.full((K.shape[0],), preserve_scale, dtype=F64),
+    )
+    fitted = full.U @ (full.A @ C.T)  # [d, n]
+    Q = torch.linalg.svd(fitted, full_matrices=False).U[:, :rank]  # [d, k]
+    return Factor(Q.contiguous(), ((Q.T @ full.U) @ full.A).contiguous(), full.cond)
 
 
 class _Trainable:
     """``U, A, P, log s, log τ`` as float32 leaves, and the edited rows ``x + g(x) U A x``."""
 
-    def __init__(self, U: Tensor, P: Tensor, mu: Tensor, sharpness: float, threshold: float):
-        self.U = U.float().clone().requires_grad_()
-        self.A = P.T.float().clone().requires_grad_()
+    def __init__(self, init: Factor, P: Tensor, mu: Tensor, sharpness: float, threshold: float):
+        self.U = init.U.float().clone().requires_grad_()
+        self.A = init.A.float().clone().requires_grad_()
         self.P = P.float().clone().requires_grad_()
         self.mu = mu.float()
         self.log_s = torch.tensor(math.log(sharpness)).requires_grad_()
@@ -309,9 +327,9 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     S = (S / (torch.trace(S) / S.shape[0])).float()  # ‖·‖²_S on the scale of ‖·‖²
 
     P, mu = concept_subspace(rows.C, rows.K, cfg.rank, cfg.whiten)
-    U, cond = restricted_ridge(rows, P.T, lamb=cfg.lamb, preserve_scale=cfg.preserve_scale)
+    init = reduced_rank_ridge(rows, rank=cfg.rank, lamb=cfg.lamb, preserve_scale=cfg.preserve_scale)
     r_t, r_k = (concept_ratio(x.to(F64), P, mu).squeeze(-1) for x in (rows.C, rows.K))
-    model = _Trainable(U, P, mu, *initial_gate(r_t, r_k, cfg.sharpness))
+    model = _Trainable(init, P, mu, *initial_gate(r_t, r_k, cfg.sharpness))
 
     def s_err(a: Tensor, b: Tensor) -> Tensor:
         diff = a - b
@@ -325,12 +343,16 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     E = rows.C + 0.01 * scale * torch.randn(rows.C.shape, generator=gen)
     outer = torch.optim.Adam(
         [
-            {"params": [model.U, model.A, model.P], "lr": cfg.lr * float(model.U.detach().abs().mean() + 1e-8)},
+            *(
+                {"params": [t], "lr": cfg.lr * float(t.detach().abs().mean() + 1e-12)}
+                for t in (model.U, model.A, model.P)
+            ),
             {"params": [model.log_s, model.log_tau], "lr": cfg.gate_lr},
         ]
     )
     denoise = _Denoiser(request, rows, cfg, gen) if cfg.loss == "denoise" and cfg.epochs else None
-    history = []
+    soft = _SoftTokens(request, rows, cfg) if cfg.soft_tokens and cfg.epochs else None
+    history, E_all = [], E
     for _ in range(cfg.epochs):
         E = E.detach().requires_grad_()
         inner = torch.optim.Adam([E], lr=cfg.inner_lr * scale)
@@ -339,11 +361,15 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
             s_err(model.edited(E), rows.C).backward()
             inner.step()
         E = E.detach()
+        E_all, G_all = E, rows.G  # adversarial rows and the guide rows they should map to
+        if soft is not None:
+            X = soft.attack(model, s_err, cfg.inner_steps)
+            E_all, G_all = torch.cat([E, X]), torch.cat([rows.G, soft.guide])
         outer.zero_grad()
-        g_c, g_e, g_k = model.gate(rows.C), model.gate(E), model.gate(rows.K)
+        g_c, g_e, g_k = model.gate(rows.C), model.gate(E_all), model.gate(rows.K)
         loss = (
             s_err(model.edited(rows.C), rows.G)
-            + s_err(model.edited(E), rows.G)
+            + s_err(model.edited(E_all), G_all)
             + cfg.keep_weight * s_err(model.edited(rows.K), rows.K)
         ) / unit + (
             cfg.gate_weight
@@ -359,23 +385,61 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
         outer.step()
         history.append(float(loss.detach()))
 
-    factor = Factor(model.U.detach().to(F64), model.A.detach().to(F64), cond)
+    factor = Factor(model.U.detach().to(F64), model.A.detach().to(F64), init.cond)
     updates = layer_updates(layers, factor)
     with torch.no_grad():
         adversary_error = float(s_err(model.edited(E), rows.C))
     info: dict[str, Any] = {
         "rank": cfg.rank,
-        "cond": cond,
+        "cond": init.cond,
         "rows": {"target": rows.C.shape[0], "keep": rows.K.shape[0]},
         "losses": history,
         "adversary_kv_error": adversary_error,
-        **_gate_rates(model, rows, E),
+        **_gate_rates(model, rows, E_all),
         "gated": True,
         "gate_note": GATE_NOTE,
     }
     guides = request.guides_or(cfg.guide)
     edit = request.make_edit("ace", cfg, updates, guides=guides, info=info)
     return dataclasses.replace(edit, gate=model.token_gate())
+
+
+class _SoftTokens:
+    """The second adversary (module docstring, part 4): learned input embeddings through the encoder."""
+
+    def __init__(self, request: EraseRequest, rows: Rows, cfg: ACEConfig):
+        from ..attacks._text import TextModel
+
+        pipe = getattr(request.encoder, "pipe", None)
+        if pipe is None:
+            raise ConfigError("ACE's soft-token adversary needs the pipeline's text encoder; or pass soft_tokens=0.")
+        self.text, self.k, self.lr = TextModel(pipe), cfg.soft_tokens, cfg.soft_lr
+        n_base = len(request.concepts + cfg.synonyms) * len(cfg.templates)  # the un-augmented target prompts
+        base = prompt_sets(request, cfg)[0][:n_base]
+        self.slotted = self.text.slotted(base, self.k)
+        prompt, pos = rows.where
+        keep = (prompt < n_base) & (pos + self.k < rows.states.shape[1])
+        self.where = (prompt[keep], pos[keep] + self.k)  # the span rows, shifted behind the slots
+        self.goal, self.guide = rows.C[keep], rows.G[keep]
+        ids = self.text.tokenizer(request.concepts[0], add_special_tokens=False).input_ids or [0]
+        table = self.text.table.weight.detach()
+        self.v = table[torch.tensor([ids[i % len(ids)] for i in range(self.k)], device=table.device)].float().clone()
+
+    def attack(self, model: _Trainable, s_err: Any, steps: int) -> Tensor:
+        """``steps`` Adam steps on the soft tokens; the rows they produce, detached."""
+        v = self.v.requires_grad_()
+        opt = torch.optim.Adam([v], lr=self.lr)
+        for _ in range(steps):
+            x = self._rows(v)
+            (v.grad,) = torch.autograd.grad(s_err(model.edited(x), self.goal), [v])
+            opt.step()
+        self.v = v.detach()
+        with torch.no_grad():
+            return self._rows(self.v)
+
+    def _rows(self, v: Tensor) -> Tensor:
+        states = self.text.encode(self.slotted.ids, slots=self.slotted.slots, slot_embeds=v).float().cpu()
+        return states[self.where]
 
 
 class _Denoiser:
