@@ -57,3 +57,14 @@ def test_info_shows_what_an_edit_holds(tmp_path):
     summary = json.loads(result.stdout)
     assert summary["method"] == "uce" and summary["concepts"] == ["van gogh"] and summary["layers"] == 14
     assert "fingerprint" in runner.invoke(app, ["info", str(out)]).stdout
+
+
+def test_info_says_a_gated_edit_needs_erasekit(tmp_path):
+    out = tmp_path / "ace.safetensors"
+    args = ["erase", "van gogh", "--method", "ace", "--model", "tiny-sd1", "-o", str(out)]
+    args += ["--set", "epochs=2", "--set", "rank=4"]
+    assert runner.invoke(app, args).exit_code == 0
+    summary = json.loads(runner.invoke(app, ["info", str(out), "--json"]).stdout)
+    assert summary["method"] == "ace" and summary["gate"]["rank"] == 4
+    assert "load_lora_weights" in summary["gate"]["note"]
+    assert "gate" in runner.invoke(app, ["info", str(out)]).stdout

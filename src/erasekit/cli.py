@@ -155,6 +155,8 @@ def info(
     table = Table(show_header=False)
     for key in ("file", "method", "concepts", "guides", "preserve", "fingerprint", "layers", "ranks", "parameters"):
         table.add_row(key, str(summary[key]))
+    if summary["gate"] is not None:
+        table.add_row("gate", json.dumps(summary["gate"]))
     table.add_row("config", json.dumps(summary["config"]))
     table.add_row("info", json.dumps(summary["info"], default=str))
     Console().print(table)
@@ -229,6 +231,11 @@ def _summary(edit: Edit, path: Path) -> dict[str, Any]:
         "layers": len(edit.updates),
         "ranks": ranks,
         "parameters": edit.n_params,
+        "gate": (
+            {**edit.gate.scalars(), "rank": edit.gate.basis.shape[1], "note": edit.info.get("gate_note", "")}
+            if edit.gate is not None
+            else None
+        ),
         "config": edit.config,
         "info": edit.info,
     }
