@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import torch
 from torch.testing import assert_close
@@ -8,6 +9,7 @@ from torch.testing import assert_close
 from erasekit import Edit
 from erasekit.attacks import attack
 from erasekit.attacks.derived import grams
+from erasekit.gate import TokenGate
 from erasekit.methods.rece import regenerating_embeddings
 from erasekit.targets import find_targets
 
@@ -146,3 +148,22 @@ def test_the_derived_embedding_minimises_rece_eq5(edited):
     best = objective(found)
     assert best < objective(c.double())
     assert all(best <= objective(found + 1e-3 * torch.randn(32, generator=g, dtype=torch.float64)) for _ in range(20))
+
+
+def test_a_gated_edit_counts_as_its_open_gate(edited):
+    """A gated edit merges no weight; Eq. 8 still sees its whole linear update."""
+    pipe, edit = edited
+    d = next(iter(edit.updates.values()))[1].shape[1]
+    gate = TokenGate(torch.eye(d)[:, :2], torch.zeros(d), 10.0, 0.5)
+    merged = _grams_with(pipe, edit)
+    gated = _grams_with(pipe, dataclasses.replace(edit, gate=gate))
+    for a, b in zip(merged, gated):
+        assert_close(a, b, rtol=1e-5, atol=1e-6)  # a merged edit is rounded to the weights' float32
+
+
+def _grams_with(pipe, edit):
+    edit.apply(pipe)
+    try:
+        return grams(pipe.unet, edit_keys=True)
+    finally:
+        edit.remove(pipe)

@@ -12,7 +12,9 @@ the concept-token slice commented out). ``c'`` is fed to the pipeline as ``promp
 
 The solve is RECE's own, :func:`erasekit.methods.rece.regenerating_embeddings`, fed with the two
 sums taken from the live (edited) U-Net and the originals its applied edits saved, so it holds for
-any edit (closed-form, fine-tuned, a LoRA file).
+any edit (closed-form, fine-tuned, a LoRA file). A gated edit (ACE) changes no weight: its update
+counts here as if its gate were open, so the attack solves against the whole linear update and
+its embedding must then get past the gate.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..edit import base_weights
+from ..edit import applied_gates, base_weights
 from ..errors import ConfigError
 from ..methods.rece import regenerating_embeddings
 from ..targets import find_targets
@@ -47,10 +49,16 @@ def grams(unet: torch.nn.Module, *, edit_keys: bool) -> tuple[Tensor, Tensor]:
     """``(Σ W_lᵀ W_l, Σ W_lᵀ W_orig,l)``, each ``[d, d]`` float64, from the live (edited) U-Net."""
     originals = base_weights(unet)
     targets = find_targets(unet, edit_keys=edit_keys)
+    gated: dict[str, Tensor] = {}
+    for _, updates in applied_gates(unet):
+        for name, (B, A) in updates.items():
+            gated[name] = gated.get(name, 0) + B.to(F64) @ A.to(F64)
     d = targets.items[0].weight.shape[1]
     S_cur, S_cross = torch.zeros(d, d, dtype=F64), torch.zeros(d, d, dtype=F64)
     for t in targets:
         W = t.weight.detach().to("cpu", F64)
+        if t.name in gated:
+            W = W + gated[t.name]
         S_cur += W.T @ W
         S_cross += W.T @ originals.get(t.name, t.weight).detach().to("cpu", F64)
     return S_cur, S_cross
