@@ -105,9 +105,18 @@ def erase(
     if out.exists() and not overwrite:  # fail before loading the model and solving
         raise OutputExistsError(f"{out} exists; choose another name or pass --overwrite.")
     pipe = erasekit.load_pipeline(model, device=device, dtype=dtype)
-    edit = erasekit.erase(
-        pipe, concepts, method, preserve=preserve, guides=guide or None, preset=preset, **parse_overrides(set_)
-    )
+    with Progress(*Progress.get_default_columns(), TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task(f"{method}", total=None)
+        edit = erasekit.erase(
+            pipe,
+            concepts,
+            method,
+            preserve=preserve,
+            guides=guide or None,
+            preset=preset,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            **parse_overrides(set_),
+        )
     edit.info["model"] = model
     edit.save(out, overwrite=overwrite)
     summary = _summary(edit, out)

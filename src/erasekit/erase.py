@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import methods
@@ -24,6 +24,7 @@ def erase(
     preset: str | None = None,
     encoder: PromptEncoder | None = None,
     targets: Targets | None = None,
+    progress: Callable[[int, int], None] | None = None,
     **overrides: Any,
 ) -> Edit:
     """Erase ``concepts`` from ``pipe`` with ``method``; the pipeline itself is not changed.
@@ -36,6 +37,7 @@ def erase(
         guides: what each concept should become (one for all, or one each); default: the method's.
         preset: a named set of the method's hyper-parameters (e.g. RECE's ``"style"``).
         encoder, targets: pre-built text encoder / target set, reused across calls to skip work.
+        progress: called as ``progress(done, total)`` by methods that iterate (ESD, ACE).
         **overrides: hyper-parameters of the method's config (``lamb=0.1``, ...).
 
     Returns:
@@ -73,6 +75,7 @@ def erase(
         guides=tuple(guides) if guides is not None else None,
         preserve=tuple(preserve),
         base_fingerprint=targets.fingerprint(base_weights(pipe.unet)),
+        progress=progress,
     )
     start = time.perf_counter()
     edit = m.fn(request, cfg)

@@ -104,3 +104,11 @@ def test_soft_token_adversary_changes_the_result(tiny_pipe):
     soft = erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=4, soft_tokens=2, **FAST)
     name = next(iter(free.updates))
     assert not torch.equal(free.updates[name][0], soft.updates[name][0])
+
+
+def test_progress_is_reported_every_round(tiny_pipe):
+    seen = []
+    erasekit.erase(
+        tiny_pipe, ["van gogh"], "ace", rank=4, progress=lambda done, total: seen.append((done, total)), **FAST
+    )
+    assert seen == [(i + 1, FAST["epochs"]) for i in range(FAST["epochs"])]

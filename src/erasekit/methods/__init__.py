@@ -30,6 +30,7 @@ class EraseRequest:
         guides: one guide per concept, or None for the method's default.
         preserve: concepts whose outputs should not change.
         base_fingerprint: fingerprint of the un-edited base model.
+        progress: ``progress(done, total)`` for methods that iterate (ESD, ACE); None: silent.
     """
 
     targets: Targets
@@ -38,6 +39,7 @@ class EraseRequest:
     guides: tuple[str, ...] | None = None
     preserve: tuple[str, ...] = ()
     base_fingerprint: str | None = None
+    progress: Callable[[int, int], None] | None = None
 
     def guides_or(self, default: str) -> list[str]:
         return list(self.guides) if self.guides is not None else [default] * len(self.concepts)

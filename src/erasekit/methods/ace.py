@@ -356,7 +356,7 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     denoise = _Denoiser(request, rows, cfg, gen) if cfg.loss == "denoise" and cfg.epochs else None
     soft = _SoftTokens(request, rows, cfg) if cfg.soft_tokens and cfg.epochs else None
     history, E_all = [], E
-    for _ in range(cfg.epochs):
+    for epoch in range(cfg.epochs):
         E = E.detach().requires_grad_()
         inner = torch.optim.Adam([E], lr=cfg.inner_lr * scale)
         for _ in range(cfg.inner_steps):  # the adversary: bring the original K/V back
@@ -387,6 +387,8 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
         loss.backward()
         outer.step()
         history.append(float(loss.detach()))
+        if request.progress is not None:
+            request.progress(epoch + 1, cfg.epochs)
 
     factor = Factor(model.U.detach().to(F64), model.A.detach().to(F64), init.cond)
     updates = layer_updates(layers, factor)

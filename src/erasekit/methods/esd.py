@@ -341,4 +341,4 @@ def _restore(
 @register("esd", ESDConfig, presets=PRESETS)
 def esd(request: EraseRequest, cfg: ESDConfig) -> Edit:
     """ESD fine-tuning (x: cross-attention K/V, u: self-attention and feed-forward) as a LoRA (ESD Eq. 7)."""
-    return train_esd(request, cfg)
+    return train_esd(request, cfg, progress=request.progress)
