@@ -91,7 +91,6 @@ def test_denoising_loss_changes_the_result(tiny_pipe):
         ({"templates": ("no slot",)}, "templates"),
         ({"lr": -1.0}, "lr"),
         ({"sharpness": 0.0}, "sharpness"),
-        ({"rank": 10_000}, "rank"),
     ],
 )
 def test_bad_config_names_the_problem(tiny_pipe, overrides, match):
@@ -112,3 +111,10 @@ def test_progress_is_reported_every_round(tiny_pipe):
         tiny_pipe, ["van gogh"], "ace", rank=4, progress=lambda done, total: seen.append((done, total)), **FAST
     )
     assert seen == [(i + 1, FAST["epochs"]) for i in range(FAST["epochs"])]
+
+
+def test_rank_is_per_concept_and_capped_at_the_embedding_width(tiny_pipe):
+    two = erasekit.erase(tiny_pipe, ["van gogh", "a church"], "ace", rank=4, **FAST)
+    assert {B.shape[1] for B, _ in two.updates.values()} == {8}
+    wide = erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=10_000, **FAST)
+    assert wide.info["rank"] == 32  # the tiny text encoder's width

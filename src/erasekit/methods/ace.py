@@ -24,6 +24,10 @@ The update of every K/V projection is ``ΔW_l = W_l U A``: UCE's ridge solution 
 reduced-rank regression (:func:`reduced_rank_ridge`). Restricting the update's row space to ``P``
 instead erased too little: the concept's rows keep much of their energy outside any k-dim subspace.
 
+With several concepts k is ``rank`` times their number: on the embedded world's 10-concept
+scenario a shared k = 8 left 78% of the target images showing their concept, k = 80 erased church,
+van gogh and red completely (parachute 0.12; nudity 0.88 stays hard).
+
 **3. Gate.** ``g(c) = σ(s (‖Pᵀ(c − μ)‖²/‖c − μ‖² − τ))`` per token (:mod:`erasekit.gate`), applied by an
 attention processor: a token gets ``W c + g(c) ΔW c``. The ratios of ordinary tokens are orders of
 magnitude below the concept's (on the embedded world ~1e-4 against ~0.3), so ``τ`` starts at the
@@ -102,7 +106,7 @@ GATE_NOTE = (
 
 @dataclass(frozen=True)
 class ACEConfig:
-    rank: int = 8  # k: dimension of the concept subspace = LoRA rank
+    rank: int = 8  # k per erased concept: dimension of the concept subspace = LoRA rank (capped at d)
     synonyms: tuple[str, ...] = ()  # erased with the concepts (their paraphrases, e.g. "starry night")
     templates: tuple[str, ...] = TEMPLATES  # "{}" filled with every concept, synonym and preserved concept
     neutral: tuple[str, ...] = NEUTRAL  # prompts whose tokens the gate must leave alone
@@ -329,8 +333,9 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     S = request.targets.gram() if cfg.edit_keys else request.targets.gram("v")
     S = (S / (torch.trace(S) / S.shape[0])).float()  # ‖·‖²_S on the scale of ‖·‖²
 
-    P, mu = concept_subspace(rows.C, rows.K, cfg.rank, cfg.whiten)
-    init = reduced_rank_ridge(rows, rank=cfg.rank, lamb=cfg.lamb, preserve_scale=cfg.preserve_scale)
+    k = min(cfg.rank * len(request.concepts), rows.C.shape[1])  # each concept needs its own directions
+    P, mu = concept_subspace(rows.C, rows.K, k, cfg.whiten)
+    init = reduced_rank_ridge(rows, rank=k, lamb=cfg.lamb, preserve_scale=cfg.preserve_scale)
     r_t, r_k = (concept_ratio(x.to(F64), P, mu).squeeze(-1) for x in (rows.C, rows.K))
     model = _Trainable(init, P, mu, *initial_gate(r_t, r_k, cfg.sharpness))
 
@@ -395,7 +400,7 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     with torch.no_grad():
         adversary_error = float(s_err(model.edited(E), rows.C))
     info: dict[str, Any] = {
-        "rank": cfg.rank,
+        "rank": k,
         "cond": init.cond,
         "rows": {"target": rows.C.shape[0], "keep": rows.K.shape[0]},
         "losses": history,
