@@ -85,8 +85,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--naive-repeats", type=int, default=3, help="the reference is slow; 1 run at 1000 concepts")
+    parser.add_argument(
+        "--naive-repeats", type=int, default=3, help="the reference is slow; 1 run at 1000 concepts, 0 skips it"
+    )
     parser.add_argument("--skip-naive-1000", action="store_true", help="skip the ~minutes-long reference at 1000")
+    parser.add_argument(
+        "--only", nargs="+", choices=("uce", "rece", "nullspace"), help="run only these methods' rows (and no cold run)"
+    )
     args = parser.parse_args()
     pin_threads(args.threads)
 
@@ -106,12 +111,16 @@ def main() -> None:
         ("uce, 100 concepts", "uce", 100, {}),
         ("uce, 1000 concepts", "uce", 1000, {}),
     ]
+    if args.only:
+        cases = [case for case in cases if case[1] in args.only]
     rows = []
     for label, method, n, overrides in cases:
         rows.append(run_case(args, pipe, targets, weights, enc, label, method, n, overrides))
         print(f"{label}: {rows[-1]['median_s']:.4f} s (reference {rows[-1]['naive_median_s']:.3f} s)", flush=True)
     print()
     print_table(rows)
+    if args.only:
+        return
     print("\nFirst call on a new model also hashes its weights (fingerprint) and, for RECE, caches Σ WᵀW:")
     fresh = find_targets(unet)
     cold = timed(lambda: erasekit.erase(pipe, ["nudity"], "rece", encoder=enc, targets=fresh, epochs=5), repeats=1)
@@ -135,7 +144,7 @@ def run_case(args, pipe, targets, weights, enc, label, method, n, overrides) -> 
         "nullspace": lambda: oracle.nullspace_reference(enc.oracle, weights, concepts, guides, [""], 0.5, 1.0, 1e-6),
     }[method]
     naive_med, err = float("nan"), float("nan")
-    if not (n == 1000 and args.skip_naive_1000):
+    if args.naive_repeats and not (n == 1000 and args.skip_naive_1000):
         naive_med, _, ref = timed(reference, repeats=1 if n == 1000 else args.naive_repeats, warmup=0)
         err = oracle.max_rel_err({k: edit.delta(k) for k in edit.updates}, ref)
     return {

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 import erasekit
-from erasekit.methods.rece import select_epoch
+from erasekit.methods._closed_form import F64, Factor
+from erasekit.methods.rece import _Eq8, select_epoch
 from erasekit.testing import tiny_pipeline
 from tests import oracle
 
@@ -100,3 +102,22 @@ def test_rece_matches_reference_when_rows_span_few_dimensions():
         erase_scale=1.0, preserve_scale=0.1, uce_lamb=0.5, uce_preserve_scale=1.0, uce_retain=[""],
     )  # fmt: skip
     assert oracle.max_rel_err(deltas(edit), ref) <= 1e-4
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_eq8_terms_follow_the_running_product(dense):
+    g = torch.Generator().manual_seed(0)
+    d, n = 24, 5
+    W = torch.randn(40, d, generator=g, dtype=F64)
+    S, C = W.T @ W, torch.randn(n, d, generator=g, dtype=F64)
+    steps = [
+        Factor(torch.randn(d, r, generator=g, dtype=F64) / d, torch.randn(r, d, generator=g, dtype=F64)) for r in (3, 7)
+    ]
+    if dense:  # the dense form (U = T − I, A = I) that ridge_factor returns for n ≥ d
+        steps.append(Factor(torch.randn(d, d, generator=g, dtype=F64) / d, torch.eye(d, dtype=F64), dense=True))
+    eq8, T = _Eq8(S, C), torch.eye(d, dtype=F64)
+    for f in steps:
+        eq8.step(f)
+        T = T @ f.matrix()
+    torch.testing.assert_close(eq8.Z, T.T @ S @ T)
+    torch.testing.assert_close(eq8.X, C @ S @ T)

@@ -96,26 +96,38 @@ def regenerating_embeddings(S_cur: Tensor, S_cross: Tensor, C: Tensor, reg_lamb:
     """
     Q = S_cur.clone()
     Q.diagonal().add_(reg_lamb)
-    X, _ = spd_solve(Q, S_cross @ C.to(F64).T, name="RECE Eq. 8", psd_trace=float(torch.trace(Q)), lamb=reg_lamb)
-    return X.T
+    return _eq8_solve(Q, S_cross @ C.to(F64).T, reg_lamb).T
 
 
-@dataclass
-class _Grams:
-    """``Y = S T`` and ``Z = Tᵀ S T`` for the running ``T``, updated per step in O(r_step d²).
+def _eq8_solve(Q: Tensor, rhs: Tensor, reg_lamb: float) -> Tensor:
+    """``Q⁻¹ rhs`` for Eq. 8's ``Q = λI + Σ W_curᵀ W_cur`` ``[d, d]`` and ``rhs`` ``[d, n]``."""
+    X, _ = spd_solve(Q, rhs, name="RECE Eq. 8", psd_trace=float(torch.trace(Q)), lamb=reg_lamb)
+    return X
 
-    With ``S = Σ W_origᵀ W_orig`` over the edited layers, ``Σ W_curᵀ W_orig = Yᵀ`` and
-    ``Σ W_curᵀ W_cur = Z``. A step ``T ← T (I + U A)`` of rank r gives ``Y ← Y + (Y U) A`` and
-    ``Z ← (I + U A)ᵀ Z (I + U A)``, each in O(r d²) instead of 2 d³ from scratch.
+
+class _Eq8:
+    """Both sides of Eq. 8 for the running ``T``, updated per step ``T ← T (I + U A)`` of rank r.
+
+    With ``S = Σ W_origᵀ W_orig`` over the edited layers, ``Σ W_curᵀ W_cur = Tᵀ S T = Z`` and, for the
+    concept's rows ``C``, ``C Σ W_origᵀ W_cur = C S T = X``. A step updates both in place of a rebuild
+    (2 d³ per product):
+
+        X ← X (I + U A) = X + (X U) A                                             O(r d n)
+        Z ← (I + U A)ᵀ Z (I + U A) = Z + Aᵀ Rᵀ + R A,   Rᵀ = Uᵀ Z + ½ (Uᵀ Z U) A    O(r d²)
+
+    (expand the product, Z symmetric): one ``[r, d]·[d, d]`` product and two rank-r updates where the
+    plain form takes four products and fresh ``[d, d]`` buffers.
     """
 
-    Y: Tensor
-    Z: Tensor
+    def __init__(self, S: Tensor, C: Tensor):
+        self.Z = S.clone()  # [d, d], updated in place
+        self.X = C @ S  # [n, d]
 
     def step(self, f: Factor) -> None:
-        ZT = self.Z + (self.Z @ f.U) @ f.A  # Z (I + U A)
-        self.Z = ZT + f.A.T @ (f.U.T @ ZT)  # (I + U A)ᵀ Z (I + U A)
-        self.Y = self.Y + (self.Y @ f.U) @ f.A
+        UZ = f.U.T @ self.Z  # [r, d] = (Z U)ᵀ
+        Rt = torch.addmm(UZ, UZ @ f.U, f.A, alpha=0.5)  # [r, d]
+        self.Z.addmm_(f.A.T, Rt).addmm_(Rt.T, f.A)
+        self.X.addmm_(self.X @ f.U, f.A)
 
 
 @register("rece", RECEConfig, presets=PRESETS)
@@ -123,10 +135,9 @@ def rece(request: EraseRequest, cfg: RECEConfig) -> Edit:
     """RECE: UCE, then erase the closed-form embeddings that still regenerate the concept (Alg. 1)."""
     factor, guides = uce_factor(request, cfg.uce())
     S = request.targets.gram("v") + (request.targets.gram("k") if cfg.edit_keys else 0)  # over edited layers
-    S_fixed = None if cfg.edit_keys else request.targets.gram("k")  # layers Eq. 8 sums over but the edit keeps
     L = request.encoder.max_length
     d = S.shape[0]
-    C_full = request.encoder(list(request.concepts)).states.reshape(-1, d)  # [n_c L, d], every position
+    C_full = request.encoder(list(request.concepts)).states.reshape(-1, d).to(F64)  # [n_c L, d], every position
     distinct = list(dict.fromkeys(guides))
     guide_rows = request.encoder(distinct).states.reshape(-1, d)  # the guide's full sequence, paired 1:1
     guide_of = torch.cat([torch.arange(L) + distinct.index(g) * L for g in guides])
@@ -136,20 +147,22 @@ def rece(request: EraseRequest, cfg: RECEConfig) -> Edit:
         retain, per_row = [" "], cfg.preserve_scale * len(request.concepts)
     K = request.encoder(retain).states.reshape(-1, d)
     keep_w = torch.full((K.shape[0],), per_row)
-    grams = _Grams(S.clone(), S.clone())
-    grams.step(factor)
+    # the terms of Eq. 8 no step changes: λI, and the key layers it sums over but the edit keeps
+    Q_fixed, X_fixed = cfg.reg_lamb * torch.eye(d, dtype=F64), 0
+    if not cfg.edit_keys:
+        S_keys = request.targets.gram("k")
+        Q_fixed, X_fixed = Q_fixed + S_keys, C_full @ S_keys
+    eq8 = _Eq8(S, C_full)
+    eq8.step(factor)
     factors = [factor]
     for _ in range(cfg.epochs):
-        S_cur, S_cross = grams.Z, grams.Y.T
-        if S_fixed is not None:  # Eq. 8 sums over every K and V layer
-            S_cur, S_cross = S_cur + S_fixed, S_cross + S_fixed
-        C_adv = regenerating_embeddings(S_cur, S_cross, C_full, cfg.reg_lamb)
+        C_adv = _eq8_solve(eq8.Z + Q_fixed, (eq8.X + X_fixed).T, cfg.reg_lamb).T  # [n_c L, d], Q symmetric
         pairs = ErasePairs(C_adv, guide_rows, guide_of)
         step = ridge_factor(pairs, K, lamb=cfg.lamb, erase_scale=cfg.erase_scale, keep_weights=keep_w)
         factor = factor.then(step)
         factors.append(factor)
-        if len(factors) <= cfg.epochs:  # the last step's grams are never read
-            grams.step(step)
+        if len(factors) <= cfg.epochs:  # the last step's Eq. 8 terms are never read
+            eq8.step(step)
     layers = request.layers(edit_keys=cfg.edit_keys)
 
     def build(epoch: int) -> Edit:
