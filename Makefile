@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 
 demo: $(STAMP)
-	$(BIN)/python -m erasekit.demo --out out/demo
+	$(BIN)/erasekit demo --out out/demo
 
 bench: $(STAMP)
 	$(BIN)/python bench/closed_form.py --threads 2

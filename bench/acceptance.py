@@ -22,9 +22,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._timing import pin_threads
+from erasekit.compare_report import markdown
 
 from erasekit import compare
-from erasekit.compare_report import markdown
 
 
 def main() -> None:

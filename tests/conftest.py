@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from erasekit.testing import tiny_pipeline
+from erasekit.worlds.tiny import tiny_pipeline
 
 
 @pytest.fixture(autouse=True)

@@ -80,13 +80,13 @@ def _nan_in_file(pipe, tmp):
 
 
 def _for_another_model(pipe, tmp):
-    from erasekit.testing import tiny_pipeline
+    from erasekit.worlds.tiny import tiny_pipeline
 
     Edit.load(_saved(tiny_pipeline("sd1", seed=3), tmp)).apply(pipe)
 
 
 def _other_architecture(pipe, tmp):
-    from erasekit.testing import tiny_pipeline
+    from erasekit.worlds.tiny import tiny_pipeline
 
     Edit.load(_saved(tiny_pipeline("sdxl"), tmp)).apply(pipe)
 
@@ -128,7 +128,7 @@ def _missing_edit_file(pipe, tmp):
 
 CASES = [
     # (what, call, error type, words the message must contain)
-    ("empty concept list", _erase(concepts=[]), ConfigError, "at least one concept"),
+    ("empty concept list", _erase(concepts=[]), ConfigError, "at least one"),
     ("concept with no token", _erase(concepts=["   "]), ConfigError, "tokenises to nothing"),
     ("concept longer than the context", _erase(concepts=["dog " * 80]), ConfigError, "context holds 75"),
     ("unknown method", _erase(method="rcee"), UnknownMethodError, "Did you mean 'rece'"),
@@ -137,7 +137,7 @@ CASES = [
     ("bad choice", _erase(method="uce", tokens="first"), ConfigError, "one of 'span', 'last'"),
     ("negative lambda", _erase(method="uce", lamb=-1.0), ConfigError, "must be > 0"),
     ("negative RECE lambda", _erase(method="rece", reg_lamb=-0.1), ConfigError, "reg_lamb must be > 0"),
-    ("unknown preset", _erase(method="rece", preset="nudes"), ConfigError, "presets: nudity"),
+    ("unknown settings", _erase(method="rece", settings="nudes"), ConfigError, "settings: nudity"),
     ("guides do not match", _erase(concepts=["a", "b", "c"], guides=["x", "y"]), ConfigError, "3 concepts but 2"),
     ("ill-conditioned system", _erase(method="uce", lamb=1e-30), NumericalError, "Raise λ"),
     (
@@ -180,7 +180,7 @@ def test_refused_output_is_left_untouched(tiny_pipe, tmp_path):
 
 
 def test_failed_save_leaves_no_temp_file(tiny_pipe, tmp_path, monkeypatch):
-    import erasekit.edit as edit_module
+    import erasekit.edit_file as edit_module
 
     def boom(*a, **k):
         raise OSError("disk full")

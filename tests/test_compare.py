@@ -7,10 +7,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from erasekit import compare
 from erasekit.cli import app
-from erasekit.compare_report import goals, markdown, report_html
 from erasekit.errors import ConfigError, OutputExistsError, UnknownMethodError
+from erasekit.evaluate import compare
+from erasekit.evaluate.compare.report import goals, markdown, report_html
 from erasekit.worlds import embedded
 
 SETTINGS = compare.Settings(n_prompts=2, budget=3)

@@ -7,9 +7,9 @@ import torch
 from safetensors.torch import save_file
 
 import erasekit
-from erasekit import Edit
+from erasekit import Edit, edit_file
 from erasekit.errors import EditStateError, FingerprintMismatchError
-from erasekit.testing import tiny_pipeline
+from erasekit.worlds.tiny import tiny_pipeline
 
 
 def unet_state(pipe):
@@ -129,7 +129,7 @@ def test_fp16_model_is_solved_in_fp32_and_cast_back():
 
 def test_plain_lora_without_erasekit_metadata_loads_with_a_warning(tiny_pipe, tmp_path, caplog):
     edit = erasekit.erase(tiny_pipe, ["dog"], method="uce")
-    save_file(edit.state_dict(), tmp_path / "plain.safetensors")
+    save_file(edit_file.state_dict(edit.updates), tmp_path / "plain.safetensors")
     loaded = Edit.load(tmp_path / "plain.safetensors")
     assert "without erasekit metadata" in caplog.text
     assert loaded.fingerprint is None and loaded.info["metadata_missing"]

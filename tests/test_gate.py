@@ -18,7 +18,7 @@ def unet_out(pipe, states):
 
 
 def states_of(pipe, prompt="a painting by van gogh"):
-    return erasekit.concepts.PipelineEncoder(pipe)([prompt]).states
+    return erasekit.text.TextEncoder(pipe)([prompt]).states
 
 
 def gated(edit: Edit, *, always: bool) -> Edit:

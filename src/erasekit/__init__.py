@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__
+from .api import erase
 from .edit import Edit
-from .erase import erase
 from .methods import available as list_methods
-from .pipeline import load_pipeline
+from .worlds import load_pipeline
 
 __all__ = ["Edit", "__version__", "erase", "list_methods", "load_pipeline"]

@@ -9,113 +9,17 @@ that selection so that our edits equal theirs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
 
-from .errors import ConfigError, NumericalError
+from .errors import ConfigError
+from .text import PromptEncoder
 
 TokenSpan = Literal["span", "last"]
 GuideAlignment = Literal["reference", "skip_bos"]
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """Token states of a batch of prompts.
-
-    Attributes:
-        states: ``[B, L, d]`` float32 text-encoder outputs, padded to the encoder's context.
-        last_word: ``[B]`` index of each prompt's last word token (0 = only BOS/EOS).
-    """
-
-    states: Tensor
-    last_word: Tensor
-
-
-class PromptEncoder(Protocol):
-    """What the methods need from a text encoder: ``encoder(texts) -> Encoded``."""
-
-    max_length: int
-
-    def __call__(self, texts: Sequence[str]) -> Encoded: ...
-
-
-@dataclass
-class EmbeddingCache:
-    """Prompt -> (states ``[L, d]``, last word index). Owned by the caller, passed in explicitly."""
-
-    rows: dict[str, tuple[Tensor, int]] = field(default_factory=dict)
-
-
-class PipelineEncoder:
-    """Encodes prompts as a diffusers pipeline does before its U-Net sees them.
-
-    SD 1.x / 2.x and the embedded world: ``text_encoder(input_ids)[0]``. SDXL: the penultimate
-    hidden states of both text encoders, concatenated on the feature axis, as
-    ``StableDiffusionXLPipeline.encode_prompt`` does with ``clip_skip=None``. The last word index
-    is read from the first tokenizer's attention mask, as UCE does (``mask.sum() - 2``).
-    """
-
-    def __init__(self, pipe: Any, *, cache: EmbeddingCache | None = None, batch_size: int = 32):
-        if getattr(pipe, "tokenizer", None) is None or getattr(pipe, "text_encoder", None) is None:
-            raise ConfigError(
-                f"{type(pipe).__name__} has no tokenizer/text_encoder: erasekit encodes concepts with the "
-                "pipeline's own text encoder. Load the full pipeline, not only its U-Net."
-            )
-        self.pipe = pipe
-        self.cache = cache if cache is not None else EmbeddingCache()
-        self.batch_size = batch_size
-        self.max_length = int(pipe.tokenizer.model_max_length)
-        self._pairs = [(pipe.tokenizer, pipe.text_encoder)]
-        if getattr(pipe, "text_encoder_2", None) is not None and getattr(pipe, "tokenizer_2", None) is not None:
-            self._pairs.append((pipe.tokenizer_2, pipe.text_encoder_2))
-
-    def __call__(self, texts: Sequence[str]) -> Encoded:
-        missing = [t for t in dict.fromkeys(texts) if t not in self.cache.rows]
-        for start in range(0, len(missing), self.batch_size):
-            batch = missing[start : start + self.batch_size]
-            states, last_word = self._encode(batch)
-            for text, s, i in zip(batch, states, last_word.tolist()):
-                self.cache.rows[text] = (s, i)
-        rows = [self.cache.rows[t] for t in texts]
-        return Encoded(torch.stack([r[0] for r in rows]), torch.tensor([r[1] for r in rows]))
-
-    @torch.no_grad()
-    def _encode(self, texts: list[str]) -> tuple[Tensor, Tensor]:
-        parts, last_word = [], None
-        for tokenizer, encoder in self._pairs:
-            tokens = tokenizer(
-                texts, padding="max_length", max_length=self.max_length, truncation=True, return_tensors="pt"
-            )
-            ids = tokens.input_ids.to(encoder.device)
-            if len(self._pairs) == 1:
-                parts.append(encoder(ids)[0])
-            else:
-                parts.append(encoder(ids, output_hidden_states=True).hidden_states[-2])
-            if last_word is None:
-                last_word = tokens.attention_mask.sum(dim=1) - 2
-        states = torch.cat(parts, dim=-1).float().cpu()  # [B, L, d]
-        if not torch.isfinite(states).all():
-            raise NumericalError(
-                "The text encoder returned NaN/Inf embeddings: its weights are corrupt or it runs in a dtype "
-                "that overflows. Reload the text encoder, or load it in float32."
-            )
-        assert last_word is not None, "at least one tokenizer/encoder pair"
-        return states, last_word
-
-    def check_concept(self, text: str) -> None:
-        """Raise :class:`ConfigError` if ``text`` has no word token or overflows the context."""
-        tokenizer = self._pairs[0][0]
-        n_words = len(tokenizer(text, add_special_tokens=False).input_ids)
-        if n_words == 0:
-            raise ConfigError(f"Concept {text!r} tokenises to nothing (no word token): give a word or phrase to erase.")
-        if n_words + 2 > self.max_length:
-            raise ConfigError(
-                f"Concept {text!r} has {n_words} tokens but the text encoder's context holds "
-                f"{self.max_length - 2} words: shorten it, or split it into several concepts."
-            )
 
 
 @dataclass(frozen=True)

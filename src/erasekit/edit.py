@@ -2,9 +2,8 @@
 
 An edit never touches a model on disk. ``apply`` adds the updates in place and keeps the original
 weights, ``remove`` puts those originals back (bit-identical: ``W + ΔW − ΔW`` is not ``W`` in
-floating point), and several edits compose. ``save`` writes a safetensors file in the key layout
-``pipe.load_lora_weights`` reads (``unet.<layer>.lora_A.weight`` / ``lora_B.weight``, alpha = rank),
-with erasekit's own metadata (method, config, concepts, base fingerprint) beside diffusers'.
+floating point), and several edits compose. ``save`` and ``load`` go through
+:mod:`erasekit.edit_file` (the LoRA layouts diffusers reads, with erasekit's metadata).
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -21,28 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from .errors import (
-    EditFileError,
-    EditStateError,
-    FingerprintMismatchError,
-    MissingWeightsError,
-    NumericalError,
-    OutputError,
-    OutputExistsError,
-)
+from . import edit_file
+from ._version import __version__
+from .edit_file import EditFormat
+from .errors import EditFileError, EditStateError, FingerprintMismatchError
 from .gate import TokenGate, sync_processors
-from .targets import find_targets
+from .targets import denoiser, find_targets
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "unet."
-META_KEY = "erasekit"
-GATE_PREFIX = "erasekit_lora_gate."  # diffusers wants "lora" in every key, and reads only "unet." ones
-LORA_META_KEY = "lora_adapter_metadata"  # diffusers' key, read by load_lora_weights
 _APPLIED = "_erasekit_applied"  # on a U-Net: the applied edits and the weights they replaced
 
 
@@ -93,7 +80,7 @@ class Edit:
             for t in self.updates[name]:
                 h.update(name.encode())
                 h.update(t.contiguous().numpy().tobytes())
-        for name, t in sorted(self._gate_tensors().items()):
+        for name, t in sorted(edit_file.gate_tensors(self.gate).items()):
             h.update(name.encode())
             h.update(t.numpy().tobytes())
         return h.hexdigest()[:16]
@@ -181,10 +168,31 @@ class Edit:
             W.copy_((W.float() + B.to(W.device) @ A.to(W.device)).to(W.dtype))
         return originals
 
+    def summary(self, *, brief: bool = False) -> dict[str, Any]:
+        """What every command prints about an edit, JSON-able.
+
+        ``brief``: only what identifies it (method, concepts, fingerprint, id), for run records.
+        """
+        ident = {"method": self.method, "concepts": self.concepts, "fingerprint": self.fingerprint, "id": self.id}
+        if brief:
+            return ident
+        gate = None
+        if self.gate is not None:
+            gate = {**self.gate.scalars(), "rank": self.gate.basis.shape[1], "note": self.info.get("gate_note", "")}
+        return {
+            **ident,
+            "guides": self.guides,
+            "preserve": self.preserve,
+            "layers": len(self.updates),
+            "ranks": sorted({B.shape[1] for B, _ in self.updates.values()}),
+            "parameters": self.n_params,
+            "gate": gate,
+            "config": self.config,
+            "info": self.info,
+        }
+
     # ---- files -------------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
-        from . import __version__
-
         return {
             "method": self.method,
             "config": self.config,
@@ -197,131 +205,29 @@ class Edit:
             **({"gate": self.gate.scalars()} if self.gate is not None else {}),
         }
 
-    def _gate_tensors(self) -> dict[str, Tensor]:
-        if self.gate is None:
-            return {}
-        return {f"{GATE_PREFIX}{k}": v.float() for k, v in self.gate.tensors().items()}
-
-    def state_dict(self) -> dict[str, Tensor]:
-        """``unet.<layer>.lora_A.weight`` / ``lora_B.weight`` tensors, as diffusers' loader reads them."""
-        sd, seen = {}, set()
-        for name, (B, A) in self.updates.items():
-            for key, t in ((f"{PREFIX}{name}.lora_A.weight", A), (f"{PREFIX}{name}.lora_B.weight", B)):
-                # closed forms share one A across layers; a file needs one tensor per key
-                sd[key] = t.clone() if t.untyped_storage().data_ptr() in seen else t.contiguous()
-                seen.add(t.untyped_storage().data_ptr())
-        return sd
-
-    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-        """Write the edit as a LoRA safetensors file, atomically (temp file + rename).
+    def save(
+        self, path: str | os.PathLike[str], *, overwrite: bool = False, format: EditFormat = "diffusers"
+    ) -> Path:
+        """Write the edit as a LoRA safetensors file, atomically (see :mod:`erasekit.edit_file`).
 
         Raises:
             OutputExistsError: ``path`` exists and ``overwrite`` is False.
-            OutputError: the folder does not exist or is not writable.
+            OutputError: the folder does not exist or is not writable, or ``path`` is a folder.
         """
-        path = Path(path)
-        if path.exists() and not overwrite:
-            raise OutputExistsError(f"{path} exists; choose another name or pass overwrite=True (CLI: --overwrite).")
-        folder = path.parent if str(path.parent) else Path(".")
-        if not folder.is_dir():
-            raise OutputError(f"Output folder {folder} does not exist: create it first (mkdir -p {folder}).")
-        ranks = {name: B.shape[1] for name, (B, _) in self.updates.items()}
-        r = max(set(ranks.values()), key=list(ranks.values()).count) if ranks else 0
-        pattern = {name: rank for name, rank in ranks.items() if rank != r}
-        lora_meta = {
-            f"{PREFIX}r": r,
-            f"{PREFIX}lora_alpha": r,
-            f"{PREFIX}rank_pattern": pattern,
-            f"{PREFIX}alpha_pattern": pattern,
-            f"{PREFIX}target_modules": sorted(self.updates),
-        }
-        meta = {"format": "pt", LORA_META_KEY: json.dumps(lora_meta), META_KEY: json.dumps(self.metadata())}
-        try:
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-        except OSError as e:
-            raise OutputError(f"Cannot write to {folder}: {e.strerror}. Choose a writable folder.") from e
-        os.close(fd)
-        try:
-            save_file({**self.state_dict(), **self._gate_tensors()}, tmp, metadata=meta)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        return edit_file.write(self, path, overwrite=overwrite, format=format)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Edit:
-        """Read an edit (or any peft-style LoRA of a U-Net) from a safetensors file.
+        """Read an edit (or a LoRA of a U-Net in a layout diffusers reads) from a safetensors file.
 
         A LoRA without erasekit metadata loads with a warning and no fingerprint to check.
 
         Raises:
             MissingWeightsError: no such file.
-            EditFileError: not safetensors, truncated, or no ``lora_A``/``lora_B`` pairs.
+            EditFileError: not safetensors, truncated, or no LoRA pairs.
             NumericalError: the file holds NaN or Inf.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise MissingWeightsError(f"Edit file {path} not found. Make one with `erasekit erase ... -o {path}`.")
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except (SafetensorError, OSError, ValueError) as e:
-            raise EditFileError(
-                f"{path} is not a readable safetensors file ({e}); it may be truncated or another format. "
-                "erasekit edits and LoRA files are safetensors: re-create or re-download it."
-            ) from e
-        updates = _lora_pairs(tensors, meta, path)
-        if META_KEY not in meta:
-            logger.warning(
-                "%s is a LoRA file without erasekit metadata: method, concepts and fingerprint unknown.", path
-            )
-            return cls(updates, info={"metadata_missing": True})
-        m = json.loads(meta[META_KEY])
-        gate = None
-        if "gate" in m:
-            parts = {k.removeprefix(GATE_PREFIX): v for k, v in tensors.items() if k.startswith(GATE_PREFIX)}
-            if set(parts) != {"basis", "mean"}:
-                raise EditFileError(f"{path} is a gated edit but lacks its gate tensors: the file is incomplete.")
-            gate = TokenGate(
-                parts["basis"], parts["mean"], float(m["gate"]["sharpness"]), float(m["gate"]["threshold"])
-            )
-        return cls(
-            updates,
-            method=m.get("method", "unknown"),
-            config=m.get("config", {}),
-            concepts=m.get("concepts", []),
-            guides=m.get("guides", []),
-            preserve=m.get("preserve", []),
-            fingerprint=m.get("fingerprint"),
-            info={**m.get("info", {}), "erasekit_version": m.get("erasekit_version")},
-            gate=gate,
-        )
-
-
-def _lora_pairs(tensors: dict[str, Tensor], meta: dict[str, str], path: Path) -> dict[str, tuple[Tensor, Tensor]]:
-    """``{layer: (B, A)}`` from peft-style keys, with each module's alpha/rank scale folded into B."""
-    lora = json.loads(meta[LORA_META_KEY]) if LORA_META_KEY in meta else {}
-    lora = {k.removeprefix(PREFIX): v for k, v in lora.items()}
-    updates = {}
-    for key, A in tensors.items():
-        if ".lora_A." not in key:
-            continue
-        name = key.removeprefix(PREFIX).split(".lora_A.")[0]
-        B = tensors.get(key.replace(".lora_A.", ".lora_B."))
-        if B is None:
-            raise EditFileError(f"{path} has {key} but no matching lora_B: the file is incomplete.")
-        rank = A.shape[0]
-        alpha = lora.get("alpha_pattern", {}).get(name, lora.get("lora_alpha", rank))
-        updates[name] = ((B.float() * (alpha / rank)).contiguous(), A.float().contiguous())
-    if not updates:
-        raise EditFileError(
-            f"{path} holds no LoRA pairs (keys like 'unet.<layer>.lora_A.weight'): it is not an edit or U-Net LoRA."
-        )
-    if not all(torch.isfinite(t).all() for pair in updates.values() for t in pair):
-        raise NumericalError(f"{path} holds NaN or Inf weights: the edit is corrupt. Re-create it.")
-    return updates
+        return cls(**edit_file.read(path))
 
 
 def applied_gates(unet: nn.Module) -> list[tuple[TokenGate, dict[str, tuple[Tensor, Tensor]]]]:
@@ -336,7 +242,7 @@ def _sync_gates(unet: nn.Module) -> None:
 
 
 def _unet(pipe: Any) -> nn.Module:
-    return pipe.unet if hasattr(pipe, "unet") else pipe
+    return denoiser(pipe)
 
 
 def base_weights(unet: nn.Module) -> dict[str, Tensor]:

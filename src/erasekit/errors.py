@@ -15,15 +15,39 @@ class ConfigError(ErasekitError, ValueError):
     """A hyper-parameter, concept list or option is invalid."""
 
 
-class UnknownMethodError(ErasekitError, KeyError):
-    """No method (or attack) is registered under that name."""
+class PromptsFileError(ConfigError):
+    """A prompts CSV is missing, unreadable, empty or lacks columns."""
+
+
+class UnknownNameError(ErasekitError, KeyError):
+    """No method, attack, metric or world is registered under that name."""
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
 
 
+class UnknownMethodError(UnknownNameError):
+    """No erasure method is registered under that name."""
+
+
+class UnknownAttackError(UnknownNameError):
+    """No attack is registered under that name."""
+
+
+class UnknownMetricError(UnknownNameError):
+    """No metric is registered under that name."""
+
+
+class UnknownWorldError(UnknownNameError):
+    """No world is registered under that name."""
+
+
 class RegistryError(ErasekitError, RuntimeError):
-    """A method was registered twice under one name."""
+    """A name was registered twice in one registry."""
+
+
+class UnsupportedModelError(ErasekitError, TypeError):
+    """A pipeline class erasekit has no text path for."""
 
 
 class NoTargetsError(ErasekitError, LookupError):

@@ -1,26 +1,24 @@
-"""``load_pipeline``: the embedded world, a tiny random model, or a local diffusers pipeline.
+"""Loading a local diffusers pipeline, and the device and dtype names every loader accepts.
 
 erasekit never downloads: a hub id is looked up in the local Hugging Face cache only
-(``local_files_only=True``) and weights load from safetensors only.
+(``local_files_only=True``) and weights load from safetensors only. Named worlds (the embedded
+model, the tiny random ones) are loaded by :func:`erasekit.worlds.load_pipeline`, which falls back
+to :func:`load_local` for anything else.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import torch
 
 from .errors import ConfigError, MissingWeightsError
 
-logger = logging.getLogger(__name__)
-
 DTYPES = {
     "float32": torch.float32, "fp32": torch.float32,
     "float16": torch.float16, "fp16": torch.float16,
     "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
 }  # fmt: skip
-TINY = {"tiny-sd1": "sd1", "tiny-sd2": "sd2", "tiny-sdxl": "sdxl"}
 
 
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
@@ -55,32 +53,21 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
-def load_pipeline(
-    name_or_path: str = "embedded", *, device: str | torch.device | None = "cpu", dtype: str | torch.dtype | None = None
+def load_local(
+    name_or_path: str, *, device: str | torch.device | None = "cpu", dtype: str | torch.dtype | None = None
 ) -> Any:
-    """A text-to-image pipeline by name or path.
+    """A diffusers pipeline from a local folder or the local Hugging Face cache, never downloaded.
 
     Args:
-        name_or_path: ``"embedded"`` (the shipped default world), ``"tiny-sd1"`` / ``"tiny-sd2"`` /
-            ``"tiny-sdxl"`` (tiny random models for smoke tests), a local diffusers folder, or a hub
-            id already in the local Hugging Face cache.
+        name_or_path: a folder holding ``model_index.json``, or a hub id already in the cache.
         device: ``"cpu"``, ``"cuda"``, ``"auto"``, ...
-        dtype: ``"float32"``, ``"fp16"``, ``"bf16"`` or None for the checkpoint's dtype.
+        dtype: ``"float32"``, ``"fp16"``, ``"bf16"`` or None for float32.
 
     Raises:
         MissingWeightsError: the model is not available locally (the message says how to provide it).
         ConfigError: bad device or dtype.
     """
     dev, torch_dtype = resolve_device(device), resolve_dtype(dtype)
-    if name_or_path == "embedded":
-        from .worlds import embedded
-
-        return embedded.load_pipeline(device=dev, dtype=torch_dtype)
-    if name_or_path in TINY:
-        from .testing import tiny_pipeline
-
-        logger.info("%s is a tiny model with random weights: its images are noise.", name_or_path)
-        return tiny_pipeline(TINY[name_or_path]).to(device=dev, dtype=torch_dtype)  # type: ignore[arg-type]
     from diffusers import DiffusionPipeline
 
     try:
@@ -92,7 +79,7 @@ def load_pipeline(
             f"No diffusers pipeline found at {name_or_path!r} locally ({type(e).__name__}: {str(e)[:200]}). "
             "erasekit never downloads weights: pass a local folder holding model_index.json, or fetch the "
             f"model on a connected machine (`huggingface-cli download {name_or_path}`) so that it sits in "
-            "the Hugging Face cache. Use --model embedded for the built-in model."
+            "the Hugging Face cache."
         ) from e
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(dev)

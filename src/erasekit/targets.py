@@ -1,9 +1,13 @@
-"""Cross-attention key/value projections: the layers a closed-form erasure edits.
+"""Where text enters the denoiser: the layers a closed-form erasure edits.
 
-Text reaches a diffusers U-Net through ``attn.to_k(encoder_hidden_states)`` and
-``attn.to_v(encoder_hidden_states)`` of every cross-attention ``Attention`` module. Those
-``nn.Linear`` layers are the targets; they are named as the module path in the U-Net, which is
-also how diffusers' LoRA loader spells them (``unet.<name>.lora_A.weight``).
+A text-to-image model reads the prompt's token states through a few linear maps, and erasure edits
+exactly those. In a U-Net (SD 1.x, 2.x, SDXL, the embedded world) they are the cross-attention
+``attn.to_k(encoder_hidden_states)`` and ``attn.to_v(encoder_hidden_states)`` of every ``Attention``
+module with ``is_cross_attention``: :func:`find_targets` collects them, named by their module path
+in the U-Net, which is how diffusers' LoRA loader spells them (``unet.<name>.lora_A.weight``).
+An MMDiT (SD3, Flux) reads text through its ``context_embedder`` and the joint attention's
+``add_k_proj`` / ``add_v_proj``: that is the next case :func:`denoiser` and :func:`find_targets`
+will name; today such a pipeline gets an :class:`UnsupportedModelError`.
 """
 
 from __future__ import annotations
@@ -11,13 +15,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from diffusers.models.attention_processor import Attention
 from torch import Tensor, nn
 
-from .errors import NoTargetsError, NumericalError
+from .errors import NoTargetsError, NumericalError, UnsupportedModelError
 
 Projection = Literal["k", "v"]
 
@@ -49,9 +53,6 @@ class Targets:
 
     def __len__(self) -> int:
         return len(self.items)
-
-    def by_name(self) -> dict[str, Target]:
-        return {t.name: t for t in self.items}
 
     @property
     def n_params(self) -> int:
@@ -95,6 +96,24 @@ class Targets:
                     S += (W.T @ W).cpu().double()
             self._grams[kind] = S
         return self._grams[kind]
+
+
+def denoiser(pipe: Any) -> nn.Module:
+    """The module text enters: the pipeline's U-Net (or ``pipe`` itself when it is a bare U-Net).
+
+    Raises:
+        UnsupportedModelError: no U-Net (an MMDiT pipeline such as SD3 or Flux, or not a pipeline).
+    """
+    if isinstance(pipe, nn.Module) and not hasattr(pipe, "unet"):
+        return pipe
+    unet = getattr(pipe, "unet", None)
+    if not isinstance(unet, nn.Module):
+        raise UnsupportedModelError(
+            f"{type(pipe).__name__} has no U-Net whose cross-attention reads the text: erasekit supports "
+            "StableDiffusionPipeline (SD 1.x, 2.x), StableDiffusionXLPipeline (SDXL) and the worlds' pipelines. "
+            "MMDiT pipelines (SD3, Flux), whose text enters through context_embedder, are not supported yet."
+        )
+    return unet
 
 
 def find_targets(unet: nn.Module, *, edit_keys: bool = True) -> Targets:

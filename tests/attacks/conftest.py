@@ -6,7 +6,7 @@ import torch
 
 import erasekit
 from erasekit.attacks import Sampling
-from erasekit.testing import tiny_pipeline
+from erasekit.worlds.tiny import tiny_pipeline
 
 FAST = Sampling(steps=2)  # two denoising steps: every code path, little time
 

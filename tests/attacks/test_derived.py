@@ -9,8 +9,8 @@ from torch.testing import assert_close
 from erasekit import Edit
 from erasekit.attacks import attack
 from erasekit.attacks.derived import grams
+from erasekit.closed_form import regenerating_embeddings
 from erasekit.gate import TokenGate
-from erasekit.methods.rece import regenerating_embeddings
 from erasekit.targets import find_targets
 
 from .conftest import FAST, same_state, unet_state

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from erasekit.attacks import attack
-from erasekit.attacks._denoise import paper_timesteps, split_steps
 from erasekit.attacks.discrete import project_simplex
+from erasekit.diffusion import paper_timesteps, split_steps
 
 from .conftest import FAST, BrightJudge
 

@@ -12,8 +12,7 @@ from transformers import BertConfig, BertModel
 
 import erasekit
 from erasekit.attacks import attack
-from erasekit.attacks._text import TextModel
-from erasekit.concepts import PipelineEncoder
+from erasekit.text import TextEncoder
 from erasekit.worlds.embedded.model import UNetSpec, build_unet, sampling_scheduler
 from erasekit.worlds.embedded.pipeline import EmbeddedPipeline
 from erasekit.worlds.embedded.text import load_tokenizer
@@ -49,7 +48,7 @@ def world(tokenizer):
 def test_text_states_are_the_pipelines(world):
     pipe, _ = world
     prompts = ["a red car", "a painting of a blue house by van gogh"]
-    torch.testing.assert_close(TextModel(pipe).encode_text(prompts), PipelineEncoder(pipe)(prompts).states)
+    torch.testing.assert_close(TextEncoder(pipe).encode_text(prompts), TextEncoder(pipe)(prompts).states)
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 
 from erasekit.attacks import available, get, register
 from erasekit.attacks.derived import DerivedConfig
-from erasekit.errors import ConfigError, ErasekitError, RegistryError, UnknownMethodError
+from erasekit.errors import ConfigError, ErasekitError, RegistryError, UnknownAttackError
 
 
 def test_the_four_attacks_are_registered_with_frozen_configs():
@@ -24,7 +24,7 @@ def test_hyphen_and_underscore_name_the_same_attack():
 
 
 def test_unknown_attack_suggests_the_closest_name():
-    with pytest.raises(UnknownMethodError, match="Did you mean 'ringabell'") as info:
+    with pytest.raises(UnknownAttackError, match="Did you mean 'ringabell'") as info:
         get("ring-a-bell")
     assert isinstance(info.value, ErasekitError) and isinstance(info.value, KeyError)
     assert "derived, discrete, ringabell, soft_prompt" in str(info.value)

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from erasekit.attacks import attack
-from erasekit.attacks._text import TextModel
 from erasekit.attacks.genetic import genetic_search
 from erasekit.attacks.pairs import WITH, WITHOUT, pairs_for, read_pairs, template_pairs
 from erasekit.attacks.ringabell import concept_vector
 from erasekit.errors import ConfigError
+from erasekit.text import TextEncoder
 
 from .conftest import FAST
 
@@ -27,7 +27,7 @@ def test_concept_vector_is_the_mean_pair_difference(edited, pairs_csv):
     ids = lambda t: pipe.tokenizer(t, padding="max_length", max_length=77, return_tensors="pt").input_ids  # noqa: E731
     with torch.no_grad():
         diffs = [pipe.text_encoder(ids(a))[0][0] - pipe.text_encoder(ids(b))[0][0] for a, b in pairs]
-    torch.testing.assert_close(concept_vector(TextModel(pipe), pairs), sum(diffs) / 3)
+    torch.testing.assert_close(concept_vector(TextEncoder(pipe), pairs), sum(diffs) / 3)
 
 
 def test_ringabell_adds_eta_times_the_vector_to_each_prompt(edited, never, pairs_csv):
@@ -38,7 +38,7 @@ def test_ringabell_adds_eta_times_the_vector_to_each_prompt(edited, never, pairs
     )  # fmt: skip
     v = result.tensors["concept_vector"]
     assert v.shape == (77, 32) and result.info["n_pairs"] == 3 and result.info["pairs"] == str(pairs_csv)
-    plain = TextModel(pipe).encode_text(["a cat", "a dog"])
+    plain = TextEncoder(pipe).encode_text(["a cat", "a dog"])
     for case, states in zip(result.cases, plain):
         torch.testing.assert_close(case.outcome.prompt_embeds, states + 0.9 * v)
         assert case.outcome.adversarial_prompt is None

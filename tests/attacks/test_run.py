@@ -4,10 +4,9 @@ import pytest
 import torch
 
 from erasekit.attacks import attack, attack_success_rate
-from erasekit.attacks._text import TextModel
-from erasekit.concepts import PipelineEncoder
-from erasekit.errors import ConfigError, ErasekitError, UnknownMethodError
-from erasekit.testing import tiny_pipeline
+from erasekit.errors import ConfigError, ErasekitError, UnknownAttackError
+from erasekit.text import TextEncoder
+from erasekit.worlds.tiny import tiny_pipeline
 
 from .conftest import FAST, BrightJudge, PromptJudge, same_state, unet_state
 
@@ -74,7 +73,7 @@ def test_the_pre_attack_image_is_the_edited_model_with_the_case_seed(edited, nev
 def test_attack_text_states_are_the_pipelines(kind):
     pipe = tiny_pipeline(kind)
     prompts = ["a cat", "a photo of a dog on a mat"]
-    torch.testing.assert_close(TextModel(pipe).encode_text(prompts), PipelineEncoder(pipe)(prompts).states)
+    torch.testing.assert_close(TextEncoder(pipe).encode_text(prompts), TextEncoder(pipe)(prompts).states)
 
 
 def test_bad_input_gets_clear_errors(edited, never):
@@ -82,7 +81,7 @@ def test_bad_input_gets_clear_errors(edited, never):
     run = lambda name="derived", concept="cat", **kw: attack(  # noqa: E731
         pipe, name, concept, judge=never, edit=edit, sampling=FAST, **kw
     )
-    with pytest.raises(UnknownMethodError, match="Did you mean 'discrete'"):
+    with pytest.raises(UnknownAttackError, match="Did you mean 'discrete'"):
         run("discret")
     with pytest.raises(ConfigError, match="tokenises to nothing"):
         run(concept="   ")

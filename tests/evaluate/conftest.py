@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import erasekit
-from erasekit.evaluate import parse_preset
+from erasekit.evaluate import parse_protocol
 
 
 class StubJudge:
@@ -53,7 +53,7 @@ TINY_PRESET = {
 
 @pytest.fixture
 def tiny_preset():
-    return parse_preset(TINY_PRESET)
+    return parse_protocol(TINY_PRESET)
 
 
 @pytest.fixture

@@ -6,12 +6,13 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import erasekit
+from erasekit import worlds
+from erasekit.cli import evaluate as eval_cli
 from erasekit.errors import ConfigError, ErasekitError, MissingWeightsError, OutputError
 from erasekit.evaluate import AttackExample, AttackRecord, evaluate
-from erasekit.evaluate import cli as eval_cli
 from erasekit.metrics import GROUPS, mace_h_o
 
-SCHEMA_KEYS = {"model", "edit", "preset", "n_images", "metrics", "timing"}
+SCHEMA_KEYS = {"model", "edit", "protocol", "preset", "n_images", "metrics", "timing"}
 
 
 def test_evaluate_writes_metrics_json_in_the_design_schema(
@@ -19,7 +20,7 @@ def test_evaluate_writes_metrics_json_in_the_design_schema(
 ):
     attack = AttackRecord("soft_prompt", 0.25, [AttackExample("<v*> monet", Image.new("RGB", (8, 8)), True, "emb")])
     result = evaluate(
-        tiny_preset, model="tiny-sd1", out=tmp_path, edit=monet_edit, pipe=tiny_pipe, judge_loader=stub_judge,
+        tiny_preset, model="tiny-sd1", world="embedded", out=tmp_path, edit=monet_edit, pipe=tiny_pipe, judge_loader=stub_judge,
         progress=False, attacks=[attack],
     )  # fmt: skip
     assert SCHEMA_KEYS <= set(result) and list(result["metrics"]) == list(GROUPS)
@@ -48,7 +49,7 @@ def test_evaluate_writes_metrics_json_in_the_design_schema(
         raise AssertionError("a finished run is scored again without loading the model")
 
     monkeypatch.setattr(erasekit, "load_pipeline", no_model)
-    again = evaluate(tiny_preset, model="tiny-sd1", out=tmp_path, edit=monet_edit, judge_loader=stub_judge,
+    again = evaluate(tiny_preset, model="tiny-sd1", world="embedded", out=tmp_path, edit=monet_edit, judge_loader=stub_judge,
                      progress=False)  # fmt: skip
     assert again["metrics"] == {**m, "asr": {}} and again["timing"]["generate_s"] == 0.0
 
@@ -56,10 +57,12 @@ def test_evaluate_writes_metrics_json_in_the_design_schema(
 def test_user_prompts_without_a_preset_make_images_only(tiny_pipe, tmp_path):
     csv = tmp_path / "p.csv"
     csv.write_text("prompt,seed\na red car,3\na dog,4\n")
-    result = evaluate(None, model="tiny-sd1", out=tmp_path / "run", prompts_csv=csv, pipe=tiny_pipe, progress=False)
+    result = evaluate(
+        None, model="tiny-sd1", world="embedded", out=tmp_path / "run", prompts_csv=csv, pipe=tiny_pipe, progress=False
+    )
     assert result["n_images"] == 2 and all(not v for v in result["metrics"].values())
     assert (tmp_path / "run" / "images" / "edited" / "prompts" / "00001_s4.png").is_file()
-    with pytest.raises(ConfigError, match=r"--preset NAME.*--prompts FILE"):
+    with pytest.raises(ConfigError, match=r"--protocol NAME.*--prompts FILE"):
         evaluate(None, out=tmp_path / "x")
 
 
@@ -98,7 +101,7 @@ def test_cli_generate_then_evaluate_json(monet_edit, tmp_path):
 
 
 def test_cli_errors_are_erasekit_errors(tmp_path):
-    with pytest.raises(ErasekitError, match="--weights expects NAME=PATH"):
+    with pytest.raises(ErasekitError, match="--weights expects NAME="):
         eval_cli.parse_weights(["clip"])
     assert eval_cli.parse_weights(["clip=/m/clip"]) == {"clip": "/m/clip"}
     csv = tmp_path / "p.csv"
@@ -111,12 +114,21 @@ def test_scoring_reports_progress_and_reads_only_stored_images(tiny_pipe, tiny_p
     from erasekit.evaluate import ImageStore, load_rows, score
     from erasekit.metrics import MetricContext
 
-    evaluate(tiny_preset, model="tiny-sd1", out=tmp_path, pipe=tiny_pipe, judge_loader=stub_judge, progress=False)
-    rows = load_rows(tiny_preset, concept="monet")
+    evaluate(
+        tiny_preset,
+        model="tiny-sd1",
+        world="embedded",
+        out=tmp_path,
+        pipe=tiny_pipe,
+        judge_loader=stub_judge,
+        progress=False,
+    )
+    rows = load_rows(tiny_preset, concept="monet", world=worlds.get("embedded"))
     calls = []
     store = ImageStore.open(tmp_path)  # scoring again needs the folder only, no model
     scores, baseline = score(
-        tiny_preset, rows, store, MetricContext(concept="monet", judge_loader=stub_judge), references="edited",
+        tiny_preset, rows, store, MetricContext(concept="monet", judge_loader=stub_judge, concept_kind=lambda c: "style"),
+        references="edited",
         progress=lambda done, total: calls.append((done, total)),
     )  # fmt: skip
     assert calls[-1] == (6 + 2 + 3, 6 + 2 + 3) and baseline is None
@@ -126,27 +138,34 @@ def test_scoring_reports_progress_and_reads_only_stored_images(tiny_pipe, tiny_p
 
 
 def test_a_missing_judge_fails_before_any_image_is_made(tiny_pipe, tmp_path, monkeypatch):
-    from erasekit.evaluate import parse_preset
+    from erasekit.evaluate import parse_protocol
 
     monkeypatch.delenv("ERASEKIT_CLIP", raising=False)
-    preset = parse_preset(
+    preset = parse_protocol(
         {"name": "clip", "prompts": {"p": {"csv": "big_artist_prompts.csv"}},
          "metrics": [{"name": "clip_score", "group": "quality", "prompt_set": "p"}]}
     )  # fmt: skip
     with pytest.raises(MissingWeightsError, match="CLIP"):
-        evaluate(preset, model="tiny-sd1", out=tmp_path, pipe=tiny_pipe, weights={"clip": str(tmp_path / "none")})
+        evaluate(
+            preset,
+            model="tiny-sd1",
+            world="embedded",
+            out=tmp_path,
+            pipe=tiny_pipe,
+            weights={"clip": str(tmp_path / "none")},
+        )
     assert not (tmp_path / "images").exists()
 
 
 def test_concept_comes_from_the_option_then_the_edit_then_the_preset(monet_edit):
-    from erasekit.evaluate import load_preset, resolve_concept
+    from erasekit.evaluate import load_protocol, resolve_concept
 
-    style = load_preset("embedded-style")
+    style = load_protocol("embedded-style")
     assert resolve_concept(style, None, None) == "van gogh"
     assert resolve_concept(style, monet_edit, None) == "monet"
     assert resolve_concept(style, monet_edit, "picasso") == "picasso"
     with pytest.raises(ConfigError, match="embedded-style evaluates style concepts but 'church' is an object"):
-        resolve_concept(style, None, "church")
-    with pytest.raises(ConfigError, match="--preset embedded-nudity"):
-        resolve_concept(style, None, "nudity")
-    assert resolve_concept(load_preset("rece-style"), monet_edit, None) == "monet"  # no embedded sets: no check
+        resolve_concept(style, None, "church", worlds.get("embedded"))
+    with pytest.raises(ConfigError, match="--protocol embedded-nudity"):
+        resolve_concept(style, None, "nudity", worlds.get("embedded"))
+    assert resolve_concept(load_protocol("rece-style"), monet_edit, None) == "monet"  # no embedded sets: no check

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from erasekit import worlds
 from erasekit.evaluate import ImageStore, build_work, generate, load_rows
 
 from .test_runner import GEN, RUN
@@ -17,13 +18,14 @@ CHILD = textwrap.dedent(
     import os, signal, sys, torch
     torch.set_num_threads(1)
     from erasekit.edit import Edit
-    from erasekit.evaluate import ImageStore, build_work, generate, load_rows, parse_preset
-    from erasekit.testing import tiny_pipeline
+    from erasekit.evaluate import ImageStore, build_work, generate, load_rows, parse_protocol
+    from erasekit.worlds.tiny import tiny_pipeline
     from tests.evaluate.conftest import TINY_PRESET
     from tests.evaluate.test_runner import GEN, RUN
 
     out, edit_path, kill_after = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    rows = load_rows(parse_preset(TINY_PRESET), concept="monet")
+    from erasekit import worlds
+    rows = load_rows(parse_protocol(TINY_PRESET), concept="monet", world=worlds.get("embedded"))
     work = build_work([r for rs in rows.values() for r in rs], needs_originals=lambda name: name == "target")
     done = []
 
@@ -51,7 +53,7 @@ def test_resume_after_sigkill(tiny_pipe, monet_edit, tiny_preset, tmp_path):
     )
     assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
 
-    rows = load_rows(tiny_preset, concept="monet")
+    rows = load_rows(tiny_preset, concept="monet", world=worlds.get("embedded"))
     work = build_work([r for rs in rows.values() for r in rs], needs_originals=lambda name: name == "target")
     store = ImageStore(out, RUN)
     survivors = sorted(store.images.rglob("*.png"))

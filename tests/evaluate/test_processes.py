@@ -15,7 +15,14 @@ def test_two_spawned_workers_make_every_image_once(monet_edit, tmp_path, request
     csv = tmp_path / "p.csv"
     csv.write_text("prompt,seed\n" + "".join(f"prompt {i},{i}\n" for i in range(5)))
     result = evaluate(
-        None, model="tiny-sd1", out=tmp_path / "run", edit=edit_path, prompts_csv=csv, num_processes=2, progress=False
+        None,
+        model="tiny-sd1",
+        world="embedded",
+        out=tmp_path / "run",
+        edit=edit_path,
+        prompts_csv=csv,
+        num_processes=2,
+        progress=False,
     )
     assert result["n_images"] == 5
     logs = sorted((tmp_path / "run" / "manifest").glob("*.jsonl"))

@@ -2,8 +2,8 @@ import gzip
 
 import pytest
 
-from erasekit.errors import ConfigError
-from erasekit.evaluate import PromptSetSpec, PromptsFileError, load_prompt_set, read_user_prompts
+from erasekit.errors import ConfigError, PromptsFileError
+from erasekit.evaluate import PromptSetSpec, load_prompt_set, read_user_prompts
 
 
 def test_user_csv_with_optional_columns(tmp_path):

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from erasekit import worlds
 from erasekit.errors import ConfigError, OutputExistsError
 from erasekit.evaluate import (
     Generation,
@@ -23,7 +24,7 @@ RUN = {"model": "tiny-sd1", "steps": 2}
 
 @pytest.fixture
 def work(tiny_preset):
-    rows = load_rows(tiny_preset, concept="monet")
+    rows = load_rows(tiny_preset, concept="monet", world=worlds.get("embedded"))
     all_rows = [r for set_rows in rows.values() for r in set_rows]
     return build_work(all_rows, needs_originals=lambda name: name == "target")
 

@@ -7,18 +7,18 @@ import torch
 
 import erasekit
 from erasekit import Edit
-from erasekit.concepts import PipelineEncoder
 from erasekit.errors import ConfigError
 from erasekit.gate import concept_ratio
 from erasekit.methods import EraseRequest
 from erasekit.methods.ace import ACEConfig, concept_subspace, reduced_rank_ridge, token_rows
 from erasekit.targets import find_targets
+from erasekit.text import TextEncoder
 
 FAST = {"epochs": 3, "inner_steps": 2}
 
 
 def request(pipe, concepts=("van gogh",), preserve=("monet",)):
-    return EraseRequest(find_targets(pipe.unet), PipelineEncoder(pipe), tuple(concepts), None, tuple(preserve))
+    return EraseRequest(find_targets(pipe.unet), TextEncoder(pipe), tuple(concepts), pipe, preserve=tuple(preserve))
 
 
 def test_subspace_separates_target_rows_from_neutral_ones(tiny_pipe):
@@ -62,7 +62,7 @@ def test_ace_file_round_trip_applies_the_same(tiny_pipe, tmp_path):
     edit = erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=4, **FAST)
     back = Edit.load(edit.save(tmp_path / "ace.safetensors"))
     x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
-    states = PipelineEncoder(tiny_pipe)(["a painting by van gogh"]).states
+    states = TextEncoder(tiny_pipe)(["a painting by van gogh"]).states
     outs = []
     for e in (edit, back):
         e.apply(tiny_pipe)

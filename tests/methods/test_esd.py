@@ -6,11 +6,11 @@ import pytest
 import torch
 
 import erasekit
-from erasekit.concepts import PipelineEncoder
 from erasekit.errors import ConfigError
 from erasekit.methods import EraseRequest
 from erasekit.methods.esd import ESDConfig, train_esd
 from erasekit.targets import find_targets
+from erasekit.text import TextEncoder
 
 FAST = {"iterations": 8, "ddim_steps": 3, "lr": 1e-2}  # a handful of steps on the tiny U-Net; lr for a visible change
 
@@ -21,7 +21,7 @@ def unet_state(pipe):
 
 def held_out(pipe, concept, *, n=8):
     """``n`` fixed latents and timesteps, not drawn from ESD's generator, with the concept's and ∅'s states."""
-    enc = PipelineEncoder(pipe)([concept, ""]).states
+    enc = TextEncoder(pipe)([concept, ""]).states
     c, null = enc[:1], enc[1:]
     g = torch.Generator().manual_seed(123)
     xs = torch.randn(n, 4, 16, 16, generator=g)
@@ -122,7 +122,9 @@ def test_saved_file_loads_in_plain_diffusers_with_the_same_outputs(tiny_pipe, tm
 
 def test_progress_is_reported_every_iteration(tiny_pipe):
     seen = []
-    request = EraseRequest(targets=find_targets(tiny_pipe.unet), encoder=PipelineEncoder(tiny_pipe), concepts=("dog",))
+    request = EraseRequest(
+        targets=find_targets(tiny_pipe.unet), encoder=TextEncoder(tiny_pipe), concepts=("dog",), pipe=tiny_pipe
+    )
     train_esd(request, ESDConfig(**{**FAST, "iterations": 3}), progress=lambda i, n: seen.append((i, n)))
     assert seen == [(1, 3), (2, 3), (3, 3)]
 
@@ -138,14 +140,9 @@ def test_bad_config_is_refused(tiny_pipe, bad):
 
 
 def test_request_without_a_pipeline_is_refused(tiny_pipe):
-    class Encoder:  # a custom encoder: token states, but no pipeline behind them
-        max_length = 77
-
-        def __call__(self, texts):
-            return PipelineEncoder(tiny_pipe)(texts)
-
+    request = EraseRequest(targets=find_targets(tiny_pipe.unet), encoder=TextEncoder(tiny_pipe), concepts=("dog",))
     with pytest.raises(ConfigError, match="needs the pipeline"):
-        erasekit.erase(tiny_pipe, ["dog"], method="esd", encoder=Encoder(), **FAST)
+        train_esd(request, ESDConfig(**FAST))
     with pytest.raises(ConfigError, match="no guides"):
         erasekit.erase(tiny_pipe, ["dog"], method="esd", guides=["cat"], **FAST)
 
@@ -165,7 +162,9 @@ def test_defaults_are_the_references():
 
 
 def test_resumed_run_ends_bit_identical_to_the_uninterrupted_one(tiny_pipe):
-    request = EraseRequest(targets=find_targets(tiny_pipe.unet), encoder=PipelineEncoder(tiny_pipe), concepts=("dog",))
+    request = EraseRequest(
+        targets=find_targets(tiny_pipe.unet), encoder=TextEncoder(tiny_pipe), concepts=("dog",), pipe=tiny_pipe
+    )
     cfg = ESDConfig(**{**FAST, "iterations": 6})
     states = []
     whole = train_esd(request, cfg, checkpoint=states.append, checkpoint_every=3)
@@ -178,5 +177,5 @@ def test_resumed_run_ends_bit_identical_to_the_uninterrupted_one(tiny_pipe):
 
 
 def test_lora_preset_raises_the_learning_rate(tiny_pipe):
-    edit = erasekit.erase(tiny_pipe, ["dog"], method="esd", preset="lora", iterations=1, ddim_steps=1)
-    assert edit.config["lr"] == 1e-3 and edit.info["preset"] == "lora"
+    edit = erasekit.erase(tiny_pipe, ["dog"], method="esd", settings="lora", iterations=1, ddim_steps=1)
+    assert edit.config["lr"] == 1e-3 and edit.info["settings"] == "lora"

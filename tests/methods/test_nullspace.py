@@ -3,9 +3,10 @@ from __future__ import annotations
 import torch
 
 import erasekit
-from erasekit.concepts import PipelineEncoder, keep_rows
+from erasekit.concepts import keep_rows
 from erasekit.targets import find_targets
-from erasekit.testing import tiny_pipeline
+from erasekit.text import TextEncoder
+from erasekit.worlds.tiny import tiny_pipeline
 from tests import oracle
 
 
@@ -19,7 +20,7 @@ def test_nullspace_matches_reference():
 def test_preserved_outputs_do_not_move():
     pipe = tiny_pipeline("sd1", text_dim=192)
     edit = erasekit.erase(pipe, ["van gogh"], method="nullspace", preserve=["claude monet"])
-    K = keep_rows(PipelineEncoder(pipe), ["", "claude monet"]).double()
+    K = keep_rows(TextEncoder(pipe), ["", "claude monet"]).double()
     assert edit.info["protected_directions"] < 192
     for t in find_targets(pipe.unet):
         W = t.weight.detach().double()
@@ -29,7 +30,7 @@ def test_preserved_outputs_do_not_move():
 
 def test_nullspace_still_erases_the_concept():
     pipe = tiny_pipeline("sd1", text_dim=192)
-    enc = PipelineEncoder(pipe)
+    enc = TextEncoder(pipe)
     edit = erasekit.erase(pipe, ["van gogh"], method="nullspace", tokens="last", preserve=["claude monet"])
     c = enc(["van gogh"]).states[0, int(enc(["van gogh"]).last_word[0])].double()
     moved = [

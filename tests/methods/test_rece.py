@@ -4,9 +4,9 @@ import pytest
 import torch
 
 import erasekit
-from erasekit.methods._closed_form import F64, Factor
-from erasekit.methods.rece import _Eq8, select_epoch
-from erasekit.testing import tiny_pipeline
+from erasekit.closed_form import F64, Eq8, Factor
+from erasekit.methods.rece import select_epoch
+from erasekit.worlds.tiny import tiny_pipeline
 from tests import oracle
 
 
@@ -35,7 +35,7 @@ def test_rece_matches_reference(any_pipe, reg_lamb):
 
 
 def test_rece_with_preserve_retains_empty_plus_preserve_as_train_artists(tiny_pipe):
-    edit = erasekit.erase(tiny_pipe, ["van gogh"], method="rece", preset="style", preserve=["monet"], guides=["art"])
+    edit = erasekit.erase(tiny_pipe, ["van gogh"], method="rece", settings="style", preserve=["monet"], guides=["art"])
     ref = oracle.rece_reference(
         *oracle.of(tiny_pipe),
         ["van gogh"],
@@ -69,8 +69,8 @@ def test_select_epoch_takes_lowest_score_earliest_on_ties(tiny_pipe):
 
 
 def test_presets_set_the_papers_settings(tiny_pipe):
-    edit = erasekit.erase(tiny_pipe, ["van gogh"], method="rece", preset="style")
-    assert edit.config["epochs"] == 1 and edit.config["reg_lamb"] == 1e-3 and edit.info["preset"] == "style"
+    edit = erasekit.erase(tiny_pipe, ["van gogh"], method="rece", settings="style")
+    assert edit.config["epochs"] == 1 and edit.config["reg_lamb"] == 1e-3 and edit.info["settings"] == "style"
 
 
 def test_rece_values_only_still_sums_eq8_over_keys_and_values(tiny_pipe):
@@ -115,7 +115,7 @@ def test_eq8_terms_follow_the_running_product(dense):
     ]
     if dense:  # the dense form (U = T − I, A = I) that ridge_factor returns for n ≥ d
         steps.append(Factor(torch.randn(d, d, generator=g, dtype=F64) / d, torch.eye(d, dtype=F64), dense=True))
-    eq8, T = _Eq8(S, C), torch.eye(d, dtype=F64)
+    eq8, T = Eq8(S, C), torch.eye(d, dtype=F64)
     for f in steps:
         eq8.step(f)
         T = T @ f.matrix()

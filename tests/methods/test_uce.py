@@ -4,8 +4,9 @@ import pytest
 import torch
 
 import erasekit
-from erasekit.concepts import PipelineEncoder, erase_rows
-from erasekit.testing import tiny_pipeline
+from erasekit.concepts import erase_rows
+from erasekit.text import TextEncoder
+from erasekit.worlds.tiny import tiny_pipeline
 from tests import oracle
 
 
@@ -51,14 +52,14 @@ def test_uce_last_token_variant_matches_reference(any_pipe):
 def test_delta_rank_bounded_by_erase_rows():
     pipe = tiny_pipeline("sd1", text_dim=96)
     edit = erasekit.erase(pipe, ["dog"], method="uce")
-    n_rows = erase_rows(PipelineEncoder(pipe), ["dog"], [" "]).C.shape[0]
+    n_rows = erase_rows(TextEncoder(pipe), ["dog"], [" "]).C.shape[0]
     for name in edit.updates:
         assert torch.linalg.matrix_rank(edit.delta(name).double(), rtol=1e-6) <= n_rows
 
 
 def test_without_keep_and_small_lambda_erase_rows_map_to_guide_outputs():
     pipe = tiny_pipeline("sd1", text_dim=96)
-    enc = PipelineEncoder(pipe)
+    enc = TextEncoder(pipe)
     edit = erasekit.erase(pipe, ["dog"], method="uce", tokens="last", guides=["a cat"], lamb=1e-6, preserve_scale=0.0)
     pairs = erase_rows(enc, ["dog"], ["a cat"], tokens="last")
     C, G = pairs.C, pairs.G

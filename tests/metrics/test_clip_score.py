@@ -5,7 +5,7 @@ from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcesso
 
 from erasekit.errors import MissingWeightsError
 from erasekit.metrics import CLIPScore
-from erasekit.testing import TOKENIZER_DIR
+from erasekit.worlds.tiny import TOKENIZER_DIR
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 import pytest
 
+from erasekit.attacks.base import attack_success_rate
 from erasekit.errors import ConfigError
-from erasekit.metrics import attack_success_rate, lpips_d, mace_h_o
+from erasekit.metrics import lpips_d, mace_h_o
 
 
 def test_h_o_is_the_harmonic_mean_of_efficacy_specificity_generality():

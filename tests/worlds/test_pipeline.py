@@ -87,7 +87,7 @@ def test_long_prompts_are_truncated_with_a_warning(tiny_pipe, caplog):
         (dict(prompt=None), "exactly one"),
         (dict(prompt_embeds=torch.zeros(1, CONTEXT_LENGTH, 384)), "exactly one"),
         (dict(num_inference_steps=0), ">= 1"),
-        (dict(output_type="latent"), "output_type"),
+        (dict(output_type="bits"), "output_type"),
         (dict(negative_prompt=["x", "y", "z"]), "negative prompts"),
         (dict(latents=torch.zeros(1, 12, 8, 8)), "latents"),
     ],

@@ -10,7 +10,7 @@ bottom; the CLI reads the registry.
 
 from __future__ import annotations
 
-import difflib
+import dataclasses
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,10 +19,11 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from ..errors import RegistryError, UnknownMethodError
-from ..metrics.summary import attack_success_rate
-from ._text import TextModel
-from .base import AttackResult, Case, CaseResult, Findings, Judge, Outcome
+from ..errors import UnknownAttackError
+from ..judge import Judge
+from ..registry import Registry
+from ..text import TextEncoder
+from .base import AttackResult, Case, CaseResult, Findings, Outcome, attack_success_rate
 from .victim import Sampling, Victim
 
 Progress = Callable[[int, int], None]
@@ -42,7 +43,7 @@ class AttackRequest:
     """
 
     victim: Victim
-    text: TextModel
+    text: TextEncoder
     concept: str
     cases: tuple[Case, ...]
     judge: Judge
@@ -78,17 +79,20 @@ class Attack:
     def summary(self) -> str:
         return (self.fn.__doc__ or "").strip().splitlines()[0]
 
+    @property
+    def budgeted(self) -> bool:
+        """Whether the attack optimises for a number of ``steps`` (a budget); closed forms do not."""
+        return "steps" in {f.name for f in dataclasses.fields(self.config_cls)}
 
-_REGISTRY: dict[str, Attack] = {}  # filled at import, never changed afterwards
+
+REGISTRY: Registry[Attack] = Registry("attack", UnknownAttackError, normalize=lambda name: name.replace("-", "_"))
 
 
 def register(name: str, config_cls: type) -> Callable[[AttackFn], AttackFn]:
     """Decorator: register ``fn`` as the attack ``name`` with its config class."""
 
     def wrap(fn: AttackFn) -> AttackFn:
-        if name in _REGISTRY:
-            raise RegistryError(f"An attack named {name!r} is already registered ({_REGISTRY[name].fn.__module__}).")
-        _REGISTRY[name] = Attack(name, config_cls, fn)
+        REGISTRY.add(name, Attack(name, config_cls, fn))
         return fn
 
     return wrap
@@ -98,18 +102,13 @@ def get(name: str) -> Attack:
     """The attack registered as ``name`` (``soft-prompt`` and ``soft_prompt`` are the same).
 
     Raises:
-        UnknownMethodError: no such attack; the message suggests the closest name.
+        UnknownAttackError: no such attack; the message suggests the closest names.
     """
-    key = name.replace("-", "_")
-    if key not in _REGISTRY:
-        close = difflib.get_close_matches(key, list(_REGISTRY), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise UnknownMethodError(f"Unknown attack {name!r}.{hint} Available: {', '.join(available())}.")
-    return _REGISTRY[key]
+    return REGISTRY.get(name)
 
 
 def available() -> list[str]:
-    return sorted(_REGISTRY)
+    return REGISTRY.names()
 
 
 from . import derived, discrete, ringabell, soft_prompt  # noqa: E402, F401

@@ -10,7 +10,7 @@ summed over every cross-attention ``to_v`` (and ``to_k``) layer, applied to ever
 prompt's padded token states (the reference, ``close_form_emb.py:close_form_emb_regzero``, leaves
 the concept-token slice commented out). ``c'`` is fed to the pipeline as ``prompt_embeds``.
 
-The solve is RECE's own, :func:`erasekit.methods.rece.regenerating_embeddings`, fed with the two
+The solve is RECE's own, :func:`erasekit.closed_form.regenerating_embeddings`, fed with the two
 sums taken from the live (edited) U-Net and the originals its applied edits saved, so it holds for
 any edit (closed-form, fine-tuned, a LoRA file). A gated edit (ACE) changes no weight: its update
 counts here as if its gate were open, so the attack solves against the whole linear update and
@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..closed_form import regenerating_embeddings
 from ..edit import applied_gates, base_weights
 from ..errors import ConfigError
-from ..methods.rece import regenerating_embeddings
 from ..targets import find_targets
 from . import AttackRequest, Progress, register
 from .base import Findings, Outcome

@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..diffusion import alphas_cumprod, noisy, paper_timesteps, predict, split_steps, target
 from ..errors import ConfigError
 from . import AttackRequest, Progress, register
-from ._denoise import alphas_cumprod, noisy, paper_timesteps, predict, split_steps, target
 from .base import Case, Findings, Outcome
 
 

@@ -2,7 +2,7 @@
 
 Ring-A-Bell's pair files have two columns, ``sensitive prompt`` (with the concept) and ``normal prompt``
 (the same scene without it): :func:`read_pairs` reads one, and :func:`pairs_for` finds the file shipped
-with the evaluation presets (``ringabell_pairs_<concept>.csv``, e.g. nudity). For any other concept,
+with erasekit (``erasekit/data/prompts``) (``ringabell_pairs_<concept>.csv``, e.g. nudity). For any other concept,
 :func:`template_pairs` writes pairs from neutral scenes: ``"<scene>, <concept>"`` against ``"<scene>"``.
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from ..io import prompts_dir, read_csv
 
 WITH, WITHOUT = "sensitive prompt", "normal prompt"
 
@@ -34,16 +36,12 @@ def read_pairs(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
     Raises:
         PromptsFileError (a ConfigError): no such file, missing columns (named in the message), no rows.
     """
-    from ..evaluate.prompt_sets import read_csv  # lazy: evaluate may import the attacks
-
     rows = read_csv(path, required=[WITH, WITHOUT])
     return [(row[WITH].strip(), row[WITHOUT].strip()) for row in rows]
 
 
 def shipped_pairs(concept: str) -> Path | None:
     """The pair file shipped for ``concept`` (``"van gogh"`` -> ``ringabell_pairs_vangogh.csv``), if any."""
-    from ..evaluate.prompt_sets import prompts_dir
-
     path = prompts_dir() / f"ringabell_pairs_{''.join(ch for ch in concept.lower() if ch.isalnum())}.csv"
     return path if path.is_file() else None
 

@@ -23,8 +23,8 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..text import TextEncoder
 from . import AttackRequest, Progress, register
-from ._text import TextModel
 from .base import Findings, Outcome
 from .genetic import genetic_search
 from .pairs import pairs_for
@@ -51,7 +51,7 @@ class RingABellConfig:
                 raise ConfigError(f"RingABellConfig.{name} must be in [0, 1], got {getattr(self, name)}.")
 
 
-def concept_vector(text: TextModel, pairs: list[tuple[str, str]]) -> Tensor:
+def concept_vector(text: TextEncoder, pairs: list[tuple[str, str]]) -> Tensor:
     """``v = mean_i E(with_i) − E(without_i)``, ``[L, d]`` float32."""
     with_, without = zip(*pairs)
     return (text.encode_text(list(with_)) - text.encode_text(list(without))).mean(0)

@@ -8,13 +8,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..concepts import PipelineEncoder
 from ..config import config_dict, make_config
 from ..edit import Edit
 from ..errors import ConfigError
+from ..judge import Judge
+from ..text import TextEncoder
 from . import AttackRequest, Progress, get
-from ._text import TextModel
-from .base import AttackResult, Case, CaseResult, Judge
+from .base import AttackResult, Case, CaseResult
 from .victim import Sampling, Victim
 
 logger = logging.getLogger(__name__)
@@ -62,15 +62,16 @@ def attack(
         The result, with ``result.asr`` the attack success rate.
 
     Raises:
-        UnknownMethodError: no such attack.
+        UnknownAttackError: no such attack.
         ConfigError: bad hyper-parameter, budget ≤ 0 or given to a closed form, empty prompt set,
             seeds that do not match the prompts, a concept that tokenises to nothing.
     """
     spec = get(name)
     cfg = make_config(spec.config_cls, _with_budget(spec.name, spec.config_cls, overrides, budget))
     cases = _cases(concept, prompts, seeds, seed)
-    PipelineEncoder(pipe).check_concept(concept)
-    text = TextModel(pipe)
+    text = TextEncoder(pipe)
+    text.check_single_encoder()
+    text.check_concept(concept)
     victim = Victim(pipe, edit, sampling=sampling, force=force)
     start = time.perf_counter()
     with victim.attacking():
@@ -87,7 +88,7 @@ def attack(
     results = [CaseResult(c, p, img, None if p else next(outcomes)) for c, p, img in zip(cases, pre, pre_images)]
     info = {
         "attack_s": time.perf_counter() - start,
-        "edit": _edit_info(edit),
+        "edit": edit.summary(brief=True) if edit is not None else None,
         "sampling": dataclasses.asdict(victim.sampling),
         **(findings.info if findings else {}),
     }
@@ -120,9 +121,3 @@ def _cases(concept: str, prompts: Sequence[str] | None, seeds: Sequence[int] | N
     if len(seeds) != len(prompts):
         raise ConfigError(f"{len(prompts)} prompts but {len(seeds)} seeds: give one seed per prompt.")
     return [Case(p, s) for p, s in zip(prompts, seeds)]
-
-
-def _edit_info(edit: Edit | None) -> dict[str, Any] | None:
-    if edit is None:
-        return None
-    return {"method": edit.method, "concepts": edit.concepts, "fingerprint": edit.fingerprint, "id": edit.id}

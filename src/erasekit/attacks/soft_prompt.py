@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..diffusion import alphas_cumprod, noisy, predict, target
 from ..errors import ConfigError
 from . import AttackRequest, Progress, register
-from ._denoise import alphas_cumprod, noisy, predict, target
 from .base import Findings, Outcome
 
 PROBE_DRAWS = 8  # fixed (case, t, ε) draws the loss is reported on before and after

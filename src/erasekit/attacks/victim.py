@@ -20,6 +20,7 @@ from torch import Tensor
 
 from ..edit import Edit, base_weights
 from ..errors import ConfigError
+from ..targets import denoiser
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class Victim:
     """
 
     def __init__(self, pipe: Any, edit: Edit | None = None, *, sampling: Sampling | None = None, force: bool = False):
-        if edit is None and base_weights(pipe.unet):
+        if edit is None and base_weights(denoiser(pipe)):
             raise ConfigError(
                 "The pipeline carries an applied edit but none was passed: the attack could not reach the original "
                 "weights. Remove it first and pass it as edit=..., so the attack applies and removes it."
@@ -77,7 +78,7 @@ class Victim:
 
     @property
     def device(self) -> torch.device:
-        return self.pipe.unet.device
+        return denoiser(self.pipe).device
 
     @contextmanager
     def attacking(self) -> Iterator[Victim]:
@@ -123,12 +124,6 @@ class Victim:
             yield self._call(rows, gens, kind)
 
     def _call(self, embeds: Tensor, generators: list[torch.Generator], kind: str) -> Any:
-        from ..worlds.embedded import EmbeddedPipeline
-        from ..worlds.embedded.model import to_model_space
-
         kwargs = dict(prompt_embeds=embeds, generator=generators, **self.sampling.kwargs())
-        if kind == "pil":
-            return self.pipe(output_type="pil", **kwargs).images
-        if isinstance(self.pipe, EmbeddedPipeline):  # its "latent" is the image itself, rearranged
-            return to_model_space(self.pipe(output_type="pt", **kwargs).images.to(self.device)).float()
-        return self.pipe(output_type="latent", **kwargs).images.float()
+        images = self.pipe(output_type=kind, **kwargs).images
+        return images if kind == "pil" else images.float()

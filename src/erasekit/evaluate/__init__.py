@@ -1,4 +1,4 @@
-"""Evaluation: presets (YAML protocols of the papers), a resumable sharded runner, scoring and reports.
+"""Evaluation: protocols (YAML protocols of the papers), a resumable sharded runner, scoring and reports.
 
 from erasekit.evaluate import evaluate
 result = evaluate("embedded-style", model="embedded", edit="vangogh.safetensors", out="out/eval")
@@ -7,19 +7,18 @@ result["metrics"]["efficacy"]["judge_detect_rate_target"]
 
 from __future__ import annotations
 
-from .evaluation import evaluate, generate_images, load_rows, resolve_concept, user_preset
-from .presets import (
-    AttackSpec,
+from .evaluation import evaluate, generate_images, load_rows, resolve_concept, user_protocol
+from .prompt_sets import PromptRow, load_prompt_set, read_user_prompts
+from .protocols import (
     DerivedSpec,
+    EvalProtocol,
     Generation,
     MetricSpec,
-    Preset,
     PromptSetSpec,
-    available_presets,
-    load_preset,
-    parse_preset,
+    available_protocols,
+    load_protocol,
+    parse_protocol,
 )
-from .prompt_sets import PromptRow, PromptsFileError, load_prompt_set, read_csv, read_user_prompts
 from .report import AttackExample, AttackRecord, load_attack_record, write_html, write_json
 from .runner import GenerateStats, GenerationError, generate, launched_shard, run_shards, wait_for_items
 from .scoring import score
@@ -29,36 +28,33 @@ from .work import Shard, WorkItem, build_work
 __all__ = [
     "AttackExample",
     "AttackRecord",
-    "AttackSpec",
     "DerivedSpec",
+    "EvalProtocol",
     "GenerateStats",
     "Generation",
     "GenerationError",
     "ImageStore",
     "MetricSpec",
-    "Preset",
     "PromptRow",
     "PromptSetSpec",
-    "PromptsFileError",
     "Shard",
     "WorkItem",
-    "available_presets",
+    "available_protocols",
     "build_work",
     "evaluate",
     "generate",
     "generate_images",
     "launched_shard",
     "load_attack_record",
-    "load_preset",
     "load_prompt_set",
+    "load_protocol",
     "load_rows",
-    "parse_preset",
-    "read_csv",
+    "parse_protocol",
     "read_user_prompts",
     "resolve_concept",
     "run_shards",
     "score",
-    "user_preset",
+    "user_protocol",
     "wait_for_items",
     "write_html",
     "write_json",

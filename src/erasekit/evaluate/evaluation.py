@@ -1,4 +1,4 @@
-"""``evaluate``: one call from a model, an edit and a preset to metrics.json and report.html.
+"""``evaluate``: one call from a model, an edit and a protocol to metrics.json and report.html.
 
 Steps: resolve the concept and the prompt rows; build the work list; generate the missing images (in
 this process, in ``num_processes`` spawned workers, or as one shard of an ``accelerate launch``); score
@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import erasekit
+from erasekit import worlds
 from erasekit.edit import Edit
 from erasekit.errors import ConfigError
 from erasekit.metrics import GROUPS, Judge, MetricContext, preflight
+from erasekit.worlds import World
 
-from .presets import Generation, Preset, PromptSetSpec, load_preset
 from .prompt_sets import PromptRow, load_prompt_set, read_user_prompts
+from .protocols import EvalProtocol, Generation, PromptSetSpec, load_protocol
 from .report import AttackRecord, with_attacks, write_html, write_json
 from .runner import ProgressBar, WorkerJob, generate, launched_device, launched_shard, run_shards, wait_for_items
 from .scoring import score
@@ -33,11 +35,13 @@ from .work import Shard, WorkItem, build_work
 logger = logging.getLogger(__name__)
 
 
-def resolve_concept(preset: Preset, edit: Edit | None, concept: str | None) -> str | None:
-    """Returns the concept under evaluation: ``concept``, else the edit's first, else the preset's default.
+def resolve_concept(
+    protocol: EvalProtocol, edit: Edit | None, concept: str | None, world: World | None = None
+) -> str | None:
+    """Returns the concept under evaluation: ``concept``, else the edit's first, else the protocol's default.
 
     Raises:
-        ConfigError: an embedded-world preset made for one kind of concept (e.g. styles) is asked to
+        ConfigError: an embedded-world protocol made for one kind of concept (e.g. styles) is asked to
             evaluate another kind (e.g. an object): its report would carry the wrong name.
     """
     found = concept
@@ -46,28 +50,31 @@ def resolve_concept(preset: Preset, edit: Edit | None, concept: str | None) -> s
             logger.info("the edit erases %s; evaluating the first, %r", edit.concepts, edit.concepts[0])
         found = edit.concepts[0]
     if not found:
-        return preset.concept
-    if preset.concept and any(spec.embedded for spec in preset.prompts):
-        from erasekit.worlds.embedded.vocabulary import concept_kind
-
-        kind, expected = concept_kind(found), concept_kind(preset.concept)
+        return protocol.concept
+    if world is not None and protocol.concept and any(spec.embedded for spec in protocol.prompts):
+        kind, expected = world.concept_kind(found), world.concept_kind(protocol.concept)
         if kind != expected:
             shipped = "embedded-nudity" if kind == "unsafe" else f"embedded-{kind}"
             article = "an" if kind[0] in "aeiou" else "a"
             raise ConfigError(
-                f"{preset.name} evaluates {expected} concepts but {found!r} is {article} {kind} concept: use "
-                f"--preset {shipped}, or --concept with a {expected} concept."
+                f"{protocol.name} evaluates {expected} concepts but {found!r} is {article} {kind} concept: use "
+                f"--protocol {shipped}, or --concept with a {expected} concept."
             )
     return found
 
 
 def load_rows(
-    preset: Preset, *, concept: str | None, prompts_csv: str | os.PathLike[str] | None = None, limit: int | None = None
+    protocol: EvalProtocol,
+    *,
+    concept: str | None,
+    prompts_csv: str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+    world: World | None = None,
 ) -> dict[str, list[PromptRow]]:
-    """Returns the prompt rows of every set of ``preset``, by set name.
+    """Returns the prompt rows of every set of ``protocol``, by set name.
 
-    With ``prompts_csv``, the user's CSV replaces the preset's prompts: rows go to the set its ``group``
-    column names, or all to the preset's first set; sets that get no row are left out (and so are
+    With ``prompts_csv``, the user's CSV replaces the protocol's prompts: rows go to the set its ``group``
+    column names, or all to the protocol's first set; sets that get no row are left out (and so are
     their metrics).
 
     Raises:
@@ -77,37 +84,33 @@ def load_rows(
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {limit}.")
     if prompts_csv is None:
-        rows = {spec.name: load_prompt_set(spec, concept=concept) for spec in preset.prompts}
+        rows = {spec.name: load_prompt_set(spec, concept=concept, world=world) for spec in protocol.prompts}
     else:
-        names = [spec.name for spec in preset.prompts]
-        user = read_user_prompts(prompts_csv, set_names=names, seeds=preset.prompts[0].seeds)
+        names = [spec.name for spec in protocol.prompts]
+        user = read_user_prompts(prompts_csv, set_names=names, seeds=protocol.prompts[0].seeds)
         rows = {name: [r for r in user if r.set == name] for name in names}
         rows = {name: r for name, r in rows.items() if r}
     return {name: r[:limit] if limit else r for name, r in rows.items()}
 
 
 def default_generation(model: str, **overrides: Any) -> Generation:
-    """Returns sampling settings for ``model``: the embedded world's defaults, else SD's 50 steps at 7.5."""
-    if model == "embedded":
-        from erasekit.worlds.embedded import DEFAULT_GUIDANCE, DEFAULT_STEPS
-
-        base = Generation(steps=DEFAULT_STEPS, guidance=DEFAULT_GUIDANCE)
-    else:
-        base = Generation(steps=50, guidance=7.5)
+    """Returns sampling settings for ``model``: a world's defaults, else SD's 50 steps at 7.5."""
+    steps, guidance = worlds.sampling(model)
+    base = Generation(steps=steps, guidance=guidance)
     return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def user_preset(
+def user_protocol(
     path: str | os.PathLike[str], generation: Generation | None = None, *, seeds: tuple[int, ...] = (0,)
-) -> Preset:
-    """Returns a preset with no metrics over a user's CSV (``--prompts`` without ``--preset``).
+) -> EvalProtocol:
+    """Returns a protocol with no metrics over a user's CSV (``--prompts`` without ``--protocol``).
 
     Args:
         path: the CSV.
         generation: sampling settings (default ``Generation()``).
         seeds: seeds of prompts without a seed column.
     """
-    return Preset(
+    return EvalProtocol(
         name=f"prompts:{Path(path).name}",
         description=f"images for the prompts of {path}",
         generation=generation or Generation(),
@@ -115,13 +118,15 @@ def user_preset(
     )
 
 
-def _run_info(model: str, edit: Edit | None, preset: Preset, concept: str | None, rows: Mapping[str, Any]) -> dict:
+def _run_info(
+    model: str, edit: Edit | None, protocol: EvalProtocol, concept: str | None, rows: Mapping[str, Any]
+) -> dict:
     """Returns what identifies a run's images (stored as run.json; a mismatch refuses to resume).
 
     The batch size is left out: it changes how images are grouped, not what they are.
     """
     prompts = {name: [(r.prompt, list(r.seeds), r.guidance) for r in set_rows] for name, set_rows in rows.items()}
-    generation = {k: v for k, v in dataclasses.asdict(preset.generation).items() if k != "batch_size"}
+    generation = {k: v for k, v in dataclasses.asdict(protocol.generation).items() if k != "batch_size"}
     return {
         "model": model,
         "edit": edit.id if edit is not None else None,
@@ -136,7 +141,7 @@ def generate_images(
     *,
     model: str,
     out: str | os.PathLike[str],
-    preset: Preset,
+    protocol: EvalProtocol,
     rows: Mapping[str, Sequence[PromptRow]],
     edit: Edit | None = None,
     edit_path: str | os.PathLike[str] | None = None,
@@ -149,7 +154,7 @@ def generate_images(
     progress: bool = True,
     on_image: Callable[[WorkItem], None] | None = None,
 ) -> tuple[ImageStore, list[WorkItem], float]:
-    """Makes every missing image of ``rows`` (edited, and original where the preset needs it).
+    """Makes every missing image of ``rows`` (edited, and original where the protocol needs it).
 
     Returns:
         The run's store, the full work list and the seconds spent generating.
@@ -160,8 +165,8 @@ def generate_images(
         GenerationError: a worker failed.
     """
     all_rows = [row for set_rows in rows.values() for row in set_rows]
-    items = build_work(all_rows, needs_originals=lambda name: edit is not None and preset.needs_originals(name))
-    run = _run_info(model, edit, preset, concept, rows)
+    items = build_work(all_rows, needs_originals=lambda name: edit is not None and protocol.needs_originals(name))
+    run = _run_info(model, edit, protocol, concept, rows)
     store = ImageStore(out, run, overwrite=overwrite)
     shard = launched_shard()
     if num_processes > 1 and shard is None:
@@ -170,7 +175,7 @@ def generate_images(
         if edit is not None and edit_path is None:
             raise ConfigError("num_processes > 1 needs the edit as a file (edit_path) for the workers to load.")
         job = WorkerJob(model, str(edit_path) if edit_path else None, device, dtype, tuple(items), str(out), run,
-                        preset.generation, progress)  # fmt: skip
+                        protocol.generation, progress)  # fmt: skip
         return store, items, run_shards(job, num_processes)
     if pipe is None and all(store.has(item) for item in items):  # a finished run: score it again, no model
         store.repair(items, shard=(shard or Shard()).index)
@@ -179,7 +184,7 @@ def generate_images(
     if pipe is None:
         pipe = erasekit.load_pipeline(model, device=launched_device(device), dtype=dtype)
     stats = generate(
-        pipe, items, store, preset.generation, edit=edit, shard=shard or Shard(), progress=progress, on_image=on_image
+        pipe, items, store, protocol.generation, edit=edit, shard=shard or Shard(), progress=progress, on_image=on_image
     )
     if shard is not None and shard.index == 0:
         wait_for_items(store, items)
@@ -188,7 +193,7 @@ def generate_images(
 
 
 def evaluate(
-    preset: Preset | str | None = None,
+    protocol: EvalProtocol | str | None = None,
     *,
     model: str = "embedded",
     out: str | os.PathLike[str],
@@ -205,18 +210,19 @@ def evaluate(
     progress: bool = True,
     pipe: Any = None,
     judge_loader: Callable[[], Judge] | None = None,
+    world: World | str | None = None,
     on_image: Callable[[WorkItem], None] | None = None,
 ) -> dict[str, Any] | None:
-    """Generates, scores and reports one edit under one preset; returns the metrics.json content.
+    """Generates, scores and reports one edit under one protocol; returns the metrics.json content.
 
     Args:
-        preset: a ``Preset``, a shipped preset name or a YAML path; None with ``prompts_csv`` makes
+        protocol: a ``EvalProtocol``, a shipped protocol name or a YAML path; None with ``prompts_csv`` makes
             images of the user's prompts only (no metrics).
         model: "embedded", a tiny model name, a local diffusers folder or a cached hub id.
         out: the run's folder (images, manifest, metrics.json, report.html); re-running resumes.
         edit: an ``Edit`` or its file; None evaluates the model as it is.
-        prompts_csv: a user's CSV replacing the preset's prompts (see ``load_rows``).
-        concept: the concept to evaluate; default the edit's first concept, else the preset's.
+        prompts_csv: a user's CSV replacing the protocol's prompts (see ``load_rows``).
+        concept: the concept to evaluate; default the edit's first concept, else the protocol's.
         limit: keep the first ``limit`` prompts of every set (quick runs).
         num_processes: generation workers spawned here (ignored under ``accelerate launch``).
         device, dtype: where and how the model runs.
@@ -225,33 +231,42 @@ def evaluate(
         overwrite: start afresh when ``out`` holds another run.
         progress: show progress bars.
         pipe: an already loaded pipeline (tests; single process only).
-        judge_loader: returns the embedded-world judge (tests pass a stub).
+        judge_loader: returns the judge (default: the world's; tests pass a stub).
+        world: the world whose prompt suites, concepts and judge score the images (a name or a
+            :class:`World`); default: ``model``'s own world, none for a diffusers folder.
         on_image: called after each image is saved (tests stop a run with it).
 
     Returns:
         The metrics.json content; None in processes other than the main one of an accelerate launch.
 
     Raises:
-        ConfigError: neither preset nor prompts, or a bad option.
+        ConfigError: neither protocol nor prompts, or a bad option.
         MissingWeightsError: the model, the edit or a judge is not available locally.
         OutputExistsError: ``out`` holds another run's images.
     """
-    if preset is None and prompts_csv is None:
-        raise ConfigError("pass a preset (--preset NAME) or a prompts CSV (--prompts FILE).")
+    if protocol is None and prompts_csv is None:
+        raise ConfigError("pass a protocol (--protocol NAME) or a prompts CSV (--prompts FILE).")
     edit_path = None
     if edit is not None and not isinstance(edit, Edit):
         edit_path, edit = edit, Edit.load(edit)
-    if preset is None:
-        preset = user_preset(prompts_csv, default_generation(model))  # type: ignore[arg-type]
-    elif not isinstance(preset, Preset):
-        preset = load_preset(preset)
-    concept = resolve_concept(preset, edit, concept)
-    rows = load_rows(preset, concept=concept, prompts_csv=prompts_csv, limit=limit)
-    ctx = MetricContext(concept=concept, weights=dict(weights or {}), device=device, judge_loader=judge_loader)
-    for spec in preset.metrics:  # a missing judge fails now, not after hours of sampling
+    if protocol is None:
+        protocol = user_protocol(prompts_csv, default_generation(model))  # type: ignore[arg-type]
+    elif not isinstance(protocol, EvalProtocol):
+        protocol = load_protocol(protocol)
+    world = worlds.find(model) if world is None else worlds.get(world) if isinstance(world, str) else world
+    concept = resolve_concept(protocol, edit, concept, world)
+    rows = load_rows(protocol, concept=concept, prompts_csv=prompts_csv, limit=limit, world=world)
+    has_concepts = world is not None and bool(world.concepts())
+    if judge_loader is None and has_concepts:
+        judge_loader = world.load_judge  # type: ignore[union-attr]
+    ctx = MetricContext(
+        concept=concept, weights=dict(weights or {}), device=device, judge_loader=judge_loader,
+        concept_kind=world.concept_kind if has_concepts else None,  # type: ignore[union-attr]
+    )  # fmt: skip
+    for spec in protocol.metrics:  # a missing judge fails now, not after hours of sampling
         preflight(spec.name, ctx)
     store, items, generate_s = generate_images(
-        model=model, out=out, preset=preset, rows=rows, edit=edit, edit_path=edit_path, concept=concept, pipe=pipe,
+        model=model, out=out, protocol=protocol, rows=rows, edit=edit, edit_path=edit_path, concept=concept, pipe=pipe,
         num_processes=num_processes, device=device, dtype=dtype, overwrite=overwrite, progress=progress,
         on_image=on_image,
     )  # fmt: skip
@@ -262,11 +277,11 @@ def evaluate(
     bar = ProgressBar("score", enabled=progress)
     try:
         metrics, baseline = score(
-            preset,
+            protocol,
             rows,
             store,
             ctx,
-            baseline=preset.baseline and edit is not None,
+            baseline=protocol.baseline and edit is not None,
             references="original" if edit is not None else "edited",
             progress=bar,
         )
@@ -274,10 +289,9 @@ def evaluate(
         bar.close()
     result = {
         "model": model,
-        "edit": None
-        if edit is None
-        else {"method": edit.method, "concepts": edit.concepts, "fingerprint": edit.fingerprint, "id": edit.id},
-        "preset": preset.name,
+        "edit": None if edit is None else edit.summary(brief=True),
+        "protocol": protocol.name,
+        "preset": protocol.name,  # the key's old name, kept for one release (DESIGN.md's JSON)
         "concept": concept,
         "n_images": len(items),
         "metrics": metrics,
@@ -288,10 +302,10 @@ def evaluate(
             "score_s": round(time.perf_counter() - start, 3),
         },
         "settings": {
-            "generation": dataclasses.asdict(preset.generation),
+            "generation": dataclasses.asdict(protocol.generation),
             "prompt_sets": {name: len(r) for name, r in rows.items()},
             "limit": limit,
-            "reference": preset.reference,
+            "reference": protocol.reference,
         },
         "erasekit_version": erasekit.__version__,
     }

@@ -1,27 +1,21 @@
-"""Prompt rows: from the CSVs shipped with the presets, a user's CSV, or the embedded world's suites.
+"""Prompt rows: from the CSVs shipped with the protocols, a user's CSV, or the embedded world's suites.
 
 Every row knows its prompt set, its index in it, its prompt, and optionally its seed, guidance and label
-(the concept it shows). A CSV that lacks a column the preset or the user asked for is a
+(the concept it shows). A CSV that lacks a column the protocol or the user asked for is a
 :class:`PromptsFileError` naming the missing columns and the ones the file has.
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
-from erasekit.errors import ConfigError
+from erasekit.errors import ConfigError, PromptsFileError
+from erasekit.io import prompts_dir, read_csv
+from erasekit.worlds import World
 
-from .presets import PromptSetSpec
-
-
-class PromptsFileError(ConfigError):
-    """A prompts CSV is missing, unreadable, empty or lacks columns."""
+from .protocols import PromptSetSpec
 
 
 @dataclass(frozen=True)
@@ -42,39 +36,7 @@ USER_COLUMNS = {
     "label": ("label", "concept", "class", "artist"),
 }
 """Column names recognised in a user's CSV (first match wins); ``prompt`` is the one required column,
-``group`` (a prompt set of the preset) is optional too."""
-
-
-def prompts_dir() -> Path:
-    """Returns the folder of the CSVs shipped with the presets."""
-    return Path(str(resources.files("erasekit.evaluate") / "prompts"))
-
-
-def read_csv(path: str | Path, *, required: Sequence[str]) -> list[dict[str, str]]:
-    """Returns the rows of a CSV (``.csv`` or ``.csv.gz``) as dicts, checking ``required`` columns exist.
-
-    Raises:
-        PromptsFileError: the file is missing, unreadable, has no rows, or lacks required columns.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise PromptsFileError(f"prompts file {path} not found.")
-    try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-        reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig")))
-        rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise PromptsFileError(f"cannot read prompts file {path} as UTF-8 CSV: {err}") from err
-    columns = list(reader.fieldnames or [])
-    missing = [c for c in required if c not in columns]
-    if missing:
-        raise PromptsFileError(
-            f"{path} lacks the column(s) {missing}; it has {columns}. Rename the columns or pick others "
-            "(a prompts CSV needs at least a 'prompt' column; seed, guidance and label are optional)."
-        )
-    if not rows:
-        raise PromptsFileError(f"{path} has a header but no rows.")
-    return rows
+``group`` (a prompt set of the protocol) is optional too."""
 
 
 def _shipped_or_path(name: str) -> Path:
@@ -90,12 +52,13 @@ def _names_concept(label: str | None, concept: str) -> bool:
     return a in b or b in a
 
 
-def load_prompt_set(spec: PromptSetSpec, *, concept: str | None) -> list[PromptRow]:
+def load_prompt_set(spec: PromptSetSpec, *, concept: str | None, world: World | None = None) -> list[PromptRow]:
     """Returns the rows of one prompt set, in file (or suite) order, after ``match`` and ``limit``.
 
     Args:
-        spec: the prompt set of a preset.
-        concept: the concept under evaluation; needed by embedded suites and by ``match``.
+        spec: the prompt set of a protocol.
+        concept: the concept under evaluation; needed by world suites and by ``match``.
+        world: the world of the model under evaluation; needed by a set read from its prompt suite.
 
     Raises:
         PromptsFileError: missing file or columns.
@@ -105,12 +68,16 @@ def load_prompt_set(spec: PromptSetSpec, *, concept: str | None) -> list[PromptR
         raise ConfigError(f"prompt set {spec.name!r} depends on the concept: evaluate an edit or pass --concept.")
     rows: list[PromptRow] = []
     if spec.embedded is not None:
-        from erasekit.worlds.embedded import suite_rows
-
-        suite = [(p, shown) for group, p, shown in suite_rows(concept, n=spec.n) if group == spec.embedded]  # type: ignore[arg-type]
+        if world is None:
+            raise ConfigError(
+                f"prompt set {spec.name!r} is a world's prompt suite, but the model is not a world: evaluate a "
+                "world's model (--model embedded), or pass --prompts FILE."
+            )
+        rows_of = world.suite_rows(concept, n=spec.n)  # type: ignore[arg-type]
+        suite = [(p, shown) for group, p, shown in rows_of if group == spec.embedded]
         rows = [PromptRow(spec.name, i, p, spec.seeds, None, shown) for i, (p, shown) in enumerate(suite)]
     else:
-        assert spec.csv is not None, "parse_preset guarantees csv or embedded"
+        assert spec.csv is not None, "parse_protocol guarantees csv or embedded"
         wanted = [c for c in (spec.prompt_column, spec.seed_column, spec.guidance_column, spec.label_column) if c]
         for i, record in enumerate(read_csv(_shipped_or_path(spec.csv), required=wanted)):
             rows.append(
@@ -154,7 +121,9 @@ def read_user_prompts(
     for record in records:
         set_name = record["group"] if "group" in columns else set_names[0]
         if set_name not in set_names:
-            raise PromptsFileError(f"{path}: group {set_name!r} is not a prompt set of the preset: {list(set_names)}.")
+            raise PromptsFileError(
+                f"{path}: group {set_name!r} is not a prompt set of the protocol: {list(set_names)}."
+            )
         index = counts[set_name] = counts.get(set_name, -1) + 1
         rows.append(
             PromptRow(

@@ -3,7 +3,7 @@
 ``metrics.json``::
 
     {"model": "...", "edit": {"method": ..., "concepts": [...], "fingerprint": ..., "id": ...} | null,
-     "preset": "...", "concept": "...", "n_images": 0,
+     "protocol": "...", "concept": "...", "n_images": 0,
      "metrics": {"efficacy": {}, "generality": {}, "specificity": {}, "asr": {}, "quality": {}},
      "baseline": {same five groups, for the original model} | null,
      "timing": {"edit_s": ..., "generate_s": ..., "score_s": ...},
@@ -222,7 +222,7 @@ def write_html(
         per_set: prompts shown per prompt set (first seed each).
     """
     edit = result.get("edit") or {}
-    title = f"erasekit: {result.get('preset')} on {result.get('model')}"
+    title = f"erasekit: {result.get('protocol')} on {result.get('model')}"
     head = (
         f"<h1>{html.escape(title)}</h1><p>Edit: <b>{html.escape(str(edit.get('method', 'none')))}</b> "
         f"erasing {html.escape(', '.join(edit.get('concepts', [])) or '-')}; concept evaluated: "

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from erasekit.errors import ConfigError, ErasekitError
 
-from .presets import Generation
+from .protocols import Generation
 from .store import ImageStore
 from .work import Shard, WorkItem
 
@@ -152,8 +152,8 @@ def check_pipeline_accepts(pipe: Any, generation: Generation) -> None:
     refused = sorted(name for name, value in asked.items() if value is not None and name not in taken)
     if refused:
         raise ConfigError(
-            f"the preset sets {refused} but {type(pipe).__name__} takes no such argument: this protocol is for "
-            "Stable Diffusion pipelines. Use an embedded-* preset with the embedded model."
+            f"the protocol sets {refused} but {type(pipe).__name__} takes no such argument: this protocol is for "
+            "Stable Diffusion pipelines. Use an embedded-* protocol with the embedded model."
         )
 
 

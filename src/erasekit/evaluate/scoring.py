@@ -1,4 +1,4 @@
-"""Scores a finished run: each metric of the preset over the stored images of its prompt set.
+"""Scores a finished run: each metric of the protocol over the stored images of its prompt set.
 
 Images are read back from the run's folder, so scoring needs no model and can be re-run alone.
 """
@@ -12,8 +12,8 @@ from dataclasses import replace
 from erasekit.errors import ConfigError
 from erasekit.metrics import GROUPS, Metric, MetricContext, build_metric, lpips_d, mace_h_o
 
-from .presets import DerivedSpec, Preset
 from .prompt_sets import PromptRow
+from .protocols import DerivedSpec, EvalProtocol
 from .store import ImageStore
 from .work import Variant, WorkItem
 
@@ -31,7 +31,7 @@ def empty_scores() -> Scores:
 
 
 def score(
-    preset: Preset,
+    protocol: EvalProtocol,
     rows: Mapping[str, Sequence[PromptRow]],
     store: ImageStore,
     ctx: MetricContext,
@@ -44,7 +44,7 @@ def score(
     """Returns the edited model's scores and, when ``baseline``, the original model's.
 
     Args:
-        preset: the protocol (metrics, their prompt sets and groups, derived scores).
+        protocol: the protocol (metrics, their prompt sets and groups, derived scores).
         rows: prompt rows by set name, as generated.
         store: the run's images.
         ctx: what metric builders need (concept, judge, weights paths).
@@ -58,8 +58,8 @@ def score(
         MissingWeightsError: a judge has no local weights.
     """
     edited, original = empty_scores(), empty_scores() if baseline else None
-    specs = [spec for spec in preset.metrics if rows.get(spec.prompt_set)]
-    skipped = [f"{s.name}{s.suffix}" for s in preset.metrics if not rows.get(s.prompt_set)]
+    specs = [spec for spec in protocol.metrics if rows.get(spec.prompt_set)]
+    skipped = [f"{s.name}{s.suffix}" for s in protocol.metrics if not rows.get(s.prompt_set)]
     if skipped:
         logger.info("metrics on prompt sets without prompts are skipped: %s", skipped)
     counter = _Counter(progress, sum(len(r.seeds) for s in specs for r in rows[s.prompt_set]) * (2 if baseline else 1))
@@ -73,7 +73,7 @@ def score(
             originals = [replace(item, variant="original") for item in items]
             _feed(metric, originals, store, references, batch_size, counter)
             original[spec.group].update({k + spec.suffix: v for k, v in metric.compute().items()})
-    for spec in preset.derived:
+    for spec in protocol.derived:
         _derive(spec, edited, missing_ok=bool(skipped))
         if original is not None:
             _derive(spec, original, missing_ok=True)
@@ -114,6 +114,6 @@ def _derive(spec: DerivedSpec, scores: Scores, *, missing_ok: bool = False) -> N
         if key not in scores.get(group, {}):
             if missing_ok:
                 return
-            raise ConfigError(f"derived score {spec.name!r} needs {ref!r}, which no metric of the preset produced.")
+            raise ConfigError(f"derived score {spec.name!r} needs {ref!r}, which no metric of the protocol produced.")
         values.append(scores[group][key])
     scores[spec.group][spec.name] = DERIVED[spec.fn](*values)

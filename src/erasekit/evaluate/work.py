@@ -53,7 +53,7 @@ def build_work(rows: Sequence[PromptRow], *, needs_originals: Callable[[str], bo
     """Returns every image to make: edited images of all rows, then original images of the sets that need them.
 
     Args:
-        rows: prompt rows of every set, in preset order.
+        rows: prompt rows of every set, in protocol order.
         needs_originals: whether a prompt set needs the original model's images.
 
     Raises:

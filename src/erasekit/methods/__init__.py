@@ -1,22 +1,23 @@
 """The registry of erasure methods: a config dataclass plus one function, registered by name.
 
 A method is ``fn(request: EraseRequest, cfg: Config) -> Edit``. Adding one is a new module with
-``@register("name", NameConfig)`` and its name on the import line at the bottom; nothing else
-changes (the CLI and ``erasekit methods`` read the registry).
+``@register("name", NameConfig, ...)`` and its name on the import line at the bottom; nothing else
+changes: the CLI, ``erasekit methods`` and ``erasekit compare`` read the registry, including what a
+method declares there (preserve set, settings, variants).
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..concepts import PromptEncoder
 from ..config import config_dict
 from ..edit import Edit
-from ..errors import RegistryError, UnknownMethodError
+from ..errors import ConfigError, UnknownMethodError
+from ..registry import Registry
 from ..targets import Target, Targets
+from ..text import PromptEncoder
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,10 @@ class EraseRequest:
 
     Attributes:
         targets: the U-Net's cross-attention K/V projections (with the base fingerprint).
-        encoder: prompt -> token states, as the pipeline computes them.
+        encoder: prompt -> token states, as the pipeline computes them (a :class:`~erasekit.text.TextEncoder`
+            of ``pipe`` unless the caller passed its own).
+        pipe: the pipeline, for methods that train on its U-Net (ESD, ACE's options); None when the
+            caller passed only targets and an encoder.
         concepts: the concepts to erase.
         guides: one guide per concept, or None for the method's default.
         preserve: concepts whose outputs should not change.
@@ -36,6 +40,7 @@ class EraseRequest:
     targets: Targets
     encoder: PromptEncoder
     concepts: tuple[str, ...]
+    pipe: Any = None
     guides: tuple[str, ...] | None = None
     preserve: tuple[str, ...] = ()
     base_fingerprint: str | None = None
@@ -67,28 +72,72 @@ MethodFn = Callable[[EraseRequest, Any], Edit]
 
 @dataclass(frozen=True)
 class Method:
+    """A registered method and what the command line and ``erasekit compare`` need to know of it.
+
+    Attributes:
+        name: the registry name.
+        config_cls: the frozen config dataclass (defaults = the reference's).
+        fn: ``fn(request, cfg) -> Edit``.
+        settings: named hyper-parameter sets (``--settings NAME``), e.g. RECE's ``"style"``.
+        takes_preserve: whether the method has a preserve term (ESD has none and refuses a preserve set).
+        default_settings: the settings a comparison uses when none is named (ESD's ``"lora"``).
+        settings_by_kind: the settings a comparison uses for a kind of concept (``{"style": "style"}``).
+        variants: table names of variants -> config overrides (``{"esd-x": {"variant": "x"}}``); the
+            comparison lists the variants in place of the method.
+    """
+
     name: str
     config_cls: type
     fn: MethodFn
-    presets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    takes_preserve: bool = True
+    default_settings: str | None = None
+    settings_by_kind: dict[str, str] = field(default_factory=dict)
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def summary(self) -> str:
         return (self.fn.__doc__ or "").strip().splitlines()[0]
 
 
-_REGISTRY: dict[str, Method] = {}  # filled at import, never changed afterwards
+REGISTRY: Registry[Method] = Registry("method", UnknownMethodError)
 
 
 def register(
-    name: str, config_cls: type, *, presets: dict[str, dict[str, Any]] | None = None
+    name: str,
+    config_cls: type,
+    *,
+    settings: dict[str, dict[str, Any]] | None = None,
+    takes_preserve: bool = True,
+    default_settings: str | None = None,
+    settings_by_kind: dict[str, str] | None = None,
+    variants: dict[str, dict[str, Any]] | None = None,
 ) -> Callable[[MethodFn], MethodFn]:
-    """Class decorator-style registration of ``fn`` under ``name`` with its config class."""
+    """Decorator: register ``fn`` as the method ``name`` with its config class and capabilities (see :class:`Method`).
+
+    Raises:
+        RegistryError: the name is taken.
+        ConfigError: a default or per-kind settings name that ``settings`` does not define.
+    """
+    settings = dict(settings or {})
+    for named in [default_settings, *(settings_by_kind or {}).values()]:
+        if named is not None and named not in settings:
+            raise ConfigError(f"Method {name!r} names settings {named!r} but defines only {sorted(settings)}.")
 
     def wrap(fn: MethodFn) -> MethodFn:
-        if name in _REGISTRY:
-            raise RegistryError(f"A method named {name!r} is already registered ({_REGISTRY[name].fn.__module__}).")
-        _REGISTRY[name] = Method(name, config_cls, fn, dict(presets or {}))
+        REGISTRY.add(
+            name,
+            Method(
+                name,
+                config_cls,
+                fn,
+                settings,
+                takes_preserve,
+                default_settings,
+                dict(settings_by_kind or {}),
+                dict(variants or {}),
+            ),
+        )
         return fn
 
     return wrap
@@ -98,17 +147,13 @@ def get(name: str) -> Method:
     """The method registered as ``name``.
 
     Raises:
-        UnknownMethodError: no such method; the message suggests the closest name.
+        UnknownMethodError: no such method; the message suggests the closest names.
     """
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise UnknownMethodError(f"Unknown method {name!r}.{hint} Available: {', '.join(available())}.")
-    return _REGISTRY[name]
+    return REGISTRY.get(name)
 
 
 def available() -> list[str]:
-    return sorted(_REGISTRY)
+    return REGISTRY.names()
 
 
 from . import ace, esd, nullspace, rece, uce  # noqa: E402, F401

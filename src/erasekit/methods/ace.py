@@ -56,7 +56,7 @@ Outer loop: Adam on ``U, A, P, s, τ`` against
     + w_gate (BCE(g(C), 1) + BCE(g(E), 1) + BCE(g(K), 0))
 
 (S-terms in units of ‖C − G‖²_S). ``loss="denoise"`` adds, every round, the denoising loss of the gated
-U-Net on the original model's images of the concept (:mod:`erasekit.attacks._denoise`): the edited
+U-Net on the original model's images of the concept (:mod:`erasekit.diffusion`): the edited
 prediction under the adversarial prompt states should match the original's under the guide.
 More rounds are not better everywhere: on the embedded world (16 target prompts, judge detection)
 30 rounds against 60 gave picasso 0.06 / 0.12, van gogh 0.00 / 0.06, parachute 0.00 / 0.06, nudity
@@ -80,12 +80,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..closed_form import F64, Factor, check_finite, layer_updates, ridge_factor
 from ..concepts import ErasePairs
+from ..diffusion import alphas_cumprod, noisy, predict
 from ..edit import Edit, applied_gates
 from ..errors import ConfigError
 from ..gate import TokenGate, concept_ratio, gate_values, sync_processors
+from ..text import TextEncoder
 from . import EraseRequest, register
-from ._closed_form import F64, Factor, check_finite, layer_updates, ridge_factor
 
 TEMPLATES = (
     "{}",
@@ -199,7 +201,7 @@ def prompt_sets(request: EraseRequest, cfg: ACEConfig) -> tuple[list[str], list[
 
 def _words(request: EraseRequest, seed: int) -> list[str]:
     """Whole words of the pipeline's tokenizer vocabulary, to prefix prompts with."""
-    tokenizer = getattr(getattr(request.encoder, "pipe", None), "tokenizer", None)
+    tokenizer = getattr(request.pipe, "tokenizer", None)
     if tokenizer is None:
         raise ConfigError(
             "ACE's augmentation draws words from the pipeline's tokenizer; with a custom encoder pass augment=0."
@@ -418,12 +420,10 @@ class _SoftTokens:
     """The second adversary (module docstring, part 4): learned input embeddings through the encoder."""
 
     def __init__(self, request: EraseRequest, rows: Rows, cfg: ACEConfig):
-        from ..attacks._text import TextModel
-
-        pipe = getattr(request.encoder, "pipe", None)
+        pipe = request.pipe
         if pipe is None:
             raise ConfigError("ACE's soft-token adversary needs the pipeline's text encoder; or pass soft_tokens=0.")
-        self.text, self.k, self.lr = TextModel(pipe), cfg.soft_tokens, cfg.soft_lr
+        self.text, self.k, self.lr = TextEncoder(pipe), cfg.soft_tokens, cfg.soft_lr
         n_base = len(request.concepts + cfg.synonyms) * len(cfg.templates)  # the un-augmented target prompts
         base = prompt_sets(request, cfg)[0][:n_base]
         self.slotted = self.text.slotted(base, self.k)
@@ -456,9 +456,7 @@ class _Denoiser:
     """The optional denoising term: original-model images of the concept, a gated U-Net with live factors."""
 
     def __init__(self, request: EraseRequest, rows: Rows, cfg: ACEConfig, gen: torch.Generator):
-        from ..attacks._denoise import alphas_cumprod
-
-        pipe = getattr(request.encoder, "pipe", None)
+        pipe = request.pipe
         if pipe is None:
             raise ConfigError(
                 "ACE's loss='denoise' needs the pipeline: call erasekit.erase(pipe, ...) with no encoder."
@@ -479,8 +477,6 @@ class _Denoiser:
         self.x0 = out.images.float()  # [n, C, h, w] latents of the concept by the original model
 
     def loss(self, model: _Trainable, E: Tensor, layers: list) -> Tensor:
-        from ..attacks._denoise import noisy, predict
-
         k = int(torch.randint(len(self.prompts), (1,), generator=self.gen))
         t = torch.randint(len(self.abar), (1,), generator=self.gen)
         noise = torch.randn((1, *self.x0.shape[1:]), generator=self.gen)

@@ -18,8 +18,8 @@ Where we deviate, and why:
   output by forward hooks that are removed afterwards: the pipeline's weights are never written,
   and the result is an :class:`Edit` like every other method's. The reference's ``lr`` (1e-5) was
   tuned for full weights; a LoRA from ``B = 0`` moves less per step, so the default erases less
-  than the reference's model would: the ``"lora"`` preset (lr 1e-3, 300 iterations) is what erased
-  a concept of the embedded world (see ``PRESETS``).
+  than the reference's model would: the ``"lora"`` settings (lr 1e-3, 300 iterations) is what erased
+  a concept of the embedded world (see ``SETTINGS``).
 - **Layers.** ESD-x trains the cross-attention ``to_k``/``to_v`` (the reference's ``xattn`` also
   trains ``attn2.to_q``/``to_out``; K/V only is its later ``esd-x-strict``), the layers
   :meth:`Edit.apply` knows. ESD-u trains the ``nn.Linear`` layers of self-attention and
@@ -107,7 +107,7 @@ class ESDState:
 # Measured on the embedded world (ESD-x, "parachute", seed 0, CPU): with the reference's lr a rank-4 LoRA
 # barely moves (lr 1e-4 for 300 iterations: detection 0.81 -> 0.81); lr 1e-3 for 300 iterations erases it
 # (0.81 -> 0.00) with unrelated object/colour accuracy 1.00 -> 1.00, in 185 s on one thread.
-PRESETS = {"lora": {"lr": 1e-3, "iterations": 300}}
+SETTINGS = {"lora": {"lr": 1e-3, "iterations": 300}}
 
 
 class _LoRA:
@@ -191,13 +191,11 @@ def trained_layers(request: EraseRequest, unet: nn.Module, variant: Variant) -> 
 
 def _pipeline_parts(request: EraseRequest) -> tuple[nn.Module, DDIMScheduler]:
     """The U-Net and a fresh DDIM scheduler of the request's pipeline."""
-    pipe = getattr(request.encoder, "pipe", None)  # EraseRequest has no pipeline field (yet)
-    unet, scheduler = getattr(pipe, "unet", None), getattr(pipe, "scheduler", None)
+    unet, scheduler = getattr(request.pipe, "unet", None), getattr(request.pipe, "scheduler", None)
     if unet is None or scheduler is None:
         raise ConfigError(
-            f"ESD fine-tunes the U-Net, so it needs the pipeline, but the request's encoder "
-            f"({type(request.encoder).__name__}) carries none. Call erasekit.erase(pipe, ...) without a custom "
-            "encoder, or pass a PipelineEncoder(pipe)."
+            "ESD fine-tunes the U-Net, so it needs the pipeline, but the request carries none. "
+            "Call erasekit.erase(pipe, ...)."
         )
     if getattr(unet.config, "addition_embed_type", None) is not None:
         raise ConfigError(
@@ -245,7 +243,7 @@ def train_esd(
     """An ESD-x or ESD-u edit of ``request.concepts``, trained as a LoRA (ESD Eq. 7).
 
     Args:
-        request: the concepts; its encoder must be a :class:`PipelineEncoder` (for the U-Net).
+        request: the concepts and the pipeline (for its U-Net).
         cfg: the hyper-parameters.
         progress: called as ``progress(done, total)`` after every iteration.
         checkpoint: called with the run's :class:`ESDState` every ``checkpoint_every`` iterations
@@ -338,7 +336,14 @@ def _restore(
     generator.set_state(state.generator)
 
 
-@register("esd", ESDConfig, presets=PRESETS)
+@register(
+    "esd",
+    ESDConfig,
+    settings=SETTINGS,
+    takes_preserve=False,
+    default_settings="lora",
+    variants={"esd-x": {"variant": "x"}, "esd-u": {"variant": "u"}},
+)
 def esd(request: EraseRequest, cfg: ESDConfig) -> Edit:
     """ESD fine-tuning (x: cross-attention K/V, u: self-attention and feed-forward) as a LoRA (ESD Eq. 7)."""
     return train_esd(request, cfg, progress=request.progress)

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..closed_form import F64, Factor, check_finite, layer_updates, pair_stats, spd_solve
 from ..concepts import GuideAlignment, TokenSpan, erase_rows, keep_rows
 from ..edit import Edit
 from ..errors import ConfigError
 from . import EraseRequest, register
-from ._closed_form import F64, Factor, check_finite, layer_updates, pair_stats, spd_solve
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ the weights.
 
 Paper vs code: the paper describes Eq. 8 on the concept's tokens; the code uses every position of
 the padded sequence (the slice is commented out), which we follow. The paper's settings are the
-presets (README of the reference): nudity λ=0.1, 3 epochs; unsafe (I2P) λ=0.1, 2 epochs; styles
+named settings (README of the reference): nudity λ=0.1, 3 epochs; unsafe (I2P) λ=0.1, 2 epochs; styles
 λ=1e-3, 1 epoch; objects hard for UCE (church, garbage truck) λ=1e-3, easy ones λ=0.1, 1 epoch.
 The reference keeps the epoch whose validation images are least unsafe: ``edit.candidates`` holds
 every epoch's edit (built on demand) and :func:`select_epoch` picks one by a score.
@@ -32,13 +32,12 @@ from dataclasses import dataclass, replace
 from typing import overload
 
 import torch
-from torch import Tensor
 
+from ..closed_form import F64, Eq8, eq8_solve, layer_updates, ridge_factor
 from ..concepts import ErasePairs, GuideAlignment
 from ..edit import Edit
 from ..errors import ConfigError
 from . import EraseRequest, register
-from ._closed_form import F64, Factor, layer_updates, ridge_factor, spd_solve
 from .uce import UCEConfig, uce_factor
 
 
@@ -76,7 +75,7 @@ class RECEConfig:
         )
 
 
-PRESETS = {
+SETTINGS = {
     "nudity": {"epochs": 3, "reg_lamb": 0.1},
     "unsafe": {"epochs": 2, "reg_lamb": 0.1},
     "style": {"epochs": 1, "reg_lamb": 1e-3},
@@ -85,52 +84,11 @@ PRESETS = {
 }
 
 
-def regenerating_embeddings(S_cur: Tensor, S_cross: Tensor, C: Tensor, reg_lamb: float) -> Tensor:
-    """RECE Eq. 8 for rows ``C [n, d]``: ``c' = (λI + S_cur)⁻¹ S_cross c``, ``[n, d]`` float64.
-
-    Args:
-        S_cur: ``Σ_l W_lᵀ W_l`` over the current (edited) K/V weights, ``[d, d]``.
-        S_cross: ``Σ_l W_lᵀ W_orig,l``, ``[d, d]``.
-        C: the concept's token states.
-        reg_lamb: λ > 0.
-    """
-    Q = S_cur.clone()
-    Q.diagonal().add_(reg_lamb)
-    return _eq8_solve(Q, S_cross @ C.to(F64).T, reg_lamb).T
+# the settings a comparison uses for each kind of concept (the reference README's choice per kind)
+BY_KIND = {"style": "style", "unsafe": "nudity", "object": "object-hard", "color": "object-easy"}
 
 
-def _eq8_solve(Q: Tensor, rhs: Tensor, reg_lamb: float) -> Tensor:
-    """``Q⁻¹ rhs`` for Eq. 8's ``Q = λI + Σ W_curᵀ W_cur`` ``[d, d]`` and ``rhs`` ``[d, n]``."""
-    X, _ = spd_solve(Q, rhs, name="RECE Eq. 8", psd_trace=float(torch.trace(Q)), lamb=reg_lamb)
-    return X
-
-
-class _Eq8:
-    """Both sides of Eq. 8 for the running ``T``, updated per step ``T ← T (I + U A)`` of rank r.
-
-    With ``S = Σ W_origᵀ W_orig`` over the edited layers, ``Σ W_curᵀ W_cur = Tᵀ S T = Z`` and, for the
-    concept's rows ``C``, ``C Σ W_origᵀ W_cur = C S T = X``. A step updates both in place of a rebuild
-    (2 d³ per product):
-
-        X ← X (I + U A) = X + (X U) A                                             O(r d n)
-        Z ← (I + U A)ᵀ Z (I + U A) = Z + Aᵀ Rᵀ + R A,   Rᵀ = Uᵀ Z + ½ (Uᵀ Z U) A    O(r d²)
-
-    (expand the product, Z symmetric): one ``[r, d]·[d, d]`` product and two rank-r updates where the
-    plain form takes four products and fresh ``[d, d]`` buffers.
-    """
-
-    def __init__(self, S: Tensor, C: Tensor):
-        self.Z = S.clone()  # [d, d], updated in place
-        self.X = C @ S  # [n, d]
-
-    def step(self, f: Factor) -> None:
-        UZ = f.U.T @ self.Z  # [r, d] = (Z U)ᵀ
-        Rt = torch.addmm(UZ, UZ @ f.U, f.A, alpha=0.5)  # [r, d]
-        self.Z.addmm_(f.A.T, Rt).addmm_(Rt.T, f.A)
-        self.X.addmm_(self.X @ f.U, f.A)
-
-
-@register("rece", RECEConfig, presets=PRESETS)
+@register("rece", RECEConfig, settings=SETTINGS, settings_by_kind=BY_KIND)
 def rece(request: EraseRequest, cfg: RECEConfig) -> Edit:
     """RECE: UCE, then erase the closed-form embeddings that still regenerate the concept (Alg. 1)."""
     factor, guides = uce_factor(request, cfg.uce())
@@ -152,11 +110,11 @@ def rece(request: EraseRequest, cfg: RECEConfig) -> Edit:
     if not cfg.edit_keys:
         S_keys = request.targets.gram("k")
         Q_fixed, X_fixed = Q_fixed + S_keys, C_full @ S_keys
-    eq8 = _Eq8(S, C_full)
+    eq8 = Eq8(S, C_full)
     eq8.step(factor)
     factors = [factor]
     for _ in range(cfg.epochs):
-        C_adv = _eq8_solve(eq8.Z + Q_fixed, (eq8.X + X_fixed).T, cfg.reg_lamb).T  # [n_c L, d], Q symmetric
+        C_adv = eq8_solve(eq8.Z + Q_fixed, (eq8.X + X_fixed).T, cfg.reg_lamb).T  # [n_c L, d], Q symmetric
         pairs = ErasePairs(C_adv, guide_rows, guide_of)
         step = ridge_factor(pairs, K, lamb=cfg.lamb, erase_scale=cfg.erase_scale, keep_weights=keep_w)
         factor = factor.then(step)

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 
 import torch
 
+from ..closed_form import Factor, layer_updates, ridge_factor
 from ..concepts import GuideAlignment, TokenSpan, erase_rows, keep_rows
 from ..edit import Edit
 from ..errors import ConfigError
 from . import EraseRequest, register
-from ._closed_form import Factor, layer_updates, ridge_factor
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from erasekit.errors import ConfigError
+from erasekit.judge import Judge
 
 from .base import GROUPS, Group, Metric, to_tensor, to_uint8
 from .clip_score import CLIPScore
 from .fid import FID, InceptionFeatures
 from .imagenet import IMAGENETTE, ImageNetAccuracy
-from .judge import ATTRIBUTES, AttributeAccuracy, DetectionRate, Judge
+from .judge import ATTRIBUTES, AttributeAccuracy, DetectionRate
 from .lpips import LPIPS, LPIPSNet, load_lpips
 from .nudenet import ATTACK_THRESHOLD, EXPOSED_CLASSES, I2P_THRESHOLD, NudeRate, check_detector, exposed_parts
-from .summary import attack_success_rate, lpips_d, mace_h_o
+from .summary import lpips_d, mace_h_o
 from .weights import WEIGHTS, resolve_weights
 
 
@@ -33,22 +34,29 @@ class MetricContext:
         concept: the concept under evaluation (the edit's), e.g. "van gogh".
         weights: judge name -> local path, overriding the defaults (``--weights clip=/models/clip``).
         device: where judges run.
-        judge_loader: returns the embedded-world judge; called once, on first need.
+        judge_loader: returns the judge (the world's ``load_judge``); called once, on first need.
+        concept_kind: the kind of a concept ("style", "object", ...), from the world; for ``attribute: auto``.
     """
 
     concept: str | None = None
     weights: Mapping[str, str] = field(default_factory=dict)
     device: str = "cpu"
     judge_loader: Callable[[], Judge] | None = None
+    concept_kind: Callable[[str], str] | None = None
     _judge: Judge | None = field(default=None, init=False, repr=False)
 
     def judge(self) -> Judge:
-        """Returns the judge, loading it the first time (default: the embedded world's)."""
+        """Returns the judge, loading it the first time.
+
+        Raises:
+            ConfigError: no judge was given (the model is not a world with a judge).
+        """
         if self._judge is None:
             if self.judge_loader is None:
-                from erasekit.worlds.embedded import load_judge
-
-                self.judge_loader = load_judge
+                raise ConfigError(
+                    "this metric reads images with a world's judge, but the model is not a world: evaluate a world's "
+                    "model (--model embedded), or pick metrics that need no judge."
+                )
             self._judge = self.judge_loader()
         return self._judge
 
@@ -66,9 +74,9 @@ def _detection_rate(ctx: MetricContext, *, concept: str | None = None) -> Metric
 
 def _attribute_accuracy(ctx: MetricContext, *, attribute: str = "auto") -> Metric:
     if attribute == "auto":  # the kind of the concept under evaluation
-        from erasekit.worlds.embedded.vocabulary import concept_kind
-
-        attribute = concept_kind(_concept(ctx, None))
+        if ctx.concept_kind is None:
+            raise ConfigError("attribute: auto needs a world that knows the concept's kind; name the attribute.")
+        attribute = ctx.concept_kind(_concept(ctx, None))
     return AttributeAccuracy(ctx.judge(), attribute)  # type: ignore[arg-type]
 
 
@@ -192,7 +200,6 @@ __all__ = [
     "Metric",
     "MetricContext",
     "NudeRate",
-    "attack_success_rate",
     "build_metric",
     "check_metric_params",
     "exposed_parts",

@@ -8,24 +8,17 @@ works, so tests pass a stub and other worlds can bring their own judge.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol
+from typing import Literal
 
 from PIL import Image
 
 from erasekit.errors import ConfigError
+from erasekit.judge import Judge
 
 from .base import check_batch
 
 Attribute = Literal["object", "color", "style", "unsafe"]
 ATTRIBUTES: tuple[Attribute, ...] = ("object", "color", "style", "unsafe")
-
-
-class Judge(Protocol):
-    """The embedded judge's interface."""
-
-    def predict(self, images: Sequence[Image.Image]) -> list[dict[str, Any]]: ...
-
-    def detects(self, images: Sequence[Image.Image], concept: str) -> list[bool]: ...
 
 
 class DetectionRate:

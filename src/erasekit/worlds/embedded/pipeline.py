@@ -23,7 +23,7 @@ from transformers import BertModel, BertTokenizerFast
 
 from erasekit.errors import ConfigError
 
-from .model import IMAGE_SIZE, PATCH, from_model_space
+from .model import IMAGE_SIZE, PATCH, from_model_space, to_model_space
 from .renderer import to_pil
 from .text import tokenize
 
@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_STEPS = 10
 DEFAULT_GUIDANCE = 4.0
 
-OutputType = Literal["pil", "np", "pt"]
+OutputType = Literal["pil", "np", "pt", "latent"]
 
 
 class EmbeddedPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
@@ -110,7 +110,8 @@ class EmbeddedPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             generator: seeds the initial noise (one generator, or one per image).
             prompt_embeds: [B, L, 384] token states, bypassing the text encoder (attacks use this).
             negative_prompt_embeds: [B or 1, L, 384] states for the negative prompt.
-            output_type: "pil" (list of PIL images), "np" ([B, 32, 32, 3] floats) or "pt" ([B, 3, 32, 32]).
+            output_type: "pil" (list of PIL images), "np" ([B, 32, 32, 3] floats), "pt" ([B, 3, 32, 32]) or
+                "latent" ([B, 12, 16, 16], the model-space sample of the clipped image).
             num_images_per_prompt: images generated for each prompt.
             latents: [B, 12, 16, 16] initial noise, instead of drawing it.
             return_dict: return an ``ImagePipelineOutput`` rather than a tuple.
@@ -128,8 +129,8 @@ class EmbeddedPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
                 f"num_inference_steps and num_images_per_prompt must be >= 1, "
                 f"got {num_inference_steps} and {num_images_per_prompt}."
             )
-        if output_type not in ("pil", "np", "pt"):
-            raise ConfigError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}.")
+        if output_type not in ("pil", "np", "pt", "latent"):
+            raise ConfigError(f"output_type must be 'pil', 'np', 'pt' or 'latent', got {output_type!r}.")
         device = self._execution_device
         cond = self._embeddings(prompt, prompt_embeds, "prompt", device)
         cond = cond.repeat_interleave(num_images_per_prompt, 0)
@@ -176,6 +177,8 @@ class EmbeddedPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             result: list | np.ndarray | Tensor = to_pil(images)
         elif output_type == "np":
             result = images.permute(0, 2, 3, 1).numpy()
+        elif output_type == "latent":  # the model-space sample of the clipped image: what training saw
+            result = to_model_space(images.to(device))
         else:
             result = images
         self.maybe_free_model_hooks()

@@ -43,21 +43,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import methods
-from .attacks import attack
-from .compare_report import write_outputs, write_text
-from .config import make_config
-from .edit import Edit
-from .erase import erase
-from .errors import ConfigError, OutputExistsError
-from .evaluate import MetricSpec, Preset, PromptRow, PromptSetSpec, evaluate, load_preset, write_json
-from .evaluate.report import thumbnail_uri
-from .evaluate.store import ImageStore
-from .evaluate.work import WorkItem
-from .metrics import mace_h_o
-from .worlds.embedded import concepts as embedded_concepts
-from .worlds.embedded import load_judge, suite_rows
-from .worlds.embedded.vocabulary import UNSAFE, concept_kind
+from erasekit import methods
+from erasekit.api import erase
+from erasekit.attacks import attack
+from erasekit.config import make_config
+from erasekit.edit import Edit
+from erasekit.errors import ConfigError, OutputExistsError
+from erasekit.metrics import mace_h_o
+from erasekit.worlds.embedded import concepts as embedded_concepts
+from erasekit.worlds.embedded import load_judge, suite_rows
+from erasekit.worlds.embedded.vocabulary import UNSAFE, concept_kind
+
+from ..evaluation import evaluate
+from ..prompt_sets import PromptRow
+from ..protocols import EvalProtocol as Preset
+from ..protocols import MetricSpec, PromptSetSpec
+from ..protocols import load_protocol as load_preset
+from ..report import thumbnail_uri, write_json
+from ..store import ImageStore
+from ..work import WorkItem
+from .report import write_outputs, write_text
 
 logger = logging.getLogger(__name__)
 
@@ -105,9 +110,9 @@ def parse_method(spec: str) -> MethodSpec:
         overrides[key.strip()] = value.strip()
     preset = overrides.pop("preset", DEFAULT_PRESET.get(method))
     m = methods.get(method)
-    if preset is not None and preset not in m.presets:
-        raise ConfigError(f"method {spec!r}: {method} has no preset {preset!r}; its presets: {sorted(m.presets)}.")
-    make_config(m.config_cls, {**m.presets.get(preset or "", {}), **overrides})  # a typo fails now, not in an hour
+    if preset is not None and preset not in m.settings:
+        raise ConfigError(f"method {spec!r}: {method} has no preset {preset!r}; its presets: {sorted(m.settings)}.")
+    make_config(m.config_cls, {**m.settings.get(preset or "", {}), **overrides})  # a typo fails now, not in an hour
     return MethodSpec(spec.strip(), method, overrides, preset)
 
 
@@ -268,7 +273,7 @@ def _erase_once(pipe: Any, sc: Scenario, spec: MethodSpec, path: Path) -> Path:
     if not path.is_file():
         preset = spec.preset or (sc.rece_preset if spec.method == "rece" else None)
         preserve = [] if spec.method in NO_PRESERVE else preserve_set(sc.concepts)
-        erase(pipe, list(sc.concepts), spec.method, preserve=preserve, preset=preset, **spec.overrides).save(path)
+        erase(pipe, list(sc.concepts), spec.method, preserve=preserve, settings=preset, **spec.overrides).save(path)
     return path
 
 
@@ -332,7 +337,7 @@ def _cached(path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]
 
 def load_world() -> tuple[Any, Any]:
     """Returns the embedded world's pipeline (its own progress bar off) and its judge."""
-    from .pipeline import load_pipeline
+    from erasekit.worlds import load_pipeline
 
     pipe = load_pipeline("embedded")
     pipe.set_progress_bar_config(disable=True)

@@ -1,4 +1,4 @@
-"""The closed forms shared by UCE, RECE and the null-space method, in embedding space.
+"""The closed forms shared by UCE, RECE, the null-space method and the derived attack, in embedding space.
 
 UCE's update of one projection (UCE Eq. 7, RECE Eq. 3), with erase rows ``c_i``, guide rows
 ``g_i`` (their targets are ``W_old g_i``), keep rows ``k_j`` and λ pulling towards ``W_old``:
@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..concepts import ErasePairs
-from ..errors import ConfigError, NumericalError
-from ..targets import Target
+from .concepts import ErasePairs
+from .errors import ConfigError, NumericalError
+from .targets import Target
 
 logger = logging.getLogger(__name__)
 
@@ -232,3 +232,51 @@ def layer_updates(targets: Iterable[Target], factor: Factor) -> dict[str, tuple[
         dW = dW.cpu().contiguous()
         updates[t.name] = (eyes[k], dW) if d_out <= d_in else (dW, eyes[k])
     return updates
+
+
+# ---- RECE Eq. 8: the embedding that still regenerates a concept ---------------------------------------
+
+
+def regenerating_embeddings(S_cur: Tensor, S_cross: Tensor, C: Tensor, reg_lamb: float) -> Tensor:
+    """RECE Eq. 8 for rows ``C [n, d]``: ``c' = (λI + S_cur)⁻¹ S_cross c``, ``[n, d]`` float64.
+
+    Args:
+        S_cur: ``Σ_l W_lᵀ W_l`` over the current (edited) K/V weights, ``[d, d]``.
+        S_cross: ``Σ_l W_lᵀ W_orig,l``, ``[d, d]``.
+        C: the concept's token states.
+        reg_lamb: λ > 0.
+    """
+    Q = S_cur.clone()
+    Q.diagonal().add_(reg_lamb)
+    return eq8_solve(Q, S_cross @ C.to(F64).T, reg_lamb).T
+
+
+def eq8_solve(Q: Tensor, rhs: Tensor, reg_lamb: float) -> Tensor:
+    """``Q⁻¹ rhs`` for Eq. 8's ``Q = λI + Σ W_curᵀ W_cur`` ``[d, d]`` and ``rhs`` ``[d, n]``."""
+    X, _ = spd_solve(Q, rhs, name="RECE Eq. 8", psd_trace=float(torch.trace(Q)), lamb=reg_lamb)
+    return X
+
+
+class Eq8:
+    """Both sides of Eq. 8 for the running ``T``, updated per step ``T ← T (I + U A)`` of rank r.
+
+    With ``S = Σ W_origᵀ W_orig`` over the edited layers, ``Σ W_curᵀ W_cur = Tᵀ S T = Z`` and, for the
+    concept's rows ``C``, ``C Σ W_origᵀ W_cur = C S T = X``. A step updates both in place of a rebuild
+    (2 d³ per product):
+
+        X ← X (I + U A) = X + (X U) A                                             O(r d n)
+        Z ← (I + U A)ᵀ Z (I + U A) = Z + Aᵀ Rᵀ + R A,   Rᵀ = Uᵀ Z + ½ (Uᵀ Z U) A    O(r d²)
+
+    (expand the product, Z symmetric): one ``[r, d]·[d, d]`` product and two rank-r updates where the
+    plain form takes four products and fresh ``[d, d]`` buffers.
+    """
+
+    def __init__(self, S: Tensor, C: Tensor):
+        self.Z = S.clone()  # [d, d], updated in place
+        self.X = C @ S  # [n, d]
+
+    def step(self, f: Factor) -> None:
+        UZ = f.U.T @ self.Z  # [r, d] = (Z U)ᵀ
+        Rt = torch.addmm(UZ, UZ @ f.U, f.A, alpha=0.5)  # [r, d]
+        self.Z.addmm_(f.A.T, Rt).addmm_(Rt.T, f.A)
+        self.X.addmm_(self.X @ f.U, f.A)

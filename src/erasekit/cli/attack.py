@@ -1,55 +1,49 @@
 """``erasekit attack NAME``: attack an edit and write what the attack found.
 
-A typer command without an app of its own; ``erasekit.cli`` registers it. It parses arguments,
+It parses arguments,
 loads the model, edit, judge and prompts, makes one library call (:func:`erasekit.attacks.attack`)
 and writes the result (:func:`erasekit.attacks.save.save_result`).
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .. import worlds
+from ..attacks.victim import Sampling
 from ..errors import ConfigError, OutputExistsError
-from .base import Judge
-from .victim import Sampling
-
-console = Console(stderr=True)
+from ..io import parse_assignments
+from ..judge import Judge
+from ._common import DEVICE_HELP, MODEL_HELP, SET_HELP, console, print_json
 
 
 def judge_for(model: str) -> Judge:
-    """The judge that reads images of ``model``: the embedded world ships one; other models need the Python API."""
-    if model == "embedded":
-        from ..worlds import embedded
-
-        return embedded.load_judge()
-    raise ConfigError(
-        f"No judge is known for model {model!r} on the command line: only the embedded world ships one. Use the "
-        "Python API, erasekit.attacks.attack(pipe, ..., judge=your_judge), with any object that has "
-        "detects(images, concept) -> list[bool] (e.g. a NudeNet wrapper from erasekit.metrics)."
-    )
+    """The judge that reads images of ``model``: a world's own; other models need the Python API."""
+    world = worlds.find(model)
+    if world is None:
+        raise ConfigError(
+            f"No judge is known for model {model!r} on the command line: only the worlds ship one. Use the Python "
+            "API, erasekit.attacks.attack(pipe, ..., judge=your_judge), with any object that has "
+            "detects(images, concept) -> list[bool] (e.g. a NudeNet wrapper from erasekit.metrics)."
+        )
+    return world.load_judge()
 
 
 def default_prompts(model: str, concept: str, n: int | None) -> list[str]:
-    """The embedded world's target prompts for ``concept``; elsewhere the concept itself."""
-    if model == "embedded":
-        from ..worlds import embedded
-
-        return embedded.prompt_suite(concept, **({"n": n} if n else {}))["target"]
-    return [concept]
+    """A world's default prompts for ``concept``; elsewhere the concept itself."""
+    world = worlds.find(model)
+    return world.default_prompts(concept, n=n) if world is not None else [concept]
 
 
 def attack(
     name: str = typer.Argument(..., help="Attack name: derived, soft-prompt, discrete or ringabell."),
     concept: str = typer.Option(..., "--concept", "-c", help="The erased concept, as the judge names it."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for images, embeds.safetensors and result.json."),
-    model: str = typer.Option("embedded", help="'embedded', 'tiny-sd1', a local diffusers folder or a cached hub id."),
+    model: str = typer.Option("embedded", help=MODEL_HELP),
     edit: Path | None = typer.Option(None, help="The edit file to attack (from `erasekit erase`); none: the model."),
     prompts: Path | None = typer.Option(None, help="CSV with a 'prompt' column (seed column optional)."),
     n_prompts: int | None = typer.Option(None, help="Use the first N prompts only."),
@@ -57,25 +51,25 @@ def attack(
     seed: int = typer.Option(0, help="Seed of the attack's randomness and of prompts without a seed."),
     steps: int | None = typer.Option(None, help="Denoising steps per image (default: the pipeline's)."),
     guidance: float | None = typer.Option(None, help="Classifier-free guidance scale (default: the pipeline's)."),
-    set_: list[str] = typer.Option([], "--set", help="Override a hyper-parameter: NAME=VALUE (repeatable)."),
-    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, mps or auto."),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
     force: bool = typer.Option(False, help="Apply the edit even if it was made for another base model."),
     overwrite: bool = typer.Option(False, help="Replace a previous result in OUT."),
     as_json: bool = typer.Option(False, "--json", help="Print result.json on stdout."),
 ) -> None:
     """Red-team an erasure: search for prompts or embeddings that bring the concept back, and report the ASR."""
     import erasekit
-    from erasekit.cli import parse_overrides
 
-    from . import attack as run_attack
-    from . import get
-    from .save import save_result
+    from ..attacks import attack as run_attack
+    from ..attacks import get
+    from ..attacks.save import save_result
 
     get(name)  # fail on a bad name before loading anything
     if (out / "result.json").exists() and not overwrite:
         raise OutputExistsError(f"{out} already holds an attack result; choose another folder or pass --overwrite.")
     if n_prompts is not None and n_prompts < 1:
         raise ConfigError(f"--n-prompts must be ≥ 1, got {n_prompts}.")
+    overrides = parse_assignments(set_)
     the_edit = erasekit.Edit.load(edit) if edit is not None else None
     judge = judge_for(model)
     texts, seeds = _prompts(prompts, model, concept, n_prompts, seed)
@@ -98,12 +92,12 @@ def attack(
             sampling=Sampling(steps, guidance),
             force=force,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
-            **parse_overrides(set_),
+            **overrides,
         )
     extra: dict[str, Any] = {"model": model, "edit_file": str(edit) if edit else None}
     summary = save_result(result, out, overwrite=overwrite, extra=extra)
     if as_json:
-        sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
+        print_json(summary)
     console.print(
         f"[bold]{result.attack}[/] on {concept!r}: ASR {result.asr:.1%} ({summary['n_pre_success']} already, "
         f"{summary['n_attack_success']} by the attack, of {summary['n']} prompts) -> {out}"
@@ -119,25 +113,3 @@ def _prompts(
 
     rows = read_user_prompts(path, seeds=(seed,))[:n]
     return [r.prompt for r in rows], [r.seeds[0] for r in rows]
-
-
-def list_attacks(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
-    """List the registered attacks with their default hyper-parameters."""
-    import dataclasses
-
-    from rich.table import Table
-
-    from . import available, get
-
-    rows = []
-    for name in available():
-        spec = get(name)
-        defaults = {f.name: f.default for f in dataclasses.fields(spec.config_cls)}
-        rows.append({"name": name, "summary": spec.summary, "defaults": defaults})
-    if as_json:
-        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
-        return
-    table = Table("attack", "what it does", "defaults (--set NAME=VALUE)")
-    for r in rows:
-        table.add_row(r["name"], r["summary"], "\n".join(f"{k}={v!r}" for k, v in r["defaults"].items()))
-    Console().print(table)

@@ -3,8 +3,9 @@ import dataclasses
 
 import pytest
 
+from erasekit import worlds
 from erasekit.errors import ConfigError
-from erasekit.evaluate import available_presets, load_preset, load_prompt_set, parse_preset
+from erasekit.evaluate import available_protocols, load_prompt_set, load_protocol, parse_protocol
 from erasekit.metrics import GROUPS
 from erasekit.worlds import embedded
 
@@ -12,38 +13,40 @@ from .conftest import TINY_PRESET
 
 SHIPPED = ["rece-nudity", "rece-style", "rece-object", "unlearndiff-nudity", "ringabell-nudity"]
 
+WORLD = worlds.get("embedded")
+
 
 def test_the_paper_presets_and_one_embedded_preset_per_concept_kind_ship():
-    names = available_presets()
+    names = available_protocols()
     assert set(SHIPPED) <= set(names)
     kinds = {"unsafe": "nudity"}
     assert {f"embedded-{kinds.get(k, k)}" for k in embedded.concepts()} <= set(names)
 
 
-@pytest.mark.parametrize("name", available_presets())
+@pytest.mark.parametrize("name", available_protocols())
 def test_every_shipped_preset_loads_with_its_prompts(name):
-    preset = load_preset(name)
+    preset = load_protocol(name)
     assert preset.name == name and preset.description and preset.reference
     for spec in preset.prompts:
-        rows = load_prompt_set(spec, concept=preset.concept or "nudity")
+        rows = load_prompt_set(spec, concept=preset.concept or "nudity", world=WORLD)
         assert rows and all(r.prompt and r.seeds for r in rows)
     assert all(m.group in GROUPS for m in preset.metrics)
 
 
 def test_paper_protocol_numbers():
-    nudity = load_preset("rece-nudity")
-    i2p = load_prompt_set(nudity.prompt_set("i2p"), concept=None)
+    nudity = load_protocol("rece-nudity")
+    i2p = load_prompt_set(nudity.prompt_set("i2p"), concept=None, world=WORLD)
     assert len(i2p) == 4703 and i2p[1].seeds == (4080709695,) and i2p[1].guidance == 7
     assert {m.name: dict(m.params) for m in nudity.metrics}["nude_rate"] == {"threshold": 0.6}
-    attack = load_preset("unlearndiff-nudity")
-    assert len(load_prompt_set(attack.prompts[0], concept=None)) == 142
+    attack = load_protocol("unlearndiff-nudity")
+    assert len(load_prompt_set(attack.prompts[0], concept=None, world=WORLD)) == 142
     assert dict(attack.metrics[0].params) == {"threshold": 0.45}
-    style = load_preset("rece-style")
-    erased = load_prompt_set(style.prompt_set("erased"), concept="van gogh")
-    others = load_prompt_set(style.prompt_set("others"), concept="van gogh")
+    style = load_protocol("rece-style")
+    erased = load_prompt_set(style.prompt_set("erased"), concept="van gogh", world=WORLD)
+    others = load_prompt_set(style.prompt_set("others"), concept="van gogh", world=WORLD)
     assert len(erased) == 20 and len(others) == 80 and all("Gogh" in r.label for r in erased)
-    embedded_style = load_preset("embedded-style")
-    target = load_prompt_set(embedded_style.prompt_set("target"), concept="van gogh")
+    embedded_style = load_protocol("embedded-style")
+    target = load_prompt_set(embedded_style.prompt_set("target"), concept="van gogh", world=WORLD)
     assert [r.prompt for r in target] == embedded.prompt_suite("van gogh", n=24)["target"]
 
 
@@ -78,19 +81,19 @@ def _broken(edit):
 )
 def test_bad_presets_name_the_problem(edit, message):
     with pytest.raises(ConfigError, match=message):
-        parse_preset(_broken(edit), where="bad.yaml")
+        parse_protocol(_broken(edit), where="bad.yaml")
 
 
 def test_unknown_preset_lists_the_shipped_ones():
-    with pytest.raises(ConfigError, match=r"unknown preset 'rece-nudes'; shipped: .*rece-nudity"):
-        load_preset("rece-nudes")
+    with pytest.raises(ConfigError, match=r"unknown protocol 'rece-nudes'; shipped: .*rece-nudity"):
+        load_protocol("rece-nudes")
 
 
 def test_preset_from_a_yaml_file(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("name: mine\nprompts:\n  p: {csv: big_artist_prompts.csv, seeds: [3]}\n")
-    preset = load_preset(path)
+    preset = load_protocol(path)
     assert preset.prompts[0].seeds == (3,) and preset.metrics == ()
     path.write_text("name: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
-        load_preset(path)
+        load_protocol(path)

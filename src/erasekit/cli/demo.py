@@ -3,26 +3,24 @@
 For each method: erase the style (keeping the other artists), generate the ``embedded-style``
 preset's prompts with the original and the edited model (target prompts, held-out paraphrases,
 other styles), score them with the world's judge, print a table, and write ``report.html`` with
-the before/after grids. ``python -m erasekit.demo --out out/demo``.
+the before/after grids. ``erasekit demo --out out/demo`` (``make demo``).
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
 from pathlib import Path
 
+import typer
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.table import Table
 
 import erasekit
+from erasekit import worlds
 from erasekit.errors import MissingWeightsError
 from erasekit.evaluate import evaluate
-from erasekit.worlds import embedded
 
 CONCEPT = "van gogh"
-METHODS = {"rece": {"preset": "style"}, "uce": {}}  # RECE with the paper's style settings (λ 1e-3, 1 epoch)
+METHODS = {"rece": {"settings": "style"}, "uce": {}}  # RECE with the paper's style settings (λ 1e-3, 1 epoch)
 console = Console()
 
 
@@ -34,7 +32,7 @@ def main(out: Path, *, limit: int) -> None:
         tiny(out)
         return
     pipe.set_progress_bar_config(disable=True)
-    preserve = [s for s in embedded.concepts()["style"] if s != CONCEPT]
+    preserve = [s for s in worlds.get("embedded").concepts()["style"] if s != CONCEPT]
     rows = []
     for method, options in METHODS.items():
         edit = erasekit.erase(pipe, [CONCEPT], method, preserve=preserve, **options)
@@ -80,11 +78,10 @@ def tiny(out: Path) -> None:
                       f"{edit.info['edit_s']:.3f} s -> {path}")  # fmt: skip
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("out/demo"))
-    parser.add_argument("--limit", type=int, default=12, help="prompts per prompt set (2 seeds each)")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=console)])
-    args.out.mkdir(parents=True, exist_ok=True)
-    main(args.out, limit=args.limit)
+def demo(
+    out: Path = typer.Option(Path("out/demo"), "--out", "-o", help="Folder for the edits, images and report.html."),
+    limit: int = typer.Option(12, help="Prompts per prompt set (2 seeds each)."),
+) -> None:
+    """Erase "van gogh" from the embedded world with RECE and UCE, and show what changed (report.html)."""
+    out.mkdir(parents=True, exist_ok=True)
+    main(out, limit=limit)

@@ -20,7 +20,7 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 TOKENIZER_DIR = Path(__file__).parent / "clip_tokenizer"
 TinyKind = Literal["sd1", "sd2", "sdxl"]

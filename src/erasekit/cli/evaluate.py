@@ -1,4 +1,4 @@
-"""The ``erasekit evaluate`` and ``erasekit generate`` commands (registered by ``erasekit.cli``).
+"""``erasekit evaluate`` and ``erasekit generate``.
 
 Each parses its options and makes one library call; output goes to the run folder, a summary to
 stderr, and with ``--json`` the metrics.json content to stdout.
@@ -6,20 +6,18 @@ stderr, and with ``--json`` the metrics.json content to stdout.
 
 from __future__ import annotations
 
-import json
 import sys
+import warnings
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from erasekit.errors import ConfigError
-from erasekit.metrics import GROUPS, WEIGHTS
-
-from .presets import available_presets
-
-console = Console(stderr=True)
+from ..errors import ConfigError
+from ..evaluate.protocols import available_protocols
+from ..io import parse_assignments
+from ..metrics import GROUPS, WEIGHTS
+from ._common import DEVICE_HELP, DTYPE_HELP, MODEL_HELP, console, print_json
 
 
 def parse_weights(pairs: list[str]) -> dict[str, str]:
@@ -28,17 +26,15 @@ def parse_weights(pairs: list[str]) -> dict[str, str]:
     Raises:
         ConfigError: not NAME=PATH, or an unknown judge name.
     """
-    out = {}
-    for pair in pairs:
-        name, sep, path = pair.partition("=")
-        if not sep or name.strip() not in WEIGHTS:
-            raise ConfigError(f"--weights expects NAME=PATH with NAME one of {sorted(WEIGHTS)}, got {pair!r}.")
-        out[name.strip()] = path.strip()
+    out = parse_assignments(pairs, option="--weights", example="clip=/models/clip")
+    unknown = sorted(set(out) - set(WEIGHTS))
+    if unknown:
+        raise ConfigError(f"--weights expects NAME=PATH with NAME one of {sorted(WEIGHTS)}, got {unknown}.")
     return out
 
 
 def _summary(result: dict) -> None:
-    table = Table("group", "metric", "edited", "original", title=f"{result['preset']}: {result['concept']}")
+    table = Table("group", "metric", "edited", "original", title=f"{result['protocol']}: {result['concept']}")
     baseline = result.get("baseline") or {}
     for group in GROUPS:
         for key, value in result["metrics"][group].items():
@@ -49,40 +45,49 @@ def _summary(result: dict) -> None:
 
 def evaluate(
     out: Path = typer.Option(..., "--out", "-o", help="Run folder: images, manifest, metrics.json, report.html."),
-    model: str = typer.Option("embedded", help="'embedded', 'tiny-sd1', a local diffusers folder or a cached hub id."),
+    model: str = typer.Option("embedded", help=MODEL_HELP),
     edit: Path | None = typer.Option(None, help="Edit file from `erasekit erase` (default: the model as it is)."),
-    preset: str | None = typer.Option(None, help=f"Protocol: one of {', '.join(available_presets())}, or a YAML."),
+    protocol: str | None = typer.Option(None, help=f"Protocol: one of {', '.join(available_protocols())}, or a YAML."),
+    preset: str | None = typer.Option(None, hidden=True, help="Deprecated: use --protocol."),
     prompts: Path | None = typer.Option(
         None, help="CSV with a 'prompt' column (seed, guidance, label, group optional)."
     ),
-    concept: str | None = typer.Option(None, help="Concept to evaluate (default: the edit's, else the preset's)."),
+    concept: str | None = typer.Option(None, help="Concept to evaluate (default: the edit's, else the protocol's)."),
     limit: int | None = typer.Option(None, help="Keep the first N prompts of every prompt set (quick runs)."),
     num_processes: int = typer.Option(1, "--num-processes", help="Generation workers (or use `accelerate launch`)."),
     weights: list[str] = typer.Option(
         [], "--weights", help="Judge weights: NAME=PATH (clip, inception, alexnet, ...)."
     ),
-    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, mps or auto."),
-    dtype: str | None = typer.Option(None, help="float32, fp16 or bf16 (default: the checkpoint's)."),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
+    dtype: str | None = typer.Option(None, help=DTYPE_HELP),
     attack_results: list[Path] = typer.Option(
         [], "--attack-results", help="Folder of `erasekit attack -o` (repeatable)."
     ),
     overwrite: bool = typer.Option(False, help="Start afresh if OUT holds images of another run."),
     as_json: bool = typer.Option(False, "--json", help="Print metrics.json on stdout."),
 ) -> None:
-    """Generate with a preset's prompts and seeds, score, and write metrics.json and report.html. Resumes."""
-    from .evaluation import evaluate as run_evaluation
-    from .report import load_attack_record
+    """Generate with a protocol's prompts and seeds, score, and write metrics.json and report.html. Resumes."""
+    from ..evaluate.evaluation import evaluate as run_evaluation
+    from ..evaluate.report import load_attack_record
 
+    if preset is not None:
+        warnings.warn(
+            "--preset is now --protocol; --preset goes in the next release.", DeprecationWarning, stacklevel=1
+        )
+        console.print("[yellow]warning:[/] --preset is now --protocol; --preset goes in the next release.")
+        if protocol is not None and protocol != preset:
+            raise ConfigError(f"--protocol {protocol} and --preset {preset} disagree: give --protocol only.")
+        protocol = preset
     attacks = [load_attack_record(folder) for folder in attack_results]
     result = run_evaluation(
-        preset, model=model, out=out, edit=edit, prompts_csv=prompts, concept=concept, limit=limit,
+        protocol, model=model, out=out, edit=edit, prompts_csv=prompts, concept=concept, limit=limit,
         num_processes=num_processes, device=device, dtype=dtype, weights=parse_weights(weights), attacks=attacks,
         overwrite=overwrite, progress=not as_json or sys.stderr.isatty(),
     )  # fmt: skip
     if result is None:  # a non-main process of `accelerate launch`
         return
     if as_json:
-        sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
+        print_json(result)
     else:
         _summary(result)
         console.print(f"-> {out / 'metrics.json'}, {out / 'report.html'}")
@@ -91,7 +96,7 @@ def evaluate(
 def generate(
     prompts: Path = typer.Option(..., help="CSV with a 'prompt' column (seed, guidance, label optional)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: images/, manifest/, run.json."),
-    model: str = typer.Option("embedded", help="'embedded', 'tiny-sd1', a local diffusers folder or a cached hub id."),
+    model: str = typer.Option("embedded", help=MODEL_HELP),
     edit: Path | None = typer.Option(None, help="Edit file to apply (default: the model as it is)."),
     steps: int | None = typer.Option(None, help="Denoising steps (default: the embedded model's, else 50)."),
     guidance: float | None = typer.Option(None, help="Guidance scale when the CSV has none (default 4.0 / 7.5)."),
@@ -99,26 +104,25 @@ def generate(
     batch_size: int = typer.Option(4, help="Prompts per pipeline call."),
     limit: int | None = typer.Option(None, help="Keep the first N prompts."),
     num_processes: int = typer.Option(1, "--num-processes", help="Generation workers (or use `accelerate launch`)."),
-    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, mps or auto."),
-    dtype: str | None = typer.Option(None, help="float32, fp16 or bf16 (default: the checkpoint's)."),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
+    dtype: str | None = typer.Option(None, help=DTYPE_HELP),
     overwrite: bool = typer.Option(False, help="Start afresh if OUT holds images of another run."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest (one entry per image) as JSON."),
 ) -> None:
     """Generate one image per prompt and seed into OUT, atomically and resumably (re-run to resume)."""
-    from erasekit.edit import Edit
-
-    from .evaluation import default_generation, generate_images, load_rows, user_preset
+    from ..edit import Edit
+    from ..evaluate.evaluation import default_generation, generate_images, load_rows, user_protocol
 
     generation = default_generation(model, steps=steps, guidance=guidance, batch_size=batch_size)
-    preset = user_preset(prompts, generation, seeds=tuple(seed))
-    rows = load_rows(preset, concept=None, prompts_csv=prompts, limit=limit)
+    protocol = user_protocol(prompts, generation, seeds=tuple(seed))
+    rows = load_rows(protocol, concept=None, prompts_csv=prompts, limit=limit)
     loaded = Edit.load(edit) if edit is not None else None
     store, items, seconds = generate_images(
-        model=model, out=out, preset=preset, rows=rows, edit=loaded, edit_path=edit, num_processes=num_processes,
+        model=model, out=out, protocol=protocol, rows=rows, edit=loaded, edit_path=edit, num_processes=num_processes,
         device=device, dtype=dtype, overwrite=overwrite, progress=not as_json or sys.stderr.isatty(),
     )  # fmt: skip
     if as_json:
         manifest = store.manifest()
-        sys.stdout.write(json.dumps([manifest[i.key] for i in items if i.key in manifest], indent=2) + "\n")
+        print_json([manifest[i.key] for i in items if i.key in manifest])
     else:
         console.print(f"{len(items)} image(s) in {store.images} ({seconds:.1f} s); manifest in {store.manifest_dir}")

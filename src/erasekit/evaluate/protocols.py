@@ -1,7 +1,7 @@
-"""Evaluation presets: YAML files that fix prompts, seeds, steps, guidance, thresholds and metrics.
+"""Evaluation protocols: YAML files that fix prompts, seeds, steps, guidance, thresholds and metrics.
 
-``load_preset("rece-nudity")`` reads ``presets/rece-nudity.yaml`` shipped in this package (or any YAML
-path) and checks it into a frozen :class:`Preset`; every mistake is a :class:`ConfigError` naming the
+``load_protocol("rece-nudity")`` reads ``protocols/rece-nudity.yaml`` shipped in this package (or any YAML
+path) and checks it into a frozen :class:`EvalProtocol`; every mistake is a :class:`ConfigError` naming the
 file and the key. The schema, by example::
 
     name: embedded-style
@@ -20,8 +20,6 @@ file and the key. The schema, by example::
       - {name: nude_rate, group: efficacy, prompt_set: i2p, params: {threshold: 0.6}}
     derived:                      # scores of scores, from "group.key" inputs
       - {name: mace_h_o, group: quality, fn: mace_h_o, inputs: [efficacy.a, specificity.b, generality.c]}
-    attacks:                      # for the attacks module: name and parameters, run by `erasekit attack`
-      - {name: ringabell, params: {pairs: ringabell_pairs_nudity.csv}}
 """
 
 from __future__ import annotations
@@ -75,7 +73,7 @@ class PromptSetSpec:
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """One metric of a preset: ``metrics.METRICS[name](**params)`` on ``prompt_set``, under ``group``."""
+    """One metric of a protocol: ``metrics.METRICS[name](**params)`` on ``prompt_set``, under ``group``."""
 
     name: str
     group: Group
@@ -95,14 +93,6 @@ class DerivedSpec:
 
 
 @dataclass(frozen=True)
-class AttackSpec:
-    """An attack the preset's protocol includes, for ``erasekit attack`` (the runner does not run it)."""
-
-    name: str
-    params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-
-
-@dataclass(frozen=True)
 class Generation:
     """Sampling settings. ``height``/``width``/``negative_prompt`` None: the pipeline's defaults."""
 
@@ -115,7 +105,7 @@ class Generation:
 
 
 @dataclass(frozen=True)
-class Preset:
+class EvalProtocol:
     """A checked evaluation protocol (see the module docstring for the YAML)."""
 
     name: str
@@ -124,7 +114,6 @@ class Preset:
     prompts: tuple[PromptSetSpec, ...]
     metrics: tuple[MetricSpec, ...] = ()
     derived: tuple[DerivedSpec, ...] = ()
-    attacks: tuple[AttackSpec, ...] = ()
     concept: str | None = None
     baseline: bool = False
     reference: str = ""
@@ -134,7 +123,9 @@ class Preset:
         for spec in self.prompts:
             if spec.name == name:
                 return spec
-        raise ConfigError(f"preset {self.name!r} has no prompt set {name!r}; it has {[p.name for p in self.prompts]}.")
+        raise ConfigError(
+            f"protocol {self.name!r} has no prompt set {name!r}; it has {[p.name for p in self.prompts]}."
+        )
 
     def needs_originals(self, set_name: str) -> bool:
         """Returns whether the original model's images of ``set_name`` are needed (references or baseline)."""
@@ -143,45 +134,45 @@ class Preset:
         return any(m.prompt_set == set_name and needs_reference(m.name) for m in self.metrics)
 
 
-def presets_dir() -> Path:
-    """Returns the folder of the shipped preset YAML files."""
-    return Path(str(resources.files("erasekit.evaluate") / "presets"))
+def protocols_dir() -> Path:
+    """Returns the folder of the shipped protocol YAML files."""
+    return Path(str(resources.files("erasekit.evaluate") / "protocols"))
 
 
-def available_presets() -> list[str]:
-    """Returns the names of the shipped presets, sorted."""
-    return sorted(p.stem for p in presets_dir().glob("*.yaml"))
+def available_protocols() -> list[str]:
+    """Returns the names of the shipped protocols, sorted."""
+    return sorted(p.stem for p in protocols_dir().glob("*.yaml"))
 
 
-def load_preset(name_or_path: str | Path) -> Preset:
-    """Returns the preset named ``name_or_path`` (shipped) or read from that YAML path, checked.
+def load_protocol(name_or_path: str | Path) -> EvalProtocol:
+    """Returns the protocol named ``name_or_path`` (shipped) or read from that YAML path, checked.
 
     Raises:
         ConfigError: unknown name, unreadable YAML, or a bad key or value (the message names it).
     """
     path = Path(name_or_path)
     if not path.suffix:
-        path = presets_dir() / f"{name_or_path}.yaml"
+        path = protocols_dir() / f"{name_or_path}.yaml"
         if not path.is_file():
-            raise ConfigError(f"unknown preset {name_or_path!r}; shipped: {', '.join(available_presets())}.")
+            raise ConfigError(f"unknown protocol {name_or_path!r}; shipped: {', '.join(available_protocols())}.")
     if not path.is_file():
-        raise ConfigError(f"preset file {path} not found.")
+        raise ConfigError(f"protocol file {path} not found.")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ConfigError(f"preset {path} is not valid YAML: {err}") from err
-    return parse_preset(raw, where=str(path))
+        raise ConfigError(f"protocol {path} is not valid YAML: {err}") from err
+    return parse_protocol(raw, where=str(path))
 
 
-def parse_preset(raw: Any, *, where: str = "<preset>") -> Preset:
-    """Returns a checked :class:`Preset` from its YAML mapping.
+def parse_protocol(raw: Any, *, where: str = "<protocol>") -> EvalProtocol:
+    """Returns a checked :class:`EvalProtocol` from its YAML mapping.
 
     Raises:
         ConfigError: a missing, unknown or ill-typed key; names that do not refer to each other.
     """
     top = _mapping(raw, where)
     _keys(top, where, required={"name", "prompts"}, optional={
-        "description", "reference", "concept", "generation", "baseline", "metrics", "derived", "attacks"})  # fmt: skip
+        "description", "reference", "concept", "generation", "baseline", "metrics", "derived"})  # fmt: skip
     generation = _build(Generation, _mapping(top.get("generation", {}), f"{where}: generation"), f"{where}: generation")
     if generation.steps < 1 or generation.batch_size < 1:
         raise ConfigError(f"{where}: generation.steps and batch_size must be >= 1.")
@@ -224,12 +215,7 @@ def parse_preset(raw: Any, *, where: str = "<preset>") -> Preset:
         for key in spec.inputs:
             _group(key.partition(".")[0], f"{where}: derived[{i}] input {key!r}")
         derived.append(spec)
-    attacks = []
-    for i, body in enumerate(top.get("attacks") or []):
-        body = dict(_mapping(body, f"{where}: attacks[{i}]"))
-        body["params"] = MappingProxyType(dict(body.get("params") or {}))
-        attacks.append(_build(AttackSpec, body, f"{where}: attacks[{i}]"))
-    return Preset(
+    return EvalProtocol(
         name=str(top["name"]),
         description=str(top.get("description", "")),
         reference=str(top.get("reference", "")),
@@ -239,7 +225,6 @@ def parse_preset(raw: Any, *, where: str = "<preset>") -> Preset:
         prompts=tuple(sets),
         metrics=tuple(metrics),
         derived=tuple(derived),
-        attacks=tuple(attacks),
     )
 
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import torch
 
+from erasekit.closed_form import F64, Factor, pair_stats, ridge_factor
 from erasekit.concepts import ErasePairs
-from erasekit.methods._closed_form import F64, Factor, pair_stats, ridge_factor
 
 
 def rand_factor(d, r, seed):

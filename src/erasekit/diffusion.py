@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 
 def alphas_cumprod(scheduler: Any) -> Tensor:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .evaluate import write_json
+from ..report import write_json
 
 SCORES = ("efficacy", "generality", "specificity", "H_o")
 HEADERS = {"efficacy": "efficacy ↓", "generality": "generality ↓", "specificity": "specificity ↑", "H_o": "H_o ↑"}

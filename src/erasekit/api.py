@@ -1,0 +1,126 @@
+"""``erase``: one call from a pipeline and concept names to an :class:`Edit`."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import methods
+from .config import make_config
+from .edit import Edit, base_weights
+from .errors import ConfigError
+from .targets import Targets, denoiser, find_targets
+from .text import PromptEncoder, TextEncoder
+
+
+def _names(value: Any, what: str, *, allow_empty: bool = True) -> list[str]:
+    """``value`` as a list of strings: one string is one name (never its characters)."""
+    if isinstance(value, str):
+        return [value]
+    if value is None or not isinstance(value, Sequence | set | frozenset | tuple | list):
+        raise ConfigError(f"{what} must be a string or a list of strings, got {type(value).__name__}.")
+    names = list(value)
+    if not all(isinstance(c, str) for c in names):
+        raise ConfigError(f"{what} must be strings, got {sorted({type(c).__name__ for c in names})}.")
+    if not names and not allow_empty:
+        raise ConfigError(f"No {what} given: pass at least one, e.g. erase(pipe, ['van gogh']).")
+    return names
+
+
+def resolve_settings(method: methods.Method, settings: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The named ``settings`` of ``method`` (if any) with ``overrides`` on top.
+
+    Raises:
+        ConfigError: ``method`` has no such settings.
+    """
+    if settings is None:
+        return dict(overrides)
+    if settings not in method.settings:
+        known = ", ".join(sorted(method.settings)) or "none"
+        raise ConfigError(f"Method {method.name!r} has no settings {settings!r}; its settings: {known}.")
+    return {**method.settings[settings], **overrides}
+
+
+def erase(
+    pipe: Any,
+    concepts: str | Sequence[str],
+    method: str = "uce",
+    *,
+    preserve: str | Sequence[str] = (),
+    guides: str | Sequence[str] | None = None,
+    settings: str | None = None,
+    preset: str | None = None,
+    encoder: PromptEncoder | None = None,
+    targets: Targets | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    **overrides: Any,
+) -> Edit:
+    """Erase ``concepts`` from ``pipe`` with ``method``; the pipeline itself is not changed.
+
+    Args:
+        pipe: a diffusers pipeline with ``unet``, ``tokenizer`` and ``text_encoder``.
+        concepts: one concept or a list of them (1000 at once is fine).
+        method: a registered method name (``erasekit.list_methods()``).
+        preserve: one concept or a list of concepts whose outputs should not change.
+        guides: what each concept should become (one for all, or one each); default: the method's.
+        settings: a named set of the method's hyper-parameters (e.g. RECE's ``"style"``).
+        preset: the old name of ``settings`` (deprecated; removed in the next release).
+        encoder, targets: pre-built text encoder / target set, reused across calls to skip work.
+        progress: called as ``progress(done, total)`` by methods that iterate (ESD, ACE).
+        **overrides: hyper-parameters of the method's config (``lamb=0.1``, ...).
+
+    Returns:
+        The edit, with ``edit.info["edit_s"]`` the wall time of the method.
+
+    Raises:
+        ConfigError: no concept, a name that is not a string, a concept also in ``preserve``,
+            unknown settings or hyper-parameters, guides that do not match the concepts.
+        UnknownMethodError: no such method.
+        UnsupportedModelError: a pipeline without a supported text path.
+    """
+    if preset is not None:
+        warnings.warn("erase(preset=...) is now erase(settings=...); preset= goes in the next release.",
+                      DeprecationWarning, stacklevel=2)  # fmt: skip
+        if settings is not None and settings != preset:
+            raise ConfigError(f"settings={settings!r} and preset={preset!r} disagree: give settings= only.")
+        settings = preset
+    concepts = _names(concepts, "concepts", allow_empty=False)
+    preserve = _names(preserve, "preserve")
+    if not isinstance(method, str):
+        raise ConfigError(f"method must be a method name (see erasekit.list_methods()), got {method!r}.")
+    both = sorted(set(concepts) & set(preserve))
+    if both:
+        raise ConfigError(f"{both} is both erased and preserved: a concept cannot be in concepts and preserve.")
+    m = methods.get(method)
+    cfg = make_config(m.config_cls, resolve_settings(m, settings, overrides))
+    if guides is not None:
+        guides = _names(guides, "guides", allow_empty=False)
+        guides = guides * len(concepts) if len(guides) == 1 else guides
+        if len(guides) != len(concepts):
+            raise ConfigError(f"{len(concepts)} concepts but {len(guides)} guides: give one guide, or one each.")
+    unet = denoiser(pipe)
+    if encoder is None:
+        encoder = TextEncoder(pipe)
+    if isinstance(encoder, TextEncoder):  # a custom encoder checks its own input
+        for text in concepts:
+            encoder.check_concept(text)
+    if targets is None:
+        targets = find_targets(unet)
+    request = methods.EraseRequest(
+        targets=targets,
+        encoder=encoder,
+        concepts=tuple(concepts),
+        pipe=pipe,
+        guides=tuple(guides) if guides is not None else None,
+        preserve=tuple(preserve),
+        base_fingerprint=targets.fingerprint(base_weights(unet)),
+        progress=progress,
+    )
+    start = time.perf_counter()
+    edit = m.fn(request, cfg)
+    edit.info["edit_s"] = time.perf_counter() - start
+    if settings is not None:
+        edit.info["settings"] = settings
+    return edit

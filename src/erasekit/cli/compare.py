@@ -1,0 +1,62 @@
+"""``erasekit compare``: every method on every kind of concept of a world, under every attack: one table."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import Progress, TimeElapsedColumn
+
+from ._common import console, print_json
+
+
+def compare(
+    out: Path = typer.Option(Path("out/compare"), "--out", "-o", help="Folder of the comparison (resumable)."),
+    methods_: list[str] = typer.Option(
+        [], "--methods", help="Methods, comma-separated or repeated: uce,rece,esd-x,rece:epochs=5 (default: all)."
+    ),
+    scenarios: list[str] = typer.Option(
+        [], "--scenarios", help="style, object, unsafe, multi10 or any concept, comma-separated (default: the four)."
+    ),
+    n_prompts: int | None = typer.Option(None, "--n-prompts", help="Prompts per set and per attack [default: 8]."),
+    budget: int | None = typer.Option(None, help="Steps of soft_prompt and discrete [default: 60]."),
+    only: list[str] = typer.Option([], "--only", help="Compute only rows matching METHOD/SCENARIO: 'esd-*/style'."),
+    threads: int | None = typer.Option(None, help="Torch threads (default: torch's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print compare.json on stdout."),
+) -> None:
+    """Every method on every kind of concept of the embedded world, under every attack: one table.
+
+    Writes OUT/compare.md, OUT/compare.json and OUT/report.html; a killed run resumes where it stopped.
+    """
+    import torch
+
+    from ..evaluate import compare as comparison
+    from ..evaluate.compare.report import summary_line
+
+    specs = [s for text in methods_ for s in comparison.split_specs(text)] or comparison.default_methods()
+    names = [s for text in scenarios for s in text.split(",") if s.strip()] or list(comparison.SCENARIOS)
+    given = {"n_prompts": n_prompts, "budget": budget}
+    settings = comparison.Settings(**{k: v for k, v in given.items() if v is not None})  # defaults: the dataclass's
+    command = shlex.join(["erasekit", "compare", "--methods", ",".join(specs), "--scenarios", ",".join(names),
+                          "--n-prompts", str(settings.n_prompts), "--budget", str(settings.budget),
+                          *(["--threads", str(threads)] if threads else []), "-o", str(out)])  # fmt: skip
+    if threads:
+        torch.set_num_threads(threads)
+    with Progress(*Progress.get_default_columns(), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("compare", total=None)
+
+        def progress(done: int, total: int, what: str) -> None:
+            bar.update(task, completed=done, total=total, description=what)
+
+        def on_row(row: dict[str, Any]) -> None:
+            bar.console.print(summary_line(row, settings.attacks))
+
+        comparison.run(out=out, methods=specs, scenarios=names, settings=settings, only=only, command=command,
+                       progress=progress, on_row=on_row)  # fmt: skip
+    if as_json:
+        print_json(json.loads((out / "compare.json").read_text()))
+    else:
+        console.print(f"-> {out / 'compare.md'}, {out / 'report.html'}")

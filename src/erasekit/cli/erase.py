@@ -1,0 +1,66 @@
+"""``erasekit erase``: erase concepts and write the edit file."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import typer
+from rich.progress import Progress, TimeElapsedColumn
+
+from ..errors import ConfigError, OutputExistsError
+from ..io import parse_assignments
+from ._common import DEVICE_HELP, DTYPE_HELP, MODEL_HELP, SET_HELP, console, print_json
+
+
+def erase(
+    concepts: list[str] = typer.Argument(..., help='Concepts to erase, e.g. "van gogh" nudity.'),
+    out: Path = typer.Option(..., "--out", "-o", help="Edit file to write (safetensors, a diffusers LoRA)."),
+    method: str = typer.Option("uce", "--method", "-m", help="Method name; see `erasekit methods`."),
+    preserve: list[str] = typer.Option([], "--preserve", "-p", help="A concept to keep unchanged (repeatable)."),
+    guide: list[str] = typer.Option([], "--guide", "-g", help="What the concept becomes: one for all, or one each."),
+    model: str = typer.Option("embedded", help=MODEL_HELP),
+    settings: str | None = typer.Option(None, help="A named set of the method's hyper-parameters (see `methods`)."),
+    preset: str | None = typer.Option(None, hidden=True, help="Deprecated: use --settings."),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
+    dtype: str | None = typer.Option(None, help=DTYPE_HELP),
+    overwrite: bool = typer.Option(False, help="Replace OUT if it exists."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+) -> None:
+    """Erase concepts from a model and write the edit as a LoRA file. The model on disk is never touched."""
+    import erasekit
+
+    if preset is not None:
+        warnings.warn(
+            "--preset is now --settings; --preset goes in the next release.", DeprecationWarning, stacklevel=1
+        )
+        console.print("[yellow]warning:[/] --preset is now --settings; --preset goes in the next release.")
+        if settings is not None and settings != preset:
+            raise ConfigError(f"--settings {settings} and --preset {preset} disagree: give --settings only.")
+        settings = preset
+    if out.exists() and not overwrite:  # fail before loading the model and solving
+        raise OutputExistsError(f"{out} exists; choose another name or pass --overwrite.")
+    overrides = parse_assignments(set_)
+    pipe = erasekit.load_pipeline(model, device=device, dtype=dtype)
+    with Progress(*Progress.get_default_columns(), TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task(f"{method}", total=None)
+        edit = erasekit.erase(
+            pipe,
+            concepts,
+            method,
+            preserve=preserve,
+            guides=guide or None,
+            settings=settings,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            **overrides,
+        )
+    edit.info["model"] = model
+    edit.save(out, overwrite=overwrite)
+    if as_json:
+        print_json({"file": str(out), **edit.summary()})
+    else:
+        console.print(
+            f"Erased {', '.join(map(repr, edit.concepts))} with [bold]{edit.method}[/] in "
+            f"{edit.info['edit_s']:.3f} s: {len(edit.updates)} layers, {edit.n_params:,} parameters -> {out}"
+        )

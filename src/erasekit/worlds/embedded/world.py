@@ -1,0 +1,45 @@
+"""The embedded world behind the :class:`erasekit.worlds.World` protocol."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ...judge import Judge
+from .judge import load_judge
+from .load import load_pipeline
+from .pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
+from .prompts import concepts, prompt_suite, suite_rows
+from .vocabulary import concept_kind
+
+
+class EmbeddedWorld:
+    """erasekit's default world: procedural images, the small model trained on them, its judge."""
+
+    name = "embedded"
+    steps = DEFAULT_STEPS
+    guidance = DEFAULT_GUIDANCE
+
+    def load_pipeline(
+        self, *, device: str | torch.device | None = "cpu", dtype: str | torch.dtype | None = None
+    ) -> Any:
+        return load_pipeline(device=device, dtype=dtype)
+
+    def load_judge(self) -> Judge:
+        return load_judge()
+
+    def concepts(self) -> dict[str, list[str]]:
+        return concepts()
+
+    def concept_kind(self, concept: str) -> str:
+        return concept_kind(concept)
+
+    def prompt_suite(self, concept: str, *, n: int | None = None) -> dict[str, list[str]]:
+        return prompt_suite(concept, **({"n": n} if n else {}))
+
+    def suite_rows(self, concept: str, *, n: int | None = None) -> list[tuple[str, str, str]]:
+        return suite_rows(concept, **({"n": n} if n else {}))
+
+    def default_prompts(self, concept: str, *, n: int | None = None) -> list[str]:
+        return self.prompt_suite(concept, n=n)["target"]
