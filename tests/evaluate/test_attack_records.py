@@ -31,8 +31,8 @@ def test_an_attack_folder_becomes_an_asr_entry_and_a_report_section(tiny_pipe, t
     assert record.examples[0].found == "shown before any attack" and record.examples[1].found == "lilies <tok>"
     assert [e.success for e in record.examples] == [True, True, False, False]
 
-    result = evaluate(tiny_preset, model="tiny-sd1", world="embedded", out=tmp_path / "eval", pipe=tiny_pipe, judge_loader=stub_judge,
-                      attacks=[record], progress=False)  # fmt: skip
+    result = evaluate(tiny_preset, model="tiny-sd1", world="embedded", out=tmp_path / "eval", pipe=tiny_pipe,
+                      judge_loader=stub_judge, attacks=[record], progress=False)  # fmt: skip
     assert result["metrics"]["asr"] == {"asr_discrete": 0.5}
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]["asr"] == {"asr_discrete": 0.5}
     assert "discrete: ASR 50.0%" in (tmp_path / "eval" / "report.html").read_text()

@@ -20,8 +20,8 @@ def test_evaluate_writes_metrics_json_in_the_design_schema(
 ):
     attack = AttackRecord("soft_prompt", 0.25, [AttackExample("<v*> monet", Image.new("RGB", (8, 8)), True, "emb")])
     result = evaluate(
-        tiny_preset, model="tiny-sd1", world="embedded", out=tmp_path, edit=monet_edit, pipe=tiny_pipe, judge_loader=stub_judge,
-        progress=False, attacks=[attack],
+        tiny_preset, model="tiny-sd1", world="embedded", out=tmp_path, edit=monet_edit, pipe=tiny_pipe,
+        judge_loader=stub_judge, progress=False, attacks=[attack],
     )  # fmt: skip
     assert SCHEMA_KEYS <= set(result) and list(result["metrics"]) == list(GROUPS)
     assert result["edit"]["method"] == "uce" and result["edit"]["concepts"] == ["monet"]
@@ -49,8 +49,8 @@ def test_evaluate_writes_metrics_json_in_the_design_schema(
         raise AssertionError("a finished run is scored again without loading the model")
 
     monkeypatch.setattr(erasekit, "load_pipeline", no_model)
-    again = evaluate(tiny_preset, model="tiny-sd1", world="embedded", out=tmp_path, edit=monet_edit, judge_loader=stub_judge,
-                     progress=False)  # fmt: skip
+    again = evaluate(tiny_preset, model="tiny-sd1", world="embedded", out=tmp_path, edit=monet_edit,
+                     judge_loader=stub_judge, progress=False)  # fmt: skip
     assert again["metrics"] == {**m, "asr": {}} and again["timing"]["generate_s"] == 0.0
 
 
@@ -127,8 +127,8 @@ def test_scoring_reports_progress_and_reads_only_stored_images(tiny_pipe, tiny_p
     calls = []
     store = ImageStore.open(tmp_path)  # scoring again needs the folder only, no model
     scores, baseline = score(
-        tiny_preset, rows, store, MetricContext(concept="monet", judge_loader=stub_judge, concept_kind=lambda c: "style"),
-        references="edited",
+        tiny_preset, rows, store,
+        MetricContext(concept="monet", judge_loader=stub_judge, concept_kind=lambda c: "style"), references="edited",
         progress=lambda done, total: calls.append((done, total)),
     )  # fmt: skip
     assert calls[-1] == (6 + 2 + 3, 6 + 2 + 3) and baseline is None

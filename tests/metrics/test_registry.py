@@ -32,7 +32,9 @@ def test_every_metric_has_its_class_and_only_fid_and_lpips_need_references():
 
 def test_judge_metrics_take_the_concept_from_the_context_and_load_the_judge_once():
     loads = []
-    ctx = MetricContext(concept="monet", judge_loader=lambda: loads.append(1) or Judge(), concept_kind=lambda c: "style")
+    ctx = MetricContext(
+        concept="monet", judge_loader=lambda: loads.append(1) or Judge(), concept_kind=lambda c: "style"
+    )
     rate = build_metric("detection_rate", {}, ctx)
     accuracy = build_metric("attribute_accuracy", {}, ctx)  # "auto": the kind of "monet" is style
     assert isinstance(rate, DetectionRate) and rate.concept == "monet" and loads == [1]
