@@ -9,8 +9,10 @@ import erasekit
 from erasekit import Edit
 from erasekit.errors import ConfigError
 from erasekit.gate import concept_ratio
-from erasekit.methods import EraseRequest
-from erasekit.methods.ace import ACEConfig, concept_subspace, reduced_rank_ridge, token_rows
+from erasekit.methods import EraseRequest, ace
+from erasekit.methods.ace.config import ACEConfig
+from erasekit.methods.ace.prompts import token_rows
+from erasekit.methods.ace.subspace import concept_subspace, reduced_rank_ridge
 from erasekit.targets import find_targets
 from erasekit.text import TextEncoder
 
@@ -19,6 +21,11 @@ FAST = {"epochs": 3, "inner_steps": 2}
 
 def request(pipe, concepts=("van gogh",), preserve=("monet",)):
     return EraseRequest(find_targets(pipe.unet), TextEncoder(pipe), tuple(concepts), pipe, preserve=tuple(preserve))
+
+
+def test_the_package_registers_ace_and_re_exports_its_parts():
+    assert erasekit.methods.get("ace").fn is ace.ace and erasekit.methods.get("ace").config_cls is ACEConfig
+    assert (ace.ACEConfig, ace.token_rows, ace.concept_subspace) == (ACEConfig, token_rows, concept_subspace)
 
 
 def test_subspace_separates_target_rows_from_neutral_ones(tiny_pipe):

@@ -1,0 +1,120 @@
+"""Part 4's optional adversaries of ACE (package docstring): soft tokens and the denoising term.
+
+:class:`_SoftTokens` is the second adversary, the ``soft_prompt`` attack itself: learned input
+embeddings in front of every target prompt, through the text encoder (``soft_tokens > 0``).
+:class:`_Denoiser` adds the denoising loss of the gated U-Net on the original model's images of the
+concept (``loss="denoise"``), with :func:`_live_gate` installing the trainable gated update in the
+U-Net so that gradients flow into the outer loop's parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ...diffusion import alphas_cumprod, noisy, predict
+from ...edit import applied_gates
+from ...errors import ConfigError
+from ...gate import TokenGate, sync_processors
+from ...text import TextEncoder
+from .. import EraseRequest
+from .config import ACEConfig
+from .prompts import Rows, prompt_sets
+
+if TYPE_CHECKING:
+    from .train import _Trainable
+
+
+class _SoftTokens:
+    """The second adversary (package docstring, part 4): learned input embeddings through the encoder."""
+
+    def __init__(self, request: EraseRequest, rows: Rows, cfg: ACEConfig):
+        pipe = request.pipe
+        if pipe is None:
+            raise ConfigError("ACE's soft-token adversary needs the pipeline's text encoder; or pass soft_tokens=0.")
+        self.text, self.k, self.lr = TextEncoder(pipe), cfg.soft_tokens, cfg.soft_lr
+        n_base = len(request.concepts + cfg.synonyms) * len(cfg.templates)  # the un-augmented target prompts
+        base = prompt_sets(request, cfg)[0][:n_base]
+        self.slotted = self.text.slotted(base, self.k)
+        prompt, pos = rows.where
+        keep = (prompt < n_base) & (pos + self.k < rows.states.shape[1])
+        self.where = (prompt[keep], pos[keep] + self.k)  # the span rows, shifted behind the slots
+        self.goal, self.guide = rows.C[keep], rows.G[keep]
+        ids = self.text.tokenizer(request.concepts[0], add_special_tokens=False).input_ids or [0]
+        table = self.text.table.weight.detach()
+        self.v = table[torch.tensor([ids[i % len(ids)] for i in range(self.k)], device=table.device)].float().clone()
+
+    def attack(self, model: _Trainable, s_err: Any, steps: int) -> Tensor:
+        """``steps`` Adam steps on the soft tokens; the rows they produce, detached."""
+        v = self.v.requires_grad_()
+        opt = torch.optim.Adam([v], lr=self.lr)
+        for _ in range(steps):
+            x = self._rows(v)
+            (v.grad,) = torch.autograd.grad(s_err(model.edited(x), self.goal), [v])
+            opt.step()
+        self.v = v.detach()
+        with torch.no_grad():
+            return self._rows(self.v)
+
+    def _rows(self, v: Tensor) -> Tensor:
+        states = self.text.encode(self.slotted.ids, slots=self.slotted.slots, slot_embeds=v).float().cpu()
+        return states[self.where]
+
+
+class _Denoiser:
+    """The optional denoising term: original-model images of the concept, a gated U-Net with live factors."""
+
+    def __init__(self, request: EraseRequest, rows: Rows, cfg: ACEConfig, gen: torch.Generator):
+        pipe = request.pipe
+        if pipe is None:
+            raise ConfigError(
+                "ACE's loss='denoise' needs the pipeline: call erasekit.erase(pipe, ...) with no encoder."
+            )
+        self.pipe, self.rows, self.gen = pipe, rows, gen
+        self.abar = alphas_cumprod(pipe.scheduler)
+        self.prediction = pipe.scheduler.config.prediction_type
+        n = min(cfg.denoise_images, rows.states.shape[0])
+        self.prompts = torch.arange(n)
+        empty = request.encoder([""]).states.expand(n, -1, -1)
+        with torch.no_grad():
+            out = pipe(
+                prompt_embeds=rows.states[:n].to(pipe.device, pipe.unet.dtype),
+                negative_prompt_embeds=empty.to(pipe.device, pipe.unet.dtype),
+                output_type="latent",
+                generator=torch.Generator().manual_seed(cfg.seed),
+            )
+        self.x0 = out.images.float()  # [n, C, h, w] latents of the concept by the original model
+
+    def loss(self, model: _Trainable, E: Tensor, layers: list) -> Tensor:
+        k = int(torch.randint(len(self.prompts), (1,), generator=self.gen))
+        t = torch.randint(len(self.abar), (1,), generator=self.gen)
+        noise = torch.randn((1, *self.x0.shape[1:]), generator=self.gen)
+        x_t = noisy(self.x0[k : k + 1], noise, t, self.abar)
+        states = self.rows.states[k].clone()
+        mine = self.rows.where[0] == k
+        states[self.rows.where[1][mine]] = E[mine]  # the adversarial rows in the prompt's sequence
+        unet = self.pipe.unet
+        with torch.no_grad():
+            goal = predict(unet, x_t, t, self.rows.guide_states[k : k + 1])
+        with _live_gate(unet, model, layers):
+            pred = predict(unet, x_t, t, states[None])
+        return F.mse_loss(pred, goal)
+
+
+@contextmanager
+def _live_gate(unet: torch.nn.Module, model: _Trainable, layers: list) -> Iterator[None]:
+    """``unet`` with the trainable gated update installed (gradients flow into ``model``)."""
+    applied = applied_gates(unet)
+    basis, s, tau = model.gate_parts()
+    gate = TokenGate(basis, model.mu, s, tau)  # type: ignore[arg-type]  # tensors: trainable
+    live = {t.name: (t.weight.detach().float() @ model.U, model.A) for t in layers}
+    sync_processors(unet, [*applied, (gate, live)])
+    try:
+        yield
+    finally:
+        sync_processors(unet, applied)

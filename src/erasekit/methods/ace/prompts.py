@@ -1,0 +1,98 @@
+"""Part 1 of ACE (package docstring): the prompt sets and the token rows they give.
+
+:func:`prompt_sets` builds the target prompts (concepts and synonyms in the templates), the guide of
+each, and the neutral + retain prompts, every target and neutral prompt also behind random
+vocabulary words; :func:`token_rows` encodes them and selects the rows ACE trains on (:class:`Rows`):
+the target prompts' span from the last word token, paired with the guide's states, and every
+position of the neutral and retain prompts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ...closed_form import check_finite
+from ...errors import ConfigError
+from .. import EraseRequest
+from .config import ACEConfig
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The token states ACE trains on (float32).
+
+    Attributes:
+        C: ``[n, d]`` target rows; G: ``[n, d]`` their guide rows.
+        K: ``[m, d]`` neutral and retain rows.
+        states: ``[P, L, d]`` the target prompts' full states; where: ``(prompt [n], position [n])`` of each C row.
+        guide_states: ``[P, L, d]`` the guide prompt's states, one per target prompt.
+    """
+
+    C: Tensor
+    G: Tensor
+    K: Tensor
+    states: Tensor
+    where: tuple[Tensor, Tensor]
+    guide_states: Tensor
+
+
+def prompt_sets(request: EraseRequest, cfg: ACEConfig) -> tuple[list[str], list[str], list[str]]:
+    """(target prompts, the guide of each, neutral + retain prompts), augmented (package docstring, part 1)."""
+    guides = request.guides_or(cfg.guide)
+    target, guide_of = [], []
+    for concept, guide in [*zip(request.concepts, guides), *((s, guides[0]) for s in cfg.synonyms)]:
+        for template in cfg.templates:
+            target.append(template.format(concept))
+            guide_of.append(guide if guide else " ")
+    keep = list(cfg.neutral)
+    if cfg.augment and cfg.prefix_words:
+        words = _words(request, cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)
+
+        def prefixed(prompt: str) -> str:
+            picks = torch.randint(len(words), (cfg.prefix_words,), generator=gen).tolist()
+            return " ".join([*(words[i] for i in picks), prompt]).strip()
+
+        n = len(target)
+        target += [prefixed(target[i]) for i in range(n) for _ in range(cfg.augment)]
+        guide_of += [guide_of[i] for i in range(n) for _ in range(cfg.augment)]
+        keep += [prefixed(p) for p in cfg.neutral for _ in range(cfg.augment)]
+    keep += [t.format(p) for p in request.preserve for t in cfg.templates]
+    return target, guide_of, keep
+
+
+def _words(request: EraseRequest, seed: int) -> list[str]:
+    """Whole words of the pipeline's tokenizer vocabulary, to prefix prompts with."""
+    tokenizer = getattr(request.pipe, "tokenizer", None)
+    if tokenizer is None:
+        raise ConfigError(
+            "ACE's augmentation draws words from the pipeline's tokenizer; with a custom encoder pass augment=0."
+        )
+    vocab = (tokenizer.convert_tokens_to_string([t]).strip() for t in tokenizer.get_vocab())
+    words = sorted({w for w in vocab if w.isalpha() and w.isascii() and len(w) >= 3})
+    if not words:
+        raise ConfigError("The tokenizer has no whole-word tokens to augment with: pass augment=0.")
+    return words
+
+
+def token_rows(request: EraseRequest, cfg: ACEConfig) -> Rows:
+    """Encode the prompt sets and select the rows (package docstring, part 1)."""
+    target, guide_of, keep = prompt_sets(request, cfg)
+    enc, enc_g = request.encoder(target), request.encoder(guide_of)
+    L = enc.states.shape[1]
+    prompt_idx, pos, guide_pos = [], [], []
+    for p in range(len(target)):
+        i, j = int(enc.last_word[p]), max(int(enc_g.last_word[p]), 1)  # skip_bos: never the guide's BOS
+        n = L - max(i, j)
+        prompt_idx += [p] * n
+        pos += range(i, i + n)
+        guide_pos += range(j, j + n)
+    where = (torch.tensor(prompt_idx), torch.tensor(pos))
+    C = enc.states[where]
+    G = enc_g.states[where[0], torch.tensor(guide_pos)]
+    K = request.encoder(keep).states.reshape(-1, C.shape[1])
+    check_finite(erase=C, guide=G, keep=K)
+    return Rows(C.float(), G.float(), K.float(), enc.states.float(), where, enc_g.states.float())
