@@ -60,7 +60,7 @@ def test_resume_after_sigkill(tiny_pipe, monet_edit, tiny_preset, tmp_path):
     assert len(survivors) == 5
     before = {p: p.stat().st_mtime_ns for p in survivors}
     # what a kill can also leave: a temporary file mid-write, and the last manifest line cut short
-    (survivors[0].parent / f".{work[5].key.rsplit('/', 1)[1]}.999.tmp").write_bytes(b"\x89PNG half")
+    (survivors[0].parent / f".{work[5].key.rsplit('/', 1)[1]}.png.999.tmp").write_bytes(b"\x89PNG half")
     log = next(store.manifest_dir.glob("*.jsonl"))
     lines = log.read_text().splitlines()
     log.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:20])  # image on disk, its line cut short

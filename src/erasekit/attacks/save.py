@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import save_file
 
 from ..errors import OutputError, OutputExistsError
+from ..io import atomic_write
 from .base import AttackResult
 
 
@@ -45,25 +44,13 @@ def save_result(
         raise OutputError(f"Cannot create {out}: {e.strerror}. Choose a writable folder.") from e
     tensors = {f"run.{k}": v.detach().cpu().contiguous() for k, v in result.tensors.items()}
     for i, c in enumerate(result.cases):
-        _atomic(out / "pre" / f"{i:04d}.png", lambda p, img=c.pre_image: img.save(p, format="PNG"))
+        atomic_write(out / "pre" / f"{i:04d}.png", lambda p, img=c.pre_image: img.save(p, format="PNG"))
         if c.outcome is not None:
-            _atomic(out / "attack" / f"{i:04d}.png", lambda p, img=c.outcome.image: img.save(p, format="PNG"))
+            atomic_write(out / "attack" / f"{i:04d}.png", lambda p, img=c.outcome.image: img.save(p, format="PNG"))
             tensors[f"case_{i:04d}.prompt_embeds"] = c.outcome.prompt_embeds.detach().cpu().float().contiguous()
     if tensors:
-        _atomic(out / "embeds.safetensors", lambda p: save_file(tensors, str(p), metadata={"attack": result.attack}))
+        meta = {"attack": result.attack}
+        atomic_write(out / "embeds.safetensors", lambda p: save_file(tensors, str(p), metadata=meta))
     summary = {**result.summary(), **(extra or {})}
-    text = json.dumps(summary, indent=2, default=str) + "\n"
-    _atomic(out / "result.json", lambda p: p.write_text(text, encoding="utf-8"))
+    atomic_write(out / "result.json", json.dumps(summary, indent=2, default=str) + "\n")
     return summary
-
-
-def _atomic(path: Path, write: Callable[[Path], Any]) -> None:
-    """``write(tmp)`` then rename ``tmp`` to ``path``; ``tmp`` is removed if anything fails."""
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -30,6 +30,7 @@ from typing import Any
 from PIL import Image
 
 from erasekit.errors import ConfigError
+from erasekit.io import atomic_write
 from erasekit.metrics import GROUPS
 
 from .prompt_sets import PromptRow
@@ -99,11 +100,7 @@ def with_attacks(result: dict[str, Any], attacks: Sequence[AttackRecord]) -> dic
 
 def write_json(result: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """Writes ``result`` as indented JSON, atomically; returns the path."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, json.dumps(result, indent=2, default=str) + "\n")
 
 
 def thumbnail_uri(image: Image.Image, *, size: int = THUMB) -> str:
@@ -231,8 +228,4 @@ def write_html(
     )
     body = head + "<h2>Scores</h2>" + _metrics_table(result) + _grids(rows, store, per_set) + _attacks(attacks)
     page = f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title><style>{_CSS}</style></head><body>{body}</body></html>\n"  # noqa: E501
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(page)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, page)

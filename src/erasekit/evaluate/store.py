@@ -24,6 +24,7 @@ from typing import Any
 from PIL import Image
 
 from erasekit.errors import OutputError, OutputExistsError
+from erasekit.io import atomic_write
 
 from .work import WorkItem
 
@@ -66,7 +67,7 @@ class ImageStore:
                         "them. Choose another -o, or pass --overwrite to start this folder afresh."
                     )
                 self._clear()
-        _atomic_write_text(run_file, json.dumps(run, indent=2, sort_keys=True))
+        atomic_write(run_file, json.dumps(run, indent=2, sort_keys=True))
 
     @classmethod
     def open(cls, root: str | os.PathLike[str]) -> ImageStore:
@@ -104,24 +105,14 @@ class ImageStore:
         """Writes ``item``'s image atomically: to a temporary file in the same folder, then renamed."""
         path = self.path(item)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                image.save(f, format="PNG")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        return path
+        return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
     def remove_stale_temporaries(self, items: list[WorkItem]) -> int:
         """Deletes temporary files a killed process left for ``items``; returns how many."""
         removed = 0
         for item in items:
             path = self.path(item)
-            for tmp in path.parent.glob(f".{path.stem}.*.tmp") if path.parent.exists() else []:
+            for tmp in path.parent.glob(f".{path.name}.*.tmp") if path.parent.exists() else []:
                 tmp.unlink(missing_ok=True)
                 removed += 1
         return removed
@@ -184,9 +175,3 @@ class ImageStore:
                     continue  # a line cut short by a kill; its image is checked on resume
                 if isinstance(line, dict) and "key" in line:
                     yield line
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
