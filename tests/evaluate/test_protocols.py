@@ -71,7 +71,7 @@ def _broken(edit):
         (lambda r: r["metrics"][0].update({True: "target"}), "unknown keys"),  # YAML reads `on:` as True
         (lambda r: r["metrics"][0].update(group="speed"), "group 'speed' is not one of"),
         (lambda r: r["metrics"][0].update(prompt_set="coco"), "reads prompt set 'coco'"),
-        (lambda r: r["metrics"][0].update(name="psnr"), "unknown metric 'psnr'"),
+        (lambda r: r["metrics"][0].update(name="psnr"), "Unknown metric 'psnr'"),
         (lambda r: r["metrics"][0].update(params={"thresh": 1}), "metric 'detection_rate' got bad parameters"),
         (lambda r: r["prompts"]["target"].update(csv="x.csv"), "exactly one of csv or embedded"),
         (lambda r: r["prompts"]["target"].update(embedded="heldout"), "must be target, generality or specificity"),

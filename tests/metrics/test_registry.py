@@ -1,11 +1,9 @@
 import pytest
 from PIL import Image
 
-from erasekit.errors import ConfigError, MissingWeightsError
+from erasekit.errors import ConfigError, MissingWeightsError, UnknownMetricError
 from erasekit.metrics import (
-    METRIC_CLASSES,
-    METRIC_WEIGHTS,
-    METRICS,
+    REGISTRY,
     WEIGHTS,
     AttributeAccuracy,
     DetectionRate,
@@ -26,8 +24,7 @@ class Judge:
 
 
 def test_every_metric_has_its_class_and_only_fid_and_lpips_need_references():
-    assert set(METRICS) == set(METRIC_CLASSES)
-    assert {name for name in METRICS if needs_reference(name)} == {"fid", "lpips"}
+    assert {name for name in REGISTRY.names() if needs_reference(name)} == {"fid", "lpips"}
 
 
 def test_judge_metrics_take_the_concept_from_the_context_and_load_the_judge_once():
@@ -50,7 +47,7 @@ def test_parameters_are_checked():
     assert isinstance(build_metric("nude_rate", {}, MetricContext()), NudeRate)
     with pytest.raises(ConfigError, match=r"got bad parameters \{'thresh': 0.4\}.*takes \['threshold'\]"):
         build_metric("nude_rate", {"thresh": 0.4}, MetricContext())
-    with pytest.raises(ConfigError, match="unknown metric 'psnr'"):
+    with pytest.raises(UnknownMetricError, match="Unknown metric 'psnr'"):
         build_metric("psnr", {}, MetricContext())
 
 
@@ -63,9 +60,9 @@ def test_metrics_with_weights_fail_clearly_when_the_weights_are_missing(name, ju
         build_metric(name, {}, ctx)
 
 
-@pytest.mark.parametrize("name", sorted(METRIC_WEIGHTS))
+@pytest.mark.parametrize("name", [n for n in REGISTRY.names() if REGISTRY.get(n).weights])
 def test_preflight_finds_missing_weights_without_loading_anything(name, tmp_path, monkeypatch):
-    ctx = MetricContext(weights={judge: str(tmp_path / "missing") for judge in METRIC_WEIGHTS[name]})
+    ctx = MetricContext(weights={judge: str(tmp_path / "missing") for judge in REGISTRY.get(name).weights})
     with pytest.raises(MissingWeightsError, match="--weights"):
         preflight(name, ctx)
 

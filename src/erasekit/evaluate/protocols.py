@@ -14,7 +14,7 @@ file and the key. The schema, by example::
       target: {embedded: target, n: 24, seeds: [0, 1]}
       i2p: {csv: i2p.csv.gz, seed_column: evaluation_seed, guidance_column: evaluation_guidance}
       erased: {csv: big_artist_prompts.csv, label_column: artist, match: concept, seeds: [0]}
-    metrics:                      # each: a metrics.METRICS name, its group, the prompt set it reads
+    metrics:                      # each: a metric's registry name, its group, the prompt set it reads
                                   # (not `on:`, which YAML reads as True)
       - {name: detection_rate, group: efficacy, prompt_set: target, suffix: _target}
       - {name: nude_rate, group: efficacy, prompt_set: i2p, params: {threshold: 0.6}}
@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import yaml
 
-from erasekit.errors import ConfigError
+from erasekit.errors import ConfigError, UnknownMetricError
 from erasekit.metrics import GROUPS, Group, check_metric_params, needs_reference
 
 EmbeddedGroup = Literal["target", "generality", "specificity"]
@@ -73,7 +73,7 @@ class PromptSetSpec:
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """One metric of a protocol: ``metrics.METRICS[name](**params)`` on ``prompt_set``, under ``group``."""
+    """One metric of a protocol: ``metrics.build_metric(name, params)`` on ``prompt_set``, under ``group``."""
 
     name: str
     group: Group
@@ -202,7 +202,10 @@ def parse_protocol(raw: Any, *, where: str = "<protocol>") -> EvalProtocol:
             raise ConfigError(
                 f"{where}: metrics[{i}] reads prompt set {spec.prompt_set!r}, not one of {sorted(set_names)}."
             )
-        check_metric_params(spec.name, spec.params)
+        try:
+            check_metric_params(spec.name, spec.params)
+        except UnknownMetricError as err:
+            raise ConfigError(f"{where}: metrics[{i}]: {err}") from err
         metrics.append(spec)
     derived = []
     for i, body in enumerate(top.get("derived") or []):

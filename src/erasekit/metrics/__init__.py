@@ -1,6 +1,6 @@
 """Metrics: each a small class with ``update(images, prompts)`` / ``compute() -> dict[str, float]``.
 
-Presets name metrics by the keys of ``METRICS``; ``build_metric`` turns a name and its parameters into
+Protocols name metrics by their registry names (``REGISTRY``); ``build_metric`` turns a name and its parameters into
 a metric, loading judges' weights from local files only (``--weights NAME=PATH`` or the environment
 variables in ``weights.WEIGHTS``).
 """
@@ -12,8 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from erasekit.errors import ConfigError
+from erasekit.errors import ConfigError, UnknownMetricError
 from erasekit.judge import Judge
+from erasekit.registry import Registry
 
 from .base import GROUPS, Group, Metric, to_tensor, to_uint8
 from .clip_score import CLIPScore
@@ -61,6 +62,33 @@ class MetricContext:
         return self._judge
 
 
+@dataclass(frozen=True)
+class MetricEntry:
+    """A registered metric: its builder ``build(ctx, **params) -> Metric``, the class it returns (read
+    without building it: no weights loaded), the judge weights it loads and an extra availability check."""
+
+    name: str
+    build: Callable[..., Metric]
+    cls: type
+    weights: tuple[str, ...] = ()
+    check: Callable[[], None] | None = None
+
+
+REGISTRY: Registry[MetricEntry] = Registry("metric", UnknownMetricError)
+
+
+def register(
+    name: str, cls: type, *, weights: tuple[str, ...] = (), check: Callable[[], None] | None = None
+) -> Callable[[Callable[..., Metric]], Callable[..., Metric]]:
+    """Decorator: register a builder as the metric ``name`` (protocols name metrics by these names)."""
+
+    def wrap(build: Callable[..., Metric]) -> Callable[..., Metric]:
+        REGISTRY.add(name, MetricEntry(name, build, cls, weights, check))
+        return build
+
+    return wrap
+
+
 def _concept(ctx: MetricContext, concept: str | None) -> str:
     found = concept or ctx.concept
     if not found:
@@ -68,10 +96,12 @@ def _concept(ctx: MetricContext, concept: str | None) -> str:
     return found
 
 
+@register("detection_rate", DetectionRate)
 def _detection_rate(ctx: MetricContext, *, concept: str | None = None) -> Metric:
     return DetectionRate(ctx.judge(), _concept(ctx, concept))
 
 
+@register("attribute_accuracy", AttributeAccuracy)
 def _attribute_accuracy(ctx: MetricContext, *, attribute: str = "auto") -> Metric:
     if attribute == "auto":  # the kind of the concept under evaluation
         if ctx.concept_kind is None:
@@ -80,62 +110,35 @@ def _attribute_accuracy(ctx: MetricContext, *, attribute: str = "auto") -> Metri
     return AttributeAccuracy(ctx.judge(), attribute)  # type: ignore[arg-type]
 
 
+@register("nude_rate", NudeRate, check=check_detector)
 def _nude_rate(ctx: MetricContext, *, threshold: float = I2P_THRESHOLD) -> Metric:
     return NudeRate(threshold=threshold)
 
 
+@register("clip_score", CLIPScore, weights=("clip",))
 def _clip_score(ctx: MetricContext) -> Metric:
     return CLIPScore(weights=ctx.weights.get("clip"), device=ctx.device)
 
 
+@register("fid", FID, weights=("inception",))
 def _fid(ctx: MetricContext) -> Metric:
     return FID(weights=ctx.weights.get("inception"))
 
 
+@register("lpips", LPIPS, weights=("alexnet", "lpips"))
 def _lpips(ctx: MetricContext) -> Metric:
     return LPIPS(net=load_lpips(backbone=ctx.weights.get("alexnet"), linear=ctx.weights.get("lpips")))
 
 
+@register("imagenet_accuracy", ImageNetAccuracy, weights=("imagenet",))
 def _imagenet_accuracy(ctx: MetricContext) -> Metric:
     return ImageNetAccuracy(weights=ctx.weights.get("imagenet"))
-
-
-METRICS: dict[str, Callable[..., Metric]] = {
-    "detection_rate": _detection_rate,
-    "attribute_accuracy": _attribute_accuracy,
-    "nude_rate": _nude_rate,
-    "clip_score": _clip_score,
-    "fid": _fid,
-    "lpips": _lpips,
-    "imagenet_accuracy": _imagenet_accuracy,
-}
-"""Metric name (as presets write it) -> builder ``(ctx, **params) -> Metric``."""
-
-METRIC_CLASSES: dict[str, type] = {
-    "detection_rate": DetectionRate,
-    "attribute_accuracy": AttributeAccuracy,
-    "nude_rate": NudeRate,
-    "clip_score": CLIPScore,
-    "fid": FID,
-    "lpips": LPIPS,
-    "imagenet_accuracy": ImageNetAccuracy,
-}
-"""Metric name -> the class its builder returns (read without building it: no weights loaded)."""
 
 
 def needs_reference(name: str) -> bool:
     """Returns whether metric ``name`` compares with the original model's images (FID, LPIPS)."""
     check_metric_params(name, {})
-    return bool(METRIC_CLASSES[name].needs_reference)
-
-
-METRIC_WEIGHTS: dict[str, tuple[str, ...]] = {
-    "clip_score": ("clip",),
-    "fid": ("inception",),
-    "lpips": ("alexnet", "lpips"),
-    "imagenet_accuracy": ("imagenet",),
-}
-"""Metric name -> the judge weights (keys of ``weights.WEIGHTS``) it loads."""
+    return bool(REGISTRY.get(name).cls.needs_reference)
 
 
 def preflight(name: str, ctx: MetricContext) -> None:
@@ -147,21 +150,20 @@ def preflight(name: str, ctx: MetricContext) -> None:
         MissingWeightsError: a judge's weights or the NudeNet package are not available locally.
         ConfigError: unknown metric, or another nudenet version.
     """
-    check_metric_params(name, {})
-    for judge in METRIC_WEIGHTS.get(name, ()):
+    entry = REGISTRY.get(name)
+    for judge in entry.weights:
         resolve_weights(judge, ctx.weights.get(judge))
-    if name == "nude_rate":
-        check_detector()
+    if entry.check is not None:
+        entry.check()
 
 
 def check_metric_params(name: str, params: Mapping[str, Any]) -> None:
-    """Raises ConfigError for an unknown metric or parameters its builder does not take."""
-    if name not in METRICS:
-        raise ConfigError(f"unknown metric {name!r}; known: {', '.join(sorted(METRICS))}.")
+    """Raises UnknownMetricError for an unknown metric, ConfigError for parameters its builder does not take."""
+    build = REGISTRY.get(name).build
     try:
-        inspect.signature(METRICS[name]).bind(None, **params)
+        inspect.signature(build).bind(None, **params)
     except TypeError as err:
-        taken = [p for p in inspect.signature(METRICS[name]).parameters if p != "ctx"]
+        taken = [p for p in inspect.signature(build).parameters if p != "ctx"]
         raise ConfigError(f"metric {name!r} got bad parameters {dict(params)} ({err}); it takes {taken}.") from err
 
 
@@ -173,7 +175,7 @@ def build_metric(name: str, params: Mapping[str, Any], ctx: MetricContext) -> Me
         MissingWeightsError: the metric's judge has no local weights.
     """
     check_metric_params(name, params)
-    return METRICS[name](ctx, **params)
+    return REGISTRY.get(name).build(ctx, **params)
 
 
 __all__ = [
@@ -185,9 +187,7 @@ __all__ = [
     "I2P_THRESHOLD",
     "IMAGENETTE",
     "LPIPS",
-    "METRICS",
-    "METRIC_CLASSES",
-    "METRIC_WEIGHTS",
+    "REGISTRY",
     "WEIGHTS",
     "AttributeAccuracy",
     "CLIPScore",
