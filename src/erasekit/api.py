@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from . import methods
 from .config import make_config
 from .edit import Edit, base_weights
 from .errors import ConfigError
+from .progress import Progress
 from .targets import Targets, denoiser, find_targets
 from .text import PromptEncoder, TextEncoder
 
@@ -54,7 +55,7 @@ def erase(
     preset: str | None = None,
     encoder: PromptEncoder | None = None,
     targets: Targets | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     **overrides: Any,
 ) -> Edit:
     """Erase ``concepts`` from ``pipe`` with ``method``; the pipeline itself is not changed.

@@ -26,8 +26,6 @@ from ..text import TextEncoder
 from .base import AttackResult, Case, CaseResult, Findings, Outcome, attack_success_rate
 from .victim import Sampling, Victim
 
-Progress = Callable[[int, int], None]
-
 
 @dataclass(frozen=True)
 class AttackRequest:

@@ -27,8 +27,9 @@ from torch import Tensor
 from ..closed_form import regenerating_embeddings
 from ..edit import applied_gates, base_weights
 from ..errors import ConfigError
+from ..progress import Progress
 from ..targets import find_targets
-from . import AttackRequest, Progress, register
+from . import AttackRequest, register
 from .base import Findings, Outcome
 
 F64 = torch.float64

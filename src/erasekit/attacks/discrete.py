@@ -36,7 +36,8 @@ from torch import Tensor
 
 from ..diffusion import alphas_cumprod, noisy, paper_timesteps, predict, split_steps, target
 from ..errors import ConfigError
-from . import AttackRequest, Progress, register
+from ..progress import Progress
+from . import AttackRequest, register
 from .base import Case, Findings, Outcome
 
 

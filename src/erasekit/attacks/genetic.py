@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-Progress = Callable[[int, int], None]
+from ..progress import Progress
 
 
 def genetic_search(

@@ -23,8 +23,9 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..progress import Progress
 from ..text import TextEncoder
-from . import AttackRequest, Progress, register
+from . import AttackRequest, register
 from .base import Findings, Outcome
 from .genetic import genetic_search
 from .pairs import pairs_for
@@ -69,15 +70,22 @@ def ringabell(request: AttackRequest, cfg: RingABellConfig, *, progress: Progres
         if cfg.search == "none":
             images, verdicts = request.judged(target[None], [case])
             outcomes.append(Outcome(target, images[0], verdicts[0]))
-        else:
-            outcomes.append(_search(request, cfg, case_index=i, target=target))
-        if progress is not None:
-            progress(i + 1, len(request.cases))
+            if progress is not None:
+                progress(i + 1, len(request.cases))
+            continue
+
+        def case_progress(done: int, total: int, i: int = i) -> None:  # every generation of every case
+            if progress is not None:
+                progress(i * total + done, len(request.cases) * total)
+
+        outcomes.append(_search(request, cfg, case_index=i, target=target, progress=case_progress))
     info = {"n_pairs": len(pairs), "pairs": source, "vector_norm": float(v.norm())}
     return Findings(outcomes, info=info, tensors={"concept_vector": v})
 
 
-def _search(request: AttackRequest, cfg: RingABellConfig, *, case_index: int, target: Tensor) -> Outcome:
+def _search(
+    request: AttackRequest, cfg: RingABellConfig, *, case_index: int, target: Tensor, progress: Progress
+) -> Outcome:
     """The genetic search for a typeable prompt whose states approach ``target [L, d]``."""
     text = request.text
     frame = text.slotted([""], cfg.length)  # start, length slots, end, padding
@@ -104,6 +112,7 @@ def _search(request: AttackRequest, cfg: RingABellConfig, *, case_index: int, ta
         mutation_rate=cfg.mutation_rate,
         crossover_rate=cfg.crossover_rate,
         generator=request.generator("ringabell", case_index),
+        progress=progress,
     )
     ids = with_tokens(best[None])
     with torch.no_grad():

@@ -12,8 +12,9 @@ from ..config import config_dict, make_config
 from ..edit import Edit
 from ..errors import ConfigError
 from ..judge import Judge
+from ..progress import Progress
 from ..text import TextEncoder
-from . import AttackRequest, Progress, get
+from . import AttackRequest, get
 from .base import AttackResult, Case, CaseResult
 from .victim import Sampling, Victim
 

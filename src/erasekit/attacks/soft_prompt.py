@@ -24,7 +24,8 @@ from torch import Tensor
 
 from ..diffusion import alphas_cumprod, noisy, predict, target
 from ..errors import ConfigError
-from . import AttackRequest, Progress, register
+from ..progress import Progress
+from . import AttackRequest, register
 from .base import Findings, Outcome
 
 PROBE_DRAWS = 8  # fixed (case, t, ε) draws the loss is reported on before and after

@@ -15,6 +15,7 @@ from typing import Any
 from ..config import config_dict
 from ..edit import Edit
 from ..errors import ConfigError, UnknownMethodError
+from ..progress import Progress
 from ..registry import Registry
 from ..targets import Target, Targets
 from ..text import PromptEncoder
@@ -44,7 +45,7 @@ class EraseRequest:
     guides: tuple[str, ...] | None = None
     preserve: tuple[str, ...] = ()
     base_fingerprint: str | None = None
-    progress: Callable[[int, int], None] | None = None
+    progress: Progress | None = None
 
     def guides_or(self, default: str) -> list[str]:
         return list(self.guides) if self.guides is not None else [default] * len(self.concepts)

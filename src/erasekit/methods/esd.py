@@ -50,10 +50,10 @@ from torch import Tensor, nn
 
 from ..edit import Edit
 from ..errors import ConfigError
+from ..progress import Progress
 from . import EraseRequest, register
 
 Variant = Literal["x", "u"]
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
