@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .errors import EditFileError
+
 EPS = 1e-12
 
 
@@ -140,7 +142,10 @@ def sync_processors(unet: nn.Module, gated: list[tuple[TokenGate, Mapping[str, t
         for name, pair in updates.items():
             module, _, proj = name.rpartition(".")
             if proj not in ("to_k", "to_v"):
-                raise ValueError(f"A gated update must target an attention module's to_k or to_v, not {name}.")
+                raise EditFileError(
+                    f"A gated update must target an attention module's to_k or to_v, not {name}: the edit file is "
+                    "not a gated erasekit edit. Re-create it with erasekit."
+                )
             by_module.setdefault(module, {})[proj.removeprefix("to_")] = pair
         for module, pairs in by_module.items():
             terms.setdefault(module, []).append(GatedTerm(gate, pairs.get("k"), pairs.get("v")))

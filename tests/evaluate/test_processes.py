@@ -8,9 +8,8 @@ from erasekit.evaluate import evaluate
 
 
 @pytest.mark.slow
-def test_two_spawned_workers_make_every_image_once(monet_edit, tmp_path, request):
-    if "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("spawns 2 Python processes (about 20 s on 2 cores): run with `pytest -m slow`")
+def test_two_spawned_workers_make_every_image_once(monet_edit, tmp_path):
+    """Spawns 2 Python processes (about 20 s on 2 cores): deselected by default, `pytest -m slow` runs it."""
     edit_path = monet_edit.save(tmp_path / "monet.safetensors")
     csv = tmp_path / "p.csv"
     csv.write_text("prompt,seed\n" + "".join(f"prompt {i},{i}\n" for i in range(5)))
