@@ -12,22 +12,37 @@ from rich.progress import Progress, TimeElapsedColumn
 
 from ._common import console, print_json
 
+# the issue's goals, judged under the table when both methods are in it (METHOD<OTHER[@ATTACK], see compare.Goal)
+GOALS = ("rece<uce", "ace<uce", "ace<rece@soft_prompt")
+
 
 def compare(
     out: Path = typer.Option(Path("out/compare"), "--out", "-o", help="Folder of the comparison (resumable)."),
+    world: str = typer.Option(
+        "embedded", "--model", "--world", help="The world: its pipeline, judge, concepts and scenarios."
+    ),
     methods_: list[str] = typer.Option(
         [], "--methods", help="Methods, comma-separated or repeated: uce,rece,esd-x,rece:epochs=5 (default: all)."
     ),
     scenarios: list[str] = typer.Option(
-        [], "--scenarios", help="style, object, unsafe, multi10 or any concept, comma-separated (default: the four)."
+        [],
+        "--scenarios",
+        help="The world's scenarios (embedded: style, object, unsafe, multi10) or any of its concepts, "
+        "comma-separated (default: the world's scenarios).",
     ),
-    n_prompts: int | None = typer.Option(None, "--n-prompts", help="Prompts per set and per attack [default: 8]."),
-    budget: int | None = typer.Option(None, help="Steps of soft_prompt and discrete [default: 60]."),
+    n_prompts: int | None = typer.Option(None, "--n-prompts", help="Prompts per set and per attack (default: 8)."),
+    budget: int | None = typer.Option(None, help="Steps of the attacks that take a budget (default: 60)."),
     only: list[str] = typer.Option([], "--only", help="Compute only rows matching METHOD/SCENARIO: 'esd-*/style'."),
+    goals: list[str] = typer.Option(
+        list(GOALS),
+        "--goal",
+        help="A verdict under the table: METHOD<OTHER (every attack, ≤ 2 points of "
+        "specificity lost) or METHOD<OTHER@ATTACK; repeatable.",
+    ),
     threads: int | None = typer.Option(None, help="Torch threads (default: torch's)."),
     as_json: bool = typer.Option(False, "--json", help="Print compare.json on stdout."),
 ) -> None:
-    """Every method on every kind of concept of the embedded world, under every attack: one table.
+    """Every method on every kind of concept of a world, under every attack: one table.
 
     Writes OUT/compare.md, OUT/compare.json and OUT/report.html; a killed run resumes where it stopped.
     """
@@ -37,11 +52,15 @@ def compare(
     from ..evaluate.compare.report import summary_line
 
     specs = [s for text in methods_ for s in comparison.split_specs(text)] or comparison.default_methods()
-    names = [s for text in scenarios for s in text.split(",") if s.strip()] or list(comparison.SCENARIOS)
+    names = [s.strip() for text in scenarios for s in text.split(",") if s.strip()]
+    names = names or comparison.default_scenarios(world)
+    wanted = [comparison.Goal.parse(g) for g in goals]
     given = {"n_prompts": n_prompts, "budget": budget}
     settings = comparison.Settings(**{k: v for k, v in given.items() if v is not None})  # defaults: the dataclass's
-    command = shlex.join(["erasekit", "compare", "--methods", ",".join(specs), "--scenarios", ",".join(names),
+    command = shlex.join(["erasekit", "compare", "--model", world, "--methods", ",".join(specs),
+                          "--scenarios", ",".join(names),
                           "--n-prompts", str(settings.n_prompts), "--budget", str(settings.budget),
+                          *([x for g in goals for x in ("--goal", g)] if list(goals) != list(GOALS) else []),
                           *(["--threads", str(threads)] if threads else []), "-o", str(out)])  # fmt: skip
     if threads:
         torch.set_num_threads(threads)
@@ -54,8 +73,8 @@ def compare(
         def on_row(row: dict[str, Any]) -> None:
             bar.console.print(summary_line(row, settings.attacks))
 
-        comparison.run(out=out, methods=specs, scenarios=names, settings=settings, only=only, command=command,
-                       progress=progress, on_row=on_row)  # fmt: skip
+        comparison.run(out=out, methods=specs, scenarios=names, settings=settings, world=world, only=only,
+                       command=command, goals=wanted, progress=progress, on_row=on_row)  # fmt: skip
     if as_json:
         print_json(json.loads((out / "compare.json").read_text()))
     else:

@@ -66,6 +66,16 @@ class World(Protocol):
         """The prompts an attack or a quick check uses for ``concept`` when the user gives none."""
         ...
 
+    def scenarios(self) -> dict[str, dict[str, Any]]:
+        """The named scenarios of ``erasekit compare`` on this world (empty if it has none).
+
+        Each is ``{"concepts": [...], "attacked": [...], "protocol": NAME}``: the concepts one edit erases
+        together, those whose target prompts the attacks get, and the shipped evaluation protocol whose
+        sampling and seeds score it. A one-concept scenario of any other concept of the world is scored
+        under the first scenario's protocol.
+        """
+        ...
+
 
 def _embedded() -> World:
     from .embedded.world import EmbeddedWorld

@@ -1,33 +1,66 @@
 """The outputs of ``erasekit compare``: ``compare.md``, ``compare.json`` and ``report.html`` from its rows.
 
-A row is the dict :func:`erasekit.compare.compute_row` returns (scores, their ``original`` values,
-``asr_<attack>``, ``edit_s``, ``edit_bytes``, ``thumbs``, ``report``).
+A row is the dict :func:`erasekit.evaluate.compare.compute_row` returns (scores, their ``original``
+values, ``asr_<attack>``, ``settings``, ``edit_s``, ``edit_bytes``, ``thumbs``, ``report``). No method
+is named here: the goals under the table are the caller's (:class:`Goal`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import html
-import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from erasekit import attacks as attack_registry
+from erasekit.errors import ConfigError
+from erasekit.io import atomic_write
 
 from ..report import write_json
 
 SCORES = ("efficacy", "generality", "specificity", "H_o")
 HEADERS = {"efficacy": "efficacy ↓", "generality": "generality ↓", "specificity": "specificity ↑", "H_o": "H_o ↑"}
-MAX_SPECIFICITY_LOST = 0.02  # the issue's goal: beat UCE's ASR at ≤ 2 points of specificity lost
+MAX_SPECIFICITY_LOST = 0.02  # a goal under every attack allows ≤ 2 points of specificity lost
 
 Row = Mapping[str, Any]
 
 
-def write_outputs(out: Path, rows: Sequence[Row], settings: Any, *, command: str | None = None) -> None:
+@dataclass(frozen=True)
+class Goal:
+    """A verdict under the table: ``method``'s ASR strictly below ``other``'s, per scenario.
+
+    Written ``"A<B"``: under every attack, at ≤ 2 points of specificity lost; ``"A<B@attack"``: under
+    that attack only. A goal whose methods (row names) or attack are missing is skipped.
+    """
+
+    method: str
+    other: str
+    attack: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Goal:
+        """``"rece<uce"`` -> ``Goal("rece", "uce")``; ``"ace<rece@soft_prompt"`` -> ``Goal("ace", "rece", ...)``.
+
+        Raises:
+            ConfigError: not ``A<B`` or ``A<B@ATTACK``.
+        """
+        method, sep, rest = text.strip().partition("<")
+        other, _, attack = rest.partition("@")
+        if not sep or not method.strip() or not other.strip() or "<" in rest:
+            raise ConfigError(f"goal {text!r}: write METHOD<OTHER or METHOD<OTHER@ATTACK (e.g. rece<uce).")
+        return cls(method.strip(), other.strip(), attack.strip() or None)
+
+
+def write_outputs(
+    out: Path, rows: Sequence[Row], settings: Any, *, command: str | None = None, goals: Sequence[Goal] = ()
+) -> None:
     """Writes ``compare.json`` (rows without thumbnails), ``compare.md`` and ``report.html`` into ``out``."""
     plain = [{k: v for k, v in row.items() if k != "thumbs"} for row in rows]
     write_json({"settings": dataclasses.asdict(settings), "command": command, "rows": plain}, out / "compare.json")
-    write_text(out / "compare.md", markdown(rows, settings, command=command) + "\n")
-    write_text(out / "report.html", report_html(rows, settings, command=command))
+    atomic_write(out / "compare.md", markdown(rows, settings, command=command, goals=goals) + "\n")
+    atomic_write(out / "report.html", report_html(rows, settings, command=command, goals=goals))
 
 
 def summary_line(row: Row, attacks: Sequence[str]) -> str:
@@ -75,53 +108,64 @@ def _by_scenario(rows: Sequence[Row]) -> dict[str, list[Row]]:
     return groups
 
 
-def markdown(rows: Sequence[Row], settings: Any, *, command: str | None = None) -> str:
+def markdown(rows: Sequence[Row], settings: Any, *, command: str | None = None, goals: Sequence[Goal] = ()) -> str:
     """Returns the table (the original model first in each scenario), its notes and the goals' verdicts."""
     attacks = settings.attacks
     lines = ["| " + " | ".join(_header(attacks)) + " |", "|" + "---|" * len(_header(attacks))]
     for name, group in _by_scenario(rows).items():
         lines.append("| " + " | ".join([name, "*original model*", *cells(group[0]["original"], attacks)]) + " |")
         lines += ["| " + " | ".join([name, row["method"], *cells(row, attacks)]) + " |" for row in group]
-    return "\n".join([*lines, "", *notes(rows, settings, command=command), "", *goals(rows, attacks)])
+    return "\n".join([*lines, "", *notes(rows, settings, command=command), "", *verdicts(rows, attacks, goals)])
 
 
 def notes(rows: Sequence[Row], settings: Any, *, command: str | None = None) -> list[str]:
     """What the numbers mean and how they were made, one paragraph per line."""
+    budgeted = [a for a in settings.attacks if attack_registry.get(a).budgeted]
     lines = [
         "Efficacy: the judge's detection rate on the target prompts; generality: on held-out paraphrases "
         "(mean over the scenario's concepts); specificity: its accuracy on prompts about the concepts of the "
         "same kinds left out; H_o: MACE's harmonic mean of the three; ASR: UnlearnDiff's attack success rate "
         f"on the {settings.n_prompts} target prompts of each attacked concept (one seed each). "
-        f"{settings.n_prompts} prompts per set × 2 seeds per score; soft_prompt and discrete run "
-        f"{settings.budget} steps; ESD uses its `lora` preset, RECE the paper's preset for the concepts' kind.",
+        f"{settings.n_prompts} prompts per set × 2 seeds per score; "
+        + (f"the attacks with a budget ({_and(budgeted)}) run {settings.budget} steps; " if budgeted else "")
+        + "each method runs with the settings named in its spec, else those it declares for the scenario's "
+        "most common kind of concept, else its default settings (listed per scenario below).",
     ]
     for name, group in _by_scenario(rows).items():
         concepts, attacked = group[0]["concepts"], group[0]["attacked"]
         line = f"`{name}`: {', '.join(concepts)}"
         if len(concepts) > 1:
             line += f" erased at once; ASR over {', '.join(attacked)} only" if attacked != concepts else " at once"
-        lines.append(line + ".")
+        named = [f"{row['method']} `{row['settings']}`" for row in group if row.get("settings")]
+        lines.append(line + (f"; settings: {', '.join(named)}" if named else "") + ".")
     if command:
         lines.append(f"Made by `{command}`.")
     return lines
 
 
-def goals(rows: Sequence[Row], attacks: Sequence[str]) -> list[str]:
-    """The issue's goals per scenario: RECE and ACE below UCE's ASR under every attack at ≤ 2 points of
-    specificity lost, ACE below RECE under ``soft_prompt``; a goal whose methods are missing is skipped."""
+def _and(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def verdicts(rows: Sequence[Row], attacks: Sequence[str], goals: Sequence[Goal]) -> list[str]:
+    """Each goal's verdict per scenario, in the goals' order; a goal whose rows or attack are missing is skipped."""
     lines = []
     for name, group in _by_scenario(rows).items():
         by_method = {row["method"]: row for row in group}
-        for method in ("rece", "ace"):
-            if method in by_method and "uce" in by_method:
-                row, uce = by_method[method], by_method["uce"]
+        for goal in goals:
+            if not {goal.method, goal.other} <= set(by_method):
+                continue
+            row, other = by_method[goal.method], by_method[goal.other]
+            pair = f"{goal.method} vs {goal.other}"
+            if goal.attack is None:
                 lost = row["original"]["specificity"] - row["specificity"]
-                met = all(row[f"asr_{a}"] < uce[f"asr_{a}"] for a in attacks) and lost <= MAX_SPECIFICITY_LOST + 1e-9
-                asr = ", ".join(f"{a} {row[f'asr_{a}']:.2f} vs {uce[f'asr_{a}']:.2f}" for a in attacks)
-                lines.append(f"- {name}, {method} vs uce: {_verdict(met)} ({asr}; specificity lost {lost:.2f})")
-        if "soft_prompt" in attacks and {"ace", "rece"} <= set(by_method):
-            ace, rece = by_method["ace"]["asr_soft_prompt"], by_method["rece"]["asr_soft_prompt"]
-            lines.append(f"- {name}, ace vs rece under soft_prompt: {_verdict(ace < rece)} ({ace:.2f} vs {rece:.2f})")
+                below = all(row[f"asr_{a}"] < other[f"asr_{a}"] for a in attacks)
+                met = below and lost <= MAX_SPECIFICITY_LOST + 1e-9
+                asr = ", ".join(f"{a} {row[f'asr_{a}']:.2f} vs {other[f'asr_{a}']:.2f}" for a in attacks)
+                lines.append(f"- {name}, {pair}: {_verdict(met)} ({asr}; specificity lost {lost:.2f})")
+            elif goal.attack in attacks:
+                a, b = row[f"asr_{goal.attack}"], other[f"asr_{goal.attack}"]
+                lines.append(f"- {name}, {pair} under {goal.attack}: {_verdict(a < b)} ({a:.2f} vs {b:.2f})")
     return ["Goals (lower ASR than the other method, strictly):", *lines] if lines else []
 
 
@@ -137,7 +181,7 @@ img.bad{outline:2px solid #b00}img.ok{outline:2px solid #080}.meta{color:#666;fo
 """
 
 
-def report_html(rows: Sequence[Row], settings: Any, *, command: str | None = None) -> str:
+def report_html(rows: Sequence[Row], settings: Any, *, command: str | None = None, goals: Sequence[Goal] = ()) -> str:
     """Returns a self-contained page: the table with, per row, the original and edited image of the first
     target prompt and each attack's image (red outline: the concept came back), linked to its evaluation."""
     attacks = settings.attacks
@@ -151,10 +195,10 @@ def report_html(rows: Sequence[Row], settings: Any, *, command: str | None = Non
             link = f'<a href="{html.escape(row["report"])}">{html.escape(row["method"])}</a>'
             body.append(f"<tr><td>{html.escape(name)}</td><td>{link}</td>{values}<td>{_thumbs(row, attacks)}</td></tr>")
     paragraphs = "".join(f"<p class=meta>{html.escape(line)}</p>" for line in notes(rows, settings, command=command))
-    verdicts = "".join(f"<p>{html.escape(line)}</p>" for line in goals(rows, attacks))
+    judged = "".join(f"<p>{html.escape(line)}</p>" for line in verdicts(rows, attacks, goals))
     return (f"<!doctype html><html><head><meta charset=utf-8><title>erasekit compare</title><style>{_CSS}</style>"
             f"</head><body><h1>erasekit compare</h1><table><tr>{head}</tr>{''.join(body)}</table>"
-            f"{paragraphs}{verdicts}</body></html>\n")  # fmt: skip
+            f"{paragraphs}{judged}</body></html>\n")  # fmt: skip
 
 
 def _thumbs(row: Row, attacks: Sequence[str]) -> str:
@@ -167,10 +211,3 @@ def _thumbs(row: Row, attacks: Sequence[str]) -> str:
             title = html.escape(f"{key}: {t.get('prompt', '')}")
             parts.append(f'<img src="{t["uri"]}"{cls} title="{title}" alt="{html.escape(key)}">')
     return "".join(parts)
-
-
-def write_text(path: Path, text: str) -> None:
-    """Writes ``text`` to ``path`` atomically (temporary file, then rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

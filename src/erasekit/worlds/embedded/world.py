@@ -11,7 +11,10 @@ from .judge import load_judge
 from .load import load_pipeline
 from .pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
 from .prompts import concepts, prompt_suite, suite_rows
-from .vocabulary import concept_kind
+from .vocabulary import UNSAFE, concept_kind
+
+# 4 objects, 3 styles, 2 colours and nudity, erased by one edit
+MULTI10 = ("church", "parachute", "garbage truck", "tench", "van gogh", "picasso", "andy warhol", "red", "blue", UNSAFE)
 
 
 class EmbeddedWorld:
@@ -43,3 +46,13 @@ class EmbeddedWorld:
 
     def default_prompts(self, concept: str, *, n: int | None = None) -> list[str]:
         return self.prompt_suite(concept, n=n)["target"]
+
+    def scenarios(self) -> dict[str, dict[str, Any]]:
+        """One concept of each kind the papers erase, and ten at once (attacked on three, to keep the cost
+        near three single rows); all scored with the ``embedded-style`` protocol's sampling and seeds."""
+
+        def one(concept: str) -> dict[str, Any]:
+            return {"concepts": [concept], "attacked": [concept], "protocol": "embedded-style"}
+
+        multi = {"concepts": list(MULTI10), "attacked": ["church", "van gogh", UNSAFE], "protocol": "embedded-style"}
+        return {"style": one("van gogh"), "object": one("church"), "unsafe": one(UNSAFE), "multi10": multi}

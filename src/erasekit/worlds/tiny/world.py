@@ -52,3 +52,6 @@ class TinyWorld:
 
     def default_prompts(self, concept: str, *, n: int | None = None) -> list[str]:
         return [concept]
+
+    def scenarios(self) -> dict[str, dict[str, Any]]:
+        return {}
