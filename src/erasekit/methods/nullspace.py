@@ -65,8 +65,10 @@ def keep_projector(K: Tensor, *, keep_energy: float, rank_tol: float) -> tuple[T
 def nullspace(request: EraseRequest, cfg: NullspaceConfig) -> Edit:
     """Closed form whose update leaves the preserved embeddings' outputs unchanged (SPEED-like)."""
     guides = [" " if g == "" and cfg.tokens == "span" else g for g in request.guides_or(cfg.guide)]
+    retain = ["", *request.preserve]
+    request.prefetch(request.concepts, guides, retain)
     pairs = erase_rows(request.encoder, request.concepts, guides, tokens=cfg.tokens, alignment=cfg.alignment)
-    K = keep_rows(request.encoder, ["", *request.preserve], tokens=cfg.tokens)
+    K = keep_rows(request.encoder, retain, tokens=cfg.tokens)
     n, d = pairs.C.shape
     Q, r = keep_projector(K, keep_energy=cfg.keep_energy, rank_tol=cfg.rank_tol)
     if r >= d:

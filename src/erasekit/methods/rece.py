@@ -91,6 +91,7 @@ BY_KIND = {"style": "style", "unsafe": "nudity", "object": "object-hard", "color
 @register("rece", RECEConfig, settings=SETTINGS, settings_by_kind=BY_KIND)
 def rece(request: EraseRequest, cfg: RECEConfig) -> Edit:
     """RECE: UCE, then erase the closed-form embeddings that still regenerate the concept (Alg. 1)."""
+    request.prefetch(request.concepts, [request.guides_or(cfg.guide)[0], " "], ["", " ", *request.preserve])
     factor, guides = uce_factor(request, cfg.uce())
     S = request.targets.gram("v") + (request.targets.gram("k") if cfg.edit_keys else 0)  # over edited layers
     L = request.encoder.max_length

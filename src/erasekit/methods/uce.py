@@ -56,8 +56,9 @@ class UCEConfig:
 def uce_factor(request: EraseRequest, cfg: UCEConfig) -> tuple[Factor, list[str]]:
     """``T − I`` of UCE Eq. 7 for ``request`` and the guides used."""
     guides = [" " if g == "" and cfg.tokens == "span" else g for g in request.guides_or(cfg.guide)]
-    pairs = erase_rows(request.encoder, request.concepts, guides, tokens=cfg.tokens, alignment=cfg.alignment)
     retain = ["", *request.preserve]
+    request.prefetch(request.concepts, guides, retain)
+    pairs = erase_rows(request.encoder, request.concepts, guides, tokens=cfg.tokens, alignment=cfg.alignment)
     ps = cfg.preserve_scale if cfg.preserve_scale is not None else max(0.1, 1 / len(retain))
     K = keep_rows(request.encoder, retain, tokens=cfg.tokens)
     factor = ridge_factor(
