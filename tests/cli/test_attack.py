@@ -12,8 +12,7 @@ import erasekit
 from erasekit.cli import attack as attack_cli
 from erasekit.cli._common import errors_as_messages
 from erasekit.cli.info import list_attacks
-
-from .conftest import BrightJudge
+from tests.attacks.conftest import BrightJudge
 
 
 @pytest.fixture

@@ -43,28 +43,29 @@ def test_errors_are_messages_with_exit_code_2(tmp_path):
     assert result.exit_code == 2 and "never downloads" in result.output
 
 
-def test_methods_lists_the_registry_with_defaults():
-    result = runner.invoke(app, ["methods", "--json"])
-    rows = {r["name"]: r for r in json.loads(result.stdout)}
-    assert {"uce", "rece", "nullspace"} <= set(rows)
-    assert rows["uce"]["defaults"]["lamb"] == 0.5 and rows["rece"]["settings"]["style"]["reg_lamb"] == 1e-3
+def test_erase_settings_and_the_deprecated_preset_name(tmp_path):
+    out = tmp_path / "r.safetensors"
+    args = ["erase", "dog", "--model", "tiny-sd1", "--method", "rece", "-o", str(out), "--json"]
+    result = runner.invoke(app, [*args, "--settings", "style"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["info"]["settings"] == "style"
+    result = runner.invoke(app, [*args, "--preset", "style", "--overwrite"])
+    assert result.exit_code == 0 and "--preset is now --settings" in result.stderr
 
 
-def test_info_shows_what_an_edit_holds(tmp_path):
-    out = tmp_path / "e.safetensors"
-    assert runner.invoke(app, ["erase", "van gogh", "--model", "tiny-sd1", "-o", str(out)]).exit_code == 0
-    result = runner.invoke(app, ["info", str(out), "--json"])
-    summary = json.loads(result.stdout)
-    assert summary["method"] == "uce" and summary["concepts"] == ["van gogh"] and summary["layers"] == 14
-    assert "fingerprint" in runner.invoke(app, ["info", str(out)]).stdout
+def test_unknown_names_are_one_message_with_exit_code_2(tmp_path):
+    out = str(tmp_path / "x.safetensors")
+    for args, words in [
+        (["erase", "dog", "--model", "embeded", "-o", out], "Unknown world 'embeded'. Did you mean 'embedded'"),
+        (["erase", "dog", "--model", "tiny-sd1", "--method", "rec", "-o", out], "Unknown method 'rec'"),
+        (["attack", "ring-a-bel", "--concept", "dog", "-o", out], "Unknown attack 'ring-a-bel'"),
+    ]:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and words in " ".join(result.output.split()), result.output
+        assert "Traceback" not in result.output
 
 
-def test_info_says_a_gated_edit_needs_erasekit(tmp_path):
-    out = tmp_path / "ace.safetensors"
-    args = ["erase", "van gogh", "--method", "ace", "--model", "tiny-sd1", "-o", str(out)]
-    args += ["--set", "epochs=2", "--set", "rank=4"]
-    assert runner.invoke(app, args).exit_code == 0
-    summary = json.loads(runner.invoke(app, ["info", str(out), "--json"]).stdout)
-    assert summary["method"] == "ace" and summary["gate"]["rank"] == 4
-    assert "load_lora_weights" in summary["gate"]["note"]
-    assert "gate" in runner.invoke(app, ["info", str(out)]).stdout
+def test_version_prints_the_version():
+    from erasekit import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == __version__

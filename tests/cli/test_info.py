@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from erasekit.cli import app
+
+runner = CliRunner()
+
+
+def test_methods_lists_the_registry_with_defaults():
+    result = runner.invoke(app, ["methods", "--json"])
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert {"uce", "rece", "nullspace"} <= set(rows)
+    assert rows["uce"]["defaults"]["lamb"] == 0.5 and rows["rece"]["settings"]["style"]["reg_lamb"] == 1e-3
+
+
+def test_info_shows_what_an_edit_holds(tmp_path):
+    out = tmp_path / "e.safetensors"
+    assert runner.invoke(app, ["erase", "van gogh", "--model", "tiny-sd1", "-o", str(out)]).exit_code == 0
+    result = runner.invoke(app, ["info", str(out), "--json"])
+    summary = json.loads(result.stdout)
+    assert summary["method"] == "uce" and summary["concepts"] == ["van gogh"] and summary["layers"] == 14
+    assert "fingerprint" in runner.invoke(app, ["info", str(out)]).stdout
+
+
+def test_info_says_a_gated_edit_needs_erasekit(tmp_path):
+    out = tmp_path / "ace.safetensors"
+    args = ["erase", "van gogh", "--method", "ace", "--model", "tiny-sd1", "-o", str(out)]
+    args += ["--set", "epochs=2", "--set", "rank=4"]
+    assert runner.invoke(app, args).exit_code == 0
+    summary = json.loads(runner.invoke(app, ["info", str(out), "--json"]).stdout)
+    assert summary["method"] == "ace" and summary["gate"]["rank"] == 4
+    assert "load_lora_weights" in summary["gate"]["note"]
+    assert "gate" in runner.invoke(app, ["info", str(out)]).stdout
