@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+import erasekit
+from erasekit.errors import ConfigError, UnsupportedModelError
+from erasekit.text import EmbeddingCache, TextEncoder
+from erasekit.worlds.tiny import tiny_pipeline
+
+
+def _count_forwards(pipe):
+    calls = []
+    for encoder in (pipe.text_encoder, getattr(pipe, "text_encoder_2", None)):
+        if encoder is not None:
+            encoder.register_forward_hook(lambda *a: calls.append(1))
+    return calls
+
+
+def test_states_as_the_pipeline_computes_them(any_pipe):
+    prompts = ["a cat", "a dog on a mat"]
+    enc = TextEncoder(any_pipe)(prompts)
+    theirs = any_pipe.encode_prompt(
+        prompt=prompts, device="cpu", num_images_per_prompt=1, do_classifier_free_guidance=False
+    )[0]
+    assert enc.states.shape == theirs.shape and torch.allclose(enc.states, theirs.float(), atol=1e-6)
+    n_words = [len(any_pipe.tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
+    assert enc.last_word.tolist() == n_words  # position 0 is the start token
+
+
+def test_the_cache_is_the_callers_and_repeats_cost_nothing(tiny_pipe):
+    cache = EmbeddingCache()
+    calls = _count_forwards(tiny_pipe)
+    TextEncoder(tiny_pipe, cache=cache)(["a cat"])
+    TextEncoder(tiny_pipe, cache=cache)(["a cat", "a cat"])
+    assert len(calls) == 1 and list(cache.rows) == ["a cat"]
+
+
+@pytest.mark.parametrize("kind", ["sd1", "sdxl"])
+def test_uce_encodes_every_prompt_set_in_one_pass(kind):
+    pipe = tiny_pipeline(kind)
+    calls = _count_forwards(pipe)
+    erasekit.erase(pipe, ["van gogh", "a church"], method="uce", preserve=["monet"])
+    assert len(calls) == (2 if kind == "sdxl" else 1)  # one batch per text encoder
+
+
+def test_slots_with_the_original_embeddings_give_the_plain_states(tiny_pipe):
+    text = TextEncoder(tiny_pipe)
+    slotted = text.slotted(["a cat"], 2)
+    plain = text.encode(slotted.ids)
+    original = text.table.weight[slotted.ids[0, slotted.slots]]
+    assert torch.equal(text.encode(slotted.ids, slots=slotted.slots, slot_embeds=original), plain)
+    moved = text.encode(slotted.ids, slots=slotted.slots, slot_embeds=original + 1)
+    assert not torch.equal(moved, plain) and torch.equal(moved[:, 0], plain[:, 0])  # causal: start state unchanged
+
+
+def test_what_the_text_path_refuses(tiny_pipe):
+    with pytest.raises(UnsupportedModelError, match=r"has no tokenizer/text_encoder.*StableDiffusionPipeline"):
+        TextEncoder(object())
+    with pytest.raises(ConfigError, match="two text encoders"):
+        TextEncoder(tiny_pipeline("sdxl")).check_single_encoder()
+    with pytest.raises(ConfigError, match="tokenises to nothing"):
+        TextEncoder(tiny_pipe).check_concept("   ")
