@@ -126,6 +126,41 @@ def _missing_edit_file(pipe, tmp):
     Edit.load(tmp / "nope.safetensors")
 
 
+def _gated_to_kohya(pipe, tmp):
+    from erasekit.gate import TokenGate
+
+    edit = erasekit.erase(pipe, ["dog"])
+    d = next(iter(edit.updates.values()))[1].shape[1]
+    edit.gate = TokenGate(torch.eye(d)[:, :1], torch.zeros(d), 10.0, 0.5)
+    edit.save(tmp / "k.safetensors", format="kohya")
+
+
+def _rank_mismatch(pipe, tmp):
+    name = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k"
+    tensors = {f"{name}.lora_down.weight": torch.randn(2, 32), f"{name}.lora_up.weight": torch.randn(8, 3)}
+    save_file(tensors, tmp / "r.safetensors")
+    Edit.load(tmp / "r.safetensors")
+
+
+def _text_encoder_only(pipe, tmp):
+    name = "text_encoder.text_model.encoder.layers.0.self_attn.q_proj"
+    save_file(
+        {f"{name}.lora_A.weight": torch.randn(2, 32), f"{name}.lora_B.weight": torch.randn(32, 2)},
+        tmp / "t.safetensors",
+    )
+    Edit.load(tmp / "t.safetensors")
+
+
+def _text_encoder_update(pipe, tmp):
+    Edit({"text_encoder.text_model.encoder.layers.0.self_attn.q_proj": (torch.ones(4, 1), torch.ones(1, 4))}).save(
+        tmp / "t.safetensors"
+    )
+
+
+def _kohya_cannot_name_it(pipe, tmp):
+    Edit({"add_embedding.linear_1": (torch.ones(4, 1), torch.ones(1, 4))}).save(tmp / "k.safetensors", format="kohya")
+
+
 CASES = [
     # (what, call, error type, words the message must contain)
     ("empty concept list", _erase(concepts=[]), ConfigError, "at least one"),
@@ -162,6 +197,11 @@ CASES = [
     ("remove an edit not applied", _removed_unapplied, EditStateError, "not applied"),
     ("model not available locally", _missing_model, MissingWeightsError, "never downloads"),
     ("edit file missing", _missing_edit_file, MissingWeightsError, "erasekit erase"),
+    ("gated edit to kohya", _gated_to_kohya, EditFileError, "ungated=True"),
+    ("LoRA factors of different ranks", _rank_mismatch, EditFileError, "must share the rank"),
+    ("LoRA of the text encoder only", _text_encoder_only, EditFileError, "text encoder only"),
+    ("edit updating the text encoder", _text_encoder_update, EditFileError, "U-Net updates only"),
+    ("layer kohya cannot name", _kohya_cannot_name_it, EditFileError, "format='diffusers'"),
 ]
 
 

@@ -206,25 +206,39 @@ class Edit:
         }
 
     def save(
-        self, path: str | os.PathLike[str], *, overwrite: bool = False, format: EditFormat = "diffusers"
+        self,
+        path: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        format: EditFormat = "diffusers",
+        ungated: bool = False,
     ) -> Path:
         """Write the edit as a LoRA safetensors file, atomically (see :mod:`erasekit.edit_file`).
+
+        ``format``: ``"diffusers"`` (erasekit's own: ``pipe.load_lora_weights`` and ``Edit.load``
+        read it, the gate included) or ``"kohya"`` (``lora_unet_*``: AUTOMATIC1111 and ComfyUI
+        read it too; no place for a gate). ``ungated``: write a gated edit without its gate, so
+        its update applies to every token.
 
         Raises:
             OutputExistsError: ``path`` exists and ``overwrite`` is False.
             OutputError: the folder does not exist or is not writable, or ``path`` is a folder.
+            EditFileError: a gated edit to ``"kohya"`` without ``ungated=True``.
         """
-        return edit_file.write(self, path, overwrite=overwrite, format=format)
+        return edit_file.write(self, path, overwrite=overwrite, format=format, ungated=ungated)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Edit:
         """Read an edit (or a LoRA of a U-Net in a layout diffusers reads) from a safetensors file.
 
-        A LoRA without erasekit metadata loads with a warning and no fingerprint to check.
+        Layouts: erasekit's (peft-style), kohya, diffusers' training scripts, peft ``adapter_model``
+        (see :mod:`erasekit.lora_layouts`). A LoRA without erasekit metadata loads with a warning
+        and no fingerprint to check.
 
         Raises:
             MissingWeightsError: no such file.
-            EditFileError: not safetensors, truncated, or no LoRA pairs.
+            EditFileError: not safetensors, truncated, no LoRA pairs, only text-encoder weights,
+                or factors whose ranks differ.
             NumericalError: the file holds NaN or Inf.
         """
         return cls(**edit_file.read(path))

@@ -1,26 +1,37 @@
-"""An :class:`~erasekit.edit.Edit` as a file: safetensors in the LoRA layout diffusers reads.
+"""An :class:`~erasekit.edit.Edit` as a file: safetensors in a LoRA layout diffusers reads.
 
-``unet.<layer>.lora_A.weight [r, d_in]`` / ``unet.<layer>.lora_B.weight [d_out, r]`` with
-``lora_adapter_metadata`` (rank, alpha = rank, so the scale is 1), which
-``pipe.load_lora_weights`` reads, plus erasekit's own metadata under the key ``erasekit`` (method,
-config, concepts, base fingerprint). A gated edit (ACE) adds its gate as ``erasekit_lora_gate.*``
-tensors: diffusers requires "lora" in every key and reads only ``unet.`` ones, so it skips them.
+``format="diffusers"`` (the default): ``unet.<layer>.lora_A.weight [r, d_in]`` /
+``unet.<layer>.lora_B.weight [d_out, r]`` with ``lora_adapter_metadata`` (rank, alpha = rank, so the
+scale is 1), which ``pipe.load_lora_weights`` reads. A gated edit (ACE) adds its gate as
+``erasekit_lora_gate.*`` tensors: diffusers requires "lora" in every key and reads only ``unet.``
+ones, so it skips them.
+
+``format="kohya"``: ``lora_unet_<layer>.lora_down.weight`` / ``.lora_up.weight`` / ``.alpha`` (= rank),
+the layout AUTOMATIC1111, ComfyUI and diffusers read (see :mod:`erasekit.lora_layouts`). It has no
+place for a gate, so a gated edit is refused unless ``ungated=True`` drops the gate. No
+``lora_adapter_metadata`` there: diffusers refuses it beside kohya alphas.
+
+Both carry erasekit's own metadata under the key ``erasekit`` (method, config, concepts, base
+fingerprint), which diffusers ignores. :func:`read` reads both and every other U-Net LoRA layout
+:mod:`erasekit.lora_layouts` knows.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from .errors import EditFileError, MissingWeightsError, NumericalError, OutputExistsError
+from . import lora_layouts
+from .errors import ConfigError, EditFileError, MissingWeightsError, NumericalError, OutputExistsError
 from .gate import TokenGate
 from .io import atomic_write
 
@@ -29,7 +40,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-EditFormat = Literal["diffusers"]
+EditFormat = Literal["diffusers", "kohya"]
 PREFIX = "unet."
 META_KEY = "erasekit"
 GATE_PREFIX = "erasekit_lora_gate."  # diffusers wants "lora" in every key, and reads only "unet." ones
@@ -55,30 +66,71 @@ def state_dict(updates: dict[str, tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
 
 
 def write(
-    edit: Edit, path: str | os.PathLike[str], *, overwrite: bool = False, format: EditFormat = "diffusers"
+    edit: Edit,
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    format: EditFormat = "diffusers",
+    ungated: bool = False,
 ) -> Path:
-    """Write ``edit`` to ``path`` atomically; returns the path.
+    """Write ``edit`` to ``path`` atomically in ``format``; returns the path.
+
+    ``ungated``: write a gated edit's update without its gate (then it applies to every token).
 
     Raises:
         OutputExistsError: ``path`` exists and ``overwrite`` is False.
         OutputError: the folder does not exist or is not writable, or ``path`` is a folder.
+        EditFileError: a gated edit to ``kohya`` without ``ungated``; a layer the layout cannot name.
     """
     path = Path(path)
+    if format not in get_args(EditFormat):
+        raise ConfigError(f"Unknown edit file format {format!r}: choose 'diffusers' or 'kohya'.")
     if path.exists() and not path.is_dir() and not overwrite:
         raise OutputExistsError(f"{path} exists; choose another name or pass overwrite=True (CLI: --overwrite).")
-    ranks = {name: B.shape[1] for name, (B, _) in edit.updates.items()}
+    text = [name for name in edit.updates if name.startswith(lora_layouts.TEXT_ENCODERS)]
+    if text:
+        raise EditFileError(f"This edit updates the text encoder ({text[0]}): edit files hold U-Net updates only.")
+    if edit.gate is not None and (ungated or format == "kohya"):
+        edit = _without_gate(edit, ungated)
+    meta = {"format": "pt", META_KEY: json.dumps(edit.metadata())}
+    if format == "kohya":
+        tensors = lora_layouts.to_kohya(state_dict(edit.updates))
+    else:
+        meta[LORA_META_KEY] = json.dumps(_lora_metadata(edit.updates))
+        tensors = {**state_dict(edit.updates), **gate_tensors(edit.gate)}
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+
+def _lora_metadata(updates: dict[str, tuple[Tensor, Tensor]]) -> dict[str, Any]:
+    """diffusers' ``lora_adapter_metadata``: the most common rank, alpha = rank everywhere."""
+    ranks = {name: B.shape[1] for name, (B, _) in updates.items()}
     r = max(set(ranks.values()), key=list(ranks.values()).count) if ranks else 0
     pattern = {name: rank for name, rank in ranks.items() if rank != r}
-    lora_meta = {
+    return {
         f"{PREFIX}r": r,
         f"{PREFIX}lora_alpha": r,
         f"{PREFIX}rank_pattern": pattern,
         f"{PREFIX}alpha_pattern": pattern,
-        f"{PREFIX}target_modules": sorted(edit.updates),
+        f"{PREFIX}target_modules": sorted(updates),
     }
-    meta = {"format": "pt", LORA_META_KEY: json.dumps(lora_meta), META_KEY: json.dumps(edit.metadata())}
-    tensors = {**state_dict(edit.updates), **gate_tensors(edit.gate)}
-    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+
+def _without_gate(edit: Edit, ungated: bool) -> Edit:
+    if not ungated:
+        raise EditFileError(
+            f"This {edit.method} edit is gated: its update applies only to tokens near the erased concept(s), and the "
+            "kohya layout has no place for the gate, so ComfyUI, AUTOMATIC1111 and diffusers would apply it to every "
+            "token. Keep it in erasekit's layout and use erasekit's loader (Edit.load(path).apply(pipe)), or pass "
+            "ungated=True (CLI: --ungated) to export the update without its gate."
+        )
+    logger.warning(
+        "DROPPING THE GATE of this %s edit (ungated export): in the file written, the update applies to EVERY token, "
+        "not only to tokens near %s, so prompts without the concept change too.",
+        edit.method,
+        ", ".join(map(repr, edit.concepts)) or "the erased concept",
+    )
+    note = "exported without its gate (ungated): the update applies to every token"
+    return dataclasses.replace(edit, gate=None, info={**edit.info, "gate_dropped": note})
 
 
 def read(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -101,10 +153,12 @@ def read(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path} is not a readable safetensors file ({e}); it may be truncated or another format. "
             "erasekit edits and LoRA files are safetensors: re-create or re-download it."
         ) from e
-    updates = _lora_pairs(tensors, meta, path)
+    updates, kind = _updates(tensors, meta, path)
     if META_KEY not in meta:
-        logger.warning("%s is a LoRA file without erasekit metadata: method, concepts and fingerprint unknown.", path)
-        return {"updates": updates, "info": {"metadata_missing": True}}
+        logger.warning(
+            "%s is a %s LoRA file without erasekit metadata: method, concepts and fingerprint unknown.", path, kind
+        )
+        return {"updates": updates, "info": {"metadata_missing": True, "layout": kind}}
     m = json.loads(meta[META_KEY])
     gate = None
     if "gate" in m:
@@ -125,25 +179,15 @@ def read(path: str | os.PathLike[str]) -> dict[str, Any]:
     }
 
 
-def _lora_pairs(tensors: dict[str, Tensor], meta: dict[str, str], path: Path) -> dict[str, tuple[Tensor, Tensor]]:
-    """``{layer: (B, A)}`` from peft-style keys, with each module's alpha/rank scale folded into B."""
-    lora = json.loads(meta[LORA_META_KEY]) if LORA_META_KEY in meta else {}
-    lora = {k.removeprefix(PREFIX): v for k, v in lora.items()}
+def _updates(tensors: dict[str, Tensor], meta: dict[str, str], path: Path) -> tuple[dict, str]:
+    """``{layer: (B, A)}`` from any layout :mod:`erasekit.lora_layouts` reads, alpha/rank folded into B."""
+    lora_meta = json.loads(meta[LORA_META_KEY]) if LORA_META_KEY in meta else {}
+    lora = {k: v for k, v in tensors.items() if not k.startswith(GATE_PREFIX)}
+    factors, kind = lora_layouts.read_factors(lora, lora_meta, path)
     updates = {}
-    for key, A in tensors.items():
-        if ".lora_A." not in key:
-            continue
-        name = key.removeprefix(PREFIX).split(".lora_A.")[0]
-        B = tensors.get(key.replace(".lora_A.", ".lora_B."))
-        if B is None:
-            raise EditFileError(f"{path} has {key} but no matching lora_B: the file is incomplete.")
-        rank = A.shape[0]
-        alpha = lora.get("alpha_pattern", {}).get(name, lora.get("lora_alpha", rank))
-        updates[name] = ((B.float() * (alpha / rank)).contiguous(), A.float().contiguous())
-    if not updates:
-        raise EditFileError(
-            f"{path} holds no LoRA pairs (keys like 'unet.<layer>.lora_A.weight'): it is not an edit or U-Net LoRA."
-        )
+    for name, (B, A, alpha) in factors.items():
+        scale = 1.0 if alpha is None else alpha / A.shape[0]
+        updates[name] = ((B.float() * scale if scale != 1.0 else B.float()).contiguous(), A.float().contiguous())
     if not all(torch.isfinite(t).all() for pair in updates.values() for t in pair):
         raise NumericalError(f"{path} holds NaN or Inf weights: the edit is corrupt. Re-create it.")
-    return updates
+    return updates, kind

@@ -14,7 +14,7 @@ import typer
 from rich.logging import RichHandler
 
 from .._version import __version__
-from . import attack, compare, demo, erase, evaluate, info
+from . import attack, compare, demo, erase, evaluate, export, info
 from ._common import console, errors_as_messages
 
 app = typer.Typer(
@@ -48,6 +48,7 @@ def main(
 
 for _name, _command in {
     "erase": erase.erase,
+    "export": export.export,
     "attack": attack.attack,
     "evaluate": evaluate.evaluate,
     "generate": evaluate.generate,
