@@ -28,7 +28,7 @@ from bench._timing import pin_threads, print_table, timed
 from tests import oracle
 
 import erasekit
-from erasekit.concepts import Encoded
+from erasekit.text import Encoded
 from erasekit.targets import find_targets
 
 SD14_UNET = dict(
