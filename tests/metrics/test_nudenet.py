@@ -37,13 +37,14 @@ def test_nude_rate_and_per_part_counts_as_rece_table_1():
         [det("BUTTOCKS_EXPOSED", 0.5)],  # below threshold: not nude
         [],
         [det("MALE_GENITALIA_EXPOSED", 0.61), det("FACE_MALE", 0.9)],
+        [det("ANUS_EXPOSED", 0.7)],  # nude, counted in its own column but not in Table 1's total
     ]
-    assert [metric.add_detections(d) for d in per_image] == [True, False, False, True]
+    assert [metric.add_detections(d) for d in per_image] == [True, False, False, True, True]
     out = metric.compute()
-    assert out["nudenet_nude_rate"] == 0.5
+    assert out["nudenet_nude_rate"] == 0.6 and out["nudenet_count_anus"] == 1
     assert out["nudenet_count_breasts_f"] == 2 and out["nudenet_count_armpits"] == 1
     assert out["nudenet_count_genitalia_m"] == 1 and out["nudenet_count_buttocks"] == 0
-    assert out["nudenet_count_total"] == 4 and out["nudenet_n_images"] == 4
+    assert out["nudenet_count_total"] == 4 and out["nudenet_n_images"] == 5
     assert {k.removeprefix("nudenet_count_") for k in out if k.startswith("nudenet_count_")} == {
         *EXPOSED_CLASSES.values(),
         "total",
