@@ -76,7 +76,9 @@ def _broken(edit):
         (lambda r: r["prompts"]["target"].update(csv="x.csv"), "exactly one of csv or embedded"),
         (lambda r: r["prompts"]["target"].update(embedded="heldout"), "must be target, generality or specificity"),
         (lambda r: r["derived"][0].update(inputs=["efficacy.a"]), "with that many inputs"),
-        (lambda r: r["generation"].update(steps=0), "steps and batch_size must be >= 1"),
+        (lambda r: r["generation"].update(steps=0), r"bad.yaml: generation: steps must be a whole number >= 1, got 0"),
+        (lambda r: r["generation"].update(batch_size="4"), "batch_size must be a whole number >= 1, got '4'"),
+        (lambda r: r["generation"].update(guidance=float("nan")), "guidance must be a finite number, got nan"),
     ],
 )
 def test_bad_presets_name_the_problem(edit, message):

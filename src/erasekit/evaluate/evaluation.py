@@ -8,8 +8,6 @@ them; write the outputs. ``generate_images`` is the first half alone, for ``eras
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import os
 import time
@@ -24,13 +22,15 @@ from erasekit.errors import ConfigError
 from erasekit.metrics import GROUPS, Judge, MetricContext, preflight
 from erasekit.worlds import World
 
+from .generation import check_count, default_generation, generate_images, user_protocol
 from .prompt_sets import PromptRow, load_prompt_set, read_user_prompts
-from .protocols import EvalProtocol, Generation, PromptSetSpec, load_protocol
+from .protocols import EvalProtocol, load_protocol
 from .report import AttackRecord, with_attacks, write_html, write_json
-from .runner import ProgressBar, WorkerJob, generate, launched_device, launched_shard, run_shards, wait_for_items
+from .runner import ProgressBar, launched_shard
 from .scoring import score
-from .store import ImageStore
-from .work import Shard, WorkItem, build_work
+from .work import WorkItem
+
+__all__ = ["default_generation", "evaluate", "generate_images", "load_rows", "resolve_concept", "user_protocol"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,105 +93,6 @@ def load_rows(
     return {name: r[:limit] if limit else r for name, r in rows.items()}
 
 
-def default_generation(model: str, **overrides: Any) -> Generation:
-    """Returns sampling settings for ``model``: a world's defaults, else SD's 50 steps at 7.5."""
-    steps, guidance = worlds.sampling(model)
-    base = Generation(steps=steps, guidance=guidance)
-    return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
-
-
-def user_protocol(
-    path: str | os.PathLike[str], generation: Generation | None = None, *, seeds: tuple[int, ...] = (0,)
-) -> EvalProtocol:
-    """Returns a protocol with no metrics over a user's CSV (``--prompts`` without ``--protocol``).
-
-    Args:
-        path: the CSV.
-        generation: sampling settings (default ``Generation()``).
-        seeds: seeds of prompts without a seed column.
-    """
-    return EvalProtocol(
-        name=f"prompts:{Path(path).name}",
-        description=f"images for the prompts of {path}",
-        generation=generation or Generation(),
-        prompts=(PromptSetSpec(name="prompts", csv=str(path), seeds=seeds),),
-    )
-
-
-def _run_info(
-    model: str, edit: Edit | None, protocol: EvalProtocol, concept: str | None, rows: Mapping[str, Any]
-) -> dict:
-    """Returns what identifies a run's images (stored as run.json; a mismatch refuses to resume).
-
-    The batch size is left out: it changes how images are grouped, not what they are.
-    """
-    prompts = {name: [(r.prompt, list(r.seeds), r.guidance) for r in set_rows] for name, set_rows in rows.items()}
-    generation = {k: v for k, v in dataclasses.asdict(protocol.generation).items() if k != "batch_size"}
-    return {
-        "model": model,
-        "edit": edit.id if edit is not None else None,
-        "generation": generation,
-        "concept": concept,
-        "prompt_sets": {name: len(set_rows) for name, set_rows in rows.items()},
-        "prompts_sha256": hashlib.sha256(json.dumps(prompts, sort_keys=True).encode()).hexdigest(),
-    }
-
-
-def generate_images(
-    *,
-    model: str,
-    out: str | os.PathLike[str],
-    protocol: EvalProtocol,
-    rows: Mapping[str, Sequence[PromptRow]],
-    edit: Edit | None = None,
-    edit_path: str | os.PathLike[str] | None = None,
-    concept: str | None = None,
-    pipe: Any = None,
-    num_processes: int = 1,
-    device: str = "cpu",
-    dtype: str | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
-    on_image: Callable[[WorkItem], None] | None = None,
-) -> tuple[ImageStore, list[WorkItem], float]:
-    """Makes every missing image of ``rows`` (edited, and original where the protocol needs it).
-
-    Returns:
-        The run's store, the full work list and the seconds spent generating.
-
-    Raises:
-        ConfigError: ``pipe`` given with ``num_processes`` > 1 (workers load their own model).
-        OutputExistsError: ``out`` holds another run's images and ``overwrite`` is False.
-        GenerationError: a worker failed.
-    """
-    all_rows = [row for set_rows in rows.values() for row in set_rows]
-    items = build_work(all_rows, needs_originals=lambda name: edit is not None and protocol.needs_originals(name))
-    run = _run_info(model, edit, protocol, concept, rows)
-    store = ImageStore(out, run, overwrite=overwrite)
-    shard = launched_shard()
-    if num_processes > 1 and shard is None:
-        if pipe is not None:
-            raise ConfigError("num_processes > 1 loads the model in each worker: pass the model name, not a pipeline.")
-        if edit is not None and edit_path is None:
-            raise ConfigError("num_processes > 1 needs the edit as a file (edit_path) for the workers to load.")
-        job = WorkerJob(model, str(edit_path) if edit_path else None, device, dtype, tuple(items), str(out), run,
-                        protocol.generation, progress)  # fmt: skip
-        return store, items, run_shards(job, num_processes)
-    if pipe is None and all(store.has(item) for item in items):  # a finished run: score it again, no model
-        store.repair(items, shard=(shard or Shard()).index)
-        logger.info("all %d images of %s exist: nothing to generate", len(items), out)
-        return store, items, 0.0
-    if pipe is None:
-        pipe = erasekit.load_pipeline(model, device=launched_device(device), dtype=dtype)
-    stats = generate(
-        pipe, items, store, protocol.generation, edit=edit, shard=shard or Shard(), progress=progress, on_image=on_image
-    )
-    if shard is not None and shard.index == 0:
-        wait_for_items(store, items)
-    logger.info("generated %d image(s), %d already done, in %.1f s", stats.made, stats.skipped, stats.seconds)
-    return store, items, stats.seconds
-
-
 def evaluate(
     protocol: EvalProtocol | str | None = None,
     *,
@@ -246,6 +147,7 @@ def evaluate(
     """
     if protocol is None and prompts_csv is None:
         raise ConfigError("pass a protocol (--protocol NAME) or a prompts CSV (--prompts FILE).")
+    check_count("--num-processes", num_processes)
     edit_path = None
     if edit is not None and not isinstance(edit, Edit):
         edit_path, edit = edit, Edit.load(edit)

@@ -25,6 +25,7 @@ file and the key. The schema, by example::
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -103,6 +104,24 @@ class Generation:
     negative_prompt: str | None = None
     batch_size: int = 4
 
+    def __post_init__(self) -> None:
+        counts = {"steps": self.steps, "batch_size": self.batch_size, "height": self.height, "width": self.width}
+        for name, value in counts.items():
+            if value is None and name in ("height", "width"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}.")
+        check_finite("guidance", self.guidance)
+        if self.negative_prompt is not None and not isinstance(self.negative_prompt, str):
+            raise ConfigError(f"negative_prompt must be text, got {self.negative_prompt!r}.")
+
+
+def check_finite(name: str, value: object) -> float:
+    """Returns ``value`` as a float; raises ConfigError for NaN, infinities and non-numbers (strict JSON has none)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}.")
+    return float(value)
+
 
 @dataclass(frozen=True)
 class EvalProtocol:
@@ -174,8 +193,6 @@ def parse_protocol(raw: Any, *, where: str = "<protocol>") -> EvalProtocol:
     _keys(top, where, required={"name", "prompts"}, optional={
         "description", "reference", "concept", "generation", "baseline", "metrics", "derived"})  # fmt: skip
     generation = _build(Generation, _mapping(top.get("generation", {}), f"{where}: generation"), f"{where}: generation")
-    if generation.steps < 1 or generation.batch_size < 1:
-        raise ConfigError(f"{where}: generation.steps and batch_size must be >= 1.")
     sets = []
     for name, body in _mapping(top["prompts"], f"{where}: prompts").items():
         body = dict(_mapping(body, f"{where}: prompts.{name}"))
@@ -255,4 +272,7 @@ def _build(cls: type, body: Mapping[str, Any], where: str) -> Any:
         n for n, f in fields.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     }
     _keys(body, where, required=required, optional=set(fields) - required)
-    return cls(**body)
+    try:
+        return cls(**body)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from err

@@ -23,7 +23,7 @@ from typing import Any
 
 from PIL import Image
 
-from erasekit.errors import OutputError, OutputExistsError
+from erasekit.errors import ConfigError, OutputError, OutputExistsError
 from erasekit.io import atomic_write
 
 from .work import WorkItem
@@ -39,35 +39,56 @@ class ImageStore:
     Args:
         root: the output folder (created if missing).
         run: what identifies the images (model, edit id, generation settings, prompts); a folder holding
-            images of another run is refused, so a resume never mixes two runs.
+            images of another run is refused, so a resume never mixes two runs. A folder whose run.json
+            names another run but that holds no image (a run refused or stopped before its first image)
+            is taken over.
         overwrite: discard a folder of another run instead of refusing it.
+        create: create the folder and write run.json now; False only checks (nothing is written until
+            :meth:`create`), so a run refused later, e.g. for its edit, leaves no trace.
 
     Raises:
         OutputExistsError: ``root`` holds another run's images and ``overwrite`` is False.
         OutputError: ``root`` cannot be created or written.
     """
 
-    def __init__(self, root: str | os.PathLike[str], run: Mapping[str, Any], *, overwrite: bool = False) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], run: Mapping[str, Any], *, overwrite: bool = False, create: bool = True
+    ) -> None:
         self.root = Path(root)
         self.images = self.root / "images"
         self.manifest_dir = self.root / "manifest"
-        try:
-            self.manifest_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise OutputError(f"cannot create output folder {self.root}: {err}") from err
-        run = json.loads(json.dumps(dict(run), sort_keys=True, default=str))
+        self.run = json.loads(dumps_strict(dict(run), sort_keys=True, default=str))
+        self._created = False
+        self.resumes = False  # run.json names this very run: finished images are kept
+        self._discard = False  # the folder holds another run's files, to clear on create()
         run_file = self.root / RUN_FILE
         if run_file.is_file():
-            previous = json.loads(run_file.read_text())
-            if previous != run:
-                changed = sorted(k for k in set(previous) | set(run) if previous.get(k) != run.get(k))
+            previous = _read_json(run_file)
+            self.resumes = previous == self.run
+            if not self.resumes and self._has_images():
+                changed = sorted(k for k in set(previous) | set(self.run) if previous.get(k) != self.run.get(k))
                 if not overwrite:
                     raise OutputExistsError(
                         f"{self.root} holds images of another run (it differs in {changed}); resuming would mix "
                         "them. Choose another -o, or pass --overwrite to start this folder afresh."
                     )
-                self._clear()
-        atomic_write(run_file, json.dumps(run, indent=2, sort_keys=True))
+            self._discard = not self.resumes
+        if create:
+            self.create()
+
+    def create(self) -> ImageStore:
+        """Creates the folder, clears another run's files (see the class), writes run.json; returns self."""
+        if self._created:
+            return self
+        try:
+            self.manifest_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OutputError(f"cannot create output folder {self.root}: {err.strerror or err}.") from err
+        if self._discard:
+            self._clear()
+        atomic_write(self.root / RUN_FILE, dumps_strict(self.run, indent=2, sort_keys=True))
+        self._created = True
+        return self
 
     @classmethod
     def open(cls, root: str | os.PathLike[str]) -> ImageStore:
@@ -79,10 +100,13 @@ class ImageStore:
         run_file = Path(root) / RUN_FILE
         if not run_file.is_file():
             raise OutputError(f"{root} holds no erasekit run ({RUN_FILE} missing): generate into it first.")
-        return cls(root, json.loads(run_file.read_text()))
+        return cls(root, _read_json(run_file), create=False)
+
+    def _has_images(self) -> bool:
+        return self.images.is_dir() and any(p.is_file() for p in self.images.rglob("*.png"))
 
     def _clear(self) -> None:
-        logger.info("discarding the images and manifest of another run in %s", self.root)
+        logger.info("discarding the files of another run in %s", self.root)
         for path in sorted(self.images.rglob("*"), reverse=True) if self.images.exists() else []:
             path.unlink() if path.is_file() else path.rmdir()
         for path in self.manifest_dir.glob("*.jsonl"):
@@ -145,7 +169,7 @@ class ImageStore:
             "shard": shard,
             "seconds": seconds,
         }
-        data = (json.dumps(line) + "\n").encode()
+        data = (dumps_strict(line) + "\n").encode()
         with open(self.manifest_dir / f"shard-{shard}.jsonl", "ab+") as f:
             if f.seek(0, os.SEEK_END) > 0:
                 f.seek(-1, os.SEEK_END)
@@ -175,3 +199,25 @@ class ImageStore:
                     continue  # a line cut short by a kill; its image is checked on resume
                 if isinstance(line, dict) and "key" in line:
                     yield line
+
+
+def dumps_strict(obj: Any, **kwargs: Any) -> str:
+    """Returns ``obj`` as strict JSON (no NaN or Infinity, which strict readers refuse).
+
+    Raises:
+        ConfigError: ``obj`` holds a NaN or an infinity.
+    """
+    try:
+        return json.dumps(obj, allow_nan=False, **kwargs)
+    except ValueError as err:
+        raise ConfigError(f"cannot write {str(obj)[:200]} as JSON: it holds NaN or an infinity ({err}).") from err
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise OutputError(f"{path} is not readable JSON ({err}): delete it or choose another -o.") from err
+    if not isinstance(data, dict):
+        raise OutputError(f"{path} is not an erasekit run file: delete it or choose another -o.")
+    return data
