@@ -108,6 +108,11 @@ def _output_folder_unwritable(pipe, tmp):
     erasekit.erase(pipe, ["dog"]).save(folder / "e.safetensors")
 
 
+def _output_is_a_folder(pipe, tmp):
+    (tmp / "out").mkdir()
+    erasekit.erase(pipe, ["dog"]).save(tmp / "out", overwrite=True)
+
+
 def _applied_twice(pipe, tmp):
     edit = erasekit.erase(pipe, ["dog"])
     edit.apply(pipe)
@@ -193,6 +198,7 @@ CASES = [
     ("output exists", _output_exists, OutputExistsError, "overwrite"),
     ("output folder missing", _output_folder_missing, OutputError, "mkdir -p"),
     ("output folder unwritable", _output_folder_unwritable, OutputError, "writable"),
+    ("output is a folder, overwrite asked", _output_is_a_folder, OutputError, "is a folder"),
     ("edit applied twice", _applied_twice, EditStateError, "already applied"),
     ("remove an edit not applied", _removed_unapplied, EditStateError, "not applied"),
     ("model not available locally", _missing_model, MissingWeightsError, "never downloads"),

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -104,3 +106,32 @@ def test_the_embedded_world_brings_its_judge_and_prompts(edited):
     prompts = attack_cli.default_prompts("embedded", "van gogh", 3)
     assert len(prompts) == 3 and all("gogh" in p for p in prompts)
     assert attack_cli.default_prompts("tiny-sd1", "cat", None) == ["cat"]
+
+
+def _unwritable(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir(mode=0o500)
+    return Path("/proc") if os.geteuid() == 0 else folder  # root writes through permission bits, not into /proc
+
+
+@pytest.mark.parametrize(
+    "where, words",
+    [("in a read-only folder", "writable folder"), ("a file", "is a file"), ("under a file", "is a file")],
+)
+def test_output_is_checked_before_anything_loads(app, edit_file, tmp_path, monkeypatch, where, words):
+    def boom(*a, **k):
+        raise AssertionError("work started before the output was checked")
+
+    monkeypatch.setattr(erasekit, "load_pipeline", boom)
+    monkeypatch.setattr(erasekit.Edit, "load", boom)
+    monkeypatch.setattr(attack_cli, "judge_for", boom)
+    (tmp_path / "f").write_text("a file")
+    out = {
+        "in a read-only folder": _unwritable(tmp_path) / "run",
+        "a file": tmp_path / "f",
+        "under a file": tmp_path / "f" / "run",
+    }[where]
+    args = ["attack", "derived", "--model", "tiny-sd1", "--edit", str(edit_file), "--concept", "cat", "-o", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and words in " ".join(result.output.split()), result.output
+    assert (tmp_path / "f").read_text() == "a file"

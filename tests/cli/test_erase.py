@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from erasekit import Edit
@@ -69,3 +72,40 @@ def test_version_prints_the_version():
 
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout.strip() == __version__
+
+
+def _unwritable(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir(mode=0o500)
+    return Path("/proc") if os.geteuid() == 0 else folder  # root writes through permission bits, not into /proc
+
+
+@pytest.mark.parametrize(
+    "where, overwrite, words",
+    [
+        ("missing folder", False, "mkdir -p"),
+        ("read-only folder", False, "writable folder"),
+        ("a folder", True, "is a folder"),
+        ("exists", False, "--overwrite"),
+    ],
+)
+def test_output_is_checked_before_the_model_loads(tmp_path, monkeypatch, where, overwrite, words):
+    import erasekit
+
+    def boom(*a, **k):
+        raise AssertionError("the model was loaded before the output was checked")
+
+    monkeypatch.setattr(erasekit, "load_pipeline", boom)
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "e.safetensors").write_text("precious")
+    out = {
+        "missing folder": tmp_path / "nodir" / "e.safetensors",
+        "read-only folder": _unwritable(tmp_path) / "e.safetensors",
+        "a folder": tmp_path / "dir",
+        "exists": tmp_path / "e.safetensors",
+    }[where]
+    args = ["erase", "van gogh", "--method", "esd", "--set", "iterations=40", "-o", str(out)]
+    result = runner.invoke(app, args + ["--overwrite"] * overwrite)
+    assert result.exit_code == 2 and words in " ".join(result.output.split()), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert (tmp_path / "e.safetensors").read_text() == "precious" and not list((tmp_path / "dir").iterdir())

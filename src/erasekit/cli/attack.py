@@ -15,10 +15,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .. import worlds
 from ..attacks.victim import Sampling
-from ..errors import ConfigError, OutputExistsError
+from ..errors import ConfigError
 from ..io import parse_assignments
 from ..judge import Judge
-from ._common import DEVICE_HELP, MODEL_HELP, SET_HELP, console, print_json
+from ._common import DEVICE_HELP, MODEL_HELP, SET_HELP, check_output_folder, console, print_json
 
 
 def judge_for(model: str) -> Judge:
@@ -65,8 +65,7 @@ def attack(
     from ..attacks.save import save_result
 
     get(name)  # fail on a bad name before loading anything
-    if (out / "result.json").exists() and not overwrite:
-        raise OutputExistsError(f"{out} already holds an attack result; choose another folder or pass --overwrite.")
+    check_output_folder(out, overwrite=overwrite, marker="result.json")  # fail before loading and attacking
     if n_prompts is not None and n_prompts < 1:
         raise ConfigError(f"--n-prompts must be ≥ 1, got {n_prompts}.")
     overrides = parse_assignments(set_)

@@ -8,9 +8,9 @@ from pathlib import Path
 import typer
 from rich.progress import Progress, TimeElapsedColumn
 
-from ..errors import ConfigError, OutputExistsError
+from ..errors import ConfigError
 from ..io import parse_assignments
-from ._common import DEVICE_HELP, DTYPE_HELP, MODEL_HELP, SET_HELP, console, print_json
+from ._common import DEVICE_HELP, DTYPE_HELP, MODEL_HELP, SET_HELP, check_output_file, console, print_json
 
 
 def erase(
@@ -39,8 +39,7 @@ def erase(
         if settings is not None and settings != preset:
             raise ConfigError(f"--settings {settings} and --preset {preset} disagree: give --settings only.")
         settings = preset
-    if out.exists() and not overwrite:  # fail before loading the model and solving
-        raise OutputExistsError(f"{out} exists; choose another name or pass --overwrite.")
+    check_output_file(out, overwrite=overwrite)  # fail before loading the model and solving
     overrides = parse_assignments(set_)
     pipe = erasekit.load_pipeline(model, device=device, dtype=dtype)
     with Progress(*Progress.get_default_columns(), TimeElapsedColumn(), console=console, transient=True) as bar:

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ..errors import OutputExistsError
-from ._common import console
+from ._common import check_output_file, console
 
 
 class Format(str, Enum):
@@ -43,8 +42,7 @@ def export(
     """
     from ..edit import Edit
 
-    if out.exists() and not out.is_dir() and not overwrite:  # fail before reading anything
-        raise OutputExistsError(f"{out} exists; choose another name or pass --overwrite.")
+    check_output_file(out, overwrite=overwrite)  # fail before reading anything
     loaded = Edit.load(edit)
     loaded.save(out, overwrite=overwrite, format=format.value, ungated=ungated)
     what = f"{loaded.method} edit of {', '.join(map(repr, loaded.concepts)) or 'unknown concepts'}"
