@@ -19,7 +19,7 @@ from .protocols import (
     load_protocol,
     parse_protocol,
 )
-from .report import AttackExample, AttackRecord, load_attack_record, write_html, write_json
+from .report import AttackExample, AttackRecord, AttackTarget, check_attacks, load_attack_record, write_html, write_json
 from .runner import GenerateStats, GenerationError, generate, launched_shard, run_shards, wait_for_items
 from .scoring import score
 from .store import ImageStore
@@ -28,6 +28,7 @@ from .work import Shard, WorkItem, build_work
 __all__ = [
     "AttackExample",
     "AttackRecord",
+    "AttackTarget",
     "DerivedSpec",
     "EvalProtocol",
     "GenerateStats",
@@ -41,6 +42,7 @@ __all__ = [
     "WorkItem",
     "available_protocols",
     "build_work",
+    "check_attacks",
     "evaluate",
     "generate",
     "generate_images",

@@ -25,7 +25,7 @@ from erasekit.worlds import World
 from .generation import check_count, default_generation, generate_images, user_protocol
 from .prompt_sets import PromptRow, load_prompt_set, read_user_prompts
 from .protocols import EvalProtocol, load_protocol
-from .report import AttackRecord, with_attacks, write_html, write_json
+from .report import AttackRecord, check_attacks, with_attacks, write_html, write_json
 from .runner import ProgressBar, launched_shard
 from .scoring import score
 from .work import WorkItem
@@ -141,7 +141,8 @@ def evaluate(
         The metrics.json content; None in processes other than the main one of an accelerate launch.
 
     Raises:
-        ConfigError: neither protocol nor prompts, or a bad option.
+        ConfigError: neither protocol nor prompts, a bad option, or an attack result of another edit or
+            concept, or two of one attack (``check_attacks``).
         MissingWeightsError: the model, the edit or a judge is not available locally.
         OutputExistsError: ``out`` holds another run's images.
     """
@@ -157,6 +158,7 @@ def evaluate(
         protocol = load_protocol(protocol)
     world = worlds.find(model) if world is None else worlds.get(world) if isinstance(world, str) else world
     concept = resolve_concept(protocol, edit, concept, world)
+    check_attacks(attacks, None if edit is None else edit.summary(brief=True), concept)
     rows = load_rows(protocol, concept=concept, prompts_csv=prompts_csv, limit=limit, world=world)
     has_concepts = world is not None and bool(world.concepts())
     if judge_loader is None and has_concepts:
