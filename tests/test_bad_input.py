@@ -119,6 +119,15 @@ def _applied_twice(pipe, tmp):
     edit.apply(pipe)
 
 
+def _applied_to_none(pipe, tmp):
+    erasekit.erase(pipe, ["dog"]).apply(None)
+
+
+def _applied_over_lora_adapters(pipe, tmp):
+    pipe.load_lora_weights(_saved(pipe, tmp))
+    Edit.load(tmp / "e.safetensors").apply(pipe)
+
+
 def _removed_unapplied(pipe, tmp):
     erasekit.erase(pipe, ["dog"]).remove(pipe)
 
@@ -200,6 +209,8 @@ CASES = [
     ("output folder unwritable", _output_folder_unwritable, OutputError, "writable"),
     ("output is a folder, overwrite asked", _output_is_a_folder, OutputError, "is a folder"),
     ("edit applied twice", _applied_twice, EditStateError, "already applied"),
+    ("edit applied to None", _applied_to_none, ConfigError, "needs a pipeline, got None"),
+    ("edit applied over LoRA adapters", _applied_over_lora_adapters, EditStateError, "pipe.unload_lora_weights()"),
     ("remove an edit not applied", _removed_unapplied, EditStateError, "not applied"),
     ("model not available locally", _missing_model, MissingWeightsError, "never downloads"),
     ("edit file missing", _missing_edit_file, MissingWeightsError, "erasekit erase"),

@@ -150,3 +150,32 @@ def test_low_rank_edit_with_a_shared_factor_saves_and_loads(tiny_pipe, tmp_path)
     loaded = Edit.load(edit.save(tmp_path / "e.safetensors"))
     for name in edit.updates:
         torch.testing.assert_close(loaded.delta(name), edit.delta(name))
+
+
+def test_a_pipeline_holding_lora_adapters_is_refused_with_how_to_unload(tiny_pipe, tmp_path):
+    before = unet_state(tiny_pipe)
+    edit = erasekit.erase(tiny_pipe, ["dog"])
+    path = edit.save(tmp_path / "dog.safetensors")
+    tiny_pipe.load_lora_weights(path)  # the README's last line: peft wraps every K/V (layer.base_layer)
+    with pytest.raises(EditStateError, match=r"LoRA adapters .* pipe\.unload_lora_weights\(\)"):
+        edit.apply(tiny_pipe)
+    tiny_pipe.unload_lora_weights()
+    edit.apply(tiny_pipe)
+    tiny_pipe.load_lora_weights(path)  # adapters loaded while the edit is applied
+    with pytest.raises(EditStateError, match=r"unload_lora_weights\(\)"):
+        edit.remove(tiny_pipe)
+    tiny_pipe.unload_lora_weights()
+    edit.remove(tiny_pipe)
+    assert same(unet_state(tiny_pipe), before)
+
+
+def test_repr_is_short_and_names_what_made_the_edit(tiny_pipe):
+    edit = erasekit.erase(tiny_pipe, ["dog", "cat"], method="uce")
+    text = repr(edit)
+    assert len(text) < 200 and "tensor" not in text, text
+    ranks = sorted({B.shape[1] for B, _ in edit.updates.values()})
+    assert text == f"Edit(method='uce', concepts=['dog', 'cat'], layers=14, rank={ranks}, id={edit.id!r})"
+    one = Edit(
+        {k: edit.updates[k] for k in list(edit.updates)[:1]}, method="uce", concepts=[f"c{i}" for i in range(1000)]
+    )
+    assert len(repr(one)) < 200 and "1000 in all" in repr(one) and "rank=[" not in repr(one)

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from . import edit_file
 from ._version import __version__
 from .edit_file import EditFormat
-from .errors import EditFileError, EditStateError, FingerprintMismatchError
+from .errors import ConfigError, EditFileError, EditStateError, FingerprintMismatchError
 from .gate import TokenGate, sync_processors
 from .targets import denoiser, find_targets
 
@@ -61,6 +61,14 @@ class Edit:
     candidates: Sequence[Edit] = field(default_factory=tuple, repr=False)
     gate: TokenGate | None = None
 
+    def __repr__(self) -> str:  # the tensors stay out: a repr is for reading
+        ranks = sorted({B.shape[1] for B, _ in self.updates.values()})
+        names = self.concepts if len(self.concepts) <= 4 else [*self.concepts[:3], f"... {len(self.concepts)} in all"]
+        return (
+            f"Edit(method={self.method!r}, concepts={names!r}, layers={len(self.updates)}, "
+            f"rank={ranks[0] if len(ranks) == 1 else ranks}{', gated' * (self.gate is not None)}, id={self.id!r})"
+        )
+
     # ---- the update itself -------------------------------------------------------------------
     def delta(self, name: str) -> Tensor:
         """Dense ``ΔW`` of one layer, ``[d_out, d_in]`` float32."""
@@ -93,23 +101,22 @@ class Edit:
         Raises:
             FingerprintMismatchError: the pipeline is not the base model this edit was made for
                 (``force=True`` applies it anyway).
-            EditStateError: this edit is already applied.
+            EditStateError: this edit is already applied, or the pipeline holds LoRA adapters
+                (``pipe.load_lora_weights``: call ``pipe.unload_lora_weights()`` first).
             EditFileError: the edit names layers the U-Net does not have.
+            ConfigError: ``pipe`` is None.
         """
-        unet = _unet(pipe)
+        unet = _unet(pipe, "apply")
         stack = _applied(unet)
         if any(edit.id == self.id for edit, _ in stack):
             raise EditStateError(
                 "This edit is already applied to this pipeline; applying it twice would double it. "
                 "Call edit.remove(pipe) first, or reload the base model."
             )
-        targets, modules = find_targets(unet), _linears(unet)
+        targets, modules = find_targets(unet), _linears(unet, sorted(self.updates))
         missing = sorted(set(self.updates) - set(modules))
-        wrong = [
-            n
-            for n, (B, A) in self.updates.items()
-            if n in modules and (B.shape[0], A.shape[1]) != modules[n].weight.shape
-        ]
+        shapes = {n: (B.shape[0], A.shape[1]) for n, (B, A) in self.updates.items() if n in modules}
+        wrong = [n for n, shape in shapes.items() if shape != modules[n].weight.shape]
         if missing or wrong:
             example = missing[0] if missing else f"{wrong[0]} has another shape"
             raise EditFileError(
@@ -138,16 +145,16 @@ class Edit:
         had never been applied.
 
         Raises:
-            EditStateError: this edit is not applied to ``pipe``.
+            EditStateError: this edit is not applied to ``pipe``, or LoRA adapters were loaded since.
         """
-        unet = _unet(pipe)
+        unet = _unet(pipe, "remove")
         stack = _applied(unet)
         ids = [edit.id for edit, _ in stack]
         if self.id not in ids:
             raise EditStateError("This edit is not applied to this pipeline, so there is nothing to remove.")
         at = ids.index(self.id)
         later = [edit for edit, _ in stack[at + 1 :]]
-        modules = _linears(unet)
+        modules = _linears(unet, sorted({n for edit, _ in stack[at:] for n in edit.updates}))
         for _, originals in reversed(stack[at:]):
             for name, W in originals.items():
                 modules[name].weight.copy_(W)
@@ -255,7 +262,9 @@ def _sync_gates(unet: nn.Module) -> None:
         sync_processors(unet, gated)
 
 
-def _unet(pipe: Any) -> nn.Module:
+def _unet(pipe: Any, verb: str) -> nn.Module:
+    if pipe is None:
+        raise ConfigError(f"edit.{verb}(pipe) needs a pipeline, got None: pass one from erasekit.load_pipeline().")
     return denoiser(pipe)
 
 
@@ -268,10 +277,21 @@ def base_weights(unet: nn.Module) -> dict[str, Tensor]:
     return base
 
 
-def _linears(unet: nn.Module) -> dict[str, nn.Linear]:
+def _linears(unet: nn.Module, names: Sequence[str] = ()) -> dict[str, nn.Linear]:
     """Every ``nn.Linear`` of the U-Net by module path: the cross-attention K/V of the closed forms,
-    and the self-attention / feed-forward layers a fine-tuned edit (ESD-u) may update."""
-    return {name: m for name, m in unet.named_modules() if isinstance(m, nn.Linear)}
+    and the self-attention / feed-forward layers a fine-tuned edit (ESD-u) may update.
+
+    Raises EditStateError if peft wraps one of ``names`` (``name.base_layer``): a LoRA adapter is loaded.
+    """
+    modules = {name: m for name, m in unet.named_modules() if isinstance(m, nn.Linear)}
+    wrapped = [n for n in names if f"{n}.base_layer" in modules]
+    if wrapped:
+        raise EditStateError(
+            f"The pipeline holds LoRA adapters (from pipe.load_lora_weights) on {len(wrapped)} layer(s) this edit "
+            f"changes (e.g. {wrapped[0]}). Call pipe.unload_lora_weights() first, then apply or remove the edit; "
+            "to use an erasekit edit file, apply it with Edit.load(path).apply(pipe) instead of load_lora_weights."
+        )
+    return modules
 
 
 def _applied(unet: nn.Module) -> list[tuple[Edit, dict[str, Tensor]]]:
