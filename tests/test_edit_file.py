@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 
 import pytest
 import torch
@@ -302,3 +303,14 @@ def test_export_help_says_what_each_format_is_for():
     result = runner.invoke(app, ["export", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert all(w in result.output for w in ("kohya", "ComfyUI", "AUTOMATIC1111", "diffusers", "--ungated"))
+
+
+@pytest.mark.parametrize("format", ["diffusers", "kohya"])
+def test_edit_files_get_the_umask_permissions_not_0600(tiny_pipe, tmp_path, format):
+    edit = erasekit.erase(tiny_pipe, ["dog"])
+    old = os.umask(0o022)
+    try:
+        path = edit.save(tmp_path / "e.safetensors", format=format)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

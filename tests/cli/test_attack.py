@@ -135,3 +135,24 @@ def test_output_is_checked_before_anything_loads(app, edit_file, tmp_path, monke
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and words in " ".join(result.output.split()), result.output
     assert (tmp_path / "f").read_text() == "a file"
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_attack_outputs_get_the_umask_permissions(umask_022, tmp_path):
+    from PIL import Image
+
+    from erasekit.attacks.base import AttackResult, Case, CaseResult, Outcome
+    from erasekit.attacks.save import save_result
+
+    image = Image.new("RGB", (4, 4))
+    outcome = Outcome(torch.zeros(3, 2), image, success=False)
+    cases = [CaseResult(Case("a cat", 0), True, image), CaseResult(Case("a cat", 1), False, image, outcome)]
+    save_result(AttackResult("derived", "cat", {}, 0, cases, tensors={"x": torch.ones(2)}), tmp_path / "run")
+    files = ["result.json", "embeds.safetensors", "pre/0000.png", "pre/0001.png", "attack/0001.png"]
+    assert {f: (tmp_path / "run" / f).stat().st_mode & 0o777 for f in files} == dict.fromkeys(files, 0o644)
