@@ -14,6 +14,7 @@ import erasekit
 from erasekit.cli import attack as attack_cli
 from erasekit.cli._common import errors_as_messages
 from erasekit.cli.info import list_attacks
+from erasekit.worlds.tiny import tiny_pipeline
 from tests.attacks.conftest import BrightJudge
 
 
@@ -156,3 +157,20 @@ def test_attack_outputs_get_the_umask_permissions(umask_022, tmp_path):
     save_result(AttackResult("derived", "cat", {}, 0, cases, tensors={"x": torch.ones(2)}), tmp_path / "run")
     files = ["result.json", "embeds.safetensors", "pre/0000.png", "pre/0001.png", "attack/0001.png"]
     assert {f: (tmp_path / "run" / f).stat().st_mode & 0o777 for f in files} == dict.fromkeys(files, 0o644)
+
+
+def test_concepts_match_the_worlds_names_whatever_the_case(app, tmp_path, monkeypatch):
+    assert attack_cli.world_concept("embedded", "Van Gogh") == "van gogh"
+    assert attack_cli.world_concept("embedded", " GARBAGE   Truck ") == "garbage truck"
+    assert attack_cli.world_concept("embedded", "Dali") == "Dali"  # not the world's: left for it to refuse
+    assert attack_cli.world_concept("tiny-sd1", "Cat") == "Cat"  # no world names: as given
+
+    judge = BrightJudge(always=False)
+    monkeypatch.setattr(attack_cli, "judge_for", lambda model: judge)
+    monkeypatch.setattr(erasekit, "load_pipeline", lambda *a, **k: tiny_pipeline("sd1"))  # the world's prompts, fast
+    out = tmp_path / "run"
+    args = ["attack", "derived", "--concept", "Van Gogh", "--n-prompts", "1", "--steps", "1", "-o", str(out), "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["concept"] == "van gogh" and "gogh" in summary["cases"][0]["prompt"]
