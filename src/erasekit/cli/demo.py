@@ -18,6 +18,7 @@ import erasekit
 from erasekit import worlds
 from erasekit.errors import MissingWeightsError
 from erasekit.evaluate import evaluate
+from erasekit.evaluate.store import make_folder
 
 CONCEPT = "van gogh"
 METHODS = {"rece": {"settings": "style"}, "uce": {}}  # RECE with the paper's style settings (λ 1e-3, 1 epoch)
@@ -83,5 +84,5 @@ def demo(
     limit: int = typer.Option(12, help="Prompts per prompt set (2 seeds each)."),
 ) -> None:
     """Erase "van gogh" from the embedded world with RECE and UCE, and show what changed (report.html)."""
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)  # an unwritable -o is refused before any work
     main(out, limit=limit)

@@ -28,6 +28,7 @@ from .protocols import EvalProtocol, load_protocol
 from .report import AttackRecord, check_attacks, with_attacks, write_html, write_json
 from .runner import ProgressBar, launched_shard
 from .scoring import score
+from .store import finite_or_none
 from .work import WorkItem
 
 __all__ = ["default_generation", "evaluate", "generate_images", "load_rows", "resolve_concept", "user_protocol"]
@@ -214,7 +215,7 @@ def evaluate(
         "erasekit_version": erasekit.__version__,
     }
     assert set(result["metrics"]) == set(GROUPS), "scoring must fill exactly the five groups"
-    with_attacks(result, attacks)
+    result = finite_or_none(with_attacks(result, attacks))  # strict JSON: an undefined score is null
     write_json(result, Path(out) / "metrics.json")
     write_html(result, rows, store, Path(out) / "report.html", attacks=attacks)
     return result

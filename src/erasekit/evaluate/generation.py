@@ -33,7 +33,7 @@ from .runner import (
     run_shards,
     wait_for_items,
 )
-from .store import ImageStore, dumps_strict
+from .store import ImageStore, check_writable, dumps_strict
 from .work import Shard, WorkItem, build_work
 
 logger = logging.getLogger(__name__)
@@ -119,6 +119,7 @@ def generate_images(
         ConfigError: ``num_processes`` < 1, or ``pipe`` given with ``num_processes`` > 1 (workers load their
             own model).
         OutputExistsError: ``out`` holds another run's images and ``overwrite`` is False.
+        OutputError: ``out`` cannot be created or written (checked before the model is loaded).
         FingerprintMismatchError, EditFileError: the edit was made for another model (nothing is written).
         GenerationError: a worker failed.
     """
@@ -126,6 +127,7 @@ def generate_images(
     all_rows = [row for set_rows in rows.values() for row in set_rows]
     items = build_work(all_rows, needs_originals=lambda name: edit is not None and protocol.needs_originals(name))
     run = run_info(model, edit, protocol, concept, rows)
+    check_writable(out)
     store = ImageStore(out, run, overwrite=overwrite, create=False)  # refuses another run's folder; writes nothing
     shard = launched_shard()
     if num_processes > 1 and shard is None:

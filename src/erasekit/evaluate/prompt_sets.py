@@ -7,6 +7,7 @@ Every row knows its prompt set, its index in it, its prompt, and optionally its 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,12 +142,15 @@ def read_user_prompts(
 def _int(record: dict[str, str], column: str | None, where: str) -> int:
     try:
         return int(float(record[column or ""]))
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, OverflowError) as err:  # OverflowError: inf
         raise PromptsFileError(f"{where}: column {column!r} holds {record.get(column or '')!r}, not a seed.") from err
 
 
 def _float(record: dict[str, str], column: str | None, where: str) -> float:
     try:
-        return float(record[column or ""])
+        value = float(record[column or ""])
     except (TypeError, ValueError) as err:
         raise PromptsFileError(f"{where}: column {column!r} holds {record.get(column or '')!r}, not a number.") from err
+    if not math.isfinite(value):  # NaN or inf: no sampler takes it, and strict JSON cannot record it
+        raise PromptsFileError(f"{where}: column {column!r} holds {record.get(column or '')!r}, not a finite number.")
+    return value

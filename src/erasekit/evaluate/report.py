@@ -34,7 +34,7 @@ from erasekit.io import atomic_write
 from erasekit.metrics import GROUPS
 
 from .prompt_sets import PromptRow
-from .store import ImageStore
+from .store import ImageStore, dumps_strict, finite_or_none
 from .work import WorkItem
 
 THUMB = 160  # px, longest side of a thumbnail as stored
@@ -171,8 +171,8 @@ def with_attacks(result: dict[str, Any], attacks: Sequence[AttackRecord]) -> dic
 
 
 def write_json(result: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Writes ``result`` as indented JSON, atomically; returns the path."""
-    return atomic_write(path, json.dumps(result, indent=2, default=str) + "\n")
+    """Writes ``result`` as indented strict JSON (NaN and infinities as null), atomically; returns the path."""
+    return atomic_write(path, dumps_strict(finite_or_none(result), indent=2, default=str) + "\n")
 
 
 def thumbnail_uri(image: Image.Image, *, size: int = THUMB) -> str:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -80,10 +82,7 @@ class ImageStore:
         """Creates the folder, clears another run's files (see the class), writes run.json; returns self."""
         if self._created:
             return self
-        try:
-            self.manifest_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise OutputError(f"cannot create output folder {self.root}: {err.strerror or err}.") from err
+        make_folder(self.manifest_dir)
         if self._discard:
             self._clear()
         atomic_write(self.root / RUN_FILE, dumps_strict(self.run, indent=2, sort_keys=True))
@@ -201,6 +200,42 @@ class ImageStore:
                     yield line
 
 
+def check_writable(folder: str | os.PathLike[str]) -> None:
+    """Refuses, before any work, an output folder that could not be created or written; creates nothing.
+
+    Raises:
+        OutputError: ``folder`` or a folder above it is a file, or the nearest existing folder on its path
+            cannot be written (a probe file is created and deleted there: permission bits do not stop root,
+            read-only mounts do).
+    """
+    path = Path(folder)
+    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise OutputError(f"cannot use {path} as an output folder: {existing} is a file. Choose another -o.")
+    try:
+        fd, name = tempfile.mkstemp(dir=existing, prefix=".erasekit-probe-", suffix=".tmp")
+    except OSError as err:
+        raise OutputError(
+            f"cannot write to {existing} ({err.strerror or err}): choose a writable folder for -o {path}."
+        ) from err
+    os.close(fd)
+    os.unlink(name)
+
+
+def make_folder(folder: str | os.PathLike[str]) -> Path:
+    """Creates ``folder`` (and its parents) after :func:`check_writable`; returns it.
+
+    Raises:
+        OutputError: it cannot be created or written.
+    """
+    check_writable(folder)
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot create output folder {folder}: {err.strerror or err}. Choose another -o.") from err
+    return Path(folder)
+
+
 def dumps_strict(obj: Any, **kwargs: Any) -> str:
     """Returns ``obj`` as strict JSON (no NaN or Infinity, which strict readers refuse).
 
@@ -211,6 +246,22 @@ def dumps_strict(obj: Any, **kwargs: Any) -> str:
         return json.dumps(obj, allow_nan=False, **kwargs)
     except ValueError as err:
         raise ConfigError(f"cannot write {str(obj)[:200]} as JSON: it holds NaN or an infinity ({err}).") from err
+
+
+def finite_or_none(obj: Any, *, where: str = "") -> Any:
+    """Returns ``obj`` (dicts, lists, numbers) with every NaN or infinity replaced by None, each logged.
+
+    metrics.json is strict JSON: a score that came out undefined (e.g. a metric over no image) is written
+    ``null``, never ``NaN``, which strict readers refuse.
+    """
+    if isinstance(obj, float) and not math.isfinite(obj):
+        logger.warning("%s is %s: written as null", where or "a value", obj)
+        return None
+    if isinstance(obj, Mapping):
+        return {k: finite_or_none(v, where=f"{where}.{k}" if where else str(k)) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_none(v, where=f"{where}[{i}]") for i, v in enumerate(obj)]
+    return obj
 
 
 def _read_json(path: Path) -> dict[str, Any]:

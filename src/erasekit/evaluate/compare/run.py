@@ -18,6 +18,7 @@ from erasekit.errors import OutputExistsError
 from erasekit.worlds import World
 
 from ..report import write_json
+from ..store import check_writable, make_folder
 from .report import Goal, write_outputs
 from .rows import MethodSpec, Settings, compute_row, parse_method
 from .scenarios import Scenario, get_world, scenario
@@ -80,11 +81,13 @@ def run(
     Raises:
         UnknownMethodError, UnknownWorldError, ConfigError: a bad method spec, world or scenario (before any work).
         OutputExistsError: ``out`` holds rows made with other settings.
+        OutputError: ``out`` cannot be created or written (before any work).
     """
+    out = Path(out)
+    check_writable(out)  # a folder that cannot be written is refused before any work
     w = worlds.get(world)
     specs = [parse_method(m) for m in methods]
     grid = [(sc, spec) for sc in (scenario(name, w) for name in scenarios) for spec in specs]
-    out = Path(out)
     _check_settings(out, settings)
     todo = [(sc, spec) for sc, spec in grid if not _row_path(out, sc, spec).is_file() and _selected(only, sc, spec)]
     steps = _Steps(progress, sum(2 + len(settings.attacks) * len(sc.attacked) for sc, _ in todo))
@@ -150,5 +153,5 @@ def _check_settings(out: Path, settings: Settings) -> None:
                 "choose another -o, or delete the folder to start afresh."
             )
         return
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     write_json(wanted, path)

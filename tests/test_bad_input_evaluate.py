@@ -1,0 +1,72 @@
+"""Bad input to ``erasekit evaluate``, ``generate``, ``compare`` and ``demo``: one clear message, exit code 2.
+
+Each row runs the real command line (``erasekit.cli.app``) and must end before any model is loaded or
+any image drawn: no traceback, and the words that name the problem and its fix.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from erasekit.cli import app
+
+
+def _unwritable(tmp: Path) -> Path:
+    folder = tmp / "ro"
+    folder.mkdir(mode=0o500)
+    return Path("/proc") if os.geteuid() == 0 else folder  # root writes through permission bits; not into /proc
+
+
+def _prompts(tmp: Path, text: str = "prompt\na red car\n") -> str:
+    (tmp / "p.csv").write_text(text)
+    return str(tmp / "p.csv")
+
+
+def _generate(*extra: str, csv: str = "prompt\na red car\n", out=lambda tmp: tmp / "g"):
+    return lambda tmp: ["generate", "--model", "tiny-sd1", "--prompts", _prompts(tmp, csv), "-o", str(out(tmp)), *extra]
+
+
+def _evaluate(*extra: str):
+    return lambda tmp: ["evaluate", "--model", "tiny-sd1", "--prompts", _prompts(tmp), "-o", str(tmp / "e"), *extra]
+
+
+CASES = [
+    # (what, arguments of `erasekit`, words the message must contain)
+    ("steps 0", _generate("--steps", "0"), "steps must be a whole number >= 1, got 0"),
+    ("batch size 0", _generate("--batch-size", "0"), "batch_size must be a whole number >= 1, got 0"),
+    ("guidance nan", _generate("--guidance", "nan"), "guidance must be a finite number, got nan"),
+    ("guidance inf", _generate("--guidance", "inf"), "guidance must be a finite number, got inf"),
+    (
+        "NaN guidance in the prompts CSV",
+        _generate(csv="prompt,guidance\na car,nan\n"),
+        "column 'guidance' holds 'nan', not a finite number",
+    ),
+    ("infinite seed in the CSV", _generate(csv="prompt,seed\na car,inf\n"), "column 'seed' holds 'inf', not a seed"),
+    ("num processes 0 (evaluate)", _evaluate("--num-processes", "0"), "--num-processes must be a whole number >= 1"),
+    ("num processes 0 (generate)", _generate("--num-processes", "0"), "--num-processes must be a whole number >= 1"),
+    (
+        "generate into an unwritable folder",
+        _generate(out=lambda tmp: _unwritable(tmp) / "g"),
+        "choose a writable folder",
+    ),
+    ("compare into an unwritable folder", lambda tmp: ["compare", "-o", str(_unwritable(tmp) / "c")], "writable"),
+    (
+        "compare into a file",
+        lambda tmp: ["compare", "-o", str(Path(_prompts(tmp)) / "c")],
+        "is a file. Choose another -o",
+    ),
+    ("demo into an unwritable folder", lambda tmp: ["demo", "-o", str(_unwritable(tmp) / "d")], "writable"),
+]
+
+
+@pytest.mark.parametrize("what, args, words", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_message_and_exit_code_2(tmp_path, what, args, words):
+    result = CliRunner().invoke(app, args(tmp_path))
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+    assert words in " ".join(result.output.split()), result.output  # rich wraps long lines
+    assert not any(tmp_path.rglob("*.png")) and not any(tmp_path.rglob("run.json"))
