@@ -140,6 +140,11 @@ def _missing_edit_file(pipe, tmp):
     Edit.load(tmp / "nope.safetensors")
 
 
+def _edit_file_is_a_folder(pipe, tmp):
+    _saved(pipe, tmp)
+    Edit.load(tmp)
+
+
 def _gated_to_kohya(pipe, tmp):
     from erasekit.gate import TokenGate
 
@@ -214,6 +219,7 @@ CASES = [
     ("remove an edit not applied", _removed_unapplied, EditStateError, "not applied"),
     ("model not available locally", _missing_model, MissingWeightsError, "never downloads"),
     ("edit file missing", _missing_edit_file, MissingWeightsError, "erasekit erase"),
+    ("edit file is a folder", _edit_file_is_a_folder, EditFileError, "is a folder, not an edit file; it holds e."),
     ("gated edit to kohya", _gated_to_kohya, EditFileError, "ungated=True"),
     ("LoRA factors of different ranks", _rank_mismatch, EditFileError, "must share the rank"),
     ("LoRA of the text encoder only", _text_encoder_only, EditFileError, "text encoder only"),

@@ -138,10 +138,18 @@ def read(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Raises:
         MissingWeightsError: no such file.
-        EditFileError: not safetensors, truncated, or no ``lora_A``/``lora_B`` pairs.
+        EditFileError: a folder, not safetensors, truncated, or no ``lora_A``/``lora_B`` pairs.
         NumericalError: the file holds NaN or Inf.
     """
     path = Path(path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.safetensors"))
+        what = "it holds no .safetensors file"
+        if found:
+            what = (
+                f"it holds {', '.join(found[:8])}{' ...' if len(found) > 8 else ''}: give one, e.g. {path / found[0]}"
+            )
+        raise EditFileError(f"{path} is a folder, not an edit file; {what}.")
     if not path.is_file():
         raise MissingWeightsError(f"Edit file {path} not found. Make one with `erasekit erase ... -o {path}`.")
     try:

@@ -34,3 +34,17 @@ def test_info_says_a_gated_edit_needs_erasekit(tmp_path):
     assert summary["method"] == "ace" and summary["gate"]["rank"] == 4
     assert "load_lora_weights" in summary["gate"]["note"]
     assert "gate" in runner.invoke(app, ["info", str(out)]).stdout
+
+
+def test_info_on_a_folder_says_so_and_lists_its_edit_files(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(app, ["info", str(empty)])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2 and "is a folder" in output and "no .safetensors" in output, result.output
+    for name in ("b.safetensors", "a.safetensors"):
+        assert runner.invoke(app, ["erase", "dog", "--model", "tiny-sd1", "-o", str(tmp_path / name)]).exit_code == 0
+    result = runner.invoke(app, ["info", str(tmp_path)])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2 and "is a folder" in output and "a.safetensors, b.safetensors" in output, output
+    assert "not found" not in output and "Traceback" not in output
