@@ -136,6 +136,19 @@ def _missing_model(pipe, tmp):
     erasekit.load_pipeline(str(tmp / "no-such-model"))
 
 
+def _model_folder_missing(pipe, tmp):
+    erasekit.load_pipeline("./no/such-model")
+
+
+def _model_folder_without_index(pipe, tmp):
+    erasekit.load_pipeline(str(tmp))
+
+
+def _model_index_not_json(pipe, tmp):
+    (tmp / "model_index.json").write_text('{"unet": ["diffusers", "UNet2DConditionModel"]')
+    erasekit.load_pipeline(str(tmp))
+
+
 def _missing_edit_file(pipe, tmp):
     Edit.load(tmp / "nope.safetensors")
 
@@ -218,6 +231,14 @@ CASES = [
     ("edit applied over LoRA adapters", _applied_over_lora_adapters, EditStateError, "pipe.unload_lora_weights()"),
     ("remove an edit not applied", _removed_unapplied, EditStateError, "not applied"),
     ("model not available locally", _missing_model, MissingWeightsError, "never downloads"),
+    ("model folder missing", _model_folder_missing, MissingWeightsError, "Model folder ./no/such-model does not exist"),
+    ("model folder without model_index.json", _model_folder_without_index, MissingWeightsError, "no model_index.json"),
+    (
+        "model_index.json not JSON",
+        _model_index_not_json,
+        MissingWeightsError,
+        "model_index.json is not valid JSON (Exp",
+    ),
     ("edit file missing", _missing_edit_file, MissingWeightsError, "erasekit erase"),
     ("edit file is a folder", _edit_file_is_a_folder, EditFileError, "is a folder, not an edit file; it holds e."),
     ("gated edit to kohya", _gated_to_kohya, EditFileError, "ungated=True"),

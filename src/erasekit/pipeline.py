@@ -8,6 +8,8 @@ to :func:`load_local` for anything else.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -68,18 +70,70 @@ def load_local(
         ConfigError: bad device or dtype.
     """
     dev, torch_dtype = resolve_device(device), resolve_dtype(dtype)
+    folder = _check_folder(name_or_path)
     from diffusers import DiffusionPipeline
 
     try:
         pipe = DiffusionPipeline.from_pretrained(
-            name_or_path, local_files_only=True, use_safetensors=True, torch_dtype=torch_dtype or torch.float32
+            str(folder) if folder is not None else name_or_path,
+            local_files_only=True,
+            use_safetensors=True,
+            dtype=torch_dtype or torch.float32,
         )
     except (OSError, ValueError) as e:
+        why = f"{type(e).__name__}: {_clip(str(e))}"
+        if folder is not None:
+            raise MissingWeightsError(
+                f"Cannot load the diffusers pipeline in {folder} ({why}). Check that every component "
+                "model_index.json names is there, with its weights as safetensors."
+            ) from e
         raise MissingWeightsError(
-            f"No diffusers pipeline found at {name_or_path!r} locally ({type(e).__name__}: {str(e)[:200]}). "
+            f"No diffusers pipeline found at {name_or_path!r} locally ({why}). "
             "erasekit never downloads weights: pass a local folder holding model_index.json, or fetch the "
-            f"model on a connected machine (`huggingface-cli download {name_or_path}`) so that it sits in "
+            f"model on a connected machine (`hf download {name_or_path}`) so that it sits in "
             "the Hugging Face cache."
         ) from e
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(dev)
+
+
+def _looks_like_path(name: str) -> bool:
+    """A name no hub id (``org/name`` or ``name``) can be: absolute, ``./``, ``~``, backslashes, several ``/``."""
+    return name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1 or name.endswith("/")
+
+
+def _check_folder(name: str) -> Path | None:
+    """The local folder ``name`` names (None for a hub id), checked before diffusers reads it.
+
+    Raises:
+        MissingWeightsError: a path that does not exist, a file, a folder without ``model_index.json``,
+            or a ``model_index.json`` that is not JSON.
+    """
+    path = Path(name).expanduser()
+    if not path.exists():
+        if _looks_like_path(name):
+            raise MissingWeightsError(
+                f"Model folder {name} does not exist ({path.absolute()}). Pass a local diffusers folder holding "
+                "model_index.json, or a hub id (org/name) already in the Hugging Face cache: erasekit never "
+                "downloads weights."
+            )
+        return None
+    if not path.is_dir():
+        raise MissingWeightsError(f"{name} is a file: a model is a diffusers folder holding model_index.json.")
+    index = path / "model_index.json"
+    if not index.is_file():
+        raise MissingWeightsError(
+            f"{path} has no model_index.json, so it is not a diffusers pipeline folder: pass the folder that holds "
+            "it (pipe.save_pretrained(folder) writes one)."
+        )
+    try:
+        json.loads(index.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise MissingWeightsError(f"{index} is not valid JSON ({e}): repair it, or copy the model again.") from e
+    return path
+
+
+def _clip(text: str, n: int = 300) -> str:
+    """``text`` on one line, cut at the last word boundary before ``n`` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[:n].rsplit(" ", 1)[0] + " ..."

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,24 @@ def test_output_is_checked_before_the_model_loads(tmp_path, monkeypatch, where, 
     assert result.exit_code == 2 and words in " ".join(result.output.split()), result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert (tmp_path / "e.safetensors").read_text() == "precious" and not list((tmp_path / "dir").iterdir())
+
+
+def test_a_bad_model_folder_is_one_clear_message_and_no_warning(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline",, }')
+    outputs = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for model in ("./sd-v1-4", "./broken", "org/not-in-the-cache"):
+            result = runner.invoke(app, ["erase", "dog", "--model", model, "-o", "e.safetensors"])
+            assert result.exit_code == 2 and "Traceback" not in result.output
+            outputs[model] = " ".join(result.output.split())
+    assert not [str(w.message) for w in caught]  # e.g. diffusers' torch_dtype FutureWarning
+    missing = outputs["./sd-v1-4"]
+    assert f"Model folder ./sd-v1-4 does not exist ({tmp_path / 'sd-v1-4'})" in missing
+    assert "hf download" not in missing and "huggingface-cli" not in missing and "HFValidationError" not in missing
+    broken = outputs["./broken"]
+    assert "broken/model_index.json is not valid JSON (Expecting property name" in broken and "line 1 column" in broken
+    assert broken.endswith("copy the model again."), broken
+    assert "`hf download org/not-in-the-cache`" in outputs["org/not-in-the-cache"]
