@@ -6,7 +6,9 @@ any image drawn: no traceback, and the words that name the problem and its fix.
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,12 @@ def _evaluate(*extra: str):
     return lambda tmp: ["evaluate", "--model", "tiny-sd1", "--prompts", _prompts(tmp), "-o", str(tmp / "e"), *extra]
 
 
+def _in_use(tmp: Path) -> Path:
+    (tmp / "busy").mkdir()
+    (tmp / "busy" / ".erasekit.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    return tmp / "busy"
+
+
 CASES = [
     # (what, arguments of `erasekit`, words the message must contain)
     ("steps 0", _generate("--steps", "0"), "steps must be a whole number >= 1, got 0"),
@@ -53,6 +61,7 @@ CASES = [
         _generate(out=lambda tmp: _unwritable(tmp) / "g"),
         "choose a writable folder",
     ),
+    ("generate into a folder in use", _generate(out=_in_use), "is in use by another erasekit run (pid"),
     ("compare into an unwritable folder", lambda tmp: ["compare", "-o", str(_unwritable(tmp) / "c")], "writable"),
     (
         "compare into a file",

@@ -18,7 +18,7 @@ import erasekit
 from erasekit import worlds
 from erasekit.errors import MissingWeightsError
 from erasekit.evaluate import evaluate
-from erasekit.evaluate.store import make_folder
+from erasekit.evaluate.folder import make_folder
 
 CONCEPT = "van gogh"
 METHODS = {"rece": {"settings": "style"}, "uce": {}}  # RECE with the paper's style settings (λ 1e-3, 1 epoch)

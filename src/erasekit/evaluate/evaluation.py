@@ -22,7 +22,7 @@ from erasekit.errors import ConfigError
 from erasekit.metrics import GROUPS, Judge, MetricContext, preflight
 from erasekit.worlds import World
 
-from .generation import check_count, default_generation, generate_images, user_protocol
+from .generation import check_count, default_generation, generate_images, run_lock, user_protocol
 from .prompt_sets import PromptRow, load_prompt_set, read_user_prompts
 from .protocols import EvalProtocol, load_protocol
 from .report import AttackRecord, check_attacks, with_attacks, write_html, write_json
@@ -170,52 +170,47 @@ def evaluate(
     )  # fmt: skip
     for spec in protocol.metrics:  # a missing judge fails now, not after hours of sampling
         preflight(spec.name, ctx)
-    store, items, generate_s = generate_images(
-        model=model, out=out, protocol=protocol, rows=rows, edit=edit, edit_path=edit_path, concept=concept, pipe=pipe,
-        num_processes=num_processes, device=device, dtype=dtype, overwrite=overwrite, progress=progress,
-        on_image=on_image,
-    )  # fmt: skip
-    shard = launched_shard()
-    if shard is not None and shard.index != 0:
-        return None
-    start = time.perf_counter()
-    bar = ProgressBar("score", enabled=progress)
-    try:
-        metrics, baseline = score(
-            protocol,
-            rows,
-            store,
-            ctx,
-            baseline=protocol.baseline and edit is not None,
-            references="original" if edit is not None else "edited",
-            progress=bar,
-        )
-    finally:
-        bar.close()
-    result = {
-        "model": model,
-        "edit": None if edit is None else edit.summary(brief=True),
-        "protocol": protocol.name,
-        "preset": protocol.name,  # the key's old name, kept for one release (DESIGN.md's JSON)
-        "concept": concept,
-        "n_images": len(items),
-        "metrics": metrics,
-        "baseline": baseline,
-        "timing": {
-            "edit_s": edit.info.get("edit_s") if edit is not None else None,
-            "generate_s": round(generate_s, 3),
-            "score_s": round(time.perf_counter() - start, 3),
-        },
-        "settings": {
-            "generation": dataclasses.asdict(protocol.generation),
-            "prompt_sets": {name: len(r) for name, r in rows.items()},
-            "limit": limit,
-            "reference": protocol.reference,
-        },
-        "erasekit_version": erasekit.__version__,
-    }
-    assert set(result["metrics"]) == set(GROUPS), "scoring must fill exactly the five groups"
-    result = finite_or_none(with_attacks(result, attacks))  # strict JSON: an undefined score is null
-    write_json(result, Path(out) / "metrics.json")
-    write_html(result, rows, store, Path(out) / "report.html", attacks=attacks)
+    with run_lock(out):  # one run at a time in ``out``, from the first image to report.html
+        store, items, generate_s = generate_images(
+            model=model, out=out, protocol=protocol, rows=rows, edit=edit, edit_path=edit_path, concept=concept,
+            pipe=pipe, num_processes=num_processes, device=device, dtype=dtype, overwrite=overwrite,
+            progress=progress, on_image=on_image,
+        )  # fmt: skip
+        shard = launched_shard()
+        if shard is not None and shard.index != 0:
+            return None
+        start = time.perf_counter()
+        bar = ProgressBar("score", enabled=progress)
+        try:
+            with_edit = edit is not None
+            metrics, baseline = score(protocol, rows, store, ctx, baseline=protocol.baseline and with_edit,
+                                      references="original" if with_edit else "edited", progress=bar)  # fmt: skip
+        finally:
+            bar.close()
+        result = {
+            "model": model,
+            "edit": None if edit is None else edit.summary(brief=True),
+            "protocol": protocol.name,
+            "preset": protocol.name,  # the key's old name, kept for one release (DESIGN.md's JSON)
+            "concept": concept,
+            "n_images": len(items),
+            "metrics": metrics,
+            "baseline": baseline,
+            "timing": {
+                "edit_s": edit.info.get("edit_s") if edit is not None else None,
+                "generate_s": round(generate_s, 3),
+                "score_s": round(time.perf_counter() - start, 3),
+            },
+            "settings": {
+                "generation": dataclasses.asdict(protocol.generation),
+                "prompt_sets": {name: len(r) for name, r in rows.items()},
+                "limit": limit,
+                "reference": protocol.reference,
+            },
+            "erasekit_version": erasekit.__version__,
+        }
+        assert set(result["metrics"]) == set(GROUPS), "scoring must fill exactly the five groups"
+        result = finite_or_none(with_attacks(result, attacks))  # strict JSON: an undefined score is null
+        write_json(result, Path(out) / "metrics.json")
+        write_html(result, rows, store, Path(out) / "report.html", attacks=attacks)
     return result

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from erasekit import worlds
 from erasekit.edit import Edit
 from erasekit.errors import ConfigError
 
+from .folder import RunLock, check_writable
 from .prompt_sets import PromptRow
 from .protocols import EvalProtocol, Generation, PromptSetSpec
 from .runner import (
@@ -33,7 +35,7 @@ from .runner import (
     run_shards,
     wait_for_items,
 )
-from .store import ImageStore, check_writable, dumps_strict
+from .store import ImageStore, dumps_strict
 from .work import Shard, WorkItem, build_work
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,13 @@ def check_count(name: str, value: Any) -> None:
     """Raises ConfigError unless ``value`` is a whole number >= 1 (``name`` is the option, e.g. --num-processes)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}.")
+
+
+def run_lock(out: str | os.PathLike[str]) -> AbstractContextManager[Any]:
+    """Returns the lock that keeps a second run out of ``out`` (:class:`RunLock`): nothing in the secondary
+    processes of an ``accelerate launch``, which share the first process's run."""
+    shard = launched_shard()
+    return nullcontext() if shard is not None and shard.index != 0 else RunLock(out)
 
 
 def default_generation(model: str, **overrides: Any) -> Generation:
@@ -124,35 +133,34 @@ def generate_images(
         GenerationError: a worker failed.
     """
     check_count("--num-processes", num_processes)
+    shard = launched_shard()
+    spawn = num_processes > 1 and shard is None
+    if spawn and pipe is not None:
+        raise ConfigError("num_processes > 1 loads the model in each worker: pass the model name, not a pipeline.")
+    if spawn and edit is not None and edit_path is None:
+        raise ConfigError("num_processes > 1 needs the edit as a file (edit_path) for the workers to load.")
     all_rows = [row for set_rows in rows.values() for row in set_rows]
     items = build_work(all_rows, needs_originals=lambda name: edit is not None and protocol.needs_originals(name))
     run = run_info(model, edit, protocol, concept, rows)
     check_writable(out)
-    store = ImageStore(out, run, overwrite=overwrite, create=False)  # refuses another run's folder; writes nothing
-    shard = launched_shard()
-    if num_processes > 1 and shard is None:
-        if pipe is not None:
-            raise ConfigError("num_processes > 1 loads the model in each worker: pass the model name, not a pipeline.")
-        if edit is not None and edit_path is None:
-            raise ConfigError("num_processes > 1 needs the edit as a file (edit_path) for the workers to load.")
-        job = WorkerJob(model, str(edit_path) if edit_path else None, device, dtype, tuple(items), str(out), run,
-                        protocol.generation, progress)  # fmt: skip
-        store.create()
-        return store, items, run_shards(job, num_processes)
-    if pipe is None and store.resumes and all(store.has(item) for item in items):  # finished: score again, no model
-        store.repair(items, shard=(shard or Shard()).index)
-        logger.info("all %d images of %s exist: nothing to generate", len(items), out)
-        return store, items, 0.0
-    if pipe is None:
-        pipe = erasekit.load_pipeline(model, device=launched_device(device), dtype=dtype)
-    check_pipeline_accepts(pipe, protocol.generation)
-    if edit is not None:
-        check_edit_fits(pipe, edit)
-    store.create()
-    stats = generate(
-        pipe, items, store, protocol.generation, edit=edit, shard=shard or Shard(), progress=progress, on_image=on_image
-    )
-    if shard is not None and shard.index == 0:
-        wait_for_items(store, items)
+    with run_lock(out):  # a second run into ``out`` is refused (it would draw every image again)
+        store = ImageStore(out, run, overwrite=overwrite, create=False)  # refuses another run's images; writes nothing
+        if spawn:
+            job = WorkerJob(model, str(edit_path) if edit_path else None, device, dtype, tuple(items), str(out), run,
+                            protocol.generation, progress)  # fmt: skip
+            return store.create(), items, run_shards(job, num_processes)
+        if pipe is None and store.resumes and all(store.has(item) for item in items):  # finished: no model needed
+            store.repair(items, shard=(shard or Shard()).index)
+            logger.info("all %d images of %s exist: nothing to generate", len(items), out)
+            return store, items, 0.0
+        if pipe is None:
+            pipe = erasekit.load_pipeline(model, device=launched_device(device), dtype=dtype)
+        check_pipeline_accepts(pipe, protocol.generation)
+        if edit is not None:
+            check_edit_fits(pipe, edit)
+        stats = generate(pipe, items, store.create(), protocol.generation, edit=edit, shard=shard or Shard(),
+                         progress=progress, on_image=on_image)  # fmt: skip
+        if shard is not None and shard.index == 0:
+            wait_for_items(store, items)
     logger.info("generated %d image(s), %d already done, in %.1f s", stats.made, stats.skipped, stats.seconds)
     return store, items, stats.seconds

@@ -5,6 +5,7 @@ Layout::
     OUT/run.json                     what made the images (model, edit, generation settings)
     OUT/images/<variant>/<set>/<row>_s<seed>.png
     OUT/manifest/shard-<i>.jsonl     one line per finished image, appended by the shard that made it
+    OUT/.erasekit.lock               the pid of the run using the folder (folder.RunLock), while it runs
 
 An image is written to a temporary name in its folder and renamed into place, so a file under its final
 name is always complete; the image file is the ground truth of "done", and the manifest is its log.
@@ -18,7 +19,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from PIL import Image
 from erasekit.errors import ConfigError, OutputError, OutputExistsError
 from erasekit.io import atomic_write
 
+from .folder import make_folder
 from .work import WorkItem
 
 logger = logging.getLogger(__name__)
@@ -198,42 +199,6 @@ class ImageStore:
                     continue  # a line cut short by a kill; its image is checked on resume
                 if isinstance(line, dict) and "key" in line:
                     yield line
-
-
-def check_writable(folder: str | os.PathLike[str]) -> None:
-    """Refuses, before any work, an output folder that could not be created or written; creates nothing.
-
-    Raises:
-        OutputError: ``folder`` or a folder above it is a file, or the nearest existing folder on its path
-            cannot be written (a probe file is created and deleted there: permission bits do not stop root,
-            read-only mounts do).
-    """
-    path = Path(folder)
-    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
-    if not existing.is_dir():
-        raise OutputError(f"cannot use {path} as an output folder: {existing} is a file. Choose another -o.")
-    try:
-        fd, name = tempfile.mkstemp(dir=existing, prefix=".erasekit-probe-", suffix=".tmp")
-    except OSError as err:
-        raise OutputError(
-            f"cannot write to {existing} ({err.strerror or err}): choose a writable folder for -o {path}."
-        ) from err
-    os.close(fd)
-    os.unlink(name)
-
-
-def make_folder(folder: str | os.PathLike[str]) -> Path:
-    """Creates ``folder`` (and its parents) after :func:`check_writable`; returns it.
-
-    Raises:
-        OutputError: it cannot be created or written.
-    """
-    check_writable(folder)
-    try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"cannot create output folder {folder}: {err.strerror or err}. Choose another -o.") from err
-    return Path(folder)
 
 
 def dumps_strict(obj: Any, **kwargs: Any) -> str:

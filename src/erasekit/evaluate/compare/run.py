@@ -17,8 +17,8 @@ from erasekit import worlds
 from erasekit.errors import OutputExistsError
 from erasekit.worlds import World
 
+from ..folder import check_writable, make_folder
 from ..report import write_json
-from ..store import check_writable, make_folder
 from .report import Goal, write_outputs
 from .rows import MethodSpec, Settings, compute_row, parse_method
 from .scenarios import Scenario, get_world, scenario
