@@ -62,6 +62,14 @@ def _truncated(pipe, tmp):
     Edit.load(path)
 
 
+def _corrupted_bytes(pipe, tmp):
+    path = _saved(pipe, tmp)
+    data = bytearray(path.read_bytes())
+    data[-7] ^= 1  # one bit of the last tensor's data
+    path.write_bytes(bytes(data))
+    Edit.load(path)
+
+
 def _not_safetensors(pipe, tmp):
     (tmp / "x.safetensors").write_text("hello, I am not a tensor file")
     Edit.load(tmp / "x.safetensors")
@@ -219,6 +227,7 @@ CASES = [
     ("edit for another base model", _for_another_model, ErasekitError, "--force"),
     ("edit for another architecture", _other_architecture, EditFileError, "another architecture"),
     ("truncated file", _truncated, EditFileError, "truncated"),
+    ("corrupted tensor bytes", _corrupted_bytes, EditFileError, "do not match the sha256"),
     ("not a safetensors file", _not_safetensors, EditFileError, "not a readable safetensors"),
     ("safetensors without LoRA keys", _no_lora_keys, EditFileError, "no LoRA pairs"),
     ("NaN in an edit file", _nan_in_file, NumericalError, "NaN or Inf"),

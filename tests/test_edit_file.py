@@ -4,6 +4,7 @@ every U-Net layout ``pipe.load_lora_weights`` reads in, and ``erasekit export``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 
@@ -314,3 +315,29 @@ def test_edit_files_get_the_umask_permissions_not_0600(tiny_pipe, tmp_path, form
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def _flip_a_tensor_byte(path):
+    data = bytearray(path.read_bytes())
+    data[-7] ^= 1  # the end of the file is tensor data; the lowest bit of a mantissa: no NaN, no error otherwise
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("format", ["diffusers", "kohya"])
+def test_corrupted_tensor_bytes_are_caught_by_the_stored_sha256(tiny_pipe, tmp_path, format):
+    path = erasekit.erase(tiny_pipe, ["dog"]).save(tmp_path / "e.safetensors", format=format)
+    assert len(json.loads(contents(path)[1]["erasekit"])["tensors_sha256"]) == 64
+    Edit.load(path)
+    _flip_a_tensor_byte(path)
+    with pytest.raises(EditFileError, match="corrupt: its tensors do not match the sha256"):
+        Edit.load(path)
+
+
+def test_files_without_a_sha256_load_as_before(tiny_pipe, tmp_path):
+    edit = erasekit.erase(tiny_pipe, ["dog"])
+    tensors, meta = contents(edit.save(tmp_path / "e.safetensors"))
+    meta["erasekit"] = json.dumps({k: v for k, v in json.loads(meta["erasekit"]).items() if k != "tensors_sha256"})
+    save_file(tensors, tmp_path / "old.safetensors", metadata=meta)  # as erasekit wrote it before the checksum
+    _flip_a_tensor_byte(tmp_path / "old.safetensors")
+    back = Edit.load(tmp_path / "old.safetensors")
+    assert back.fingerprint == edit.fingerprint and back.updates.keys() == edit.updates.keys()

@@ -12,13 +12,14 @@ place for a gate, so a gated edit is refused unless ``ungated=True`` drops the g
 ``lora_adapter_metadata`` there: diffusers refuses it beside kohya alphas.
 
 Both carry erasekit's own metadata under the key ``erasekit`` (method, config, concepts, base
-fingerprint), which diffusers ignores. :func:`read` reads both and every other U-Net LoRA layout
+fingerprint, and the sha256 of the tensors written, checked at load), which diffusers ignores. :func:`read` reads both and every other U-Net LoRA layout
 :mod:`erasekit.lora_layouts` knows.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -45,6 +46,7 @@ PREFIX = "unet."
 META_KEY = "erasekit"
 GATE_PREFIX = "erasekit_lora_gate."  # diffusers wants "lora" in every key, and reads only "unet." ones
 LORA_META_KEY = "lora_adapter_metadata"  # diffusers' key, read by load_lora_weights
+CHECKSUM = "tensors_sha256"  # in erasekit's metadata: the file's tensors as written (older files lack it)
 
 
 def gate_tensors(gate: TokenGate | None) -> dict[str, Tensor]:
@@ -52,6 +54,16 @@ def gate_tensors(gate: TokenGate | None) -> dict[str, Tensor]:
     if gate is None:
         return {}
     return {f"{GATE_PREFIX}{k}": v.float() for k, v in gate.tensors().items()}
+
+
+def tensors_sha256(tensors: dict[str, Tensor]) -> str:
+    """sha256 of every tensor's key, dtype, shape and bytes, in key order: what a file holds, bit for bit."""
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].detach().cpu().contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def state_dict(updates: dict[str, tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
@@ -92,12 +104,13 @@ def write(
         raise EditFileError(f"This edit updates the text encoder ({text[0]}): edit files hold U-Net updates only.")
     if edit.gate is not None and (ungated or format == "kohya"):
         edit = _without_gate(edit, ungated)
-    meta = {"format": "pt", META_KEY: json.dumps(edit.metadata())}
+    meta = {"format": "pt"}
     if format == "kohya":
         tensors = lora_layouts.to_kohya(state_dict(edit.updates))
     else:
         meta[LORA_META_KEY] = json.dumps(_lora_metadata(edit.updates))
         tensors = {**state_dict(edit.updates), **gate_tensors(edit.gate)}
+    meta[META_KEY] = json.dumps({**edit.metadata(), CHECKSUM: tensors_sha256(tensors)})
     return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
@@ -138,7 +151,8 @@ def read(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Raises:
         MissingWeightsError: no such file.
-        EditFileError: a folder, not safetensors, truncated, or no ``lora_A``/``lora_B`` pairs.
+        EditFileError: a folder, not safetensors, truncated, tensors that do not match the stored
+            sha256 (corrupt bytes), or no ``lora_A``/``lora_B`` pairs.
         NumericalError: the file holds NaN or Inf.
     """
     path = Path(path)
@@ -161,13 +175,13 @@ def read(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path} is not a readable safetensors file ({e}); it may be truncated or another format. "
             "erasekit edits and LoRA files are safetensors: re-create or re-download it."
         ) from e
+    m = _erasekit_metadata(meta, tensors, path)
     updates, kind = _updates(tensors, meta, path)
-    if META_KEY not in meta:
+    if m is None:
         logger.warning(
             "%s is a %s LoRA file without erasekit metadata: method, concepts and fingerprint unknown.", path, kind
         )
         return {"updates": updates, "info": {"metadata_missing": True, "layout": kind}}
-    m = json.loads(meta[META_KEY])
     gate = None
     if "gate" in m:
         parts = {k.removeprefix(GATE_PREFIX): v for k, v in tensors.items() if k.startswith(GATE_PREFIX)}
@@ -185,6 +199,22 @@ def read(path: str | os.PathLike[str]) -> dict[str, Any]:
         "info": {**m.get("info", {}), "erasekit_version": m.get("erasekit_version")},
         "gate": gate,
     }
+
+
+def _erasekit_metadata(meta: dict[str, str], tensors: dict[str, Tensor], path: Path) -> dict[str, Any] | None:
+    """erasekit's metadata (None if absent), after checking the tensors against the sha256 stored at save."""
+    if META_KEY not in meta:
+        return None
+    try:
+        m = json.loads(meta[META_KEY])
+    except json.JSONDecodeError as e:
+        raise EditFileError(f"{path} has unreadable erasekit metadata ({e}): the file is corrupt. Re-create it.") from e
+    if CHECKSUM in m and tensors_sha256(tensors) != m[CHECKSUM]:
+        raise EditFileError(
+            f"{path} is corrupt: its tensors do not match the sha256 stored when it was written, so some bytes changed "
+            "since (disk, copy or download error). Re-create it with `erasekit erase`, or copy it again."
+        )
+    return m
 
 
 def _updates(tensors: dict[str, Tensor], meta: dict[str, str], path: Path) -> tuple[dict, str]:
