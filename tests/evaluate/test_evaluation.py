@@ -169,3 +169,17 @@ def test_concept_comes_from_the_option_then_the_edit_then_the_preset(monet_edit)
     with pytest.raises(ConfigError, match="--protocol embedded-nudity"):
         resolve_concept(style, None, "nudity", worlds.get("embedded"))
     assert resolve_concept(load_protocol("rece-style"), monet_edit, None) == "monet"  # no embedded sets: no check
+
+
+def test_concepts_are_matched_to_the_worlds_names_whatever_their_case(tiny_pipe, tiny_preset, stub_judge, tmp_path):
+    from erasekit.evaluate import canonical_concept, load_protocol, resolve_concept
+    from erasekit.evaluate.compare.run import _spelled
+
+    embedded = worlds.get("embedded")
+    assert canonical_concept(embedded, "Van  GOGH") == "van gogh" and canonical_concept(embedded, "NUDITY") == "nudity"
+    assert canonical_concept(embedded, "Van Gog") == "Van Gog" and canonical_concept(None, "Van Gogh") == "Van Gogh"
+    assert resolve_concept(load_protocol("embedded-style"), None, "Van Gogh", embedded) == "van gogh"
+    assert _spelled("Van Gogh", embedded) == "van gogh" and _spelled("STYLE", embedded) == "style"
+    result = evaluate(tiny_preset, model="tiny-sd1", world="embedded", out=tmp_path, concept="Monet", pipe=tiny_pipe,
+                      judge_loader=stub_judge, progress=False)  # fmt: skip
+    assert result["concept"] == "monet"

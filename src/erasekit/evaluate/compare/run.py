@@ -17,6 +17,7 @@ from erasekit import worlds
 from erasekit.errors import OutputExistsError
 from erasekit.worlds import World
 
+from ..evaluation import canonical_concept
 from ..folder import check_writable, make_folder
 from ..report import write_json
 from .report import Goal, write_outputs
@@ -87,7 +88,7 @@ def run(
     check_writable(out)  # a folder that cannot be written is refused before any work
     w = worlds.get(world)
     specs = [parse_method(m) for m in methods]
-    grid = [(sc, spec) for sc in (scenario(name, w) for name in scenarios) for spec in specs]
+    grid = [(sc, spec) for sc in (scenario(_spelled(name, w), w) for name in scenarios) for spec in specs]
     _check_settings(out, settings)
     todo = [(sc, spec) for sc, spec in grid if not _row_path(out, sc, spec).is_file() and _selected(only, sc, spec)]
     steps = _Steps(progress, sum(2 + len(settings.attacks) * len(sc.attacked) for sc, _ in todo))
@@ -126,6 +127,12 @@ class _Steps:
     def within(self, row: str) -> Callable[[str], None]:
         """Returns ``step(what)`` for the steps of one row, reported as ``"<row>: <what>"``."""
         return lambda what: self(f"{row}: {what}")
+
+
+def _spelled(name: str, world: World) -> str:
+    """Returns the world's spelling of a scenario or concept name, whatever its case ("Van Gogh", "STYLE")."""
+    key = " ".join(name.split()).casefold()
+    return next((s for s in world.scenarios() if s.casefold() == key), None) or canonical_concept(world, name)
 
 
 def _slug(text: str) -> str:
