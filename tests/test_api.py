@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 import erasekit
@@ -35,3 +37,32 @@ def test_preset_is_the_deprecated_name_of_settings(tiny_pipe):
     with pytest.warns(DeprecationWarning, match="settings="):
         edit = erasekit.erase(tiny_pipe, ["dog"], method="rece", preset="style")
     assert edit.info["settings"] == "style" and edit.config["reg_lamb"] == 1e-3
+
+
+def test_a_concept_with_characters_the_tokenizer_cannot_read_warns(caplog):
+    from types import SimpleNamespace
+
+    from torch import nn
+
+    from erasekit.text import TextEncoder
+    from erasekit.worlds.embedded.text import load_tokenizer
+
+    text = TextEncoder(SimpleNamespace(tokenizer=load_tokenizer(), text_encoder=nn.Identity()))  # BERT's vocabulary
+    with caplog.at_level(logging.WARNING, logger="erasekit.text"):
+        for fine in ("van gogh", "café", "Van Gogh", "e\u0301lan"):  # accents are normalised, not lost
+            text.check_concept(fine)
+        assert caplog.text == ""
+        text.check_concept("van gogh 🎨")
+        assert "'🎨' (unknown: [UNK])" in caplog.text and "spell the concept in words" in caplog.text
+        caplog.clear()
+        text.check_concept("dog\u200d")
+        assert "(dropped)" in caplog.text
+
+
+def test_erase_warns_about_an_emoji_concept(caplog):
+    pipe = erasekit.load_pipeline("embedded")  # MiniLM's vocabulary has no emoji (CLIP's reads them as bytes)
+    with caplog.at_level(logging.WARNING, logger="erasekit.text"):
+        erasekit.erase(pipe, ["dog"])
+        assert caplog.text == ""
+        erasekit.erase(pipe, ["🐶"])
+    assert "'🐶' (unknown: [UNK])" in caplog.text

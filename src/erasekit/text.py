@@ -22,6 +22,8 @@ copy of either forward). That path supports single-encoder pipelines.
 
 from __future__ import annotations
 
+import logging
+import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +33,8 @@ import torch
 from torch import Tensor, nn
 
 from .errors import ConfigError, NumericalError, UnsupportedModelError
+
+logger = logging.getLogger(__name__)
 
 SUPPORTED = (
     "StableDiffusionPipeline (SD 1.x, 2.x), StableDiffusionXLPipeline (SDXL) and the worlds' pipelines "
@@ -143,7 +147,8 @@ class TextEncoder:
         return states, last_word
 
     def check_concept(self, text: str) -> None:
-        """Raise :class:`ConfigError` if ``text`` has no word token or overflows the context."""
+        """Raise :class:`ConfigError` if ``text`` has no word token or overflows the context; warn if the
+        tokenizer does not know some of its characters (an emoji in BERT's vocabulary) or drops them."""
         n_words = len(self.tokenizer(text, add_special_tokens=False).input_ids)
         if n_words == 0:
             raise ConfigError(f"Concept {text!r} tokenises to nothing (no word token): give a word or phrase to erase.")
@@ -152,6 +157,27 @@ class TextEncoder:
                 f"Concept {text!r} has {n_words} tokens but the text encoder's context holds "
                 f"{self.max_length - 2} words: shorten it, or split it into several concepts."
             )
+        lost = self._lost_characters(text)
+        if lost:
+            logger.warning(
+                "Concept %r has characters the tokenizer does not read: %s. The model sees an unknown token or "
+                "nothing there, so the edit does not erase what they show: spell the concept in words.",
+                text,
+                ", ".join(lost),
+            )
+
+    def _lost_characters(self, text: str) -> list[str]:
+        """The characters of ``text`` the tokenizer maps to its unknown token or drops, described."""
+        unk, lost = self.tokenizer.unk_token_id, []
+        for c in dict.fromkeys(text):  # printable ASCII is in every vocabulary; accents are dropped on purpose
+            if c.isspace() or (c.isascii() and c.isprintable()) or unicodedata.category(c) == "Mn":
+                continue
+            ids = self.tokenizer(c, add_special_tokens=False).input_ids
+            if not ids:
+                lost.append(f"{c!r} (dropped)")
+            elif unk is not None and unk in ids:
+                lost.append(f"{c!r} (unknown: {self.tokenizer.unk_token})")
+        return lost
 
     # ---- token ids and differentiable slots (single-encoder pipelines) -------------------------
     def check_single_encoder(self) -> None:
