@@ -61,7 +61,8 @@ def test_user_prompts_without_a_preset_make_images_only(tiny_pipe, tmp_path):
         None, model="tiny-sd1", world="embedded", out=tmp_path / "run", prompts_csv=csv, pipe=tiny_pipe, progress=False
     )
     assert result["n_images"] == 2 and all(not v for v in result["metrics"].values())
-    assert (tmp_path / "run" / "images" / "edited" / "prompts" / "00001_s4.png").is_file()
+    assert (tmp_path / "run" / "images" / "model" / "prompts" / "00001_s4.png").is_file()  # no edit: the model's
+    assert not (tmp_path / "run" / "images" / "edited").exists()
     with pytest.raises(ConfigError, match=r"--protocol NAME.*--prompts FILE"):
         evaluate(None, out=tmp_path / "x")
 

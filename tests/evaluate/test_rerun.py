@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from erasekit.cli import app
@@ -45,3 +46,30 @@ def test_a_folder_whose_run_json_matches_no_image_is_taken_over(tmp_path):
     (tmp_path / "manifest" / "shard-0.jsonl").write_text('{"key": "edited/p/00000_s0"}\n')
     store = ImageStore(tmp_path, {**RUN, "steps": 5})  # no --overwrite needed: no image would be lost
     assert json.loads((tmp_path / "run.json").read_text())["steps"] == 5 and store.manifest_lines() == []
+
+
+def test_images_of_a_run_without_an_edit_are_the_models_and_an_older_run_still_resumes(tiny_pipe, tmp_path):
+    from PIL import Image
+
+    from erasekit.evaluate import Generation, generate_images, load_rows, user_protocol
+
+    csv = tmp_path / "p.csv"
+    csv.write_text("prompt\na red car\na dog\n")
+    protocol = user_protocol(csv, Generation(steps=1, guidance=2.0))
+    rows = load_rows(protocol, concept=None, prompts_csv=csv)
+    kwargs = dict(model="tiny-sd1", protocol=protocol, rows=rows, pipe=tiny_pipe, progress=False)
+    store, items, _ = generate_images(out=tmp_path / "new", **kwargs)
+    assert sorted(p.relative_to(store.images).as_posix() for p in store.images.rglob("*.png")) == [
+        "model/prompts/00000_s0.png", "model/prompts/00001_s0.png"]  # fmt: skip
+    assert [line["key"] for line in store.manifest_lines()] == ["model/prompts/00000_s0", "model/prompts/00001_s0"]
+    assert {line["variant"] for line in store.manifest_lines()} == {"model"}
+    again, _, _ = generate_images(out=tmp_path / "new", **kwargs, on_image=lambda item: pytest.fail("made again"))
+    assert len(again.manifest_lines()) == 2
+
+    old = ImageStore(tmp_path / "old", store.run)  # a run of an earlier erasekit: the model's images under edited/
+    (old.images / "edited" / "prompts").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(old.images / "edited" / "prompts" / "00000_s0.png")
+    ImageStore(tmp_path / "old", store.run).record(items[0], shard=0)
+    resumed, _, _ = generate_images(out=tmp_path / "old", **kwargs)
+    assert not resumed.model_only and resumed.has(items[1]) and not (old.images / "model").exists()
+    assert [line["key"] for line in resumed.manifest_lines()] == ["edited/prompts/00000_s0", "edited/prompts/00001_s0"]

@@ -123,6 +123,6 @@ def generate(
     )  # fmt: skip
     if as_json:
         manifest = store.manifest()
-        print_json([manifest[i.key] for i in items if i.key in manifest])
+        print_json([manifest[store.key(i)] for i in items if store.key(i) in manifest])
     else:
         console.print(f"{len(items)} image(s) in {store.images} ({seconds:.1f} s); manifest in {store.manifest_dir}")

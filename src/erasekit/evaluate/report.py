@@ -116,7 +116,7 @@ def _grids(rows: Mapping[str, Sequence[PromptRow]], store: ImageStore, per_set: 
             edited = WorkItem("edited", row, row.seeds[0])
             original = WorkItem("original", row, row.seeds[0])
             imgs = []
-            for item, title in ((original, "original"), (edited, "edited")):
+            for item, title in ((original, "original"), (edited, "model" if store.model_only else "edited")):
                 if store.has(item):
                     uri = thumbnail_uri(store.load(item))
                     imgs.append(f'<figure><img src="{uri}" alt="{title}"><figcaption>{title}</figcaption></figure>')

@@ -3,7 +3,7 @@
 Layout::
 
     OUT/run.json                     what made the images (model, edit, generation settings)
-    OUT/images/<variant>/<set>/<row>_s<seed>.png
+    OUT/images/<variant>/<set>/<row>_s<seed>.png    variant: edited, original; model for a run without an edit
     OUT/manifest/shard-<i>.jsonl     one line per finished image, appended by the shard that made it
     OUT/.erasekit.lock               the pid of the run using the folder (folder.RunLock), while it runs
 
@@ -20,6 +20,7 @@ import logging
 import math
 import os
 from collections.abc import Iterator, Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -112,9 +113,23 @@ class ImageStore:
         for path in self.manifest_dir.glob("*.jsonl"):
             path.unlink()
 
+    @cached_property
+    def model_only(self) -> bool:
+        """Whether the run has no edit: its images are the model's as it is, filed under ``images/model/``.
+
+        A run made before that name (its images under ``images/edited/``) keeps its folder, so it resumes.
+        """
+        if "edit" not in self.run or self.run["edit"] is not None:
+            return False
+        return not (self.resumes and (self.images / "edited").is_dir())
+
+    def key(self, item: WorkItem) -> str:
+        """Returns ``item``'s name in this run: its path under ``images/`` without suffix, its manifest key."""
+        return f"model/{item.key.partition('/')[2]}" if self.model_only and item.variant == "edited" else item.key
+
     def path(self, item: WorkItem) -> Path:
         """Returns where ``item``'s image lives."""
-        return self.images / f"{item.key}.png"
+        return self.images / f"{self.key(item)}.png"
 
     def has(self, item: WorkItem) -> bool:
         """Returns whether ``item``'s image is finished (its final name exists)."""
@@ -149,7 +164,7 @@ class ImageStore:
         """
         logged = self.manifest()
         finished = [item for item in items if self.has(item)]
-        missing = [item for item in finished if item.key not in logged]
+        missing = [item for item in finished if self.key(item) not in logged]
         for item in missing:
             self.record(item, shard=shard)
         return len(finished), len(missing)
@@ -157,9 +172,9 @@ class ImageStore:
     def record(self, item: WorkItem, *, shard: int, seconds: float | None = None) -> None:
         """Appends ``item``'s manifest line to this shard's log."""
         line = {
-            "key": item.key,
+            "key": self.key(item),
             "file": str(self.path(item).relative_to(self.root)),
-            "variant": item.variant,
+            "variant": self.key(item).partition("/")[0],
             "set": item.row.set,
             "index": item.row.index,
             "prompt": item.row.prompt,
