@@ -67,3 +67,38 @@ def test_bad_device(device):
 def test_bad_dtype_is_checked_before_loading(tmp_path):
     with pytest.raises(ConfigError):
         embedded.load_pipeline(dtype="int4", weights=tmp_path)
+
+
+def test_loading_the_text_encoder_is_quiet_and_restores_transformers_settings(capfd):
+    from transformers.utils import logging as transformers_logging
+
+    from erasekit.worlds.embedded.text import load_text_encoder, load_tokenizer
+
+    transformers_logging.set_verbosity_info()
+    try:
+        load_tokenizer()
+        load_text_encoder()
+        assert transformers_logging.get_verbosity() == transformers_logging.INFO
+        assert transformers_logging.is_progress_bar_enabled()
+    finally:
+        transformers_logging.set_verbosity_warning()
+    assert "Loading weights" not in capfd.readouterr().err
+
+
+def test_load_lora_weights_does_not_warn_about_the_text_encoder(tiny_pipe, tmp_path):
+    import logging
+
+    import erasekit
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    lora_logger = logging.getLogger("diffusers.loaders.lora_base")
+    lora_logger.addHandler(handler)
+    try:
+        tiny_pipe.load_lora_weights(erasekit.erase(tiny_pipe, ["dog"]).save(tmp_path / "dog.safetensors"))
+        lora_logger.warning("another warning")  # only that one warning is dropped, and only during the load
+    finally:
+        lora_logger.removeHandler(handler)
+    assert [r.getMessage() for r in records] == ["another warning"]
+    assert hasattr(tiny_pipe.unet, "peft_config")  # the LoRA did load

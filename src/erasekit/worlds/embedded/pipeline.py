@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -28,6 +28,11 @@ from .renderer import to_pil
 from .text import tokenize
 
 logger = logging.getLogger(__name__)
+
+
+def _no_text_encoder_keys(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("No LoRA keys associated to BertModel")
+
 
 DEFAULT_STEPS = 10
 DEFAULT_GUIDANCE = 4.0
@@ -59,6 +64,16 @@ class EmbeddedPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
     ) -> None:
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler, tokenizer=tokenizer, text_encoder=text_encoder)
+
+    def load_lora_weights(self, *args: Any, **kwargs: Any) -> None:
+        """diffusers' loader, without its warning that the text encoder got no LoRA keys: MiniLM is frozen here,
+        and no LoRA of this world has any. Other warnings pass."""
+        lora_logger = logging.getLogger("diffusers.loaders.lora_base")
+        lora_logger.addFilter(_no_text_encoder_keys)
+        try:
+            super().load_lora_weights(*args, **kwargs)
+        finally:
+            lora_logger.removeFilter(_no_text_encoder_keys)
 
     @torch.no_grad()
     def encode_prompt(self, prompts: Sequence[str], *, device: torch.device | None = None) -> Tensor:

@@ -9,11 +9,14 @@ Stable Diffusion. The attention mask the tokenizer returns still marks ``[CLS] w
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from torch import Tensor
 from transformers import BertModel, BertTokenizerFast
+from transformers.utils import logging as transformers_logging
 
 from erasekit.errors import MissingWeightsError
 
@@ -46,16 +49,32 @@ def encoder_path() -> Path:
     return path
 
 
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers' warnings and progress bars ("Loading weights") off while the bundled files load, then as before."""
+    verbosity, bars = transformers_logging.get_verbosity(), transformers_logging.is_progress_bar_enabled()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+        if bars:
+            transformers_logging.enable_progress_bar()
+
+
 def load_tokenizer(path: Path | None = None) -> BertTokenizerFast:
     """Returns the MiniLM tokenizer with ``model_max_length = CONTEXT_LENGTH``."""
-    tokenizer = BertTokenizerFast.from_pretrained(str(path or encoder_path()), local_files_only=True)
+    with quiet_transformers():
+        tokenizer = BertTokenizerFast.from_pretrained(str(path or encoder_path()), local_files_only=True)
     tokenizer.model_max_length = CONTEXT_LENGTH
     return tokenizer
 
 
 def load_text_encoder(path: Path | None = None) -> BertModel:
     """Returns the frozen MiniLM ``BertModel`` in eval mode (its pooler is unused)."""
-    encoder = BertModel.from_pretrained(str(path or encoder_path()), local_files_only=True)
+    with quiet_transformers():
+        encoder = BertModel.from_pretrained(str(path or encoder_path()), local_files_only=True)
     encoder.requires_grad_(False)
     return encoder.eval()
 
