@@ -12,8 +12,8 @@ place for a gate, so a gated edit is refused unless ``ungated=True`` drops the g
 ``lora_adapter_metadata`` there: diffusers refuses it beside kohya alphas.
 
 Both carry erasekit's own metadata under the key ``erasekit`` (method, config, concepts, base
-fingerprint, and the sha256 of the tensors written, checked at load), which diffusers ignores. :func:`read` reads both and every other U-Net LoRA layout
-:mod:`erasekit.lora_layouts` knows.
+fingerprint, and the sha256 of the tensors written, checked at load), which diffusers ignores.
+:func:`read` reads both and every other U-Net LoRA layout :mod:`erasekit.lora_layouts` knows.
 """
 
 from __future__ import annotations
