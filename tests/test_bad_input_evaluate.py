@@ -54,6 +54,8 @@ CASES = [
         "column 'guidance' holds 'nan', not a finite number",
     ),
     ("infinite seed in the CSV", _generate(csv="prompt,seed\na car,inf\n"), "column 'seed' holds 'inf', not a seed"),
+    ("n-prompts 0", _evaluate("--n-prompts", "0"), "--n-prompts must be a whole number >= 1, got 0"),
+    ("n-prompts and limit disagree", _generate("--n-prompts", "1", "--limit", "2"), "disagree: give --n-prompts only"),
     ("num processes 0 (evaluate)", _evaluate("--num-processes", "0"), "--num-processes must be a whole number >= 1"),
     ("num processes 0 (generate)", _generate("--num-processes", "0"), "--num-processes must be a whole number >= 1"),
     (
@@ -72,6 +74,7 @@ CASES = [
 ]
 
 
+@pytest.mark.filterwarnings("ignore:--limit is now --n-prompts:DeprecationWarning")
 @pytest.mark.parametrize("what, args, words", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_message_and_exit_code_2(tmp_path, what, args, words):
     result = CliRunner().invoke(app, args(tmp_path))

@@ -94,11 +94,24 @@ def test_cli_generate_then_evaluate_json(monet_edit, tmp_path):
 
     out = runner.invoke(
         _app(), ["evaluate", "--model", "tiny-sd1", "--edit", str(edit_path), "--prompts", str(csv), "-o",
-                 str(tmp_path / "eval"), "--limit", "1", "--json"],
+                 str(tmp_path / "eval"), "--n-prompts", "1", "--json"],
     )  # fmt: skip
     assert out.exit_code == 0, out.output
     result = json.loads(out.stdout)
     assert result["n_images"] == 1 and result["edit"]["concepts"] == ["monet"]
+
+
+def test_limit_is_a_hidden_deprecated_alias_of_n_prompts(tmp_path):
+    csv = tmp_path / "p.csv"
+    csv.write_text("prompt\na red car\na dog\n")
+    args = ["generate", "--model", "tiny-sd1", "--prompts", str(csv), "--steps", "1", "-o", str(tmp_path / "g")]
+    with pytest.warns(DeprecationWarning, match="--limit is now --n-prompts"):
+        out = CliRunner().invoke(_app(), [*args, "--limit", "1"])
+    assert out.exit_code == 0, out.output
+    assert "--limit is now --n-prompts" in out.output and len(list((tmp_path / "g").rglob("*.png"))) == 1
+    for command in ("evaluate", "generate"):
+        page = CliRunner().invoke(_app(), [command, "--help"]).output
+        assert "--n-prompts" in page and "--limit" not in page
 
 
 def test_cli_errors_are_erasekit_errors(tmp_path):

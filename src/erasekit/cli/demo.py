@@ -25,7 +25,7 @@ METHODS = {"rece": {"settings": "style"}, "uce": {}}  # RECE with the paper's st
 console = Console()
 
 
-def main(out: Path, *, limit: int) -> None:
+def main(out: Path, *, n_prompts: int) -> None:
     try:
         pipe = erasekit.load_pipeline("embedded")
     except MissingWeightsError as e:
@@ -39,7 +39,7 @@ def main(out: Path, *, limit: int) -> None:
         edit = erasekit.erase(pipe, [CONCEPT], method, preserve=preserve, **options)
         edit.save(out / f"{method}-vangogh.safetensors", overwrite=True)
         folder = out if method == "rece" else out / method
-        result = evaluate("embedded-style", model="embedded", out=folder, edit=edit, pipe=pipe, limit=limit)
+        result = evaluate("embedded-style", model="embedded", out=folder, edit=edit, pipe=pipe, limit=n_prompts)
         assert result is not None, "single process: the result comes back"
         rows.append((method, edit.info["edit_s"], result, folder / "report.html"))
     show(rows)
@@ -81,8 +81,14 @@ def tiny(out: Path) -> None:
 
 def demo(
     out: Path = typer.Option(Path("out/demo"), "--out", "-o", help="Folder for the edits, images and report.html."),
-    limit: int = typer.Option(12, help="Prompts per prompt set (2 seeds each)."),
+    n_prompts: int | None = typer.Option(
+        None, "--n-prompts", help="Prompts per set, 2 seeds each (default 12)."
+    ),
+    limit: int | None = typer.Option(None, "--limit", hidden=True, help="Deprecated: use --n-prompts."),
 ) -> None:
     """Erase "van gogh" from the embedded world with RECE and UCE, and show what changed (report.html)."""
+    from .evaluate import n_prompts_or_limit
+
+    n_prompts = n_prompts_or_limit(n_prompts, limit) or 12
     make_folder(out)  # an unwritable -o is refused before any work
-    main(out, limit=limit)
+    main(out, n_prompts=n_prompts)

@@ -33,6 +33,27 @@ def parse_weights(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+N_PROMPTS_HELP = "Keep the first N prompts of every prompt set (quick runs)."
+
+
+def n_prompts_or_limit(n_prompts: int | None, limit: int | None) -> int | None:
+    """Returns ``--n-prompts``, or the deprecated ``--limit`` (hidden, for one release) with a warning.
+
+    Raises:
+        ConfigError: both given, with different values, or a value < 1.
+    """
+    if limit is not None:
+        message = "--limit is now --n-prompts (as in attack and compare); --limit goes in the next release."
+        warnings.warn(message, DeprecationWarning, stacklevel=1)
+        console.print(f"[yellow]warning:[/] {message}")
+        if n_prompts is not None and n_prompts != limit:
+            raise ConfigError(f"--n-prompts {n_prompts} and --limit {limit} disagree: give --n-prompts only.")
+        n_prompts = limit
+    if n_prompts is not None and n_prompts < 1:
+        raise ConfigError(f"--n-prompts must be a whole number >= 1, got {n_prompts}.")
+    return n_prompts
+
+
 def _summary(result: dict) -> None:
     table = Table("group", "metric", "edited", "original", title=f"{result['protocol']}: {result['concept']}")
     baseline = result.get("baseline") or {}
@@ -53,7 +74,8 @@ def evaluate(
         None, help="CSV with a 'prompt' column (seed, guidance, label, group optional)."
     ),
     concept: str | None = typer.Option(None, help="Concept to evaluate (default: the edit's, else the protocol's)."),
-    limit: int | None = typer.Option(None, help="Keep the first N prompts of every prompt set (quick runs)."),
+    n_prompts: int | None = typer.Option(None, "--n-prompts", help=N_PROMPTS_HELP),
+    limit: int | None = typer.Option(None, "--limit", hidden=True, help="Deprecated: use --n-prompts."),
     num_processes: int = typer.Option(1, "--num-processes", help="Generation workers (or use `accelerate launch`)."),
     weights: list[str] = typer.Option(
         [], "--weights", help="Judge weights: NAME=PATH (clip, inception, alexnet, ...)."
@@ -78,9 +100,10 @@ def evaluate(
         if protocol is not None and protocol != preset:
             raise ConfigError(f"--protocol {protocol} and --preset {preset} disagree: give --protocol only.")
         protocol = preset
+    n_prompts = n_prompts_or_limit(n_prompts, limit)
     attacks = [load_attack_record(folder) for folder in attack_results]
     result = run_evaluation(
-        protocol, model=model, out=out, edit=edit, prompts_csv=prompts, concept=concept, limit=limit,
+        protocol, model=model, out=out, edit=edit, prompts_csv=prompts, concept=concept, limit=n_prompts,
         num_processes=num_processes, device=device, dtype=dtype, weights=parse_weights(weights), attacks=attacks,
         overwrite=overwrite, progress=not as_json or sys.stderr.isatty(),
     )  # fmt: skip
@@ -102,7 +125,8 @@ def generate(
     guidance: float | None = typer.Option(None, help="Guidance scale when the CSV has none (default 4.0 / 7.5)."),
     seed: list[int] = typer.Option([0], "--seed", help="Seed(s) for prompts without a seed column (repeatable)."),
     batch_size: int = typer.Option(4, help="Prompts per pipeline call."),
-    limit: int | None = typer.Option(None, help="Keep the first N prompts."),
+    n_prompts: int | None = typer.Option(None, "--n-prompts", help="Keep the first N prompts."),
+    limit: int | None = typer.Option(None, "--limit", hidden=True, help="Deprecated: use --n-prompts."),
     num_processes: int = typer.Option(1, "--num-processes", help="Generation workers (or use `accelerate launch`)."),
     device: str = typer.Option("cpu", help=DEVICE_HELP),
     dtype: str | None = typer.Option(None, help=DTYPE_HELP),
@@ -113,9 +137,10 @@ def generate(
     from ..edit import Edit
     from ..evaluate.evaluation import default_generation, generate_images, load_rows, user_protocol
 
+    n_prompts = n_prompts_or_limit(n_prompts, limit)
     generation = default_generation(model, steps=steps, guidance=guidance, batch_size=batch_size)
     protocol = user_protocol(prompts, generation, seeds=tuple(seed))
-    rows = load_rows(protocol, concept=None, prompts_csv=prompts, limit=limit)
+    rows = load_rows(protocol, concept=None, prompts_csv=prompts, limit=n_prompts)
     loaded = Edit.load(edit) if edit is not None else None
     store, items, seconds = generate_images(
         model=model, out=out, protocol=protocol, rows=rows, edit=loaded, edit_path=edit, num_processes=num_processes,

@@ -101,7 +101,7 @@ def load_rows(
         ConfigError: ``limit`` < 1, or a set left empty.
     """
     if limit is not None and limit < 1:
-        raise ConfigError(f"--limit must be >= 1, got {limit}.")
+        raise ConfigError(f"--n-prompts (limit) must be a whole number >= 1, got {limit}.")
     if prompts_csv is None:
         rows = {spec.name: load_prompt_set(spec, concept=concept, world=world) for spec in protocol.prompts}
     else:
@@ -222,7 +222,8 @@ def evaluate(
             "settings": {
                 "generation": dataclasses.asdict(protocol.generation),
                 "prompt_sets": {name: len(r) for name, r in rows.items()},
-                "limit": limit,
+                "n_prompts": limit,
+                "limit": limit,  # the key's old name, kept for one release
                 "reference": protocol.reference,
             },
             "erasekit_version": erasekit.__version__,
