@@ -49,7 +49,8 @@ def show(rows: list) -> None:
     table = Table(
         title=f"Erasing {CONCEPT!r} from the embedded world: how often the judge sees it (original -> edited)"
     )
-    for col in ("method", "edit time", "target prompts", "paraphrases", "other styles correct", "H_o"):
+    heads = ("method", "edit time", "target prompts ↓", "paraphrases ↓", "other styles correct ↑", "H_o ↑")
+    for col in heads:
         table.add_column(col)
     for method, edit_s, result, _ in rows:
         m, b = result["metrics"], result["baseline"]
@@ -66,6 +67,7 @@ def show(rows: list) -> None:
             f"{m['quality']['mace_h_o']:.3f}",
         )
     console.print(table)
+    console.print("↓ lower is better (the judge still sees the erased style), ↑ higher is better.")
     for method, _, _, report in rows:
         console.print(f"{method}: before/after grids in {report}")
 
@@ -81,9 +83,7 @@ def tiny(out: Path) -> None:
 
 def demo(
     out: Path = typer.Option(Path("out/demo"), "--out", "-o", help="Folder for the edits, images and report.html."),
-    n_prompts: int | None = typer.Option(
-        None, "--n-prompts", help="Prompts per set, 2 seeds each (default 12)."
-    ),
+    n_prompts: int | None = typer.Option(None, "--n-prompts", help="Prompts per set, 2 seeds each (default 12)."),
     limit: int | None = typer.Option(None, "--limit", hidden=True, help="Deprecated: use --n-prompts."),
 ) -> None:
     """Erase "van gogh" from the embedded world with RECE and UCE, and show what changed (report.html)."""

@@ -55,13 +55,20 @@ def n_prompts_or_limit(n_prompts: int | None, limit: int | None) -> int | None:
 
 
 def _summary(result: dict) -> None:
-    table = Table("group", "metric", "edited", "original", title=f"{result['protocol']}: {result['concept']}")
+    from ..evaluate.report import ARROWS, better
+
+    table = Table("group", "metric", "edited", "original", "better", title=f"{result['protocol']}: {result['concept']}")
     baseline = result.get("baseline") or {}
     for group in GROUPS:
         for key, value in result["metrics"][group].items():
             before = baseline.get(group, {}).get(key)
-            table.add_row(group, key, f"{value:.4g}", "" if before is None else f"{before:.4g}")
+            way = better(group, key)
+            table.add_row(group, key, _number(value), _number(before), f"{ARROWS[way]} {way}".strip())
     console.print(table)
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
 
 
 def evaluate(

@@ -42,6 +42,7 @@ __all__ = [  # the attack records live in attack_records.py; importable from her
     "AttackExample",
     "AttackRecord",
     "AttackTarget",
+    "better",
     "check_attacks",
     "load_attack_record",
     "thumbnail_uri",
@@ -79,6 +80,24 @@ figure{display:inline-block;margin:0 4px 0 0}figcaption{color:#666;font-size:.85
 """
 
 
+BETTER_BY_GROUP = {"efficacy": "lower", "generality": "lower", "specificity": "higher", "asr": "lower"}
+BETTER_BY_NAME = {"fid": "lower", "clip_score": "higher", "mace_h_o": "higher"}
+ARROWS = {"lower": "↓", "higher": "↑", "": ""}
+
+
+def better(group: str, key: str) -> str:
+    """Returns which way a score is better: "lower", "higher", or "" (unknown).
+
+    Efficacy, generality (the erased concept still shown) and ASR: lower; specificity: higher. LPIPS is
+    the image change: wanted on the erased concept (efficacy, ``lpips_e``: higher), not on the others
+    (specificity, ``lpips_u``: lower). Quality scores go by name (FID lower; CLIP score and H_o higher).
+    """
+    if key.startswith("lpips"):  # lpips_e and lpips_d (efficacy): higher; lpips_u (specificity): lower
+        return "lower" if group == "specificity" else "higher"
+    named = next((way for name, way in BETTER_BY_NAME.items() if key.startswith(name)), None)
+    return named or BETTER_BY_GROUP.get(group, "")
+
+
 def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else html.escape(str(value))
 
@@ -99,13 +118,16 @@ def _metrics_table(result: Mapping[str, Any]) -> str:
     for group in GROUPS:
         for key, value in result["metrics"].get(group, {}).items():
             before = baseline.get(group, {}).get(key)
+            way = better(group, key)
             rows.append(
                 f"<tr><td>{group}</td><td>{html.escape(key)}</td><td class=num>{_fmt(value)}</td>"
-                f"<td class=num>{'' if before is None else _fmt(before)}</td></tr>"
+                f"<td class=num>{'' if before is None else _fmt(before)}</td>"
+                f"<td title='{way} is better'>{ARROWS[way]} {way}</td></tr>"
             )
     if not rows:
         return "<p>No metrics: this run only generated images.</p>"
-    return "<table><tr><th>group</th><th>metric</th><th>edited</th><th>original</th></tr>" + "".join(rows) + "</table>"
+    head = "<tr><th>group</th><th>metric</th><th>edited</th><th>original</th><th>better</th></tr>"
+    return f"<table>{head}{''.join(rows)}</table>"
 
 
 def _grids(rows: Mapping[str, Sequence[PromptRow]], store: ImageStore, per_set: int) -> str:
