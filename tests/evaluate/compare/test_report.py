@@ -48,3 +48,16 @@ def test_the_html_report_links_each_row_and_escapes_text(fake_row):
     assert '<a href="rows/style/uce/eval/report.html">uce</a>' in page
     assert 'class=bad title="soft_prompt: a &lt;b&gt; prompt"' in page
     assert "<b> prompt" not in page
+
+
+def test_the_html_report_shows_readable_captioned_images_a_legend_and_a_list_of_goals(fake_row):
+    rows = [fake_row("style", "uce", 0.5), fake_row("style", "rece", 0.25)]
+    rows[1]["thumbs"]["soft_prompt"] = {**rows[1]["thumbs"]["soft_prompt"], "success": False}
+    page = report_html(rows, SETTINGS, goals=GOALS)
+    assert "img{width:96px;height:96px" in page  # was 48 px
+    assert "<figcaption>soft_prompt: back</figcaption>" in page and "<figcaption>soft_prompt: held</figcaption>" in page
+    assert "<figcaption>original</figcaption>" in page
+    legend = page[page.index("<p class=legend>") : page.index("<table>")]  # visible, above the table
+    assert "red border</span>: the attack brought the concept back" in legend and "green border" in legend
+    assert "each attack's image" in legend
+    assert "<ul class=goals><li>style, rece vs uce: met" in page and "<p>- " not in page

@@ -173,17 +173,29 @@ def _verdict(met: bool) -> str:
     return "met" if met else "not met"
 
 
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}
-td,th{border:1px solid #ddd;padding:.25em .5em}td.num{text-align:right;font-variant-numeric:tabular-nums}
-tr.original{color:#666;font-style:italic}img{width:48px;height:48px;image-rendering:pixelated;margin:1px}
-img.bad{outline:2px solid #b00}img.ok{outline:2px solid #080}.meta{color:#666;font-size:.9em}
+THUMB_PX = 96  # shown size of each image (the embedded world's are 32 px, drawn pixelated)
+
+_CSS = f"""
+body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ddd;padding:.25em .5em}}td.num{{text-align:right;font-variant-numeric:tabular-nums}}
+tr.original{{color:#666;font-style:italic}}figure{{display:inline-block;margin:2px;text-align:center}}
+img{{width:{THUMB_PX}px;height:{THUMB_PX}px;image-rendering:pixelated;border:3px solid transparent}}
+img.bad{{border-color:#b00}}img.ok{{border-color:#080}}figcaption{{font-size:.75em;color:#444}}
+.meta{{color:#666;font-size:.9em}}.legend span{{padding:0 .4em;border:3px solid}}
 """
+
+LEGEND = (
+    "<p class=legend>Images, per row: the original and the edited model's image of the scenario's first target "
+    "prompt, then each attack's image of an attacked prompt (captioned with the attack's name; hover for the "
+    "prompt). <span style='border-color:#b00'>red border</span>: the attack brought the concept back (the judge "
+    "sees it); <span style='border-color:#080'>green border</span>: the erasure held.</p>"
+)
 
 
 def report_html(rows: Sequence[Row], settings: Any, *, command: str | None = None, goals: Sequence[Goal] = ()) -> str:
-    """Returns a self-contained page: the table with, per row, the original and edited image of the first
-    target prompt and each attack's image (red outline: the concept came back), linked to its evaluation."""
+    """Returns a self-contained page: a legend, then the table with, per row, the original and edited image
+    of the first target prompt and each attack's image, each captioned (red border: the concept came back;
+    green: the erasure held), linked to its evaluation; the notes and the goals' verdicts as a list."""
     attacks = settings.attacks
     head = "".join(f"<th>{html.escape(h)}</th>" for h in [*_header(attacks), "images (original, edited, attacks)"])
     body = []
@@ -195,10 +207,17 @@ def report_html(rows: Sequence[Row], settings: Any, *, command: str | None = Non
             link = f'<a href="{html.escape(row["report"])}">{html.escape(row["method"])}</a>'
             body.append(f"<tr><td>{html.escape(name)}</td><td>{link}</td>{values}<td>{_thumbs(row, attacks)}</td></tr>")
     paragraphs = "".join(f"<p class=meta>{html.escape(line)}</p>" for line in notes(rows, settings, command=command))
-    judged = "".join(f"<p>{html.escape(line)}</p>" for line in verdicts(rows, attacks, goals))
     return (f"<!doctype html><html><head><meta charset=utf-8><title>erasekit compare</title><style>{_CSS}</style>"
-            f"</head><body><h1>erasekit compare</h1><table><tr>{head}</tr>{''.join(body)}</table>"
-            f"{paragraphs}{judged}</body></html>\n")  # fmt: skip
+            f"</head><body><h1>erasekit compare</h1>{LEGEND}<table><tr>{head}</tr>{''.join(body)}</table>"
+            f"{paragraphs}{_goals_html(verdicts(rows, attacks, goals))}</body></html>\n")  # fmt: skip
+
+
+def _goals_html(lines: Sequence[str]) -> str:
+    """The goals' verdicts as a heading line and a real list (``verdicts`` writes them as Markdown)."""
+    if not lines:
+        return ""
+    items = "".join(f"<li>{html.escape(line.removeprefix('- '))}</li>" for line in lines[1:])
+    return f"<p>{html.escape(lines[0])}</p><ul class=goals>{items}</ul>"
 
 
 def _thumbs(row: Row, attacks: Sequence[str]) -> str:
@@ -209,5 +228,7 @@ def _thumbs(row: Row, attacks: Sequence[str]) -> str:
             t = thumbs[key]
             cls = "" if "success" not in t else " class=bad" if t["success"] else " class=ok"
             title = html.escape(f"{key}: {t.get('prompt', '')}")
-            parts.append(f'<img src="{t["uri"]}"{cls} title="{title}" alt="{html.escape(key)}">')
+            caption = html.escape(key) + ("" if "success" not in t else ": back" if t["success"] else ": held")
+            parts.append(f'<figure><img src="{t["uri"]}"{cls} title="{title}" alt="{html.escape(key)}">'
+                         f"<figcaption>{caption}</figcaption></figure>")  # fmt: skip
     return "".join(parts)
