@@ -11,6 +11,7 @@ import typer
 from rich.progress import Progress, TimeElapsedColumn
 
 from ._common import console, print_json
+from .evaluate import resumable
 
 # the goals, judged under the table when both methods are in it (METHOD<OTHER[@ATTACK], see compare.Goal)
 GOALS = ("rece<uce", "ace<uce", "ace<rece@soft_prompt")
@@ -64,7 +65,8 @@ def compare(
                           *(["--threads", str(threads)] if threads else []), "-o", str(out)])  # fmt: skip
     if threads:
         torch.set_num_threads(threads)
-    with Progress(*Progress.get_default_columns(), TimeElapsedColumn(), console=console) as bar:
+    columns = (*Progress.get_default_columns(), TimeElapsedColumn())
+    with resumable("Finished rows are kept"), Progress(*columns, console=console) as bar:
         task = bar.add_task("compare", total=None)
 
         def progress(done: int, total: int, what: str) -> None:

@@ -87,8 +87,9 @@ def demo(
     limit: int | None = typer.Option(None, "--limit", hidden=True, help="Deprecated: use --n-prompts."),
 ) -> None:
     """Erase "van gogh" from the embedded world with RECE and UCE, and show what changed (report.html)."""
-    from .evaluate import n_prompts_or_limit
+    from .evaluate import n_prompts_or_limit, resumable
 
     n_prompts = n_prompts_or_limit(n_prompts, limit) or 12
     make_folder(out)  # an unwritable -o is refused before any work
-    main(out, n_prompts=n_prompts)
+    with resumable("Finished images are kept"):
+        main(out, n_prompts=n_prompts)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -18,6 +20,16 @@ from ..evaluate.protocols import available_protocols
 from ..io import parse_assignments
 from ..metrics import GROUPS, WEIGHTS
 from ._common import DEVICE_HELP, DTYPE_HELP, MODEL_HELP, console, print_json
+
+
+@contextmanager
+def resumable(what: str = "Finished images are kept") -> Iterator[None]:
+    """A Ctrl-C (KeyboardInterrupt) inside ends the command with how to resume, and exit code 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted:[/] {what}; rerun the same command to resume.")
+        raise typer.Exit(130) from None
 
 
 def parse_weights(pairs: list[str]) -> dict[str, str]:
@@ -109,11 +121,12 @@ def evaluate(
         protocol = preset
     n_prompts = n_prompts_or_limit(n_prompts, limit)
     attacks = [load_attack_record(folder) for folder in attack_results]
-    result = run_evaluation(
-        protocol, model=model, out=out, edit=edit, prompts_csv=prompts, concept=concept, limit=n_prompts,
-        num_processes=num_processes, device=device, dtype=dtype, weights=parse_weights(weights), attacks=attacks,
-        overwrite=overwrite, progress=not as_json or sys.stderr.isatty(),
-    )  # fmt: skip
+    with resumable():
+        result = run_evaluation(
+            protocol, model=model, out=out, edit=edit, prompts_csv=prompts, concept=concept, limit=n_prompts,
+            num_processes=num_processes, device=device, dtype=dtype, weights=parse_weights(weights), attacks=attacks,
+            overwrite=overwrite, progress=not as_json or sys.stderr.isatty(),
+        )  # fmt: skip
     if result is None:  # a non-main process of `accelerate launch`
         return
     if as_json:
@@ -149,10 +162,12 @@ def generate(
     protocol = user_protocol(prompts, generation, seeds=tuple(seed))
     rows = load_rows(protocol, concept=None, prompts_csv=prompts, limit=n_prompts)
     loaded = Edit.load(edit) if edit is not None else None
-    store, items, seconds = generate_images(
-        model=model, out=out, protocol=protocol, rows=rows, edit=loaded, edit_path=edit, num_processes=num_processes,
-        device=device, dtype=dtype, overwrite=overwrite, progress=not as_json or sys.stderr.isatty(),
-    )  # fmt: skip
+    with resumable():
+        store, items, seconds = generate_images(
+            model=model, out=out, protocol=protocol, rows=rows, edit=loaded, edit_path=edit,
+            num_processes=num_processes, device=device, dtype=dtype, overwrite=overwrite,
+            progress=not as_json or sys.stderr.isatty(),
+        )  # fmt: skip
     if as_json:
         manifest = store.manifest()
         print_json([manifest[store.key(i)] for i in items if store.key(i) in manifest])
