@@ -139,3 +139,18 @@ def test_settings_the_pipeline_cannot_take_are_refused_before_generating(work, t
     sized = Generation(steps=2, height=512, width=512)
     with pytest.raises(ConfigError, match=r"sets \['height', 'width'\] but FixedSizePipeline"):
         generate(FixedSizePipeline(), work, ImageStore(tmp_path, RUN), sized, progress=False)
+
+
+def test_progress_is_one_rich_bar_not_tqdm(tiny_pipe, work, tmp_path, capsys):
+    import ast
+    from pathlib import Path
+
+    import erasekit.evaluate.runner as runner_module
+
+    generate(tiny_pipe, work[:3], ImageStore(tmp_path, RUN), GEN, progress=True)
+    err = capsys.readouterr().err
+    assert "generate" in err and "3/3 img" in err and "img/s" not in err  # rich's columns, not tqdm's
+    tree = ast.parse(Path(runner_module.__file__).read_text())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not any(name.startswith("tqdm") for name in imported) and "rich.progress" in imported

@@ -7,7 +7,8 @@ loading the model and taking its shard of the same deterministic work list; unde
 for the others' images on disk (``wait_for_items``) before scoring. A killed run resumes
 from the files on disk: finished images are neither made again nor logged twice.
 
-Progress bars live here (tqdm), one per process; the pipeline's own bar is turned off.
+Progress bars live here (rich, as on the rest of the command line): one per run, drawn by the first
+shard only when several processes share the work; the pipeline's own bar is turned off.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from erasekit.errors import ConfigError, ErasekitError
 
@@ -89,8 +91,9 @@ def generate(
     skipped, repaired = store.repair(mine, shard=shard.index)
     todo = [item for item in mine if not store.has(item)]
     pipe.set_progress_bar_config(disable=True)
-    bar = tqdm(total=len(todo), desc=f"generate [{shard.index + 1}/{shard.count}]", position=shard.index,
-               disable=not progress or not todo, unit="img", leave=True)  # fmt: skip
+    desc = "generate" if shard.count == 1 else f"generate (shard 1 of {shard.count})"
+    bar = ProgressBar(desc, enabled=progress and bool(todo) and shard.index == 0)  # one live bar per terminal
+    bar(0, len(todo))
     try:
         for variant, group in groupby(todo, key=lambda item: item.variant):
             batch_items = list(group)
@@ -105,7 +108,7 @@ def generate(
                     for item, image in zip(batch, images):
                         store.save(item, image)
                         store.record(item, shard=shard.index, seconds=seconds)
-                        bar.update(1)
+                        bar.advance()
                         if on_image is not None:
                             on_image(item)
             finally:
@@ -117,20 +120,27 @@ def generate(
 
 
 class ProgressBar:
-    """A tqdm bar driven by ``(done, total)`` calls, for library loops that take a ``progress`` callback."""
+    """A rich bar on stderr driven by ``(done, total)`` calls, for loops that take a ``progress`` callback."""
 
     def __init__(self, desc: str, *, enabled: bool = True) -> None:
-        self.desc, self.enabled = desc, enabled
-        self._bar: Any = None
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("img"),
+                   TimeElapsedColumn(), TimeRemainingColumn())  # fmt: skip
+        self._bar = Progress(*columns, console=Console(stderr=True), disable=not enabled)
+        self._task = self._bar.add_task(desc, total=None)
+        self._started = False
 
     def __call__(self, done: int, total: int) -> None:
-        if self._bar is None:
-            self._bar = tqdm(total=total, desc=self.desc, unit="img", disable=not self.enabled)
-        self._bar.update(done - self._bar.n)
+        if not self._started:
+            self._bar.start()
+            self._started = True
+        self._bar.update(self._task, completed=done, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        self._bar.advance(self._task, n)
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+        if self._started:
+            self._bar.stop()
 
 
 def _batches(items: list[WorkItem], size: int) -> list[list[WorkItem]]:
