@@ -11,7 +11,7 @@ from erasekit.pipeline import resolve_device, resolve_dtype
 from .model import sampling_scheduler
 from .pipeline import EmbeddedPipeline
 from .text import load_text_encoder, load_tokenizer
-from .weights import load_unet, unet_dir
+from .weights import load_unet, training_info, unet_dir
 
 
 def load_pipeline(
@@ -34,11 +34,13 @@ def load_pipeline(
     """
     torch_dtype = resolve_dtype(dtype) or torch.float32
     torch_device = resolve_device(device or "cpu")
-    unet = load_unet(Path(weights) if weights is not None else unet_dir(), dtype=torch_dtype)
+    folder = Path(weights) if weights is not None else unet_dir()
+    unet = load_unet(folder, dtype=torch_dtype)
+    causal = bool(training_info(folder).get("config", {}).get("causal_text", False))  # what the U-Net was trained on
     pipe = EmbeddedPipeline(
         unet=unet,
         scheduler=sampling_scheduler(),
         tokenizer=load_tokenizer(),
-        text_encoder=load_text_encoder().to(torch_dtype),
+        text_encoder=load_text_encoder(causal=causal).to(torch_dtype),
     )
     return pipe.to(torch_device)

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -71,10 +72,35 @@ def load_tokenizer(path: Path | None = None) -> BertTokenizerFast:
     return tokenizer
 
 
-def load_text_encoder(path: Path | None = None) -> BertModel:
-    """Returns the frozen MiniLM ``BertModel`` in eval mode (its pooler is unused)."""
+class CausalBertModel(BertModel):
+    """MiniLM read causally, as Stable Diffusion's CLIP text encoder is: the state at position i sees tokens 0..i.
+
+    So the first state is the same for every prompt (as CLIP's start-of-text state), a prompt's prefix
+    has the same states whatever follows it, and the padding after the end token, which sees the whole
+    prompt, summarises it. Without a mask of the caller's, ``forward`` adds the lower-triangular one
+    ``[B, 1, L, L]`` (MiniLM takes a 4-D boolean mask as it is).
+    """
+
+    def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None, **kwargs: Any) -> Any:
+        if attention_mask is None:
+            ref = input_ids if input_ids is not None else kwargs["inputs_embeds"]
+            B, L = ref.shape[:2]
+            causal = torch.ones(L, L, dtype=torch.bool, device=ref.device).tril()
+            attention_mask = causal[None, None].expand(B, 1, L, L)
+        return super().forward(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+
+def load_text_encoder(path: Path | None = None, *, causal: bool = False) -> BertModel:
+    """Returns the frozen MiniLM ``BertModel`` in eval mode (its pooler is unused).
+
+    Args:
+        path: the folder of the bundled files (default :func:`encoder_path`).
+        causal: a :class:`CausalBertModel` (what a U-Net trained with ``causal_text`` reads), else the
+            bidirectional model the first shipped weights were trained on.
+    """
+    cls = CausalBertModel if causal else BertModel
     with quiet_transformers():
-        encoder = BertModel.from_pretrained(str(path or encoder_path()), local_files_only=True)
+        encoder = cls.from_pretrained(str(path or encoder_path()), local_files_only=True)
     encoder.requires_grad_(False)
     return encoder.eval()
 

@@ -51,6 +51,7 @@ class CaptionStates:
         texts: Sequence[str],
         cache_dir: Path,
         *,
+        causal: bool = False,
         progress: Callable[[int, int], None] | None = None,
     ) -> CaptionStates:
         """Returns the states of ``texts`` (plus the empty prompt), loading them from ``cache_dir`` if there.
@@ -58,19 +59,22 @@ class CaptionStates:
         Args:
             texts: captions to encode.
             cache_dir: folder holding ``caption_states-<hash>.safetensors``.
+            causal: encode with the causal text encoder (see ``text.CausalBertModel``).
             progress: called as ``progress(done, total)`` while encoding.
         """
         texts = sorted(set(texts) | {UNCONDITIONAL})
         weights = encoder_path() / "model.safetensors"
         digest = hashlib.sha256(json.dumps(texts).encode())
         digest.update(str(weights.stat().st_size).encode())
+        if causal:  # the bidirectional tables keep their old names
+            digest.update(b"causal")
         path = cache_dir / f"caption_states-{digest.hexdigest()[:16]}.safetensors"
         if path.is_file():
             try:
                 return cls(texts, load_file(str(path))["states"])
             except (SafetensorError, KeyError, OSError) as err:
                 logger.warning("re-encoding captions: cached states at %s unreadable (%s)", path, err)
-        tokenizer, encoder = load_tokenizer(), load_text_encoder()
+        tokenizer, encoder = load_tokenizer(), load_text_encoder(causal=causal)
         chunks, chunk = [], 512
         for start in range(0, len(texts), chunk):
             chunks.append(encode(tokenizer, encoder, texts[start : start + chunk]).half())

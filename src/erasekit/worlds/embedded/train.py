@@ -46,6 +46,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 leaves a core free)")
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="checkpoints, caption states, metrics")
     p.add_argument("--export-dir", type=Path, default=unet_dir(), help="where fp16 EMA weights are exported")
+    p.add_argument(
+        "--warm-start", type=Path, default=None, help="exported weights to start from (default: --export-dir)"
+    )
+    p.add_argument("--causal-text", action="store_true", help="read captions causally, as SD reads CLIP's states")
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--eval-every", type=int, default=1000, help="0: never")
     p.add_argument("--export-every", type=int, default=1000, help="0: never")
@@ -85,11 +89,12 @@ def main(argv: list[str] | None = None) -> None:
         ema_decay=args.ema_decay,
         seed=args.seed,
         min_snr_gamma=args.min_snr_gamma or None,
+        causal_text=args.causal_text,
         spec=spec,
     )
     n_params = sum(p.numel() for p in build_unet(spec).parameters())
     logger.info("config %s; U-Net %.2f M parameters", json.dumps(asdict(cfg)), n_params / 1e6)
-    trainer = Trainer(cfg, args.cache_dir, args.export_dir)
+    trainer = Trainer(cfg, args.cache_dir, args.export_dir, warm_start=args.warm_start)
     bar = tqdm(total=cfg.steps, initial=trainer.step, mininterval=30, file=sys.stderr, desc="train")
 
     def progress(step: int, loss: float) -> None:

@@ -55,6 +55,7 @@ class TrainConfig:
     min_snr_gamma: float | None = None  # None: plain v-loss (weight 1 at every t); measured better for objects
     grad_clip: float = 1.0
     seed: int = 0
+    causal_text: bool = False  # read captions with the causal text encoder (text.CausalBertModel), as SD reads CLIP
     spec: UNetSpec = field(default_factory=UNetSpec)
 
     def __post_init__(self) -> None:
@@ -120,8 +121,9 @@ def diffusion_loss(
 class Trainer:
     """Holds the state of a run: model, EMA, optimizer, step, elapsed time, metrics history."""
 
-    def __init__(self, cfg: TrainConfig, cache_dir: Path, export_dir: Path) -> None:
+    def __init__(self, cfg: TrainConfig, cache_dir: Path, export_dir: Path, *, warm_start: Path | None = None) -> None:
         self.cfg, self.cache_dir, self.export_dir = cfg, cache_dir, export_dir
+        self.warm_start = warm_start or export_dir
         self.ckpt_path = cache_dir / "checkpoint.pt"
         with torch.random.fork_rng():  # seed the initialisation without touching the caller's RNG
             torch.manual_seed(cfg.seed)
@@ -147,14 +149,14 @@ class Trainer:
             self.step, self.elapsed, self.history = state["step"], state["elapsed"], state["history"]
             logger.info("resumed from %s at step %d (%.1f h trained)", self.ckpt_path, self.step, self.elapsed / 3600)
             return
-        info = training_info(self.export_dir)
+        info = training_info(self.warm_start)
         if info.get("spec") == spec_dict(self.cfg.spec):
-            shipped = load_unet(self.export_dir)
+            shipped = load_unet(self.warm_start)
             self.unet.load_state_dict(shipped.float().state_dict())
             self.ema = EMA(self.unet, self.cfg.ema_decay)
             self.ema.updates = info["step"]
             self.step, self.elapsed, self.history = info["step"], info["train_seconds"], info.get("history", [])
-            logger.info("warm start from the exported EMA weights in %s at step %d", self.export_dir, self.step)
+            logger.info("warm start from the exported EMA weights in %s at step %d", self.warm_start, self.step)
         else:
             logger.info("starting from scratch (no checkpoint in %s, no matching export)", self.cache_dir)
 
@@ -197,7 +199,7 @@ class Trainer:
             unet=self.ema_unet(),
             scheduler=sampling_scheduler(),
             tokenizer=load_tokenizer(),
-            text_encoder=load_text_encoder(),
+            text_encoder=load_text_encoder(causal=self.cfg.causal_text),
         )
         pipe.set_progress_bar_config(disable=True)
 
@@ -248,7 +250,7 @@ class Trainer:
             progress: called after every step as ``progress(step, smoothed_loss)``.
         """
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        table = table or CaptionStates.build(all_captions("train"), self.cache_dir)
+        table = table or CaptionStates.build(all_captions("train"), self.cache_dir, causal=self.cfg.causal_text)
         running = None
         while self.step < self.cfg.steps:
             start = time.time()
