@@ -12,8 +12,12 @@ import socket
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
+import erasekit
+from erasekit.attacks.base import AttackResult, Case, CaseResult
+from erasekit.attacks.save import save_result
 from erasekit.cli import app
 
 
@@ -42,6 +46,14 @@ def _in_use(tmp: Path) -> Path:
     return tmp / "busy"
 
 
+def _attack_of_no_edit(tmp: Path) -> list[str]:
+    """evaluate --edit E --attack-results A, A an attack made without an edit (its ASR is not E's)."""
+    edit = erasekit.erase(erasekit.load_pipeline("tiny-sd1"), ["monet"]).save(tmp / "monet.safetensors")
+    case = CaseResult(Case("a monet painting", 0), pre_success=True, pre_image=Image.new("RGB", (8, 8)))
+    save_result(AttackResult("derived", "monet", {}, 0, [case], info={"edit": None}), tmp / "attack")
+    return _evaluate("--edit", str(edit), "--attack-results", str(tmp / "attack"))(tmp)
+
+
 CASES = [
     # (what, arguments of `erasekit`, words the message must contain)
     ("steps 0", _generate("--steps", "0"), "steps must be a whole number >= 1, got 0"),
@@ -63,6 +75,7 @@ CASES = [
         _generate(out=lambda tmp: _unwritable(tmp) / "g"),
         "choose a writable folder",
     ),
+    ("attack of no edit", _attack_of_no_edit, "attacked the model without an edit, but this evaluation is of the edit"),
     ("generate into a folder in use", _generate(out=_in_use), "is in use by another erasekit run (pid"),
     ("compare into an unwritable folder", lambda tmp: ["compare", "-o", str(_unwritable(tmp) / "c")], "writable"),
     (
@@ -81,4 +94,4 @@ def test_bad_input_is_one_message_and_exit_code_2(tmp_path, what, args, words):
     assert result.exit_code == 2, (result.output, result.exception)
     assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
     assert words in " ".join(result.output.split()), result.output  # rich wraps long lines
-    assert not any(tmp_path.rglob("*.png")) and not any(tmp_path.rglob("run.json"))
+    assert not any(tmp_path.rglob("images")) and not any(tmp_path.rglob("run.json"))  # no image drawn, no run
