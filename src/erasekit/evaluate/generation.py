@@ -27,7 +27,6 @@ from .prompt_sets import PromptRow
 from .protocols import EvalProtocol, Generation, PromptSetSpec
 from .runner import (
     WorkerJob,
-    check_edit_fits,
     check_pipeline_accepts,
     generate,
     launched_device,
@@ -100,6 +99,18 @@ def run_info(
         "prompt_sets": {name: len(set_rows) for name, set_rows in rows.items()},
         "prompts_sha256": hashlib.sha256(dumps_strict(prompts, sort_keys=True).encode()).hexdigest(),
     }
+
+
+def check_edit_fits(pipe: Any, edit: Any) -> None:
+    """Applies ``edit`` to ``pipe`` and removes it again (bit-identical), so that an edit made for another
+    model is refused before anything is written.
+
+    Raises:
+        FingerprintMismatchError: the edit was made for another base model.
+        EditFileError: the edit names layers ``pipe`` does not have.
+    """
+    edit.apply(pipe)
+    edit.remove(pipe)
 
 
 def generate_images(

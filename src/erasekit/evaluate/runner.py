@@ -167,18 +167,6 @@ def check_pipeline_accepts(pipe: Any, generation: Generation) -> None:
         )
 
 
-def check_edit_fits(pipe: Any, edit: Any) -> None:
-    """Applies ``edit`` to ``pipe`` and removes it again (bit-identical), so that an edit made for another
-    model is refused before anything is written.
-
-    Raises:
-        FingerprintMismatchError: the edit was made for another base model.
-        EditFileError: the edit names layers ``pipe`` does not have.
-    """
-    edit.apply(pipe)
-    edit.remove(pipe)
-
-
 def _run(pipe: Any, batch: list[WorkItem], generation: Generation) -> list[Any]:
     """Returns the PIL images of one batch."""
     guidance = batch[0].row.guidance if batch[0].row.guidance is not None else generation.guidance
