@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 from . import methods
-from .config import make_config
+from .config import make_config, renamed
 from .edit import Edit, base_weights
 from .errors import ConfigError
 from .progress import Progress
@@ -81,12 +80,7 @@ def erase(
         UnknownMethodError: no such method.
         UnsupportedModelError: a pipeline without a supported text path.
     """
-    if preset is not None:
-        warnings.warn("erase(preset=...) is now erase(settings=...); preset= goes in the next release.",
-                      DeprecationWarning, stacklevel=2)  # fmt: skip
-        if settings is not None and settings != preset:
-            raise ConfigError(f"settings={settings!r} and preset={preset!r} disagree: give settings= only.")
-        settings = preset
+    settings = renamed(settings, preset, new="settings=", old="preset=")
     concepts = _names(concepts, "concepts", allow_empty=False)
     preserve = _names(preserve, "preserve")
     if not isinstance(method, str):

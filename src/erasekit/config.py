@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import types
 import typing
+import warnings
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from .errors import ConfigError
@@ -75,3 +76,20 @@ def parse_value(value: Any, annotation: Any, where: str) -> Any:
 def config_dict(cfg: Any) -> dict[str, Any]:
     """The config as plain JSON-able values, for edit metadata and ``erasekit methods``."""
     return dataclasses.asdict(cfg)
+
+
+def renamed(new_value: Any, old_value: Any, *, new: str, old: str, stacklevel: int = 3) -> Any:
+    """The value of an option renamed in this release: ``new_value``, or ``old_value`` given under the old name.
+
+    The old name warns (DeprecationWarning: it goes in the next release); both names with different
+    values is an error.
+
+    Raises:
+        ConfigError: ``new_value`` and ``old_value`` both given and different.
+    """
+    if old_value is None:
+        return new_value
+    warnings.warn(f"{old} is now {new}; {old} goes in the next release.", DeprecationWarning, stacklevel=stacklevel)
+    if new_value is not None and new_value != old_value:
+        raise ConfigError(f"{new} {new_value!r} and {old} {old_value!r} disagree: give {new} only.")
+    return old_value

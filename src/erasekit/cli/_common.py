@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
+from ..config import renamed
 from ..errors import ErasekitError, OutputError, OutputExistsError
 
 console = Console(stderr=True)
@@ -87,3 +88,10 @@ def _check_writable(folder: Path) -> None:
 
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def renamed_option(new_value: Any, old_value: Any, *, new: str, old: str) -> Any:
+    """A renamed command-line option (:func:`erasekit.config.renamed`), the warning also printed for the user."""
+    if old_value is not None:
+        console.print(f"[yellow]warning:[/] {old} is now {new}; {old} goes in the next release.")
+    return renamed(new_value, old_value, new=new, old=old, stacklevel=4)

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import typer
 from rich.progress import Progress, TimeElapsedColumn
 
-from ..errors import ConfigError
 from ..io import parse_assignments
-from ._common import DEVICE_HELP, DTYPE_HELP, MODEL_HELP, SET_HELP, check_output_file, console, print_json
+from ._common import (
+    DEVICE_HELP,
+    DTYPE_HELP,
+    MODEL_HELP,
+    SET_HELP,
+    check_output_file,
+    console,
+    print_json,
+    renamed_option,
+)
 
 
 def erase(
@@ -31,14 +38,7 @@ def erase(
     """Erase concepts from a model and write the edit as a LoRA file. The model on disk is never touched."""
     import erasekit
 
-    if preset is not None:
-        warnings.warn(
-            "--preset is now --settings; --preset goes in the next release.", DeprecationWarning, stacklevel=1
-        )
-        console.print("[yellow]warning:[/] --preset is now --settings; --preset goes in the next release.")
-        if settings is not None and settings != preset:
-            raise ConfigError(f"--settings {settings} and --preset {preset} disagree: give --settings only.")
-        settings = preset
+    settings = renamed_option(settings, preset, new="--settings", old="--preset")
     check_output_file(out, overwrite=overwrite)  # fail before loading the model and solving
     overrides = parse_assignments(set_)
     pipe = erasekit.load_pipeline(model, device=device, dtype=dtype)

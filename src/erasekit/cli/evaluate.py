@@ -7,7 +7,6 @@ stderr, and with ``--json`` the metrics.json content to stdout.
 from __future__ import annotations
 
 import sys
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +18,7 @@ from ..errors import ConfigError
 from ..evaluate.protocols import available_protocols
 from ..io import parse_assignments
 from ..metrics import GROUPS, WEIGHTS
-from ._common import DEVICE_HELP, DTYPE_HELP, MODEL_HELP, console, print_json
+from ._common import DEVICE_HELP, DTYPE_HELP, MODEL_HELP, console, print_json, renamed_option
 
 
 @contextmanager
@@ -54,13 +53,7 @@ def n_prompts_or_limit(n_prompts: int | None, limit: int | None) -> int | None:
     Raises:
         ConfigError: both given, with different values, or a value < 1.
     """
-    if limit is not None:
-        message = "--limit is now --n-prompts (as in attack and compare); --limit goes in the next release."
-        warnings.warn(message, DeprecationWarning, stacklevel=1)
-        console.print(f"[yellow]warning:[/] {message}")
-        if n_prompts is not None and n_prompts != limit:
-            raise ConfigError(f"--n-prompts {n_prompts} and --limit {limit} disagree: give --n-prompts only.")
-        n_prompts = limit
+    n_prompts = renamed_option(n_prompts, limit, new="--n-prompts", old="--limit")
     if n_prompts is not None and n_prompts < 1:
         raise ConfigError(f"--n-prompts must be a whole number >= 1, got {n_prompts}.")
     return n_prompts
@@ -111,14 +104,7 @@ def evaluate(
     from ..evaluate.evaluation import evaluate as run_evaluation
     from ..evaluate.report import load_attack_record
 
-    if preset is not None:
-        warnings.warn(
-            "--preset is now --protocol; --preset goes in the next release.", DeprecationWarning, stacklevel=1
-        )
-        console.print("[yellow]warning:[/] --preset is now --protocol; --preset goes in the next release.")
-        if protocol is not None and protocol != preset:
-            raise ConfigError(f"--protocol {protocol} and --preset {preset} disagree: give --protocol only.")
-        protocol = preset
+    protocol = renamed_option(protocol, preset, new="--protocol", old="--preset")
     n_prompts = n_prompts_or_limit(n_prompts, limit)
     attacks = [load_attack_record(folder) for folder in attack_results]
     with resumable():

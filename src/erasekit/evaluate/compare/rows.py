@@ -13,7 +13,6 @@ import io
 import json
 import re
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 from erasekit import attacks, methods
 from erasekit.api import erase
-from erasekit.config import make_config
+from erasekit.config import make_config, renamed
 from erasekit.edit import Edit
 from erasekit.errors import ConfigError
 from erasekit.io import atomic_write, parse_assignments
@@ -86,13 +85,7 @@ def parse_method(spec: str) -> MethodSpec:
     method, fixed = variants().get(name, (name, {}))
     m = methods.get(method)
     given = parse_assignments(filter(None, rest.split(",")), option=f"method {name!r}", example="epochs=5")
-    if "preset" in given:
-        warnings.warn(f"method {spec.strip()!r}: preset= is now settings=; preset= goes in the next release.",
-                      DeprecationWarning, stacklevel=2)  # fmt: skip
-        preset = given.pop("preset")
-        if given.setdefault("settings", preset) != preset:
-            raise ConfigError(f"method {spec!r}: settings={given['settings']!r} and preset={preset!r} disagree.")
-    settings = given.pop("settings", None)
+    settings = renamed(given.pop("settings", None), given.pop("preset", None), new="settings=", old="preset=")
     named = settings or m.default_settings
     if settings is not None and settings not in m.settings:
         known = sorted(m.settings)
