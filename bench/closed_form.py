@@ -28,8 +28,8 @@ from bench._timing import pin_threads, print_table, timed
 from tests import oracle
 
 import erasekit
-from erasekit.text import Encoded
 from erasekit.targets import find_targets
+from erasekit.text import Encoded
 
 SD14_UNET = dict(
     act_fn="silu",
