@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -24,6 +21,7 @@ from erasekit.errors import (
     UnknownMethodError,
 )
 from erasekit.targets import find_targets
+from tests.paths import unwritable_folder
 
 
 def _erase(**kw):
@@ -109,11 +107,7 @@ def _output_folder_missing(pipe, tmp):
 
 
 def _output_folder_unwritable(pipe, tmp):
-    folder = tmp / "ro"
-    folder.mkdir(mode=0o500)
-    if os.geteuid() == 0:  # root writes through permission bits; /proc refuses new files to anyone
-        folder = Path("/proc")
-    erasekit.erase(pipe, ["dog"]).save(folder / "e.safetensors")
+    erasekit.erase(pipe, ["dog"]).save(unwritable_folder(tmp) / "e.safetensors")
 
 
 def _output_is_a_folder(pipe, tmp):

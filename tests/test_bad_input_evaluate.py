@@ -19,12 +19,7 @@ import erasekit
 from erasekit.attacks.base import AttackResult, Case, CaseResult
 from erasekit.attacks.save import save_result
 from erasekit.cli import app
-
-
-def _unwritable(tmp: Path) -> Path:
-    folder = tmp / "ro"
-    folder.mkdir(mode=0o500)
-    return Path("/proc") if os.geteuid() == 0 else folder  # root writes through permission bits; not into /proc
+from tests.paths import unwritable_folder
 
 
 def _prompts(tmp: Path, text: str = "prompt\na red car\n") -> str:
@@ -72,18 +67,18 @@ CASES = [
     ("num processes 0 (generate)", _generate("--num-processes", "0"), "--num-processes must be a whole number >= 1"),
     (
         "generate into an unwritable folder",
-        _generate(out=lambda tmp: _unwritable(tmp) / "g"),
+        _generate(out=lambda tmp: unwritable_folder(tmp) / "g"),
         "choose a writable folder",
     ),
     ("attack of no edit", _attack_of_no_edit, "attacked the model without an edit, but this evaluation is of the edit"),
     ("generate into a folder in use", _generate(out=_in_use), "is in use by another erasekit run (pid"),
-    ("compare into an unwritable folder", lambda tmp: ["compare", "-o", str(_unwritable(tmp) / "c")], "writable"),
+    ("compare into an unwritable folder", lambda tmp: ["compare", "-o", str(unwritable_folder(tmp) / "c")], "writable"),
     (
         "compare into a file",
         lambda tmp: ["compare", "-o", str(Path(_prompts(tmp)) / "c")],
         "is a file. Choose another -o",
     ),
-    ("demo into an unwritable folder", lambda tmp: ["demo", "-o", str(_unwritable(tmp) / "d")], "writable"),
+    ("demo into an unwritable folder", lambda tmp: ["demo", "-o", str(unwritable_folder(tmp) / "d")], "writable"),
 ]
 
 

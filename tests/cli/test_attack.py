@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +15,7 @@ from erasekit.cli._common import errors_as_messages
 from erasekit.cli.info import list_attacks
 from erasekit.worlds.tiny import tiny_pipeline
 from tests.attacks.conftest import BrightJudge
+from tests.paths import unwritable_folder
 
 
 @pytest.fixture
@@ -109,12 +109,6 @@ def test_the_embedded_world_brings_its_judge_and_prompts(edited):
     assert attack_cli.default_prompts("tiny-sd1", "cat", None) == ["cat"]
 
 
-def _unwritable(tmp_path):
-    folder = tmp_path / "ro"
-    folder.mkdir(mode=0o500)
-    return Path("/proc") if os.geteuid() == 0 else folder  # root writes through permission bits, not into /proc
-
-
 @pytest.mark.parametrize(
     "where, words",
     [("in a read-only folder", "writable folder"), ("a file", "is a file"), ("under a file", "is a file")],
@@ -128,7 +122,7 @@ def test_output_is_checked_before_anything_loads(app, edit_file, tmp_path, monke
     monkeypatch.setattr(attack_cli, "judge_for", boom)
     (tmp_path / "f").write_text("a file")
     out = {
-        "in a read-only folder": _unwritable(tmp_path) / "run",
+        "in a read-only folder": unwritable_folder(tmp_path) / "run",
         "a file": tmp_path / "f",
         "under a file": tmp_path / "f" / "run",
     }[where]

@@ -1,15 +1,14 @@
 from __future__ import annotations
 
 import json
-import os
 import warnings
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from erasekit import Edit
 from erasekit.cli import app
+from tests.paths import unwritable_folder
 
 runner = CliRunner()
 
@@ -75,12 +74,6 @@ def test_version_prints_the_version():
     assert result.exit_code == 0 and result.stdout.strip() == __version__
 
 
-def _unwritable(tmp_path):
-    folder = tmp_path / "ro"
-    folder.mkdir(mode=0o500)
-    return Path("/proc") if os.geteuid() == 0 else folder  # root writes through permission bits, not into /proc
-
-
 @pytest.mark.parametrize(
     "where, overwrite, words",
     [
@@ -101,7 +94,7 @@ def test_output_is_checked_before_the_model_loads(tmp_path, monkeypatch, where, 
     (tmp_path / "e.safetensors").write_text("precious")
     out = {
         "missing folder": tmp_path / "nodir" / "e.safetensors",
-        "read-only folder": _unwritable(tmp_path) / "e.safetensors",
+        "read-only folder": unwritable_folder(tmp_path) / "e.safetensors",
         "a folder": tmp_path / "dir",
         "exists": tmp_path / "e.safetensors",
     }[where]
