@@ -66,3 +66,16 @@ def test_read_csv_names_missing_columns(tmp_path):
         read_csv(path, required=["label"])
     with pytest.raises(PromptsFileError, match="not found"):
         read_csv(tmp_path / "none.csv", required=[])
+
+
+def test_check_writable_refuses_files_and_unwritable_folders_and_creates_nothing(tmp_path):
+    from erasekit.io import check_writable
+    from tests.paths import unwritable_folder
+
+    check_writable(tmp_path / "new" / "deeper")  # a folder to be made under a writable one: fine
+    assert list(tmp_path.iterdir()) == []  # nothing created, no probe left
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(OutputError, match="is a file"):
+        check_writable(tmp_path / "f" / "run")
+    with pytest.raises(OutputError, match="writable folder"):
+        check_writable(unwritable_folder(tmp_path) / "run")

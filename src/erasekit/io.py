@@ -1,4 +1,5 @@
-"""Writing files so that nothing is lost; reading ``NAME=VALUE`` options and prompt CSVs.
+"""Writing files so that nothing is lost (and checking, before any work, that they can be written);
+reading ``NAME=VALUE`` options and prompt CSVs.
 
 :func:`atomic_write` is the one way erasekit writes a file: into a temporary file in the target's
 folder, flushed to disk, then renamed over the target, so a killed run leaves either the old file
@@ -111,3 +112,25 @@ def read_csv(path: str | os.PathLike[str], *, required: Sequence[str]) -> list[d
     if not rows:
         raise PromptsFileError(f"{path} has a header but no rows.")
     return rows
+
+
+def check_writable(folder: str | os.PathLike[str]) -> None:
+    """Refuses, before any work, an output folder that could not be created or written; creates nothing.
+
+    Raises:
+        OutputError: ``folder`` or a folder above it is a file, or the nearest existing folder on its path
+            cannot be written (a probe file is created and deleted there: permission bits do not stop root,
+            read-only mounts do).
+    """
+    path = Path(folder)
+    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise OutputError(f"cannot use {path} as an output folder: {existing} is a file. Choose another -o.")
+    try:
+        fd, name = tempfile.mkstemp(dir=existing, prefix=".erasekit-probe-", suffix=".tmp")
+    except OSError as err:
+        raise OutputError(
+            f"cannot write to {existing} ({err.strerror or err}): choose a writable folder for -o {path}."
+        ) from err
+    os.close(fd)
+    os.unlink(name)

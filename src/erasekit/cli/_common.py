@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,6 +14,7 @@ from rich.console import Console
 
 from ..config import renamed
 from ..errors import ErasekitError, OutputError, OutputExistsError
+from ..io import check_writable
 
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -54,7 +53,7 @@ def check_output_file(path: Path, *, overwrite: bool) -> None:
     folder = path.parent
     if not folder.is_dir():
         raise OutputError(f"Output folder {folder} does not exist: create it first (mkdir -p {folder}).")
-    _check_writable(folder)
+    check_writable(folder)
 
 
 def check_output_folder(path: Path, *, overwrite: bool, marker: str) -> None:
@@ -66,24 +65,9 @@ def check_output_folder(path: Path, *, overwrite: bool, marker: str) -> None:
         OutputError: ``path`` or a folder above it is a file, or the folder it would be made in is not writable.
         OutputExistsError: ``path / marker`` exists and ``overwrite`` is False.
     """
-    if path.exists() and not path.is_dir():
-        raise OutputError(f"{path} is a file, not a folder: give -o a folder name (it is created if needed).")
     if (path / marker).exists() and not overwrite:
         raise OutputExistsError(f"{path} already holds a result ({marker}); choose another folder or pass --overwrite.")
-    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
-    if not existing.is_dir():
-        raise OutputError(f"Cannot create the output folder {path}: {existing} is a file.")
-    _check_writable(existing)
-
-
-def _check_writable(folder: Path) -> None:
-    """Create and delete a file in ``folder`` (permission bits do not stop root; read-only mounts do)."""
-    try:
-        fd, name = tempfile.mkstemp(dir=folder, prefix=".erasekit-probe-", suffix=".tmp")
-    except OSError as e:
-        raise OutputError(f"Cannot write to {folder}: {e.strerror}. Choose a writable folder.") from e
-    os.close(fd)
-    os.unlink(name)
+    check_writable(path)
 
 
 def print_json(obj: Any) -> None:

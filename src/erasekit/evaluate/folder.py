@@ -1,7 +1,7 @@
 """The run folder before any image: is it writable, create it, and hold it for one run at a time.
 
-:func:`check_writable` refuses an output folder that could not be written before any work is done (and
-creates nothing); :func:`make_folder` creates it; :class:`RunLock` keeps two runs out of one folder.
+:func:`make_folder` creates an output folder after :func:`erasekit.io.check_writable`; :class:`RunLock` keeps
+two runs out of one folder.
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import json
 import logging
 import os
 import socket
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, ClassVar
 
 from erasekit.errors import OutputError
+from erasekit.io import check_writable
 
 logger = logging.getLogger(__name__)
 
@@ -114,30 +114,8 @@ def _lock_owner(path: Path) -> str | None:
     return who
 
 
-def check_writable(folder: str | os.PathLike[str]) -> None:
-    """Refuses, before any work, an output folder that could not be created or written; creates nothing.
-
-    Raises:
-        OutputError: ``folder`` or a folder above it is a file, or the nearest existing folder on its path
-            cannot be written (a probe file is created and deleted there: permission bits do not stop root,
-            read-only mounts do).
-    """
-    path = Path(folder)
-    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
-    if not existing.is_dir():
-        raise OutputError(f"cannot use {path} as an output folder: {existing} is a file. Choose another -o.")
-    try:
-        fd, name = tempfile.mkstemp(dir=existing, prefix=".erasekit-probe-", suffix=".tmp")
-    except OSError as err:
-        raise OutputError(
-            f"cannot write to {existing} ({err.strerror or err}): choose a writable folder for -o {path}."
-        ) from err
-    os.close(fd)
-    os.unlink(name)
-
-
 def make_folder(folder: str | os.PathLike[str]) -> Path:
-    """Creates ``folder`` (and its parents) after :func:`check_writable`; returns it.
+    """Creates ``folder`` (and its parents) after :func:`erasekit.io.check_writable`; returns it.
 
     Raises:
         OutputError: it cannot be created or written.

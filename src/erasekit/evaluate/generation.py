@@ -21,8 +21,9 @@ import erasekit
 from erasekit import worlds
 from erasekit.edit import Edit
 from erasekit.errors import ConfigError
+from erasekit.io import check_writable
 
-from .folder import RunLock, check_writable
+from .folder import RunLock
 from .prompt_sets import PromptRow
 from .protocols import EvalProtocol, Generation, PromptSetSpec
 from .runner import (

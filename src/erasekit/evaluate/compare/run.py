@@ -15,10 +15,11 @@ from typing import Any
 from erasekit import methods as registry
 from erasekit import worlds
 from erasekit.errors import OutputExistsError
+from erasekit.io import check_writable
 from erasekit.worlds import World
 
 from ..evaluation import canonical_concept
-from ..folder import check_writable, make_folder
+from ..folder import make_folder
 from ..report import write_json
 from .report import Goal, write_outputs
 from .rows import MethodSpec, Settings, compute_row, parse_method
