@@ -10,6 +10,7 @@ from safetensors import safe_open
 from typer.testing import CliRunner
 
 import erasekit
+from erasekit import worlds
 from erasekit.cli import attack as attack_cli
 from erasekit.cli._common import errors_as_messages
 from erasekit.cli.info import list_attacks
@@ -154,10 +155,10 @@ def test_attack_outputs_get_the_umask_permissions(umask_022, tmp_path):
 
 
 def test_concepts_match_the_worlds_names_whatever_the_case(app, tmp_path, monkeypatch):
-    assert attack_cli.world_concept("embedded", "Van Gogh") == "van gogh"
-    assert attack_cli.world_concept("embedded", " GARBAGE   Truck ") == "garbage truck"
-    assert attack_cli.world_concept("embedded", "Dali") == "Dali"  # not the world's: left for it to refuse
-    assert attack_cli.world_concept("tiny-sd1", "Cat") == "Cat"  # no world names: as given
+    assert worlds.canonical_concept(worlds.find("embedded"), "Van Gogh") == "van gogh"
+    assert worlds.canonical_concept(worlds.find("embedded"), " GARBAGE   Truck ") == "garbage truck"
+    assert worlds.canonical_concept(worlds.find("embedded"), "Dali") == "Dali"  # not the world's: left for it to refuse
+    assert worlds.canonical_concept(worlds.find("tiny-sd1"), "Cat") == "Cat"  # no world names: as given
 
     judge = BrightJudge(always=False)
     monkeypatch.setattr(attack_cli, "judge_for", lambda model: judge)

@@ -186,8 +186,9 @@ def test_concept_comes_from_the_option_then_the_edit_then_the_preset(monet_edit)
 
 
 def test_concepts_are_matched_to_the_worlds_names_whatever_their_case(tiny_pipe, tiny_preset, stub_judge, tmp_path):
-    from erasekit.evaluate import canonical_concept, load_protocol, resolve_concept
+    from erasekit.evaluate import load_protocol, resolve_concept
     from erasekit.evaluate.compare.run import _spelled
+    from erasekit.worlds import canonical_concept
 
     embedded = worlds.get("embedded")
     assert canonical_concept(embedded, "Van  GOGH") == "van gogh" and canonical_concept(embedded, "NUDITY") == "nudity"

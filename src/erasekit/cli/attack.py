@@ -39,16 +39,6 @@ def default_prompts(model: str, concept: str, n: int | None) -> list[str]:
     return world.default_prompts(concept, n=n) if world is not None else [concept]
 
 
-def world_concept(model: str, concept: str) -> str:
-    """``concept`` as the world of ``model`` spells it, case and spacing ignored ("Van  Gogh" -> "van gogh");
-    unchanged for a model without a world or a name the world does not know."""
-    world = worlds.find(model)
-    if world is None:
-        return concept
-    names = {" ".join(n.split()).casefold(): n for kind in world.concepts().values() for n in kind}
-    return names.get(" ".join(concept.split()).casefold(), concept)
-
-
 def attack(
     name: str = typer.Argument(..., help="Attack name: derived, soft-prompt, discrete or ringabell."),
     concept: str = typer.Option(..., "--concept", "-c", help="The erased concept, as the judge names it."),
@@ -76,7 +66,7 @@ def attack(
 
     get(name)  # fail on a bad name before loading anything
     check_output_folder(out, overwrite=overwrite, marker="result.json")  # fail before loading and attacking
-    concept = world_concept(model, concept)
+    concept = worlds.canonical_concept(worlds.find(model), concept)  # "Van Gogh" is the world's "van gogh"
     if n_prompts is not None and n_prompts < 1:
         raise ConfigError(f"--n-prompts must be ≥ 1, got {n_prompts}.")
     overrides = parse_assignments(set_)

@@ -7,7 +7,7 @@ result["metrics"]["efficacy"]["judge_detect_rate_target"]
 
 from __future__ import annotations
 
-from .evaluation import canonical_concept, evaluate, generate_images, load_rows, resolve_concept, user_protocol
+from .evaluation import evaluate, generate_images, load_rows, resolve_concept, user_protocol
 from .prompt_sets import PromptRow, load_prompt_set, read_user_prompts
 from .protocols import (
     DerivedSpec,
@@ -42,7 +42,6 @@ __all__ = [
     "WorkItem",
     "available_protocols",
     "build_work",
-    "canonical_concept",
     "check_attacks",
     "evaluate",
     "generate",

@@ -32,7 +32,6 @@ from .store import finite_or_none
 from .work import WorkItem
 
 __all__ = [
-    "canonical_concept",
     "default_generation",
     "evaluate",
     "generate_images",
@@ -44,19 +43,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def canonical_concept(world: World | None, concept: str) -> str:
-    """Returns the world's own spelling of ``concept``, matched ignoring case and extra spaces ("Van  Gogh"
-    -> "van gogh"); ``concept`` as given when the world has no such concept (its error then lists them)."""
-    key = " ".join(concept.split()).casefold()
-    names = [name for kind in (world.concepts() if world is not None else {}).values() for name in kind]
-    return next((name for name in names if " ".join(name.split()).casefold() == key), concept)
-
-
 def resolve_concept(
     protocol: EvalProtocol, edit: Edit | None, concept: str | None, world: World | None = None
 ) -> str | None:
     """Returns the concept under evaluation: ``concept``, else the edit's first, else the protocol's default,
-    in ``world``'s spelling (:func:`canonical_concept`: "Van Gogh" is the embedded world's "van gogh").
+    in ``world``'s spelling (:func:`erasekit.worlds.canonical_concept`: "Van Gogh" is the embedded world's "van gogh").
 
     Raises:
         ConfigError: an embedded-world protocol made for one kind of concept (e.g. styles) is asked to
@@ -69,7 +60,7 @@ def resolve_concept(
         found = edit.concepts[0]
     if not found:
         return protocol.concept
-    found = canonical_concept(world, found)
+    found = worlds.canonical_concept(world, found)
     if world is not None and protocol.concept and any(spec.embedded for spec in protocol.prompts):
         kind, expected = world.concept_kind(found), world.concept_kind(protocol.concept)
         if kind != expected:

@@ -115,6 +115,15 @@ def find(name_or_path: str) -> World | None:
     return get(name_or_path) if name_or_path in WORLDS else None
 
 
+def canonical_concept(world: World | None, concept: str) -> str:
+    """Returns the world's own spelling of ``concept``, matched ignoring case and extra spaces ("Van  Gogh"
+    -> "van gogh"); ``concept`` as given when the world (or a model without one) has no such concept, so
+    that whatever reads it next refuses it with the names it knows."""
+    key = " ".join(concept.split()).casefold()
+    names = [name for kind in (world.concepts() if world is not None else {}).values() for name in kind]
+    return next((name for name in names if " ".join(name.split()).casefold() == key), concept)
+
+
 def available() -> list[str]:
     return WORLDS.names()
 

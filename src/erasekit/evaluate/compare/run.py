@@ -18,7 +18,6 @@ from erasekit.errors import OutputExistsError
 from erasekit.io import check_writable
 from erasekit.worlds import World
 
-from ..evaluation import canonical_concept
 from ..folder import make_folder
 from ..report import write_json
 from .report import Goal, write_outputs
@@ -133,7 +132,7 @@ class _Steps:
 def _spelled(name: str, world: World) -> str:
     """Returns the world's spelling of a scenario or concept name, whatever its case ("Van Gogh", "STYLE")."""
     key = " ".join(name.split()).casefold()
-    return next((s for s in world.scenarios() if s.casefold() == key), None) or canonical_concept(world, name)
+    return next((s for s in world.scenarios() if s.casefold() == key), None) or worlds.canonical_concept(world, name)
 
 
 def _slug(text: str) -> str:
