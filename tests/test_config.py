@@ -32,3 +32,12 @@ def test_strings_from_the_command_line_are_parsed_by_field_type():
 def test_bad_values_name_the_field(overrides, words):
     with pytest.raises(ConfigError, match=words):
         make_config(Toy, overrides)
+
+
+def test_check_count_takes_whole_numbers_from_one():
+    from erasekit.config import check_count
+
+    check_count("--n-prompts", 1)
+    for bad in (0, -3, 2.5, True, "4"):
+        with pytest.raises(ConfigError, match="--n-prompts must be a whole number >= 1"):
+            check_count("--n-prompts", bad)

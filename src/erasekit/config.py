@@ -93,3 +93,9 @@ def renamed(new_value: Any, old_value: Any, *, new: str, old: str, stacklevel: i
     if new_value is not None and new_value != old_value:
         raise ConfigError(f"{new} {new_value!r} and {old} {old_value!r} disagree: give {new} only.")
     return old_value
+
+
+def check_count(name: str, value: Any) -> None:
+    """Raises ConfigError unless ``value`` is a whole number >= 1 (``name``: the option, e.g. ``--num-processes``)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}.")

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .. import worlds
 from ..attacks.victim import Sampling
+from ..config import check_count
 from ..errors import ConfigError
 from ..io import parse_assignments
 from ..judge import Judge
@@ -67,8 +68,8 @@ def attack(
     get(name)  # fail on a bad name before loading anything
     check_output_folder(out, overwrite=overwrite, marker="result.json")  # fail before loading and attacking
     concept = worlds.canonical_concept(worlds.find(model), concept)  # "Van Gogh" is the world's "van gogh"
-    if n_prompts is not None and n_prompts < 1:
-        raise ConfigError(f"--n-prompts must be ≥ 1, got {n_prompts}.")
+    if n_prompts is not None:
+        check_count("--n-prompts", n_prompts)
     overrides = parse_assignments(set_)
     the_edit = erasekit.Edit.load(edit) if edit is not None else None
     judge = judge_for(model)

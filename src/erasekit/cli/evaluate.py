@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from ..config import check_count
 from ..errors import ConfigError
 from ..evaluate.protocols import available_protocols
 from ..io import parse_assignments
@@ -54,8 +55,8 @@ def n_prompts_or_limit(n_prompts: int | None, limit: int | None) -> int | None:
         ConfigError: both given, with different values, or a value < 1.
     """
     n_prompts = renamed_option(n_prompts, limit, new="--n-prompts", old="--limit")
-    if n_prompts is not None and n_prompts < 1:
-        raise ConfigError(f"--n-prompts must be a whole number >= 1, got {n_prompts}.")
+    if n_prompts is not None:
+        check_count("--n-prompts", n_prompts)
     return n_prompts
 
 

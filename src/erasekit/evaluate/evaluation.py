@@ -17,12 +17,13 @@ from typing import Any
 
 import erasekit
 from erasekit import worlds
+from erasekit.config import check_count
 from erasekit.edit import Edit
 from erasekit.errors import ConfigError
 from erasekit.metrics import GROUPS, Judge, MetricContext, preflight
 from erasekit.worlds import World
 
-from .generation import check_count, default_generation, generate_images, run_lock, user_protocol
+from .generation import default_generation, generate_images, run_lock, user_protocol
 from .prompt_sets import PromptRow, load_prompt_set, read_user_prompts
 from .protocols import EvalProtocol, load_protocol
 from .report import AttackRecord, check_attacks, with_attacks, write_html, write_json
@@ -91,8 +92,8 @@ def load_rows(
         PromptsFileError: missing file or columns.
         ConfigError: ``limit`` < 1, or a set left empty.
     """
-    if limit is not None and limit < 1:
-        raise ConfigError(f"--n-prompts (limit) must be a whole number >= 1, got {limit}.")
+    if limit is not None:
+        check_count("--n-prompts (limit)", limit)
     if prompts_csv is None:
         rows = {spec.name: load_prompt_set(spec, concept=concept, world=world) for spec in protocol.prompts}
     else:

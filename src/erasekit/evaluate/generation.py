@@ -19,6 +19,7 @@ from typing import Any
 
 import erasekit
 from erasekit import worlds
+from erasekit.config import check_count
 from erasekit.edit import Edit
 from erasekit.errors import ConfigError
 from erasekit.io import check_writable
@@ -39,12 +40,6 @@ from .store import ImageStore, dumps_strict
 from .work import Shard, WorkItem, build_work
 
 logger = logging.getLogger(__name__)
-
-
-def check_count(name: str, value: Any) -> None:
-    """Raises ConfigError unless ``value`` is a whole number >= 1 (``name`` is the option, e.g. --num-processes)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}.")
 
 
 def run_lock(out: str | os.PathLike[str]) -> AbstractContextManager[Any]:

@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 import yaml
 
+from erasekit.config import check_count
 from erasekit.errors import ConfigError, UnknownMetricError
 from erasekit.metrics import GROUPS, Group, check_metric_params, needs_reference
 
@@ -109,8 +110,7 @@ class Generation:
         for name, value in counts.items():
             if value is None and name in ("height", "width"):
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}.")
+            check_count(name, value)
         check_finite("guidance", self.guidance)
         if self.negative_prompt is not None and not isinstance(self.negative_prompt, str):
             raise ConfigError(f"negative_prompt must be text, got {self.negative_prompt!r}.")
