@@ -37,10 +37,14 @@ def test_the_cache_is_the_callers_and_repeats_cost_nothing(tiny_pipe):
 
 
 @pytest.mark.parametrize("kind", ["sd1", "sdxl"])
-def test_uce_encodes_every_prompt_set_in_one_pass(kind):
+@pytest.mark.parametrize(
+    ("method", "guides"), [("uce", None), ("rece", None), ("rece", ["art", "a photo"]), ("nullspace", None)]
+)
+def test_closed_forms_encode_every_prompt_set_in_one_pass(kind, method, guides):
     pipe = tiny_pipeline(kind)
     calls = _count_forwards(pipe)
-    erasekit.erase(pipe, ["van gogh", "a church"], method="uce", preserve=["monet"])
+    extra = {"epochs": 1} if method == "rece" else {"keep_energy": 0.9} if method == "nullspace" else {}
+    erasekit.erase(pipe, ["van gogh", "a church"], method=method, preserve=["monet"], guides=guides, **extra)
     assert len(calls) == (2 if kind == "sdxl" else 1)  # one batch per text encoder
 
 

@@ -91,7 +91,14 @@ BY_KIND = {"style": "style", "unsafe": "nudity", "object": "object-hard", "color
 @register("rece", RECEConfig, settings=SETTINGS, settings_by_kind=BY_KIND)
 def rece(request: EraseRequest, cfg: RECEConfig) -> Edit:
     """RECE: UCE, then erase the closed-form embeddings that still regenerate the concept (Alg. 1)."""
-    request.prefetch(request.concepts, [request.guides_or(cfg.guide)[0], " "], ["", " ", *request.preserve])
+    if request.preserve:
+        retain, per_row = ["", *request.preserve], cfg.preserve_scale
+    else:  # train.py: retain_texts = [' ' for _ in concepts], identical rows, so one copy weighted n_c
+        retain, per_row = [" "], cfg.preserve_scale * len(request.concepts)
+    # one text pass for UCE's prompt sets and the epochs' (uce_factor reads the guide "" as " ")
+    request.prefetch(
+        request.concepts, [g or " " for g in request.guides_or(cfg.guide)], ["", *request.preserve], retain
+    )
     factor, guides = uce_factor(request, cfg.uce())
     S = request.targets.gram("v") + (request.targets.gram("k") if cfg.edit_keys else 0)  # over edited layers
     L = request.encoder.max_length
@@ -100,10 +107,6 @@ def rece(request: EraseRequest, cfg: RECEConfig) -> Edit:
     distinct = list(dict.fromkeys(guides))
     guide_rows = request.encoder(distinct).states.reshape(-1, d)  # the guide's full sequence, paired 1:1
     guide_of = torch.cat([torch.arange(L) + distinct.index(g) * L for g in guides])
-    if request.preserve:
-        retain, per_row = ["", *request.preserve], cfg.preserve_scale
-    else:  # train.py: retain_texts = [' ' for _ in concepts], identical rows, so one copy weighted n_c
-        retain, per_row = [" "], cfg.preserve_scale * len(request.concepts)
     K = request.encoder(retain).states.reshape(-1, d)
     keep_w = torch.full((K.shape[0],), per_row)
     # the terms of Eq. 8 no step changes: λI, and the key layers it sums over but the edit keeps
