@@ -62,7 +62,7 @@ class Edit:
     gate: TokenGate | None = None
 
     def __repr__(self) -> str:  # the tensors stay out: a repr is for reading
-        ranks = sorted({B.shape[1] for B, _ in self.updates.values()})
+        ranks = self.ranks
         names = self.concepts if len(self.concepts) <= 4 else [*self.concepts[:3], f"... {len(self.concepts)} in all"]
         return (
             f"Edit(method={self.method!r}, concepts={names!r}, layers={len(self.updates)}, "
@@ -74,6 +74,11 @@ class Edit:
         """Dense ``ΔW`` of one layer, ``[d_out, d_in]`` float32."""
         B, A = self.updates[name]
         return B @ A
+
+    @property
+    def ranks(self) -> list[int]:
+        """The distinct ranks of the layers' updates, ascending."""
+        return sorted({B.shape[1] for B, _ in self.updates.values()})
 
     @property
     def n_params(self) -> int:
@@ -191,7 +196,7 @@ class Edit:
             "guides": self.guides,
             "preserve": self.preserve,
             "layers": len(self.updates),
-            "ranks": sorted({B.shape[1] for B, _ in self.updates.values()}),
+            "ranks": self.ranks,
             "parameters": self.n_params,
             "gate": gate,
             "config": self.config,
