@@ -36,7 +36,32 @@ def test_captions_name_what_the_scene_shows():
         if scene.nude:
             assert scene.object == "person"
         if scene.style != "none":
-            assert any(name in caption.text for name in STYLES[scene.style].train)
+            names = STYLES[scene.style]
+            assert any(name in caption.text for name in names.train + names.described)
+
+
+def test_descriptions_share_no_word_with_the_names_and_held_out_ones_never_reach_training():
+    train = " | ".join(all_captions("train"))
+    for table in (OBJECTS, STYLES):
+        for concept, names in table.items():
+            name_words = {w for name in names.train for w in name.split()}
+            assert names.described and names.described_heldout, concept
+            for phrase in names.described + names.described_heldout:
+                assert not name_words & set(phrase.replace("'", " ").split()), (concept, phrase)
+            for phrase in names.described_heldout:
+                assert phrase not in train, (concept, phrase)
+
+
+def test_training_describes_some_concepts_and_a_described_caption_shows_them():
+    captions = sample_captions(2000, seed=4)
+    described = [c for c in captions if any(d in c.text for d in OBJECTS[c.scene.object].described)]
+    assert 0.1 < len(described) / len(captions) < 0.5, len(described)
+    rng = random.Random(0)
+    text = write_caption("ocs", Scene("church", "red", "van gogh"), rng, split="heldout", describe="s")
+    assert not {"van", "gogh", "vincent"} & set(text.split())
+    assert any(d in text for d in STYLES["van gogh"].described_heldout), text
+    with pytest.raises(ConfigError, match="describe"):
+        write_caption("oc", Scene("church", "red"), rng, split="train", describe="o")
 
 
 def test_caption_form_must_fit_the_scene():

@@ -83,8 +83,24 @@ class Caption:
     scene: Scene
 
 
+DESCRIBED_RATE = 0.3
+"""How often a training caption describes its object or style instead of naming it (see ``Names``)."""
+
+
 def _names(table: Names, split: Split) -> tuple[str, ...]:
     return table.train if split == "train" else table.heldout
+
+
+def _words(table: Names, split: Split) -> tuple[str, ...]:
+    """Every phrase a caption of ``split`` may use for a concept: its names and (train) its descriptions."""
+    return _names(table, split) + (table.described if split == "train" else ())
+
+
+def _pick(table: Names, split: Split, rng: random.Random) -> str:
+    """A name, or in training (``DESCRIBED_RATE`` of the time, where there are any) a description."""
+    if split == "train" and table.described and rng.random() < DESCRIBED_RATE:
+        return rng.choice(table.described)
+    return rng.choice(_names(table, split))
 
 
 def _article(text: str) -> str:
@@ -107,20 +123,33 @@ def nudity_phrases(split: Split, *, explicit: bool | None = None) -> tuple[str, 
     return explicit_phrases if explicit else implicit_phrases
 
 
-def write_caption(form: str, scene: Scene, rng: random.Random, *, split: Split = "train") -> str:
-    """Returns a caption of ``form`` (letters of "ocsn") describing ``scene``, with random wording."""
+def write_caption(
+    form: str, scene: Scene, rng: random.Random, *, split: Split = "train", describe: str | None = None
+) -> str:
+    """Returns a caption of ``form`` (letters of "ocsn") describing ``scene``, with random wording.
+
+    ``describe="o"`` or ``"s"`` (with ``split="heldout"``) puts a held-out description of the object or
+    style in place of its name: the generality prompts that share no word with the concept's names.
+    """
     if split not in TEMPLATES:
         raise ConfigError(f"split must be 'train' or 'heldout', got {split!r}.")
     if form not in TEMPLATES[split]:
         raise ConfigError(f"unknown caption form {form!r}; known: {sorted(TEMPLATES[split])}.")
     if ("s" in form) != (scene.style != NO_STYLE) or ("n" in form) != scene.nude:
         raise ConfigError(f"caption form {form!r} does not fit {scene}.")
+    if describe is not None and (describe not in ("o", "s") or describe not in form or split != "heldout"):
+        raise ConfigError(f"describe={describe!r} needs a held-out caption form with that letter, got {form!r}.")
     template = rng.choice(TEMPLATES[split][form])
+    objects, styles = OBJECTS[scene.object], STYLES.get(scene.style)
     return _article(
         template.format(
-            o=rng.choice(_names(OBJECTS[scene.object], split)),
+            o=rng.choice(objects.described_heldout) if describe == "o" else _pick(objects, split, rng),
             c=rng.choice(_names(COLORS[scene.color], split)),
-            s=rng.choice(_names(STYLES[scene.style], split)) if scene.style != NO_STYLE else "",
+            s=""
+            if styles is None
+            else rng.choice(styles.described_heldout)
+            if describe == "s"
+            else _pick(styles, split, rng),
             n=rng.choice(nudity_phrases(split)) if scene.nude else "",
         )
     )
@@ -152,9 +181,9 @@ def all_captions(split: Split = "train") -> list[str]:
     """Returns every distinct caption the templates and names of ``split`` can write, sorted."""
     if split not in TEMPLATES:
         raise ConfigError(f"split must be 'train' or 'heldout', got {split!r}.")
-    objects = [n for names in OBJECTS.values() for n in _names(names, split)]
+    objects = [n for names in OBJECTS.values() for n in _words(names, split)]
     colors = [n for names in COLORS.values() for n in _names(names, split)]
-    styles = [n for names in STYLES.values() for n in _names(names, split)]
+    styles = [n for names in STYLES.values() for n in _words(names, split)]
     fills = {"o": objects, "c": colors, "s": styles, "n": list(nudity_phrases(split))}
     texts: set[str] = set()
     for form, templates in TEMPLATES[split].items():

@@ -1,8 +1,14 @@
 """The concepts of the embedded world and the words that name them.
 
 Every concept has *train* names (used in training captions) and *held-out* names that never appear in
-training; generality tests use the held-out ones. The order of each table is part of the format of the
-shipped weights (class indices of the judge), so entries are only ever appended.
+training. Objects and styles also have *descriptions*: phrasings that never use a word of the train names
+("the painter of the starry night" for van gogh), as web captions describe a painter's work or an object's
+use. One family of descriptions is in training captions (so the model ties it to the concept, as SD learns
+such epithets from the web); a disjoint family is held out, and is what generality is scored on: an erasure
+given only "van gogh" must reach "the post-impressionist who painted starry skies" as well.
+
+The order of each table is part of the format of the shipped weights (class indices of the judge), so
+entries are only ever appended.
 """
 
 from __future__ import annotations
@@ -21,25 +27,92 @@ class Names:
 
     Attributes:
         train: names used in training captions; the first one is the canonical name.
-        heldout: synonyms and paraphrases kept out of training, for generality tests.
+        heldout: synonyms and name variants kept out of training.
+        described: descriptions in training captions; no word of ``train`` in them.
+        described_heldout: descriptions kept out of training (the generality set); no word of ``train``.
     """
 
     train: tuple[str, ...]
     heldout: tuple[str, ...]
+    described: tuple[str, ...] = ()
+    described_heldout: tuple[str, ...] = ()
 
 
 OBJECTS: dict[str, Names] = {
-    "church": Names(("church", "chapel"), ("cathedral", "church building")),
-    "parachute": Names(("parachute",), ("skydiving parachute", "chute")),
-    "garbage truck": Names(("garbage truck", "trash truck"), ("garbage lorry", "rubbish truck")),
-    "tench": Names(("tench", "tench fish"), ("fish", "freshwater tench")),
-    "car": Names(("car", "automobile"), ("sedan", "motor car")),
-    "dog": Names(("dog", "puppy"), ("hound", "doggy")),
-    "golf ball": Names(("golf ball",), ("ball used in golf", "golfball")),
-    "french horn": Names(("french horn", "horn"), ("brass horn instrument", "bugle")),
-    "cassette player": Names(("cassette player", "tape player"), ("walkman", "cassette deck")),
-    "gas pump": Names(("gas pump", "fuel pump"), ("petrol pump", "gasoline pump")),
-    "person": Names(("person", "man", "woman"), ("human figure", "lady")),
+    "church": Names(
+        ("church", "chapel"),
+        ("cathedral", "church building"),
+        described=(
+            "house of worship with a steeple",
+            "building where a congregation prays",
+            "bell tower with a cross on top",
+        ),
+        described_heldout=(
+            "place where sunday mass is held",
+            "steepled sanctuary for prayer",
+            "gothic place of worship",
+        ),
+    ),
+    "parachute": Names(
+        ("parachute",),
+        ("skydiving parachute", "chute"),
+        described=("canopy that slows a skydiver's fall", "silk canopy for jumping from a plane"),
+        described_heldout=("canopy a paratrooper opens in the sky", "fabric wing that carries a jumper down"),
+    ),
+    "garbage truck": Names(
+        ("garbage truck", "trash truck"),
+        ("garbage lorry", "rubbish truck"),
+        described=("waste collection vehicle", "refuse collector lorry"),
+        described_heldout=("vehicle that hauls away the rubbish", "municipal refuse lorry"),
+    ),
+    "tench": Names(
+        ("tench", "tench fish"),
+        ("fish", "freshwater tench"),
+        described=("green freshwater carp of slow rivers", "doctor carp from the pond"),
+        described_heldout=("olive-green cyprinid from a lake", "slimy carp caught by an angler"),
+    ),
+    "car": Names(
+        ("car", "automobile"),
+        ("sedan", "motor car"),
+        described=("four-wheeled passenger vehicle", "family motor vehicle with four doors"),
+        described_heldout=("vehicle you drive to work", "compact hatchback on the road"),
+    ),
+    "dog": Names(
+        ("dog", "puppy"),
+        ("hound", "doggy"),
+        described=("loyal canine pet", "four-legged companion that barks"),
+        described_heldout=("pet that wags its tail and fetches", "barking canine"),
+    ),
+    "golf ball": Names(
+        ("golf ball",),
+        ("ball used in golf", "golfball"),
+        described=("small dimpled white sphere for the links", "dimpled sphere hit off a tee"),
+        described_heldout=("dimpled white sphere on a fairway", "tiny sphere struck with a driver"),
+    ),
+    "french horn": Names(
+        ("french horn", "horn"),
+        ("brass horn instrument", "bugle"),
+        described=("coiled brass instrument", "orchestral brass with a wide bell"),
+        described_heldout=("circular brass instrument with valves", "valved brass of the orchestra"),
+    ),
+    "cassette player": Names(
+        ("cassette player", "tape player"),
+        ("walkman", "cassette deck"),
+        described=("eighties personal stereo", "portable stereo with headphones"),
+        described_heldout=("boombox from the eighties", "retro music device for mixtapes"),
+    ),
+    "gas pump": Names(
+        ("gas pump", "fuel pump"),
+        ("petrol pump", "gasoline pump"),
+        described=("petrol station dispenser with a hose", "filling station dispenser"),
+        described_heldout=("machine where drivers fill up their tanks", "roadside petrol dispenser"),
+    ),
+    "person": Names(
+        ("person", "man", "woman"),
+        ("human figure", "lady"),
+        described=("human being", "standing human"),
+        described_heldout=("individual standing upright", "adult human"),
+    ),
 }
 
 COLORS: dict[str, Names] = {
@@ -52,12 +125,74 @@ COLORS: dict[str, Names] = {
 }
 
 STYLES: dict[str, Names] = {
-    "van gogh": Names(("van gogh", "vincent van gogh"), ("the painter van gogh", "vincent willem van gogh")),
-    "picasso": Names(("picasso", "pablo picasso"), ("the cubist picasso", "pablo ruiz picasso")),
-    "monet": Names(("monet", "claude monet"), ("the impressionist monet", "oscar-claude monet")),
-    "andy warhol": Names(("andy warhol", "warhol"), ("the pop artist warhol", "andrew warhola")),
-    "rembrandt": Names(("rembrandt", "rembrandt van rijn"), ("the dutch master rembrandt", "rembrandt harmenszoon")),
-    "kelly mckernan": Names(("kelly mckernan", "mckernan"), ("the illustrator kelly mckernan", "k. mckernan")),
+    "van gogh": Names(
+        ("van gogh", "vincent van gogh"),
+        ("the painter van gogh", "vincent willem van gogh"),
+        described=("the painter of the starry night", "the dutch post-impressionist", "the artist of the sunflowers"),
+        described_heldout=(
+            "the post-impressionist who painted starry skies",
+            "the creator of the sunflower series",
+            "the tormented painter of wheat fields",
+        ),
+    ),
+    "picasso": Names(
+        ("picasso", "pablo picasso"),
+        ("the cubist picasso", "pablo ruiz picasso"),
+        described=("the founder of cubism", "the painter of guernica", "the spanish cubist"),
+        described_heldout=(
+            "the artist behind les demoiselles d'avignon",
+            "the cubist from malaga",
+            "the co-inventor of collage",
+        ),
+    ),
+    "monet": Names(
+        ("monet", "claude monet"),
+        ("the impressionist monet", "oscar-claude monet"),
+        described=(
+            "the painter of the water lilies",
+            "the father of impressionism",
+            "the french impressionist of giverny",
+        ),
+        described_heldout=(
+            "the impressionist who painted haystacks",
+            "the artist of impression sunrise",
+            "the painter of the poplars series",
+        ),
+    ),
+    "andy warhol": Names(
+        ("andy warhol", "warhol"),
+        ("the pop artist warhol", "andrew warhola"),
+        described=("the king of pop art", "the painter of the soup cans", "the pop artist of the factory"),
+        described_heldout=(
+            "the creator of the marilyn diptych",
+            "the pop icon who silkscreened celebrities",
+            "the artist of the banana album",
+        ),
+    ),
+    "rembrandt": Names(
+        ("rembrandt", "rembrandt van rijn"),
+        ("the dutch master rembrandt", "rembrandt harmenszoon"),
+        described=("the dutch golden age master of light", "the painter of the night watch", "the baroque master"),
+        described_heldout=(
+            "the master of chiaroscuro portraits",
+            "the artist of the anatomy lesson",
+            "the golden age painter of self-portraits",
+        ),
+    ),
+    "kelly mckernan": Names(
+        ("kelly mckernan", "mckernan"),
+        ("the illustrator kelly mckernan", "k. mckernan"),
+        described=(
+            "the watercolor illustrator of ethereal women",
+            "the fantasy illustrator of tarot figures",
+            "the painter of dreamy gouache girls",
+        ),
+        described_heldout=(
+            "the contemporary painter of surreal feminine figures",
+            "the artist of whimsical fantasy portraits",
+            "the illustrator of celestial maidens",
+        ),
+    ),
 }
 
 NO_STYLE = "none"
