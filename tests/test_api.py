@@ -35,8 +35,8 @@ def test_bad_arguments(tiny_pipe, kwargs, error, words):
 
 def test_preset_is_the_deprecated_name_of_settings(tiny_pipe):
     with pytest.warns(DeprecationWarning, match="settings="):
-        edit = erasekit.erase(tiny_pipe, ["dog"], method="rece", preset="style")
-    assert edit.info["settings"] == "style" and edit.config["reg_lamb"] == 1e-3
+        edit = erasekit.erase(tiny_pipe, ["dog"], method="rece", preset="reference-style")
+    assert edit.info["settings"] == "reference-style" and edit.config["reg_lamb"] == 1e-3
 
 
 def test_a_concept_with_characters_the_tokenizer_cannot_read_warns(caplog):

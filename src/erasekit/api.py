@@ -29,20 +29,6 @@ def _names(value: Any, what: str, *, allow_empty: bool = True) -> list[str]:
     return names
 
 
-def resolve_settings(method: methods.Method, settings: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The named ``settings`` of ``method`` (if any) with ``overrides`` on top.
-
-    Raises:
-        ConfigError: ``method`` has no such settings.
-    """
-    if settings is None:
-        return dict(overrides)
-    if settings not in method.settings:
-        known = ", ".join(sorted(method.settings)) or "none"
-        raise ConfigError(f"Method {method.name!r} has no settings {settings!r}; its settings: {known}.")
-    return {**method.settings[settings], **overrides}
-
-
 def erase(
     pipe: Any,
     concepts: str | Sequence[str],
@@ -65,7 +51,7 @@ def erase(
         method: a registered method name (``erasekit.list_methods()``).
         preserve: one concept or a list of concepts whose outputs should not change.
         guides: what each concept should become (one for all, or one each); default: the method's.
-        settings: a named set of the method's hyper-parameters (e.g. RECE's ``"style"``).
+        settings: a named set of the method's hyper-parameters (e.g. RECE's ``"reference-style"``).
         preset: the old name of ``settings`` (deprecated; removed in the next release).
         encoder, targets: pre-built text encoder / target set, reused across calls to skip work.
         progress: called as ``progress(done, total)`` by methods that iterate (ESD, ACE).
@@ -89,7 +75,8 @@ def erase(
     if both:
         raise ConfigError(f"{both} is both erased and preserved: a concept cannot be in concepts and preserve.")
     m = methods.get(method)
-    cfg = make_config(m.config_cls, resolve_settings(m, settings, overrides))
+    settings = None if settings is None else m.settings_name(settings)
+    cfg = make_config(m.config_cls, {**m.settings.get(settings or "", {}), **overrides})
     if guides is not None:
         guides = _names(guides, "guides", allow_empty=False)
         guides = guides * len(concepts) if len(guides) == 1 else guides

@@ -49,9 +49,9 @@ def test_errors_are_messages_with_exit_code_2(tmp_path):
 def test_erase_settings_and_the_deprecated_preset_name(tmp_path):
     out = tmp_path / "r.safetensors"
     args = ["erase", "dog", "--model", "tiny-sd1", "--method", "rece", "-o", str(out), "--json"]
-    result = runner.invoke(app, [*args, "--settings", "style"])
-    assert result.exit_code == 0 and json.loads(result.stdout)["info"]["settings"] == "style"
-    result = runner.invoke(app, [*args, "--preset", "style", "--overwrite"])
+    result = runner.invoke(app, [*args, "--settings", "reference-style"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["info"]["settings"] == "reference-style"
+    result = runner.invoke(app, [*args, "--preset", "reference-style", "--overwrite"])
     assert result.exit_code == 0 and "--preset is now --settings" in result.stderr
 
 

@@ -13,7 +13,7 @@ def test_methods_lists_the_registry_with_defaults():
     result = runner.invoke(app, ["methods", "--json"])
     rows = {r["name"]: r for r in json.loads(result.stdout)}
     assert {"uce", "rece", "nullspace"} <= set(rows)
-    assert rows["uce"]["defaults"]["lamb"] == 0.5 and rows["rece"]["settings"]["style"]["reg_lamb"] == 1e-3
+    assert rows["uce"]["defaults"]["lamb"] == 0.5 and rows["rece"]["settings"]["reference-style"]["reg_lamb"] == 1e-3
 
 
 def test_info_shows_what_an_edit_holds(tmp_path):

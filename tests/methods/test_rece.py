@@ -35,7 +35,7 @@ def test_rece_matches_reference(any_pipe, reg_lamb):
 
 
 def test_rece_with_preserve_retains_empty_plus_preserve_as_train_artists(tiny_pipe):
-    edit = erasekit.erase(tiny_pipe, ["van gogh"], method="rece", settings="style", preserve=["monet"], guides=["art"])
+    edit = erasekit.erase(tiny_pipe, ["van gogh"], method="rece", settings="reference-style", preserve=["monet"], guides=["art"])
     ref = oracle.rece_reference(
         *oracle.of(tiny_pipe),
         ["van gogh"],
@@ -68,9 +68,15 @@ def test_select_epoch_takes_lowest_score_earliest_on_ties(tiny_pipe):
     assert best.info["epoch"] == 2 and best.info["epoch_scores"] == [0.3, 0.1, 0.1]
 
 
-def test_presets_set_the_papers_settings(tiny_pipe):
-    edit = erasekit.erase(tiny_pipe, ["van gogh"], method="rece", settings="style")
-    assert edit.config["epochs"] == 1 and edit.config["reg_lamb"] == 1e-3 and edit.info["settings"] == "style"
+def test_settings_are_named_for_their_source_and_the_old_names_still_work(tiny_pipe):
+    edit = erasekit.erase(tiny_pipe, ["van gogh"], method="rece", settings="reference-style")
+    assert edit.config["epochs"] == 1 and edit.config["reg_lamb"] == 1e-3 and edit.info["settings"] == "reference-style"
+    paper = erasekit.erase(tiny_pipe, ["van gogh"], method="rece", settings="paper-style")
+    assert paper.config["epochs"] == 10 and paper.config["reg_lamb"] == 1e-3
+    assert erasekit.methods.get("rece").settings["paper-nudity"]["epochs"] == 5
+    with pytest.warns(DeprecationWarning, match="'style' are now 'reference-style'"):
+        old = erasekit.erase(tiny_pipe, ["van gogh"], method="rece", settings="style")
+    assert old.info["settings"] == "reference-style" and old.config == edit.config
 
 
 def test_rece_values_only_still_sums_eq8_over_keys_and_values(tiny_pipe):

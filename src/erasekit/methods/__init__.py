@@ -8,6 +8,7 @@ method declares there (preserve set, settings, variants).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,12 +89,13 @@ class Method:
         name: the registry name.
         config_cls: the frozen config dataclass (defaults = the reference's).
         fn: ``fn(request, cfg) -> Edit``.
-        settings: named hyper-parameter sets (``--settings NAME``), e.g. RECE's ``"style"``.
+        settings: named hyper-parameter sets (``--settings NAME``), e.g. RECE's ``"reference-style"``.
         takes_preserve: whether the method has a preserve term (ESD has none and refuses a preserve set).
         default_settings: the settings a comparison uses when none is named (ESD's ``"lora"``).
-        settings_by_kind: the settings a comparison uses for a kind of concept (``{"style": "style"}``).
+        settings_by_kind: the settings a comparison uses for a kind of concept (``{"style": "reference-style"}``).
         variants: table names of variants -> config overrides (``{"esd-x": {"variant": "x"}}``); the
             comparison lists the variants in place of the method.
+        renamed_settings: old settings names -> new ones; the old names still work, with a DeprecationWarning.
     """
 
     name: str
@@ -104,10 +106,30 @@ class Method:
     default_settings: str | None = None
     settings_by_kind: dict[str, str] = field(default_factory=dict)
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    renamed_settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def summary(self) -> str:
         return (self.fn.__doc__ or "").strip().splitlines()[0]
+
+    def settings_name(self, name: str) -> str:
+        """The current name of the settings ``name`` (an old name warns).
+
+        Raises:
+            ConfigError: the method has no such settings.
+        """
+        if name in self.renamed_settings:
+            new = self.renamed_settings[name]
+            warnings.warn(
+                f"{self.name} settings {name!r} are now {new!r}; {name!r} goes in the next release.",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            name = new
+        if name not in self.settings:
+            known = ", ".join(sorted(self.settings)) or "none"
+            raise ConfigError(f"Method {self.name!r} has no settings {name!r}; its settings: {known}.")
+        return name
 
 
 REGISTRY: Registry[Method] = Registry("method", UnknownMethodError)
@@ -122,6 +144,7 @@ def register(
     default_settings: str | None = None,
     settings_by_kind: dict[str, str] | None = None,
     variants: dict[str, dict[str, Any]] | None = None,
+    renamed_settings: dict[str, str] | None = None,
 ) -> Callable[[MethodFn], MethodFn]:
     """Decorator: register ``fn`` as the method ``name`` with its config class and capabilities (see :class:`Method`).
 
@@ -130,7 +153,7 @@ def register(
         ConfigError: a default or per-kind settings name that ``settings`` does not define.
     """
     settings = dict(settings or {})
-    for named in [default_settings, *(settings_by_kind or {}).values()]:
+    for named in [default_settings, *(settings_by_kind or {}).values(), *(renamed_settings or {}).values()]:
         if named is not None and named not in settings:
             raise ConfigError(f"Method {name!r} names settings {named!r} but defines only {sorted(settings)}.")
 
@@ -146,6 +169,7 @@ def register(
                 default_settings,
                 dict(settings_by_kind or {}),
                 dict(variants or {}),
+                dict(renamed_settings or {}),
             ),
         )
         return fn
