@@ -35,7 +35,9 @@ def test_rece_matches_reference(any_pipe, reg_lamb):
 
 
 def test_rece_with_preserve_retains_empty_plus_preserve_as_train_artists(tiny_pipe):
-    edit = erasekit.erase(tiny_pipe, ["van gogh"], method="rece", settings="reference-style", preserve=["monet"], guides=["art"])
+    edit = erasekit.erase(
+        tiny_pipe, ["van gogh"], method="rece", settings="reference-style", preserve=["monet"], guides=["art"]
+    )
     ref = oracle.rece_reference(
         *oracle.of(tiny_pipe),
         ["van gogh"],

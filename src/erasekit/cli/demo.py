@@ -21,7 +21,8 @@ from erasekit.evaluate import evaluate
 from erasekit.evaluate.folder import make_folder
 
 CONCEPT = "van gogh"
-METHODS = {"rece": {"settings": "reference-style"}, "uce": {}}  # RECE with the reference code's style settings (λ 1e-3, 1 epoch)
+# RECE with the reference code's style settings (λ 1e-3, 1 epoch)
+METHODS = {"rece": {"settings": "reference-style"}, "uce": {}}
 console = Console()
 
 
