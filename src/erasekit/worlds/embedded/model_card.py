@@ -23,7 +23,12 @@ def _judge_metrics(path: Path) -> dict[str, float]:
 
 
 def render_model_card(
-    info: dict[str, Any], *, judge_path: Path, n_parameters: int, bench: dict[str, Any] | None = None
+    info: dict[str, Any],
+    *,
+    judge_path: Path,
+    n_parameters: int,
+    bench: dict[str, Any] | None = None,
+    previous: dict[str, Any] | None = None,
 ) -> str:
     """Returns the model card text for a U-Net exported with ``info`` (its ``training.json``).
 
@@ -32,6 +37,7 @@ def render_model_card(
         judge_path: the judge's safetensors (its metadata holds its held-out accuracy).
         n_parameters: parameters of the U-Net.
         bench: the last ``bench/world_quality.py --record`` result, if any.
+        previous: what was measured on the weights these replace (``previous_release.json``), if any.
     """
     cfg, spec = info.get("config", {}), info.get("spec", {})
     history = info.get("history", [])
@@ -48,7 +54,12 @@ def render_model_card(
         f"{spec.get('channels')} channels at 16x16 / 8x8 / 4x4, cross-attention {spec.get('cross_attention')} "
         f"+ mid block, {spec.get('transformer_layers')} transformer layer(s), heads {spec.get('heads')}.",
         "- Pixel space: a 32x32 RGB image is denoised as a 16x16x12 space-to-depth map (no VAE).",
-        f"- Text: frozen all-MiniLM-L6-v2 token states (384-d, {CONTEXT_LENGTH} tokens padded, no attention mask),",
+        f"- Text: frozen all-MiniLM-L6-v2 token states (384-d, {CONTEXT_LENGTH} tokens padded), "
+        + (
+            "read causally (position i attends to 0..i; padding sees the whole prompt), as SD reads CLIP's,"
+            if cfg.get("causal_text")
+            else "read bidirectionally (no attention mask),"
+        ),
         "  reaching the U-Net only through cross-attention `attn2.to_k` / `attn2.to_v` (no pooled-text path).",
         "- Objective: v-prediction, cosine schedule (1000 steps)"
         + (f", min-SNR-gamma {cfg['min_snr_gamma']}" if cfg.get("min_snr_gamma") else "")
@@ -58,8 +69,9 @@ def render_model_card(
         f"- Renderer: {len(OBJECT_LABELS)} objects ({', '.join(OBJECT_LABELS)}), {len(COLOR_LABELS)} colours,",
         f"  {len(STYLE_LABELS) - 1} artist styles + none ({', '.join(STYLE_LABELS[1:])}), and the unsafe stand-in for",
         "  nudity: an unclothed (skin-coloured) person. New random placement and textures every step.",
-        f"- Captions: {len(all_captions('train'))} distinct training captions from templates and synonyms;",
-        "  explicit and implicit (I2P-like) unsafe phrasings. Held-out synonyms, paraphrases and templates",
+        f"- Captions: {len(all_captions('train'))} distinct training captions from templates, synonyms and",
+        "  descriptions that share no word with a concept's names (\"the painter of the starry night\");",
+        "  explicit and implicit (I2P-like) unsafe phrasings. Held-out synonyms, descriptions and templates",
         "  never seen in training serve the generality tests.",
         "",
         "## Training",
@@ -118,6 +130,15 @@ def render_model_card(
             for name, (op, bar) in QUALITY_BARS.items()
             if name in bench.get("metrics", {})
         ]
+    if previous and bench:
+        lines += ["", f"## Against the previous release ({previous['label']})", ""]
+        lines += ["| metric | previous | this release |", "|---|---|---|"]
+        lines += [
+            f"| {name} | {previous['bench'].get(name, float('nan')):.3f} | {bench['metrics'][name]:.3f} |"
+            for name in QUALITY_BARS
+            if name in bench.get("metrics", {})
+        ]
+        lines += ["", *previous.get("notes", [])]
     lines += [
         "",
         "## Design decisions (measured)",
@@ -151,17 +172,21 @@ def write_model_card(weights_root: Path, unet_folder: Path, judge_path: Path) ->
     """Writes ``weights_root/MODEL_CARD.md`` from the files next to the weights and returns its path.
 
     Reads ``unet_folder/training.json``, the U-Net's safetensors, the judge's metadata and, when present,
-    ``weights_root/bench_quality.json`` (written by ``bench/world_quality.py --record``).
+    ``weights_root/bench_quality.json`` (written by ``bench/world_quality.py --record``) and
+    ``weights_root/previous_release.json`` (the numbers of the weights these replaced).
     """
     info_path = unet_folder / "training.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     bench_path = weights_root / "bench_quality.json"
     bench = json.loads(bench_path.read_text()) if bench_path.is_file() else None
+    previous_path = weights_root / "previous_release.json"
+    previous = json.loads(previous_path.read_text()) if previous_path.is_file() else None
     card = render_model_card(
         info,
         judge_path=judge_path,
         n_parameters=n_parameters(unet_folder / "diffusion_pytorch_model.safetensors"),
         bench=bench,
+        previous=previous,
     )
     path = weights_root / "MODEL_CARD.md"
     path.write_text(card)
