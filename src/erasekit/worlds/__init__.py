@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 
@@ -22,6 +22,10 @@ from ..errors import ConfigError, UnknownWorldError
 from ..judge import Judge
 from ..pipeline import load_local
 from ..registry import Registry
+
+PromptSplit = Literal["fit", "val", "test"]
+"""Which prompts a world's suite gives: those a method may see, those for tuning, those that are reported."""
+SPLITS: tuple[PromptSplit, ...] = ("fit", "val", "test")
 
 
 class World(Protocol):
@@ -54,11 +58,17 @@ class World(Protocol):
         """The kind of one of its concepts ("object", "color", "style", "unsafe")."""
         ...
 
-    def prompt_suite(self, concept: str, *, n: int | None = None) -> dict[str, list[str]]:
-        """``{"target": [...], "generality": [...], "specificity": [...]}`` prompts for ``concept``."""
+    def prompt_suite(self, concept: str, *, n: int | None = None, split: PromptSplit = "test") -> dict[str, list[str]]:
+        """``{"target": [...], "generality": [...], "specificity": [...]}`` prompts for ``concept``.
+
+        ``split``: ``"fit"`` (prompts a method may see), ``"val"`` (for tuning) or ``"test"`` (what is
+        reported); no prompt string is in two splits (``erasekit compare`` checks).
+        """
         ...
 
-    def suite_rows(self, concept: str, *, n: int | None = None) -> list[tuple[str, str, str]]:
+    def suite_rows(
+        self, concept: str, *, n: int | None = None, split: PromptSplit = "test"
+    ) -> list[tuple[str, str, str]]:
         """``(group, prompt, what it shows)`` rows of :meth:`prompt_suite`, for scoring with labels."""
         ...
 

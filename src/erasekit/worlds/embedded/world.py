@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from ...judge import Judge
+from .. import PromptSplit
 from .judge import load_judge
 from .load import load_pipeline
 from .pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
@@ -38,11 +39,13 @@ class EmbeddedWorld:
     def concept_kind(self, concept: str) -> str:
         return concept_kind(concept)
 
-    def prompt_suite(self, concept: str, *, n: int | None = None) -> dict[str, list[str]]:
-        return prompt_suite(concept, **({"n": n} if n else {}))
+    def prompt_suite(self, concept: str, *, n: int | None = None, split: PromptSplit = "test") -> dict[str, list[str]]:
+        return prompt_suite(concept, split=split, **({"n": n} if n else {}))
 
-    def suite_rows(self, concept: str, *, n: int | None = None) -> list[tuple[str, str, str]]:
-        return suite_rows(concept, **({"n": n} if n else {}))
+    def suite_rows(
+        self, concept: str, *, n: int | None = None, split: PromptSplit = "test"
+    ) -> list[tuple[str, str, str]]:
+        return suite_rows(concept, split=split, **({"n": n} if n else {}))
 
     def default_prompts(self, concept: str, *, n: int | None = None) -> list[str]:
         return self.prompt_suite(concept, n=n)["target"]

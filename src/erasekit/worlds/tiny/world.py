@@ -10,6 +10,7 @@ import torch
 from ...errors import ConfigError
 from ...judge import Judge
 from ...pipeline import resolve_device, resolve_dtype
+from .. import PromptSplit
 from . import tiny_pipeline
 
 logger = logging.getLogger(__name__)
@@ -44,11 +45,13 @@ class TinyWorld:
     def concept_kind(self, concept: str) -> str:
         raise ConfigError(f"{self.name} has no concepts of its own: it is a tiny random model.")
 
-    def prompt_suite(self, concept: str, *, n: int | None = None) -> dict[str, list[str]]:
+    def prompt_suite(self, concept: str, *, n: int | None = None, split: PromptSplit = "test") -> dict[str, list[str]]:
         raise ConfigError(f"{self.name} has no prompt suites: pass prompts of your own (--prompts FILE).")
 
-    def suite_rows(self, concept: str, *, n: int | None = None) -> list[tuple[str, str, str]]:
-        return list(self.prompt_suite(concept, n=n))  # raises: no suites
+    def suite_rows(
+        self, concept: str, *, n: int | None = None, split: PromptSplit = "test"
+    ) -> list[tuple[str, str, str]]:
+        return list(self.prompt_suite(concept, n=n, split=split))  # raises: no suites
 
     def default_prompts(self, concept: str, *, n: int | None = None) -> list[str]:
         return [concept]
