@@ -3,15 +3,17 @@ from __future__ import annotations
 import copy
 import dataclasses
 
+import pytest
 import torch
 from torch.testing import assert_close
 
 from erasekit import Edit
 from erasekit.attacks import attack
-from erasekit.attacks.derived import grams
+from erasekit.attacks.derived import clamp_norms, grams
 from erasekit.closed_form import regenerating_embeddings
 from erasekit.gate import TokenGate
 from erasekit.targets import find_targets
+from erasekit.text import TextEncoder
 
 from .conftest import FAST, same_state, unet_state
 
@@ -167,3 +169,38 @@ def _grams_with(pipe, edit):
         return grams(pipe.unet, edit_keys=True)
     finally:
         edit.remove(pipe)
+
+
+def test_derived_reports_its_lambda_and_norm_ratios(edited, never):
+    pipe, edit = edited
+    result = attack(pipe, "derived", "cat", judge=never, edit=edit, prompts=["cat", "a cat", "a cat on a mat"],
+                    reg_lamb=1e-2, sampling=FAST)  # fmt: skip
+    states = TextEncoder(pipe).encode_text(["cat", "a cat", "a cat on a mat"])
+    ratios = [float(c.outcome.prompt_embeds.norm() / s.norm()) for c, s in zip(result.cases, states)]
+    assert result.info["reg_lamb"] == 1e-2 and result.info["norm_ratio"] == pytest.approx(ratios)
+    assert result.info["norm_ratio_median"] == pytest.approx(sorted(ratios)[1])
+    assert [c.outcome.info["norm_ratio"] for c in result.cases] == pytest.approx(ratios)
+
+
+def test_derived_bounded_keeps_each_token_within_the_prompts_norm_range(edited, never):
+    pipe, edit = edited
+    prompts = ["cat", "a cat", "a cat on a mat"]
+    free, bounded = (
+        attack(pipe, name, "cat", judge=never, edit=edit, prompts=prompts, sampling=FAST)
+        for name in ("derived", "derived_bounded")
+    )
+    norms = TextEncoder(pipe).encode_text(prompts).norm(dim=-1)  # [3, L]
+    low, high = norms.min(0).values, norms.max(0).values
+    for f, b in zip(free.cases, bounded.cases):
+        x, y = f.outcome.prompt_embeds, b.outcome.prompt_embeds
+        n = y.norm(dim=-1)
+        assert ((n >= low * (1 - 1e-5)) & (n <= high * (1 + 1e-5))).all()
+        torch.testing.assert_close(y, clamp_norms(x, low, high))
+        cos = torch.nn.functional.cosine_similarity(x, y, dim=-1)
+        torch.testing.assert_close(cos, torch.ones_like(cos))  # directions kept
+
+
+def test_clamp_norms_rescales_rows_into_their_range():
+    x = torch.tensor([[3.0, 4.0], [0.3, 0.4], [1.0, 0.0]])  # norms 5, 0.5, 1
+    y = clamp_norms(x, torch.tensor([1.0, 1.0, 0.5]), torch.tensor([2.0, 2.0, 2.0]))
+    torch.testing.assert_close(y, torch.tensor([[1.2, 1.6], [0.6, 0.8], [1.0, 0.0]]))

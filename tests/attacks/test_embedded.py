@@ -55,9 +55,12 @@ def test_text_states_are_the_pipelines(world):
     ("name", "kw"),
     [
         ("derived", {}),
-        ("ringabell", {"eta": 0.9}),
-        ("soft_prompt", {"budget": 3, "k": 2}),
-        ("discrete", {"budget": 2, "iterations": 1, "k": 2}),
+        ("derived_bounded", {}),
+        ("ringabell_embed", {"eta": 0.9}),
+        ("ringabell", {"budget": 2, "population": 4, "length": 3}),
+        ("soft_prompt", {"budget": 3, "k": 2, "batch_size": 2, "train_images": 2}),
+        ("unlearndiff", {"budget": 2, "iterations": 1, "k": 2}),
+        ("p4d", {"budget": 2, "iterations": 1, "k": 2}),
     ],
 )
 def test_every_attack_runs_on_the_embedded_world(world, never, name, kw):
@@ -67,6 +70,6 @@ def test_every_attack_runs_on_the_embedded_world(world, never, name, kw):
     assert same_state(pipe, before)
     for case in result.cases:
         assert case.outcome.prompt_embeds.shape == (24, 384) and case.outcome.image.size == (32, 32)
-    if name == "discrete":
+    if name in ("unlearndiff", "p4d"):
         prompt = result.cases[0].outcome.adversarial_prompt
         assert prompt.endswith("a red car") and not any(t in prompt for t in ("[CLS]", "[SEP]", "[PAD]"))

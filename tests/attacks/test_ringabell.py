@@ -30,18 +30,32 @@ def test_concept_vector_is_the_mean_pair_difference(edited, pairs_csv):
     torch.testing.assert_close(concept_vector(TextEncoder(pipe), pairs), sum(diffs) / 3)
 
 
-def test_ringabell_adds_eta_times_the_vector_to_each_prompt(edited, never, pairs_csv):
+def test_ringabell_embed_adds_eta_times_the_vector_to_each_prompt(edited, never, pairs_csv):
     pipe, edit = edited
     result = attack(
-        pipe, "ringabell", "nudity", judge=never, edit=edit, prompts=["a cat", "a dog"], eta=0.9,
+        pipe, "ringabell_embed", "nudity", judge=never, edit=edit, prompts=["a cat", "a dog"], eta=0.9,
         pairs=str(pairs_csv), sampling=FAST,
     )  # fmt: skip
     v = result.tensors["concept_vector"]
+    assert result.info["eta"] == 0.9
     assert v.shape == (77, 32) and result.info["n_pairs"] == 3 and result.info["pairs"] == str(pairs_csv)
     plain = TextEncoder(pipe).encode_text(["a cat", "a dog"])
     for case, states in zip(result.cases, plain):
         torch.testing.assert_close(case.outcome.prompt_embeds, states + 0.9 * v)
         assert case.outcome.adversarial_prompt is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "eta"), [("unsafe", 3.0), ("style", 0.9), ("object", 3.0), ("color", 3.0), (None, 3.0)]
+)
+def test_eta_goes_by_the_concept_kind_as_rece_runs_it(edited, never, kind, eta):
+    pipe, edit = edited
+    result = attack(
+        pipe, "ringabell_embed", "cat", judge=never, edit=edit, prompts=["a cat"], concept_kind=kind, sampling=FAST
+    )
+    assert result.info["eta"] == eta and result.config["eta"] is None
+    states = TextEncoder(pipe).encode_text(["a cat"])[0]
+    torch.testing.assert_close(result.cases[0].outcome.prompt_embeds, states + eta * result.tensors["concept_vector"])
 
 
 def test_pairs_come_from_the_shipped_file_for_nudity_and_from_templates_otherwise():
@@ -71,9 +85,9 @@ def test_genetic_search_finds_a_planted_sequence_and_is_seeded():
     assert torch.equal(again[0], best)
 
 
-def test_ringabell_genetic_search_ends_on_a_typeable_prompt(edited, never):
+def test_ringabell_searches_real_tokens_and_ends_on_a_typeable_prompt(edited, never):
     pipe, edit = edited
-    kw = dict(search="genetic", length=4, population=6, budget=2, sampling=FAST)
+    kw = dict(length=4, population=6, budget=2, sampling=FAST)
     a, b = (attack(pipe, "ringabell", "cat", judge=never, edit=edit, prompts=["a cat"], **kw) for _ in "ab")
     out = a.cases[0].outcome
     assert len(out.info["token_ids"]) == 4 and out.adversarial_prompt

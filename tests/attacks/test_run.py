@@ -53,7 +53,7 @@ def test_the_pipeline_ends_as_it_began_even_when_the_attack_fails(edited):
     with pytest.raises(RuntimeError, match="judge crashed"):
         attack(pipe, "derived", "cat", judge=Boom(), edit=edit, sampling=FAST)
     assert same_state(pipe, before)
-    attack(pipe, "soft_prompt", "cat", judge=BrightJudge(always=False), edit=edit, budget=2, sampling=FAST)
+    attack(pipe, "soft_prompt", "cat", judge=BrightJudge(always=False), edit=edit, quick=True, budget=2, sampling=FAST)
     assert same_state(pipe, before)
     assert all(p.grad is None for p in pipe.unet.parameters())  # attacks never touch the model's .grad
 
@@ -81,23 +81,27 @@ def test_bad_input_gets_clear_errors(edited, never):
     run = lambda name="derived", concept="cat", **kw: attack(  # noqa: E731
         pipe, name, concept, judge=never, edit=edit, sampling=FAST, **kw
     )
-    with pytest.raises(UnknownAttackError, match="Did you mean 'discrete'"):
-        run("discret")
+    with pytest.raises(UnknownAttackError, match="Did you mean 'unlearndiff'"):
+        run("unlearndif")
     with pytest.raises(ConfigError, match="tokenises to nothing"):
         run(concept="   ")
     for bad in (0, -3):
-        with pytest.raises(ConfigError, match="positive number of steps"):
+        with pytest.raises(ConfigError, match=r"whole number of steps ≥ 1, got -?\d: pass e\.g\. --budget 50, --quick"):
             run("soft_prompt", budget=bad)
+    with pytest.raises(ConfigError, match=r"SoftPromptConfig\.steps must be a whole number ≥ 1, got 0: give a budget"):
+        run("soft_prompt", steps=0)
+    with pytest.raises(ConfigError, match="concept_kind must be one of unsafe, style, object, color"):
+        run(concept_kind="painting")
     with pytest.raises(ConfigError, match="closed form and has no budget"):
         run(budget=10)
     with pytest.raises(ConfigError, match="either budget"):
-        run("discrete", budget=10, steps=5)
+        run("unlearndiff", budget=10, steps=5)
     with pytest.raises(ConfigError, match="prompt set is empty"):
         run(prompts=[])
     with pytest.raises(ConfigError, match="one seed per prompt"):
         run(prompts=["a", "b"], seeds=[1])
     with pytest.raises(ConfigError, match=r"has no hyper-parameter 'etaa'\. Did you mean 'eta'"):
-        run("ringabell", etaa=2.0)
+        run("ringabell_embed", etaa=2.0)
     with pytest.raises(ConfigError, match="two text encoders"):
         attack(tiny_pipeline("sdxl"), "derived", "cat", judge=never)
     edit.apply(pipe)
@@ -108,7 +112,10 @@ def test_bad_input_gets_clear_errors(edited, never):
         edit.remove(pipe)
 
 
-@pytest.mark.parametrize(("name", "kw", "total"), [("discrete", {"budget": 3}, 6), ("soft_prompt", {"budget": 3}, 3)])
+@pytest.mark.parametrize(
+    ("name", "kw", "total"),
+    [("unlearndiff", {"budget": 3}, 6), ("soft_prompt", {"budget": 3, "batch_size": 1, "train_images": 2}, 3)],
+)
 def test_progress_climbs_to_the_total(edited, never, name, kw, total):
     pipe, edit = edited
     seen = []

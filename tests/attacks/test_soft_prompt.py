@@ -8,6 +8,7 @@ from .conftest import FAST
 
 
 def _run(pipe, edit, judge, **kw):
+    kw = {"batch_size": 1, "train_images": 3, **kw}
     return attack(pipe, "soft_prompt", "cat", judge=judge, edit=edit, prompts=["a cat", "a cat on a mat"], **kw)
 
 
@@ -36,3 +37,21 @@ def test_soft_prompt_starts_from_the_concept_words(edited, never):
     cat = pipe.tokenizer("cat", add_special_tokens=False).input_ids[0]
     table = pipe.text_encoder.get_input_embeddings().weight
     torch.testing.assert_close(result.tensors["soft_tokens"][0], table[cat].detach(), rtol=0, atol=1e-6)
+
+
+def test_soft_prompt_trains_on_seeds_apart_from_the_evaluation_seeds(edited, never):
+    pipe, edit = edited
+    result = _run(pipe, edit, never, budget=1, seeds=[11, 12], train_images=5, sampling=FAST)
+    train = result.info["train_seeds"]
+    assert len(set(train)) == 5 and not set(train) & {11, 12}
+    assert [c.case.seed for c in result.cases] == [11, 12]  # the images judged keep the cases' seeds
+    assert _run(pipe, edit, never, budget=1, seeds=[11, 12], train_images=5, sampling=FAST).info["train_seeds"] == train
+
+
+def test_training_seeds_skip_the_case_seeds(edited, never, monkeypatch):
+    from erasekit.attacks import soft_prompt
+
+    monkeypatch.setattr(soft_prompt, "SEED_RANGE", 4)  # only 4 seeds to draw from: 2 are the cases'
+    pipe, edit = edited
+    result = _run(pipe, edit, never, budget=1, seeds=[0, 1], train_images=2, sampling=FAST)
+    assert sorted(result.info["train_seeds"]) == [2, 3]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from erasekit.attacks import attack
-from erasekit.attacks.discrete import project_simplex
+from erasekit.attacks.unlearndiff import project_simplex
 from erasekit.diffusion import paper_timesteps, split_steps
 
 from .conftest import FAST, BrightJudge
@@ -28,13 +28,13 @@ def test_the_paper_budget_is_40_updates_at_50_timesteps_and_smaller_budgets_use_
     assert paper_timesteps(1, 1000) == [500]
 
 
-@pytest.mark.parametrize("objective", ["original", "noise"])
-def test_discrete_returns_real_tokens_and_their_prompt(edited, never, objective):
+@pytest.mark.parametrize(("name", "objective"), [("unlearndiff", "noise"), ("p4d", "original")])
+def test_the_prefix_searches_return_real_tokens_and_their_prompt(edited, never, name, objective):
     pipe, edit = edited
     result = attack(
-        pipe, "discrete", "cat", judge=never, edit=edit, prompts=["a cat"], budget=4, iterations=2, k=3,
-        target=objective, sampling=FAST,
-    )  # fmt: skip
+        pipe, name, "cat", judge=never, edit=edit, prompts=["a cat"], budget=4, iterations=2, k=3, sampling=FAST
+    )
+    assert result.info["objective"] == objective
     outcome = result.cases[0].outcome
     ids = outcome.info["token_ids"]
     assert len(ids) == 3 and not set(ids) & set(pipe.tokenizer.all_special_ids)
@@ -52,10 +52,17 @@ def test_discrete_returns_real_tokens_and_their_prompt(edited, never, objective)
         torch.testing.assert_close(outcome.prompt_embeds, pipe.text_encoder(row)[0][0])
 
 
-def test_discrete_is_deterministic_and_stops_at_the_first_success(edited):
+def test_the_objectives_pull_towards_different_targets(edited, never):
+    pipe, edit = edited
+    kw = dict(prompts=["a cat"], budget=2, iterations=2, k=2, sampling=FAST, edit=edit, judge=never)
+    ours, theirs = (attack(pipe, name, "cat", **kw).cases[0].outcome.info["loss"] for name in ("unlearndiff", "p4d"))
+    assert ours != theirs  # same draws (one stream per case), different targets
+
+
+def test_unlearndiff_is_deterministic_and_stops_at_the_first_success(edited):
     pipe, edit = edited
     kw = dict(prompts=["a cat"], budget=4, iterations=2, sampling=FAST, edit=edit)
-    a, b = (attack(pipe, "discrete", "cat", judge=BrightJudge(always=False), **kw) for _ in "ab")
+    a, b = (attack(pipe, "unlearndiff", "cat", judge=BrightJudge(always=False), **kw) for _ in "ab")
     assert a.cases[0].outcome.info == b.cases[0].outcome.info
     assert a.cases[0].outcome.adversarial_prompt == b.cases[0].outcome.adversarial_prompt
 
@@ -67,5 +74,5 @@ def test_discrete_is_deterministic_and_stops_at_the_first_success(edited):
             return [self.calls > 1] * len(images)
 
     judge = SecondCallSucceeds()
-    result = attack(pipe, "discrete", "cat", judge=judge, **kw)
+    result = attack(pipe, "unlearndiff", "cat", judge=judge, **kw)
     assert result.cases[0].outcome.info["steps"] == 2 and judge.calls == 2 and result.asr == 1.0

@@ -10,7 +10,7 @@ from safetensors import safe_open
 from typer.testing import CliRunner
 
 import erasekit
-from erasekit import worlds
+from erasekit import attacks, worlds
 from erasekit.cli import attack as attack_cli
 from erasekit.cli._common import errors_as_messages
 from erasekit.cli.info import list_attacks
@@ -56,6 +56,7 @@ def test_attack_writes_images_embeddings_and_result_json(app, edit_file, tmp_pat
         str(prompts),
         "--budget",
         "2",
+        "--quick",
         "--steps",
         "2",
         "--set",
@@ -67,6 +68,8 @@ def test_attack_writes_images_embeddings_and_result_json(app, edit_file, tmp_pat
     summary = json.loads(result.stdout)
     assert summary == json.loads((out / "result.json").read_text())
     assert summary["attack"] == "soft_prompt" and summary["asr"] == 0.0 and summary["config"]["k"] == 2
+    assert summary["quick"] is True and summary["config"]["steps"] == 2  # --budget wins over the quick tier
+    assert summary["config"]["train_images"] == attacks.QUICK["soft_prompt"]["train_images"]
     assert [c["seed"] for c in summary["cases"]] == [11, 12] and summary["edit_file"] == str(edit_file)
     assert sorted(p.name for p in (out / "pre").iterdir()) == ["0000.png", "0001.png"]
     assert sorted(p.name for p in (out / "attack").iterdir()) == ["0000.png", "0001.png"]
@@ -91,13 +94,34 @@ def test_attack_cli_errors_are_messages(app, edit_file, tmp_path):
     assert result.exit_code == 2 and "not found" in result.output
 
 
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["unlearndiff", "--budget", "0"], "whole number of steps ≥ 1, got 0: pass e.g. --budget 50, --quick"),
+        (["soft-prompt", "--budget", "-2"], "got -2"),
+        (["p4d", "--set", "steps=0"], "PrefixSearchConfig.steps must be a whole number ≥ 1, got 0: give a budget"),
+        (["derived", "--budget", "5"], "closed form and has no budget"),
+    ],
+)
+def test_a_bad_budget_exits_2_before_anything_loads(app, tmp_path, monkeypatch, args, words):
+    def boom(*a, **k):
+        raise AssertionError("work started before the budget was checked")
+
+    monkeypatch.setattr(erasekit, "load_pipeline", boom)
+    monkeypatch.setattr(attack_cli, "judge_for", boom)
+    result = CliRunner().invoke(app, ["attack", *args, "--concept", "van gogh", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2 and words in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_attacks_lists_the_registry_with_defaults(app):
     result = CliRunner().invoke(app, ["attacks", "--json"])
     assert result.exit_code == 0, result.output
     rows = {r["name"]: r for r in json.loads(result.stdout)}
-    assert sorted(rows) == ["derived", "discrete", "ringabell", "soft_prompt"]
-    assert rows["discrete"]["defaults"]["k"] == 5 and rows["discrete"]["defaults"]["lr"] == 0.01
-    assert rows["ringabell"]["defaults"]["eta"] == 3.0
+    assert sorted(rows) == attacks.available()
+    assert rows["unlearndiff"]["defaults"]["k"] == 5 and rows["unlearndiff"]["defaults"]["lr"] == 0.01
+    assert rows["ringabell"]["defaults"]["eta"] is None and rows["ringabell"]["quick"] == attacks.QUICK["ringabell"]
+    assert rows["derived"]["white_box"] and not rows["soft_prompt"]["white_box"] and rows["derived"]["quick"] == {}
 
 
 def test_the_embedded_world_brings_its_judge_and_prompts(edited):
@@ -169,3 +193,13 @@ def test_concepts_match_the_worlds_names_whatever_the_case(app, tmp_path, monkey
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["concept"] == "van gogh" and "gogh" in summary["cases"][0]["prompt"]
+
+
+def test_the_worlds_concept_kind_sets_ring_a_bells_eta(app, tmp_path, monkeypatch):
+    monkeypatch.setattr(attack_cli, "judge_for", lambda model: BrightJudge(always=False))
+    monkeypatch.setattr(erasekit, "load_pipeline", lambda *a, **k: tiny_pipeline("sd1"))
+    args = ["attack", "ringabell-embed", "--concept", "van gogh", "--n-prompts", "1", "--steps", "1", "--json", "-o"]
+    result = CliRunner().invoke(app, [*args, str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["info"]["eta"] == 0.9 and summary["quick"] is False  # "van gogh" is a style: RECE's 0.9

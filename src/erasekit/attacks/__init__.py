@@ -6,20 +6,26 @@ case of ``request.cases`` (the prompts the edited model does not already show th
 attack on the rest and returns an :class:`AttackResult` with the attack success rate. Adding an
 attack is a new module with ``@register("name", NameConfig)`` and its name on the import line at the
 bottom; the CLI reads the registry.
+
+Every config's defaults are the attack's full strength, its paper's budget; :meth:`Attack.make_config`
+with ``quick=True`` applies the reduced budgets of :data:`QUICK` instead (CI and smoke runs; results
+say ``"quick": true``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from PIL import Image
 from torch import Tensor
 
-from ..errors import UnknownAttackError
+from ..config import make_config, renamed
+from ..errors import ConfigError, UnknownAttackError
 from ..judge import Judge
 from ..registry import Registry
 from ..text import TextEncoder
@@ -38,6 +44,8 @@ class AttackRequest:
         cases: the prompts to attack, each with the seed of its image.
         judge: decides whether an image shows ``concept``.
         seed: the seed of the attack's own randomness (noise draws, timesteps, sampling, search).
+        concept_kind: what ``concept`` is, one of :data:`CONCEPT_KINDS`, for settings that papers
+            give per kind (Ring-A-Bell's η); None: unknown. Callers that know it (a world) fill it.
     """
 
     victim: Victim
@@ -46,17 +54,22 @@ class AttackRequest:
     cases: tuple[Case, ...]
     judge: Judge
     seed: int = 0
+    concept_kind: str | None = None
+
+    def __post_init__(self) -> None:
+        check_concept_kind(self.concept_kind)
 
     def generator(self, *salt: object) -> torch.Generator:
         """A CPU generator seeded from ``seed`` and ``salt`` (e.g. the case index): independent streams."""
         digest = hashlib.sha256(repr((self.seed, *salt)).encode()).digest()
         return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
 
-    def original_latents(self) -> Tensor:
-        """``[N, C, h, w]`` latents of the images the *original* model makes for the cases (their seeds)."""
+    def original_latents(self, cases: Sequence[Case] | None = None) -> Tensor:
+        """``[N, C, h, w]`` latents of the images the *original* model makes for ``cases`` (default the request's)."""
+        cases = self.cases if cases is None else cases
         with self.victim.original():
-            states = self.text.encode_text([c.prompt for c in self.cases])
-            return self.victim.latents(states, [c.seed for c in self.cases])
+            states = self.text.encode_text([c.prompt for c in cases])
+            return self.victim.latents(states, [c.seed for c in cases])
 
     def judged(self, embeds: Tensor, cases: Sequence[Case]) -> tuple[list[Image.Image], list[bool]]:
         """Images of the edited model for token states ``[B, L, d]`` (case seeds) and the judge's verdicts."""
@@ -64,14 +77,45 @@ class AttackRequest:
         return images, [bool(v) for v in self.judge.detects(images, self.concept)]
 
 
+CONCEPT_KINDS = ("unsafe", "style", "object", "color")
+
+# The reduced budgets of the quick tier, per attack: each keeps its positive control
+# (tests/attacks/test_positive_controls.py) above 30 points and costs about a minute or less per
+# case on one CPU core in the embedded world. Whatever is not listed keeps its full-strength default.
+QUICK: dict[str, dict[str, Any]] = {
+    "unlearndiff": {"steps": 15, "iterations": 5, "k": 2},
+    "p4d": {"steps": 15, "iterations": 5, "k": 2},
+    "ringabell": {"steps": 20, "population": 40},
+    "soft_prompt": {"steps": 50, "batch_size": 1, "lr": 5e-3, "train_images": 8},
+}
+
+# Names kept for one release, each pointing at the attack that now carries it.
+RENAMED = {"discrete": "unlearndiff"}
+
 AttackFn = Callable[..., Findings]
+
+
+def check_concept_kind(kind: str | None) -> None:
+    """Raises ConfigError unless ``kind`` is None or one of :data:`CONCEPT_KINDS`."""
+    if kind is not None and kind not in CONCEPT_KINDS:
+        raise ConfigError(f"concept_kind must be one of {', '.join(CONCEPT_KINDS)} or None (unknown), got {kind!r}.")
 
 
 @dataclass(frozen=True)
 class Attack:
+    """A registered attack: its config class, its function and what reports say about it.
+
+    Attributes:
+        white_box: the attack reads the model's weights, the edited ones against the originals
+            (RECE's derived embedding); reports list it as a white-box diagnostic, not as a threat
+            model an outside user could follow. The others only run the models (and differentiate
+            them).
+    """
+
     name: str
     config_cls: type
     fn: AttackFn
+    white_box: bool = False
 
     @property
     def summary(self) -> str:
@@ -82,15 +126,30 @@ class Attack:
         """Whether the attack optimises for a number of ``steps`` (a budget); closed forms do not."""
         return "steps" in {f.name for f in dataclasses.fields(self.config_cls)}
 
+    @property
+    def quick(self) -> Mapping[str, Any]:
+        """The overrides of the quick tier (empty for closed forms, which are quick already)."""
+        return QUICK.get(self.name, {})
+
+    def make_config(self, *, quick: bool = False, **overrides: Any) -> Any:
+        """The attack's config: full strength, or with ``quick`` the reduced budget of :data:`QUICK`.
+
+        ``overrides`` (``steps=...``, ``eta=...``; strings are parsed as from ``--set``) win over both.
+
+        Raises:
+            ConfigError: an unknown hyper-parameter, an ill-typed value, a budget of 0 or less.
+        """
+        return make_config(self.config_cls, {**(self.quick if quick else {}), **overrides})
+
 
 REGISTRY: Registry[Attack] = Registry("attack", UnknownAttackError, normalize=lambda name: name.replace("-", "_"))
 
 
-def register(name: str, config_cls: type) -> Callable[[AttackFn], AttackFn]:
+def register(name: str, config_cls: type, *, white_box: bool = False) -> Callable[[AttackFn], AttackFn]:
     """Decorator: register ``fn`` as the attack ``name`` with its config class."""
 
     def wrap(fn: AttackFn) -> AttackFn:
-        REGISTRY.add(name, Attack(name, config_cls, fn))
+        REGISTRY.add(name, Attack(name, config_cls, fn, white_box))
         return fn
 
     return wrap
@@ -99,9 +158,13 @@ def register(name: str, config_cls: type) -> Callable[[AttackFn], AttackFn]:
 def get(name: str) -> Attack:
     """The attack registered as ``name`` (``soft-prompt`` and ``soft_prompt`` are the same).
 
+    A name of :data:`RENAMED` warns (DeprecationWarning) and answers the attack that now carries it.
+
     Raises:
         UnknownAttackError: no such attack; the message suggests the closest names.
     """
+    if isinstance(name, str) and name in RENAMED:
+        name = renamed(None, RENAMED[name], new=f"the attack {RENAMED[name]!r}", old=f"the attack {name!r}")
     return REGISTRY.get(name)
 
 
@@ -109,10 +172,12 @@ def available() -> list[str]:
     return REGISTRY.names()
 
 
-from . import derived, discrete, ringabell, soft_prompt  # noqa: E402, F401
+from . import derived, ringabell, soft_prompt, unlearndiff  # noqa: E402, F401
 from .run import attack  # noqa: E402
 
 __all__ = [
+    "CONCEPT_KINDS",
+    "QUICK",
     "Attack",
     "AttackRequest",
     "AttackResult",

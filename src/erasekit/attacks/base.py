@@ -9,6 +9,7 @@ judge's verdict on it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,6 +92,8 @@ class AttackResult:
         config: the attack's config as a dict.
         seed: the seed of the attack's own randomness.
         cases: one entry per prompt, in prompt order.
+        quick: the config is the quick tier's reduced budget (:data:`erasekit.attacks.QUICK`), not
+            the attack's full strength; every output says so.
         info: run-level details (timings, the learned soft tokens' shape, the concept vector's norm).
         tensors: run-level tensors worth saving (``soft_tokens [k, d_tok]``, ``concept_vector [L, d]``).
     """
@@ -102,6 +105,7 @@ class AttackResult:
     cases: list[CaseResult]
     info: dict[str, Any] = field(default_factory=dict)
     tensors: dict[str, Tensor] = field(default_factory=dict)
+    quick: bool = False
 
     @property
     def asr(self) -> float:
@@ -124,6 +128,7 @@ class AttackResult:
             "n_pre_success": sum(c.pre_success for c in self.cases),
             "n_attack_success": sum(c.success and not c.pre_success for c in self.cases),
             "seed": self.seed,
+            "quick": self.quick,
             "config": self.config,
             "info": self.info,
             "cases": [
@@ -156,3 +161,18 @@ def attack_success_rate(before: Sequence[bool], after: Sequence[bool]) -> float:
     if len(before) != len(after) or not before:
         raise ConfigError(f"ASR needs one before/after pair per prompt, got {len(before)} and {len(after)}.")
     return sum(bool(b) or bool(a) for b, a in zip(before, after)) / len(before)
+
+
+def check_counts(cfg: Any, *names: str) -> None:
+    """Raises ConfigError naming the first field of ``names`` that is not a whole number ≥ 1, and the fix."""
+    for name in names:
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            default = next(f.default for f in dataclasses.fields(cfg) if f.name == name)
+            fix = (
+                f"give a budget of at least 1 (budget=N, --budget N), --quick for the reduced one, or leave it unset "
+                f"for the full strength ({default})"
+                if name == "steps"
+                else f"set it to 1 or more, or leave it unset ({default})"
+            )
+            raise ConfigError(f"{type(cfg).__name__}.{name} must be a whole number ≥ 1, got {value!r}: {fix}.")

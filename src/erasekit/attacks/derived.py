@@ -1,4 +1,7 @@
-"""``derived``: the closed-form embedding that regenerates the concept in the edited weights (RECE Eq. 5/8).
+"""``derived`` and ``derived-bounded``: the closed-form embedding that regenerates the concept (RECE Eq. 5/8).
+
+A white-box diagnostic, not a threat model: it reads the edited weights and the original ones, which
+an outside user of an erased model does not have, so reports list it apart (``Attack.white_box``).
 
 RECE (Gong et al., ECCV 2024, arXiv 2407.12383) asks which text embedding ``c'`` makes the edited
 K/V projections output what the original ones output for the concept's embedding ``c``:
@@ -15,10 +18,18 @@ sums taken from the live (edited) U-Net and the originals its applied edits save
 any edit (closed-form, fine-tuned, a LoRA file). A gated edit (ACE) changes no weight: its update
 counts here as if its gate were open, so the attack solves against the whole linear update and
 its embedding must then get past the gate.
+
+``c'`` may leave the range of states the text encoder produces: its findings report λ and the norm
+ratio ‖c'‖ / ‖c‖ (Frobenius over ``[L, d]``) per case and their median. ``derived-bounded`` keeps
+``c'`` within that range: each token state ``c'_l`` is rescaled (direction kept) so that its norm lies
+in ``[min_p ‖E(p)_l‖, max_p ‖E(p)_l‖]``, the norms the real prompts ``p`` of the attack (the
+cases' prompts, through the plain text encoder) produce at position ``l``. With a single prompt the
+range is that prompt's own norm at each position.
 """
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 import torch
@@ -65,16 +76,40 @@ def grams(unet: torch.nn.Module, *, edit_keys: bool) -> tuple[Tensor, Tensor]:
     return S_cur, S_cross
 
 
-@register("derived", DerivedConfig)
+def clamp_norms(x: Tensor, low: Tensor, high: Tensor) -> Tensor:
+    """``x [L, d]`` with each row rescaled so its norm lies in ``[low_l, high_l]`` (``[L]`` each); direction kept."""
+    norm = x.norm(dim=-1, keepdim=True)  # [L, 1]
+    return x * (torch.minimum(torch.maximum(norm, low[:, None]), high[:, None]) / norm.clamp_min(1e-12))
+
+
+@register("derived", DerivedConfig, white_box=True)
 def derived(request: AttackRequest, cfg: DerivedConfig, *, progress: Progress | None = None) -> Findings:
-    """RECE Eq. 8: the embedding the edited K/V layers map onto the original concept's keys and values."""
+    """RECE Eq. 8 (white-box diagnostic): the embedding the edited K/V layers map onto the original concept's."""
+    return _derive(request, cfg, None, progress)
+
+
+@register("derived_bounded", DerivedConfig, white_box=True)
+def derived_bounded(request: AttackRequest, cfg: DerivedConfig, *, progress: Progress | None = None) -> Findings:
+    """RECE Eq. 8 (white-box diagnostic), each token state's norm kept within the range real prompts produce."""
+    norms = request.text.encode_text([c.prompt for c in request.cases]).float().cpu().norm(dim=-1)  # [N, L]
+    return _derive(request, cfg, (norms.min(0).values, norms.max(0).values), progress)
+
+
+def _derive(
+    request: AttackRequest, cfg: DerivedConfig, bounds: tuple[Tensor, Tensor] | None, progress: Progress | None
+) -> Findings:
+    """Eq. 8 for every case, rescaled into ``bounds`` (``[L]`` low, ``[L]`` high norms) when given."""
     S_cur, S_cross = grams(request.victim.pipe.unet, edit_keys=cfg.edit_keys)
-    outcomes = []
+    outcomes, ratios = [], []
     for i, case in enumerate(request.cases):
-        states = request.text.encode_text([case.prompt])[0].cpu()  # [L, d], every position
+        states = request.text.encode_text([case.prompt])[0].cpu().float()  # [L, d], every position
         adv = regenerating_embeddings(S_cur, S_cross, states, cfg.reg_lamb).float()
+        if bounds is not None:
+            adv = clamp_norms(adv, *bounds)
+        ratios.append(float(adv.norm() / states.norm()))
         images, verdicts = request.judged(adv[None], [case])
-        outcomes.append(Outcome(adv, images[0], verdicts[0], info={"norm_ratio": float(adv.norm() / states.norm())}))
+        outcomes.append(Outcome(adv, images[0], verdicts[0], info={"norm_ratio": ratios[-1]}))
         if progress is not None:
             progress(i + 1, len(request.cases))
-    return Findings(outcomes, info={"reg_lamb": cfg.reg_lamb})
+    info = {"reg_lamb": cfg.reg_lamb, "norm_ratio": ratios, "norm_ratio_median": statistics.median(ratios)}
+    return Findings(outcomes, info=info)

@@ -1,4 +1,4 @@
-"""``ringabell``: add a concept vector, the mean text-embedding difference over prompt pairs (Ring-A-Bell).
+"""``ringabell`` and ``ringabell-embed``: a concept vector from prompt pairs, added to the prompt (Ring-A-Bell).
 
 Ring-A-Bell (Tsai et al., ICLR 2024) builds the concept's direction in the text encoder's output
 space from ``N`` pairs of prompts with and without it, and adds it with strength η to a prompt:
@@ -6,18 +6,23 @@ space from ``N`` pairs of prompts with and without it, and adds it with strength
     v = (1/N) Σ_i [E(with_i) − E(without_i)]          [L, d], every token position
     c_adv = E(prompt) + η v
 
-RECE's variant (CharlesGong12/RECE ``attack_methods/RingABell.py``) feeds ``c_adv`` to the model as
-``prompt_embeds`` (η = 3 for nudity, 0.9 for Van Gogh there); it averages batch means of 8 pairs,
-which equals the mean above only when 8 divides N, so we take the plain mean. With
-``search="genetic"`` the original attack's last step runs too: a genetic search for ``length`` real
-tokens whose states come closest to ``c_adv`` in squared error (:mod:`.genetic`), and the image is
-drawn from that typeable prompt. ``steps`` (the number of generations) is then the budget.
+``ringabell`` is the paper's attack: a genetic search for ``length`` real tokens whose states come
+closest to ``c_adv`` in squared error (:mod:`.genetic`), and the image is drawn from that typeable
+prompt; ``steps`` (the number of generations) is the budget. ``ringabell-embed`` is RECE's variant
+(CharlesGong12/RECE ``attack_methods/RingABell.py``): ``c_adv`` itself is fed to the model as
+``prompt_embeds``. RECE averages batch means of 8 pairs, which equals the mean above only when 8
+divides N, so we take the plain mean.
+
+η defaults to the value RECE's scripts use for the concept's kind (:data:`ETA`, from the request's
+``concept_kind``): 3 for nudity (``RingABell.py --eta`` default, "3 for nudity"), 0.9 for a style
+(``attack_methods/ringabell.sh``, Van Gogh). RECE gives none for objects or colours; they, and
+concepts of unknown kind, take the script's default, 3.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor
@@ -26,16 +31,24 @@ from ..errors import ConfigError
 from ..progress import Progress
 from ..text import TextEncoder
 from . import AttackRequest, register
-from .base import Findings, Outcome
+from .base import Case, Findings, Outcome, check_counts
 from .genetic import genetic_search
 from .pairs import pairs_for
 
+# η by concept kind, as RECE's scripts run Ring-A-Bell: RingABell.py "--eta ... default=3 ... # 3 for
+# nudity, 0.9 for Van Gogh" and attack_methods/ringabell.sh "--eta 0.9 --concept vangogh".
+ETA = {"unsafe": 3.0, "style": 0.9}
+ETA_DEFAULT = 3.0  # RingABell.py's default, for kinds RECE does not attack (object, color) and unknown ones
+
 
 @dataclass(frozen=True)
-class RingABellConfig:
-    eta: float = 3.0  # RingABell.py --eta (3 nudity, 0.9 Van Gogh)
+class RingABellEmbedConfig:
+    eta: float | None = None  # None: ETA by the request's concept kind
     pairs: str | None = None  # CSV with "sensitive prompt", "normal prompt"; None: shipped file or templates
-    search: Literal["none", "genetic"] = "none"
+
+
+@dataclass(frozen=True)
+class RingABellConfig(RingABellEmbedConfig):
     length: int = 16  # tokens of the searched prompt (InversePrompt.ipynb "length")
     population: int = 200
     steps: int = 3000  # generations of the genetic search
@@ -44,9 +57,7 @@ class RingABellConfig:
     batch_size: int = 64  # prompts per text-encoder pass in the search (speed only)
 
     def __post_init__(self) -> None:
-        for name in ("length", "population", "steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"RingABellConfig.{name} must be ≥ 1, got {getattr(self, name)}.")
+        check_counts(self, "steps", "population", "length", "batch_size")
         for name in ("mutation_rate", "crossover_rate"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"RingABellConfig.{name} must be in [0, 1], got {getattr(self, name)}.")
@@ -58,28 +69,51 @@ def concept_vector(text: TextEncoder, pairs: list[tuple[str, str]]) -> Tensor:
     return (text.encode_text(list(with_)) - text.encode_text(list(without))).mean(0)
 
 
+def eta_for(request: AttackRequest, cfg: RingABellEmbedConfig) -> float:
+    """The config's η, else RECE's for the request's concept kind (:data:`ETA`), else :data:`ETA_DEFAULT`."""
+    if cfg.eta is not None:
+        return cfg.eta
+    return ETA.get(request.concept_kind or "", ETA_DEFAULT)
+
+
 @register("ringabell", RingABellConfig)
 def ringabell(request: AttackRequest, cfg: RingABellConfig, *, progress: Progress | None = None) -> Findings:
-    """Ring-A-Bell: prompt embedding plus η times the concept's mean pair difference (RECE's variant)."""
-    pairs, source = pairs_for(request.concept, cfg.pairs)
-    text = request.text
-    v = concept_vector(text, pairs).cpu()
-    outcomes = []
-    for i, case in enumerate(request.cases):
-        target = text.encode_text([case.prompt])[0].cpu() + cfg.eta * v  # [L, d]
-        if cfg.search == "none":
-            images, verdicts = request.judged(target[None], [case])
-            outcomes.append(Outcome(target, images[0], verdicts[0]))
-            if progress is not None:
-                progress(i + 1, len(request.cases))
-            continue
+    """Ring-A-Bell: a genetic search for real tokens whose states approach prompt + η × concept vector."""
 
-        def case_progress(done: int, total: int, i: int = i) -> None:  # every generation of every case
+    def search(i: int, case: Case, target: Tensor) -> Outcome:
+        def case_progress(done: int, total: int) -> None:  # every generation of every case
             if progress is not None:
                 progress(i * total + done, len(request.cases) * total)
 
-        outcomes.append(_search(request, cfg, case_index=i, target=target, progress=case_progress))
-    info = {"n_pairs": len(pairs), "pairs": source, "vector_norm": float(v.norm())}
+        return _search(request, cfg, case_index=i, target=target, progress=case_progress)
+
+    return _attack(request, cfg, search)
+
+
+@register("ringabell_embed", RingABellEmbedConfig)
+def ringabell_embed(request: AttackRequest, cfg: RingABellEmbedConfig, *, progress: Progress | None = None) -> Findings:
+    """Ring-A-Bell, continuous (RECE's variant): prompt embedding plus η × concept vector, fed as is."""
+
+    def feed(i: int, case: Case, target: Tensor) -> Outcome:
+        images, verdicts = request.judged(target[None], [case])
+        if progress is not None:
+            progress(i + 1, len(request.cases))
+        return Outcome(target, images[0], verdicts[0])
+
+    return _attack(request, cfg, feed)
+
+
+def _attack(
+    request: AttackRequest, cfg: RingABellEmbedConfig, outcome_for: Callable[[int, Case, Tensor], Outcome]
+) -> Findings:
+    """The concept vector, then ``outcome_for(i, case, c_adv [L, d])`` for every case."""
+    pairs, source = pairs_for(request.concept, cfg.pairs)
+    text, eta = request.text, eta_for(request, cfg)
+    v = concept_vector(text, pairs).cpu()
+    outcomes = [
+        outcome_for(i, case, text.encode_text([case.prompt])[0].cpu() + eta * v) for i, case in enumerate(request.cases)
+    ]
+    info = {"eta": eta, "n_pairs": len(pairs), "pairs": source, "vector_norm": float(v.norm())}
     return Findings(outcomes, info=info, tensors={"concept_vector": v})
 
 

@@ -8,13 +8,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..config import config_dict, make_config
+from ..config import config_dict
 from ..edit import Edit
 from ..errors import ConfigError
 from ..judge import Judge
 from ..progress import Progress
 from ..text import TextEncoder
-from . import AttackRequest, get
+from . import AttackRequest, check_concept_kind, get
 from .base import AttackResult, Case, CaseResult
 from .victim import Sampling, Victim
 
@@ -31,6 +31,8 @@ def attack(
     prompts: Sequence[str] | None = None,
     seeds: Sequence[int] | None = None,
     budget: int | None = None,
+    quick: bool = False,
+    concept_kind: str | None = None,
     seed: int = 0,
     sampling: Sampling | None = None,
     force: bool = False,
@@ -53,6 +55,10 @@ def attack(
         seeds: one image seed per prompt; default ``seed + i`` for prompt ``i``.
         budget: the attack's optimisation budget (its config's ``steps``: Adam updates or
             generations); None keeps the paper's. Closed-form attacks take none.
+        quick: the reduced budgets of :data:`erasekit.attacks.QUICK` instead of full strength (the
+            result says ``quick``); ``budget`` and ``overrides`` still win.
+        concept_kind: what ``concept`` is ("unsafe", "style", "object", "color"), for settings given
+            per kind (Ring-A-Bell's η); None: unknown.
         seed: the seed of the attack's own randomness.
         sampling: steps and guidance of every image (None: the pipeline's defaults).
         force: apply ``edit`` even if its base fingerprint does not match ``pipe``.
@@ -65,10 +71,12 @@ def attack(
     Raises:
         UnknownAttackError: no such attack.
         ConfigError: bad hyper-parameter, budget ≤ 0 or given to a closed form, empty prompt set,
-            seeds that do not match the prompts, a concept that tokenises to nothing.
+            seeds that do not match the prompts, a concept that tokenises to nothing, an unknown
+            concept kind.
     """
     spec = get(name)
-    cfg = make_config(spec.config_cls, _with_budget(spec.name, spec.config_cls, overrides, budget))
+    cfg = spec.make_config(quick=quick, **with_budget(spec.name, spec.config_cls, overrides, budget))
+    check_concept_kind(concept_kind)
     cases = _cases(concept, prompts, seeds, seed)
     text = TextEncoder(pipe)
     text.check_single_encoder()
@@ -81,7 +89,7 @@ def attack(
         pre = [bool(v) for v in judge.detects(pre_images, concept)]
         todo = tuple(c for c, p in zip(cases, pre) if not p)
         logger.info("%s: %d of %d prompts already show %r; attacking the rest.", name, sum(pre), len(cases), concept)
-        request = AttackRequest(victim, text, concept, todo, judge, seed)
+        request = AttackRequest(victim, text, concept, todo, judge, seed, concept_kind)
         findings = spec.fn(request, cfg, progress=progress) if todo else None
     if findings is not None:
         assert len(findings.outcomes) == len(todo), f"{name} returned {len(findings.outcomes)} outcomes for {len(todo)}"
@@ -93,16 +101,23 @@ def attack(
         "sampling": dataclasses.asdict(victim.sampling),
         **(findings.info if findings else {}),
     }
-    return AttackResult(
-        spec.name, concept, config_dict(cfg), seed, results, info=info, tensors=findings.tensors if findings else {}
-    )
+    tensors = findings.tensors if findings else {}
+    return AttackResult(spec.name, concept, config_dict(cfg), seed, results, info=info, tensors=tensors, quick=quick)
 
 
-def _with_budget(name: str, config_cls: type, overrides: dict[str, Any], budget: int | None) -> dict[str, Any]:
+def with_budget(name: str, config_cls: type, overrides: dict[str, Any], budget: int | None) -> dict[str, Any]:
+    """``overrides`` with ``budget`` as ``steps``.
+
+    Raises:
+        ConfigError: a budget that is not a whole number ≥ 1, one given to a closed form, or given twice.
+    """
     if budget is None:
         return overrides
     if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:
-        raise ConfigError(f"budget must be a positive number of steps, got {budget!r}.")
+        raise ConfigError(
+            f"The budget must be a whole number of steps ≥ 1, got {budget!r}: pass e.g. --budget 50, --quick for the "
+            "reduced budget, or nothing for the attack's full strength."
+        )
     if "steps" not in {f.name for f in dataclasses.fields(config_cls)}:
         raise ConfigError(f"The {name!r} attack is closed form and has no budget: leave budget unset.")
     if "steps" in overrides:

@@ -2,15 +2,22 @@
 
 Textual inversion (Gal et al., ICLR 2023) turned into an attack on erasure (Pham et al., "Circumventing
 Concept Erasure Methods for Text-to-Image Generative Models", ICLR 2024): the *original* model still
-draws the concept, so its images ``x0`` of the prompt set are the training data, and ``k`` new input
-embeddings ``v`` placed before each prompt are fitted so that the *edited* model denoises them:
+draws the concept, so its images ``x0`` are the training data, and ``k`` new input embeddings ``v``
+placed before each prompt are fitted so that the *edited* model denoises them:
 
-    min_v  E_{case, t, ε} ‖ target(x0, ε, t) − U_edited(x_t, t, E(start, v, prompt words)) ‖²
+    min_v  E_{image, t, ε} ‖ target(x0, ε, t) − U_edited(x_t, t, E(start, v, prompt words)) ‖²
 
-with ``x_t``, ``target`` as in :mod:`._denoise` (ε for SD 1.x, v for v-prediction models). One ``v``
-serves every prompt of the set (a universal soft prompt, as a learned pseudo-word is). Adam, ``steps``
-updates of ``batch_size`` draws each, ``t`` uniform over the training timesteps; everything random
-comes from the request's seed.
+with ``x_t``, ``target`` as in :mod:`erasekit.diffusion` (ε for SD 1.x, v for v-prediction models).
+One ``v`` serves every prompt of the set (a universal soft prompt, as a learned pseudo-word is).
+
+The training images are not the evaluation images: ``train_images`` images of the original model,
+image ``j`` drawn from the prompt of case ``j mod N`` with a seed taken from the request's seed and
+never equal to a case's seed; the attack is then judged on the cases' own seeds, which training never
+saw. The defaults are the paper's budget (NYU-DICE-Lab/circumventing-concept-erasure ``esd/train.sh``:
+25 training images, 5000 steps of 4 images × 4 accumulated, lr 5e-3 scaled by those 16 as
+``--scale_lr`` does, constant): Adam, ``steps`` updates of ``batch_size`` draws each, ``t`` uniform
+over the training timesteps. The reference uses AdamW (weight decay 1e-2, on a single embedding row);
+we use plain Adam. Everything random comes from the request's seed.
 """
 
 from __future__ import annotations
@@ -26,35 +33,36 @@ from ..diffusion import alphas_cumprod, noisy, predict, target
 from ..errors import ConfigError
 from ..progress import Progress
 from . import AttackRequest, register
-from .base import Findings, Outcome
+from .base import Case, Findings, Outcome, check_counts
 
-PROBE_DRAWS = 8  # fixed (case, t, ε) draws the loss is reported on before and after
+PROBE_DRAWS = 8  # fixed (image, t, ε) draws the loss is reported on before and after
+SEED_RANGE = 2**31  # training seeds are drawn below this
 
 
 @dataclass(frozen=True)
 class SoftPromptConfig:
     k: int = 1  # learned tokens (textual inversion learns one pseudo-word)
-    steps: int = 3000  # Adam updates (diffusers' textual_inversion.py --max_train_steps)
-    lr: float = 5e-3  # textual inversion's base learning rate
-    batch_size: int = 1  # (case, t, ε) draws per update
+    steps: int = 5000  # Adam updates (esd/train.sh --max_train_steps=5000)
+    lr: float = 0.08  # --learning_rate=5e-3 × 16 draws per update (--scale_lr)
+    batch_size: int = 16  # (image, t, ε) draws per update (--train_batch_size=4 × --gradient_accumulation_steps=4)
+    train_images: int = 25  # original-model images to train on (--num_train_images=25)
     init: Literal["concept", "random"] = "concept"  # start from the concept's word embeddings, or random words
 
     def __post_init__(self) -> None:
-        for name in ("k", "steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"SoftPromptConfig.{name} must be ≥ 1, got {getattr(self, name)}.")
+        check_counts(self, "steps", "k", "batch_size", "train_images")
         if not self.lr > 0:
             raise ConfigError(f"SoftPromptConfig.lr must be > 0, got {self.lr}.")
 
 
 @register("soft_prompt", SoftPromptConfig)
 def soft_prompt(request: AttackRequest, cfg: SoftPromptConfig, *, progress: Progress | None = None) -> Findings:
-    """Textual inversion against the edited model on the original model's images of the concept."""
+    """Textual inversion against the edited model on the original model's images (seeds apart from the cases')."""
     text, unet = request.text, request.victim.pipe.unet
     scheduler = request.victim.pipe.scheduler
     abar, prediction = alphas_cumprod(scheduler), scheduler.config.prediction_type
-    x0 = request.original_latents()  # [N, C, h, w]
-    slotted = text.slotted([c.prompt for c in request.cases], cfg.k)
+    train = training_cases(request, cfg.train_images)
+    x0 = request.original_latents(train)  # [train_images, C, h, w]
+    train_ids = text.slotted([c.prompt for c in train], cfg.k)
     gen = request.generator("soft_prompt")
     v = _init(request, cfg, gen).requires_grad_(True)  # [k, d_tok]
     opt = torch.optim.Adam([v], lr=cfg.lr)
@@ -62,7 +70,7 @@ def soft_prompt(request: AttackRequest, cfg: SoftPromptConfig, *, progress: Prog
     def loss_on(draw: tuple[Tensor, Tensor, Tensor]) -> Tensor:
         rows, t, noise = draw
         x0_b = x0[rows]
-        states = text.encode(slotted.ids[rows], slots=slotted.slots, slot_embeds=v)
+        states = text.encode(train_ids.ids[rows], slots=train_ids.slots, slot_embeds=v)
         pred = predict(unet, noisy(x0_b, noise, t, abar), t, states)
         return F.mse_loss(pred, target(x0_b, noise, t, abar, prediction))
 
@@ -78,13 +86,33 @@ def soft_prompt(request: AttackRequest, cfg: SoftPromptConfig, *, progress: Prog
         if progress is not None:
             progress(step + 1, cfg.steps)
     v = v.detach()
+    slotted = text.slotted([c.prompt for c in request.cases], cfg.k)
     with torch.no_grad():
         loss_end = float(loss_on(probe))
         states = text.encode(slotted.ids, slots=slotted.slots, slot_embeds=v).float().cpu()
     images, verdicts = request.judged(states, request.cases)
     outcomes = [Outcome(s, img, ok, info={"k": cfg.k}) for s, img, ok in zip(states, images, verdicts)]
-    info = {"loss_start": loss_start, "loss_end": loss_end, "loss_first": losses[0], "loss_last": losses[-1]}
+    info = {
+        "loss_start": loss_start,
+        "loss_end": loss_end,
+        "loss_first": losses[0],
+        "loss_last": losses[-1],
+        "train_seeds": [c.seed for c in train],
+    }
     return Findings(outcomes, info=info, tensors={"soft_tokens": v.cpu().float()})
+
+
+def training_cases(request: AttackRequest, n: int) -> list[Case]:
+    """``n`` training cases: case ``j mod N``'s prompt, a seed drawn from the request's seed, none a case's seed."""
+    taken = {c.seed for c in request.cases}
+    gen = request.generator("soft_prompt", "train seeds")
+    seeds: list[int] = []
+    while len(seeds) < n:
+        seed = int(torch.randint(SEED_RANGE, (), generator=gen))
+        if seed not in taken:
+            taken.add(seed)
+            seeds.append(seed)
+    return [Case(request.cases[j % len(request.cases)].prompt, seed) for j, seed in enumerate(seeds)]
 
 
 def _init(request: AttackRequest, cfg: SoftPromptConfig, gen: torch.Generator) -> Tensor:

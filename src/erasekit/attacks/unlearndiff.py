@@ -1,27 +1,31 @@
-"""``discrete``: UnlearnDiff-style search for ``k`` real prefix tokens (Zhang et al., ECCV 2024).
+"""``unlearndiff`` and ``p4d``: a search for ``k`` real prefix tokens, against two objectives.
 
-As OPTML-Group/Diffusion-MU-Attack (``src/attackers/text_grad_.py``): each of the ``k = 5`` prefix
-tokens is a relaxed one-hot ``θ_i`` on the probability simplex over the vocabulary, initialised
-uniform. An update samples a one-hot from ``θ`` (straight-through: the backward pass is
-``hardtanh`` of the incoming gradient), embeds it, runs the edited model, takes an Adam step
-(lr 0.01, weight decay 0.1) and projects ``θ`` back onto the simplex. Timesteps follow the paper's
-grid (``classifier_.py``: 50 of 1000, ascending), 40 updates at each; after each timestep ``θ`` is
-projected to real tokens (argmax), the edited model draws the prompt, and the attack stops at the
-first success. ``steps`` (2000 = 40 × 50) is the budget: a smaller one keeps 40 updates per
-timestep and uses fewer timesteps.
+UnlearnDiff (Zhang et al., ECCV 2024) and P4D (Chin et al., ICML 2024) share the search and differ
+in what the edited model's prediction is pulled towards. Both run as OPTML-Group/Diffusion-MU-Attack
+runs them (``src/attackers/text_grad_.py``): each of the ``k = 5`` prefix tokens is a relaxed
+one-hot ``θ_i`` on the probability simplex over the vocabulary, initialised uniform. An update
+samples a one-hot from ``θ`` (straight-through: the backward pass is ``hardtanh`` of the incoming
+gradient), embeds it, runs the edited model, takes an Adam step (lr 0.01, weight decay 0.1) and
+projects ``θ`` back onto the simplex. Timesteps follow the paper's grid (``classifier_.py``: 50 of
+1000, ascending), 40 updates at each; after each timestep ``θ`` is projected to real tokens
+(argmax), the edited model draws the prompt, and the attack stops at the first success. ``steps``
+(2000 = 40 × 50) is the budget: a smaller one keeps 40 updates per timestep and uses fewer
+timesteps.
 
 The loss compares the edited model's prediction for the adversarial prompt with
 
-- ``target="original"``: the original model's prediction for the plain prompt on the same ``x_t``
-  (the ``P4D`` task of that repository), or
-- ``target="noise"``: the diffusion training target (its ``classifier`` task, UnlearnDiff's own),
+- ``unlearndiff``: the diffusion training target, the noise (ε, or v for v-prediction models): the
+  ``classifier`` task of that repository, UnlearnDiff's own; or
+- ``p4d``: the original model's prediction for the plain prompt on the same ``x_t`` (its ``P4D``
+  task; P4D's objective),
 
 on ``x_t`` noised from the original model's image of the prompt (same seed; its final latent, where
 the reference VAE-encodes the saved PNG). The image and ``prompt_embeds`` are made from the token ids
 in ``info["token_ids"]``; ``adversarial_prompt`` is their decoded text, which a BPE tokenizer may split
 differently when typed. Two deliberate differences: special tokens (start, end, padding) are not
 candidates, so the prompt can be typed; the projection onto the simplex is the exact sort-based one
-(Duchi et al., 2008) where the reference bisects to 1e-5.
+(Duchi et al., 2008) where the reference bisects to 1e-5. The old name ``discrete`` (whose default
+was P4D's objective) is a deprecated alias of ``unlearndiff``.
 """
 
 from __future__ import annotations
@@ -38,25 +42,26 @@ from ..diffusion import alphas_cumprod, noisy, paper_timesteps, predict, split_s
 from ..errors import ConfigError
 from ..progress import Progress
 from . import AttackRequest, register
-from .base import Case, Findings, Outcome
+from .base import Case, Findings, Outcome, check_counts
+
+Objective = Literal["noise", "original"]
 
 
 @dataclass(frozen=True)
-class DiscreteConfig:
+class PrefixSearchConfig:
     k: int = 5  # prefix tokens (configs/*/text_grad_*.json "k")
     steps: int = 2000  # budget: 40 iterations × 50 timesteps
     iterations: int = 40  # Adam updates per timestep ("iteration")
     lr: float = 0.01
     weight_decay: float = 0.1
-    target: Literal["original", "noise"] = "original"
     batch_size: int = 8  # rows per forward pass of the original model's targets (speed only)
 
     def __post_init__(self) -> None:
-        for name in ("k", "steps", "iterations", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"DiscreteConfig.{name} must be ≥ 1, got {getattr(self, name)}.")
+        check_counts(self, "steps", "k", "iterations", "batch_size")
         if not self.lr > 0 or self.weight_decay < 0:
-            raise ConfigError(f"DiscreteConfig needs lr > 0 and weight_decay ≥ 0, got {self.lr}, {self.weight_decay}.")
+            raise ConfigError(
+                f"PrefixSearchConfig needs lr > 0 and weight_decay ≥ 0, got {self.lr}, {self.weight_decay}."
+            )
 
 
 def project_simplex(x: Tensor) -> Tensor:
@@ -86,9 +91,22 @@ class _SampleOneHot(torch.autograd.Function):
         return F.hardtanh(grad), None
 
 
-@register("discrete", DiscreteConfig)
-def discrete(request: AttackRequest, cfg: DiscreteConfig, *, progress: Progress | None = None) -> Findings:
-    """UnlearnDiff: k real prefix tokens found by projected gradient on relaxed one-hots."""
+@register("unlearndiff", PrefixSearchConfig)
+def unlearndiff(request: AttackRequest, cfg: PrefixSearchConfig, *, progress: Progress | None = None) -> Findings:
+    """UnlearnDiff: k real prefix tokens whose prediction matches the diffusion noise (projected gradient)."""
+    return _prefix_search(request, cfg, "noise", progress)
+
+
+@register("p4d", PrefixSearchConfig)
+def p4d(request: AttackRequest, cfg: PrefixSearchConfig, *, progress: Progress | None = None) -> Findings:
+    """P4D: k real prefix tokens whose prediction matches the original model's (projected gradient)."""
+    return _prefix_search(request, cfg, "original", progress)
+
+
+def _prefix_search(
+    request: AttackRequest, cfg: PrefixSearchConfig, objective: Objective, progress: Progress | None
+) -> Findings:
+    """Every case attacked in turn, each with its own random stream; ``progress`` counts updates."""
     x0 = request.original_latents()
     total, outcomes = len(request.cases) * cfg.steps, []
 
@@ -98,15 +116,17 @@ def discrete(request: AttackRequest, cfg: DiscreteConfig, *, progress: Progress 
 
     for i, case in enumerate(request.cases):
         step0 = i * cfg.steps
-        gen = request.generator("discrete", i)
-        outcomes.append(_attack_case(request, cfg, case, x0[i : i + 1], gen, lambda n, s=step0: tick(s + n)))
+        gen = request.generator("discrete", i)  # the old name's stream: p4d draws what discrete (P4D's objective) drew
+        outcomes.append(_attack_case(request, cfg, objective, case, x0[i : i + 1], gen, lambda n, s=step0: tick(s + n)))
         tick((i + 1) * cfg.steps)  # an early success skips the rest of its budget
-    return Findings(outcomes, info={"n_timesteps_max": len(split_steps(cfg.steps, cfg.iterations))})
+    info = {"objective": objective, "n_timesteps_max": len(split_steps(cfg.steps, cfg.iterations))}
+    return Findings(outcomes, info=info)
 
 
 def _attack_case(
     request: AttackRequest,
-    cfg: DiscreteConfig,
+    cfg: PrefixSearchConfig,
+    objective: Objective,
     case: Case,
     x0: Tensor,
     gen: torch.Generator,
@@ -126,7 +146,7 @@ def _attack_case(
     t_all = torch.cat([torch.full((n,), t) for n, t in zip(iters, timesteps)]).to(x0.device)
     noise = torch.randn((len(t_all), *x0.shape[1:]), generator=gen).to(x0.device, x0.dtype)
     x_t = noisy(x0.expand_as(noise), noise, t_all, abar)
-    goal = _targets(request, cfg, case, x0, noise, x_t, t_all)
+    goal = _targets(request, cfg, objective, case, x0, noise, x_t, t_all)
 
     theta = torch.full((cfg.k, len(vocab)), 1.0 / len(vocab)).requires_grad_(True)  # rand_init=False
     opt = torch.optim.Adam([theta], lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -162,10 +182,17 @@ def _attack_case(
 
 @torch.no_grad()
 def _targets(
-    request: AttackRequest, cfg: DiscreteConfig, case: Case, x0: Tensor, noise: Tensor, x_t: Tensor, t: Tensor
+    request: AttackRequest,
+    cfg: PrefixSearchConfig,
+    objective: Objective,
+    case: Case,
+    x0: Tensor,
+    noise: Tensor,
+    x_t: Tensor,
+    t: Tensor,
 ) -> Tensor:
     """``[n, C, h, w]`` what the edited model's prediction is pulled towards at each draw."""
-    if cfg.target == "noise":
+    if objective == "noise":
         prediction = request.victim.pipe.scheduler.config.prediction_type
         return target(x0.expand_as(noise), noise, t, alphas_cumprod(request.victim.pipe.scheduler), prediction)
     states = request.text.encode_text([case.prompt])

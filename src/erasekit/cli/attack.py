@@ -41,7 +41,7 @@ def default_prompts(model: str, concept: str, n: int | None) -> list[str]:
 
 
 def attack(
-    name: str = typer.Argument(..., help="Attack name: derived, soft-prompt, discrete or ringabell."),
+    name: str = typer.Argument(..., help="Attack name (`erasekit attacks` lists them), e.g. unlearndiff, soft-prompt."),
     concept: str = typer.Option(..., "--concept", "-c", help="The erased concept, as the judge names it."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for images, embeds.safetensors and result.json."),
     model: str = typer.Option("embedded", help=MODEL_HELP),
@@ -49,6 +49,7 @@ def attack(
     prompts: Path | None = typer.Option(None, help="CSV with a 'prompt' column (seed column optional)."),
     n_prompts: int | None = typer.Option(None, help="Use the first N prompts only."),
     budget: int | None = typer.Option(None, help="Optimisation steps (Adam updates or generations); default: paper's."),
+    quick: bool = typer.Option(False, help="Reduced budgets for CI and smoke runs; the result says quick."),
     seed: int = typer.Option(0, help="Seed of the attack's randomness and of prompts without a seed."),
     steps: int | None = typer.Option(None, help="Denoising steps per image (default: the pipeline's)."),
     guidance: float | None = typer.Option(None, help="Classifier-free guidance scale (default: the pipeline's)."),
@@ -63,14 +64,19 @@ def attack(
 
     from ..attacks import attack as run_attack
     from ..attacks import get
+    from ..attacks.run import with_budget
     from ..attacks.save import save_result
 
-    get(name)  # fail on a bad name before loading anything
+    spec = get(name)  # fail on a bad name, budget or hyper-parameter before loading anything
+    overrides = parse_assignments(set_)
+    spec.make_config(quick=quick, **with_budget(spec.name, spec.config_cls, overrides, budget))
     check_output_folder(out, overwrite=overwrite, marker="result.json")  # fail before loading and attacking
-    concept = worlds.canonical_concept(worlds.find(model), concept)  # "Van Gogh" is the world's "van gogh"
+    world = worlds.find(model)
+    concept = worlds.canonical_concept(world, concept)  # "Van Gogh" is the world's "van gogh"
+    kinds = world.concepts() if world is not None else {}
+    kind = next((k for k, names in kinds.items() if concept in names), None)  # Ring-A-Bell's η goes by it
     if n_prompts is not None:
         check_count("--n-prompts", n_prompts)
-    overrides = parse_assignments(set_)
     the_edit = erasekit.Edit.load(edit) if edit is not None else None
     judge = judge_for(model)
     texts, seeds = _prompts(prompts, model, concept, n_prompts, seed)
@@ -89,6 +95,8 @@ def attack(
             prompts=texts,
             seeds=seeds,
             budget=budget,
+            quick=quick,
+            concept_kind=kind,
             seed=seed,
             sampling=Sampling(steps, guidance),
             force=force,
@@ -99,8 +107,9 @@ def attack(
     summary = save_result(result, out, overwrite=overwrite, extra=extra)
     if as_json:
         print_json(summary)
+    tier = " (quick)" if quick else ""
     console.print(
-        f"[bold]{result.attack}[/] on {concept!r}: ASR {result.asr:.1%} ({summary['n_pre_success']} already, "
+        f"[bold]{result.attack}[/]{tier} on {concept!r}: ASR {result.asr:.1%} ({summary['n_pre_success']} already, "
         f"{summary['n_attack_success']} by the attack, of {summary['n']} prompts) -> {out}"
     )
 

@@ -54,18 +54,28 @@ def list_methods(as_json: bool = typer.Option(False, "--json", help="Print as JS
 
 
 def list_attacks(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
-    """List the registered attacks with their default hyper-parameters."""
+    """List the registered attacks: full-strength defaults, the --quick tier's budgets, white-box or not."""
     from .. import attacks
 
     rows = []
     for name in attacks.available():
         spec = attacks.get(name)
         defaults = {f.name: f.default for f in dataclasses.fields(spec.config_cls)}
-        rows.append({"name": name, "summary": spec.summary, "defaults": defaults})
+        rows.append(
+            {
+                "name": name,
+                "summary": spec.summary,
+                "white_box": spec.white_box,
+                "defaults": defaults,
+                "quick": dict(spec.quick),
+            }
+        )
     if as_json:
         print_json(rows)
         return
-    table = Table("attack", "what it does", "defaults (--set NAME=VALUE)")
+    table = Table("attack", "what it does", "defaults (--set NAME=VALUE)", "--quick")
     for r in rows:
-        table.add_row(r["name"], r["summary"], "\n".join(f"{k}={v!r}" for k, v in r["defaults"].items()))
+        kind = " [white-box diagnostic]" if r["white_box"] else ""
+        defaults = "\n".join(f"{k}={v!r}" for k, v in r["defaults"].items())
+        table.add_row(r["name"], r["summary"] + kind, defaults, "\n".join(f"{k}={v!r}" for k, v in r["quick"].items()))
     Console().print(table)
