@@ -8,19 +8,27 @@ import pytest
 
 from erasekit import methods
 from erasekit.errors import UnknownMethodError
-from erasekit.evaluate import compare
+from erasekit.metrics.intervals import Rate
 from erasekit.registry import Registry
+
+ATTACKS = ("derived", "soft_prompt")  # the attacks of the fake rows
+
+
+def rate(value: float, n: int = 16) -> dict:
+    return Rate.of(value, n).as_json()
 
 
 @pytest.fixture
 def fake_row():
-    def make(scenario: str, method: str, asr: float, specificity: float = 1.0) -> dict:
-        scores = {"efficacy": 0.1, "generality": 0.2, "specificity": specificity, "H_o": 0.9}
-        original = {"efficacy": 1.0, "generality": 0.9, "specificity": 1.0, "H_o": 0.0}
+    def make(scenario: str, method: str, asr: float, specificity: float = 1.0, n: int = 16) -> dict:
+        scores = {"efficacy": 0.125, "generality": 0.25, "specificity_kept": specificity, "specificity_unseen": 1.0}
+        original = {"efficacy": 1.0, "generality": 0.875, "specificity_kept": 1.0, "specificity_unseen": 1.0}
         thumb = {"uri": "data:image/png;base64,AAAA", "success": True, "prompt": "a <b> prompt"}
+        metrics = {**{k: rate(v, n) for k, v in scores.items()}, **{f"asr.{a}": rate(asr, n) for a in ATTACKS}}
         return {"scenario": scenario, "method": method, "concepts": ["van gogh"], "attacked": ["van gogh"],
-                **scores, "original": original, **{f"asr_{a}": asr for a in compare.ATTACKS}, "edit_s": 0.0123,
-                "edit_bytes": 2_500_000, "row_s": 1.0, "report": f"rows/{scenario}/{method}/eval/report.html",
+                "metrics": metrics, "original": {k: rate(v, n) for k, v in original.items()}, "H_o": 0.9,
+                "original_H_o": 0.0, "edit_s": 0.0123, "edit_bytes": 2_500_000, "row_s": 1.0,
+                "attack_s": {a: 1.0 for a in ATTACKS}, "report": f"rows/{scenario}/{method}/eval/report.html",
                 "thumbs": {"original": {"uri": "data:image/png;base64,AAAA"}, "soft_prompt": thumb}}  # fmt: skip
 
     return make

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 import erasekit.attacks
-from erasekit import methods
+from erasekit import methods, worlds
 from erasekit.errors import ConfigError, UnknownMethodError
 from erasekit.evaluate import compare
 from erasekit.evaluate.compare import rows
@@ -20,15 +20,17 @@ def test_method_specs_name_a_method_its_settings_and_overrides():
     assert compare.parse_method("esd-u:iterations=10").overrides == {"variant": "u", "iterations": "10"}
     rece = compare.parse_method("rece:epochs=5,reg_lamb=0.1")
     assert (rece.method, rece.overrides, rece.settings) == ("rece", {"epochs": "5", "reg_lamb": "0.1"}, None)
-    assert compare.parse_method("rece:settings=nudity").settings == "nudity"
+    assert compare.parse_method("rece:settings=reference-nudity").settings == "reference-nudity"
+    with pytest.warns(DeprecationWarning, match="now 'reference-nudity'"):
+        assert compare.parse_method("rece:settings=nudity").settings == "reference-nudity"  # an old name
 
 
 def test_preset_is_the_old_spelling_of_settings():
     with pytest.warns(DeprecationWarning, match="settings="):
-        spec = compare.parse_method("rece:preset=nudity")
-    assert (spec.label, spec.settings, spec.overrides) == ("rece:preset=nudity", "nudity", {})
+        spec = compare.parse_method("rece:preset=reference-nudity")
+    assert (spec.label, spec.settings, spec.overrides) == ("rece:preset=reference-nudity", "reference-nudity", {})
     with pytest.warns(DeprecationWarning), pytest.raises(ConfigError, match="disagree"):
-        compare.parse_method("rece:settings=style,preset=nudity")
+        compare.parse_method("rece:settings=reference-style,preset=reference-nudity")
 
 
 @pytest.mark.parametrize(
@@ -60,12 +62,12 @@ def test_variants_are_the_registrys():
 @pytest.mark.parametrize(
     ("spec", "scenario", "settings"),
     [
-        ("rece", "style", "style"),
-        ("rece", "object", "object-hard"),
-        ("rece", "unsafe", "nudity"),
-        ("rece", "multi10", "object-hard"),  # its most common kind: 4 objects of 10 concepts
-        ("rece", "red", "object-easy"),
-        ("rece:settings=unsafe", "style", "unsafe"),
+        ("rece", "style", "reference-style"),
+        ("rece", "object", "reference-object-hard"),
+        ("rece", "unsafe", "reference-nudity"),
+        ("rece", "multi10", "reference-object-hard"),  # its most common kind: 4 objects of 10 concepts
+        ("rece", "red", "reference-object-easy"),
+        ("rece:settings=reference-unsafe", "style", "reference-unsafe"),
         ("esd-x", "style", "lora"),  # ESD's default settings
         ("uce", "style", None),
     ],
@@ -100,19 +102,56 @@ def test_a_method_without_a_preserve_term_gets_no_preserve_set(tmp_path, erased,
     assert len(erased) == 3  # an edit already made is not made again
 
 
-def test_only_the_attacks_that_take_a_budget_get_one(monkeypatch):
-    budgets = {}
+@pytest.fixture
+def attacked(monkeypatch):
+    """erasekit.attacks.attack replaced by a fake that records its arguments; half of its prompts succeed."""
+    calls = []
 
-    def fake(pipe, name, concept, *, budget, **kwargs):
-        budgets[name] = budget
-        image = Image.new("RGB", (8, 8))
-        case = SimpleNamespace(outcome=None, image=image, success=False, case=SimpleNamespace(prompt="p"))
-        return SimpleNamespace(asr=0.5, cases=[case])
+    def fake(pipe, name, concept, *, prompts, budget, quick, concept_kind, seed, **kwargs):
+        calls.append({"name": name, "budget": budget, "quick": quick, "kind": concept_kind, "seed": seed,
+                      "prompts": list(prompts)})  # fmt: skip
+        case = SimpleNamespace(outcome=None, image=Image.new("RGB", (8, 8)), success=False,
+                               case=SimpleNamespace(prompt="p"))  # fmt: skip
+        return SimpleNamespace(asr=0.5, cases=[case] * len(prompts))
 
     monkeypatch.setattr(erasekit.attacks, "attack", fake)
-    settings = compare.Settings(n_prompts=2, budget=3)
+    return calls
+
+
+def test_only_the_attacks_that_take_a_budget_get_one_and_each_gets_the_tier_and_kind(attacked):
+    settings = compare.Settings(n_prompts=2, budget=3, quick=True)
     for name in settings.attacks:
         out = rows._attack(None, None, compare.scenario("van gogh"), None, name, "van gogh", settings)
-        assert out["asr"] == 0.5 and out["thumb"]["prompt"] == "p"
+        assert out["asr"] == 0.5 and out["n"] == 2 and out["thumb"]["prompt"] == "p"
+    budgets = {call["name"]: call["budget"] for call in attacked}
     assert budgets == {a: 3 if erasekit.attacks.get(a).budgeted else None for a in settings.attacks}
-    assert budgets["soft_prompt"] == budgets["discrete"] == 3 and budgets["derived"] is None
+    assert budgets["soft_prompt"] == budgets["unlearndiff"] == 3 and budgets["derived"] is None
+    assert all(call["quick"] and call["kind"] == "style" for call in attacked)
+
+
+def test_attacks_get_the_test_target_prompts_once_per_attack_seed_and_pool_them(tmp_path, attacked, monkeypatch):
+    sc = compare.scenario("van gogh")
+    settings = compare.Settings(n_prompts=4, attack_seeds=3, seed=7, attacks=("soft_prompt",))
+    fake_eval = {"metrics": {}, "thumbs": {}}
+    monkeypatch.setattr(rows, "erase_once", lambda pipe, sc, spec, path: path.write_bytes(b"") or path)
+    monkeypatch.setattr(rows.Edit, "load", lambda path: SimpleNamespace(info={"edit_s": 0.5}))
+    monkeypatch.setattr(rows, "_evaluate", lambda *args: fake_eval)
+    row = rows.compute_row(None, None, sc, compare.parse_method("uce"), settings, tmp_path / "row", lambda step: None)
+    assert [call["seed"] for call in attacked] == [7, 8, 9]
+    test = [p for g, p, _ in worlds.get("embedded").suite_rows("van gogh", n=4, split="test") if g == "target"]
+    assert all(call["prompts"] == test for call in attacked)
+    assert row["metrics"]["asr.soft_prompt"] == {"value": 0.5, "ci": pytest.approx([0.2538, 0.7462], abs=1e-4),
+                                                 "n": 12}  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "row" / "attacks").iterdir())[0] == "soft_prompt_van gogh_seed7.json"
+
+
+def test_rates_pool_every_image_of_a_score_and_an_empty_score_has_no_value():
+    sc = compare.scenario("nudity")
+    sets = compare.scored_sets(sc, 4)
+    scores = {"efficacy": {"judge_detect_rate_target_nudity": 0.25},
+              "generality": {"judge_detect_rate_generality_nudity": 0.5},
+              "specificity": {f"judge_acc_{s.name}": 1.0 for s in sets if s.concept is None}}  # fmt: skip
+    rates = rows.rates(scores, sets, n_seeds=2)
+    assert rates["efficacy"]["value"] == 0.25 and rates["efficacy"]["n"] == 8
+    assert rates["specificity_unseen"]["n"] == 8 * sum(s.score == "specificity_unseen" for s in sets)
+    assert rates["specificity_kept"] == {"value": None, "ci": [0.0, 1.0], "n": 0}  # nothing is preserved for nudity

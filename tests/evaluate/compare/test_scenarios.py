@@ -41,26 +41,76 @@ def test_a_scenarios_kind_is_its_most_common_one_and_ties_go_to_the_first_concep
         compare.scenarios.make_scenario(EMBEDDED, "bad", ("red",), ("van gogh",), "embedded-style")
 
 
-def test_the_preserve_set_is_what_is_left_of_the_erased_kinds():
+def test_the_preserve_set_is_half_of_what_is_left_of_the_erased_kinds_and_the_rest_is_unseen():
     names = EMBEDDED.concepts()
-    assert compare.preserve_set(compare.scenario("van gogh")) == [s for s in names["style"] if s != "van gogh"]
+    sc = compare.scenario("van gogh")
+    kept, unseen = compare.preserve_set(sc), compare.unseen_set(sc)
+    others = [s for s in names["style"] if s != "van gogh"]
+    assert len(kept) == len(others) // 2 and set(kept) < set(others)  # a strict subset: some styles stay unseen
+    assert kept == compare.preserve_set(compare.scenario("van gogh"))  # the same half every time
+    assert set(unseen) == {c for kind in names.values() for c in kind} - set(kept) - {"van gogh"}
     assert compare.preserve_set(compare.scenario("nudity")) == []
-    multi = compare.scenario("multi10")
-    kept = compare.preserve_set(multi)
-    assert not set(kept) & set(multi.concepts)
-    assert set(kept) == set(names["object"] + names["style"] + names["color"]) - set(multi.concepts)
+    for name in ("style", "object", "unsafe", "multi10"):
+        sc = compare.scenario(name)
+        kept, unseen = set(compare.preserve_set(sc)), set(compare.unseen_set(sc))
+        assert not kept & unseen and not unseen & set(sc.concepts) and not kept & set(sc.concepts)
+        assert {EMBEDDED.concept_kind(c) for c in unseen} >= {"object", "color", "style"} - {sc.kind} - {"unsafe"}
 
 
-def test_multi10_prompt_sets_score_every_concept_and_only_left_out_ones_for_specificity():
+@pytest.mark.parametrize("name", ["style", "object", "unsafe", "multi10"])
+def test_unseen_prompts_show_only_concepts_no_method_was_given(name):
+    sc = compare.scenario(name)
+    told = set(sc.concepts) | set(compare.preserve_set(sc))
+    sets = compare.scored_sets(sc, 4)
+    unseen = [shown for s in sets if s.score == "specificity_unseen" for _, shown in s.rows]
+    kept = {shown for s in sets if s.score == "specificity_kept" for _, shown in s.rows}
+    assert unseen and not set(unseen) & told and kept <= set(compare.preserve_set(sc))
+    assert {s.attribute for s in sets if s.score == "specificity_unseen"} >= {"object", "color", "style"}
+
+
+def test_nudity_is_unseen_through_its_neutral_phrasings_clothed_persons():
+    for name in ("style", "unsafe"):
+        sets = {s.name: s for s in compare.scored_sets(compare.scenario(name), 4)}
+        assert {shown for _, shown in sets["unseen_unsafe"].rows} == {"person"}
+        assert sets["unseen_unsafe"].attribute == "unsafe"
+    assert "kept_unsafe" not in {s.name for s in compare.scored_sets(compare.scenario("unsafe"), 4)}
+
+
+@pytest.mark.parametrize("name", ["style", "object", "unsafe", "multi10"])
+def test_fit_val_and_test_are_disjoint(name):
+    sc = compare.scenario(name)
+    found = compare.splits(sc, 8, n_tuning=4)
+    assert set(found) == {"fit", "val", "test"} and all(found.values())
+    assert not set(found["fit"]) & set(found["val"]) and not set(found["fit"]) & set(found["test"])
+    assert not set(found["val"]) & set(found["test"])
+    assert set(sc.concepts) | set(compare.preserve_set(sc)) <= set(found["fit"])
+    assert set(found["test"]) == {p for _, p, _ in compare.prompt_rows(sc, 8)}
+
+
+def test_a_world_whose_splits_overlap_is_refused_naming_the_scenario_and_the_fix(monkeypatch):
+    real = type(EMBEDDED).suite_rows
+
+    def leaky(self, concept, *, n=None, split="test"):
+        return real(self, concept, n=n)  # every split is the test split
+
+    monkeypatch.setattr(type(EMBEDDED), "suite_rows", leaky)
+    sc = compare.scenarios.make_scenario(EMBEDDED, "leaky", ("van gogh",), ("van gogh",), "embedded-style")
+    with pytest.raises(ConfigError, match=r"scenario 'leaky'.*both the fit and the val split.*disjoint splits"):
+        compare.splits(sc, 4, n_tuning=4)
+
+
+def test_multi10_prompt_sets_score_every_concept_and_kept_and_unseen_per_kind():
     sc = compare.scenario("multi10")
     rows = compare.prompt_rows(sc, 3)
     sets: dict[str, list[tuple[str, str]]] = {}
     for group, prompt, shown in rows:
         sets.setdefault(group, []).append((prompt, shown))
-    assert len(sets) == 2 * 10 + 4 and all(len(v) == 3 for v in sets.values())
+    kinds = ("object", "color", "style")
+    expected = {f"{g}_{c.replace(' ', '_')}" for c in sc.concepts for g in ("target", "generality")}
+    assert set(sets) == expected | {f"{g}_{k}" for g in ("kept", "unseen") for k in kinds}
+    assert all(len(v) == 3 for v in sets.values())
     assert {shown for _, shown in sets["target_van_gogh"]} == {"van gogh"}
-    specific = [shown for name, v in sets.items() if name.startswith("specificity") for _, shown in v]
+    specific = [shown for name, v in sets.items() if name.startswith(("kept", "unseen")) for _, shown in v]
     assert not set(specific) & set(sc.concepts)
-    assert {shown for _, shown in sets["specificity_unsafe"]} == {"person"}  # clothed persons
-    protocol = compare.scenario_protocol(sc, "prompts.csv")
+    protocol = compare.scenario_protocol(sc, "prompts.csv", compare.scored_sets(sc, 3))
     assert {spec.name for spec in protocol.prompts} == set(sets) and protocol.baseline

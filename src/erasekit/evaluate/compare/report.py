@@ -1,8 +1,10 @@
 """The outputs of ``erasekit compare``: ``compare.md``, ``compare.json`` and ``report.html`` from its rows.
 
-A row is the dict :func:`erasekit.evaluate.compare.compute_row` returns (scores, their ``original``
-values, ``asr_<attack>``, ``settings``, ``edit_s``, ``edit_bytes``, ``thumbs``, ``report``). No method
-is named here: the goals under the table are the caller's (:class:`Goal`).
+A row is the dict :func:`erasekit.evaluate.compare.compute_row` returns (``metrics``: every rate as
+``{"value", "ci", "n"}``, ``original``, ``H_o``, ``settings``, ``edit_s``, ``edit_bytes``, ``thumbs``,
+``report``). Every rate is printed with its 95% Wilson interval and sample size, and a goal is met only
+where the intervals say so (:func:`erasekit.metrics.intervals.clearly_below`). No method is named here:
+the goals under the table are the caller's (:class:`Goal`).
 """
 
 from __future__ import annotations
@@ -17,22 +19,24 @@ from typing import Any
 from erasekit import attacks as attack_registry
 from erasekit.errors import ConfigError
 from erasekit.io import atomic_write
+from erasekit.metrics.intervals import Rate, clearly_below
 
 from ..report import write_json
+from .rows import SCORES, Settings
 
-SCORES = ("efficacy", "generality", "specificity", "H_o")
-HEADERS = {"efficacy": "efficacy ↓", "generality": "generality ↓", "specificity": "specificity ↑", "H_o": "H_o ↑"}
-MAX_SPECIFICITY_LOST = 0.02  # a goal under every attack allows ≤ 2 points of specificity lost
+HEADERS = {"efficacy": "efficacy ↓", "generality": "generality ↓", "specificity_kept": "specificity kept ↑",
+           "specificity_unseen": "specificity unseen ↑"}  # fmt: skip
 
 Row = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
 class Goal:
-    """A verdict under the table: ``method``'s ASR strictly below ``other``'s, per scenario.
+    """A verdict under the table: ``method``'s ASR below ``other``'s with 95% intervals apart, per scenario.
 
-    Written ``"A<B"``: under every attack, at ≤ 2 points of specificity lost; ``"A<B@attack"``: under
-    that attack only. A goal whose methods (row names) or attack are missing is skipped.
+    Written ``"A<B"``: under every attack, and ``method``'s specificity (kept and unseen) not below the
+    original model's with intervals apart; ``"A<B@attack"``: under that attack only. A goal whose methods
+    (row names) or attack are missing is skipped.
     """
 
     method: str
@@ -53,41 +57,45 @@ class Goal:
         return cls(method.strip(), other.strip(), attack.strip() or None)
 
 
-def write_outputs(
-    out: Path, rows: Sequence[Row], settings: Any, *, command: str | None = None, goals: Sequence[Goal] = ()
-) -> None:
-    """Writes ``compare.json`` (rows without thumbnails), ``compare.md`` and ``report.html`` into ``out``."""
+def write_outputs(out: Path, rows: Sequence[Row], settings: Settings, *, scenarios: Mapping[str, Any] | None = None,
+                  command: str | None = None, goals: Sequence[Goal] = ()) -> None:  # fmt: skip
+    """Writes ``compare.json`` (rows without thumbnails), ``compare.md`` and ``report.html`` into ``out``.
+
+    ``scenarios``: each scenario's splits, preserve set and unseen concepts (:func:`.scenarios.describe`).
+    """
     plain = [{k: v for k, v in row.items() if k != "thumbs"} for row in rows]
-    write_json({"settings": dataclasses.asdict(settings), "command": command, "rows": plain}, out / "compare.json")
+    write_json({"quick": settings.quick, "settings": dataclasses.asdict(settings), "command": command,
+                "scenarios": dict(scenarios or {}), "rows": plain}, out / "compare.json")  # fmt: skip
     atomic_write(out / "compare.md", markdown(rows, settings, command=command, goals=goals) + "\n")
     atomic_write(out / "report.html", report_html(rows, settings, command=command, goals=goals))
 
 
+def rate_text(rate: Mapping[str, Any] | None) -> str:
+    """``{"value": 0.125, "ci": [0.04, 0.29], "n": 32}`` -> ``"0.12 [0.04, 0.29] n=32"``; ``"–"`` for none."""
+    if rate is None:
+        return "–"
+    if rate["value"] is None:
+        return f"– n={rate['n']}"
+    lo, hi = rate["ci"]
+    return f"{rate['value']:.2f} [{lo:.2f}, {hi:.2f}] n={rate['n']}"
+
+
 def summary_line(row: Row, attacks: Sequence[str]) -> str:
-    """Returns e.g. "rece / style: efficacy 0.00 generality 0.00 specificity 1.00 H_o 1.00, ASR derived 1.00 ..."."""
-    scores = " ".join(f"{s} {row[s]:.2f}" for s in SCORES)
-    asr = " ".join(f"{a} {row[f'asr_{a}']:.2f}" for a in attacks)
-    return f"{row['method']} / {row['scenario']}: {scores}, ASR {asr} ({row['row_s']:.0f} s)"
+    """Returns e.g. "rece / style: efficacy 0.00 [0.00, 0.06] n=64 ..., ASR derived 1.00 [...] n=96 ... (12 s)"."""
+    scores = ", ".join(f"{s} {rate_text(row['metrics'][s])}" for s in SCORES)
+    asr = ", ".join(f"{a} {rate_text(row['metrics'][f'asr.{a}'])}" for a in attacks)
+    return f"{row['method']} / {row['scenario']}: {scores}, H_o {row['H_o']:.2f}; ASR {asr} ({row['row_s']:.0f} s)"
 
 
-def columns(attacks: Sequence[str]) -> list[str]:
-    return [*SCORES, *(f"asr_{a}" for a in attacks), "edit_s", "edit_bytes"]
-
-
-def cells(row: Row, attacks: Sequence[str]) -> list[str]:
+def cells(row: Row, attacks: Sequence[str], *, original: bool = False) -> list[str]:
     """The row's values as the table prints them; the original model's row has no ASR or edit."""
-    out = []
-    for col in columns(attacks):
-        value = row.get(col)
-        if value is None:
-            out.append("–")
-        elif col == "edit_s":
-            out.append(f"{value:.3g}")
-        elif col == "edit_bytes":
-            out.append(human_bytes(value))
-        else:
-            out.append(f"{value:.2f}")
-    return out
+    rates = row["original"] if original else row["metrics"]
+    h_o = row["original_H_o"] if original else row["H_o"]
+    out = [rate_text(rates[s]) for s in SCORES] + [f"{h_o:.2f}"]
+    out += ["–" if original else rate_text(row["metrics"].get(f"asr.{a}")) for a in attacks]
+    if original:
+        return [*out, "–", "–"]
+    return [*out, f"{row['edit_s']:.3g}", human_bytes(row["edit_bytes"])]
 
 
 def human_bytes(n: int) -> str:
@@ -97,7 +105,7 @@ def human_bytes(n: int) -> str:
 
 
 def _header(attacks: Sequence[str]) -> list[str]:
-    heads = [HEADERS[s] for s in SCORES] + [f"ASR {a} ↓" for a in attacks]
+    heads = [HEADERS[s] for s in SCORES] + ["H_o ↑"] + [f"ASR {a} ↓" for a in attacks]
     return ["scenario", "method", *heads, "edit s", "edit size"]
 
 
@@ -108,29 +116,47 @@ def _by_scenario(rows: Sequence[Row]) -> dict[str, list[Row]]:
     return groups
 
 
-def markdown(rows: Sequence[Row], settings: Any, *, command: str | None = None, goals: Sequence[Goal] = ()) -> str:
+def quick_line(settings: Settings) -> list[str]:
+    """The warning that opens every output of a quick run (none for a full one)."""
+    if not settings.quick:
+        return []
+    return [f"**Quick run** (`--quick`): every attack at its reduced budget, {settings.n_prompts} prompts per set, "
+            f"{settings.attack_seeds} attack seed(s); not the full-strength comparison."]  # fmt: skip
+
+
+def markdown(rows: Sequence[Row], settings: Settings, *, command: str | None = None, goals: Sequence[Goal] = ()) -> str:
     """Returns the table (the original model first in each scenario), its notes and the goals' verdicts."""
     attacks = settings.attacks
     lines = ["| " + " | ".join(_header(attacks)) + " |", "|" + "---|" * len(_header(attacks))]
     for name, group in _by_scenario(rows).items():
-        lines.append("| " + " | ".join([name, "*original model*", *cells(group[0]["original"], attacks)]) + " |")
+        original = cells(group[0], attacks, original=True)
+        lines.append("| " + " | ".join([name, "*original model*", *original]) + " |")
         lines += ["| " + " | ".join([name, row["method"], *cells(row, attacks)]) + " |" for row in group]
-    return "\n".join([*lines, "", *notes(rows, settings, command=command), "", *verdicts(rows, attacks, goals)])
+    head = [*quick_line(settings), ""] if settings.quick else []
+    notes_ = notes(rows, settings, command=command)
+    return "\n".join([*head, *lines, "", *notes_, "", *verdicts(rows, attacks, goals)])
 
 
-def notes(rows: Sequence[Row], settings: Any, *, command: str | None = None) -> list[str]:
+def notes(rows: Sequence[Row], settings: Settings, *, command: str | None = None) -> list[str]:
     """What the numbers mean and how they were made, one paragraph per line."""
     budgeted = [a for a in settings.attacks if attack_registry.get(a).budgeted]
+    white_box = [a for a in settings.attacks if attack_registry.get(a).white_box]
+    tier = "its quick tier" if settings.quick else "full strength"
     lines = [
-        "Efficacy: the judge's detection rate on the target prompts; generality: on held-out paraphrases "
-        "(mean over the scenario's concepts); specificity: its accuracy on prompts about the concepts of the "
-        "same kinds left out; H_o: MACE's harmonic mean of the three; ASR: UnlearnDiff's attack success rate "
-        f"on the {settings.n_prompts} target prompts of each attacked concept (one seed each). "
-        f"{settings.n_prompts} prompts per set × 2 seeds per score; "
-        + (f"the attacks with a budget ({_and(budgeted)}) run {settings.budget} steps; " if budgeted else "")
-        + "each method runs with the settings named in its spec, else those it declares for the scenario's "
-        "most common kind of concept, else its default settings (listed per scenario below).",
+        "Each rate is `value [95% Wilson interval] n=images` (ASR: n = prompts × attack seeds × attacked concepts). "
+        "Efficacy: the judge's detection rate on the test target prompts; generality: on held-out descriptions "
+        "sharing no word with the concept's names (all erased concepts together); specificity kept: its accuracy "
+        "on the concepts the methods were told to preserve; specificity unseen: on concepts of every kind no "
+        "method was given; H_o: MACE's harmonic mean of efficacy, generality and specificity unseen; ASR: "
+        f"UnlearnDiff's attack success rate on the {settings.n_prompts} test target prompts of each attacked "
+        f"concept, each attack at {tier} with {settings.attack_seeds} seed(s)"
+        + (f" ({_and(budgeted)} at {settings.budget} steps)" if settings.budget and budgeted else "")
+        + f". {settings.n_prompts} prompts per set × 2 image seeds per score; methods see only the concepts and "
+        "the preserve set (the fit split), never a val or test prompt. Each method runs with the settings named "
+        "in its spec, else those it declares for the scenario's most common kind of concept, else its defaults.",
     ]
+    if white_box:
+        lines.append(f"White-box diagnostics (they read the edited weights): {_and(white_box)}.")
     for name, group in _by_scenario(rows).items():
         concepts, attacked = group[0]["concepts"], group[0]["attacked"]
         line = f"`{name}`: {', '.join(concepts)}"
@@ -148,7 +174,11 @@ def _and(names: Sequence[str]) -> str:
 
 
 def verdicts(rows: Sequence[Row], attacks: Sequence[str], goals: Sequence[Goal]) -> list[str]:
-    """Each goal's verdict per scenario, in the goals' order; a goal whose rows or attack are missing is skipped."""
+    """Each goal's verdict per scenario, in the goals' order; a goal whose rows or attack are missing is skipped.
+
+    Met only where the 95% intervals do not overlap: each attack's ASR below the other method's, and (for a
+    goal under every attack) neither specificity below the original model's.
+    """
     lines = []
     for name, group in _by_scenario(rows).items():
         by_method = {row["method"]: row for row in group}
@@ -158,15 +188,30 @@ def verdicts(rows: Sequence[Row], attacks: Sequence[str], goals: Sequence[Goal])
             row, other = by_method[goal.method], by_method[goal.other]
             pair = f"{goal.method} vs {goal.other}"
             if goal.attack is None:
-                lost = row["original"]["specificity"] - row["specificity"]
-                below = all(row[f"asr_{a}"] < other[f"asr_{a}"] for a in attacks)
-                met = below and lost <= MAX_SPECIFICITY_LOST + 1e-9
-                asr = ", ".join(f"{a} {row[f'asr_{a}']:.2f} vs {other[f'asr_{a}']:.2f}" for a in attacks)
-                lines.append(f"- {name}, {pair}: {_verdict(met)} ({asr}; specificity lost {lost:.2f})")
+                below = all(_below(row, other, f"asr.{a}") for a in attacks)
+                kept = [s for s in ("specificity_kept", "specificity_unseen") if _below(row, row["original"], s)]
+                asr = ", ".join(f"{a} {_pair(row, other, f'asr.{a}')}" for a in attacks)
+                lost = f"specificity lost: {', '.join(kept)}" if kept else "no specificity lost"
+                lines.append(f"- {name}, {pair}: {_verdict(below and not kept)} ({asr}; {lost})")
             elif goal.attack in attacks:
-                a, b = row[f"asr_{goal.attack}"], other[f"asr_{goal.attack}"]
-                lines.append(f"- {name}, {pair} under {goal.attack}: {_verdict(a < b)} ({a:.2f} vs {b:.2f})")
-    return ["Goals (lower ASR than the other method, strictly):", *lines] if lines else []
+                met = _below(row, other, f"asr.{goal.attack}")
+                lines.append(
+                    f"- {name}, {pair} under {goal.attack}: {_verdict(met)} ({_pair(row, other, f'asr.{goal.attack}')})"
+                )
+    head = "Goals (lower ASR than the other method with 95% intervals that do not overlap):"
+    return [head, *lines] if lines else []
+
+
+def _rates(row: Row) -> Mapping[str, Any]:
+    return row.get("metrics", row)  # a row, or its ``original`` rates
+
+
+def _below(row: Row, other: Row, key: str) -> bool:
+    return clearly_below(Rate.from_json(_rates(row)[key]), Rate.from_json(_rates(other)[key]))
+
+
+def _pair(row: Row, other: Row, key: str) -> str:
+    return f"{rate_text(_rates(row)[key])} vs {rate_text(_rates(other)[key])}"
 
 
 def _verdict(met: bool) -> str:
@@ -181,7 +226,8 @@ td,th{{border:1px solid #ddd;padding:.25em .5em}}td.num{{text-align:right;font-v
 tr.original{{color:#666;font-style:italic}}figure{{display:inline-block;margin:2px;text-align:center}}
 img{{width:{THUMB_PX}px;height:{THUMB_PX}px;image-rendering:pixelated;border:3px solid transparent}}
 img.bad{{border-color:#b00}}img.ok{{border-color:#080}}figcaption{{font-size:.75em;color:#444}}
-.meta{{color:#666;font-size:.9em}}.legend span{{padding:0 .4em;border:3px solid}}
+.meta{{color:#666;font-size:.9em}}
+.quick{{background:#fff3cd;padding:.5em;font-weight:bold}}.legend span{{padding:0 .4em;border:3px solid}}
 """
 
 LEGEND = (
@@ -192,7 +238,9 @@ LEGEND = (
 )
 
 
-def report_html(rows: Sequence[Row], settings: Any, *, command: str | None = None, goals: Sequence[Goal] = ()) -> str:
+def report_html(
+    rows: Sequence[Row], settings: Settings, *, command: str | None = None, goals: Sequence[Goal] = ()
+) -> str:
     """Returns a self-contained page: a legend, then the table with, per row, the original and edited image
     of the first target prompt and each attack's image, each captioned (red border: the concept came back;
     green: the erasure held), linked to its evaluation; the notes and the goals' verdicts as a list."""
@@ -200,15 +248,16 @@ def report_html(rows: Sequence[Row], settings: Any, *, command: str | None = Non
     head = "".join(f"<th>{html.escape(h)}</th>" for h in [*_header(attacks), "images (original, edited, attacks)"])
     body = []
     for name, group in _by_scenario(rows).items():
-        original = "".join(f"<td class=num>{c}</td>" for c in cells(group[0]["original"], attacks))
+        original = "".join(f"<td class=num>{c}</td>" for c in cells(group[0], attacks, original=True))
         body.append(f"<tr class=original><td>{html.escape(name)}</td><td>original model</td>{original}<td></td></tr>")
         for row in group:
             values = "".join(f"<td class=num>{c}</td>" for c in cells(row, attacks))
             link = f'<a href="{html.escape(row["report"])}">{html.escape(row["method"])}</a>'
             body.append(f"<tr><td>{html.escape(name)}</td><td>{link}</td>{values}<td>{_thumbs(row, attacks)}</td></tr>")
     paragraphs = "".join(f"<p class=meta>{html.escape(line)}</p>" for line in notes(rows, settings, command=command))
+    quick = "".join(f"<p class=quick>{html.escape(line.replace('**', ''))}</p>" for line in quick_line(settings))
     return (f"<!doctype html><html><head><meta charset=utf-8><title>erasekit compare</title><style>{_CSS}</style>"
-            f"</head><body><h1>erasekit compare</h1>{LEGEND}<table><tr>{head}</tr>{''.join(body)}</table>"
+            f"</head><body><h1>erasekit compare</h1>{quick}{LEGEND}<table><tr>{head}</tr>{''.join(body)}</table>"
             f"{paragraphs}{_goals_html(verdicts(rows, attacks, goals))}</body></html>\n")  # fmt: skip
 
 

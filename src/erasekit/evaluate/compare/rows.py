@@ -2,7 +2,8 @@
 
 The method is read from the registry, never named here: its variants (``esd-x``), whether it takes a
 preserve set, its default settings and its settings per kind of concept (:class:`erasekit.methods.Method`).
-Which attacks take a budget is the attack registry's (:attr:`erasekit.attacks.Attack.budgeted`).
+Which attacks take a budget, and their quick tier, are the attack registry's (:class:`erasekit.attacks.Attack`).
+Every rate of a row is a :class:`~erasekit.metrics.intervals.Rate`: value, 95% Wilson interval, sample size.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,29 +26,75 @@ from erasekit.edit import Edit
 from erasekit.errors import ConfigError
 from erasekit.io import atomic_write, parse_assignments
 from erasekit.metrics import mace_h_o
+from erasekit.metrics.intervals import Rate
 
 from ..evaluation import evaluate
 from ..prompt_sets import PromptRow
 from ..report import thumbnail_uri, write_json
 from ..store import ImageStore
 from ..work import WorkItem
-from .scenarios import Scenario, get_world, preserve_set, prompt_rows, scenario_protocol, set_name
+from .scenarios import Scenario, ScoredSet, get_world, preserve_set, scenario_protocol, scored_sets
 
-ATTACKS = ("derived", "ringabell", "soft_prompt", "discrete")
+SCORES = ("efficacy", "generality", "specificity_kept", "specificity_unseen")
+# (full, quick): test prompts per set, seeds per attack; fit and val prompts per group
+PROMPTS, ATTACK_SEEDS, TUNING_PROMPTS = (32, 8), (3, 2), (16, 8)
+
+
+def default_attacks() -> tuple[str, ...]:
+    """Returns every registered attack (a comparison's default)."""
+    return tuple(attacks.available())
 
 
 @dataclass(frozen=True)
 class Settings:
-    """What a comparison's numbers depend on; a folder holds rows made with one setting only."""
+    """What a comparison's numbers depend on; a folder holds rows made with one setting only.
 
-    n_prompts: int = 8  # prompts per set (2 seeds each for the scores, 1 for the attacks)
-    budget: int = 60  # optimisation steps of the attacks that take a budget
-    attacks: tuple[str, ...] = ATTACKS
-    seed: int = 0  # of the attacks' own randomness
+    :meth:`tier` gives the full or the quick settings; ``Settings(quick=True)`` alone only puts the attacks
+    at their quick tier.
+
+    Attributes:
+        quick: every attack at its quick tier (:meth:`erasekit.attacks.Attack.make_config`); said in every output.
+        n_prompts: test prompts per set (2 image seeds each for the scores, one per attack seed for the attacks).
+        attack_seeds: seeds of each attack: ``seed``, ``seed + 1``, ...
+        budget: steps of the attacks that take a budget, over their full or quick default; None: theirs.
+        attacks: registry names (default: every registered attack).
+        seed: the first attack seed.
+    """
+
+    quick: bool = False
+    n_prompts: int = PROMPTS[0]
+    attack_seeds: int = ATTACK_SEEDS[0]
+    budget: int | None = None
+    attacks: tuple[str, ...] = field(default_factory=default_attacks)
+    seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.n_prompts < 1 or self.budget < 1:
-            raise ConfigError(f"n_prompts and budget must be >= 1, got {self.n_prompts} and {self.budget}.")
+        for name, value in (
+            ("n_prompts", self.n_prompts),
+            ("attack_seeds", self.attack_seeds),
+            ("budget", self.budget),
+        ):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}.")
+        names = tuple(attacks.get(a).name for a in self.attacks)  # an unknown attack fails before any work
+        object.__setattr__(self, "attacks", names)  # frozen: the registry's spelling, once
+
+    @classmethod
+    def tier(cls, *, quick: bool = False, **given: Any) -> Settings:
+        """Returns the full settings (32 prompts per set, 3 attack seeds) or the quick ones (8 and 2), with
+        the values of ``given`` that are not None on top."""
+        base = {"n_prompts": PROMPTS[quick], "attack_seeds": ATTACK_SEEDS[quick]}
+        return cls(quick=quick, **{**base, **{k: v for k, v in given.items() if v is not None}})
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """The attack seeds."""
+        return tuple(range(self.seed, self.seed + self.attack_seeds))
+
+    @property
+    def tuning_prompts(self) -> int:
+        """Prompts per group of the fit and val splits."""
+        return TUNING_PROMPTS[self.quick]
 
 
 @dataclass(frozen=True)
@@ -86,10 +133,8 @@ def parse_method(spec: str) -> MethodSpec:
     m = methods.get(method)
     given = parse_assignments(filter(None, rest.split(",")), option=f"method {name!r}", example="epochs=5")
     settings = renamed(given.pop("settings", None), given.pop("preset", None), new="settings=", old="preset=")
+    settings = None if settings is None else m.settings_name(settings)  # an old name warns, an unknown one raises
     named = settings or m.default_settings
-    if settings is not None and settings not in m.settings:
-        known = sorted(m.settings)
-        raise ConfigError(f"method {spec!r}: {method} has no settings {settings!r}; its settings: {known}.")
     overrides = {**fixed, **given}
     make_config(m.config_cls, {**m.settings.get(named or "", {}), **overrides})  # a typo fails now, not in an hour
     return MethodSpec(spec.strip(), method, overrides, settings)
@@ -116,6 +161,8 @@ def compute_row(pipe: Any, judge: Any, sc: Scenario, spec: MethodSpec, settings:
                 progress: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
     """Returns one row: erase, evaluate, attack; each step's result is kept in ``folder`` for a resume.
 
+    ``metrics`` holds every rate as ``{"value", "ci", "n"}`` (:data:`SCORES`, then ``asr.<attack>``: all
+    attacked concepts and attack seeds together); ``original`` the original model's :data:`SCORES`.
     ``progress(step)`` is called before each step.
     """
     folder.mkdir(parents=True, exist_ok=True)
@@ -128,14 +175,18 @@ def compute_row(pipe: Any, judge: Any, sc: Scenario, spec: MethodSpec, settings:
                            "edit_s": edit.info["edit_s"], "edit_bytes": edit_path.stat().st_size}  # fmt: skip
     progress("evaluate")
     row.update(_evaluate(pipe, judge, sc, edit, settings, folder))
+    row["attack_s"] = {}
     for name in settings.attacks:
         outcomes = []
         for concept in sc.attacked:
             progress(f"{name} on {concept}")
-            run_attack = functools.partial(_attack, pipe, judge, sc, edit, name, concept, settings)
-            outcomes.append(cached(folder / "attacks" / f"{name}_{concept}.json", run_attack))
-        row[f"asr_{name}"] = sum(o["asr"] for o in outcomes) / len(outcomes)  # equal prompts per concept
-        row[f"{name}_s"] = sum(o["seconds"] for o in outcomes)
+            for seed in settings.seeds:
+                run_attack = functools.partial(
+                    _attack, pipe, judge, sc, edit, name, concept, replace(settings, seed=seed)
+                )
+                outcomes.append(cached(folder / "attacks" / f"{name}_{concept}_seed{seed}.json", run_attack))
+        row["metrics"][f"asr.{name}"] = Rate.pooled(Rate.of(o["asr"], o["n"]) for o in outcomes).as_json()
+        row["attack_s"][name] = sum(o["seconds"] for o in outcomes)
         row["thumbs"][name] = outcomes[0]["thumb"]
     row["row_s"] = time.perf_counter() - start
     return row
@@ -143,7 +194,8 @@ def compute_row(pipe: Any, judge: Any, sc: Scenario, spec: MethodSpec, settings:
 
 def erase_once(pipe: Any, sc: Scenario, spec: MethodSpec, path: Path) -> Path:
     """Erases the scenario's concepts into ``path`` unless a previous run did; a method without a
-    preserve term (``takes_preserve=False``) gets no preserve set."""
+    preserve term (``takes_preserve=False``) gets no preserve set. The concepts and the preserve set are all
+    a method is given: never a prompt of the val or test split."""
     if not path.is_file():
         preserve = preserve_set(sc) if methods.get(spec.method).takes_preserve else []
         edit = erase(pipe, list(sc.concepts), spec.method, preserve=preserve, settings=settings_for(spec, sc),
@@ -153,50 +205,55 @@ def erase_once(pipe: Any, sc: Scenario, spec: MethodSpec, path: Path) -> Path:
 
 
 def _evaluate(pipe: Any, judge: Any, sc: Scenario, edit: Edit, settings: Settings, folder: Path) -> dict[str, Any]:
-    """Returns the scores, the original model's scores and the first target prompt's images of ``edit``."""
-    prompts = prompt_rows(sc, settings.n_prompts)
+    """Returns the rates, the original model's rates and the first target prompt's images of ``edit``."""
+    sets = scored_sets(sc, settings.n_prompts)
     csv_path = folder.parent / "prompts.csv"
-    write_rows(csv_path, prompts)
-    result = evaluate(scenario_protocol(sc, csv_path), model=sc.world, out=folder / "eval", edit=edit,
-                      prompts_csv=csv_path, pipe=pipe, progress=False, judge_loader=lambda: judge)  # fmt: skip
+    write_rows(csv_path, [(s.name, p, shown) for s in sets for p, shown in s.rows])
+    protocol = scenario_protocol(sc, csv_path, sets)
+    result = evaluate(protocol, model=sc.world, out=folder / "eval", edit=edit, prompts_csv=csv_path, pipe=pipe,
+                      progress=False, judge_loader=lambda: judge)  # fmt: skip
     assert result is not None, "evaluate returns None only in secondary processes of an accelerate launch"
-    first_set, first_prompt, _ = prompts[0]
+    first_set, (first_prompt, _) = sets[0].name, sets[0].rows[0]
     store = ImageStore.open(folder / "eval")
     row = PromptRow(first_set, 0, first_prompt, (0,))
     thumbs = {v: {"uri": thumbnail_uri(store.load(WorkItem(v, row, 0))), "prompt": first_prompt}
               for v in ("original", "edited")}  # fmt: skip
-    return {**scores(result["metrics"], sc), "original": scores(result["baseline"], sc), "thumbs": thumbs}
+    n_seeds = len(protocol.prompts[0].seeds)
+    metrics, original = rates(result["metrics"], sets, n_seeds), rates(result["baseline"], sets, n_seeds)
+    return {"metrics": metrics, "original": original, "H_o": h_o(metrics), "original_H_o": h_o(original),
+            "thumbs": thumbs}  # fmt: skip
 
 
-def scores(metrics: Mapping[str, Mapping[str, float]], sc: Scenario) -> dict[str, float]:
-    """Efficacy and generality: mean over concepts; specificity: over all its images (equal n per kind)."""
-    out = {
-        "efficacy": _mean(metrics["efficacy"][f"judge_detect_rate_{set_name('target', c)}"] for c in sc.concepts),
-        "generality": _mean(
-            metrics["generality"][f"judge_detect_rate_{set_name('generality', c)}"] for c in sc.concepts
-        ),
-        "specificity": _mean(metrics["specificity"][f"judge_acc_{set_name('specificity', k)}"] for k in sc.kinds),
-    }
-    out["H_o"] = mace_h_o(out["efficacy"], out["specificity"], out["generality"])
-    return out
+def rates(scores: Mapping[str, Mapping[str, float]], sets: Sequence[ScoredSet], n_seeds: int) -> dict[str, Any]:
+    """Returns each of :data:`SCORES` as a rate over all the images of its sets (``n_seeds`` per prompt);
+    a score without a set (``specificity_kept`` when nothing is preserved) has ``n = 0`` and no value."""
+    pooled: dict[str, list[Rate]] = {score: [] for score in SCORES}
+    for s in sets:
+        key = f"judge_detect_rate_{s.name}" if s.concept is not None else f"judge_acc_{s.name}"
+        group = "specificity" if s.score.startswith("specificity") else s.score
+        pooled[s.score].append(Rate.of(scores[group][key], len(s.rows) * n_seeds))
+    return {score: Rate.pooled(found).as_json() for score, found in pooled.items()}
 
 
-def _mean(values: Any) -> float:
-    values = list(values)
-    return sum(values) / len(values)
+def h_o(metrics: Mapping[str, Mapping[str, Any]]) -> float:
+    """MACE's H_o of efficacy, generality and the specificity on concepts no method was given."""
+    value = {k: metrics[k]["value"] for k in ("efficacy", "specificity_unseen", "generality")}
+    return mace_h_o(value["efficacy"], value["specificity_unseen"], value["generality"])
 
 
 def _attack(pipe: Any, judge: Any, sc: Scenario, edit: Edit, name: str, concept: str, settings: Settings) -> dict:
-    """One attack on the target prompts of ``concept``: its ASR, wall time and one image."""
+    """One attack, with seed ``settings.seed``, on the test target prompts of ``concept``: its ASR, number of
+    prompts, wall time and one image."""
     world = get_world(sc.world)
-    prompts = [p for g, p, _ in world.suite_rows(concept, n=settings.n_prompts) if g == "target"]
+    prompts = [p for g, p, _ in world.suite_rows(concept, n=settings.n_prompts, split="test") if g == "target"]
     budget = settings.budget if attacks.get(name).budgeted else None
     start = time.perf_counter()
     res = attacks.attack(pipe, name, concept, judge=judge, edit=edit, prompts=prompts, budget=budget,
+                         quick=settings.quick, concept_kind=world.concept_kind(concept),
                          seed=settings.seed)  # fmt: skip
     shown = next((c for c in res.cases if c.outcome is not None), res.cases[0])  # an attacked case if any
     thumb = {"uri": thumbnail_uri(shown.image), "success": shown.success, "prompt": shown.case.prompt}
-    return {"asr": res.asr, "seconds": time.perf_counter() - start, "thumb": thumb}
+    return {"asr": res.asr, "n": len(res.cases), "seconds": time.perf_counter() - start, "thumb": thumb}
 
 
 def write_rows(path: Path, rows: Sequence[tuple[str, str, str]]) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from erasekit import methods as registry
 from erasekit import worlds
-from erasekit.errors import OutputExistsError
+from erasekit.errors import ConfigError, OutputExistsError
 from erasekit.io import check_writable
 from erasekit.worlds import World
 
@@ -22,7 +22,7 @@ from ..folder import make_folder
 from ..report import write_json
 from .report import Goal, write_outputs
 from .rows import MethodSpec, Settings, compute_row, parse_method
-from .scenarios import Scenario, get_world, scenario
+from .scenarios import Scenario, describe, get_world, scenario
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def run(
     out: str | os.PathLike[str],
     methods: Sequence[str],
     scenarios: Sequence[str],
-    settings: Settings = Settings(),
+    settings: Settings | None = None,
     world: str = worlds.DEFAULT,
     only: Sequence[str] = (),
     command: str | None = None,
@@ -69,7 +69,7 @@ def run(
         out: the folder of the comparison (rows, edits, images, compare.md/json, report.html).
         methods: specs such as ``"uce"``, ``"esd-x"``, ``"rece:epochs=5"`` (see :func:`parse_method`).
         scenarios: named scenarios of the world (:func:`default_scenarios`) or any of its concepts.
-        settings: prompts per set, attack budget, attacks, seed.
+        settings: quick or full, prompts per set, attack seeds and budget, attacks (default: the full settings).
         world: the registered world whose pipeline, judge, concepts and prompt suites are used.
         only: glob patterns on ``"<method>/<scenario>"``: compute only the rows they match (the table
             still shows every finished row of the grid).
@@ -80,7 +80,9 @@ def run(
         loader: returns the world's pipeline and judge; called once, when the first row is to be computed.
 
     Raises:
-        UnknownMethodError, UnknownWorldError, ConfigError: a bad method spec, world or scenario (before any work).
+        UnknownMethodError, UnknownWorldError, ConfigError: a bad method spec, world or scenario, or a scenario
+            whose fit, val and test prompts overlap (before any work).
+        ConfigError: ``out`` holds a quick comparison and this one is full, or the other way round.
         OutputExistsError: ``out`` holds rows made with other settings.
         OutputError: ``out`` cannot be created or written (before any work).
     """
@@ -88,7 +90,9 @@ def run(
     check_writable(out)  # a folder that cannot be written is refused before any work
     w = worlds.get(world)
     specs = [parse_method(m) for m in methods]
+    settings = settings or Settings()
     grid = [(sc, spec) for sc in (scenario(_spelled(name, w), w) for name in scenarios) for spec in specs]
+    described = {sc.name: describe(sc, settings.n_prompts, n_tuning=settings.tuning_prompts) for sc, _ in grid}
     _check_settings(out, settings)
     todo = [(sc, spec) for sc, spec in grid if not _row_path(out, sc, spec).is_file() and _selected(only, sc, spec)]
     steps = _Steps(progress, sum(2 + len(settings.attacks) * len(sc.attacked) for sc, _ in todo))
@@ -109,7 +113,7 @@ def run(
                 on_row(row)
         if path.is_file():
             rows.append(json.loads(path.read_text()))
-            write_outputs(out, rows, settings, command=command, goals=goals)
+            write_outputs(out, rows, settings, scenarios=described, command=command, goals=goals)
     return rows
 
 
@@ -153,6 +157,13 @@ def _check_settings(out: Path, settings: Settings) -> None:
     wanted = json.loads(json.dumps(dataclasses.asdict(settings)))
     if path.is_file():
         found = json.loads(path.read_text())
+        if found.get("quick", False) != settings.quick:
+            was, now = ("quick", "full") if settings.quick is False else ("full", "quick")
+            raise ConfigError(
+                f"{out} holds a {was} comparison and this run is a {now} one: its rows would be mixed with "
+                f"{was} rows. Rerun {'with' if was == 'quick' else 'without'} --quick to resume it, or give the "
+                f"{now} run another -o (the rows in {out} are kept)."
+            )
         if found != wanted:
             changed = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
             raise OutputExistsError(

@@ -9,10 +9,12 @@ is a scenario too. Nothing here names a world or a concept: it all goes through
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from erasekit import worlds
 from erasekit.errors import ConfigError
@@ -97,15 +99,38 @@ def scenario(name: str, world: WorldRef = worlds.DEFAULT) -> Scenario:
 
 
 def preserve_set(sc: Scenario) -> list[str]:
-    """Returns the concepts of the same kinds as ``sc``'s that are not erased (none for a kind whose every
-    concept is erased, such as the embedded world's nudity)."""
-    return [
-        c
-        for kind, names in get_world(sc.world).concepts().items()
-        if kind in sc.kinds
-        for c in names
-        if c not in sc.concepts
-    ]
+    """Returns what methods are told to keep: half (rounded down) of the concepts of ``sc``'s kinds that it does
+    not erase, the same half every time, in the world's order; the other half is unseen (:func:`unseen_set`)."""
+    kept = []
+    for kind, names in get_world(sc.world).concepts().items():
+        pool = sorted(c for c in names if c not in sc.concepts) if kind in sc.kinds else []
+        chosen = set(random.Random(0).sample(pool, len(pool) // 2))
+        kept += [c for c in names if c in chosen]
+    return kept
+
+
+def unseen_set(sc: Scenario) -> list[str]:
+    """Returns the concepts given to no method, of every kind: neither erased nor in :func:`preserve_set`."""
+    hidden = set(sc.concepts) | set(preserve_set(sc))
+    return [c for names in get_world(sc.world).concepts().values() for c in names if c not in hidden]
+
+
+@dataclass(frozen=True)
+class ScoredSet:
+    """One prompt set of a scenario's evaluation and the score it feeds.
+
+    Attributes:
+        name: ``target_<concept>``, ``generality_<concept>``, ``kept_<kind>`` or ``unseen_<kind>``.
+        score: ``efficacy`` or ``generality`` (the judge's detection rate of ``concept``), ``specificity_kept``
+            or ``specificity_unseen`` (the judge's accuracy on ``attribute``, against each prompt's concept).
+        rows: ``(prompt, concept shown)`` of the test split.
+    """
+
+    name: str
+    score: str
+    concept: str | None
+    attribute: str | None
+    rows: tuple[tuple[str, str], ...]
 
 
 def set_name(group: str, name: str) -> str:
@@ -113,50 +138,101 @@ def set_name(group: str, name: str) -> str:
     return f"{group}_{name.replace(' ', '_')}"
 
 
-def prompt_rows(sc: Scenario, n: int) -> list[tuple[str, str, str]]:
-    """Returns ``(prompt set, prompt, concept shown)`` rows, ``n`` per set.
+def scored_sets(sc: Scenario, n: int) -> list[ScoredSet]:
+    """Returns the test prompt sets of ``sc``, ``n`` prompts each.
 
-    Sets: ``target_<c>`` and ``generality_<c>`` per erased concept (its suite's), ``specificity_<kind>``
-    per kind: training-word prompts about the concepts of that kind left out, in turn; for a kind with
-    none left out (the embedded world's nudity), the specificity prompts of its first erased concept's
-    suite (clothed persons).
+    ``target_<c>`` and ``generality_<c>`` per erased concept (its suite's); ``kept_<kind>``: the target prompts
+    of the preserved concepts of that kind, in turn; ``unseen_<kind>`` for every kind of the world: those of
+    its unseen concepts, where a concept whose suite has neutral neighbours of another kind (nudity's
+    clothed persons) gives those instead, erased or not, unless methods were told about them (``multi10``
+    preserves "person").
     """
     world = get_world(sc.world)
-    rows = []
+    suites = {c: world.suite_rows(c, n=n, split="test") for names in world.concepts().values() for c in names}
+    out = []
     for c in sc.concepts:
-        for group, prompt, shown in world.suite_rows(c, n=n):
-            if group != "specificity":
-                rows.append((set_name(group, c), prompt, shown))
-    for kind in sc.kinds:
-        name = set_name("specificity", kind)
-        left = [c for c in world.concepts()[kind] if c not in sc.concepts]
-        if not left:
-            first = next(c for c in sc.concepts if world.concept_kind(c) == kind)
-            rows += [(name, p, s) for g, p, s in world.suite_rows(first, n=n) if g == "specificity"]
-            continue
-        per = [[p for g, p, _ in world.suite_rows(c, n=-(-n // len(left))) if g == "target"] for c in left]
-        rows += [(name, per[i % len(left)][i // len(left)], left[i % len(left)]) for i in range(n)]
-    return rows
+        for group in ("target", "generality"):
+            rows = tuple((p, shown) for g, p, shown in suites[c] if g == group)
+            out.append(ScoredSet(set_name(group, c), "efficacy" if group == "target" else group, c, None, rows))
+    kept = set(preserve_set(sc))
+    told = kept | set(sc.concepts)  # what methods were given: no unseen prompt shows it
+    for kind, names in world.concepts().items():
+        preserved = [[(p, s) for g, p, s in suites[c] if g == "target"] for c in names if c in kept]
+        unseen = []
+        for c in names:
+            neutral = [(p, s) for g, p, s in suites[c] if g == "specificity" and world.concept_kind(s) != kind]
+            if any(s in told for _, s in neutral):
+                continue
+            if c not in kept and (neutral or c not in sc.concepts):
+                unseen.append(neutral or [(p, s) for g, p, s in suites[c] if g == "target"])
+        for group, sources in (("kept", preserved), ("unseen", unseen)):
+            if sources:
+                rows = tuple(sources[i % len(sources)][i // len(sources)] for i in range(n))
+                out.append(ScoredSet(set_name(group, kind), f"specificity_{group}", None, kind, rows))
+    return out
 
 
-def scenario_protocol(sc: Scenario, prompts_csv: str | Path) -> EvalProtocol:
-    """Returns the evaluation protocol of ``sc`` over the rows of ``prompts_csv`` (see :func:`prompt_rows`).
+def prompt_rows(sc: Scenario, n: int) -> list[tuple[str, str, str]]:
+    """Returns the ``(prompt set, prompt, concept shown)`` rows of :func:`scored_sets`, as the CSV holds them."""
+    return [(s.name, p, shown) for s in scored_sets(sc, n) for p, shown in s.rows]
+
+
+def splits(sc: Scenario, n: int, *, n_tuning: int) -> dict[str, list[str]]:
+    """Returns the scenario's prompts by split, each prompt once.
+
+    ``fit``: what methods may see: the erased and preserved concepts and the ``fit`` target prompts of the
+    erased ones; ``val``: the ``val`` target and generality prompts of the erased concepts (tuning);
+    ``test``: every prompt the table reports (:func:`scored_sets` with ``n`` per set). ``n_tuning``
+    prompts per group for fit and val.
+
+    Raises:
+        ConfigError: two splits share a prompt (the message names the scenario, the splits and the fix).
+    """
+    world = get_world(sc.world)
+    fit = [*sc.concepts, *preserve_set(sc)]
+    val = []
+    for c in sc.concepts:
+        fit += [p for g, p, _ in world.suite_rows(c, n=n_tuning, split="fit") if g == "target"]
+        val += [p for g, p, _ in world.suite_rows(c, n=n_tuning, split="val") if g in ("target", "generality")]
+    found = {"fit": fit, "val": val, "test": [p for _, p, _ in prompt_rows(sc, n)]}
+    found = {split: list(dict.fromkeys(prompts)) for split, prompts in found.items()}
+    for a, b in (("fit", "val"), ("fit", "test"), ("val", "test")):
+        both = [p for p in found[a] if p in set(found[b])]
+        if both:
+            raise ConfigError(
+                f"scenario {sc.name!r}: {len(both)} prompt(s) are in both the {a} and the {b} split, e.g. {both[0]!r}; "
+                "a prompt may be in one split only, or what is fitted or tuned on leaks into what is reported. Make "
+                f"the world {sc.world!r} give disjoint splits (suite_rows(concept, split=...)), or compare another "
+                "scenario."
+            )
+    return found
+
+
+def scenario_protocol(sc: Scenario, prompts_csv: str | Path, sets: Sequence[ScoredSet]) -> EvalProtocol:
+    """Returns the evaluation protocol of ``sets`` (:func:`scored_sets`) over the rows of ``prompts_csv``.
 
     Sampling and seeds are those of the scenario's shipped protocol; every set is scored, originals too.
+    Specificity's metrics are keyed ``judge_acc_kept_<kind>`` and ``judge_acc_unseen_<kind>``.
     """
     shipped = load_protocol(sc.protocol)
     seeds = shipped.prompt_set("target").seeds
     specs, metrics = [], []
-    for c in sc.concepts:
-        for group in ("target", "generality"):
-            name = set_name(group, c)
-            specs.append(PromptSetSpec(name, csv=str(prompts_csv), seeds=seeds))
-            scored = "efficacy" if group == "target" else "generality"
-            metrics.append(MetricSpec("detection_rate", scored, name, suffix=f"_{name}", params={"concept": c}))
-    for kind in sc.kinds:
-        name = set_name("specificity", kind)
-        specs.append(PromptSetSpec(name, csv=str(prompts_csv), seeds=seeds))
-        params = {"attribute": kind}
-        metrics.append(MetricSpec("attribute_accuracy", "specificity", name, suffix=f"_{name}", params=params))
+    for s in sets:
+        specs.append(PromptSetSpec(s.name, csv=str(prompts_csv), seeds=seeds))
+        if s.concept is not None:
+            params: dict[str, str] = {"concept": s.concept}
+            metrics.append(MetricSpec("detection_rate", s.score, s.name, suffix=f"_{s.name}", params=params))
+        else:
+            params = {"attribute": str(s.attribute)}
+            metrics.append(MetricSpec("attribute_accuracy", "specificity", s.name, suffix=f"_{s.name}", params=params))
     return EvalProtocol(f"compare-{sc.name}", f"erasekit compare, scenario {sc.name}", shipped.generation,
                         tuple(specs), tuple(metrics), baseline=True, reference=shipped.reference)  # fmt: skip
+
+
+def describe(sc: Scenario, n: int, *, n_tuning: int) -> dict[str, Any]:
+    """Returns compare.json's entry of ``sc``: ``{"splits": {"fit", "val", "test"}, "preserve", "unseen"}``.
+
+    Raises:
+        ConfigError: splits that share a prompt (:func:`splits`).
+    """
+    return {"splits": splits(sc, n, n_tuning=n_tuning), "preserve": preserve_set(sc), "unseen": unseen_set(sc)}
