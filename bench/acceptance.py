@@ -1,14 +1,15 @@
 """Methods under attack on a world, one concept per row: ``erasekit compare`` with concepts as scenarios.
 
-For each concept and method: erase it (keeping the other concepts of its kind; each method with the
-settings it declares for the concept's kind, e.g. RECE the paper's), score the edit on the concept's
-prompt suite (judge detection rate on target prompts = efficacy, on held-out paraphrases =
-generality, accuracy on the other concepts of its kind = specificity, MACE's H_o), then run every
-attack on the target prompts and report its attack success rate (UnlearnDiff's definition). Lower
-detection and ASR are better; higher specificity is better. All of it is
+For each concept and method: erase it (keeping half of the other concepts of its kind; each method with
+the settings it declares for the concept's kind, e.g. RECE the paper's), score the edit on the test split
+of the concept's prompt suite (judge detection rate on target prompts = efficacy, on held-out
+descriptions = generality, accuracy on the preserved concepts = specificity_kept and on concepts no
+method was given = specificity_unseen, MACE's H_o), then run every attack on the test target prompts and
+report its attack success rate (UnlearnDiff's definition), each rate with its 95% Wilson interval and n.
+Lower detection and ASR are better; higher specificity is better. All of it is
 :mod:`erasekit.evaluate.compare`; rows are kept in ``--out`` and a re-run resumes.
 
-    python bench/acceptance.py --threads 2 --concepts "van gogh" nudity --n-prompts 8 --budget 60
+    python bench/acceptance.py --threads 2 --concepts "van gogh" nudity --quick
 """
 
 from __future__ import annotations
@@ -41,13 +42,14 @@ def main() -> None:
         default=["uce", "rece", "nullspace"],
         help="NAME or NAME:key=value,... (e.g. rece:epochs=5, rece:settings=nudity, esd-x)",
     )
-    parser.add_argument("--n-prompts", type=int, default=8, help="prompts per set (2 seeds each for the scores)")
-    parser.add_argument("--budget", type=int, default=60, help="optimisation steps of the attacks with a budget")
+    parser.add_argument("--quick", action="store_true", help="each attack's quick tier, 8 prompts, 2 attack seeds")
+    parser.add_argument("--n-prompts", type=int, help="test prompts per set (default: 32, quick 8)")
+    parser.add_argument("--budget", type=int, help="steps of the attacks with a budget (default: theirs)")
     parser.add_argument("--out", "-o", type=Path, default=Path("out/acceptance"), help="rows, edits and images")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     pin_threads(args.threads)
-    settings = compare.Settings(n_prompts=args.n_prompts, budget=args.budget)
+    settings = compare.Settings.tier(quick=args.quick, n_prompts=args.n_prompts, budget=args.budget)
     goals = [compare.Goal.parse(g) for g in GOALS]
     rows = compare.run(
         out=args.out,
