@@ -79,14 +79,18 @@ class AttackRequest:
 
 CONCEPT_KINDS = ("unsafe", "style", "object", "color")
 
-# The reduced budgets of the quick tier, per attack: each keeps its positive control
-# (tests/attacks/test_positive_controls.py) above 30 points and costs about a minute or less per
-# case on one CPU core in the embedded world. Whatever is not listed keeps its full-strength default.
+# The reduced budgets of the quick tier, per attack, each about a minute or less per case on one CPU
+# core in the embedded world; whatever is not listed keeps its full-strength default (k = 5 prefix
+# tokens, soft_prompt's lr 0.08, Ring-A-Bell's 16 tokens). Measured there (8 prompts, weak edits of
+# tests/attacks/test_positive_controls.py, detection un-attacked -> attacked): p4d 0.50 -> 1.00 and
+# unlearndiff 0.50 -> 0.875 on "red" (10 timesteps × 4 updates); soft_prompt 0.125 -> 1.00 on
+# "nudity". The genetic search at 60 generations of 40 (~40 s a case) is still far from converged:
+# 0.25 -> 0.50 on 4 "garbage truck" prompts, so quick ringabell numbers understate the paper's attack.
 QUICK: dict[str, dict[str, Any]] = {
-    "unlearndiff": {"steps": 15, "iterations": 5, "k": 2},
-    "p4d": {"steps": 15, "iterations": 5, "k": 2},
-    "ringabell": {"steps": 20, "population": 40},
-    "soft_prompt": {"steps": 50, "batch_size": 1, "lr": 5e-3, "train_images": 8},
+    "unlearndiff": {"steps": 40, "iterations": 4},
+    "p4d": {"steps": 40, "iterations": 4},
+    "ringabell": {"steps": 60, "population": 40},
+    "soft_prompt": {"steps": 50, "batch_size": 4, "train_images": 8},
 }
 
 # Names kept for one release, each pointing at the attack that now carries it.
