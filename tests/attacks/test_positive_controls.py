@@ -4,8 +4,10 @@ Each test erases a concept with a non-adversarial closed form (UCE, the other co
 preserved), so that the edit hides the concept from most plain prompts but leaves it reachable, and
 asserts that the attack, at its quick budget (:data:`erasekit.attacks.QUICK`) and default settings,
 raises the judge's detection rate by at least 30 points over the un-attacked edited model on the same
-prompts and seeds (``result.asr - result.pre_asr``). A broken attack does not: a zero step, a zero
-concept vector or an embedding left as the prompt's own gives the un-attacked images back.
+prompts and seeds (``result.asr - result.pre_asr``). An embedding left as the prompt's own, or a
+zero concept vector, gives the un-attacked images back; a prefix search whose step is zeroed still
+moves the token states the edit was fitted to, and was measured earlier to win up to 25 points by
+that alone, so the margin over a broken prefix search is smaller than the gains below suggest.
 
 The numbers in the comments were measured on 8 prompts with the shipped weights (the causal text
 encoder being trained now will move them); each is "detection un-attacked -> attacked".

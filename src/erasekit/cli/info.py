@@ -54,7 +54,10 @@ def list_methods(as_json: bool = typer.Option(False, "--json", help="Print as JS
 
 
 def list_attacks(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
-    """List the registered attacks: full-strength defaults, the --quick tier's budgets, white-box or not."""
+    """List the registered attacks: full-strength defaults and the --quick tier's budgets.
+
+    White-box attacks say so in their summary (the table) and in ``white_box`` (``--json``).
+    """
     from .. import attacks
 
     rows = []
@@ -75,7 +78,6 @@ def list_attacks(as_json: bool = typer.Option(False, "--json", help="Print as JS
         return
     table = Table("attack", "what it does", "defaults (--set NAME=VALUE)", "--quick")
     for r in rows:
-        kind = " [white-box diagnostic]" if r["white_box"] else ""
         defaults = "\n".join(f"{k}={v!r}" for k, v in r["defaults"].items())
-        table.add_row(r["name"], r["summary"] + kind, defaults, "\n".join(f"{k}={v!r}" for k, v in r["quick"].items()))
+        table.add_row(r["name"], r["summary"], defaults, "\n".join(f"{k}={v!r}" for k, v in r["quick"].items()))
     Console().print(table)
