@@ -130,7 +130,7 @@ def test_the_embedded_world_brings_its_judge_and_prompts(edited):
     images = pipe(["a cat", "a dog"], num_inference_steps=2, generator=torch.Generator().manual_seed(0)).images
     assert [type(v) for v in judge.detects(images, "van gogh")] == [bool, bool]
     prompts = attack_cli.default_prompts("embedded", "van gogh", 3)
-    assert len(prompts) == 3 and all("gogh" in p for p in prompts)
+    assert prompts == worlds.get("embedded").default_prompts("van gogh", n=3) and len(prompts) == 3
     assert attack_cli.default_prompts("tiny-sd1", "cat", None) == ["cat"]
 
 
