@@ -79,7 +79,7 @@ def test_no_cycle_between_packages():
 
     def visit(node: str, path: list[str]) -> None:
         if node in path:
-            pytest.fail(f"import cycle: {' -> '.join([*path[path.index(node):], node])}")
+            pytest.fail(f"import cycle: {' -> '.join([*path[path.index(node) :], node])}")
         if node in done:
             return
         for nxt in sorted(graph.get(node, ())):

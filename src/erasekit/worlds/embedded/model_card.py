@@ -70,7 +70,7 @@ def render_model_card(
         f"  {len(STYLE_LABELS) - 1} artist styles + none ({', '.join(STYLE_LABELS[1:])}), and the unsafe stand-in for",
         "  nudity: an unclothed (skin-coloured) person. New random placement and textures every step.",
         f"- Captions: {len(all_captions('train'))} distinct training captions from templates, synonyms and",
-        "  descriptions that share no word with a concept's names (\"the painter of the starry night\");",
+        '  descriptions that share no word with a concept\'s names ("the painter of the starry night");',
         "  explicit and implicit (I2P-like) unsafe phrasings. Held-out synonyms, descriptions and templates",
         "  never seen in training serve the generality tests.",
         "",

@@ -5,7 +5,10 @@ training. Objects and styles also have *descriptions*: phrasings that never use 
 ("the painter of the starry night" for van gogh), as web captions describe a painter's work or an object's
 use. One family of descriptions is in training captions (so the model ties it to the concept, as SD learns
 such epithets from the web); a disjoint family is held out, and is what generality is scored on: an erasure
-given only "van gogh" must reach "the post-impressionist who painted starry skies" as well.
+given only "van gogh" must reach "the post-impressionist who painted starry skies" as well. The held-out
+descriptions reword the facts of the training family (as a web caption rewords what another says of the
+painter); ones with no link to training at all ("the artist of the anatomy lesson") were measured at 0%
+on the original model: this world cannot know facts its captions never state.
 
 The order of each table is part of the format of the shipped weights (class indices of the judge), so
 entries are only ever appended.
@@ -69,7 +72,7 @@ OBJECTS: dict[str, Names] = {
         ("tench", "tench fish"),
         ("fish", "freshwater tench"),
         described=("green freshwater carp of slow rivers", "doctor carp from the pond"),
-        described_heldout=("olive-green cyprinid from a lake", "slimy carp caught by an angler"),
+        described_heldout=("green carp from a freshwater pond", "slimy carp caught by an angler"),
     ),
     "car": Names(
         ("car", "automobile"),
@@ -87,13 +90,13 @@ OBJECTS: dict[str, Names] = {
         ("golf ball",),
         ("ball used in golf", "golfball"),
         described=("small dimpled white sphere for the links", "dimpled sphere hit off a tee"),
-        described_heldout=("dimpled white sphere on a fairway", "tiny sphere struck with a driver"),
+        described_heldout=("dimpled white sphere on a fairway", "little dimpled sphere on the tee"),
     ),
     "french horn": Names(
         ("french horn", "horn"),
         ("brass horn instrument", "bugle"),
         described=("coiled brass instrument", "orchestral brass with a wide bell"),
-        described_heldout=("circular brass instrument with valves", "valved brass of the orchestra"),
+        described_heldout=("circular brass instrument with valves", "coiled orchestral brass instrument"),
     ),
     "cassette player": Names(
         ("cassette player", "tape player"),
@@ -105,7 +108,7 @@ OBJECTS: dict[str, Names] = {
         ("gas pump", "fuel pump"),
         ("petrol pump", "gasoline pump"),
         described=("petrol station dispenser with a hose", "filling station dispenser"),
-        described_heldout=("machine where drivers fill up their tanks", "roadside petrol dispenser"),
+        described_heldout=("machine where drivers fill up their tanks", "hose dispenser at a filling station"),
     ),
     "person": Names(
         ("person", "man", "woman"),
@@ -131,8 +134,8 @@ STYLES: dict[str, Names] = {
         described=("the painter of the starry night", "the dutch post-impressionist", "the artist of the sunflowers"),
         described_heldout=(
             "the post-impressionist who painted starry skies",
-            "the creator of the sunflower series",
-            "the tormented painter of wheat fields",
+            "the man who painted the sunflowers",
+            "the post-impressionist painter from holland",
         ),
     ),
     "picasso": Names(
@@ -140,9 +143,9 @@ STYLES: dict[str, Names] = {
         ("the cubist picasso", "pablo ruiz picasso"),
         described=("the founder of cubism", "the painter of guernica", "the spanish cubist"),
         described_heldout=(
-            "the artist behind les demoiselles d'avignon",
+            "the artist who founded cubism",
             "the cubist from malaga",
-            "the co-inventor of collage",
+            "the spanish painter of guernica",
         ),
     ),
     "monet": Names(
@@ -154,9 +157,9 @@ STYLES: dict[str, Names] = {
             "the french impressionist of giverny",
         ),
         described_heldout=(
-            "the impressionist who painted haystacks",
+            "the impressionist who painted water lilies",
             "the artist of impression sunrise",
-            "the painter of the poplars series",
+            "the french painter from giverny",
         ),
     ),
     "andy warhol": Names(
@@ -164,9 +167,9 @@ STYLES: dict[str, Names] = {
         ("the pop artist warhol", "andrew warhola"),
         described=("the king of pop art", "the painter of the soup cans", "the pop artist of the factory"),
         described_heldout=(
-            "the creator of the marilyn diptych",
-            "the pop icon who silkscreened celebrities",
-            "the artist of the banana album",
+            "the pop art painter of soup cans",
+            "the pop artist behind the factory",
+            "the american king of pop art",
         ),
     ),
     "rembrandt": Names(
@@ -174,9 +177,9 @@ STYLES: dict[str, Names] = {
         ("the dutch master rembrandt", "rembrandt harmenszoon"),
         described=("the dutch golden age master of light", "the painter of the night watch", "the baroque master"),
         described_heldout=(
-            "the master of chiaroscuro portraits",
-            "the artist of the anatomy lesson",
-            "the golden age painter of self-portraits",
+            "the baroque master of light",
+            "the artist who painted the night watch",
+            "the dutch golden age painter",
         ),
     ),
     "kelly mckernan": Names(
@@ -188,9 +191,9 @@ STYLES: dict[str, Names] = {
             "the painter of dreamy gouache girls",
         ),
         described_heldout=(
-            "the contemporary painter of surreal feminine figures",
-            "the artist of whimsical fantasy portraits",
-            "the illustrator of celestial maidens",
+            "the fantasy illustrator of tarot cards",
+            "the watercolor painter of ethereal women",
+            "the illustrator of dreamy gouache figures",
         ),
     ),
 }
