@@ -42,7 +42,7 @@ def main() -> None:
         default=["uce", "rece", "nullspace"],
         help="NAME or NAME:key=value,... (e.g. rece:epochs=5, rece:settings=nudity, esd-x)",
     )
-    parser.add_argument("--quick", action="store_true", help="each attack's quick tier, 8 prompts, 2 attack seeds")
+    parser.add_argument("--quick", action="store_true", help="each attack's quick tier, 8 prompts, 1 attack seed")
     parser.add_argument("--n-prompts", type=int, help="test prompts per set (default: 32, quick 8)")
     parser.add_argument("--budget", type=int, help="steps of the attacks with a budget (default: theirs)")
     parser.add_argument("--out", "-o", type=Path, default=Path("out/acceptance"), help="rows, edits and images")

@@ -32,13 +32,13 @@ def compare(
         "comma-separated (default: the world's scenarios).",
     ),
     quick: bool = typer.Option(
-        False, "--quick", help="Each attack's quick tier, 8 prompts per set, 2 attack seeds; marked in every output."
+        False, "--quick", help="Each attack's quick tier, 8 prompts per set, 1 attack seed; marked in every output."
     ),
     n_prompts: int | None = typer.Option(
         None, "--n-prompts", help="Test prompts per set and per attack (default: 32; with --quick 8)."
     ),
     attack_seeds: int | None = typer.Option(
-        None, "--attack-seeds", help="Seeds per attack (default: 3; with --quick 2)."
+        None, "--attack-seeds", help="Seeds per attack (default: 3; with --quick 1)."
     ),
     budget: int | None = typer.Option(
         None, help="Steps of the attacks that take a budget (default: each attack's full strength or quick tier)."

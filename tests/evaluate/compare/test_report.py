@@ -46,7 +46,7 @@ def test_a_summary_says_beats_only_where_the_intervals_do_not_overlap(fake_row):
 
 def test_a_quick_run_says_so_everywhere(fake_row):
     quick = compare.Settings.tier(quick=True, attacks=ATTACKS)
-    assert (quick.n_prompts, quick.attack_seeds) == (8, 2)
+    assert (quick.n_prompts, quick.attack_seeds) == (8, 1)
     assert markdown([fake_row("style", "uce", 0.5)], quick).startswith("**Quick run** (`--quick`)")
     assert "<p class=quick>Quick run" in report_html([fake_row("style", "uce", 0.5)], quick)
 

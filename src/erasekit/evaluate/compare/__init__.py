@@ -18,7 +18,7 @@ of a row is ``{"value", "ci", "n"}``, its 95% Wilson interval and sample size
 - the settings the method ran with, the edit's wall time and the bytes of its safetensors file.
 
 Full strength by default (32 test prompts per set, every attack at its paper's budget with 3 seeds);
-``Settings.tier(quick=True)`` (``--quick``) is 8 prompts, 2 seeds and each attack's quick tier, and
+``Settings.tier(quick=True)`` (``--quick``) is 8 prompts, 1 seed and each attack's quick tier, and
 every output says so.
 
 Scenarios are the world's (:meth:`erasekit.worlds.World.scenarios`; the embedded world's are

@@ -36,8 +36,9 @@ from ..work import WorkItem
 from .scenarios import Scenario, ScoredSet, get_world, preserve_set, scenario_protocol, scored_sets
 
 SCORES = ("efficacy", "generality", "specificity_kept", "specificity_unseen")
-# (full, quick): test prompts per set, seeds per attack; fit and val prompts per group
-PROMPTS, ATTACK_SEEDS, TUNING_PROMPTS = (32, 8), (3, 2), (16, 8)
+# (full, quick): test prompts per set, seeds per attack; fit and val prompts per group. One quick attack seed: with
+# two, `compare --quick --methods uce --scenarios style` took 45 min on 2 cores (one of them busy), 40 of it attacks.
+PROMPTS, ATTACK_SEEDS, TUNING_PROMPTS = (32, 8), (3, 1), (16, 8)
 
 
 def default_attacks() -> tuple[str, ...]:
@@ -81,7 +82,7 @@ class Settings:
 
     @classmethod
     def tier(cls, *, quick: bool = False, **given: Any) -> Settings:
-        """Returns the full settings (32 prompts per set, 3 attack seeds) or the quick ones (8 and 2), with
+        """Returns the full settings (32 prompts per set, 3 attack seeds) or the quick ones (8 and 1), with
         the values of ``given`` that are not None on top."""
         base = {"n_prompts": PROMPTS[quick], "attack_seeds": ATTACK_SEEDS[quick]}
         return cls(quick=quick, **{**base, **{k: v for k, v in given.items() if v is not None}})
