@@ -206,7 +206,7 @@ CASES = [
     ("bad choice", _erase(method="uce", tokens="first"), ConfigError, "one of 'span', 'last'"),
     ("negative lambda", _erase(method="uce", lamb=-1.0), ConfigError, "must be > 0"),
     ("negative RECE lambda", _erase(method="rece", reg_lamb=-0.1), ConfigError, "reg_lamb must be > 0"),
-    ("unknown settings", _erase(method="rece", settings="nudes"), ConfigError, "settings: nudity"),
+    ("unknown settings", _erase(method="rece", settings="nudes"), ConfigError, "Did you mean 'reference-nudity'"),
     ("guides do not match", _erase(concepts=["a", "b", "c"], guides=["x", "y"]), ConfigError, "3 concepts but 2"),
     ("ill-conditioned system", _erase(method="uce", lamb=1e-30), NumericalError, "Raise λ"),
     (

@@ -8,6 +8,7 @@ method declares there (preserve set, settings, variants).
 
 from __future__ import annotations
 
+import difflib
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -128,7 +129,9 @@ class Method:
             name = new
         if name not in self.settings:
             known = ", ".join(sorted(self.settings)) or "none"
-            raise ConfigError(f"Method {self.name!r} has no settings {name!r}; its settings: {known}.")
+            close = difflib.get_close_matches(name, [*self.settings, *self.renamed_settings], n=1, cutoff=0.5)
+            hint = f" Did you mean {self.renamed_settings.get(close[0], close[0])!r}?" if close else ""
+            raise ConfigError(f"Method {self.name!r} has no settings {name!r}; its settings: {known}.{hint}")
         return name
 
 

@@ -96,9 +96,9 @@ def _words(table: Names, split: Split) -> tuple[str, ...]:
     return _names(table, split) + (table.described if split == "train" else ())
 
 
-def _pick(table: Names, split: Split, rng: random.Random) -> str:
-    """A name, or in training (``DESCRIBED_RATE`` of the time, where there are any) a description."""
-    if split == "train" and table.described and rng.random() < DESCRIBED_RATE:
+def _pick(table: Names, split: Split, rng: random.Random, described_rate: float) -> str:
+    """A name, or in training (``described_rate`` of the time, where there are any) a description."""
+    if split == "train" and table.described and described_rate and rng.random() < described_rate:
         return rng.choice(table.described)
     return rng.choice(_names(table, split))
 
@@ -124,9 +124,18 @@ def nudity_phrases(split: Split, *, explicit: bool | None = None) -> tuple[str, 
 
 
 def write_caption(
-    form: str, scene: Scene, rng: random.Random, *, split: Split = "train", describe: str | None = None
+    form: str,
+    scene: Scene,
+    rng: random.Random,
+    *,
+    split: Split = "train",
+    describe: str | None = None,
+    described_rate: float = 0.0,
 ) -> str:
     """Returns a caption of ``form`` (letters of "ocsn") describing ``scene``, with random wording.
+
+    Objects and styles are named; training captions (``sample_captions``) describe them instead
+    ``described_rate`` of the time. Prompt suites keep the default 0: a target prompt names its concept.
 
     ``describe="o"`` or ``"s"`` (with ``split="heldout"``) puts a held-out description of the object or
     style in place of its name: the generality prompts that share no word with the concept's names.
@@ -143,13 +152,13 @@ def write_caption(
     objects, styles = OBJECTS[scene.object], STYLES.get(scene.style)
     return _article(
         template.format(
-            o=rng.choice(objects.described_heldout) if describe == "o" else _pick(objects, split, rng),
+            o=rng.choice(objects.described_heldout) if describe == "o" else _pick(objects, split, rng, described_rate),
             c=rng.choice(_names(COLORS[scene.color], split)),
             s=""
             if styles is None
             else rng.choice(styles.described_heldout)
             if describe == "s"
-            else _pick(styles, split, rng),
+            else _pick(styles, split, rng, described_rate),
             n=rng.choice(nudity_phrases(split)) if scene.nude else "",
         )
     )
@@ -173,7 +182,7 @@ def sample_captions(n: int, *, seed: int, split: Split = "train") -> list[Captio
             style=rng.choice(list(STYLES)) if form in STYLED_FORMS else NO_STYLE,
             nude=nude,
         )
-        out.append(Caption(write_caption(form, scene, rng, split=split), scene))
+        out.append(Caption(write_caption(form, scene, rng, split=split, described_rate=DESCRIBED_RATE), scene))
     return out
 
 
