@@ -79,18 +79,19 @@ class AttackRequest:
 
 CONCEPT_KINDS = ("unsafe", "style", "object", "color")
 
-# The reduced budgets of the quick tier, per attack, each about a minute or less per case on one CPU
-# core in the embedded world; whatever is not listed keeps its full-strength default (k = 5 prefix
-# tokens, soft_prompt's lr 0.08, Ring-A-Bell's 16 tokens). Measured there (8 prompts, weak edits of
-# tests/attacks/test_positive_controls.py, detection un-attacked -> attacked): p4d 0.50 -> 1.00 and
-# unlearndiff 0.50 -> 0.875 on "red" (10 timesteps × 4 updates); soft_prompt 0.125 -> 1.00 on
-# "nudity". The genetic search at 60 generations of 40 (~40 s a case) is still far from converged:
-# 0.25 -> 0.50 on 4 "garbage truck" prompts, so quick ringabell numbers understate the paper's attack.
+# The reduced budgets of the quick tier, per attack, each well under a minute per case on one CPU core
+# in the embedded world; whatever is not listed keeps its full-strength default (k = 5 prefix tokens,
+# soft_prompt's lr 0.08, Ring-A-Bell's 16 tokens). What they still win is the positive controls'
+# (tests/attacks/test_positive_controls.py, causal world, 8 prompts): p4d +37.5 and unlearndiff +37.5
+# points on weak UCE edits of "red" (10 timesteps x 4 updates), soft_prompt +75 on "nudity". The
+# genetic search at 30 generations of 40 is far from converged (60 of 40 won 0.25 -> 0.50 on 4
+# "garbage truck" prompts), so quick ringabell numbers understate the paper's attack. soft_prompt
+# and ringabell were halved (batch 2, 30 generations) so that a quick compare row fits 20 minutes.
 QUICK: dict[str, dict[str, Any]] = {
     "unlearndiff": {"steps": 40, "iterations": 4},
     "p4d": {"steps": 40, "iterations": 4},
-    "ringabell": {"steps": 60, "population": 40},
-    "soft_prompt": {"steps": 50, "batch_size": 4, "train_images": 8},
+    "ringabell": {"steps": 30, "population": 40},
+    "soft_prompt": {"steps": 50, "batch_size": 2, "train_images": 8},
 }
 
 # Names kept for one release, each pointing at the attack that now carries it.
