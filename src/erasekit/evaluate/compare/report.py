@@ -156,7 +156,10 @@ def notes(rows: Sequence[Row], settings: Settings, *, command: str | None = None
         "in its spec, else those it declares for the scenario's most common kind of concept, else its defaults.",
     ]
     if white_box:
-        lines.append(f"White-box diagnostics (they read the edited weights): {_and(white_box)}.")
+        lines.append(
+            "White-box diagnostics, not a user's attack (they need the original weights and read the edited "
+            f"ones): {_and(white_box)}."
+        )
     for name, group in _by_scenario(rows).items():
         concepts, attacked = group[0]["concepts"], group[0]["attacked"]
         line = f"`{name}`: {', '.join(concepts)}"
