@@ -84,13 +84,13 @@ def tiny(out: Path) -> None:
 
 def demo(
     out: Path = typer.Option(Path("out/demo"), "--out", "-o", help="Folder for the edits, images and report.html."),
-    n_prompts: int | None = typer.Option(None, "--n-prompts", help="Prompts per set, 2 seeds each (default 12)."),
+    n_prompts: int | None = typer.Option(None, "--n-prompts", help="Prompts per set, 2 seeds each (default 10)."),
     limit: int | None = typer.Option(None, "--limit", hidden=True, help="Deprecated: use --n-prompts."),
 ) -> None:
     """Erase "van gogh" from the embedded world with RECE and UCE, and show what changed (report.html)."""
     from .evaluate import n_prompts_or_limit, resumable
 
-    n_prompts = n_prompts_or_limit(n_prompts, limit) or 12
+    n_prompts = n_prompts_or_limit(n_prompts, limit) or 10
     make_folder(out)  # an unwritable -o is refused before any work
     with resumable("Finished images are kept"):
         main(out, n_prompts=n_prompts)

@@ -22,6 +22,10 @@ def _judge_metrics(path: Path) -> dict[str, float]:
         return json.loads((f.metadata() or {}).get("metrics", "{}"))
 
 
+def _value(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:.3f}"
+
+
 def render_model_card(
     info: dict[str, Any],
     *,
@@ -134,11 +138,11 @@ def render_model_card(
         lines += ["", f"## Against the previous release ({previous['label']})", ""]
         lines += ["| metric | previous | this release |", "|---|---|---|"]
         lines += [
-            f"| {name} | {previous['bench'].get(name, float('nan')):.3f} | {bench['metrics'][name]:.3f} |"
+            f"| {name} | {_value(previous['bench'].get(name))} | {_value(bench['metrics'][name])} |"
             for name in QUALITY_BARS
             if name in bench.get("metrics", {})
         ]
-        lines += ["", *previous.get("notes", [])]
+        lines += [line for note in previous.get("notes", []) for line in ("", note)]
     lines += [
         "",
         "## Design decisions (measured)",
