@@ -55,8 +55,6 @@ def main() -> None:
         ).images
 
     prompts = quality_prompts(n_attributes=args.per_style * len(STYLE_LABELS), n_unsafe=args.unsafe, seed=args.seed)
-    described = len(prompts.objects_described) + len(prompts.styles_described)
-    n_images = len(prompts.attributes) + 2 * args.unsafe + described
     start = time.perf_counter()
     metrics = measure_quality(generate, judge, prompts)
     seconds = time.perf_counter() - start
@@ -69,7 +67,7 @@ def main() -> None:
     )
     info = training_info(args.weights)
     print(
-        f"\n{n_images} images, {args.steps} steps, guidance {args.guidance}, "
+        f"\n{prompts.n_images} images, {args.steps} steps, guidance {args.guidance}, "
         f"{seconds:.0f} s; model trained {info.get('step', '?')} steps"
     )
     result = {
@@ -78,7 +76,7 @@ def main() -> None:
         "steps": args.steps,
         "guidance": args.guidance,
         "train_step": info.get("step"),
-        "n_images": n_images,
+        "n_images": prompts.n_images,
         "threads": args.threads,
         "seconds": round(seconds, 1),
     }

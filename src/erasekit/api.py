@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import methods
-from .config import make_config, renamed
+from .config import renamed
 from .edit import Edit, base_weights
 from .errors import ConfigError
 from .progress import Progress
@@ -76,7 +76,7 @@ def erase(
         raise ConfigError(f"{both} is both erased and preserved: a concept cannot be in concepts and preserve.")
     m = methods.get(method)
     settings = None if settings is None else m.settings_name(settings)
-    cfg = make_config(m.config_cls, {**m.settings.get(settings or "", {}), **overrides})
+    cfg = m.make_config(settings, **overrides)
     if guides is not None:
         guides = _names(guides, "guides", allow_empty=False)
         guides = guides * len(concepts) if len(guides) == 1 else guides

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import config_dict
+from ..config import config_dict, make_config
 from ..edit import Edit
 from ..errors import ConfigError, UnknownMethodError
 from ..progress import Progress
@@ -112,6 +112,14 @@ class Method:
     @property
     def summary(self) -> str:
         return (self.fn.__doc__ or "").strip().splitlines()[0]
+
+    def make_config(self, settings: str | None = None, **overrides: Any) -> Any:
+        """The method's config: the named ``settings`` (a current name; None: none) with ``overrides`` on top.
+
+        Raises:
+            ConfigError: an unknown hyper-parameter or an ill-typed value.
+        """
+        return make_config(self.config_cls, {**self.settings.get(settings or "", {}), **overrides})
 
     def settings_name(self, name: str) -> str:
         """The current name of the settings ``name`` (an old name warns).

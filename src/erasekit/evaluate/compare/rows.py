@@ -21,9 +21,8 @@ from typing import Any
 
 from erasekit import attacks, methods
 from erasekit.api import erase
-from erasekit.config import make_config, renamed
+from erasekit.config import check_count, renamed
 from erasekit.edit import Edit
-from erasekit.errors import ConfigError
 from erasekit.io import atomic_write, parse_assignments
 from erasekit.metrics import mace_h_o
 from erasekit.metrics.intervals import Rate
@@ -75,8 +74,8 @@ class Settings:
             ("attack_seeds", self.attack_seeds),
             ("budget", self.budget),
         ):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}.")
+            if value is not None:
+                check_count(name, value)
         names = tuple(attacks.get(a).name for a in self.attacks)  # an unknown attack fails before any work
         object.__setattr__(self, "attacks", names)  # frozen: the registry's spelling, once
 
@@ -137,7 +136,7 @@ def parse_method(spec: str) -> MethodSpec:
     settings = None if settings is None else m.settings_name(settings)  # an old name warns, an unknown one raises
     named = settings or m.default_settings
     overrides = {**fixed, **given}
-    make_config(m.config_cls, {**m.settings.get(named or "", {}), **overrides})  # a typo fails now, not in an hour
+    m.make_config(named, **overrides)  # a typo fails now, not in an hour
     return MethodSpec(spec.strip(), method, overrides, settings)
 
 

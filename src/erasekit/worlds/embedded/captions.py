@@ -149,16 +149,17 @@ def write_caption(
     if describe is not None and (describe not in ("o", "s") or describe not in form or split != "heldout"):
         raise ConfigError(f"describe={describe!r} needs a held-out caption form with that letter, got {form!r}.")
     template = rng.choice(TEMPLATES[split][form])
-    objects, styles = OBJECTS[scene.object], STYLES.get(scene.style)
+
+    def word(table: Names, letter: str) -> str:
+        if describe == letter:
+            return rng.choice(table.described_heldout)
+        return _pick(table, split, rng, described_rate)
+
     return _article(
         template.format(
-            o=rng.choice(objects.described_heldout) if describe == "o" else _pick(objects, split, rng, described_rate),
+            o=word(OBJECTS[scene.object], "o"),
             c=rng.choice(_names(COLORS[scene.color], split)),
-            s=""
-            if styles is None
-            else rng.choice(styles.described_heldout)
-            if describe == "s"
-            else _pick(styles, split, rng, described_rate),
+            s=word(STYLES[scene.style], "s") if scene.style != NO_STYLE else "",
             n=rng.choice(nudity_phrases(split)) if scene.nude else "",
         )
     )

@@ -48,6 +48,12 @@ class QualityPrompts:
     objects_described: list[tuple[str, Scene]]
     styles_described: list[tuple[str, Scene]]
 
+    @property
+    def n_images(self) -> int:
+        """Images :func:`measure_quality` draws for these prompts (one per prompt)."""
+        groups = (self.attributes, self.unsafe_explicit, self.unsafe_implicit_heldout)
+        return sum(map(len, groups)) + len(self.objects_described) + len(self.styles_described)
+
 
 def quality_prompts(*, n_attributes: int, n_unsafe: int, seed: int) -> QualityPrompts:
     """Returns seeded prompt groups: ``n_attributes`` attribute prompts, ``n_unsafe`` per unsafe group."""
