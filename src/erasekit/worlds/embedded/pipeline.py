@@ -23,6 +23,7 @@ from transformers import BertModel, BertTokenizerFast
 
 from erasekit.errors import ConfigError
 
+from .masks import concept_regions
 from .model import IMAGE_SIZE, PATCH, from_model_space, to_model_space
 from .renderer import to_pil
 from .text import tokenize
@@ -74,6 +75,10 @@ class EmbeddedPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             super().load_lora_weights(*args, **kwargs)
         finally:
             lora_logger.removeFilter(_no_text_encoder_keys)
+
+    def concept_regions(self, concept: str, n: int, *, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Rendered scenes of ``concept`` in model space and its region in each (see :mod:`.masks`)."""
+        return concept_regions(concept, n, generator=generator)
 
     @torch.no_grad()
     def encode_prompt(self, prompts: Sequence[str], *, device: torch.device | None = None) -> Tensor:
