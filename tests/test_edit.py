@@ -8,7 +8,9 @@ from safetensors.torch import save_file
 
 import erasekit
 from erasekit import Edit, edit_file
-from erasekit.errors import EditStateError, FingerprintMismatchError
+from erasekit.errors import EditFileError, EditStateError, FingerprintMismatchError
+from erasekit.targets import find_targets
+from erasekit.text import TextEncoder
 from erasekit.worlds.tiny import tiny_pipeline
 
 
@@ -179,3 +181,76 @@ def test_repr_is_short_and_names_what_made_the_edit(tiny_pipe):
         {k: edit.updates[k] for k in list(edit.updates)[:1]}, method="uce", concepts=[f"c{i}" for i in range(1000)]
     )
     assert len(repr(one)) < 200 and "1000 in all" in repr(one) and "rank=[" not in repr(one)
+
+
+# ---- text-encoder layers ---------------------------------------------------------------------
+def text_encoder_edit(pipe, *, unet_too=False):
+    """An edit of two text-encoder layers (and one U-Net layer), random factors of rank 2."""
+    g = torch.Generator().manual_seed(3)
+    linears = {n: m for n, m in pipe.text_encoder.named_modules() if isinstance(m, torch.nn.Linear)}
+    layers = [n for n in linears if n.endswith(("layers.0.self_attn.q_proj", "layers.0.mlp.fc1"))]
+    names = [f"text_encoder.{n}" for n in layers]
+    assert len(names) == 2  # CLIP's names: diffusers' loader reads a text-encoder LoRA that has q/k/v/out_proj
+    shapes = {name: linears[name.removeprefix("text_encoder.")].weight.shape for name in names}
+    if unet_too:
+        target = find_targets(pipe.unet).items[0]
+        shapes[target.name] = target.weight.shape
+    updates = {
+        n: (torch.randn(d_out, 2, generator=g) * 0.3, torch.randn(2, d_in, generator=g))
+        for n, (d_out, d_in) in shapes.items()
+    }
+    return Edit(updates, method="test", fingerprint=find_targets(pipe.unet).fingerprint())
+
+
+def text_state(pipe):
+    return {k: v.clone() for k, v in pipe.text_encoder.state_dict().items()}
+
+
+def test_a_text_encoder_edit_adds_its_delta_and_removes_bit_identically(tiny_pipe):
+    text0, unet0 = text_state(tiny_pipe), unet_state(tiny_pipe)
+    edit = text_encoder_edit(tiny_pipe, unet_too=True)
+    edit.apply(tiny_pipe)
+    modules = dict(tiny_pipe.text_encoder.named_modules())
+    for name in edit.updates:
+        if name.startswith("text_encoder."):
+            layer = name.removeprefix("text_encoder.")
+            torch.testing.assert_close(modules[layer].weight.detach(), text0[f"{layer}.weight"] + edit.delta(name))
+    assert not same(unet0, unet_state(tiny_pipe))
+    other = erasekit.erase(tiny_pipe, ["dog"], method="uce")  # composes with a U-Net edit
+    other.apply(tiny_pipe)
+    edit.remove(tiny_pipe)
+    other.remove(tiny_pipe)
+    assert same(text0, text_state(tiny_pipe)) and same(unet0, unet_state(tiny_pipe))
+
+
+def test_a_text_encoder_edit_saved_loads_in_plain_diffusers_with_the_same_outputs(tiny_pipe, tmp_path):
+    edit = text_encoder_edit(tiny_pipe)
+    path = edit.save(tmp_path / "te.safetensors")
+    original = generate(tiny_pipe)
+    edit.apply(tiny_pipe)
+    ours = generate(tiny_pipe)
+    edit.remove(tiny_pipe)
+    tiny_pipe.load_lora_weights(str(path))
+    theirs = generate(tiny_pipe)
+    assert abs(ours - original).max() > 1e-3, "the edit must change the images"
+    assert abs(ours - theirs).max() <= 1e-4
+    loaded = Edit.load(path)
+    assert set(loaded.updates) == set(edit.updates)
+    for name in edit.updates:
+        torch.testing.assert_close(loaded.delta(name), edit.delta(name))
+
+
+def test_cached_prompt_states_follow_an_applied_and_removed_text_encoder_edit(tiny_pipe):
+    text = TextEncoder(tiny_pipe)
+    before = text(["a cat"]).states
+    edit = text_encoder_edit(tiny_pipe).apply(tiny_pipe)
+    after = text(["a cat"]).states
+    assert not torch.allclose(after, before), "a stale cache would hide the edit"
+    torch.testing.assert_close(after, TextEncoder(tiny_pipe)(["a cat"]).states)
+    edit.remove(tiny_pipe)
+    assert torch.equal(text(["a cat"]).states, before)
+
+
+def test_a_text_encoder_edit_on_a_bare_unet_is_refused(tiny_pipe):
+    with pytest.raises(EditFileError, match="text_encoder"):
+        text_encoder_edit(tiny_pipe).apply(tiny_pipe.unet)

@@ -196,7 +196,6 @@ REFUSED = [
     ("peft rank mismatch", _pair(f"unet.{_UNET}", "peft", 4, 2), ["peft layout", "rank 4"]),
     ("script rank mismatch", _pair(f"unet.{_UNET}", "script", 1, 2), ["training-script", "rank 1"]),
     ("kohya text encoder only", _pair(_KOHYA_TE, "kohya"), ["kohya", "text encoder only"]),
-    ("peft text encoder only", _pair(f"text_encoder.{_TE}"), ["peft", "text encoder only"]),
     ("DoRA", _DORA, ["DoRA"]),
     ("a factor alone", {f"{_KOHYA}.lora_down.weight": torch.randn(2, 8)}, ["kohya", "incomplete"]),
 ]
@@ -210,10 +209,37 @@ def test_files_erasekit_cannot_read_are_refused_at_load(tmp_path, what, tensors,
     assert all(w in str(err.value) for w in words), str(err.value)
 
 
-def test_a_text_encoder_part_beside_the_unet_is_ignored_with_a_warning(tmp_path, caplog):
-    save_file({**_pair(f"text_encoder.{_TE}"), **_pair(f"unet.{_UNET}")}, tmp_path / "x.safetensors")
+def test_a_kohya_text_encoder_part_beside_the_unet_is_ignored_with_a_warning(tmp_path, caplog):
+    save_file({**_pair(_KOHYA_TE, "kohya"), **_pair(_KOHYA, "kohya")}, tmp_path / "x.safetensors")
     assert set(Edit.load(tmp_path / "x.safetensors").updates) == {_UNET}
     assert "text-encoder LoRA" in caplog.text
+
+
+@pytest.mark.parametrize("parts", [["text_encoder"], ["text_encoder", "unet"], ["text_encoder_2"]])
+def test_peft_text_encoder_layers_load_under_their_part_with_their_alpha(tmp_path, parts):
+    names = {p: _UNET if p == "unet" else f"{p}.{_TE}" for p in parts}  # the edit's layer names
+    stems = {p: f"unet.{_UNET}" if p == "unet" else names[p] for p in parts}  # the file's
+    tensors = {k: v for p in parts for k, v in _pair(stems[p]).items()}
+    meta = {"lora_adapter_metadata": json.dumps({f"{p}.lora_alpha": 4 * (i + 1) for i, p in enumerate(parts)})}
+    save_file(tensors, tmp_path / "x.safetensors", meta)
+    loaded = Edit.load(tmp_path / "x.safetensors")
+    assert set(loaded.updates) == set(names.values())
+    for i, p in enumerate(parts):  # alpha 4 (8) over rank 2: scale 2 (4)
+        B, A = tensors[f"{stems[p]}.lora_B.weight"], tensors[f"{stems[p]}.lora_A.weight"]
+        torch.testing.assert_close(loaded.delta(names[p]), 2 * (i + 1) * B @ A)
+
+
+def test_a_text_encoder_edit_is_refused_for_kohya_and_warns_where_diffusers_cannot_load_it(tmp_path, caplog):
+    B, A = torch.randn(8, 2), torch.randn(2, 8)
+    bert = Edit({"text_encoder.encoder.layer.0.attention.self.query": (B, A)}, method="test")
+    with pytest.raises(EditFileError, match="format='diffusers'"):
+        bert.save(tmp_path / "k.safetensors", format="kohya")
+    assert not (tmp_path / "k.safetensors").exists()
+    bert.save(tmp_path / "d.safetensors")
+    assert "refuses this file" in caplog.text and "Edit.load(path).apply(pipe)" in caplog.text
+    tensors, meta = contents(tmp_path / "d.safetensors")
+    assert set(tensors) == {f"text_encoder.encoder.layer.0.attention.self.query.lora_{f}.weight" for f in "AB"}
+    assert json.loads(meta["lora_adapter_metadata"])["text_encoder.r"] == 2
 
 
 # ---- gated edits -----------------------------------------------------------------------------

@@ -1,5 +1,8 @@
 """Edit: the result of every method, a set of per-layer low-rank updates ``ΔW = B @ A``.
 
+A layer is an ``nn.Linear`` of the U-Net, named by its module path there, or of a text encoder,
+named ``text_encoder.<path>`` (``text_encoder_2.<path>``) as diffusers' LoRA files name it.
+
 An edit never touches a model on disk. ``apply`` adds the updates in place and keeps the original
 weights, ``remove`` puts those originals back (bit-identical: ``W + ΔW − ΔW`` is not ``W`` in
 floating point), and several edits compose. ``save`` and ``load`` go through
@@ -23,14 +26,14 @@ from torch import Tensor, nn
 
 from . import edit_file
 from ._version import __version__
-from .edit_file import EditFormat
+from .edit_file import EditFormat, part
 from .errors import ConfigError, EditFileError, EditStateError, FingerprintMismatchError
 from .gate import TokenGate, sync_processors
 from .targets import denoiser, find_targets
 
 logger = logging.getLogger(__name__)
 
-_APPLIED = "_erasekit_applied"  # on a U-Net: the applied edits and the weights they replaced
+_APPLIED = "_erasekit_applied"  # on a U-Net: the applied edits and the weights they replaced (text encoders' too)
 
 
 @dataclass
@@ -38,11 +41,13 @@ class Edit:
     """Per-layer updates ``ΔW = B @ A`` plus what made them.
 
     Attributes:
-        updates: layer name -> ``(B [d_out, r], A [r, d_in])``, float32 on CPU.
+        updates: layer name -> ``(B [d_out, r], A [r, d_in])``, float32 on CPU (``text_encoder.``-prefixed
+            names for text-encoder layers).
         method: registry name of the method.
         config: the method's config as a dict.
         concepts, guides, preserve: the erased concepts, their guides and the preserve set.
-        fingerprint: hash of the base model's original target weights (None: unknown).
+        fingerprint: hash of the base model's original target weights, the U-Net's cross-attention K/V
+            (None: unknown); an edit of the text encoder alone is checked against those too.
         info: anything else worth keeping (timings, condition numbers, epoch, versions).
         candidates: for iterative methods, the edit after every epoch (not saved).
         gate: for gated methods (ACE), the token gate: the update of a token ``c`` is
@@ -101,14 +106,15 @@ class Edit:
     # ---- applying ----------------------------------------------------------------------------
     @torch.no_grad()
     def apply(self, pipe: Any, *, force: bool = False) -> Edit:
-        """Add every ``ΔW`` to ``pipe.unet`` in place; returns self.
+        """Add every ``ΔW`` to ``pipe.unet`` (and ``pipe.text_encoder``) in place; returns self.
 
         Raises:
             FingerprintMismatchError: the pipeline is not the base model this edit was made for
                 (``force=True`` applies it anyway).
             EditStateError: this edit is already applied, or the pipeline holds LoRA adapters
                 (``pipe.load_lora_weights``: call ``pipe.unload_lora_weights()`` first).
-            EditFileError: the edit names layers the U-Net does not have.
+            EditFileError: the edit names layers the pipeline does not have (text-encoder layers need a
+                pipeline, not a bare U-Net).
             ConfigError: ``pipe`` is None.
         """
         unet = _unet(pipe, "apply")
@@ -118,14 +124,14 @@ class Edit:
                 "This edit is already applied to this pipeline; applying it twice would double it. "
                 "Call edit.remove(pipe) first, or reload the base model."
             )
-        targets, modules = find_targets(unet), _linears(unet, sorted(self.updates))
+        targets, modules = find_targets(unet), _linears(pipe, sorted(self.updates))
         missing = sorted(set(self.updates) - set(modules))
         shapes = {n: (B.shape[0], A.shape[1]) for n, (B, A) in self.updates.items() if n in modules}
         wrong = [n for n, shape in shapes.items() if shape != modules[n].weight.shape]
         if missing or wrong:
             example = missing[0] if missing else f"{wrong[0]} has another shape"
             raise EditFileError(
-                f"The edit does not fit this U-Net ({len(missing)} missing layer(s), {len(wrong)} of another shape; "
+                f"The edit does not fit this pipeline ({len(missing)} missing layer(s), {len(wrong)} of another shape; "
                 f"e.g. {example}): it was made for another architecture. Re-run the erasure on this model."
             )
         if self.fingerprint is None:
@@ -159,7 +165,7 @@ class Edit:
             raise EditStateError("This edit is not applied to this pipeline, so there is nothing to remove.")
         at = ids.index(self.id)
         later = [edit for edit, _ in stack[at + 1 :]]
-        modules = _linears(unet, sorted({n for edit, _ in stack[at:] for n in edit.updates}))
+        modules = _linears(pipe, sorted({n for edit, _ in stack[at:] for n in edit.updates}))
         for _, originals in reversed(stack[at:]):
             for name, W in originals.items():
                 modules[name].weight.copy_(W)
@@ -282,13 +288,22 @@ def base_weights(unet: nn.Module) -> dict[str, Tensor]:
     return base
 
 
-def _linears(unet: nn.Module, names: Sequence[str] = ()) -> dict[str, nn.Linear]:
-    """Every ``nn.Linear`` of the U-Net by module path: the cross-attention K/V of the closed forms,
-    and the self-attention / feed-forward layers a fine-tuned edit (ESD-u) may update.
+def _linears(pipe: Any, names: Sequence[str] = ()) -> dict[str, nn.Linear]:
+    """Every ``nn.Linear`` of the U-Net by module path (the cross-attention K/V of the closed forms, the
+    self-attention / feed-forward layers of ESD-u), and, when ``names`` has text-encoder layers, those of
+    the pipeline's text encoders as ``text_encoder.<path>``.
 
     Raises EditStateError if peft wraps one of ``names`` (``name.base_layer``): a LoRA adapter is loaded.
     """
-    modules = {name: m for name, m in unet.named_modules() if isinstance(m, nn.Linear)}
+    parts = {part(n) for n in names} - {edit_file.PREFIX}
+    owners = {"": denoiser(pipe), **{p: getattr(pipe, p[:-1], None) for p in parts}}  # a bare U-Net has none
+    modules = {
+        prefix + name: m
+        for prefix, owner in owners.items()
+        if isinstance(owner, nn.Module)
+        for name, m in owner.named_modules()
+        if isinstance(m, nn.Linear)
+    }
     wrapped = [n for n in names if f"{n}.base_layer" in modules]
     if wrapped:
         raise EditStateError(

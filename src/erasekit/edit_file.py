@@ -2,13 +2,16 @@
 
 ``format="diffusers"`` (the default): ``unet.<layer>.lora_A.weight [r, d_in]`` /
 ``unet.<layer>.lora_B.weight [d_out, r]`` with ``lora_adapter_metadata`` (rank, alpha = rank, so the
-scale is 1), which ``pipe.load_lora_weights`` reads. A gated edit (ACE) adds its gate as
-``erasekit_lora_gate.*`` tensors: diffusers requires "lora" in every key and reads only ``unet.``
-ones, so it skips them.
+scale is 1), which ``pipe.load_lora_weights`` reads. A text-encoder layer, whose name in the edit
+already carries its part (``text_encoder.<layer>``), is written under that name, with its part's
+metadata (``text_encoder.r``, ...), as diffusers' own ``save_lora_weights`` writes it. A gated
+edit (ACE) adds its gate as ``erasekit_lora_gate.*`` tensors: diffusers requires "lora" in every
+key and reads only ``unet.`` ones, so it skips them.
 
 ``format="kohya"``: ``lora_unet_<layer>.lora_down.weight`` / ``.lora_up.weight`` / ``.alpha`` (= rank),
-the layout AUTOMATIC1111, ComfyUI and diffusers read (see :mod:`erasekit.lora_layouts`). It has no
-place for a gate, so a gated edit is refused unless ``ungated=True`` drops the gate. No
+the layout AUTOMATIC1111, ComfyUI and diffusers read (see :mod:`erasekit.lora_layouts`). U-Net layers
+only: kohya's text-encoder names map back to module paths for CLIP alone. It has no place for a
+gate, so a gated edit is refused unless ``ungated=True`` drops the gate. No
 ``lora_adapter_metadata`` there: diffusers refuses it beside kohya alphas.
 
 Both carry erasekit's own metadata under the key ``erasekit`` (method, config, concepts, base
@@ -46,6 +49,7 @@ PREFIX = "unet."
 META_KEY = "erasekit"
 GATE_PREFIX = "erasekit_lora_gate."  # diffusers wants "lora" in every key, and reads only "unet." ones
 LORA_META_KEY = "lora_adapter_metadata"  # diffusers' key, read by load_lora_weights
+_CLIP_ATTENTION = ("q_proj", "k_proj", "v_proj", "out_proj")  # what diffusers' text-encoder loader converts by name
 CHECKSUM = "tensors_sha256"  # in erasekit's metadata: the file's tensors as written (older files lack it)
 
 
@@ -66,11 +70,19 @@ def tensors_sha256(tensors: dict[str, Tensor]) -> str:
     return h.hexdigest()
 
 
+def part(name: str) -> str:
+    """The pipeline part a layer name belongs to, as a key prefix: ``"text_encoder."``, ``"text_encoder_2."``
+    (the name starts with it) or ``"unet."`` (U-Net layers are named without it)."""
+    return next((p for p in lora_layouts.TEXT_ENCODERS if name.startswith(p)), PREFIX)
+
+
 def state_dict(updates: dict[str, tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
-    """``unet.<layer>.lora_A.weight`` / ``lora_B.weight`` tensors, as diffusers' loader reads them."""
+    """``unet.<layer>.lora_A.weight`` / ``lora_B.weight`` tensors (``text_encoder.<layer>...`` for the text
+    encoder's), as diffusers' loader reads them."""
     sd, seen = {}, set()
     for name, (B, A) in updates.items():
-        for key, t in ((f"{PREFIX}{name}.lora_A.weight", A), (f"{PREFIX}{name}.lora_B.weight", B)):
+        stem = name if part(name) != PREFIX else f"{PREFIX}{name}"
+        for key, t in ((f"{stem}.lora_A.weight", A), (f"{stem}.lora_B.weight", B)):
             # closed forms share one A across layers; a file needs one tensor per key
             sd[key] = t.clone() if t.untyped_storage().data_ptr() in seen else t.contiguous()
             seen.add(t.untyped_storage().data_ptr())
@@ -92,16 +104,28 @@ def write(
     Raises:
         OutputExistsError: ``path`` exists and ``overwrite`` is False.
         OutputError: the folder does not exist or is not writable, or ``path`` is a folder.
-        EditFileError: a gated edit to ``kohya`` without ``ungated``; a layer the layout cannot name.
+        EditFileError: a gated edit to ``kohya`` without ``ungated``; a layer the layout cannot name (a
+            text-encoder layer in ``kohya``).
     """
     path = Path(path)
     if format not in get_args(EditFormat):
         raise ConfigError(f"Unknown edit file format {format!r}: choose 'diffusers' or 'kohya'.")
     if path.exists() and not path.is_dir() and not overwrite:
         raise OutputExistsError(f"{path} exists; choose another name or pass overwrite=True (CLI: --overwrite).")
-    text = [name for name in edit.updates if name.startswith(lora_layouts.TEXT_ENCODERS)]
-    if text:
-        raise EditFileError(f"This edit updates the text encoder ({text[0]}): edit files hold U-Net updates only.")
+    text = [name for name in edit.updates if part(name) != PREFIX]
+    if text and format == "kohya":
+        raise EditFileError(
+            f"This edit updates the text encoder ({text[0]}), and kohya's text-encoder names read back as module "
+            "paths for CLIP only. Save it with format='diffusers' (pipe.load_lora_weights reads that)."
+        )
+    if text and not any(name.endswith(_CLIP_ATTENTION) for name in text):
+        logger.warning(
+            "This edit's text-encoder layers (e.g. %s) include none of CLIP's attention projections (%s): diffusers' "
+            "pipe.load_lora_weights converts a text-encoder LoRA only by those names and refuses this file; "
+            "Edit.load(path).apply(pipe) reads it.",
+            text[0],
+            ", ".join(_CLIP_ATTENTION),
+        )
     if edit.gate is not None and (ungated or format == "kohya"):
         edit = _without_gate(edit, ungated)
     meta = {"format": "pt"}
@@ -115,17 +139,20 @@ def write(
 
 
 def _lora_metadata(updates: dict[str, tuple[Tensor, Tensor]]) -> dict[str, Any]:
-    """diffusers' ``lora_adapter_metadata``: the most common rank, alpha = rank everywhere."""
-    ranks = {name: B.shape[1] for name, (B, _) in updates.items()}
-    r = max(set(ranks.values()), key=list(ranks.values()).count) if ranks else 0
-    pattern = {name: rank for name, rank in ranks.items() if rank != r}
-    return {
-        f"{PREFIX}r": r,
-        f"{PREFIX}lora_alpha": r,
-        f"{PREFIX}rank_pattern": pattern,
-        f"{PREFIX}alpha_pattern": pattern,
-        f"{PREFIX}target_modules": sorted(updates),
-    }
+    """diffusers' ``lora_adapter_metadata``, per part (U-Net, text encoders): the most common rank, alpha = rank."""
+    meta: dict[str, Any] = {}
+    for prefix in sorted({part(name) for name in updates}):
+        ranks = {name.removeprefix(prefix): B.shape[1] for name, (B, _) in updates.items() if part(name) == prefix}
+        r = max(set(ranks.values()), key=list(ranks.values()).count)
+        pattern = {name: rank for name, rank in ranks.items() if rank != r}
+        meta |= {
+            f"{prefix}r": r,
+            f"{prefix}lora_alpha": r,
+            f"{prefix}rank_pattern": pattern,
+            f"{prefix}alpha_pattern": pattern,
+            f"{prefix}target_modules": sorted(ranks),
+        }
+    return meta
 
 
 def _without_gate(edit: Edit, ungated: bool) -> Edit:

@@ -1,21 +1,27 @@
-"""The LoRA layouts of a U-Net that erasekit reads and writes, converted by diffusers' own converters.
+"""The LoRA layouts of a U-Net and text encoders that erasekit reads and writes, converted by diffusers' own
+converters.
 
-Read (every U-Net layout ``pipe.load_lora_weights`` reads, and peft's ``adapter_model`` files):
+A layer is named by its module path in the U-Net (``down_blocks.0...attn2.to_k``), or in a text encoder
+with that encoder's prefix (``text_encoder.<layer>``, ``text_encoder_2.<layer>``), as diffusers' loader
+spells the text-encoder parts of a LoRA file.
+
+Read (every layout ``pipe.load_lora_weights`` reads, and peft's ``adapter_model`` files of a U-Net):
 
 - ``peft``: ``unet.<layer>.lora_A.weight`` ``[r, d_in]`` / ``lora_B.weight`` ``[d_out, r]``, alpha from
   diffusers' ``lora_adapter_metadata`` (erasekit's own layout, and what diffusers saves today);
 - ``diffusers training-script``: ``unet.<layer>.lora.down.weight`` / ``lora.up.weight`` and the older
   ``unet.<...>.processor.to_k_lora.down.weight`` (diffusers' training scripts before peft);
 - ``kohya``: ``lora_unet_<layer, "." as "_">.lora_down.weight`` / ``.lora_up.weight`` / ``.alpha``
-  (kohya's sd-scripts, AUTOMATIC1111, ComfyUI). Layer names come back through diffusers'
-  ``_convert_non_diffusers_lora_to_diffusers``; LDM block names (``input_blocks_4_1_...``, SDXL
-  LoRAs trained by sd-scripts) through ``_maybe_map_sgm_blocks_to_diffusers`` with two layers
-  per block, as in every SD 1.x, 2.x and XL U-Net;
+  (kohya's sd-scripts, AUTOMATIC1111, ComfyUI); its text-encoder modules (``lora_te1_*``) are
+  skipped with a warning, since their names map back to module paths for CLIP only. Layer names
+  come back through diffusers' ``_convert_non_diffusers_lora_to_diffusers``; LDM block names
+  (``input_blocks_4_1_...``, SDXL LoRAs trained by sd-scripts) through
+  ``_maybe_map_sgm_blocks_to_diffusers`` with two layers per block, as in every SD 1.x, 2.x and XL U-Net;
 - ``peft adapter_model``: ``base_model.model.<layer>.lora_A.weight``, alpha from the
   ``adapter_config.json`` beside the file (read by peft's ``LoraConfig``).
 
-Written: ``peft`` (the default) and ``kohya`` (diffusers' ``convert_state_dict_to_kohya``, scale 1: see
-:func:`to_kohya`).
+Written: ``peft`` (the default; text-encoder layers under ``text_encoder.``) and ``kohya`` (U-Net
+layers only: diffusers' ``convert_state_dict_to_kohya``, scale 1, see :func:`to_kohya`).
 """
 
 from __future__ import annotations
@@ -111,10 +117,10 @@ def kohya_layer(module: str) -> str:
 
 # ---- reading ---------------------------------------------------------------------------------
 def read_factors(tensors: dict[str, Tensor], lora_meta: dict, path: Path) -> tuple[Factors, str]:
-    """The U-Net factors in ``tensors`` and the file's layout name.
+    """The U-Net and text-encoder factors in ``tensors`` and the file's layout name.
 
     Raises:
-        EditFileError: only text-encoder weights, unknown keys (DoRA, LoHa, biases), a factor
+        EditFileError: only kohya text-encoder weights, unknown keys (DoRA, LoHa, biases), a factor
             without its partner, or no LoRA pairs at all.
     """
     kind = layout(list(tensors))
@@ -123,27 +129,30 @@ def read_factors(tensors: dict[str, Tensor], lora_meta: dict, path: Path) -> tup
         text = [k for k in tensors if k.startswith(KOHYA_TE)]
         factors = _kohya(unet, path)
     else:
-        text = [k for k in tensors if k.startswith(TEXT_ENCODERS)]
+        text = []  # read below, under their "text_encoder." names
+        encoders = {k: v for k, v in tensors.items() if k.startswith(TEXT_ENCODERS)}
         prefix = PEFT_ADAPTER if kind == "peft adapter_model" else UNET
-        if not any(k.startswith(prefix) for k in tensors) and not text:
+        if not any(k.startswith(prefix) for k in tensors) and not encoders:
             prefix = ""  # a bare U-Net's LoRA (unet.save_attn_procs, peft on the U-Net alone)
-        unet = {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix) and k not in text}
+        unet = {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix) and k not in encoders}
         factors = _peft(convert_unet_state_dict_to_peft(unet), path, kind)
+        factors.update(_peft(convert_unet_state_dict_to_peft(encoders), path, kind))
         alpha = _adapter_alpha(path) if kind == "peft adapter_model" else _metadata_alpha(lora_meta)
         factors = {name: (B, A, alpha(name, A.shape[0])) for name, (B, A, _) in factors.items()}
     if not factors and text:
         raise EditFileError(
-            f"{path} is a {kind} LoRA of the text encoder only ({len(text)} tensors like {text[0]}): an erasekit "
-            "edit changes the U-Net. Load it with pipe.load_lora_weights instead."
+            f"{path} is a {kind} LoRA of the text encoder only ({len(text)} tensors like {text[0]}): erasekit reads "
+            "kohya text-encoder modules by name for CLIP only. Load it with pipe.load_lora_weights instead."
         )
     if not factors:
         raise EditFileError(
-            f"{path} holds no LoRA pairs (keys like 'unet.<layer>.lora_A.weight'): it is not an edit or U-Net LoRA."
+            f"{path} holds no LoRA pairs (keys like 'unet.<layer>.lora_A.weight' or "
+            "'text_encoder.<layer>.lora_A.weight'): it is not an edit or LoRA file."
         )
     if text:
         logger.warning(
-            "%s also holds a text-encoder LoRA (%d tensors): erasekit edits change the U-Net only, so that part is "
-            "ignored. Load the file with pipe.load_lora_weights to use it whole.",
+            "%s also holds a kohya text-encoder LoRA (%d tensors): erasekit reads kohya's U-Net modules only, so that "
+            "part is ignored. Load the file with pipe.load_lora_weights to use it whole.",
             path,
             len(text),
         )
@@ -210,11 +219,13 @@ def _refuse_unknown(keys: list[str], path: Path, kind: str) -> None:
 
 
 def _metadata_alpha(lora: dict):
-    """alpha per layer from diffusers' ``lora_adapter_metadata`` (``unet.``-prefixed keys)."""
-    lora = {k.removeprefix(UNET): v for k, v in lora.items()}
+    """alpha per layer from diffusers' ``lora_adapter_metadata`` (keys prefixed by the part: ``unet.``,
+    ``text_encoder.``; a text-encoder layer's name carries its part's prefix, a U-Net layer's none)."""
 
     def alpha(name: str, rank: int) -> float:
-        return float(lora.get("alpha_pattern", {}).get(name, lora.get("lora_alpha", rank)))
+        part = next((p for p in TEXT_ENCODERS if name.startswith(p)), UNET)
+        layer = name.removeprefix(part)
+        return float(lora.get(f"{part}alpha_pattern", {}).get(layer, lora.get(f"{part}lora_alpha", rank)))
 
     return alpha
 

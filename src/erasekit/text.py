@@ -65,9 +65,16 @@ class PromptEncoder(Protocol):
 
 @dataclass
 class EmbeddingCache:
-    """Prompt -> (states ``[L, d]``, last word index). Owned by the caller, passed in explicitly."""
+    """Prompt -> (states ``[L, d]``, last word index). Owned by the caller, passed in explicitly.
+
+    ``stamp``: the text encoders' weights the rows were computed with (each parameter's identity and
+    in-place version counter); :class:`TextEncoder` empties the rows when it changes, so an edit of
+    the text encoder applied or removed since (``Edit.apply`` writes the weights in place) or a LoRA
+    adapter loaded is never hidden by stale rows.
+    """
 
     rows: dict[str, tuple[Tensor, int]] = field(default_factory=dict)
+    stamp: tuple[tuple[int, int], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,10 @@ class TextEncoder:
 
     def prefetch(self, texts: Sequence[str]) -> None:
         """Encode every prompt of ``texts`` that the cache lacks, in batches of ``batch_size``."""
+        stamp = tuple((id(p), p._version) for _, encoder in self._pairs for p in encoder.parameters())
+        if self.cache.stamp != stamp:  # the weights changed since the rows were computed
+            self.cache.rows.clear()
+            self.cache.stamp = stamp
         missing = [t for t in dict.fromkeys(texts) if t not in self.cache.rows]
         for start in range(0, len(missing), self.batch_size):
             batch = missing[start : start + self.batch_size]
