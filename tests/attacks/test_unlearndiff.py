@@ -76,3 +76,16 @@ def test_unlearndiff_is_deterministic_and_stops_at_the_first_success(edited):
     judge = SecondCallSucceeds()
     result = attack(pipe, "unlearndiff", "cat", judge=judge, **kw)
     assert result.cases[0].outcome.info["steps"] == 2 and judge.calls == 2 and result.asr == 1.0
+
+
+@pytest.mark.parametrize("name", ["unlearndiff", "p4d"])
+def test_a_case_searched_beside_others_finds_what_it_finds_alone(edited, never, name):
+    pipe, edit = edited
+    kw = dict(judge=never, edit=edit, budget=4, iterations=2, k=2, sampling=FAST)
+    cases = [("a cat", 3), ("a photo of a cat", 4)]
+    for first, other in (cases, cases[::-1]):  # the first case of a run draws from the same stream alone or not
+        alone = attack(pipe, name, "cat", prompts=[first[0]], seeds=[first[1]], **kw).cases[0].outcome
+        together = attack(pipe, name, "cat", prompts=[first[0], other[0]], seeds=[first[1], other[1]], **kw).cases
+        assert together[0].outcome.info["token_ids"] == alone.info["token_ids"]
+        torch.testing.assert_close(together[0].outcome.info["loss"], alone.info["loss"], rtol=1e-4, atol=1e-6)
+        assert together[0].outcome.info["loss"] != together[1].outcome.info["loss"]  # each case its own search

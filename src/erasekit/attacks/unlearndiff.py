@@ -30,7 +30,6 @@ was P4D's objective) is a deprecated alias of ``unlearndiff``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -106,78 +105,74 @@ def p4d(request: AttackRequest, cfg: PrefixSearchConfig, *, progress: Progress |
 def _prefix_search(
     request: AttackRequest, cfg: PrefixSearchConfig, objective: Objective, progress: Progress | None
 ) -> Findings:
-    """Every case attacked in turn, each with its own random stream; ``progress`` counts updates."""
-    x0 = request.original_latents()
-    total, outcomes = len(request.cases) * cfg.steps, []
+    """Every case attacked at once, each with its own ``θ`` and random stream, in lockstep over the timesteps.
 
-    def tick(done: int) -> None:
-        if progress is not None:
-            progress(done, total)
-
-    for i, case in enumerate(request.cases):
-        step0 = i * cfg.steps
-        gen = request.generator("discrete", i)  # the old name's stream: p4d draws what discrete (P4D's objective) drew
-        outcomes.append(_attack_case(request, cfg, objective, case, x0[i : i + 1], gen, lambda n, s=step0: tick(s + n)))
-        tick((i + 1) * cfg.steps)  # an early success skips the rest of its budget
-    info = {"objective": objective, "n_timesteps_max": len(split_steps(cfg.steps, cfg.iterations))}
-    return Findings(outcomes, info=info)
-
-
-def _attack_case(
-    request: AttackRequest,
-    cfg: PrefixSearchConfig,
-    objective: Objective,
-    case: Case,
-    x0: Tensor,
-    gen: torch.Generator,
-    tick: Callable[[int], None],
-) -> Outcome:
-    """The attack on one case: projected gradient per timestep, stopping at the first success."""
+    Batching the cases changes no case's search: each draws its noise and its one-hots from its own
+    generator in the order a lone run would, its loss is its own mean squared error (the batch loss is
+    their sum, so each ``θ_i`` gets exactly its own gradient) and Adam is element-wise. A case leaves the
+    batch at its first success. ``progress`` counts updates over all cases.
+    """
     text, victim = request.text, request.victim
-    unet, scheduler = victim.pipe.unet, victim.pipe.scheduler
-    abar = alphas_cumprod(scheduler)
+    unet = victim.pipe.unet
+    abar = alphas_cumprod(victim.pipe.scheduler)
     iters = split_steps(cfg.steps, cfg.iterations)
     timesteps = paper_timesteps(len(iters), len(abar))
     vocab = text.vocabulary()  # [V'] candidate ids
     E = text.table.weight.detach()[vocab.to(text.device)].float()  # [V', d_tok]
-    slotted = text.slotted([case.prompt], cfg.k)
+    cases = request.cases
+    x0 = request.original_latents()  # [N, C, h, w]
+    slotted = text.slotted([c.prompt for c in cases], cfg.k)
+    t_all = torch.cat([torch.full((n,), t) for n, t in zip(iters, timesteps)]).to(x0.device)  # [T]
+    # the old name's streams: p4d draws what discrete (P4D's objective) drew; each case's noise comes first
+    gens = [request.generator("discrete", i) for i in range(len(cases))]
+    noise = torch.stack([torch.randn((len(t_all), *x0.shape[1:]), generator=g) for g in gens]).to(x0)  # [N, T, C, h, w]
 
-    # Every (t, ε) of the run, drawn up front; the original model's targets in one pass over its weights.
-    t_all = torch.cat([torch.full((n,), t) for n, t in zip(iters, timesteps)]).to(x0.device)
-    noise = torch.randn((len(t_all), *x0.shape[1:]), generator=gen).to(x0.device, x0.dtype)
-    x_t = noisy(x0.expand_as(noise), noise, t_all, abar)
-    goal = _targets(request, cfg, objective, case, x0, noise, x_t, t_all)
-
-    theta = torch.full((cfg.k, len(vocab)), 1.0 / len(vocab)).requires_grad_(True)  # rand_init=False
+    theta = torch.full((len(cases), cfg.k, len(vocab)), 1.0 / len(vocab)).requires_grad_(True)  # rand_init=False
     opt = torch.optim.Adam([theta], lr=cfg.lr, weight_decay=cfg.weight_decay)
-    row, losses, used = 0, [], 0
-    outcome: Outcome | None = None
-    for n in iters:
-        total = 0.0
-        for _ in range(n):
-            one_hot = _SampleOneHot.apply(theta, gen)  # [k, V']
-            states = text.encode(slotted.ids, slots=slotted.slots, slot_embeds=one_hot.to(E.device) @ E)
-            loss = F.mse_loss(predict(unet, x_t[row : row + 1], t_all[row : row + 1], states), goal[row : row + 1])
-            (theta.grad,) = torch.autograd.grad(loss, [theta])
+    active = list(range(len(cases)))  # cases still searching
+    losses: list[list[float]] = [[] for _ in cases]
+    outcomes: list[Outcome | None] = [None] * len(cases)
+    row, total = 0, len(cases) * cfg.steps
+    for n, t in zip(iters, timesteps):
+        rows = slice(row, row + n)
+        x_t = noisy(x0[active, None].expand(-1, n, -1, -1, -1).flatten(0, 1), noise[active, rows].flatten(0, 1),
+                    t_all[rows].repeat(len(active)), abar).unflatten(0, (len(active), n))  # fmt: skip
+        goal = _targets(request, cfg, objective, [cases[i] for i in active], x0[active], noise[active, rows], x_t, t)
+        step_losses = torch.zeros(len(active))
+        for j in range(n):
+            one_hot = torch.stack([_SampleOneHot.apply(theta[i], gens[i]) for i in active])  # [B, k, V']
+            states = text.encode(slotted.ids[active], slots=slotted.slots, slot_embeds=one_hot.to(E.device) @ E)
+            t_j = t_all[row + j].expand(len(active))
+            err = (predict(unet, x_t[:, j], t_j, states) - goal[:, j]).pow(2).mean(dim=(1, 2, 3))  # [B]
+            (theta.grad,) = torch.autograd.grad(err.sum(), [theta])
             opt.step()
             with torch.no_grad():
-                theta.copy_(project_simplex(theta))
-            total += loss.item()
-            row += 1
-            tick(row)
-        used += n
-        losses.append(total)
-        ids = slotted.ids.clone()
-        ids[0, slotted.slots] = vocab[theta.detach().argmax(-1)]
+                theta[active] = project_simplex(theta[active])
+            step_losses += err.detach()
+            if progress is not None:
+                progress(min((row + j + 1) * len(cases), total), total)
+        row += n
+        ids = slotted.ids[active].clone()
+        ids[:, slotted.slots] = vocab[theta.detach()[active].argmax(-1)]
         with torch.no_grad():
             embeds = text.encode(ids).float().cpu()
-        images, verdicts = request.judged(embeds, [case])
-        info = {"token_ids": ids[0, slotted.slots].tolist(), "timesteps": timesteps[: len(losses)], "loss": losses}
-        outcome = Outcome(embeds[0], images[0], verdicts[0], text.decode(ids[0]), info={**info, "steps": used})
-        if outcome.success:
+        images, verdicts = request.judged(embeds, [cases[i] for i in active])
+        still = []
+        for b, i in enumerate(active):
+            losses[i].append(float(step_losses[b]))
+            info = {"token_ids": ids[b, slotted.slots].tolist(), "timesteps": timesteps[: len(losses[i])],
+                    "loss": losses[i], "steps": row}  # fmt: skip
+            outcomes[i] = Outcome(embeds[b], images[b], verdicts[b], text.decode(ids[b]), info=info)
+            if not verdicts[b]:
+                still.append(i)
+        active = still
+        if not active:
             break
-    assert outcome is not None, "split_steps returns at least one timestep"
-    return outcome
+    if progress is not None:
+        progress(total, total)  # an early success skips the rest of its budget
+    info = {"objective": objective, "n_timesteps_max": len(iters)}
+    assert all(o is not None for o in outcomes), "every case runs at least one timestep"
+    return Findings(outcomes, info=info)  # type: ignore[arg-type]
 
 
 @torch.no_grad()
@@ -185,20 +180,24 @@ def _targets(
     request: AttackRequest,
     cfg: PrefixSearchConfig,
     objective: Objective,
-    case: Case,
+    cases: list[Case],
     x0: Tensor,
     noise: Tensor,
     x_t: Tensor,
-    t: Tensor,
+    t: int,
 ) -> Tensor:
-    """``[n, C, h, w]`` what the edited model's prediction is pulled towards at each draw."""
+    """``[B, n, C, h, w]`` what the edited model's prediction is pulled towards at each of the ``n`` draws at ``t``."""
+    B, n = noise.shape[:2]
+    steps = torch.full((B * n,), t, device=x0.device)
     if objective == "noise":
         prediction = request.victim.pipe.scheduler.config.prediction_type
-        return target(x0.expand_as(noise), noise, t, alphas_cumprod(request.victim.pipe.scheduler), prediction)
-    states = request.text.encode_text([case.prompt])
-    parts = []
+        x0_rows = x0[:, None].expand(-1, n, -1, -1, -1).flatten(0, 1)
+        abar = alphas_cumprod(request.victim.pipe.scheduler)
+        return target(x0_rows, noise.flatten(0, 1), steps, abar, prediction).unflatten(0, (B, n))
+    states = request.text.encode_text([c.prompt for c in cases]).repeat_interleave(n, 0)  # [B n, L, d]
+    rows, parts = x_t.flatten(0, 1), []
     with request.victim.original() as pipe:
-        for s in range(0, len(t), cfg.batch_size):
-            rows = slice(s, s + cfg.batch_size)
-            parts.append(predict(pipe.unet, x_t[rows], t[rows], states.expand(len(t[rows]), -1, -1)))
-    return torch.cat(parts)
+        for s in range(0, len(rows), cfg.batch_size):
+            part = slice(s, s + cfg.batch_size)
+            parts.append(predict(pipe.unet, rows[part], steps[part], states[part]))
+    return torch.cat(parts).unflatten(0, (B, n))
