@@ -1,4 +1,6 @@
-"""Null-space-constrained closed form (in the spirit of SPEED, Li et al., arXiv 2503.07392).
+"""The plain null-space variant of SPEED without IPF/DPA/IEC (Li et al., ICLR 2026, arXiv 2503.07392).
+
+The full method, with prior filtering, augmentation and invariant constraints, is ``speed.py``.
 
 UCE trades erasure against preservation through ``preserve_scale``; here preservation is a hard
 constraint. With ``K [m, d]`` the keep rows and ``Q = I − V_r V_rᵀ`` the projector onto the
@@ -63,7 +65,7 @@ def keep_projector(K: Tensor, *, keep_energy: float, rank_tol: float) -> tuple[T
 
 @register("nullspace", NullspaceConfig)
 def nullspace(request: EraseRequest, cfg: NullspaceConfig) -> Edit:
-    """Closed form whose update leaves the preserved embeddings' outputs unchanged (SPEED-like)."""
+    """The plain null-space variant of SPEED without IPF/DPA/IEC: preserved embeddings' outputs stay unchanged."""
     guides = [" " if g == "" and cfg.tokens == "span" else g for g in request.guides_or(cfg.guide)]
     retain = ["", *request.preserve]
     request.prefetch(request.concepts, guides, retain)
