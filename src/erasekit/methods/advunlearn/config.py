@@ -1,0 +1,107 @@
+"""AdvUnlearn's hyper-parameters (the reference's argparse defaults), named settings, and a run's resumable state."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from torch import Tensor
+
+from ...errors import ConfigError
+
+RetainMode = Literal["iter", "reg"]
+RetainSet = Literal["coco", "preserve"]
+Component = Literal["all", "attn", "ffn"]
+
+
+@dataclass(frozen=True)
+class AdvUnlearnConfig:
+    iterations: int = 1000  # AdvUnlearn.py --iterations
+    lr: float = 1e-5  # --lr (Adam); tuned for full weights, see the module docstring
+    rank: int = 4  # r of each text-encoder ΔW = B A (ours: the reference trains full weights)
+    component: Component = "all"  # --component: which layers of the encoder's transformer blocks train
+    negative_guidance: float = 1.0  # η of the ESD target, --negative_guidance
+    start_guidance: float = 3.0  # CFG scale of the sampled x_t, --start_guidance
+    ddim_steps: int = 50  # --ddim_steps
+    warmup: int = 200  # --warmup_iter: iterations on the plain concept before the first attack
+    attack_every: int = 1  # --adv_prompt_update_step: a new adversarial prompt every this many iterations
+    attack_steps: int = 30  # --attack_step
+    attack_lr: float = 1e-3  # --attack_lr (Adam on the adversarial token embeddings, the reference's "pgd")
+    attack_tokens: int = 1  # --adv_prompt_num: k soft tokens put before the concept (--attack_type prefix_k)
+    attack_init: Literal["latest", "random"] = "latest"  # --attack_init
+    retain: RetainMode = "iter"  # --retain_train: "iter" a separate retain step, "reg" one summed loss
+    retain_set: RetainSet = "coco"  # --dataset_retain coco_*: COCO captions (+ preserve); "preserve": those alone
+    retain_pool: int = 243  # COCO captions in the retain pool (the reference's imagenet243 / coco_object size)
+    retain_batch: int = 5  # --retain_batch
+    retain_steps: int = 1  # --retain_step (retain="iter")
+    retain_weight: float = 1.0  # --retain_loss_w (retain="reg")
+    seed: int = 0  # of the generator behind noise, timesteps, concepts, retain batches, attacks and the LoRA
+
+    def __post_init__(self) -> None:
+        for name in ("iterations", "rank", "ddim_steps", "attack_every", "attack_tokens", "retain_batch"):
+            if not getattr(self, name) >= 1:
+                raise ConfigError(f"AdvUnlearnConfig.{name} must be ≥ 1, got {getattr(self, name)}.")
+        for name in ("warmup", "attack_steps", "retain_steps", "retain_pool"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"AdvUnlearnConfig.{name} must be ≥ 0, got {getattr(self, name)}.")
+        for name in ("lr", "attack_lr"):
+            if not getattr(self, name) > 0 or not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"AdvUnlearnConfig.{name} must be a finite number > 0, got {getattr(self, name)}.")
+        for name in ("negative_guidance", "start_guidance", "retain_weight"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"AdvUnlearnConfig.{name} must be finite, got {getattr(self, name)}.")
+        choices = {
+            "component": ("all", "attn", "ffn"),
+            "attack_init": ("latest", "random"),
+            "retain": ("iter", "reg"),
+            "retain_set": ("coco", "preserve"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"AdvUnlearnConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}.")
+        if self.retain_set == "coco" and self.retain_pool == 0:
+            raise ConfigError("AdvUnlearnConfig.retain_pool is 0 with retain_set='coco': give captions, or 'preserve'.")
+
+
+@dataclass(frozen=True)
+class AdvUnlearnState:
+    """A run after ``iteration`` iterations: what :func:`train_advunlearn` needs to go on bit-identically.
+
+    On disk: ``torch.save(dataclasses.asdict(state), path)``, back with ``AdvUnlearnState(**torch.load(path))``.
+
+    Attributes:
+        config: the run's config as a dict (a resumed run may only change ``iterations``).
+        iteration: iterations done.
+        factors: layer -> ``(B [d_out, r], A [r, d_in])``, float32 on CPU.
+        optimizer: Adam's ``state_dict``.
+        generator: the state of the run's ``torch.Generator``.
+        losses: the outer loss of every iteration done.
+        adversary: ``[k, d_tok]`` the latest adversarial token embeddings (None before the first attack).
+        concept: the index of the concept of the current round.
+    """
+
+    config: dict[str, Any]
+    iteration: int
+    factors: dict[str, tuple[Tensor, Tensor]]
+    optimizer: dict[str, Any]
+    generator: Tensor
+    losses: list[float]
+    adversary: Tensor | None
+    concept: int
+
+
+# Measured on the embedded world: see the module docstring and tests/methods/test_advunlearn.py (slow).
+SETTINGS: dict[str, dict[str, Any]] = {
+    "embedded": {
+        "lr": 1e-3,
+        "iterations": 150,
+        "ddim_steps": 10,
+        "warmup": 50,
+        "attack_every": 5,
+        "attack_steps": 5,
+        "attack_lr": 1e-2,
+        "retain_set": "preserve",
+        "retain_batch": 2,
+    }
+}
