@@ -85,6 +85,23 @@ def test_genetic_search_finds_a_planted_sequence_and_is_seeded():
     assert torch.equal(again[0], best)
 
 
+def test_genetic_search_scores_only_individuals_it_has_not_scored():
+    scored = []
+
+    def loss(pop):
+        scored.append(len(pop))
+        return pop.sum(1).float()
+
+    # no crossover, no mutation: after the first generation the population is its survivors, all known
+    kw = dict(length=3, population=10, generations=5, mutation_rate=0.0, crossover_rate=0.0)
+    genetic_search(loss, torch.arange(8), generator=torch.Generator().manual_seed(0), **kw)
+    assert scored == [10]
+    # every individual mutated: each generation scores its whole (survivor) population again
+    scored.clear()
+    genetic_search(loss, torch.arange(8), generator=torch.Generator().manual_seed(0), **{**kw, "mutation_rate": 1.0})
+    assert scored == [10, 5, 5, 5, 5]
+
+
 def test_ringabell_searches_real_tokens_and_ends_on_a_typeable_prompt(edited, never):
     pipe, edit = edited
     kw = dict(length=4, population=6, budget=2, sampling=FAST)
