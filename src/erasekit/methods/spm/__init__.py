@@ -1,0 +1,58 @@
+"""SPM: One-dimensional Adapter to Rule Them All (Lyu et al., CVPR 2024, arXiv 2312.16145).
+
+A rank-1 adapter ``ΔW = B A`` on every ``nn.Linear`` of the U-Net's transformer blocks, trained so that
+the adapted model ``θ`` no longer draws the concept ``c`` while keeping its predictions elsewhere:
+
+    L = ‖ε_θ(x_t, c) − [ε*(x_t, n) − η (ε*(x_t, c) − ε*(x_t, n))]‖²  +  β · ‖ε_θ(x_t, a) − ε*(x_t, a)‖²
+
+with ``ε*`` the frozen original, ``n`` the neutral prompt (``""``), ``x_t`` sampled by the adapted model
+from noise with CFG 3 for 1..29 of 30 DDIM steps, and ``a`` the **latent anchors**: random token-state
+sequences ``[L, d]`` of the concept's norm (times ``U(0.8, 1.2)``), each accepted with probability
+``1 − cos(c, a)`` so that few lie near the concept (``train.anchor_states``, ``train.spm_loss``).
+As the reference runs it: Con6924/SPM ``train_spm.py``, ``src/engine/sampling.py``
+(``sample``), ``src/configs/prompt.py`` (``PromptEmbedsPair._erase_with_la``), ``src/models/spm.py``;
+defaults from ``configs/snoopy/{config,prompt}.yaml``: 3000 iterations, lr 1e-4, cosine with 3 hard
+restarts after 500 warm-up steps, η 1, β (``la_strength``) 1000, 4 anchors, rank 1, alpha 1.
+
+Where we deviate, and why:
+
+- **No Facilitated Transport.** At inference the reference scales the whole adapter, in every layer,
+  by one number per prompt, ``m = max(cos(prompt states, concept states), shared-token fraction)``
+  (``infer_spm.py``, ``calculate_matching_score``). erasekit's token gate (``gate.py``, ACE's) scales a
+  cross-attention K/V update per *token*, by that token's share in a concept subspace: it has no
+  per-prompt multiplier, and cannot reach self-attention, feed-forward or ``to_q``/``to_out`` layers,
+  which read image features. So the edit is the adapter at multiplier 1 for every prompt, as the
+  reference's README says SPMs act when loaded as a plain LoRA ("the Facilitate Transfer mechanism of
+  SPM will NOT be activated. SPMs will have a relatively higher impact on non-targeted concepts").
+- **Layers.** ``nn.Linear`` layers only (``attn1``/``attn2`` q/k/v/out, feed-forward, and
+  ``proj_in``/``proj_out`` where they are linear): SD 1.x's 1x1-convolution ``proj_in``/``proj_out``,
+  which the reference also adapts, are left out because :class:`~erasekit.Edit` holds ``nn.Linear`` updates.
+  The LoRA is ESD's (``methods/esd/lora.py``: ``A`` as ``kaiming_uniform_(a=√5)``, ``B = 0``, the
+  reference's init); its scale ``alpha / rank`` is fixed at 1 (the reference's default, rank 1, alpha 1).
+- **Optimizer.** ``torch.optim.AdamW`` (weight decay 0.01) in place of bitsandbytes' ``AdamW8bit``
+  (the same update, 8-bit states); the schedule is diffusers' ``cosine_with_restarts``, which kohya's
+  scheduler helper the reference calls wraps.
+- **Timestep.** The reference evaluates at ``timesteps_1000[int(s · 1000 / 30)]`` after ``s`` of 30 DDIM
+  steps; we use the DDIM timestep the latent is at (``timesteps_30[s]``), the same up to rounding.
+  Its random resolution buckets (``dynamic_resolution``) do not apply to a fixed-size latent.
+- **Anchors** are fed as token states directly (the reference pairs each with the unconditional
+  embedding and applies guidance 1, which gives the same prediction).
+- **Guides** are each concept's neutral prompt (the reference's ``neutral``), ``""`` by default; SPM has
+  no preserve set. Randomness comes from one ``torch.Generator`` seeded with ``seed``; runs checkpoint
+  and resume bit for bit as ESD's (``train.train_spm``), and a resumed run keeps ``iterations``.
+"""
+
+from __future__ import annotations
+
+from ...edit import Edit
+from .. import EraseRequest, register
+from .config import SETTINGS, SPMConfig
+from .train import adapted_layers, anchor_states, spm_loss, train_spm
+
+__all__ = ["SETTINGS", "SPMConfig", "adapted_layers", "anchor_states", "spm", "spm_loss", "train_spm"]
+
+
+@register("spm", SPMConfig, settings=SETTINGS, takes_preserve=False, default_settings="embedded")
+def spm(request: EraseRequest, cfg: SPMConfig) -> Edit:
+    """SPM: a rank-1 adapter on the transformer blocks, trained with latent anchoring (no Facilitated Transport)."""
+    return train_spm(request, cfg, progress=request.progress)

@@ -1,0 +1,51 @@
+"""SPM's hyper-parameters (the reference's ``configs/snoopy`` defaults) and its named settings."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ...errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SPMConfig:
+    iterations: int = 3000  # train.iterations
+    lr: float = 1e-4  # train.lr (AdamW; the reference's AdamW8bit)
+    lr_warmup_steps: int = 500  # train.lr_warmup_steps
+    lr_cycles: int = 3  # train.lr_scheduler_num_cycles of "cosine_with_restarts"
+    guidance_scale: float = 1.0  # prompt guidance_scale: η of the erase target ε(∅) − η (ε(c) − ε(∅))
+    start_guidance: float = 3.0  # CFG scale of the sampled x_t (hard-coded 3 in train_spm.py)
+    max_denoising_steps: int = 30  # train.max_denoising_steps: x_t is 1..29 of these DDIM steps from noise
+    latent_anchoring: bool = True  # action "erase_with_la"; False: "erase"
+    la_strength: float = 1000.0  # prompt la_strength: weight of the anchoring loss
+    anchors: int = 4  # prompt sampling_batch_size: anchors drawn per iteration
+    rank: int = 1  # network.rank; alpha = rank, so the LoRA scale alpha / rank is 1 (the reference's 1 / 1)
+    max_grad_norm: float = 0.0  # train.max_grad_norm; 0: no clipping
+    seed: int = 0  # of the generator behind noise, timesteps, concepts, anchors and the LoRA init
+
+    def __post_init__(self) -> None:
+        for name in ("iterations", "rank", "anchors", "lr_cycles"):
+            if not getattr(self, name) >= 1:
+                raise ConfigError(f"SPMConfig.{name} must be ≥ 1, got {getattr(self, name)}.")
+        if not self.max_denoising_steps >= 2:
+            raise ConfigError(
+                f"SPMConfig.max_denoising_steps must be ≥ 2 (x_t is 1..steps-1 steps from noise), "
+                f"got {self.max_denoising_steps}."
+            )
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            raise ConfigError(f"SPMConfig.lr must be a finite number > 0, got {self.lr}.")
+        if not 0 <= self.lr_warmup_steps < self.iterations:
+            raise ConfigError(
+                f"SPMConfig.lr_warmup_steps must be in [0, iterations = {self.iterations}), got "
+                f"{self.lr_warmup_steps}: lower it with the iterations (e.g. --set lr_warmup_steps=50)."
+            )
+        for name in ("la_strength", "max_grad_norm"):
+            if not getattr(self, name) >= 0 or not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"SPMConfig.{name} must be finite and ≥ 0, got {getattr(self, name)}.")
+        for name in ("guidance_scale", "start_guidance"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"SPMConfig.{name} must be finite, got {getattr(self, name)}.")
+
+
+SETTINGS = {"embedded": {"lr": 1e-3, "iterations": 300, "lr_warmup_steps": 50}}

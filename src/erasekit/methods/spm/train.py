@@ -1,0 +1,190 @@
+"""SPM's training loop: ESD's erase target on the adapted model plus latent anchoring on random embeddings,
+checkpointed and resumed bit for bit (the run state and helpers are ESD's, ``methods/esd``)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import asdict
+
+import torch
+import torch.nn.functional as F
+from diffusers import Transformer2DModel
+from diffusers.optimization import get_scheduler
+from torch import Tensor, nn
+
+from ...edit import Edit
+from ...errors import ConfigError
+from ...progress import Progress
+from .. import EraseRequest
+from ..esd.config import ESDState
+from ..esd.lora import _LoRA
+from ..esd.train import _frozen, _pipeline_parts, _restore, _sample_till
+from .config import SPMConfig
+
+
+def adapted_layers(unet: nn.Module) -> dict[str, nn.Linear]:
+    """Every ``nn.Linear`` inside the U-Net's ``Transformer2DModel`` blocks, named by module path (the reference's
+    ``SPMNetwork`` targets; its ``Conv2d`` ``proj_in``/``proj_out`` are left out, see the package docstring).
+
+    Raises:
+        ConfigError: the U-Net has no transformer block.
+    """
+    layers = {
+        f"{name}.{sub}": linear
+        for name, block in unet.named_modules()
+        if isinstance(block, Transformer2DModel)
+        for sub, linear in block.named_modules()
+        if isinstance(linear, nn.Linear)
+    }
+    if not layers:
+        raise ConfigError(f"{type(unet).__name__} has no Transformer2DModel blocks with nn.Linear layers for SPM.")
+    return layers
+
+
+def anchor_states(target: Tensor, k: int, *, generator: torch.Generator) -> Tensor:
+    """``k`` latent anchors ``[k, L, d]`` for the concept's token states ``target [L, d]`` (``sampling.sample``).
+
+    Each is a direction ``u`` drawn uniformly on the sphere of ``[L·d]``, accepted with probability
+    ``1 − cos(target, u)`` (so rarely near the concept), scaled to ``s ‖target‖`` with ``s ~ U(0.8, 1.2)``.
+    """
+    flat, out = target.flatten().float(), []
+    while len(out) < k:
+        u = torch.randn(flat.shape, generator=generator)
+        u = u / u.norm()
+        if float(torch.rand((), generator=generator)) < 1 - float(flat @ u / flat.norm()):
+            s = float(torch.rand((), generator=generator)) * 0.4 + 0.8
+            out.append((s * flat.norm() * u).view_as(target))
+    return torch.stack(out).to(target.dtype)
+
+
+def spm_loss(
+    e_target: Tensor,
+    e_positive: Tensor,
+    e_neutral: Tensor,
+    e_anchor: Tensor | None = None,
+    e_anchor_orig: Tensor | None = None,
+    *,
+    guidance: float,
+    la_strength: float,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``(loss, erase, anchoring)`` of ``PromptEmbedsPair._erase_with_la`` (``_erase`` without anchors).
+
+        erase     = ‖ε_θ(x_t, c) − [ε*(x_t, n) − η (ε*(x_t, p) − ε*(x_t, n))]‖² / N
+        anchoring = ‖ε_θ(x_t, a) − ε*(x_t, a)‖² / N
+        loss      = erase + la_strength · anchoring
+
+    with θ the adapted model, ε* the frozen original, c the concept, p its positive prompt (c itself),
+    n the neutral prompt and a the anchors; all ``[B, C, h, w]``, means over elements.
+    """
+    erase = F.mse_loss(e_target.float(), (e_neutral - guidance * (e_positive - e_neutral)).float())
+    if e_anchor is None or e_anchor_orig is None:
+        return erase, erase, None
+    anchoring = F.mse_loss(e_anchor.float(), e_anchor_orig.float())
+    return erase + la_strength * anchoring, erase, anchoring
+
+
+def train_spm(
+    request: EraseRequest,
+    cfg: SPMConfig,
+    *,
+    progress: Progress | None = None,
+    checkpoint: Callable[[ESDState], None] | None = None,
+    checkpoint_every: int = 100,
+    resume: ESDState | None = None,
+) -> Edit:
+    """An SPM edit of ``request.concepts``: a rank-``cfg.rank`` LoRA on every transformer-block ``nn.Linear``.
+
+    Args:
+        request: the concepts, optional guides (each concept's neutral prompt, default ``""``) and the pipeline.
+        cfg: the hyper-parameters.
+        progress: called as ``progress(done, total)`` after every iteration.
+        checkpoint: called with the run's state (ESD's :class:`ESDState`) every ``checkpoint_every`` iterations.
+        resume: a state from ``checkpoint``; the run ends as the uninterrupted run would have, bit for bit.
+    Returns:
+        The edit; ``info["losses"]`` the loss of every iteration.
+    Raises:
+        ConfigError: no pipeline, a preserve set (SPM is data-free), an SDXL U-Net, or a ``resume`` state
+            of another config (``iterations`` included: it shapes the learning-rate schedule) or other layers.
+    """
+    if request.preserve:
+        raise ConfigError(
+            "SPM is data-free: latent anchoring preserves random embeddings, not a preserve set. Drop the "
+            "preserve set, or use uce/rece/speed."
+        )
+    if resume is not None and resume.config.get("iterations") != cfg.iterations:
+        raise ConfigError(
+            f"Cannot resume: the checkpoint ran with iterations={resume.config.get('iterations')}, this run asks "
+            f"for {cfg.iterations}; SPM's cosine schedule depends on it. Resume with the same iterations."
+        )
+    unet, scheduler = _pipeline_parts(request)
+    scheduler.set_timesteps(cfg.max_denoising_steps)
+    param = next(unet.parameters())
+    device, dtype = param.device, param.dtype
+    generator = torch.Generator().manual_seed(cfg.seed)
+    lora = _LoRA(adapted_layers(unet), cfg.rank, generator, device)
+    optimizer = torch.optim.AdamW(lora.parameters(), lr=cfg.lr)
+    schedule = get_scheduler(
+        "cosine_with_restarts",
+        optimizer,
+        num_warmup_steps=cfg.lr_warmup_steps,
+        num_training_steps=cfg.iterations,
+        num_cycles=cfg.lr_cycles,
+    )
+    losses: list[float] = []
+    if resume is not None:
+        _restore(resume, cfg, lora, optimizer, generator)  # type: ignore[arg-type]  # ESD's, config-agnostic
+        schedule.last_epoch = resume.iteration  # the schedule is a function of the iteration alone
+        losses = list(resume.losses)
+
+    neutrals = request.guides_or("")
+    emb = request.encoder([*request.concepts, *neutrals, ""]).states.to(device, dtype)  # [2n + 1, L, d]
+    n = len(request.concepts)
+    C, N, null = emb[:n], emb[n : 2 * n], emb[-1:]  # concepts, their neutral prompts, the empty prompt
+    size = unet.config.sample_size
+    h, w = (size, size) if isinstance(size, int) else size
+    shape = (1, unet.config.in_channels, h, w)
+    with _frozen(unet), lora.hooked():
+        for i in range(len(losses), cfg.iterations):
+            k = int(torch.randint(n, (1,), generator=generator))  # one concept per iteration
+            steps = int(torch.randint(1, cfg.max_denoising_steps, (1,), generator=generator))
+            x_T = torch.randn(shape, generator=generator).to(device, dtype)
+            c = C[k : k + 1]
+            x_t = _sample_till(unet, scheduler, x_T, c, null, steps, cfg.start_guidance)  # by the adapted model
+            t = scheduler.timesteps[steps]  # the timestep x_t is at
+            with torch.no_grad(), lora.disabled():  # the frozen original: positive (= c) and neutral
+                e_p, e_n = unet(
+                    torch.cat([x_t, x_t]), t, encoder_hidden_states=torch.cat([c, N[k : k + 1]])
+                ).sample.chunk(2)
+            e_c = unet(x_t, t, encoder_hidden_states=c).sample
+            e_a = e_a_orig = None
+            if cfg.latent_anchoring:
+                a = anchor_states(C[k].cpu(), cfg.anchors, generator=generator).to(device, dtype)  # [A, L, d]
+                x_a = x_t.expand(cfg.anchors, -1, -1, -1)
+                e_a = unet(x_a, t, encoder_hidden_states=a).sample
+                with torch.no_grad(), lora.disabled():
+                    e_a_orig = unet(x_a, t, encoder_hidden_states=a).sample
+            loss, _, _ = spm_loss(
+                e_c, e_p, e_n, e_a, e_a_orig, guidance=cfg.guidance_scale, la_strength=cfg.la_strength
+            )
+            optimizer.zero_grad()
+            loss.backward()
+            if cfg.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(lora.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            schedule.step()
+            losses.append(float(loss.detach()))
+            if progress is not None:
+                progress(i + 1, cfg.iterations)
+            if checkpoint is not None and (i + 1) % checkpoint_every == 0:
+                state = ESDState(
+                    asdict(cfg),
+                    i + 1,
+                    lora.updates(),
+                    copy.deepcopy(optimizer.state_dict()),
+                    generator.get_state(),
+                    list(losses),
+                )
+                checkpoint(state)
+    info = {"rank": cfg.rank, "layers": len(lora.layers), "losses": losses}
+    return request.make_edit("spm", cfg, lora.updates(), guides=neutrals, info=info)

@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+import torch
+from torch import nn
+
+import erasekit
+from erasekit.errors import ConfigError, MissingWeightsError
+from erasekit.methods import EraseRequest
+from erasekit.methods.spm import SPMConfig, adapted_layers, anchor_states, spm_loss, train_spm
+from erasekit.targets import find_targets
+from erasekit.text import TextEncoder
+from erasekit.worlds.tiny import tiny_pipeline
+
+# a handful of steps on the tiny U-Net; lr for a visible change
+FAST = {"iterations": 2, "lr_warmup_steps": 1, "max_denoising_steps": 2, "anchors": 1, "lr": 1e-2}
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny_pipeline("sd1")
+
+
+@pytest.fixture(scope="module")
+def trained(pipe):
+    """The seed-0 SPM of "dog" on the tiny pipeline, shared by the tests that only read it."""
+    return erasekit.erase(pipe, ["dog"], method="spm", **FAST)
+
+
+def test_loss_on_a_hand_derived_case():
+    ones = torch.ones(1, 4, 2, 2)
+    # erase target ε(n) − η (ε(p) − ε(n)) = 1 − 1·(2 − 1) = 0, so erase = mean((1 − 0)²) = 1; anchoring = (3 − 1)² = 4
+    loss, erase, anchoring = spm_loss(ones, 2 * ones, ones, 3 * ones, ones, guidance=1.0, la_strength=1000.0)
+    assert (float(erase), float(anchoring), float(loss)) == (1.0, 4.0, 4001.0)
+    loss, erase, anchoring = spm_loss(ones, 2 * ones, ones, guidance=0.5, la_strength=1000.0)
+    assert float(loss) == float(erase) == 0.25 and anchoring is None  # target 1 − 0.5 = 0.5
+
+
+def test_loss_matches_the_reference_transcription():
+    g = torch.Generator().manual_seed(0)
+    t, p, n, a, a0 = (torch.randn(s, 4, 3, 3, generator=g) for s in (1, 1, 1, 4, 4))
+    mse = torch.nn.MSELoss()  # PromptEmbedsPair._erase_with_la with loss_fn = MSELoss
+    erase_ref = mse(t, n - 1.5 * (p - n))
+    loss, erase, _ = spm_loss(t, p, n, a, a0, guidance=1.5, la_strength=7.0)
+    assert torch.allclose(erase, erase_ref) and torch.allclose(loss, erase_ref + 7.0 * mse(a, a0))
+
+
+def test_anchors_keep_the_concepts_norm_and_avoid_its_direction():
+    target = torch.randn(5, 8, generator=torch.Generator().manual_seed(1))
+    a = anchor_states(target, 16, generator=torch.Generator().manual_seed(0))
+    ratio = a.flatten(1).norm(dim=1) / target.norm()
+    assert a.shape == (16, 5, 8) and bool(((ratio >= 0.8 - 1e-6) & (ratio <= 1.2 + 1e-6)).all())
+    # in one dimension a draw is ±target's direction: cos = 1 is accepted with probability 0, cos = −1 always
+    line = anchor_states(torch.tensor([[2.0]]), 8, generator=torch.Generator().manual_seed(0))
+    assert bool((line < 0).all()) and bool(((line >= -2.4) & (line <= -1.6)).all())
+    again = anchor_states(target, 16, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, again)
+
+
+def test_adapter_covers_the_transformer_linears_at_rank_one(pipe, trained):
+    layers = adapted_layers(pipe.unet)
+    kinds = {name.split("transformer_blocks.0.")[-1] for name in layers}
+    assert {"attn1.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out.0", "ff.net.2"} <= kinds
+    assert all(isinstance(m, nn.Linear) for m in layers.values())
+    assert set(trained.updates) == set(layers)
+    assert all(B.shape[1] == 1 and A.shape[0] == 1 for B, A in trained.updates.values())
+    assert any(float(B.abs().max()) > 0 for B, _ in trained.updates.values())
+    with pytest.raises(ConfigError, match="Transformer2DModel"):
+        adapted_layers(nn.Sequential(nn.Linear(2, 2)))
+
+
+def test_anchoring_changes_the_result(pipe, trained):
+    without = erasekit.erase(pipe, ["dog"], method="spm", latent_anchoring=False, **FAST)
+    assert any(not torch.equal(trained.updates[n][0], without.updates[n][0]) for n in trained.updates)
+
+
+def test_bit_identical_under_a_seed_and_different_across_seeds(pipe, trained):
+    b, c = (erasekit.erase(pipe, ["dog"], method="spm", seed=s, **FAST) for s in (0, 1))
+    assert all(torch.equal(trained.updates[n][i], b.updates[n][i]) for n in b.updates for i in (0, 1))
+    assert any(not torch.equal(trained.updates[n][1], c.updates[n][1]) for n in b.updates)
+
+
+def test_resumed_run_ends_bit_identical_to_the_uninterrupted_one(pipe):
+    request = EraseRequest(targets=find_targets(pipe.unet), encoder=TextEncoder(pipe), concepts=("dog",), pipe=pipe)
+    cfg = SPMConfig(**FAST)
+    states = []
+    whole = train_spm(request, cfg, checkpoint=states.append, checkpoint_every=1)
+    assert [s.iteration for s in states] == [1, 2]
+    resumed = train_spm(request, cfg, resume=states[0])
+    assert all(torch.equal(whole.updates[n][i], resumed.updates[n][i]) for n in whole.updates for i in (0, 1))
+    assert resumed.info["losses"] == whole.info["losses"]
+    with pytest.raises(ConfigError, match="iterations"):
+        train_spm(request, dataclasses.replace(cfg, iterations=3), resume=states[0])
+    with pytest.raises(ConfigError, match="differs in la_strength"):
+        train_spm(request, dataclasses.replace(cfg, la_strength=1.0), resume=states[0])
+
+
+def test_preserve_set_is_refused(pipe):
+    with pytest.raises(ConfigError, match="data-free"):
+        erasekit.erase(pipe, ["dog"], method="spm", preserve=["cat"], **FAST)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"iterations": 0}, {"rank": 0}, {"lr": 0.0}, {"max_denoising_steps": 1}, {"la_strength": -1.0}, {"anchors": 0}],
+)
+def test_bad_config_is_refused(bad):
+    with pytest.raises(ConfigError, match=next(iter(bad))):
+        SPMConfig(**{"lr_warmup_steps": 0, **bad})
+
+
+def test_warmup_longer_than_the_run_is_refused():
+    with pytest.raises(ConfigError, match="lr_warmup_steps"):
+        SPMConfig(iterations=100)  # the reference's 500 warm-up steps
+
+
+def test_defaults_are_the_references():
+    cfg = SPMConfig()
+    assert (cfg.iterations, cfg.lr, cfg.lr_warmup_steps, cfg.lr_cycles, cfg.max_denoising_steps) == (
+        3000,
+        1e-4,
+        500,
+        3,
+        30,
+    )
+    assert (cfg.rank, cfg.la_strength, cfg.anchors, cfg.guidance_scale, cfg.start_guidance) == (1, 1000.0, 4, 1.0, 3.0)
+
+
+@pytest.mark.slow
+def test_spm_erases_parachute_on_the_embedded_world():
+    from erasekit.worlds import embedded
+    from tests.test_end_to_end import N, scores
+
+    try:
+        pipe = erasekit.load_pipeline("embedded")
+    except MissingWeightsError as e:
+        pytest.skip(f"embedded world not trained: {e}")
+    pipe.set_progress_bar_config(disable=True)
+    judge = embedded.load_judge()
+    paraphrases = embedded.prompt_suite("parachute", n=N)["generality"]
+
+    def paraphrased() -> float:
+        found = judge.detects(pipe(paraphrases, generator=torch.Generator().manual_seed(0)).images, "parachute")
+        return sum(found) / len(found)
+
+    before, accuracy = scores(pipe, judge, "parachute")
+    before_para = paraphrased()
+    assert before >= 0.8 and before_para >= 0.8
+    start = time.perf_counter()
+    edit = erasekit.erase(pipe, ["parachute"], "spm", settings="embedded")
+    seconds = time.perf_counter() - start
+    assert seconds < 600
+    edit.apply(pipe)
+    try:
+        after, accuracy_after = scores(pipe, judge, "parachute")
+        after_para = paraphrased()
+    finally:
+        edit.remove(pipe)
+    print(
+        f"spm parachute ({seconds:.0f} s): target {before:.2f}->{after:.2f} "
+        f"paraphrases {before_para:.2f}->{after_para:.2f} unrelated {accuracy:.2f}->{accuracy_after:.2f}"
+    )
+    assert after <= 0.2 and after_para <= 0.2
+    assert accuracy_after >= 0.95
