@@ -16,7 +16,9 @@ from erasekit.methods.ace.subspace import concept_subspace, reduced_rank_ridge
 from erasekit.targets import find_targets
 from erasekit.text import TextEncoder
 
-FAST = {"epochs": 3, "inner_steps": 2}
+# few rounds and small gate sets: the tiny pipeline's default suite must stay fast
+FAST = {"epochs": 3, "inner_steps": 2, "neutral_captions": 96, "vocabulary_captions": 32, "contexts": 24}
+FAST |= {"gate_steps": 30, "mine_candidates": 8}
 
 
 def request(pipe, concepts=("van gogh",), preserve=("monet",)):
@@ -97,7 +99,8 @@ def test_denoising_loss_changes_the_result(tiny_pipe):
         ({"loss": "mse"}, "loss"),
         ({"templates": ("no slot",)}, "templates"),
         ({"lr": -1.0}, "lr"),
-        ({"sharpness": 0.0}, "sharpness"),
+        ({"gate_prompt_rate": 1.0}, "gate_prompt_rate"),
+        ({"epochs": 0}, "inner_steps=0"),
     ],
 )
 def test_bad_config_names_the_problem(tiny_pipe, overrides, match):
@@ -123,8 +126,28 @@ def test_progress_is_reported_every_round(tiny_pipe):
 def test_rank_is_per_concept_and_capped_at_the_embedding_width(tiny_pipe):
     two = erasekit.erase(tiny_pipe, ["van gogh", "a church"], "ace", rank=4, **FAST)
     assert {B.shape[1] for B, _ in two.updates.values()} == {8}
-    wide = erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=10_000, **FAST)
-    assert wide.info["rank"] == 32  # the tiny text encoder's width
+    many = erasekit.erase(tiny_pipe, ["van gogh", "a church", "a dog"], "ace", rank=12, **FAST)
+    assert many.info["rank"] == 32  # 3 x 12 capped at the tiny text encoder's width
+
+
+def test_bad_input_is_one_clear_error(tiny_pipe):
+    with pytest.raises(ConfigError, match="embedding width 32"):
+        erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=33, **FAST)
+    with pytest.raises(ConfigError, match="also preserved"):
+        erasekit.erase(tiny_pipe, ["van gogh"], "ace", preserve=["monet"], synonyms=("monet",), **FAST)
+    with pytest.raises(ConfigError, match="no concept"):
+        ace.ace(request(tiny_pipe, concepts=()), ACEConfig(**FAST))
+    with pytest.raises(ConfigError, match="concept"):
+        erasekit.erase(tiny_pipe, [], "ace", **FAST)
+
+
+def test_the_ablations_are_registered_variants(tiny_pipe):
+    variants = erasekit.methods.get("ace").variants
+    assert set(variants) == {"ace", "ace-nogate", "ace-noadv", "ace-nomine", "ace-kv"}
+    for overrides in variants.values():
+        ACEConfig(**overrides)  # each is a valid config
+    nogate = erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=4, **{**FAST, **variants["ace-nogate"]})
+    assert nogate.gate is None and not nogate.info["gated"] and "gate_note" not in nogate.info
 
 
 # ---- properties of what ACE learns -------------------------------------------------------------------------
@@ -144,7 +167,7 @@ def kv_error(pipe, edit, X, Y):
 
 
 @pytest.fixture(scope="module")
-def embedded_ace():
+def embedded_ace():  # slow: ~1-3 min on a shared core, the gate's neutral captions included
     """The embedded world (a real text encoder, MiniLM), ACE's default training on "van gogh", and its rows.
 
     The gate's property needs a text encoder whose concept tokens are separable: the tiny pipeline's random
@@ -157,6 +180,7 @@ def embedded_ace():
     return pipe, edit, rows
 
 
+@pytest.mark.slow
 def test_gate_is_open_on_the_concepts_rows_and_shut_on_neutral_ones(embedded_ace):
     _, edit, rows = embedded_ace
     on_concept, on_neutral = edit.gate(rows.C).squeeze(-1), edit.gate(rows.K).squeeze(-1)
@@ -165,6 +189,7 @@ def test_gate_is_open_on_the_concepts_rows_and_shut_on_neutral_ones(embedded_ace
     assert float(on_neutral.median()) < 0.2 and float(torch.quantile(on_neutral, 0.95)) < 0.5, on_neutral
 
 
+@pytest.mark.slow
 def test_ace_brings_the_concepts_kv_to_its_guides_and_leaves_neutral_kv(embedded_ace, tiny_pipe):
     pipe, edit, rows = embedded_ace
     # measured: 1.30e5 without the edit, 4.0e4 with it (0.31)

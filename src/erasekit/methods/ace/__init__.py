@@ -1,6 +1,7 @@
 """ACE: Attentional Concept Erasure (arXiv 2504.11850), a first working implementation.
 
-The abstract names three parts: a closed-form manipulation of attention, a gated low-rank
+Not Anti-Editing Concept Erasure, a different method also called ACE. The abstract names three
+parts: a closed-form manipulation of attention, a gated low-rank
 adaptation, and adversarially augmented fine-tuning. No code was released; this module is our
 reading of it, with every choice the abstract leaves open written down here.
 
@@ -29,12 +30,17 @@ scenario a shared k = 8 left 78% of the target images showing their concept, k =
 van gogh and red completely (parachute 0.12; nudity 0.88 stays hard).
 
 **3. Gate.** ``g(c) = σ(s (‖Pᵀ(c − μ)‖²/‖c − μ‖² − τ))`` per token (:mod:`erasekit.gate`), applied by an
-attention processor: a token gets ``W c + g(c) ΔW c``. The ratios of ordinary tokens are orders of
-magnitude below the concept's (on the embedded world ~1e-4 against ~0.3), so ``τ`` starts at the
-geometric mean of the 95th percentile of the neutral/retain rows' ratios and the 5th of the target
-rows', close to the ordinary tokens, where an adversary must strip most of the concept to slip
-under it; ``s`` starts where 99% of the neutral/retain rows get ``g < 0.01`` (or at ``sharpness``).
-Both are trained in log space (they are positive and span decades).
+attention processor: a token gets ``W c + g(c) ΔW c``. Fitted, not trained with the update
+(:mod:`.gatefit`), on captions no world supplies (:mod:`.neutral`): the concepts named in
+``contexts`` varied generic captions are the positives (their tokens from the concept on); the
+negatives are every token of ``neutral_captions`` generic captions, of ``vocabulary_captions``
+captions naming a random word of the tokenizer's vocabulary, and of the preserved concepts named in
+the same contexts. ``P`` starts at the generalised eigenvectors above and is fitted with ``s`` and
+``τ`` by class-balanced cross-entropy on three quarters of the captions; ``τ`` is then raised until
+at most ``gate_token_rate`` of the held-out negative tokens and ``gate_prompt_rate`` of the held-out
+negative prompts open the gate. ``info["gate_heldout_*"]`` records those rates and the share of
+held-out concept captions where some token opens it. The tiny template set the gate had before let
+it open on 85% of the tokens of unrelated prompts ("a red car parked on a street").
 
 **4. Adversarially augmented fine-tuning.** ``epochs`` rounds of a min-max game. Inner loop
 (the ``soft_prompt`` attack moved to K/V space, where it is cheap): ``inner_steps`` Adam steps on
@@ -50,10 +56,9 @@ concept's word) in front of every target prompt, through the text encoder, with 
 objective on the span rows (shifted by the slots). Its rows join ``E``. It is off by default: on the
 embedded world it made ACE ~10x slower (85 s against 9 s for "van gogh") and moved no attack's
 success rate (soft_prompt on "nudity" stayed at 1.00, discrete on "van gogh" 0.75-0.88 either way).
-Outer loop: Adam on ``U, A, P, s, τ`` against
+Outer loop: Adam on ``U, A`` (the gate stays as calibrated) against
 
     ‖edit(C) − G‖²_S + ‖edit(E) − G‖²_S + w_keep ‖edit(K) − K‖²_S
-    + w_gate (BCE(g(C), 1) + BCE(g(E), 1) + BCE(g(K), 0))
 
 (S-terms in units of ‖C − G‖²_S). ``loss="denoise"`` adds, every round, the denoising loss of the gated
 U-Net on the original model's images of the concept (:mod:`erasekit.diffusion`): the edited
@@ -73,7 +78,7 @@ from ...edit import Edit
 from .. import EraseRequest, register
 from .config import GATE_NOTE, NEUTRAL, TEMPLATES, ACEConfig
 from .prompts import Rows, prompt_sets, token_rows
-from .subspace import concept_subspace, initial_gate, reduced_rank_ridge
+from .subspace import concept_subspace, reduced_rank_ridge
 from .train import train_ace
 
 __all__ = [
@@ -84,7 +89,6 @@ __all__ = [
     "Rows",
     "ace",
     "concept_subspace",
-    "initial_gate",
     "prompt_sets",
     "reduced_rank_ridge",
     "token_rows",
@@ -92,7 +96,17 @@ __all__ = [
 ]
 
 
-@register("ace", ACEConfig)
+# The ablations, rows of ``erasekit compare`` next to ``ace`` (package docstring, part 6)
+VARIANTS = {
+    "ace": {},
+    "ace-nogate": {"gated": False},
+    "ace-noadv": {"inner_steps": 0},
+    "ace-nomine": {"mine_words": 0, "mine_perturbations": 0},
+    "ace-kv": {"loss": "kv"},
+}
+
+
+@register("ace", ACEConfig, variants=VARIANTS)
 def ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     """ACE: concept-subspace closed form + token-gated low-rank K/V update + adversarial fine-tuning."""
     return train_ace(request, cfg)

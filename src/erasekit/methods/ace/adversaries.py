@@ -20,7 +20,7 @@ from torch import Tensor
 from ...diffusion import alphas_cumprod, noisy, predict
 from ...edit import applied_gates
 from ...errors import ConfigError
-from ...gate import TokenGate, sync_processors
+from ...gate import sync_processors
 from ...text import TextEncoder
 from .. import EraseRequest
 from .config import ACEConfig
@@ -110,10 +110,8 @@ class _Denoiser:
 def _live_gate(unet: torch.nn.Module, model: _Trainable, layers: list) -> Iterator[None]:
     """``unet`` with the trainable gated update installed (gradients flow into ``model``)."""
     applied = applied_gates(unet)
-    basis, s, tau = model.gate_parts()
-    gate = TokenGate(basis, model.mu, s, tau)  # type: ignore[arg-type]  # tensors: trainable
     live = {t.name: (t.weight.detach().float() @ model.U, model.A) for t in layers}
-    sync_processors(unet, [*applied, (gate, live)])
+    sync_processors(unet, [*applied, (model.token_gate, live)])
     try:
         yield
     finally:

@@ -2,9 +2,9 @@
 
 Every hyper-parameter of the paper's five parts (package docstring) lives here: the prompt sets of
 part 1 (``templates``, ``neutral``, ``augment``, ``prefix_words``), the subspace and closed form of
-part 2 (``rank``, ``lamb``, ``preserve_scale``, ``whiten``), the gate's start of part 3
-(``sharpness``), the adversarial rounds of part 4 (``epochs``, ``inner_steps``, ``soft_tokens``,
-``loss``, ...), and ``GATE_NOTE``, the note part 5's edit carries.
+part 2 (``rank``, ``lamb``, ``preserve_scale``, ``whiten``), the gate's fit of part 3
+(``neutral_captions``, ``contexts``, ``gate_*``), the adversarial rounds of part 4 (``epochs``,
+``inner_steps``, ``soft_tokens``, ``loss``, ...), and ``GATE_NOTE``, the note part 5's edit carries.
 """
 
 from __future__ import annotations
@@ -40,20 +40,29 @@ class ACEConfig:
     neutral: tuple[str, ...] = NEUTRAL  # prompts whose tokens the gate must leave alone
     augment: int = 4  # copies of every target and neutral prompt behind random words
     prefix_words: int = 5  # random words per copy (UnlearnDiff's k = 5 prefix tokens)
+    mine_words: int = 4  # vocabulary neighbours erased with each concept (0: none; package docstring, part 1b)
+    mine_candidates: int = 32  # nearest vocabulary words checked per concept
+    mine_similarity: float = 0.5  # least cos_S of a neighbour's K/V to the concept's
+    mine_perturbations: int = 2  # noisy copies of the concept's rows erased too (RealEra)
+    mine_radius: float = 0.05  # their noise, relative to the rows' rms
     guide: str = " "  # what erased tokens should become
     lamb: float = 0.5  # λ of the closed form (UCE's)
     preserve_scale: float = 0.1  # ps of the closed form (keeps the ungated LoRA file mild)
     whiten: float = 1e-2  # ε of Σ_n + εI, relative to tr(Σ_n)/d
-    sharpness: float | None = None  # initial s of the gate; None: from the rows (package docstring, part 3)
+    neutral_captions: int = 1536  # generic captions the gate must stay shut on (part 3; cached per encoder)
+    vocabulary_captions: int = 512  # captions naming a random vocabulary word in a context: also shut
+    contexts: int = 96  # captions naming each erased concept (gate open); each preserved one gets half
+    gated: bool = True  # False: the update acts on every token (the ace-nogate ablation)
+    gate_steps: int = 200  # Adam steps of the gate's fit
+    gate_token_rate: float = 0.01  # τ: at most this share of held-out neutral tokens open the gate
+    gate_prompt_rate: float = 0.05  # ... and at most this share of held-out neutral prompts
     epochs: int = 30  # adversarial rounds (package docstring, part 4)
     inner_steps: int = 10  # adversary's Adam steps per round
     inner_lr: float = 0.05  # adversary's step, relative to the rms of the target rows
     soft_tokens: int = 0  # k of the second adversary: learned input embeddings in front of the prompts (0: off)
     soft_lr: float = 5e-3  # its Adam step (the soft_prompt attack's, textual inversion's)
     lr: float = 1e-2  # outer Adam learning rate of U, A, P (relative to their mean magnitude)
-    gate_lr: float = 1e-2  # outer Adam learning rate of log s and log τ
     keep_weight: float = 1.0  # w_keep
-    gate_weight: float = 1.0  # w_gate
     loss: Literal["kv", "denoise"] = "kv"  # "denoise": add the denoising loss on the U-Net each round
     denoise_weight: float = 1.0
     denoise_images: int = 2  # original-model images of the concept for the denoising loss
@@ -61,18 +70,34 @@ class ACEConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("rank",):
+        if self.epochs < 1:
+            raise ConfigError(
+                f"ACEConfig.epochs (fine-tuning rounds) must be ≥ 1, got {self.epochs}: zero rounds leave only the "
+                "closed form. For no adversary keep the rounds and pass inner_steps=0 (the ace-noadv variant)."
+            )
+        for name in ("rank", "contexts", "neutral_captions"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"ACEConfig.{name} must be ≥ 1, got {getattr(self, name)}.")
-        for name in ("epochs", "inner_steps", "augment", "prefix_words", "soft_tokens"):
+        for name in (
+            "inner_steps",
+            "augment",
+            "prefix_words",
+            "soft_tokens",
+            "vocabulary_captions",
+            "gate_steps",
+            "mine_words",
+            "mine_candidates",
+            "mine_perturbations",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"ACEConfig.{name} must be ≥ 0, got {getattr(self, name)}.")
-        if self.sharpness is not None and not self.sharpness > 0:
-            raise ConfigError(f"ACEConfig.sharpness must be > 0 or None, got {self.sharpness}.")
-        for name in ("lamb", "whiten", "inner_lr", "soft_lr", "lr", "gate_lr"):
+        for name in ("gate_token_rate", "gate_prompt_rate"):
+            if not 0 < getattr(self, name) < 1:
+                raise ConfigError(f"ACEConfig.{name} must lie in (0, 1), got {getattr(self, name)}.")
+        for name in ("lamb", "whiten", "inner_lr", "soft_lr", "lr"):
             if not getattr(self, name) > 0 or not math.isfinite(getattr(self, name)):
                 raise ConfigError(f"ACEConfig.{name} must be a finite number > 0, got {getattr(self, name)}.")
-        for name in ("preserve_scale", "keep_weight", "gate_weight", "denoise_weight"):
+        for name in ("preserve_scale", "keep_weight", "denoise_weight", "mine_radius"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"ACEConfig.{name} must be ≥ 0, got {getattr(self, name)}.")
         if self.loss not in ("kv", "denoise"):

@@ -4,12 +4,15 @@
 each, and the neutral + retain prompts, every target and neutral prompt also behind random
 vocabulary words; :func:`token_rows` encodes them and selects the rows ACE trains on (:class:`Rows`):
 the target prompts' span from the last word token, paired with the guide's states, and every
-position of the neutral and retain prompts.
+position of the neutral and retain prompts. :func:`gate_tokens` gives the gate's positives and
+negatives (:mod:`.neutral`'s captions; the concept-free ones encoded once per text encoder).
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -17,7 +20,14 @@ from torch import Tensor
 from ...closed_form import check_finite
 from ...errors import ConfigError
 from .. import EraseRequest
+from . import neutral
 from .config import ACEConfig
+from .gatefit import Tokens
+from .mining import whole_words
+from .neutral import in_context, neutral_captions
+
+# text encoder -> {(captions' settings): their states [B, L, d]}: the concept-free captions, encoded once
+_NEUTRAL_STATES: weakref.WeakKeyDictionary[Any, dict[tuple, tuple[list[str], Tensor]]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,51 @@ def prompt_sets(request: EraseRequest, cfg: ACEConfig) -> tuple[list[str], list[
     return target, guide_of, keep
 
 
+def gate_tokens(request: EraseRequest, cfg: ACEConfig) -> tuple[Tokens, Tokens]:
+    """(positives, negatives) of the gate's fit (:mod:`.gatefit`).
+
+    Positives: the concepts and synonyms named in ``contexts`` captions each, their tokens from the
+    concept's last one on (a causal encoder's earlier tokens have not seen it). Negatives: every
+    token of the neutral captions, of captions naming random vocabulary words and of the preserved
+    concepts named in ``contexts // 2`` captions each, shuffled (the fit holds out every fourth).
+    """
+    erased = [*request.concepts, *cfg.synonyms]
+    pairs = [pair for i, c in enumerate(erased) for pair in in_context(c, cfg.contexts, seed=cfg.seed + i)]
+    pos = request.encoder([text for text, _ in pairs]).states
+    tokenizer = _tokenizer(request)
+    start = torch.tensor([len(tokenizer(head).input_ids) - 2 for _, head in pairs])  # the concept's last token
+    mask = torch.arange(pos.shape[1])[None] >= start[:, None]
+    kept = [t for i, c in enumerate(request.preserve) for t, _ in in_context(c, cfg.contexts // 2, seed=cfg.seed - i)]
+    neg = torch.cat([_neutral_states(request, cfg, erased), *([request.encoder(kept).states] if kept else [])])
+    neg = neg[torch.randperm(neg.shape[0], generator=torch.Generator().manual_seed(cfg.seed))]
+    return Tokens(pos.float(), mask), Tokens(neg.float(), torch.ones(neg.shape[:2], dtype=torch.bool))
+
+
+def _neutral_states(request: EraseRequest, cfg: ACEConfig, erased: list[str]) -> Tensor:
+    """States ``[B, L, d]`` of the neutral and vocabulary captions that name no erased word (cached per encoder)."""
+    key = (cfg.neutral_captions, cfg.vocabulary_captions, cfg.seed, tuple(cfg.neutral))
+    owner = getattr(request.pipe, "text_encoder", None) or request.encoder
+    cache = _NEUTRAL_STATES.setdefault(owner, {})
+    if key not in cache:
+        words = _words(request, cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        picks = torch.randint(len(words), (cfg.vocabulary_captions,), generator=gen).tolist()
+        texts = [*cfg.neutral, *neutral_captions(cfg.neutral_captions, seed=cfg.seed)]
+        texts += [text for i, w in enumerate(picks) for text, _ in in_context(words[w], 1, seed=cfg.seed + i)]
+        cache.clear()  # one set per encoder: a new setting replaces the old
+        cache[key] = (texts, request.encoder(texts).states.float())
+    texts, states = cache[key]
+    banned = neutral.content_words(erased)
+    return states[[i for i, t in enumerate(texts) if not banned & set(t.lower().split())]]
+
+
+def _tokenizer(request: EraseRequest) -> Any:
+    tokenizer = getattr(request.pipe, "tokenizer", None)
+    if tokenizer is None:
+        raise ConfigError("ACE's gate reads where each concept ends from the pipeline's tokenizer; pass the pipeline.")
+    return tokenizer
+
+
 def _words(request: EraseRequest, seed: int) -> list[str]:
     """Whole words of the pipeline's tokenizer vocabulary, to prefix prompts with."""
     tokenizer = getattr(request.pipe, "tokenizer", None)
@@ -71,8 +126,7 @@ def _words(request: EraseRequest, seed: int) -> list[str]:
         raise ConfigError(
             "ACE's augmentation draws words from the pipeline's tokenizer; with a custom encoder pass augment=0."
         )
-    vocab = (tokenizer.convert_tokens_to_string([t]).strip() for t in tokenizer.get_vocab())
-    words = sorted({w for w in vocab if w.isalpha() and w.isascii() and len(w) >= 3})
+    words = sorted(set(whole_words(tokenizer)[1]))
     if not words:
         raise ConfigError("The tokenizer has no whole-word tokens to augment with: pass augment=0.")
     return words

@@ -1,4 +1,4 @@
-"""Parts 2-3 of ACE (package docstring): the concept subspace, the closed form and the gate's start.
+"""Parts 2-3 of ACE (package docstring): the concept subspace (the gate's start) and the closed form.
 
 :func:`concept_subspace` finds ``P`` and ``μ``, the top generalised eigenvectors of the target rows'
 scatter against the neutral/retain rows'; :func:`reduced_rank_ridge` is UCE's ridge update cut to
@@ -7,8 +7,6 @@ rank k by reduced-rank regression, the starting ``U, A`` of every K/V projection
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import Tensor
@@ -62,13 +60,3 @@ def reduced_rank_ridge(rows: Rows, *, rank: int, lamb: float, preserve_scale: fl
     fitted = full.U @ (full.A @ C.T)  # [d, n]
     Q = torch.linalg.svd(fitted, full_matrices=False).U[:, :rank]  # [d, k]
     return Factor(Q.contiguous(), ((Q.T @ full.U) @ full.A).contiguous(), full.cond)
-
-
-def initial_gate(ratio_target: Tensor, ratio_keep: Tensor, sharpness: float | None) -> tuple[float, float]:
-    """``(s, τ)`` to start from (package docstring, part 3)."""
-    keep_hi, target_lo = float(torch.quantile(ratio_keep, 0.95)), float(torch.quantile(ratio_target, 0.05))
-    tau = math.sqrt(max(keep_hi, 1e-12) * max(target_lo, 1e-12))
-    if sharpness is None:
-        margin = tau - float(torch.quantile(ratio_keep, 0.99))
-        sharpness = math.log(99) / margin if margin > 0 else 50.0
-    return sharpness, tau

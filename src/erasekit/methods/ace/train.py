@@ -10,75 +10,88 @@ per-layer ``(W_l U, A)`` with the learned gate in ``Edit.gate``.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ...closed_form import F64, Factor, layer_updates
 from ...edit import Edit
-from ...gate import TokenGate, concept_ratio, gate_values
+from ...errors import ConfigError
+from ...gate import TokenGate
 from .. import EraseRequest
 from .adversaries import _Denoiser, _SoftTokens
 from .config import GATE_NOTE, ACEConfig
-from .prompts import Rows, token_rows
-from .subspace import concept_subspace, initial_gate, reduced_rank_ridge
+from .gatefit import GateRates, fit_gate
+from .mining import mine_words, perturbed_rows
+from .prompts import Rows, gate_tokens, token_rows
+from .subspace import concept_subspace, reduced_rank_ridge
 
 
 class _Trainable:
-    """``U, A, P, log s, log τ`` as float32 leaves, and the edited rows ``x + g(x) U A x``."""
+    """``U, A`` as float32 leaves behind the fitted, fixed gate: the edited rows ``x + g(x) U A x``."""
 
-    def __init__(self, init: Factor, P: Tensor, mu: Tensor, sharpness: float, threshold: float):
+    def __init__(self, init: Factor, gate: TokenGate | None):
         self.U = init.U.float().clone().requires_grad_()
         self.A = init.A.float().clone().requires_grad_()
-        self.P = P.float().clone().requires_grad_()
-        self.mu = mu.float()
-        self.log_s = torch.tensor(math.log(sharpness)).requires_grad_()
-        self.log_tau = torch.tensor(math.log(threshold)).requires_grad_()
+        self.token_gate = gate
 
     def parameters(self) -> list[Tensor]:
-        return [self.U, self.A, self.P, self.log_s, self.log_tau]
-
-    def gate_parts(self) -> tuple[Tensor, Tensor, Tensor]:
-        """(orthonormal basis, s, τ)."""
-        basis, _ = torch.linalg.qr(self.P)
-        return basis, self.log_s.exp(), self.log_tau.exp()
+        return [self.U, self.A]
 
     def gate(self, x: Tensor) -> Tensor:
-        basis, s, tau = self.gate_parts()
-        return gate_values(x, basis, self.mu, s, tau)
+        """``g(x) [..., 1]``; 1 everywhere without a gate (the ``ace-nogate`` ablation)."""
+        return self.token_gate(x) if self.token_gate is not None else x.new_ones((*x.shape[:-1], 1))
 
     def edited(self, x: Tensor) -> Tensor:
         return x + self.gate(x) * (x @ self.A.T @ self.U.T)
 
-    def token_gate(self) -> TokenGate:
-        basis, s, tau = (t.detach() for t in self.gate_parts())
-        return TokenGate(basis.contiguous(), self.mu.clone(), float(s), float(tau))
+
+def _fitted_gate(request: EraseRequest, cfg: ACEConfig, rows: Rows, k: int) -> tuple[TokenGate, GateRates]:
+    """Part 3: the gate fitted on varied captions, τ calibrated on held-out ones (:mod:`.gatefit`)."""
+    pos, neg = gate_tokens(request, cfg)
+    P0, mu = concept_subspace(torch.cat([rows.C, pos.rows()]), neg.rows(), k, cfg.whiten)
+    P, s, tau, rates = fit_gate(
+        pos, neg, P0, mu.float(), steps=cfg.gate_steps, token_rate=cfg.gate_token_rate, prompt_rate=cfg.gate_prompt_rate
+    )
+    return TokenGate(P.contiguous(), mu.float(), s, tau), rates
 
 
 @torch.no_grad()
 def _gate_rates(model: _Trainable, rows: Rows, E: Tensor) -> dict[str, float]:
-    return {
-        "gate_on_target": float((model.gate(rows.C) > 0.5).float().mean()),
-        "gate_on_adversarial": float((model.gate(E) > 0.5).float().mean()),
-        "gate_on_keep": float((model.gate(rows.K) > 0.5).float().mean()),
-    }
+    """Shares of the training rows with g > 0.5 (the held-out rates are :class:`GateRates`)."""
+    rates = {"target": rows.C, "adversarial": E, "keep": rows.K}
+    return {f"gate_on_{name}": float((model.gate(x) > 0.5).float().mean()) for name, x in rates.items()}
+
+
+def _check(request: EraseRequest, cfg: ACEConfig, width: int) -> None:
+    """Bad input the config alone cannot see: one clear ConfigError each."""
+    if not request.concepts:
+        raise ConfigError("ACE got no concept to erase: pass at least one, e.g. erasekit.erase(pipe, ['van gogh']).")
+    both = sorted(set(cfg.synonyms) & set(request.preserve))
+    if both:
+        raise ConfigError(f"ACE synonyms {both} are also preserved: a phrase cannot be erased and kept; drop one.")
+    if cfg.rank > width:
+        raise ConfigError(
+            f"ACE rank {cfg.rank} exceeds the text embedding width {width}: pass rank ≤ {width} (--set rank=...)."
+        )
 
 
 def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     """ACE (package docstring): closed form, gate, then adversarial rounds in K/V space."""
-    rows = token_rows(request, cfg)
+    _check(request, cfg, request.targets.items[0].weight.shape[1])
+    user_cfg = cfg
     layers = request.layers(edit_keys=cfg.edit_keys)
     S = request.targets.gram() if cfg.edit_keys else request.targets.gram("v")
     S = (S / (torch.trace(S) / S.shape[0])).float()  # ‖·‖²_S on the scale of ‖·‖²
+    mined = mine_words(request, cfg, S)
+    cfg = dataclasses.replace(cfg, synonyms=(*cfg.synonyms, *mined))  # erased like the user's own
+    rows = token_rows(request, cfg)
 
     k = min(cfg.rank * len(request.concepts), rows.C.shape[1])  # each concept needs its own directions
-    P, mu = concept_subspace(rows.C, rows.K, k, cfg.whiten)
+    gate, rates = _fitted_gate(request, cfg, rows, k) if cfg.gated else (None, None)
     init = reduced_rank_ridge(rows, rank=k, lamb=cfg.lamb, preserve_scale=cfg.preserve_scale)
-    r_t, r_k = (concept_ratio(x.to(F64), P, mu).squeeze(-1) for x in (rows.C, rows.K))
-    model = _Trainable(init, P, mu, *initial_gate(r_t, r_k, cfg.sharpness))
+    model = _Trainable(init, gate)
 
     def s_err(a: Tensor, b: Tensor) -> Tensor:
         diff = a - b
@@ -91,16 +104,11 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     scale = float(rows.C.pow(2).mean().sqrt())
     E = rows.C + 0.01 * scale * torch.randn(rows.C.shape, generator=gen)
     outer = torch.optim.Adam(
-        [
-            *(
-                {"params": [t], "lr": cfg.lr * float(t.detach().abs().mean() + 1e-12)}
-                for t in (model.U, model.A, model.P)
-            ),
-            {"params": [model.log_s, model.log_tau], "lr": cfg.gate_lr},
-        ]
+        [{"params": [t], "lr": cfg.lr * float(t.detach().abs().mean() + 1e-12)} for t in model.parameters()]
     )
     denoise = _Denoiser(request, rows, cfg, gen) if cfg.loss == "denoise" and cfg.epochs else None
     soft = _SoftTokens(request, rows, cfg) if cfg.soft_tokens and cfg.epochs else None
+    near, near_guide = perturbed_rows(rows.C, rows.G, cfg, gen)
     history, E_all = [], E
     for epoch in range(cfg.epochs):
         E = E.detach().requires_grad_()
@@ -110,24 +118,17 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
             s_err(model.edited(E), rows.C).backward()
             inner.step()
         E = E.detach()
-        E_all, G_all = E, rows.G  # adversarial rows and the guide rows they should map to
+        # adversarial and perturbed rows, and the guide rows they should map to
+        E_all, G_all = torch.cat([E, near]), torch.cat([rows.G, near_guide])
         if soft is not None:
             X = soft.attack(model, s_err, cfg.inner_steps)
-            E_all, G_all = torch.cat([E, X]), torch.cat([rows.G, soft.guide])
+            E_all, G_all = torch.cat([E_all, X]), torch.cat([G_all, soft.guide])
         outer.zero_grad()
-        g_c, g_e, g_k = model.gate(rows.C), model.gate(E_all), model.gate(rows.K)
         loss = (
             s_err(model.edited(rows.C), rows.G)
             + s_err(model.edited(E_all), G_all)
             + cfg.keep_weight * s_err(model.edited(rows.K), rows.K)
-        ) / unit + (
-            cfg.gate_weight
-            * (
-                F.binary_cross_entropy(g_c, torch.ones_like(g_c))
-                + F.binary_cross_entropy(g_e, torch.ones_like(g_e))
-                + F.binary_cross_entropy(g_k, torch.zeros_like(g_k))
-            )
-        )
+        ) / unit
         if denoise is not None:
             loss = loss + cfg.denoise_weight * denoise.loss(model, E, layers)
         loss.backward()
@@ -146,10 +147,12 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
         "rows": {"target": rows.C.shape[0], "keep": rows.K.shape[0]},
         "losses": history,
         "adversary_kv_error": adversary_error,
+        "mined_words": list(mined),
         **_gate_rates(model, rows, E_all),
-        "gated": True,
-        "gate_note": GATE_NOTE,
+        **(rates.info() if rates is not None else {}),
+        "gated": gate is not None,
+        **({"gate_note": GATE_NOTE} if gate is not None else {}),
     }
     guides = request.guides_or(cfg.guide)
-    edit = request.make_edit("ace", cfg, updates, guides=guides, info=info)
-    return dataclasses.replace(edit, gate=model.token_gate())
+    edit = request.make_edit("ace", user_cfg, updates, guides=guides, info=info)
+    return dataclasses.replace(edit, gate=gate)
