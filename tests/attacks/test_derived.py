@@ -9,7 +9,7 @@ from torch.testing import assert_close
 
 from erasekit import Edit
 from erasekit.attacks import attack
-from erasekit.attacks.derived import clamp_norms, grams
+from erasekit.attacks.derived import bounded_embeddings, clamp_norms, grams
 from erasekit.closed_form import regenerating_embeddings
 from erasekit.gate import TokenGate
 from erasekit.targets import find_targets
@@ -185,19 +185,38 @@ def test_derived_reports_its_lambda_and_norm_ratios(edited, never):
 def test_derived_bounded_keeps_each_token_within_the_prompts_norm_range(edited, never):
     pipe, edit = edited
     prompts = ["cat", "a cat", "a cat on a mat"]
-    free, bounded = (
-        attack(pipe, name, "cat", judge=never, edit=edit, prompts=prompts, sampling=FAST)
-        for name in ("derived", "derived_bounded")
-    )
+    bounded = attack(pipe, "derived_bounded", "cat", judge=never, edit=edit, prompts=prompts, sampling=FAST)
     norms = TextEncoder(pipe).encode_text(prompts).norm(dim=-1)  # [3, L]
     low, high = norms.min(0).values, norms.max(0).values
-    for f, b in zip(free.cases, bounded.cases):
-        x, y = f.outcome.prompt_embeds, b.outcome.prompt_embeds
-        n = y.norm(dim=-1)
+    for case in bounded.cases:
+        n = case.outcome.prompt_embeds.norm(dim=-1)
         assert ((n >= low * (1 - 1e-5)) & (n <= high * (1 + 1e-5))).all()
-        torch.testing.assert_close(y, clamp_norms(x, low, high))
-        cos = torch.nn.functional.cosine_similarity(x, y, dim=-1)
-        torch.testing.assert_close(cos, torch.ones_like(cos))  # directions kept
+        assert case.outcome.info["reg_lamb_max"] >= 1e-3  # λ only grows from Eq. 8's
+
+
+def test_bounded_embeddings_solve_eq5_under_the_norm_bound():
+    """Hand-made case: the bound binds on one row (its answer is Eq. 8's at a larger λ, norm = bound, and no
+    feasible point nearby does better on Eq. 5) and not on the other (Eq. 8's answer at λ₀)."""
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(6, 4, generator=g, dtype=torch.float64) * 0.3  # an edited layer that shrinks its inputs
+    W_orig = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    S_cur, S_cross = W.T @ W, W.T @ W_orig
+    C = torch.randn(2, 4, generator=g, dtype=torch.float64)
+    free = regenerating_embeddings(S_cur, S_cross, C, 1e-3)
+    high = torch.stack([free[0].norm() * 0.5, free[1].norm() * 2])  # row 0 must shrink, row 1 fits
+    found, lam = bounded_embeddings(S_cur, S_cross, C, 1e-3, high)
+    assert_close(found[1], free[1])
+    assert lam[1] == 1e-3
+    assert_close(found[0].norm(), high[0])
+    assert_close(found[0], regenerating_embeddings(S_cur, S_cross, C[:1], float(lam[0]))[0])
+
+    def eq5(x):  # λ₀ ‖x‖² is constant on the sphere ‖x‖ = high₀, where the minimiser lies
+        return ((W @ x - W_orig @ C[0]) ** 2).sum()
+
+    for _ in range(50):  # feasible neighbours: nearby points scaled onto the bound's sphere
+        y = found[0] + 0.05 * torch.randn(4, generator=g, dtype=torch.float64)
+        y = y * high[0] / y.norm()
+        assert eq5(found[0]) <= eq5(y) + 1e-12
 
 
 def test_clamp_norms_rescales_rows_into_their_range():

@@ -21,10 +21,13 @@ its embedding must then get past the gate.
 
 ``c'`` may leave the range of states the text encoder produces: its findings report λ and the norm
 ratio ‖c'‖ / ‖c‖ (Frobenius over ``[L, d]``) per case and their median. ``derived-bounded`` keeps
-``c'`` within that range: each token state ``c'_l`` is rescaled (direction kept) so that its norm lies
-in ``[min_p ‖E(p)_l‖, max_p ‖E(p)_l‖]``, the norms the real prompts ``p`` of the attack (the
-cases' prompts, through the plain text encoder) produce at position ``l``. With a single prompt the
-range is that prompt's own norm at each position.
+each token state ``c'_l`` within the norms the real prompts ``p`` of the attack (the cases' prompts,
+through the plain text encoder) produce at position ``l``, ``[min_p ‖E(p)_l‖, max_p ‖E(p)_l‖]``, by
+solving Eq. 5 under that constraint rather than shrinking Eq. 8's answer: the minimiser of Eq. 5 with
+``‖c'_l‖ ≤ high_l`` is Eq. 8's with a larger λ_l, the smallest that meets the bound (the norm falls
+monotonically in λ; a trust-region step, found by bisection on the eigenvalues of ``Σ W_lᵀ W_l``).
+A state still under ``low_l`` is scaled up to it. With a single prompt the range is that prompt's own
+norm at each position. Its findings report each case's largest λ_l.
 """
 
 from __future__ import annotations
@@ -76,6 +79,35 @@ def grams(unet: torch.nn.Module, *, edit_keys: bool) -> tuple[Tensor, Tensor]:
     return S_cur, S_cross
 
 
+def bounded_embeddings(
+    S_cur: Tensor, S_cross: Tensor, C: Tensor, reg_lamb: float, high: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Eq. 5's minimiser per row of ``C [L, d]`` under ``‖c'_l‖ ≤ high_l``: ``(c' [L, d] float64, λ_l [L])``.
+
+    With ``S_cur = U diag(e) Uᵀ`` and ``β = Uᵀ S_cross cᵀ``, ``‖c'(λ)‖² = Σ_i β_i² / (λ + e_i)²`` falls
+    monotonically in λ; the bound holds at ``λ ≥ ‖β‖ / high``, so bisection (in log λ) between λ₀ and
+    that finds the smallest λ_l that meets it.
+    """
+    e, U = torch.linalg.eigh(S_cur)  # S_cur is PSD: e ≥ 0 up to rounding
+    e = e.clamp_min(0)[:, None]  # [d, 1]
+    beta = U.T @ (S_cross @ C.to(F64).T)  # [d, L]
+    high = high.to(F64)
+
+    def norm(lam: Tensor) -> Tensor:  # [L] norms of c'(λ_l)
+        return (beta / (lam + e)).norm(dim=0)
+
+    lo = torch.full((C.shape[0],), float(reg_lamb), dtype=F64)
+    hi = torch.maximum(lo, beta.norm(dim=0) / high.clamp_min(1e-12))
+    over = norm(lo) > high  # rows whose Eq. 8 answer already fits keep λ₀
+    for _ in range(60):  # 60 halvings of log(hi / lo) reach float64 resolution
+        mid = (lo * hi).sqrt()
+        fits = norm(mid) <= high
+        hi = torch.where(over & fits, mid, hi)
+        lo = torch.where(over & ~fits, mid, lo)
+    lam = torch.where(over, hi, lo)
+    return (U @ (beta / (lam + e))).T, lam
+
+
 def clamp_norms(x: Tensor, low: Tensor, high: Tensor) -> Tensor:
     """``x [L, d]`` with each row rescaled so its norm lies in ``[low_l, high_l]`` (``[L]`` each); direction kept."""
     norm = x.norm(dim=-1, keepdim=True)  # [L, 1]
@@ -103,12 +135,15 @@ def _derive(
     outcomes, ratios = [], []
     for i, case in enumerate(request.cases):
         states = request.text.encode_text([case.prompt])[0].cpu().float()  # [L, d], every position
-        adv = regenerating_embeddings(S_cur, S_cross, states, cfg.reg_lamb).float()
-        if bounds is not None:
-            adv = clamp_norms(adv, *bounds)
+        extra = {}
+        if bounds is None:
+            adv = regenerating_embeddings(S_cur, S_cross, states, cfg.reg_lamb).float()
+        else:
+            adv, lam = bounded_embeddings(S_cur, S_cross, states, cfg.reg_lamb, bounds[1])
+            adv, extra = clamp_norms(adv.float(), *bounds), {"reg_lamb_max": float(lam.max())}
         ratios.append(float(adv.norm() / states.norm()))
         images, verdicts = request.judged(adv[None], [case])
-        outcomes.append(Outcome(adv, images[0], verdicts[0], info={"norm_ratio": ratios[-1]}))
+        outcomes.append(Outcome(adv, images[0], verdicts[0], info={"norm_ratio": ratios[-1], **extra}))
         if progress is not None:
             progress(i + 1, len(request.cases))
     info = {"reg_lamb": cfg.reg_lamb, "norm_ratio": ratios, "norm_ratio_median": statistics.median(ratios)}
