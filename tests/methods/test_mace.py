@@ -150,6 +150,19 @@ def test_fusion_reproduces_each_lora_on_its_own_inputs_by_hand():
     torch.testing.assert_close(dW @ e[2].double(), torch.zeros(2, dtype=F64))
 
 
+def test_fusion_of_100_loras_keeps_each_on_its_own_concept():
+    # mass erasure: concept i reads e_i alone, so the fused update gives LoRA i on e_i, scaled by 1/(1 + λ)
+    g, n, d, lamb = torch.Generator().manual_seed(0), 100, 128, 1e-2
+    rows = [torch.eye(d)[i : i + 1] for i in range(n)]
+    loras = [{"l": (torch.randn(8, 1, generator=g), torch.randn(1, d, generator=g))} for _ in range(n)]
+    maps = fusion_maps(rows, torch.empty(0, 0), lamb=lamb, keep_scale=0.0)
+    B, A = fuse({"l": (torch.zeros(8, 0), torch.zeros(0, d))}, loras, rows, maps)["l"]
+    dW = B.double() @ A.double()
+    for i in (0, 37, 99):
+        want = (loras[i]["l"][0] @ loras[i]["l"][1])[:, i].double() / (1 + lamb)
+        torch.testing.assert_close(dW[:, i], want, rtol=1e-5, atol=1e-6)
+
+
 def test_fusion_matches_the_reference_closed_form():
     """fuse_lora_close_form: W* = (λW + Σ_i (W + ΔW_i) C_iᵀC_i + ps W KᵀK)(λI + Σ C_iᵀC_i + ps KᵀK)⁻¹."""
     g = torch.Generator().manual_seed(0)
@@ -194,6 +207,13 @@ def test_edit_is_deterministic_loads_in_diffusers_and_is_low_rank(tiny_pipe, tmp
     theirs = tiny_pipe.unet(x, 10, encoder_hidden_states=ctx).sample
     tiny_pipe.unload_lora_weights()
     assert torch.linalg.norm(theirs - ours) <= 1e-5 * torch.linalg.norm(ours)
+
+
+def test_100_concepts_in_one_call(tiny_pipe):
+    concepts = [f"thing {i}" for i in range(100)]
+    edit = erase_mace(request_of(tiny_pipe, concepts), MACEConfig(steps=0, n_prompts=1))
+    assert len(edit.concepts) == 100 and edit.info["stages"] == ["refine"]
+    assert any(torch.linalg.norm(edit.delta(name)) > 0 for name in edit.updates)
 
 
 def test_without_regions_it_warns_and_returns_stage_one(tiny_pipe):
