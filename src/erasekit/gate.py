@@ -69,7 +69,7 @@ class TokenGate:
 class GatedTerm:
     """One gated edit's share of one attention module: ``g(c) · B A c`` added to ``to_k`` / ``to_v``."""
 
-    gate: TokenGate
+    gate: TokenGate | None  # None: g = 1 on every token (ACE's ungated ablation while it trains)
     k: tuple[Tensor, Tensor] | None  # (B [d_out, r], A [r, d]) of to_k, or None
     v: tuple[Tensor, Tensor] | None
 
@@ -78,7 +78,8 @@ class GatedTerm:
         if pair is None:
             return None
         B, A = (t.to(x.device, x.dtype) for t in pair)
-        return self.gate(x) * (x @ A.T @ B.T)
+        delta = x @ A.T @ B.T
+        return delta if self.gate is None else self.gate(x) * delta
 
 
 class _GatedProjection(nn.Module):
@@ -129,7 +130,7 @@ class GatedKVProcessor:
 _ORIGINAL = "_erasekit_processors"  # on a U-Net: attention module path -> its processor before gating
 
 
-def sync_processors(unet: nn.Module, gated: list[tuple[TokenGate, Mapping[str, tuple[Tensor, Tensor]]]]) -> None:
+def sync_processors(unet: nn.Module, gated: list[tuple[TokenGate | None, Mapping[str, tuple[Tensor, Tensor]]]]) -> None:
     """Make every attention module's processor reflect ``gated`` (the applied gated edits, oldest first).
 
     Modules that no gated edit touches get their original processor back, so removing the last

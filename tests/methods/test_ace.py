@@ -18,7 +18,7 @@ from erasekit.text import TextEncoder
 
 # few rounds and small gate sets: the tiny pipeline's default suite must stay fast
 FAST = {"epochs": 3, "inner_steps": 2, "neutral_captions": 96, "vocabulary_captions": 32, "contexts": 24}
-FAST |= {"gate_steps": 30, "mine_candidates": 8}
+FAST |= {"gate_steps": 30, "mine_candidates": 8, "denoise_images": 2, "denoise_steps": 2, "denoise_batch": 1}
 
 
 def request(pipe, concepts=("van gogh",), preserve=("monet",)):
@@ -81,12 +81,11 @@ def test_ace_file_round_trip_applies_the_same(tiny_pipe, tmp_path):
     torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=1e-6)
 
 
-def test_denoising_loss_changes_the_result(tiny_pipe):
-    kv = erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=4, **FAST)
+def test_the_default_objective_is_noise_prediction_and_kv_its_ablation(tiny_pipe):
+    assert ACEConfig().loss == "denoise"
     tiny_pipe.set_progress_bar_config(disable=True)
-    dn = erasekit.erase(
-        tiny_pipe, ["van gogh"], "ace", rank=4, loss="denoise", denoise_images=1, **FAST
-    )  # the tiny pipeline's default sampler settings
+    kv = erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=4, **{**FAST, "loss": "kv"})
+    dn = erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=4, **FAST)
     name = next(iter(kv.updates))
     assert not torch.equal(kv.updates[name][0], dn.updates[name][0])
     assert all(torch.isfinite(torch.tensor(dn.info["losses"])))

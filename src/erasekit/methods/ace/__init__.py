@@ -16,6 +16,11 @@ end (UCE's span: in a causal encoder earlier positions have not seen the concept
 with the guide's state at the same offset from the guide's first word position (``skip_bos``: never
 the start-of-text state); for neutral and retain prompts, every position.
 
+**1b. Mined related terms** (:mod:`.mining`): vocabulary words next to the concept whose K/V the
+original reads as the concept's (closer than any preserved concept's), erased as ``synonyms``
+(``info["mined_words"]``), and noisy copies of the concept's rows (RealEra's neighbour concepts).
+``synonyms=`` adds the user's own.
+
 **2. Concept subspace and closed form.** With μ the mean neutral/retain row, the gate's subspace is
 the top-``rank`` generalised eigenvectors of the target rows' scatter against the neutral/retain
 scatter, ``Σ_t v = ν (Σ_n + εI) v`` (an SVD of the target rows whitened by the neutral ones:
@@ -40,7 +45,11 @@ the same contexts. ``P`` starts at the generalised eigenvectors above and is fit
 at most ``gate_token_rate`` of the held-out negative tokens and ``gate_prompt_rate`` of the held-out
 negative prompts open the gate. ``info["gate_heldout_*"]`` records those rates and the share of
 held-out concept captions where some token opens it. The tiny template set the gate had before let
-it open on 85% of the tokens of unrelated prompts ("a red car parked on a street").
+it open on 85% of the tokens of unrelated prompts ("a red car parked on a street"). On the embedded
+world's unseen test prompts (48 each, "van gogh", preserve = half the other styles) τ at 5% of the
+held-out prompts let 29% of the neutral prompts open the gate and found 81% of the paraphrases; at
+2% (the default) 15% and 77%: the prompts that open it name rembrandt van rijn or monet, as close
+to van gogh in the text encoder as "the post-impressionist painter from holland" is.
 
 **4. Adversarially augmented fine-tuning.** ``epochs`` rounds of a min-max game. Inner loop
 (the ``soft_prompt`` attack moved to K/V space, where it is cheap): ``inner_steps`` Adam steps on
@@ -56,20 +65,30 @@ concept's word) in front of every target prompt, through the text encoder, with 
 objective on the span rows (shifted by the slots). Its rows join ``E``. It is off by default: on the
 embedded world it made ACE ~10x slower (85 s against 9 s for "van gogh") and moved no attack's
 success rate (soft_prompt on "nudity" stayed at 1.00, discrete on "van gogh" 0.75-0.88 either way).
-Outer loop: Adam on ``U, A`` (the gate stays as calibrated) against
+Outer loop: Adam on ``U, A`` (the gate stays as calibrated). The objective (``loss="denoise"``, the
+default) is the abstract's alignment of the conditional distribution on the concept with a
+neutral one: on latents ``x_0`` the original model draws for the concept's prompts
+(``denoise_images``, ``denoise_steps`` sampler steps), noised to a random ``t``,
 
-    ‖edit(C) − G‖²_S + ‖edit(E) − G‖²_S + w_keep ‖edit(K) − K‖²_S
+    E_{x_0, t, ε} ‖ε_edit(x_t, t, c ⊕ E) − ε_orig(x_t, t, guide)‖²  +  w_keep ‖edit(K) − K‖²_S / u
 
-(S-terms in units of ‖C − G‖²_S). ``loss="denoise"`` adds, every round, the denoising loss of the gated
-U-Net on the original model's images of the concept (:mod:`erasekit.diffusion`): the edited
-prediction under the adversarial prompt states should match the original's under the guide.
-More rounds are not better everywhere: on the embedded world (16 target prompts, judge detection)
-30 rounds against 60 gave picasso 0.06 / 0.12, van gogh 0.00 / 0.06, parachute 0.00 / 0.06, nudity
-0.50 / 0.25; the default is 30.
+(``c ⊕ E``: the prompt's states with the adversary's rows in place of the concept's; ``ε_orig``
+the frozen original; ``u = ‖C − G‖²_S``; ``denoise_batch`` draws a round). The perturbed rows of
+part 1b add ``‖edit(N) − G‖²_S / u``. ``loss="kv"`` (the ``ace-kv`` ablation) replaces the
+noise-prediction term by the K/V regression the closed form starts from,
+``(‖edit(C) − G‖²_S + ‖edit(E) − G‖²_S) / u``. With the K/V objective, 30 rounds against 60 gave
+picasso 0.06 / 0.12, van gogh 0.00 / 0.06, parachute 0.00 / 0.06, nudity 0.50 / 0.25 (16 target
+prompts, judge detection, before the fitted gate); the default is 30. The rounds are not stopped
+on a validation split: the method gets only the concepts and the preserve set, not the world's
+val prompts.
 
 **5. The edit.** Per layer ``(W_l U, A)`` as every closed form, plus the gate in ``Edit.gate``. Plain
 ``pipe.load_lora_weights`` reads the LoRA part only and applies it to every token (no gate):
 ``Edit.load(path).apply(pipe)`` applies the gate. ``info["gate_note"]`` says so.
+
+**6. Ablations** (rows of ``erasekit compare``): ``ace-nogate`` (the update on every token),
+``ace-noadv`` (no inner adversary), ``ace-nomine`` (no mined words or perturbed rows), ``ace-kv``
+(the K/V regression as the objective).
 """
 
 from __future__ import annotations

@@ -67,42 +67,48 @@ class _SoftTokens:
 
 
 class _Denoiser:
-    """The optional denoising term: original-model images of the concept, a gated U-Net with live factors."""
+    """Part 4's objective: the gated U-Net under the concept (with the adversary's rows) towards the frozen
+    original under the guide, on latents the original draws of the concept (package docstring)."""
 
     def __init__(self, request: EraseRequest, rows: Rows, cfg: ACEConfig, gen: torch.Generator):
         pipe = request.pipe
         if pipe is None:
             raise ConfigError(
-                "ACE's loss='denoise' needs the pipeline: call erasekit.erase(pipe, ...) with no encoder."
+                "ACE's loss='denoise' needs the pipeline: call erasekit.erase(pipe, ...) with no encoder, "
+                "or pass loss='kv'."
             )
-        self.pipe, self.rows, self.gen = pipe, rows, gen
+        self.pipe, self.rows, self.gen, self.batch = pipe, rows, gen, cfg.denoise_batch
         self.abar = alphas_cumprod(pipe.scheduler)
-        self.prediction = pipe.scheduler.config.prediction_type
-        n = min(cfg.denoise_images, rows.states.shape[0])
-        self.prompts = torch.arange(n)
+        n_base = len(request.concepts + cfg.synonyms) * len(cfg.templates)  # the un-augmented target prompts
+        self.prompts = torch.linspace(0, n_base - 1, min(cfg.denoise_images, n_base)).round().long()
+        n = len(self.prompts)
         empty = request.encoder([""]).states.expand(n, -1, -1)
         with torch.no_grad():
             out = pipe(
-                prompt_embeds=rows.states[:n].to(pipe.device, pipe.unet.dtype),
+                prompt_embeds=rows.states[self.prompts].to(pipe.device, pipe.unet.dtype),
                 negative_prompt_embeds=empty.to(pipe.device, pipe.unet.dtype),
+                num_inference_steps=cfg.denoise_steps,
                 output_type="latent",
                 generator=torch.Generator().manual_seed(cfg.seed),
             )
         self.x0 = out.images.float()  # [n, C, h, w] latents of the concept by the original model
 
     def loss(self, model: _Trainable, E: Tensor, layers: list) -> Tensor:
-        k = int(torch.randint(len(self.prompts), (1,), generator=self.gen))
-        t = torch.randint(len(self.abar), (1,), generator=self.gen)
-        noise = torch.randn((1, *self.x0.shape[1:]), generator=self.gen)
-        x_t = noisy(self.x0[k : k + 1], noise, t, self.abar)
-        states = self.rows.states[k].clone()
-        mine = self.rows.where[0] == k
-        states[self.rows.where[1][mine]] = E[mine]  # the adversarial rows in the prompt's sequence
+        """``mean ‖ε_edit(x_t, concept with E) − ε_orig(x_t, guide)‖²`` over ``denoise_batch`` draws."""
+        pick = torch.randint(len(self.prompts), (self.batch,), generator=self.gen)
+        t = torch.randint(len(self.abar), (self.batch,), generator=self.gen)
+        noise = torch.randn((self.batch, *self.x0.shape[1:]), generator=self.gen)
+        x_t = noisy(self.x0[pick], noise, t, self.abar)
+        prompts = self.prompts[pick]
+        states = self.rows.states[prompts].clone()  # [b, L, d]
+        for b, p in enumerate(prompts.tolist()):
+            mine = self.rows.where[0] == p
+            states[b, self.rows.where[1][mine]] = E[mine]  # the adversarial rows in the prompt's sequence
         unet = self.pipe.unet
         with torch.no_grad():
-            goal = predict(unet, x_t, t, self.rows.guide_states[k : k + 1])
+            goal = predict(unet, x_t, t, self.rows.guide_states[prompts])
         with _live_gate(unet, model, layers):
-            pred = predict(unet, x_t, t, states[None])
+            pred = predict(unet, x_t, t, states)
         return F.mse_loss(pred, goal)
 
 

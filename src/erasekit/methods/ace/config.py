@@ -55,17 +55,20 @@ class ACEConfig:
     gated: bool = True  # False: the update acts on every token (the ace-nogate ablation)
     gate_steps: int = 200  # Adam steps of the gate's fit
     gate_token_rate: float = 0.01  # τ: at most this share of held-out neutral tokens open the gate
-    gate_prompt_rate: float = 0.05  # ... and at most this share of held-out neutral prompts
-    epochs: int = 30  # adversarial rounds (package docstring, part 4)
+    gate_prompt_rate: float = 0.02  # ... and this share of held-out neutral prompts (package docstring, part 3)
+    epochs: int = 30  # most adversarial rounds (package docstring, part 4)
+    patience: int = 5  # rounds without a held-out gain before they stop (stopping.py)
     inner_steps: int = 10  # adversary's Adam steps per round
     inner_lr: float = 0.05  # adversary's step, relative to the rms of the target rows
     soft_tokens: int = 0  # k of the second adversary: learned input embeddings in front of the prompts (0: off)
     soft_lr: float = 5e-3  # its Adam step (the soft_prompt attack's, textual inversion's)
     lr: float = 1e-2  # outer Adam learning rate of U, A, P (relative to their mean magnitude)
     keep_weight: float = 1.0  # w_keep
-    loss: Literal["kv", "denoise"] = "kv"  # "denoise": add the denoising loss on the U-Net each round
-    denoise_weight: float = 1.0
-    denoise_images: int = 2  # original-model images of the concept for the denoising loss
+    loss: Literal["kv", "denoise"] = "denoise"  # the outer objective; "kv": K/V regression (the ace-kv ablation)
+    denoise_weight: float = 1.0  # of the noise-prediction term against the keep term
+    denoise_images: int = 8  # latents of the concept the original model draws for it
+    denoise_steps: int = 10  # sampler steps drawing them
+    denoise_batch: int = 2  # noisy latents per round
     edit_keys: bool = True  # edit to_k as well as to_v
     seed: int = 0
 
@@ -75,7 +78,13 @@ class ACEConfig:
                 f"ACEConfig.epochs (fine-tuning rounds) must be ≥ 1, got {self.epochs}: zero rounds leave only the "
                 "closed form. For no adversary keep the rounds and pass inner_steps=0 (the ace-noadv variant)."
             )
-        for name in ("rank", "contexts", "neutral_captions"):
+        for name in (
+            "rank",
+            "contexts",
+            "neutral_captions",
+            "patience",
+            *(f"denoise_{x}" for x in ("images", "steps", "batch")),
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"ACEConfig.{name} must be ≥ 1, got {getattr(self, name)}.")
         for name in (

@@ -81,6 +81,9 @@ def gate_tokens(request: EraseRequest, cfg: ACEConfig) -> tuple[Tokens, Tokens]:
     concept's last one on (a causal encoder's earlier tokens have not seen it). Negatives: every
     token of the neutral captions, of captions naming random vocabulary words and of the preserved
     concepts named in ``contexts // 2`` captions each, shuffled (the fit holds out every fourth).
+    Partial names as negatives ("van gogh" -> "van rijn") were tried and dropped: on the embedded
+    world they cut van gogh's unseen neutral prompts that open the gate from 29% to 17% but its
+    held-out paraphrases found from 81% to 52% (48 each, τ at 5%).
     """
     erased = [*request.concepts, *cfg.synonyms]
     pairs = [pair for i, c in enumerate(erased) for pair in in_context(c, cfg.contexts, seed=cfg.seed + i)]
@@ -88,7 +91,8 @@ def gate_tokens(request: EraseRequest, cfg: ACEConfig) -> tuple[Tokens, Tokens]:
     tokenizer = _tokenizer(request)
     start = torch.tensor([len(tokenizer(head).input_ids) - 2 for _, head in pairs])  # the concept's last token
     mask = torch.arange(pos.shape[1])[None] >= start[:, None]
-    kept = [t for i, c in enumerate(request.preserve) for t, _ in in_context(c, cfg.contexts // 2, seed=cfg.seed - i)]
+    half = cfg.contexts // 2
+    kept = [t for i, c in enumerate(request.preserve) for t, _ in in_context(c, half, seed=cfg.seed - i)]
     neg = torch.cat([_neutral_states(request, cfg, erased), *([request.encoder(kept).states] if kept else [])])
     neg = neg[torch.randperm(neg.shape[0], generator=torch.Generator().manual_seed(cfg.seed))]
     return Tokens(pos.float(), mask), Tokens(neg.float(), torch.ones(neg.shape[:2], dtype=torch.bool))

@@ -1,10 +1,11 @@
 """Parts 4-5 of ACE (package docstring): the adversarially augmented fine-tuning and the edit it gives.
 
-:func:`train_ace` runs the whole method: rows (part 1), subspace, closed form and gate start (parts
-2-3), then ``epochs`` min-max rounds (part 4): the K/V-space adversary's inner Adam steps on free
-token states, optionally the soft-token adversary and the denoising term (:mod:`.adversaries`), and
-the outer Adam step on :class:`_Trainable`'s ``U, A, P, log s, log τ``. It returns part 5's edit:
-per-layer ``(W_l U, A)`` with the learned gate in ``Edit.gate``.
+:func:`train_ace` runs the whole method: mined words (part 1b), rows (part 1), the fitted gate,
+subspace and closed form (parts 2-3), then ``epochs`` min-max rounds (part 4): the K/V-space
+adversary's inner Adam steps on free token states, optionally the soft-token adversary, and the
+outer Adam step on :class:`_Trainable`'s ``U, A`` against the noise-prediction objective
+(:mod:`.adversaries`; ``loss="kv"``: the K/V regression). It returns part 5's edit: per-layer
+``(W_l U, A)`` with the fitted gate in ``Edit.gate``.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from ...gate import TokenGate
 from .. import EraseRequest
 from .adversaries import _Denoiser, _SoftTokens
 from .config import GATE_NOTE, ACEConfig
-from .gatefit import GateRates, fit_gate
+from .gatefit import GateRates, Tokens, fit_gate
 from .mining import mine_words, perturbed_rows
 from .prompts import Rows, gate_tokens, token_rows
+from .stopping import HeldOutStop
 from .subspace import concept_subspace, reduced_rank_ridge
 
 
@@ -47,9 +49,8 @@ class _Trainable:
         return x + self.gate(x) * (x @ self.A.T @ self.U.T)
 
 
-def _fitted_gate(request: EraseRequest, cfg: ACEConfig, rows: Rows, k: int) -> tuple[TokenGate, GateRates]:
+def _fitted_gate(cfg: ACEConfig, rows: Rows, k: int, pos: Tokens, neg: Tokens) -> tuple[TokenGate, GateRates]:
     """Part 3: the gate fitted on varied captions, τ calibrated on held-out ones (:mod:`.gatefit`)."""
-    pos, neg = gate_tokens(request, cfg)
     P0, mu = concept_subspace(torch.cat([rows.C, pos.rows()]), neg.rows(), k, cfg.whiten)
     P, s, tau, rates = fit_gate(
         pos, neg, P0, mu.float(), steps=cfg.gate_steps, token_rate=cfg.gate_token_rate, prompt_rate=cfg.gate_prompt_rate
@@ -89,7 +90,9 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     rows = token_rows(request, cfg)
 
     k = min(cfg.rank * len(request.concepts), rows.C.shape[1])  # each concept needs its own directions
-    gate, rates = _fitted_gate(request, cfg, rows, k) if cfg.gated else (None, None)
+    pos, neg = gate_tokens(request, cfg)
+    gate, rates = _fitted_gate(cfg, rows, k, pos, neg) if cfg.gated else (None, None)
+    held = pos.split()[1].rows()  # the held-out concept captions' span rows: the stopping rule's
     init = reduced_rank_ridge(rows, rank=k, lamb=cfg.lamb, preserve_scale=cfg.preserve_scale)
     model = _Trainable(init, gate)
 
@@ -106,9 +109,10 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     outer = torch.optim.Adam(
         [{"params": [t], "lr": cfg.lr * float(t.detach().abs().mean() + 1e-12)} for t in model.parameters()]
     )
-    denoise = _Denoiser(request, rows, cfg, gen) if cfg.loss == "denoise" and cfg.epochs else None
-    soft = _SoftTokens(request, rows, cfg) if cfg.soft_tokens and cfg.epochs else None
+    denoise = _Denoiser(request, rows, cfg, gen) if cfg.loss == "denoise" else None
+    soft = _SoftTokens(request, rows, cfg) if cfg.soft_tokens else None
     near, near_guide = perturbed_rows(rows.C, rows.G, cfg, gen)
+    stop = HeldOutStop(held, s_err, steps=cfg.inner_steps, lr=cfg.inner_lr * scale, patience=cfg.patience)
     history, E_all = [], E
     for epoch in range(cfg.epochs):
         E = E.detach().requires_grad_()
@@ -124,20 +128,22 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
             X = soft.attack(model, s_err, cfg.inner_steps)
             E_all, G_all = torch.cat([E_all, X]), torch.cat([G_all, soft.guide])
         outer.zero_grad()
-        loss = (
-            s_err(model.edited(rows.C), rows.G)
-            + s_err(model.edited(E_all), G_all)
-            + cfg.keep_weight * s_err(model.edited(rows.K), rows.K)
-        ) / unit
-        if denoise is not None:
-            loss = loss + cfg.denoise_weight * denoise.loss(model, E, layers)
+        keep = cfg.keep_weight * s_err(model.edited(rows.K), rows.K)
+        if denoise is None:  # K/V regression: every row to its guide row
+            loss = (s_err(model.edited(rows.C), rows.G) + s_err(model.edited(E_all), G_all) + keep) / unit
+        else:  # the noise-prediction objective; perturbed and soft-token rows stay K/V terms
+            extra = s_err(model.edited(E_all[len(E) :]), G_all[len(E) :]) if len(E_all) > len(E) else 0.0
+            loss = cfg.denoise_weight * denoise.loss(model, E, layers) + (keep + extra) / unit
         loss.backward()
         outer.step()
         history.append(float(loss.detach()))
         if request.progress is not None:
             request.progress(epoch + 1, cfg.epochs)
+        if stop.done(model, epoch):
+            break
 
-    factor = Factor(model.U.detach().to(F64), model.A.detach().to(F64), init.cond)
+    U, A = stop.best_factors or (model.U.detach(), model.A.detach())
+    factor = Factor(U.to(F64), A.to(F64), init.cond)
     updates = layer_updates(layers, factor)
     with torch.no_grad():
         adversary_error = float(s_err(model.edited(E), rows.C))
@@ -146,6 +152,9 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
         "cond": init.cond,
         "rows": {"target": rows.C.shape[0], "keep": rows.K.shape[0]},
         "losses": history,
+        "rounds": len(history),
+        "best_round": stop.best_round + 1,
+        "heldout_criterion": stop.history,
         "adversary_kv_error": adversary_error,
         "mined_words": list(mined),
         **_gate_rates(model, rows, E_all),
