@@ -67,7 +67,7 @@ def test_select_epoch_takes_lowest_score_earliest_on_ties(tiny_pipe):
     edit = erasekit.erase(tiny_pipe, ["nudity"], method="rece", epochs=3)
     scores = {1: 0.3, 2: 0.1, 3: 0.1}
     best = select_epoch(edit, lambda e: scores[e.info["epoch"]])
-    assert best.info["epoch"] == 2 and best.info["epoch_scores"] == [0.3, 0.1, 0.1]
+    assert best.info["epoch"] == 2 and best.info["candidate_scores"] == [0.3, 0.1, 0.1]
 
 
 def test_settings_are_named_for_their_source_and_the_old_names_still_work(tiny_pipe):

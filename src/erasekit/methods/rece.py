@@ -29,7 +29,7 @@ every epoch's edit (built on demand) and :func:`select_epoch` picks one by a sco
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import overload
 
 import torch
@@ -39,6 +39,7 @@ from ..concepts import ErasePairs, GuideAlignment
 from ..edit import Edit
 from ..errors import ConfigError
 from . import EraseRequest, register
+from .selection import select_candidate
 from .uce import UCEConfig, uce_factor
 
 
@@ -175,14 +176,6 @@ class _Epochs(Sequence[Edit]):
 
 
 def select_epoch(edit: Edit, score: Callable[[Edit], float], *, include_uce: bool = False) -> Edit:
-    """The candidate with the lowest ``score`` (e.g. a judge's detection rate), earliest on ties.
-
-    The reference saves an epoch only when its validation rate is strictly lower than every
-    earlier one; epoch 0 (UCE alone) is scored but not a candidate unless ``include_uce``.
-    """
-    candidates = list(edit.candidates) or [edit]
-    if not include_uce and len(candidates) > 1:
-        candidates = candidates[1:]
-    scores = [score(c) for c in candidates]
-    best = candidates[scores.index(min(scores))]
-    return replace(best, info={**best.info, "selected_by_score": min(scores), "epoch_scores": scores})
+    """The epoch with the lowest ``score``, earliest on ties; epoch 0 (UCE alone) only if ``include_uce``
+    (:func:`erasekit.methods.selection.select_candidate`, in RECE's words)."""
+    return select_candidate(edit, score, include_first=include_uce)

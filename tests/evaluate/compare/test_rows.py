@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 from PIL import Image
 
+import erasekit
 import erasekit.attacks
 from erasekit import methods, worlds
 from erasekit.errors import ConfigError, UnknownMethodError
@@ -56,7 +57,9 @@ def test_specs_split_on_commas_that_start_a_new_method():
 
 
 def test_variants_are_the_registrys():
-    assert compare.variants() == {"esd-x": ("esd", {"variant": "x"}), "esd-u": ("esd", {"variant": "u"})}
+    found = compare.variants()
+    assert found["esd-x"] == ("esd", {"variant": "x"}) and found["esd-u"] == ("esd", {"variant": "u"})
+    assert all(methods.get(method).variants[v] == overrides for v, (method, overrides) in found.items())
 
 
 @pytest.mark.parametrize(
@@ -102,6 +105,33 @@ def test_a_method_without_a_preserve_term_gets_no_preserve_set(tmp_path, erased,
     assert len(erased) == 3  # an edit already made is not made again
 
 
+def test_an_edit_with_epochs_to_choose_among_keeps_the_one_val_scores_lowest(tmp_path, tiny_pipe):
+    sc = compare.scenario("van gogh")
+    scores = {0: 0.0, 1: 0.4, 2: 0.1, 3: 0.3}  # epoch 0 (UCE alone) is the starting point, not a choice
+    spec = compare.parse_method("rece:epochs=3")
+    path = rows.erase_once(tiny_pipe, sc, spec, tmp_path / "e.safetensors", choose=lambda e: scores[e.info["epoch"]])
+    edit = erasekit.Edit.load(path)
+    assert edit.info["epoch"] == 2 and edit.info["candidate_scores"] == [0.4, 0.1, 0.3]
+
+
+def test_candidates_are_scored_on_the_val_prompts_only(tiny_pipe):
+    sc = compare.scenario("van gogh")
+    shown: list[str] = []
+
+    class Recording:  # the tiny U-Net under the edit, images recorded instead of drawn
+        unet = tiny_pipe.unet
+
+        def __call__(self, prompts, **kwargs):
+            shown.extend(prompts)
+            return SimpleNamespace(images=[Image.new("RGB", (8, 8))] * len(prompts))
+
+    judge = SimpleNamespace(detects=lambda images, concept: [True, False] * (len(images) // 2))
+    edit = erasekit.erase(tiny_pipe, ["van gogh"], "uce")
+    assert rows.val_detection(Recording(), judge, sc, 4, edit) == 0.5
+    split = compare.splits(sc, 4, n_tuning=4)
+    assert shown and set(shown) <= set(split["val"]) and not set(shown) & set(split["test"])
+
+
 @pytest.fixture
 def attacked(monkeypatch):
     """erasekit.attacks.attack replaced by a fake that records its arguments; half of its prompts succeed."""
@@ -133,7 +163,7 @@ def test_attacks_get_the_test_target_prompts_once_per_attack_seed_and_pool_them(
     sc = compare.scenario("van gogh")
     settings = compare.Settings(n_prompts=4, attack_seeds=3, seed=7, attacks=("soft_prompt",))
     fake_eval = {"metrics": {}, "thumbs": {}}
-    monkeypatch.setattr(rows, "erase_once", lambda pipe, sc, spec, path: path.write_bytes(b"") or path)
+    monkeypatch.setattr(rows, "erase_once", lambda pipe, sc, spec, path, **kw: path.write_bytes(b"") or path)
     monkeypatch.setattr(rows.Edit, "load", lambda path: SimpleNamespace(info={"edit_s": 0.5}))
     monkeypatch.setattr(rows, "_evaluate", lambda *args: fake_eval)
     row = rows.compute_row(None, None, sc, compare.parse_method("uce"), settings, tmp_path / "row", lambda step: None)

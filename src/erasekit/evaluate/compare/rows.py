@@ -19,16 +19,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from erasekit import attacks, methods
 from erasekit.api import erase
 from erasekit.config import check_count, renamed
 from erasekit.edit import Edit
 from erasekit.io import atomic_write, parse_assignments
+from erasekit.methods.selection import select_candidate
 from erasekit.metrics import mace_h_o
 from erasekit.metrics.intervals import Rate
 
 from ..evaluation import evaluate
 from ..prompt_sets import PromptRow
+from ..protocols import load_protocol
 from ..report import thumbnail_uri, write_json
 from ..store import ImageStore
 from ..work import WorkItem
@@ -168,11 +172,13 @@ def compute_row(pipe: Any, judge: Any, sc: Scenario, spec: MethodSpec, settings:
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     progress("erase")
-    edit_path = erase_once(pipe, sc, spec, folder / "edit.safetensors")
+    choose = functools.partial(val_detection, pipe, judge, sc, settings.tuning_prompts)
+    edit_path = erase_once(pipe, sc, spec, folder / "edit.safetensors", choose=choose)
     edit = Edit.load(edit_path)  # the same object on a resume: the evaluation's folder is keyed by its id
     row: dict[str, Any] = {"scenario": sc.name, "method": spec.label, "concepts": list(sc.concepts),
                            "attacked": list(sc.attacked), "settings": settings_for(spec, sc),
-                           "edit_s": edit.info["edit_s"], "edit_bytes": edit_path.stat().st_size}  # fmt: skip
+                           "edit_s": edit.info["edit_s"], "edit_bytes": edit_path.stat().st_size,
+                           "val_scores": edit.info.get("candidate_scores")}  # fmt: skip
     progress("evaluate")
     row.update(_evaluate(pipe, judge, sc, edit, settings, folder))
     row["attack_s"] = {}
@@ -192,16 +198,39 @@ def compute_row(pipe: Any, judge: Any, sc: Scenario, spec: MethodSpec, settings:
     return row
 
 
-def erase_once(pipe: Any, sc: Scenario, spec: MethodSpec, path: Path) -> Path:
+def erase_once(
+    pipe: Any, sc: Scenario, spec: MethodSpec, path: Path, *, choose: Callable[[Edit], float] | None = None
+) -> Path:
     """Erases the scenario's concepts into ``path`` unless a previous run did; a method without a
     preserve term (``takes_preserve=False``) gets no preserve set. The concepts and the preserve set are all
-    a method is given: never a prompt of the val or test split."""
+    a method is given: never a prompt of the val or test split. An edit with more than one candidate to
+    choose among (RECE's epochs after the first) is replaced by the one ``choose`` scores lowest
+    (:func:`val_detection`: on the val prompts, never the test ones)."""
     if not path.is_file():
         preserve = preserve_set(sc) if methods.get(spec.method).takes_preserve else []
         edit = erase(pipe, list(sc.concepts), spec.method, preserve=preserve, settings=settings_for(spec, sc),
                      **spec.overrides)  # fmt: skip
+        if choose is not None and len(edit.candidates) > 2:  # the first is the starting point, not a choice
+            edit = select_candidate(edit, choose)
         edit.save(path)
     return path
+
+
+def val_detection(pipe: Any, judge: Any, sc: Scenario, n: int, edit: Edit) -> float:
+    """The detection rate of the scenario's concepts under ``edit`` on their ``val`` target and generality
+    prompts (``n`` per group, one image each, the protocol's sampling): what a candidate is chosen by."""
+    world, sampling = get_world(sc.world), load_protocol(sc.protocol).generation
+    found: list[bool] = []
+    edit.apply(pipe)
+    try:
+        for concept in sc.concepts:
+            prompts = [p for g, p, _ in world.suite_rows(concept, n=n, split="val") if g in ("target", "generality")]
+            images = pipe(prompts, num_inference_steps=sampling.steps, guidance_scale=sampling.guidance,
+                          generator=torch.Generator().manual_seed(0)).images  # fmt: skip
+            found += [bool(v) for v in judge.detects(images, concept)]
+    finally:
+        edit.remove(pipe)
+    return sum(found) / len(found)
 
 
 def _evaluate(pipe: Any, judge: Any, sc: Scenario, edit: Edit, settings: Settings, folder: Path) -> dict[str, Any]:
