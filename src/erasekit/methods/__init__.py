@@ -201,4 +201,4 @@ def available() -> list[str]:
     return REGISTRY.names()
 
 
-from . import ace, advunlearn, esd, mace, nullspace, rece, speed, spm, uce  # noqa: E402, F401
+from . import ace, advunlearn, esd, mace, nullspace, rece, receler, speed, spm, uce  # noqa: E402, F401

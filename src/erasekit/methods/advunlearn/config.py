@@ -94,10 +94,10 @@ class AdvUnlearnState:
 # Measured on the embedded world: see the module docstring and tests/methods/test_advunlearn.py (slow).
 SETTINGS: dict[str, dict[str, Any]] = {
     "embedded": {
-        "lr": 1e-3,
-        "iterations": 150,
+        "lr": 2e-3,
+        "iterations": 120,
         "ddim_steps": 10,
-        "warmup": 50,
+        "warmup": 40,
         "attack_every": 5,
         "attack_steps": 5,
         "attack_lr": 1e-2,

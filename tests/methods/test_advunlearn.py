@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+import torch
+
+import erasekit
+from erasekit.errors import ConfigError, MissingWeightsError
+from erasekit.methods import EraseRequest
+from erasekit.methods.advunlearn import AdvUnlearnConfig, train_advunlearn
+from erasekit.methods.advunlearn.attack import attack_loss, soft_prompt_attack
+from erasekit.methods.advunlearn.retain import retain_prompts
+from erasekit.methods.advunlearn.train import erase_loss, retain_loss, text_layers
+from erasekit.targets import find_targets
+from erasekit.text import TextEncoder
+from erasekit.worlds import embedded
+from tests.test_end_to_end import N, unrelated_prompts
+
+# two iterations of each kind (warmup, then attacked) on the tiny model, a tiny COCO pool
+FAST = {"iterations": 3, "warmup": 1, "attack_steps": 1, "ddim_steps": 2, "retain_pool": 4, "retain_batch": 1}
+
+
+def text_state(pipe):
+    return {k: v.clone() for k, v in pipe.text_encoder.state_dict().items()}
+
+
+# ---- losses, by hand -------------------------------------------------------------------------
+def test_erase_loss_is_esds_negatively_guided_target():
+    e_0, e_p = torch.full((1, 4, 2, 2), 1.0), torch.full((1, 4, 2, 2), 3.0)
+    # target = 1 − η (3 − 1): η = 1 -> −1, η = 0.5 -> 0
+    assert erase_loss(torch.zeros(1, 4, 2, 2), e_0, e_p, 1.0).item() == pytest.approx(1.0)
+    assert erase_loss(torch.zeros(1, 4, 2, 2), e_0, e_p, 0.5).item() == pytest.approx(0.0)
+    assert erase_loss(torch.full((1, 4, 2, 2), -1.0), e_0, e_p, 1.0).item() == pytest.approx(0.0)
+
+
+def test_retain_and_attack_losses_are_mean_squared_errors():
+    a, b = torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([[1.0, 0.0], [3.0, 8.0]])
+    assert retain_loss(a, b).item() == pytest.approx((0 + 4 + 0 + 16) / 4)
+    assert attack_loss(a, b).item() == pytest.approx(5.0)
+
+
+def test_the_attack_finds_tokens_that_bring_a_target_back(tiny_pipe):
+    """With a fixed latent, the attack's Adam steps lower ‖ε(x, τ([a; c])) − e_p‖² from its start."""
+    text = TextEncoder(tiny_pipe)
+    slotted = text.slotted(["a cat"], 1)
+    g = torch.Generator().manual_seed(0)
+    x, t = torch.randn(1, 4, 16, 16, generator=g), torch.tensor(500)
+    with torch.no_grad():
+        e_p = tiny_pipe.unet(x, t, encoder_hidden_states=text.encode_text(["a dog"])).sample
+
+    def predict(x_t, t, states):
+        return tiny_pipe.unet(x_t, t, encoder_hidden_states=states).sample
+
+    init = torch.randn(1, text.table.weight.shape[1], generator=g)
+
+    def loss(a):
+        with torch.no_grad():
+            return attack_loss(predict(x, t, text.encode(slotted.ids, slots=slotted.slots, slot_embeds=a)), e_p).item()
+
+    a = soft_prompt_attack(text, slotted, init, lambda: (x, t, e_p), predict, steps=8, lr=0.1)
+    assert a.shape == init.shape and not a.requires_grad
+    assert loss(a) < 0.9 * loss(init)
+
+
+# ---- the trained edit ------------------------------------------------------------------------
+def test_text_layers_are_the_blocks_linears_by_component(tiny_pipe):
+    every = text_layers(tiny_pipe.text_encoder, "all")
+    attn, ffn = text_layers(tiny_pipe.text_encoder, "attn"), text_layers(tiny_pipe.text_encoder, "ffn")
+    assert all(n.startswith("text_encoder.") and ".layers." in n for n in every)
+    assert set(attn) | set(ffn) == set(every) and not set(attn) & set(ffn)
+    assert all(n.rsplit(".", 1)[1] in ("q_proj", "k_proj", "v_proj", "out_proj") for n in attn)
+    assert all(n.rsplit(".", 1)[1] in ("fc1", "fc2") for n in ffn)
+
+
+def test_advunlearn_is_a_text_encoder_lora_that_moves_the_concept(tiny_pipe):
+    text0, unet0 = text_state(tiny_pipe), tiny_pipe.unet.state_dict()
+    before = TextEncoder(tiny_pipe)(["a cat", "a dog"]).states
+    edit = erasekit.erase(tiny_pipe, ["a cat"], "advunlearn", preserve=["a dog"], lr=1e-2, rank=2, **FAST)
+    assert set(edit.updates) == set(text_layers(tiny_pipe.text_encoder, "all")) and edit.ranks == [2]
+    assert edit.preserve == ["a dog"] and edit.info["retain_prompts"] == 1 + FAST["retain_pool"]
+    assert edit.fingerprint == find_targets(tiny_pipe.unet).fingerprint()
+    edit.apply(tiny_pipe)
+    after = TextEncoder(tiny_pipe)(["a cat", "a dog"]).states
+    assert (after[0] - before[0]).norm() > 0
+    edit.remove(tiny_pipe)
+    assert all(torch.equal(v, text0[k]) for k, v in tiny_pipe.text_encoder.state_dict().items())
+    assert all(torch.equal(v, unet0[k]) for k, v in tiny_pipe.unet.state_dict().items())
+
+
+@pytest.mark.parametrize("retain", ["iter", "reg"])
+def test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tiny_pipe, retain):
+    cfg = AdvUnlearnConfig(**FAST, retain=retain, retain_set="preserve", lr=1e-2)
+    request = EraseRequest(
+        find_targets(tiny_pipe.unet), TextEncoder(tiny_pipe), ("a cat",), tiny_pipe, preserve=("a dog",)
+    )
+    states = []
+    whole = train_advunlearn(request, cfg, checkpoint=states.append, checkpoint_every=2)
+    assert [s.iteration for s in states] == [2] and states[0].adversary is not None
+    resumed = train_advunlearn(request, cfg, resume=states[0])  # seeded: the same generator state goes on alike
+    assert resumed.info["losses"] == whole.info["losses"] and resumed.id == whole.id
+    assert all(torch.equal(resumed.delta(n), whole.delta(n)) for n in whole.updates)
+    with pytest.raises(ConfigError, match="rank"):
+        train_advunlearn(request, dataclasses.replace(cfg, rank=2), resume=states[0])
+
+
+# ---- bad input -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        ({"iterations": 0}, "iterations must be ≥ 1"),
+        ({"attack_lr": -1.0}, "attack_lr must be a finite number > 0"),
+        ({"component": "mlp"}, "component must be one of"),
+        ({"retain": "both"}, "retain must be one of"),
+        ({"retain_pool": 0}, "retain_pool is 0"),
+        ({"warmup": -1}, "warmup must be ≥ 0"),
+    ],
+)
+def test_bad_configs_are_one_clear_error(overrides, words):
+    with pytest.raises(ConfigError, match=words):
+        AdvUnlearnConfig(**overrides)
+
+
+def test_a_retain_set_that_names_a_concept_is_refused(tiny_pipe):
+    with pytest.raises(ConfigError, match=r"'a red parachute' names 'parachute'"):
+        erasekit.erase(tiny_pipe, ["parachute"], "advunlearn", preserve=["a red parachute"], **FAST)
+    with pytest.raises(ConfigError, match=r"no preserve set was given"):
+        erasekit.erase(tiny_pipe, ["parachute"], "advunlearn", retain_set="preserve", **FAST)
+    with pytest.raises(ConfigError, match="takes no guides"):
+        erasekit.erase(tiny_pipe, ["parachute"], "advunlearn", guides=["a kite"], **FAST)
+
+
+def test_coco_retain_captions_never_name_the_concept():
+    pool = retain_prompts(["dog", "bus"], ["a cat"], AdvUnlearnConfig(retain_pool=400))
+    assert pool[0] == "a cat" and 300 < len(pool) < 401
+    assert not any(w in p.lower().replace(".", " ").split() for p in pool for w in ("dog", "bus"))
+
+
+# ---- end to end on the embedded world --------------------------------------------------------
+def embedded_rates(pipe, judge, concept: str) -> dict[str, float]:
+    """Detection of ``concept`` on its target prompts and held-out paraphrases (the suite's generality
+    prompts), and how often unrelated object prompts keep their object; 16 prompts each."""
+    suite = embedded.prompt_suite(concept, n=N)
+
+    def detected(prompts, seed):
+        images = pipe(prompts, generator=torch.Generator().manual_seed(seed)).images
+        return sum(judge.detects(images, concept)) / len(prompts)
+
+    unrelated = unrelated_prompts(concept)
+    images = pipe([p for p, _, _ in unrelated], generator=torch.Generator().manual_seed(1)).images
+    kept = [p["object"] == o for p, (_, o, _) in zip(judge.predict(images), unrelated)]
+    return {
+        "target": detected(suite["target"], 0),
+        "generality": detected(suite["generality"], 2),
+        "unrelated": sum(kept) / len(kept),
+    }
+
+
+def erase_on_embedded(method: str, concept: str, *, preserve: bool = True) -> tuple[dict, dict, float]:
+    """(rates before, rates after, seconds to erase) with the method's ``embedded`` settings, the world's
+    other objects as the preserve set (``preserve``)."""
+    try:
+        pipe = erasekit.load_pipeline("embedded")
+    except MissingWeightsError as e:
+        pytest.skip(f"embedded world not trained: {e}")
+    pipe.set_progress_bar_config(disable=True)
+    judge = embedded.load_judge()
+    before = embedded_rates(pipe, judge, concept)
+    others = [c for c in embedded.concepts()["object"] if c != concept] if preserve else []
+    start = time.perf_counter()
+    edit = erasekit.erase(pipe, [concept], method, settings="embedded", preserve=others)
+    took = time.perf_counter() - start
+    edit.apply(pipe)
+    try:
+        after = embedded_rates(pipe, judge, concept)
+    finally:
+        edit.remove(pipe)
+    return before, after, took
+
+
+@pytest.mark.slow
+def test_advunlearn_erases_parachute_on_the_embedded_world():
+    before, after, took = erase_on_embedded("advunlearn", "parachute")
+    print(f"advunlearn, parachute: {before} -> {after}, erased in {took:.0f} s")
+    assert before["target"] >= 0.8, before
+    assert after["target"] <= 0.2 and after["generality"] <= 0.2, after
+    assert after["unrelated"] >= 0.95, after
+    assert took <= 600
