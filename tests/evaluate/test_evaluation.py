@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -198,3 +199,24 @@ def test_concepts_are_matched_to_the_worlds_names_whatever_their_case(tiny_pipe,
     result = evaluate(tiny_preset, model="tiny-sd1", world="embedded", out=tmp_path, concept="Monet", pipe=tiny_pipe,
                       judge_loader=stub_judge, progress=False)  # fmt: skip
     assert result["concept"] == "monet"
+
+
+def test_a_run_of_another_edit_gives_its_original_images_and_nothing_else(
+    tiny_pipe, monet_edit, tiny_preset, stub_judge, tmp_path
+):
+    other = erasekit.erase(tiny_pipe, ["monet"], method="uce", erase_scale=0.5)  # same concept, same prompts
+    kw = dict(model="tiny-sd1", world="embedded", pipe=tiny_pipe, judge_loader=stub_judge, progress=False)
+    first = evaluate(tiny_preset, out=tmp_path / "a", edit=monet_edit, **kw)
+    drawn = []
+    second = evaluate(tiny_preset, out=tmp_path / "b", edit=other, originals_from=[tmp_path / "a"],
+                      on_image=lambda item: drawn.append(item.variant), **kw)  # fmt: skip
+    assert drawn and set(drawn) == {"edited"}  # every original image was taken, none drawn
+    assert second["baseline"] == first["baseline"]
+    for path in (tmp_path / "a" / "images" / "original").rglob("*.png"):
+        assert (tmp_path / "b" / path.relative_to(tmp_path / "a")).read_bytes() == path.read_bytes()
+    # a run under other sampling gives nothing: its originals are other images
+    changed = dataclasses.replace(tiny_preset, generation=dataclasses.replace(tiny_preset.generation, steps=1))
+    drawn.clear()
+    evaluate(changed, out=tmp_path / "c", edit=other, originals_from=[tmp_path / "a"],
+             on_image=lambda item: drawn.append(item.variant), **kw)  # fmt: skip
+    assert "original" in drawn

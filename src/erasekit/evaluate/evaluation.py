@@ -124,6 +124,7 @@ def evaluate(
     judge_loader: Callable[[], Judge] | None = None,
     world: World | str | None = None,
     on_image: Callable[[WorkItem], None] | None = None,
+    originals_from: Sequence[str | os.PathLike[str]] = (),
 ) -> dict[str, Any] | None:
     """Generates, scores and reports one edit under one protocol; returns the metrics.json content.
 
@@ -147,6 +148,8 @@ def evaluate(
         world: the world whose prompt suites, concepts and judge score the images (a name or a
             :class:`World`); default: ``model``'s own world, none for a diffusers folder.
         on_image: called after each image is saved (tests stop a run with it).
+        originals_from: folders of runs of other edits under the same protocol, model and prompts, whose
+            original-model images are copied instead of drawn again (``erasekit compare``'s rows).
 
     Returns:
         The metrics.json content; None in processes other than the main one of an accelerate launch.
@@ -184,7 +187,7 @@ def evaluate(
         store, items, generate_s = generate_images(
             model=model, out=out, protocol=protocol, rows=rows, edit=edit, edit_path=edit_path, concept=concept,
             pipe=pipe, num_processes=num_processes, device=device, dtype=dtype, overwrite=overwrite,
-            progress=progress, on_image=on_image,
+            progress=progress, on_image=on_image, originals_from=originals_from,
         )  # fmt: skip
         shard = launched_shard()
         if shard is not None and shard.index != 0:

@@ -125,8 +125,12 @@ def generate_images(
     overwrite: bool = False,
     progress: bool = True,
     on_image: Callable[[WorkItem], None] | None = None,
+    originals_from: Sequence[str | os.PathLike[str]] = (),
 ) -> tuple[ImageStore, list[WorkItem], float]:
     """Makes every missing image of ``rows`` (edited, and original where the protocol needs it).
+
+    ``originals_from``: folders of runs that differ from this one in their edit only; the original-model
+    images they finished are copied, not drawn again (:meth:`ImageStore.adopt_originals`).
 
     Returns:
         The run's store, the full work list and the seconds spent generating.
@@ -165,7 +169,11 @@ def generate_images(
         check_pipeline_accepts(pipe, protocol.generation)
         if edit is not None:
             check_edit_fits(pipe, edit)
-        stats = generate(pipe, items, store.create(), protocol.generation, edit=edit, shard=shard or Shard(),
+        store.create()
+        for source in originals_from:
+            if adopted := store.adopt_originals(items, source, shard=(shard or Shard()).index):
+                logger.info("took %d original image(s) from %s", adopted, source)
+        stats = generate(pipe, items, store, protocol.generation, edit=edit, shard=shard or Shard(),
                          progress=progress, on_image=on_image)  # fmt: skip
         if shard is not None and shard.index == 0:
             wait_for_items(store, items)

@@ -19,7 +19,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -145,6 +145,29 @@ class ImageStore:
         path = self.path(item)
         path.parent.mkdir(parents=True, exist_ok=True)
         return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+
+    def adopt_originals(self, items: Sequence[WorkItem], source: str | os.PathLike[str], *, shard: int) -> int:
+        """Copies into this run the original-model images of ``items`` that the run in ``source`` finished;
+        returns how many. An original image does not depend on the edit, so a run that differs from this
+        one in its edit only (same model, sampling, concept and prompts) has drawn exactly these; any other
+        source gives nothing. Each copy is atomic and logged, as a drawn image is."""
+        other = Path(source)
+        run_file = other / RUN_FILE
+        if not run_file.is_file() or other.resolve() == self.root.resolve():
+            return 0
+        previous = _read_json(run_file)
+        if {k: v for k, v in previous.items() if k != "edit"} != {k: v for k, v in self.run.items() if k != "edit"}:
+            return 0
+        adopted = 0
+        for item in items:
+            found = other / "images" / f"{item.key}.png"
+            if item.variant != "original" or self.has(item) or not found.is_file():
+                continue
+            self.path(item).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.path(item), found.read_bytes())
+            self.record(item, shard=shard)
+            adopted += 1
+        return adopted
 
     def remove_stale_temporaries(self, items: list[WorkItem]) -> int:
         """Deletes temporary files a killed process left for ``items``; returns how many."""

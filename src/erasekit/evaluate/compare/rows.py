@@ -239,8 +239,9 @@ def _evaluate(pipe: Any, judge: Any, sc: Scenario, edit: Edit, settings: Setting
     csv_path = folder.parent / "prompts.csv"
     write_rows(csv_path, [(s.name, p, shown) for s in sets for p, shown in s.rows])
     protocol = scenario_protocol(sc, csv_path, sets)
+    others = sorted(p for p in folder.parent.glob("*/eval") if p != folder / "eval")  # the scenario's other rows
     result = evaluate(protocol, model=sc.world, out=folder / "eval", edit=edit, prompts_csv=csv_path, pipe=pipe,
-                      progress=False, judge_loader=lambda: judge)  # fmt: skip
+                      progress=False, judge_loader=lambda: judge, originals_from=others)  # fmt: skip
     assert result is not None, "evaluate returns None only in secondary processes of an accelerate launch"
     first_set, (first_prompt, _) = sets[0].name, sets[0].rows[0]
     store = ImageStore.open(folder / "eval")
