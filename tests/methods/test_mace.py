@@ -314,9 +314,10 @@ def test_mace_erases_parachute_on_the_embedded_world(world):
 def test_mace_erases_multi10_in_one_call(world):
     pipe, judge, embedded = world
     concepts = list(erasekit.worlds.get("embedded").scenarios()["multi10"]["concepts"])
+    preserve = [c for names in embedded.concepts().values() for c in names if c not in (*concepts, "person")]
     before = {c: _rate(pipe, judge, embedded.prompt_suite(c, n=N)["target"], c) for c in concepts}
     start = time.perf_counter()
-    edit = erasekit.erase(pipe, concepts, "mace", settings="embedded")
+    edit = erasekit.erase(pipe, concepts, "mace", settings="embedded", preserve=preserve)
     seconds = time.perf_counter() - start
     edit.apply(pipe)
     try:
@@ -329,4 +330,5 @@ def test_mace_erases_multi10_in_one_call(world):
         {c: f"{before[c]:.2f} -> {after[c]:.2f}" for c in concepts},
         f"unrelated {kept:.2f}, {seconds:.0f} s",
     )
-    assert sum(after.values()) / len(after) <= 0.2 and max(after.values()) <= 0.5
+    assert sum(before.values()) / len(before) >= 0.8
+    assert sum(after.values()) / len(after) <= 0.25 and kept >= 0.8 and seconds <= 600
