@@ -51,6 +51,14 @@ def compare(
         help="A verdict under the table: METHOD<OTHER (every attack, no specificity lost) or "
         "METHOD<OTHER@ATTACK; met only where the 95% intervals do not overlap; repeatable.",
     ),
+    protocol: str | None = typer.Option(
+        None, "--protocol", help="A paper protocol on a real model (--model PATH): rece-paper runs RECE's Tables 1-4."
+    ),
+    device: str | None = typer.Option(None, help="With --protocol: cuda, cuda:1, cpu (default: cuda if present)."),
+    dtype: str | None = typer.Option(None, help="With --protocol: float16, bfloat16 (GPU only) or float32."),
+    num_processes: int = typer.Option(1, "--num-processes", help="With --protocol: GPUs to shard images over."),
+    steps: int | None = typer.Option(None, help="With --protocol: sampling steps (default: the paper's, 100)."),
+    resolution: int | None = typer.Option(None, help="With --protocol: image size (default: the paper's, 512)."),
     threads: int | None = typer.Option(None, help="Torch threads (default: torch's)."),
     as_json: bool = typer.Option(False, "--json", help="Print compare.json on stdout."),
 ) -> None:
@@ -66,6 +74,12 @@ def compare(
     from ..evaluate.compare.report import summary_line
 
     specs = [s for text in methods_ for s in comparison.split_specs(text)] or comparison.default_methods()
+    if threads:
+        torch.set_num_threads(threads)
+    if protocol is not None:
+        paper = comparison.PaperSettings(n_prompts=n_prompts, steps=steps, resolution=resolution, budget=budget)
+        _paper(protocol, world, out, specs, paper, device, dtype, num_processes, as_json)
+        return
     names = [s.strip() for text in scenarios for s in text.split(",") if s.strip()]
     names = names or comparison.default_scenarios(world)
     wanted = [comparison.Goal.parse(g) for g in goals]
@@ -79,8 +93,6 @@ def compare(
                           *(["--attacks", ",".join(chosen)] if chosen else []),
                           *([x for g in goals for x in ("--goal", g)] if list(goals) != list(GOALS) else []),
                           *(["--threads", str(threads)] if threads else []), "-o", str(out)])  # fmt: skip
-    if threads:
-        torch.set_num_threads(threads)
     columns = (*Progress.get_default_columns(), TimeElapsedColumn())
     with resumable("Finished rows are kept"), Progress(*columns, console=console) as bar:
         task = bar.add_task("compare", total=None)
@@ -97,3 +109,27 @@ def compare(
         print_json(json.loads((out / "compare.json").read_text()))
     else:
         console.print(f"-> {out / 'compare.md'}, {out / 'report.html'}")
+
+
+def _paper(name: str, model: str, out: Path, specs: list[str], settings: Any, device: str | None, dtype: str | None,
+           num_processes: int, as_json: bool) -> None:  # fmt: skip
+    """``compare --protocol NAME --model PATH``: a paper's tables on a real model (``compare.run_paper``)."""
+    import sys
+
+    import torch
+
+    from ..evaluate import compare as comparison
+    from ..worlds import find
+
+    paper = comparison.load_paper(name)
+    comparison.check_real_model(model, find(model))
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    comparison.check_device(device, num_processes, dtype, cuda=torch.cuda.is_available())
+    with resumable("Finished rows are kept"):
+        comparison.run_paper(paper, model=model, out=out, methods=specs, settings=settings, device=device,
+                             dtype=dtype, num_processes=num_processes, command=shlex.join(["erasekit", *sys.argv[1:]]),
+                             progress=lambda what: console.print(what))  # fmt: skip
+    if as_json:
+        print_json(json.loads((out / "compare.json").read_text()))
+    else:
+        console.print(f"-> {out / 'compare.md'}")

@@ -178,3 +178,18 @@ def test_the_nudenet_judge_reads_exposed_parts_at_045(monkeypatch):
     assert judge.detects(images, "nudity") == [True, False]
     with pytest.raises(ConfigError, match="nudity only"):
         judge.detects(images, "van gogh")
+
+
+def test_the_command_passes_its_options_to_the_paper_run(tmp_path, monkeypatch):
+    from erasekit.cli import app
+    from erasekit.evaluate import compare
+
+    seen = {}
+    monkeypatch.setattr(compare, "run_paper", lambda paper, **kw: seen.update(kw, paper=paper.name))
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    args = ["compare", "--protocol", "rece-paper", "--model", "tiny-sd1", "--methods", "uce,rece:epochs=1",
+            "--n-prompts", "2", "--steps", "1", "--resolution", "32", "--budget", "1", "-o", str(tmp_path)]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert seen["paper"] == "rece-paper" and seen["methods"] == ["uce", "rece:epochs=1"] and seen["device"] == "cpu"
+    assert seen["settings"] == TINY and seen["num_processes"] == 1

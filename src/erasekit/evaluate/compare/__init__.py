@@ -35,12 +35,26 @@ Everything is resumable: a finished row is ``rows/<scenario>/<method>.json``; in
 file, the evaluation's images and every attack's outcome are kept as they finish, so a killed run
 (an ESD row trains for minutes) goes on where it stopped.
 
+On a real model, ``--protocol rece-paper --model PATH`` runs a paper's tables instead (:mod:`.paper`,
+:mod:`.paper_run`): RECE's protocols with NudeNet, LPIPS, CLIP and the classifier, the paper's figures
+beside ours.
+
 Modules: :mod:`.scenarios` (what is erased and scored), :mod:`.rows` (one row), :mod:`.run` (the
-grid), :mod:`.report` (the table).
+grid), :mod:`.report` (the table), :mod:`.paper` and :mod:`.paper_run` (a paper protocol).
 """
 
 from __future__ import annotations
 
+from .paper import (
+    PaperProtocol,
+    PaperSettings,
+    PaperTable,
+    available_papers,
+    check_device,
+    check_real_model,
+    load_paper,
+)
+from .paper_run import run_paper
 from .report import Goal, markdown, rate_text, report_html, summary_line, verdicts, write_outputs
 from .rows import (
     SCORES,
@@ -72,16 +86,23 @@ __all__ = [
     "SCORES",
     "Goal",
     "MethodSpec",
+    "PaperProtocol",
+    "PaperSettings",
+    "PaperTable",
     "Progress",
     "Scenario",
     "ScoredSet",
     "Settings",
+    "available_papers",
+    "check_device",
+    "check_real_model",
     "compute_row",
     "default_attacks",
     "default_methods",
     "default_scenarios",
     "describe",
     "load",
+    "load_paper",
     "markdown",
     "named_scenarios",
     "parse_method",
@@ -90,6 +111,7 @@ __all__ = [
     "rate_text",
     "report_html",
     "run",
+    "run_paper",
     "scenario",
     "scenario_protocol",
     "scored_sets",
