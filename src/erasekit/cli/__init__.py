@@ -14,7 +14,7 @@ import typer
 from rich.logging import RichHandler
 
 from .._version import __version__
-from . import attack, compare, demo, erase, evaluate, export, info
+from . import attack, compare, demo, erase, evaluate, export, info, tune
 from ._common import console, errors_as_messages
 
 app = typer.Typer(
@@ -53,6 +53,7 @@ for _name, _command in {
     "evaluate": evaluate.evaluate,
     "generate": evaluate.generate,
     "compare": compare.compare,
+    "tune": tune.tune,
     "demo": demo.demo,
     "info": info.info,
     "methods": info.list_methods,

@@ -114,24 +114,6 @@ def test_an_edit_with_epochs_to_choose_among_keeps_the_one_val_scores_lowest(tmp
     assert edit.info["epoch"] == 2 and edit.info["candidate_scores"] == [0.4, 0.1, 0.3]
 
 
-def test_candidates_are_scored_on_the_val_prompts_only(tiny_pipe):
-    sc = compare.scenario("van gogh")
-    shown: list[str] = []
-
-    class Recording:  # the tiny U-Net under the edit, images recorded instead of drawn
-        unet = tiny_pipe.unet
-
-        def __call__(self, prompts, **kwargs):
-            shown.extend(prompts)
-            return SimpleNamespace(images=[Image.new("RGB", (8, 8))] * len(prompts))
-
-    judge = SimpleNamespace(detects=lambda images, concept: [True, False] * (len(images) // 2))
-    edit = erasekit.erase(tiny_pipe, ["van gogh"], "uce")
-    assert rows.val_detection(Recording(), judge, sc, 4, edit) == 0.5
-    split = compare.splits(sc, 4, n_tuning=4)
-    assert shown and set(shown) <= set(split["val"]) and not set(shown) & set(split["test"])
-
-
 @pytest.fixture
 def attacked(monkeypatch):
     """erasekit.attacks.attack replaced by a fake that records its arguments; half of its prompts succeed."""

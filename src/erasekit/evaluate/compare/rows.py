@@ -19,8 +19,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from erasekit import attacks, methods
 from erasekit.api import erase
 from erasekit.config import check_count, renamed
@@ -32,11 +30,11 @@ from erasekit.metrics.intervals import Rate
 
 from ..evaluation import evaluate
 from ..prompt_sets import PromptRow
-from ..protocols import load_protocol
 from ..report import thumbnail_uri, write_json
 from ..store import ImageStore
 from ..work import WorkItem
 from .scenarios import Scenario, ScoredSet, get_world, preserve_set, scenario_protocol, scored_sets
+from .tuning import val_detection
 
 SCORES = ("efficacy", "generality", "specificity_kept", "specificity_unseen")
 # (full, quick): test prompts per set, seeds per attack; fit and val prompts per group. One quick attack seed: with
@@ -214,23 +212,6 @@ def erase_once(
             edit = select_candidate(edit, choose)
         edit.save(path)
     return path
-
-
-def val_detection(pipe: Any, judge: Any, sc: Scenario, n: int, edit: Edit) -> float:
-    """The detection rate of the scenario's concepts under ``edit`` on their ``val`` target and generality
-    prompts (``n`` per group, one image each, the protocol's sampling): what a candidate is chosen by."""
-    world, sampling = get_world(sc.world), load_protocol(sc.protocol).generation
-    found: list[bool] = []
-    edit.apply(pipe)
-    try:
-        for concept in sc.concepts:
-            prompts = [p for g, p, _ in world.suite_rows(concept, n=n, split="val") if g in ("target", "generality")]
-            images = pipe(prompts, num_inference_steps=sampling.steps, guidance_scale=sampling.guidance,
-                          generator=torch.Generator().manual_seed(0)).images  # fmt: skip
-            found += [bool(v) for v in judge.detects(images, concept)]
-    finally:
-        edit.remove(pipe)
-    return sum(found) / len(found)
 
 
 def _evaluate(pipe: Any, judge: Any, sc: Scenario, edit: Edit, settings: Settings, folder: Path) -> dict[str, Any]:

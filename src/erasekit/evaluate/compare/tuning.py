@@ -1,0 +1,102 @@
+"""Hyper-parameters chosen on the ``val`` prompts, never on the ``test`` ones a comparison reports.
+
+An edit is scored on a scenario's val split as the table scores it on test (one image per prompt, the
+protocol's sampling): the detection of each erased concept on its val target prompts (efficacy, lower is
+better) and val paraphrases (generality, lower is better), and how often concepts no method was given
+still show on their own val prompts (specificity, higher is better). :func:`tune` erases every point of a
+grid and keeps the one with the best H_o of the three (MACE's harmonic mean), as the reference codes pick
+epochs and learning rates on held-out prompts. ``erasekit compare`` uses :func:`val_detection` to choose
+among an edit's candidates (RECE's epochs).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from erasekit.api import erase
+from erasekit.edit import Edit
+from erasekit.errors import ConfigError
+from erasekit.metrics import mace_h_o
+
+from ..protocols import load_protocol
+from .scenarios import Scenario, get_world, preserve_set, unseen_set
+
+UNSEEN_PER_CONCEPT = 2  # val prompts of each unseen concept: specificity over many concepts, few images each
+
+
+def _shown(pipe: Any, judge: Any, sc: Scenario, edit: Edit, prompts: Sequence[tuple[str, str]]) -> list[bool]:
+    """Whether each ``(prompt, concept)``'s image under ``edit`` shows its concept (seed 0, one image each)."""
+    sampling = load_protocol(sc.protocol).generation
+    found: list[bool] = []
+    edit.apply(pipe)
+    try:
+        for concept, group in itertools.groupby(prompts, key=lambda pc: pc[1]):
+            texts = [p for p, _ in group]
+            images = pipe(texts, num_inference_steps=sampling.steps, guidance_scale=sampling.guidance,
+                          generator=torch.Generator().manual_seed(0)).images  # fmt: skip
+            found += [bool(v) for v in judge.detects(images, concept)]
+    finally:
+        edit.remove(pipe)
+    return found
+
+
+def val_prompts(sc: Scenario, n: int, groups: Sequence[str]) -> list[tuple[str, str]]:
+    """``(prompt, concept)`` of the erased concepts' val prompts in ``groups`` (``n`` per group)."""
+    world = get_world(sc.world)
+    return [(p, c) for c in sc.concepts for g, p, _ in world.suite_rows(c, n=n, split="val") if g in groups]
+
+
+def val_detection(pipe: Any, judge: Any, sc: Scenario, n: int, edit: Edit) -> float:
+    """The detection rate of the scenario's concepts under ``edit`` on their ``val`` target and generality
+    prompts (``n`` per group): what a candidate is chosen by."""
+    found = _shown(pipe, judge, sc, edit, val_prompts(sc, n, ("target", "generality")))
+    return sum(found) / len(found)
+
+
+def val_scores(pipe: Any, judge: Any, sc: Scenario, n: int, edit: Edit) -> dict[str, float]:
+    """Efficacy, generality and specificity of ``edit`` on the val split, and their H_o."""
+    world = get_world(sc.world)
+    scores = {}
+    for score, group in (("efficacy", "target"), ("generality", "generality")):
+        found = _shown(pipe, judge, sc, edit, val_prompts(sc, n, (group,)))
+        scores[score] = sum(found) / len(found)
+    unseen = [(p, c) for c in unseen_set(sc)
+              for g, p, _ in world.suite_rows(c, n=UNSEEN_PER_CONCEPT, split="val") if g == "target"]  # fmt: skip
+    kept = _shown(pipe, judge, sc, edit, unseen)
+    scores["specificity"] = sum(kept) / len(kept)
+    scores["H_o"] = mace_h_o(scores["efficacy"], scores["specificity"], scores["generality"])
+    return scores
+
+
+def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the grid's values: ``{"lr": [1, 2], "k": [3]}`` -> ``[{lr: 1, k: 3}, {lr: 2, k: 3}]``.
+
+    Raises:
+        ConfigError: an empty grid or a name without values.
+    """
+    if not grid or any(len(v) == 0 for v in grid.values()):
+        raise ConfigError(f"a tuning grid needs at least one value per name, got {dict(grid)}; e.g. lr=3e-4,1e-3.")
+    return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+
+
+def tune(pipe: Any, judge: Any, sc: Scenario, method: str, grid: Mapping[str, Sequence[Any]], *, n: int,
+         settings: str | None = None, fixed: Mapping[str, Any] | None = None,
+         takes_preserve: bool = True) -> list[dict[str, Any]]:  # fmt: skip
+    """Erases ``sc``'s concepts with ``method`` at every grid point (on top of ``fixed``, e.g. a variant's
+    overrides) and scores each on the val split.
+
+    Returns:
+        One ``{"overrides", "val": {efficacy, generality, specificity, H_o}}`` per point, best H_o first
+        (the grid's order on ties).
+    """
+    preserve = preserve_set(sc) if takes_preserve else []
+    results = []
+    for overrides in grid_points(grid):
+        edit = erase(pipe, list(sc.concepts), method, preserve=preserve, settings=settings,
+                     **{**(fixed or {}), **overrides})  # fmt: skip
+        results.append({"overrides": overrides, "val": val_scores(pipe, judge, sc, n, edit)})
+    return sorted(results, key=lambda r: -r["val"]["H_o"])

@@ -1,0 +1,52 @@
+"""``erasekit tune``: a bad grid is one clear message and exit 2, before any model is loaded."""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from erasekit.cli import app
+
+compare_run = importlib.import_module("erasekit.evaluate.compare.run")  # the package's `run` is a function
+
+
+@pytest.fixture
+def no_world(monkeypatch):
+    monkeypatch.setattr(compare_run, "load", lambda world: pytest.fail("a bad grid must fail before the world loads"))
+
+
+@pytest.mark.parametrize(
+    ("grid", "says"),
+    [
+        ("lr=", "--grid lr= has no values; give them comma-separated"),
+        ("lr", "--grid expects NAME=VALUE"),
+        ("learning_rate=1e-3", "learning_rate"),
+    ],
+)
+def test_a_bad_grid_is_one_message_and_exit_2(no_world, grid, says):
+    result = CliRunner().invoke(app, ["tune", "esd-x", "--grid", grid])
+    assert result.exit_code == 2 and says in result.output, result.output
+
+
+def test_the_ranking_is_printed_and_written(tmp_path, monkeypatch):
+    tuning = importlib.import_module("erasekit.evaluate.compare.tuning")
+
+    monkeypatch.setattr(compare_run, "load", lambda world: (None, None))
+    seen = {}
+
+    def fake_tune(pipe, judge, sc, method, grid, *, n, settings, fixed, takes_preserve):
+        seen.update(method=method, grid=grid, fixed=fixed, takes_preserve=takes_preserve, scenario=sc.name)
+        val = {"efficacy": 0.1, "generality": 0.2, "specificity": 0.9, "H_o": 0.86}
+        return [{"overrides": {"lr": v}, "val": val} for v in grid["lr"]]
+
+    monkeypatch.setattr(tuning, "tune", fake_tune)
+    out = tmp_path / "t.json"
+    result = CliRunner().invoke(app, ["tune", "esd-x", "--grid", "lr=3e-4,1e-3", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert seen == {"method": "esd", "grid": {"lr": ["3e-4", "1e-3"]}, "fixed": {"variant": "x"},
+                    "takes_preserve": False, "scenario": "style"}  # fmt: skip
+    assert [r["overrides"]["lr"] for r in json.loads(out.read_text())["ranked"]] == ["3e-4", "1e-3"]
+    assert "H_o" in result.output and "val split" in result.output
