@@ -193,3 +193,15 @@ def test_the_command_passes_its_options_to_the_paper_run(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     assert seen["paper"] == "rece-paper" and seen["methods"] == ["uce", "rece:epochs=1"] and seen["device"] == "cpu"
     assert seen["settings"] == TINY and seen["num_processes"] == 1
+
+
+def test_a_missing_judge_fails_before_any_work(tmp_path, monkeypatch):
+    from erasekit.errors import MissingWeightsError
+
+    def missing(name, ctx):
+        raise MissingWeightsError(f"no {name} here")
+
+    monkeypatch.setattr("erasekit.evaluate.compare.paper_run.preflight", missing)
+    with pytest.raises(MissingWeightsError, match="no nude_rate here"):
+        run_paper(load_paper("rece-paper"), model="tiny-sd1", out=tmp_path / "p", methods=["uce"], judge=StubJudge())
+    assert not (tmp_path / "p").exists()

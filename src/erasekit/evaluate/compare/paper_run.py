@@ -10,7 +10,6 @@ figures (:class:`PaperTable.paper`) beside ours, column by column; a figure the 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,12 +21,13 @@ from erasekit.api import erase
 from erasekit.attacks.victim import Sampling
 from erasekit.errors import OutputExistsError
 from erasekit.io import atomic_write, check_writable
+from erasekit.metrics import MetricContext, preflight
 
 from ..evaluation import evaluate, load_rows
 from ..folder import make_folder
 from ..report import write_json
 from .paper import NudeNetJudge, PaperProtocol, PaperSettings, PaperTable, check_real_model, flatten
-from .rows import MethodSpec, cached, parse_method
+from .rows import MethodSpec, parse_method
 from .run import _slug
 
 Progress = Callable[[str], None]
@@ -64,6 +64,8 @@ def run_paper(
 
     Raises:
         ConfigError: a bad method spec or table, or ``model`` is a world with concepts of its own.
+        MissingWeightsError: a judge of a table (NudeNet, LPIPS, CLIP, Inception, the classifier) is not
+            available locally (before any work).
         OutputExistsError: ``out`` holds rows made with other settings.
     """
     out = Path(out)
@@ -72,6 +74,9 @@ def run_paper(
     settings = settings or PaperSettings()
     specs = [parse_method(m) for m in methods]
     chosen = [t for t in paper.tables if not tables or t.name in tables]
+    for table in chosen:  # a missing judge (LPIPS, CLIP, NudeNet...) fails now, not after a day of sampling
+        for metric in () if table.protocol is None else settings.protocol(table.protocol).metrics:
+            preflight(metric.name, MetricContext(concept=table.concept, weights=dict(weights or {}), device=device))
     _check_settings(out, paper, settings)
     if judge is None and any(t.attacks for t in chosen):
         judge = NudeNetJudge()
@@ -122,8 +127,11 @@ def _row(pipe: Any, model: str, table: PaperTable, spec: MethodSpec, settings: P
         row["ours"] = {}
         for name, protocol_name in table.attacks.items():
             say(name)
-            run = functools.partial(_attack, pipe, table, name, protocol_name, settings, edit_path, judge)
-            found = cached(folder / "attacks" / f"{name}.json", run)
+            kept = folder / "attacks" / f"{name}.json"  # a killed row keeps its finished attacks
+            if not kept.is_file():
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                write_json(_attack(pipe, table, name, protocol_name, settings, edit_path, judge), kept)
+            found = json.loads(kept.read_text())
             row["ours"][f"asr.{name}"] = found["asr"]
             row.setdefault("attack_n", {})[name] = found["n"]
     row["row_s"] = time.perf_counter() - start
