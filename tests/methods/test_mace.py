@@ -28,6 +28,7 @@ from erasekit.methods.mace import (
 )
 from erasekit.targets import find_targets
 from erasekit.text import TextEncoder
+from erasekit.worlds.tiny import tiny_pipeline
 from tests.oracle import F64, ca_projections, pipe_encoder
 
 
@@ -250,6 +251,9 @@ def test_bad_regions_and_prompts_are_config_errors(tiny_pipe):
         erase_mace(
             request, MACEConfig(steps=1), regions=lambda c, n, generator: (torch.zeros(n, 4, 16, 16), torch.ones(n))
         )
+    sdxl = tiny_pipeline("sdxl")
+    with pytest.raises(ConfigError, match="steps=0"):
+        erase_mace(request_of(sdxl, ["a cat"]), MACEConfig(steps=1, n_prompts=1), regions=tiny_regions)
     with pytest.raises(ConfigError, match="does not hold the tokens"):
         concept_positions(request, ["a photo of a dog"], "cat", use_pooler=True)
 

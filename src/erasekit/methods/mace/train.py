@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...diffusion import alphas_cumprod, noisy, predict
+from ...errors import ConfigError
 from ...targets import denoiser
 from .. import EraseRequest
 from ..esd.lora import _LoRA
@@ -83,7 +84,7 @@ def train_loras(
         prompts: each concept's prompts. refined: stage 1's update of every layer.
         regions: a region source (see :mod:`~erasekit.methods.mace.regions`); None: the pipeline's.
     Raises:
-        ConfigError: a concept without any region, or a prompt without the concept's tokens.
+        ConfigError: a concept without any region, a prompt without the concept's tokens, or an SDXL U-Net.
     """
     if cfg.steps == 0:
         return [], []
@@ -99,6 +100,11 @@ def train_loras(
         )
         return [], []
     unet = denoiser(request.pipe)
+    if getattr(unet.config, "addition_embed_type", None) is not None:
+        raise ConfigError(
+            f"MACE's LoRA stage supports U-Nets conditioned on text alone (SD 1.x/2.x); this one also needs "
+            f"{unet.config.addition_embed_type!r} conditioning (SDXL). Pass steps=0 for the closed-form stage alone."
+        )
     g = torch.Generator().manual_seed(cfg.seed)
     data = [checked_regions(source, c, cfg.n_images, g) for c in request.concepts]  # by the original model
     param = next(unet.parameters())
