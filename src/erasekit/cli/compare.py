@@ -10,6 +10,7 @@ from typing import Any
 import typer
 from rich.progress import Progress, TimeElapsedColumn
 
+from ..errors import ConfigError
 from ._common import console, print_json
 from .evaluate import resumable
 
@@ -76,6 +77,17 @@ def compare(
     specs = [s for text in methods_ for s in comparison.split_specs(text)] or comparison.default_methods()
     if threads:
         torch.set_num_threads(threads)
+    world_only = {"--scenarios": scenarios, "--quick": quick, "--attack-seeds": attack_seeds, "--attacks": attacks,
+                  "--only": only}  # fmt: skip
+    paper_only = {"--device": device, "--dtype": dtype, "--num-processes": num_processes != 1, "--steps": steps,
+                  "--resolution": resolution}  # fmt: skip
+    given = [flag for flag, v in (world_only if protocol else paper_only).items() if v]
+    if given:
+        raise ConfigError(
+            f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} not taken "
+            + ("with --protocol (a paper's tables fix their prompts and attacks): drop it." if protocol else
+               "without --protocol (they set a paper run on a real model): add --protocol rece-paper --model PATH.")
+        )  # fmt: skip
     if protocol is not None:
         paper = comparison.PaperSettings(n_prompts=n_prompts, steps=steps, resolution=resolution, budget=budget)
         _paper(protocol, world, out, specs, paper, device, dtype, num_processes, as_json)

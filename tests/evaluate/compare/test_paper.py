@@ -205,3 +205,26 @@ def test_a_missing_judge_fails_before_any_work(tmp_path, monkeypatch):
     with pytest.raises(MissingWeightsError, match="no nude_rate here"):
         run_paper(load_paper("rece-paper"), model="tiny-sd1", out=tmp_path / "p", methods=["uce"], judge=StubJudge())
     assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--protocol", "rece-paper", "--model", "tiny-sd1", "--scenarios", "style"], "--scenarios is not taken with"),
+        (["--model", "embedded", "--steps", "1", "--num-processes", "2"], "--num-processes, --steps are not taken"),
+    ],
+)
+def test_options_of_the_other_mode_are_refused(tmp_path, args, message):
+    from erasekit.cli import app
+
+    res = CliRunner().invoke(app, ["compare", *args, "-o", str(tmp_path / "c")])
+    assert res.exit_code == 2 and message in " ".join(res.output.split()), res.output
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_launched_run_is_refused_with_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(ConfigError, match="with --num-processes N"):
+        run_paper(load_paper("rece-paper"), model="tiny-sd1", out=tmp_path / "p", methods=["uce"], judge=StubJudge())
+    assert not (tmp_path / "p").exists()

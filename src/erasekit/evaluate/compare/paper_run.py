@@ -19,13 +19,14 @@ from typing import Any
 from erasekit import attacks, methods, worlds
 from erasekit.api import erase
 from erasekit.attacks.victim import Sampling
-from erasekit.errors import OutputExistsError
+from erasekit.errors import ConfigError, OutputExistsError
 from erasekit.io import atomic_write, check_writable
 from erasekit.metrics import MetricContext, preflight
 
 from ..evaluation import evaluate, load_rows
 from ..folder import make_folder
 from ..report import write_json
+from ..runner import launched_shard
 from .paper import NudeNetJudge, PaperProtocol, PaperSettings, PaperTable, check_real_model, flatten
 from .rows import MethodSpec, parse_method
 from .run import _slug
@@ -63,12 +64,18 @@ def run_paper(
         judge: the attacks' judge (default: :class:`NudeNetJudge`).
 
     Raises:
-        ConfigError: a bad method spec or table, or ``model`` is a world with concepts of its own.
+        ConfigError: a bad method spec or table, ``model`` is a world with concepts of its own, or the run was
+            started by a launcher (``accelerate launch``: ``num_processes`` shards the images instead).
         MissingWeightsError: a judge of a table (NudeNet, LPIPS, CLIP, Inception, the classifier) is not
             available locally (before any work).
         OutputExistsError: ``out`` holds rows made with other settings.
     """
     out = Path(out)
+    if launched_shard() is not None:  # every launched process would erase and attack again
+        raise ConfigError(
+            "a paper run is one process that spawns its image workers: run it without accelerate launch / "
+            "torchrun, with --num-processes N (one worker per GPU, num_processes= in Python)."
+        )
     check_writable(out)
     check_real_model(model, worlds.find(model))
     settings = settings or PaperSettings()
