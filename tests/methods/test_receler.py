@@ -113,7 +113,7 @@ def test_bad_requests_are_one_clear_error(tiny_pipe):
 @pytest.mark.slow
 def test_receler_erases_parachute_on_the_embedded_world():
     before, after, took = erase_on_embedded("receler", "parachute", preserve=False)
-    print(f"receler, parachute: {before} -> {after}, erased in {took:.0f} s")
+    print(f"receler, parachute: {before} -> {after}, erased in {took:.0f} CPU s")
     assert before["target"] >= 0.8, before
     assert after["target"] <= 0.2 and after["generality"] <= 0.2, after
     assert after["unrelated"] >= 0.95, after

@@ -77,11 +77,13 @@ class RecelerState:
     adversary_optimizers: list[dict[str, Any]]
 
 
-# Measured on the embedded world: see the module docstring and tests/methods/test_receler.py (slow).
+# Measured on the embedded world ("parachute", seed 0, one thread, tests/methods/test_receler.py, slow; 16 prompts
+# per set): target detection 1.00 -> 0.00, held-out paraphrases 0.94 -> 0.00, unrelated objects kept 1.00 -> 1.00;
+# the whole test took 161 CPU s (the erasure 550 s wall on a machine shared at load ~10).
 SETTINGS: dict[str, dict[str, Any]] = {
     "embedded": {
-        "lr": 1e-3,
-        "iterations": 150,
+        "lr": 2e-3,
+        "iterations": 200,
         "rank": 16,
         "ddim_steps": 10,
         "adversary_steps": 3,
