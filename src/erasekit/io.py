@@ -12,10 +12,12 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError, OutputError, PromptsFileError
 
@@ -134,3 +136,14 @@ def check_writable(folder: str | os.PathLike[str]) -> None:
         ) from err
     os.close(fd)
     os.unlink(name)
+
+
+def cached_json(path: str | os.PathLike[str], compute: Callable[[], Any]) -> Any:
+    """The JSON in ``path``, or ``compute()`` written there atomically first (the folder is created)."""
+    path = Path(path)
+    if path.is_file():
+        return json.loads(path.read_text())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = compute()
+    atomic_write(path, json.dumps(value, allow_nan=False))
+    return value

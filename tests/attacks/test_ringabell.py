@@ -110,3 +110,21 @@ def test_ringabell_searches_real_tokens_and_ends_on_a_typeable_prompt(edited, ne
     assert len(out.info["token_ids"]) == 4 and out.adversarial_prompt
     assert not set(out.info["token_ids"]) & set(pipe.tokenizer.all_special_ids)
     assert out.info == b.cases[0].outcome.info
+
+
+def test_a_cached_search_serves_another_edit_of_the_same_model_and_only_it(edited, never, tmp_path, monkeypatch):
+    import erasekit
+    from erasekit.attacks import ringabell as module
+
+    pipe, edit = edited
+    searches = []
+    real = module.genetic_search
+    monkeypatch.setattr(module, "genetic_search", lambda *a, **k: searches.append(1) or real(*a, **k))
+    kw = dict(judge=never, prompts=["a cat"], length=4, population=6, budget=2, sampling=FAST, cache=str(tmp_path))
+    first = attack(pipe, "ringabell", "cat", edit=edit, **kw).cases[0].outcome
+    other = erasekit.erase(pipe, ["cat"], method="uce", erase_scale=0.5)
+    again = attack(pipe, "ringabell", "cat", edit=other, **kw).cases[0].outcome
+    assert len(searches) == 1 and again.info == first.info  # the search never read the U-Net: reused
+    attack(pipe, "ringabell", "cat", edit=edit, **{**kw, "seed": 1})
+    attack(pipe, "ringabell", "cat", edit=edit, **{**kw, "eta": 0.5})
+    assert len(searches) == 3 and len(list(tmp_path.glob("*.json"))) == 3  # another stream or target: searched

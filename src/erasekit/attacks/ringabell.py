@@ -17,17 +17,29 @@ divides N, so we take the plain mean.
 ``concept_kind``): 3 for nudity (``RingABell.py --eta`` default, "3 for nudity"), 0.9 for a style
 (``attack_methods/ringabell.sh``, Van Gogh). RECE gives none for objects or colours; they, and
 concepts of unknown kind, take the script's default, 3.
+
+The genetic search reads the text encoder only, never the U-Net: as in the paper, whose prompts are
+found once and then used against every model, its result for a case does not depend on the erasure.
+With ``cache`` set (``erasekit compare`` sets it), each found prompt is kept under a key of the search's
+target (which the text encoder fixes to the bit), its settings and its random stream, and an attack on
+another edit of the same base model reuses it; only the image is drawn again.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..io import cached_json
 from ..progress import Progress
 from ..text import TextEncoder
 from . import AttackRequest, register
@@ -55,6 +67,7 @@ class RingABellConfig(RingABellEmbedConfig):
     mutation_rate: float = 0.25
     crossover_rate: float = 0.5
     batch_size: int = 64  # prompts per text-encoder pass in the search (speed only)
+    cache: str | None = None  # folder of found prompts, reused across edits (see the module docstring)
 
     def __post_init__(self) -> None:
         check_counts(self, "steps", "population", "length", "batch_size")
@@ -137,20 +150,37 @@ def _search(
             parts.append(((states - target) ** 2).sum((1, 2)))
         return torch.cat(parts)
 
-    best, best_loss = genetic_search(
-        loss,
-        text.vocabulary(),
-        length=cfg.length,
-        population=cfg.population,
-        generations=cfg.steps,
-        mutation_rate=cfg.mutation_rate,
-        crossover_rate=cfg.crossover_rate,
-        generator=request.generator("ringabell", case_index),
-        progress=progress,
+    def search() -> dict[str, Any]:
+        best, best_loss = genetic_search(
+            loss,
+            text.vocabulary(),
+            length=cfg.length,
+            population=cfg.population,
+            generations=cfg.steps,
+            mutation_rate=cfg.mutation_rate,
+            crossover_rate=cfg.crossover_rate,
+            generator=request.generator("ringabell", case_index),
+            progress=progress,
+        )
+        return {"token_ids": best.tolist(), "search_loss": best_loss}
+
+    found = (
+        search()
+        if cfg.cache is None
+        else cached_json(Path(cfg.cache) / f"{_search_key(request, cfg, case_index, target)}.json", search)
     )
+    best = torch.tensor(found["token_ids"])
     ids = with_tokens(best[None])
     with torch.no_grad():
         embeds = text.encode(ids).float().cpu()
     images, verdicts = request.judged(embeds, [request.cases[case_index]])
-    info = {"token_ids": best.tolist(), "search_loss": best_loss}
-    return Outcome(embeds[0], images[0], verdicts[0], text.decode(best), info=info)
+    return Outcome(embeds[0], images[0], verdicts[0], text.decode(best), info=found)
+
+
+def _search_key(request: AttackRequest, cfg: RingABellConfig, case_index: int, target: Tensor) -> str:
+    """What the search's result depends on: its target (bit-exact), its settings and its random stream."""
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("cache", "batch_size")}
+    digest = hashlib.sha256(target.float().contiguous().numpy().tobytes())
+    digest.update(json.dumps([settings, request.seed, case_index], sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:32]
+

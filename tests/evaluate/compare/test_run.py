@@ -46,7 +46,7 @@ def counted(monkeypatch, fake_row):
     """compute_row replaced by a fake that counts its calls; the world is never loaded."""
     calls = []
 
-    def fake(pipe, judge, sc, spec, settings, folder, progress):
+    def fake(pipe, judge, sc, spec, settings, folder, progress, **kwargs):
         progress("erase")
         calls.append(f"{spec.label}/{sc.name}")
         return fake_row(sc.name, spec.label, 0.5)

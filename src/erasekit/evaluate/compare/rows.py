@@ -9,9 +9,9 @@ Every rate of a row is a :class:`~erasekit.metrics.intervals.Rate`: value, 95% W
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import io
-import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,14 +23,14 @@ from erasekit import attacks, methods
 from erasekit.api import erase
 from erasekit.config import check_count, renamed
 from erasekit.edit import Edit
-from erasekit.io import atomic_write, parse_assignments
+from erasekit.io import atomic_write, cached_json, parse_assignments
 from erasekit.methods.selection import select_candidate
 from erasekit.metrics import mace_h_o
 from erasekit.metrics.intervals import Rate
 
 from ..evaluation import evaluate
 from ..prompt_sets import PromptRow
-from ..report import thumbnail_uri, write_json
+from ..report import thumbnail_uri
 from ..store import ImageStore
 from ..work import WorkItem
 from .scenarios import Scenario, ScoredSet, get_world, preserve_set, scenario_protocol, scored_sets
@@ -160,8 +160,11 @@ def settings_for(spec: MethodSpec, sc: Scenario) -> str | None:
 
 
 def compute_row(pipe: Any, judge: Any, sc: Scenario, spec: MethodSpec, settings: Settings, folder: Path,
-                progress: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
+                progress: Callable[[str], None], *, cache: Path | None = None) -> dict[str, Any]:  # fmt: skip
     """Returns one row: erase, evaluate, attack; each step's result is kept in ``folder`` for a resume.
+
+    ``cache``: the comparison's folder for what attacks may share across rows (an attack whose config has a
+    ``cache`` field gets ``cache/<attack>``: Ring-A-Bell's searches, which never read the U-Net).
 
     ``metrics`` holds every rate as ``{"value", "ci", "n"}`` (:data:`SCORES`, then ``asr.<attack>``: all
     attacked concepts and attack seeds together); ``original`` the original model's :data:`SCORES`.
@@ -186,9 +189,9 @@ def compute_row(pipe: Any, judge: Any, sc: Scenario, spec: MethodSpec, settings:
             progress(f"{name} on {concept}")
             for seed in settings.seeds:
                 run_attack = functools.partial(
-                    _attack, pipe, judge, sc, edit, name, concept, replace(settings, seed=seed)
+                    _attack, pipe, judge, sc, edit, name, concept, replace(settings, seed=seed), cache=cache
                 )
-                outcomes.append(cached(folder / "attacks" / f"{name}_{concept}_seed{seed}.json", run_attack))
+                outcomes.append(cached_json(folder / "attacks" / f"{name}_{concept}_seed{seed}.json", run_attack))
         row["metrics"][f"asr.{name}"] = Rate.pooled(Rate.of(o["asr"], o["n"]) for o in outcomes).as_json()
         row["attack_s"][name] = sum(o["seconds"] for o in outcomes)
         row["thumbs"][name] = outcomes[0]["thumb"]
@@ -252,16 +255,19 @@ def h_o(metrics: Mapping[str, Mapping[str, Any]]) -> float:
     return mace_h_o(value["efficacy"], value["specificity_unseen"], value["generality"])
 
 
-def _attack(pipe: Any, judge: Any, sc: Scenario, edit: Edit, name: str, concept: str, settings: Settings) -> dict:
+def _attack(pipe: Any, judge: Any, sc: Scenario, edit: Edit, name: str, concept: str, settings: Settings, *,
+            cache: Path | None = None) -> dict:  # fmt: skip
     """One attack, with seed ``settings.seed``, on the test target prompts of ``concept``: its ASR, number of
     prompts, wall time and one image."""
     world = get_world(sc.world)
     prompts = [p for g, p, _ in world.suite_rows(concept, n=settings.n_prompts, split="test") if g == "target"]
     budget = settings.budget if attacks.get(name).budgeted else None
+    takes_cache = "cache" in {f.name for f in dataclasses.fields(attacks.get(name).config_cls)}
+    shared = {"cache": str(cache / name)} if cache is not None and takes_cache else {}
     start = time.perf_counter()
     res = attacks.attack(pipe, name, concept, judge=judge, edit=edit, prompts=prompts, budget=budget,
                          quick=settings.quick, concept_kind=world.concept_kind(concept),
-                         seed=settings.seed)  # fmt: skip
+                         seed=settings.seed, **shared)  # fmt: skip
     shown = next((c for c in res.cases if c.outcome is not None), res.cases[0])  # an attacked case if any
     thumb = {"uri": thumbnail_uri(shown.image), "success": shown.success, "prompt": shown.case.prompt}
     return {"asr": res.asr, "n": len(res.cases), "seconds": time.perf_counter() - start, "thumb": thumb}
@@ -272,13 +278,3 @@ def write_rows(path: Path, rows: Sequence[tuple[str, str, str]]) -> None:
     text = io.StringIO()
     csv.writer(text).writerows([("group", "prompt", "concept"), *rows])
     atomic_write(path, text.getvalue())
-
-
-def cached(path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Returns the JSON in ``path``, or computes it and writes it there atomically first."""
-    if path.is_file():
-        return json.loads(path.read_text())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = compute()
-    write_json(value, path)
-    return value

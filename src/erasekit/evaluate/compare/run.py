@@ -104,7 +104,8 @@ def run(
             if pipe is None:
                 pipe, judge = loader(w)
             folder = path.with_suffix("")
-            row = compute_row(pipe, judge, sc, spec, settings, folder, steps.within(f"{spec.label} / {sc.name}"))
+            row = compute_row(pipe, judge, sc, spec, settings, folder, steps.within(f"{spec.label} / {sc.name}"),
+                              cache=out / "cache")  # fmt: skip
             row["report"] = (folder / "eval" / "report.html").relative_to(out).as_posix()
             path.parent.mkdir(parents=True, exist_ok=True)
             write_json(row, path)
