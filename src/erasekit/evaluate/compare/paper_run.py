@@ -5,6 +5,11 @@ A row (``rows/<table>/<method>.json``) erases the table's concept with the metho
 shards its images over ``num_processes`` accelerate workers and resumes) or runs each attack on the
 attack protocol's prompts (``attacks/<attack>.json``). ``compare.md`` and ``compare.json`` put the paper's
 figures (:class:`PaperTable.paper`) beside ours, column by column; a figure the paper does not give is "–".
+
+Where this departs from a world's comparison: a method gets the concept alone (no preserve set: the paper's
+baselines erase with their defaults) at its settings for the table's kind (RECE: its reference's epochs and
+λ per kind), and its final edit is kept, never one chosen among candidates (a real model has no val split
+here); rates are plain values, without the world's Wilson intervals.
 """
 
 from __future__ import annotations
