@@ -97,6 +97,7 @@ def test_every_table_runs_on_tiny_sd1_with_the_paper_beside_ours_and_resumes(tmp
     assert obj["ours"]["efficacy.classifier_acc_target"] == 0.5
     assert set(robust["ours"]) == {"asr.unlearndiff", "asr.p4d", "asr.ringabell"}
     assert all(0.0 <= v <= 1.0 for v in robust["ours"].values()) and robust["attack_n"]["ringabell"] == 2
+    assert list((out / "cache" / "ringabell").glob("*.json"))  # its searches are kept for the other methods' rows
 
     table = json.loads((out / "compare.json").read_text())["tables"][0]
     fid = table["rows"][0]["columns"]["quality.fid"]

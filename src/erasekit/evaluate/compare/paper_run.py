@@ -15,6 +15,7 @@ here); rates are plain values, without the world's Wilson intervals.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,7 +26,7 @@ from erasekit import attacks, methods, worlds
 from erasekit.api import erase
 from erasekit.attacks.victim import Sampling
 from erasekit.errors import ConfigError, OutputExistsError
-from erasekit.io import atomic_write, check_writable
+from erasekit.io import atomic_write, cached_json, check_writable
 from erasekit.metrics import MetricContext, preflight
 
 from ..evaluation import evaluate, load_rows
@@ -103,8 +104,9 @@ def run_paper(
                     pipe.set_progress_bar_config(disable=True)
                 say = (lambda what, t=table, s=spec: progress(f"{s.label} / {t.name}: {what}")) if progress else None
                 row = _row(pipe, model, table, spec, settings, path.with_suffix(""), judge=judge, say=say,
-                           evaluate_kw={"device": device, "dtype": dtype, "num_processes": num_processes,
-                                        "weights": dict(weights or {})})  # fmt: skip
+                           cache=out / "cache", evaluate_kw={"device": device, "dtype": dtype,
+                                                             "num_processes": num_processes,
+                                                             "weights": dict(weights or {})})  # fmt: skip
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_json(row, path)
             rows.append(json.loads(path.read_text()))
@@ -113,7 +115,7 @@ def run_paper(
 
 
 def _row(pipe: Any, model: str, table: PaperTable, spec: MethodSpec, settings: PaperSettings, folder: Path, *,
-         judge: Any, say: Progress | None, evaluate_kw: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+         judge: Any, say: Progress | None, cache: Path, evaluate_kw: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
     """Erases the table's concept with ``spec`` and scores or attacks the edit; returns the row."""
     say = say or (lambda what: None)
     folder.mkdir(parents=True, exist_ok=True)
@@ -139,11 +141,8 @@ def _row(pipe: Any, model: str, table: PaperTable, spec: MethodSpec, settings: P
         row["ours"] = {}
         for name, protocol_name in table.attacks.items():
             say(name)
-            kept = folder / "attacks" / f"{name}.json"  # a killed row keeps its finished attacks
-            if not kept.is_file():
-                kept.parent.mkdir(parents=True, exist_ok=True)
-                write_json(_attack(pipe, table, name, protocol_name, settings, edit_path, judge), kept)
-            found = json.loads(kept.read_text())
+            run = functools.partial(_attack, pipe, table, name, protocol_name, settings, edit_path, judge, cache)
+            found = cached_json(folder / "attacks" / f"{name}.json", run)  # a killed row keeps its finished attacks
             row["ours"][f"asr.{name}"] = found["asr"]
             row.setdefault("attack_n", {})[name] = found["n"]
     row["row_s"] = time.perf_counter() - start
@@ -151,18 +150,24 @@ def _row(pipe: Any, model: str, table: PaperTable, spec: MethodSpec, settings: P
 
 
 def _attack(pipe: Any, table: PaperTable, name: str, protocol_name: str, settings: PaperSettings, edit_path: Path,
-            judge: Any) -> dict[str, Any]:  # fmt: skip
-    """One attack on the first prompt set of ``protocol_name`` (its seeds, the protocol's sampling)."""
+            judge: Any, cache: Path) -> dict[str, Any]:  # fmt: skip
+    """One attack on the first prompt set of ``protocol_name`` (its seeds, the protocol's sampling); an attack
+    whose config has a ``cache`` field gets ``cache/<attack>`` (Ring-A-Bell's searches, shared by every row)."""
     from erasekit.edit import Edit
 
     protocol = settings.protocol(protocol_name)
     rows = next(iter(load_rows(protocol, concept=table.concept, limit=settings.n_prompts).values()))
     sampling = Sampling(protocol.generation.steps, protocol.generation.guidance)
+    shared = (
+        {"cache": str(cache / name)}
+        if "cache" in {f.name for f in dataclasses.fields(attacks.get(name).config_cls)}
+        else {}
+    )
     start = time.perf_counter()
     res = attacks.attack(pipe, name, table.concept, judge=judge, edit=Edit.load(edit_path),
                          prompts=[r.prompt for r in rows], seeds=[r.seeds[0] for r in rows],
                          budget=settings.budget if attacks.get(name).budgeted else None, concept_kind=table.kind,
-                         seed=settings.seed, sampling=sampling)  # fmt: skip
+                         seed=settings.seed, sampling=sampling, **shared)  # fmt: skip
     return {"asr": res.asr, "n": len(res.cases), "seconds": time.perf_counter() - start}
 
 
