@@ -89,9 +89,8 @@ def test_advunlearn_is_a_text_encoder_lora_that_moves_the_concept(tiny_pipe):
     assert all(torch.equal(v, unet0[k]) for k, v in tiny_pipe.unet.state_dict().items())
 
 
-@pytest.mark.parametrize("retain", ["iter", "reg"])
-def test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tiny_pipe, retain):
-    cfg = AdvUnlearnConfig(**FAST, retain=retain, retain_set="preserve", lr=1e-2)
+def test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tiny_pipe):
+    cfg = AdvUnlearnConfig(**FAST, retain="reg", retain_set="preserve", lr=1e-2)  # "iter" runs in the test above
     request = EraseRequest(
         find_targets(tiny_pipe.unet), TextEncoder(tiny_pipe), ("a cat",), tiny_pipe, preserve=("a dog",)
     )
