@@ -66,17 +66,19 @@ objective on the span rows (shifted by the slots). Its rows join ``E``. It is of
 embedded world it made ACE ~10x slower (85 s against 9 s for "van gogh") and moved no attack's
 success rate (soft_prompt on "nudity" stayed at 1.00, discrete on "van gogh" 0.75-0.88 either way).
 Outer loop: Adam on ``U, A`` (the gate stays as calibrated). The objective (``loss="denoise"``, the
-default) is the abstract's alignment of the conditional distribution on the concept with a
-neutral one: on latents ``x_0`` the original model draws for the concept's prompts
+default) adds to the K/V terms the abstract's alignment of the conditional distribution on the
+concept with a neutral one: on latents ``x_0`` the original model draws for the concept's prompts
 (``denoise_images``, ``denoise_steps`` sampler steps), noised to a random ``t``,
 
-    E_{x_0, t, ε} ‖ε_edit(x_t, t, c ⊕ E) − ε_orig(x_t, t, guide)‖²  +  w_keep ‖edit(K) − K‖²_S / u
+    w_d E_{x_0, t, ε} ‖ε_edit(x_t, t, c ⊕ E) − ε_orig(x_t, t, guide)‖²
+    + (‖edit(C) − G‖²_S + ‖edit(E) − G‖²_S + w_keep ‖edit(K) − K‖²_S) / u
 
 (``c ⊕ E``: the prompt's states with the adversary's rows in place of the concept's; ``ε_orig``
-the frozen original; ``u = ‖C − G‖²_S``; ``denoise_batch`` draws a round). The perturbed rows of
-part 1b add ``‖edit(N) − G‖²_S / u``. ``loss="kv"`` (the ``ace-kv`` ablation) replaces the
-noise-prediction term by the K/V regression the closed form starts from,
-``(‖edit(C) − G‖²_S + ‖edit(E) − G‖²_S) / u``. With the K/V objective, 30 rounds against 60 gave
+the frozen original; ``u = ‖C − G‖²_S``; ``denoise_batch`` draws a round; the perturbed rows of
+part 1b join ``E``). The K/V terms stay as the anchor: with the noise-prediction term alone
+(and the keep term) picasso stayed detected in 3/16 and, with all 30 rounds, 2/16 target images
+(judge, embedded world), against 1/16 with the K/V terms. ``loss="kv"`` (the ``ace-kv`` ablation)
+drops the noise-prediction term. With the K/V objective, 30 rounds against 60 gave
 picasso 0.06 / 0.12, van gogh 0.00 / 0.06, parachute 0.00 / 0.06, nudity 0.50 / 0.25 (16 target
 prompts, judge detection, before the fitted gate); the default is 30. The rounds are not stopped
 on a validation split: the method gets only the concepts and the preserve set, not the world's

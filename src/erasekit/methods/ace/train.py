@@ -129,11 +129,9 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
             E_all, G_all = torch.cat([E_all, X]), torch.cat([G_all, soft.guide])
         outer.zero_grad()
         keep = cfg.keep_weight * s_err(model.edited(rows.K), rows.K)
-        if denoise is None:  # K/V regression: every row to its guide row
-            loss = (s_err(model.edited(rows.C), rows.G) + s_err(model.edited(E_all), G_all) + keep) / unit
-        else:  # the noise-prediction objective; perturbed and soft-token rows stay K/V terms
-            extra = s_err(model.edited(E_all[len(E) :]), G_all[len(E) :]) if len(E_all) > len(E) else 0.0
-            loss = cfg.denoise_weight * denoise.loss(model, E, layers) + (keep + extra) / unit
+        loss = (s_err(model.edited(rows.C), rows.G) + s_err(model.edited(E_all), G_all) + keep) / unit
+        if denoise is not None:  # the noise-prediction objective, the K/V terms its anchor (package docstring)
+            loss = loss + cfg.denoise_weight * denoise.loss(model, E, layers)
         loss.backward()
         outer.step()
         history.append(float(loss.detach()))
