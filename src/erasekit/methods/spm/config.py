@@ -48,4 +48,7 @@ class SPMConfig:
                 raise ConfigError(f"SPMConfig.{name} must be finite, got {getattr(self, name)}.")
 
 
-SETTINGS = {"embedded": {"lr": 1e-3, "iterations": 300, "lr_warmup_steps": 50}}
+# Measured on the embedded world ("parachute", seed 0, 16 prompts per set, one thread): lr 1e-3 for 300 iterations
+# leaves it (target prompts 1.00 -> 1.00); lr 1e-2 erases it at the reference's anchoring strength (target
+# 1.00 -> 0.12, held-out descriptions 1.00 -> 0.00, unrelated objects and colours 1.00 -> 1.00) in 7.5 CPU-minutes.
+SETTINGS = {"embedded": {"lr": 1e-2, "iterations": 300, "lr_warmup_steps": 50}}
