@@ -34,7 +34,7 @@ from ..folder import make_folder
 from ..report import write_json
 from ..runner import launched_shard
 from .paper import NudeNetJudge, PaperProtocol, PaperSettings, PaperTable, check_real_model, flatten
-from .rows import MethodSpec, parse_method
+from .rows import MethodSpec, attack_cache, parse_method
 from .run import _slug
 
 Progress = Callable[[str], None]
@@ -158,11 +158,7 @@ def _attack(pipe: Any, table: PaperTable, name: str, protocol_name: str, setting
     protocol = settings.protocol(protocol_name)
     rows = next(iter(load_rows(protocol, concept=table.concept, limit=settings.n_prompts).values()))
     sampling = Sampling(protocol.generation.steps, protocol.generation.guidance)
-    shared = (
-        {"cache": str(cache / name)}
-        if "cache" in {f.name for f in dataclasses.fields(attacks.get(name).config_cls)}
-        else {}
-    )
+    shared = attack_cache(name, cache)
     start = time.perf_counter()
     res = attacks.attack(pipe, name, table.concept, judge=judge, edit=Edit.load(edit_path),
                          prompts=[r.prompt for r in rows], seeds=[r.seeds[0] for r in rows],

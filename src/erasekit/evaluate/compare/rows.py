@@ -262,8 +262,7 @@ def _attack(pipe: Any, judge: Any, sc: Scenario, edit: Edit, name: str, concept:
     world = get_world(sc.world)
     prompts = [p for g, p, _ in world.suite_rows(concept, n=settings.n_prompts, split="test") if g == "target"]
     budget = settings.budget if attacks.get(name).budgeted else None
-    takes_cache = "cache" in {f.name for f in dataclasses.fields(attacks.get(name).config_cls)}
-    shared = {"cache": str(cache / name)} if cache is not None and takes_cache else {}
+    shared = attack_cache(name, cache)
     start = time.perf_counter()
     res = attacks.attack(pipe, name, concept, judge=judge, edit=edit, prompts=prompts, budget=budget,
                          quick=settings.quick, concept_kind=world.concept_kind(concept),
@@ -271,6 +270,13 @@ def _attack(pipe: Any, judge: Any, sc: Scenario, edit: Edit, name: str, concept:
     shown = next((c for c in res.cases if c.outcome is not None), res.cases[0])  # an attacked case if any
     thumb = {"uri": thumbnail_uri(shown.image), "success": shown.success, "prompt": shown.case.prompt}
     return {"asr": res.asr, "n": len(res.cases), "seconds": time.perf_counter() - start, "thumb": thumb}
+
+
+def attack_cache(name: str, cache: Path | None) -> dict[str, str]:
+    """``{"cache": "<cache>/<name>"}`` for an attack whose config has a ``cache`` field (what it may share
+    across rows: Ring-A-Bell's searches, which never read the U-Net), else nothing."""
+    takes_cache = "cache" in {f.name for f in dataclasses.fields(attacks.get(name).config_cls)}
+    return {"cache": str(cache / name)} if cache is not None and takes_cache else {}
 
 
 def write_rows(path: Path, rows: Sequence[tuple[str, str, str]]) -> None:
