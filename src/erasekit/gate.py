@@ -43,7 +43,8 @@ class TokenGate:
     """``g(c) = σ(s (‖Pᵀ(c − μ)‖² / ‖c − μ‖² − τ))``.
 
     Attributes:
-        basis: ``P [d, k]`` orthonormal, the concept subspace.
+        basis: ``P [d, k]``, the concept subspace; ACE fits it freely (not orthonormal), which makes
+            ``‖Pᵀ z‖²/‖z‖²`` a quadratic form on the unit sphere (``methods/ace/gatefit.py``).
         mean: ``μ [d]``, the mean of the neutral token states.
         sharpness: ``s``.
         threshold: ``τ`` in [0, 1].
