@@ -176,18 +176,16 @@ def _rank_mismatch(pipe, tmp):
     Edit.load(tmp / "r.safetensors")
 
 
-def _text_encoder_only(pipe, tmp):
-    name = "text_encoder.text_model.encoder.layers.0.self_attn.q_proj"
-    save_file(
-        {f"{name}.lora_A.weight": torch.randn(2, 32), f"{name}.lora_B.weight": torch.randn(32, 2)},
-        tmp / "t.safetensors",
-    )
+def _kohya_text_encoder_only(pipe, tmp):
+    name = "lora_te_text_model_encoder_layers_0_self_attn_q_proj"
+    save_file({f"{name}.lora_down.weight": torch.randn(2, 32), f"{name}.lora_up.weight": torch.randn(32, 2)},
+              tmp / "t.safetensors")  # fmt: skip
     Edit.load(tmp / "t.safetensors")
 
 
-def _text_encoder_update(pipe, tmp):
+def _text_encoder_update_to_kohya(pipe, tmp):
     Edit({"text_encoder.text_model.encoder.layers.0.self_attn.q_proj": (torch.ones(4, 1), torch.ones(1, 4))}).save(
-        tmp / "t.safetensors"
+        tmp / "t.safetensors", format="kohya"
     )
 
 
@@ -246,8 +244,8 @@ CASES = [
     ("edit file is a folder", _edit_file_is_a_folder, EditFileError, "is a folder, not an edit file; it holds e."),
     ("gated edit to kohya", _gated_to_kohya, EditFileError, "ungated=True"),
     ("LoRA factors of different ranks", _rank_mismatch, EditFileError, "must share the rank"),
-    ("LoRA of the text encoder only", _text_encoder_only, EditFileError, "text encoder only"),
-    ("edit updating the text encoder", _text_encoder_update, EditFileError, "U-Net updates only"),
+    ("kohya LoRA of the text encoder only", _kohya_text_encoder_only, EditFileError, "text encoder only"),
+    ("text-encoder edit to kohya", _text_encoder_update_to_kohya, EditFileError, "format='diffusers'"),
     ("layer kohya cannot name", _kohya_cannot_name_it, EditFileError, "format='diffusers'"),
 ]
 
