@@ -14,6 +14,8 @@ def test_methods_lists_the_registry_with_defaults():
     rows = {r["name"]: r for r in json.loads(result.stdout)}
     assert {"uce", "rece", "nullspace"} <= set(rows)
     assert rows["uce"]["defaults"]["lamb"] == 0.5 and rows["rece"]["settings"]["reference-style"]["reg_lamb"] == 1e-3
+    assert all("arXiv" in r["source"] for r in rows.values()), [r["source"] for r in rows.values()]  # every paper
+    assert rows["mace"]["source"].startswith("MACE: Mass Concept Erasure")
 
 
 def test_info_shows_what_an_edit_holds(tmp_path):

@@ -35,21 +35,22 @@ def info(
 
 
 def list_methods(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
-    """List the registered methods with their default hyper-parameters and named settings."""
+    """List the registered methods with their source, default hyper-parameters and named settings."""
     rows = []
     for name in methods.available():
         m = methods.get(name)
         defaults = {f.name: f.default for f in dataclasses.fields(m.config_cls)}
-        rows.append({"name": name, "summary": m.summary, "defaults": defaults, "settings": m.settings,
-                     "takes_preserve": m.takes_preserve, "variants": list(m.variants)})  # fmt: skip
+        rows.append({"name": name, "summary": m.summary, "source": m.source, "defaults": defaults,
+                     "settings": m.settings, "takes_preserve": m.takes_preserve,
+                     "variants": list(m.variants)})  # fmt: skip
     if as_json:
         print_json(rows)
         return
-    table = Table("method", "what it does", "defaults (--set NAME=VALUE)", "settings (--settings)")
+    table = Table("method", "what it does", "source", "defaults (--set NAME=VALUE)", "settings (--settings)")
     for r in rows:
         defaults = "\n".join(f"{k}={v!r}" for k, v in r["defaults"].items())
         settings = "\n".join(f"{k}: {v}" for k, v in r["settings"].items()) or "-"
-        table.add_row(r["name"], r["summary"], defaults, settings)
+        table.add_row(r["name"], r["summary"], r["source"], defaults, settings)
     Console().print(table)
 
 

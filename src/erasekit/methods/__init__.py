@@ -9,6 +9,7 @@ method declares there (preserve set, settings, variants).
 from __future__ import annotations
 
 import difflib
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -112,6 +113,12 @@ class Method:
     @property
     def summary(self) -> str:
         return (self.fn.__doc__ or "").strip().splitlines()[0]
+
+    @property
+    def source(self) -> str:
+        """The paper the method follows: the first paragraph of its module's docstring, on one line."""
+        doc = sys.modules[self.fn.__module__].__doc__ or ""
+        return " ".join(doc.strip().split("\n\n")[0].split())
 
     def make_config(self, settings: str | None = None, **overrides: Any) -> Any:
         """The method's config: the named ``settings`` (a current name; None: none) with ``overrides`` on top.
