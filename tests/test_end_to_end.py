@@ -3,8 +3,10 @@
 The shipped model draws the concept for its target prompts; after `rece` or `ace` its judge no longer
 sees it, while prompts about unrelated objects and colours keep their accuracy. `uce`, one closed-form
 step, leaves part of a style: in the causal world (step 7000, 16 prompts) picasso 1.00 -> 0.44 and van
-gogh 1.00 -> 0.56 under UCE, against 0.06 / 0.00 under RECE and 0.00 / 0.00 under ACE; parachute goes
-to 0.00 under all three. So UCE is held to removing a quarter of the detections, the others to 10%.
+gogh 1.00 -> 0.56 under UCE, against 0.06 / 0.00 under RECE and 0.00 / 0.00 under the ACE of that time
+(K/V objective); parachute goes to 0.00 under all three. So UCE is held to removing a quarter of the
+detections, the others to 10%.
+ACE on picasso (its noise-prediction rounds on a style, the costliest case) runs with the slow tests.
 """
 
 from __future__ import annotations
@@ -47,19 +49,30 @@ def scores(pipe, judge, concept: str) -> tuple[float, float]:
     return sum(found) / len(found), sum(right) / len(right)
 
 
-@pytest.mark.parametrize("concept", ["picasso", "parachute"])
-def test_erased_concept_disappears_and_unrelated_prompts_stay(world, concept):
+LIMITS = {"uce": 0.75, "rece": 0.10, "ace": 0.10}  # the most detection each method may leave
+
+
+@pytest.mark.parametrize(
+    ("concept", "methods"),
+    [
+        ("picasso", ("uce", "rece")),
+        ("parachute", ("uce", "rece", "ace")),
+        pytest.param("picasso", ("ace",), marks=pytest.mark.slow),  # ACE's rounds on a style: ~2.5 min of CI
+    ],
+)
+def test_erased_concept_disappears_and_unrelated_prompts_stay(world, concept, methods):
     pipe, judge = world
     detected, accuracy = scores(pipe, judge, concept)
     assert detected >= 0.8, f"the un-edited model should draw {concept!r}: detected {detected:.2f}"
     kind = next(k for k, names in embedded.concepts().items() if concept in names)
     preserve = [c for c in embedded.concepts()[kind] if c != concept]
-    for method, most in (("uce", 0.75), ("rece", 0.10), ("ace", 0.10)):
+    for method in methods:
         edit = erasekit.erase(pipe, [concept], method, preserve=preserve)
         edit.apply(pipe)
         try:
             detected_after, accuracy_after = scores(pipe, judge, concept)
         finally:
             edit.remove(pipe)
+        most = LIMITS[method]
         assert detected_after <= most, f"{method}: {concept!r} still detected in {detected_after:.0%}"
         assert accuracy_after >= accuracy - 0.05, f"{method}: unrelated accuracy {accuracy:.2f} -> {accuracy_after:.2f}"
