@@ -1,13 +1,12 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import pytest
 import torch
 
 import erasekit
-from erasekit.errors import ConfigError, MissingWeightsError
+from erasekit.errors import ConfigError
 from erasekit.methods import EraseRequest
 from erasekit.methods.advunlearn import AdvUnlearnConfig, train_advunlearn
 from erasekit.methods.advunlearn.attack import attack_loss, soft_prompt_attack
@@ -15,8 +14,7 @@ from erasekit.methods.advunlearn.retain import retain_prompts
 from erasekit.methods.advunlearn.train import erase_loss, retain_loss, text_layers
 from erasekit.targets import find_targets
 from erasekit.text import TextEncoder
-from erasekit.worlds import embedded
-from tests.test_end_to_end import N, unrelated_prompts
+from tests.methods.embedded import erase_on_embedded
 
 # two iterations of each kind (warmup, then attacked) on the tiny model, a tiny COCO pool
 FAST = {"iterations": 3, "warmup": 1, "attack_steps": 1, "ddim_steps": 2, "retain_pool": 4, "retain_batch": 1}
@@ -134,53 +132,6 @@ def test_coco_retain_captions_never_name_the_concept():
     pool = retain_prompts(["dog", "bus"], ["a cat"], AdvUnlearnConfig(retain_pool=400))
     assert pool[0] == "a cat" and 300 < len(pool) < 401
     assert not any(w in p.lower().replace(".", " ").split() for p in pool for w in ("dog", "bus"))
-
-
-# ---- end to end on the embedded world --------------------------------------------------------
-def embedded_rates(pipe, judge, concept: str) -> dict[str, float]:
-    """Detection of ``concept`` on its target prompts and held-out paraphrases (the suite's generality
-    prompts), and how often unrelated object prompts keep their object; 16 prompts each."""
-    suite = embedded.prompt_suite(concept, n=N)
-
-    def detected(prompts, seed):
-        images = pipe(prompts, generator=torch.Generator().manual_seed(seed)).images
-        return sum(judge.detects(images, concept)) / len(prompts)
-
-    unrelated = unrelated_prompts(concept)
-    images = pipe([p for p, _, _ in unrelated], generator=torch.Generator().manual_seed(1)).images
-    kept = [p["object"] == o for p, (_, o, _) in zip(judge.predict(images), unrelated)]
-    return {
-        "target": detected(suite["target"], 0),
-        "generality": detected(suite["generality"], 2),
-        "unrelated": sum(kept) / len(kept),
-    }
-
-
-def erase_on_embedded(method: str, concept: str, *, preserve: bool = True, **overrides) -> tuple[dict, dict, float]:
-    """(rates before, rates after, CPU seconds to erase) with the method's ``embedded`` settings (and
-    ``overrides``), the world's other objects as the preserve set (``preserve``). CPU seconds of this
-    process, one thread: the wall time depends on what else shares the machine."""
-    try:
-        pipe = erasekit.load_pipeline("embedded")
-    except MissingWeightsError as e:
-        pytest.skip(f"embedded world not trained: {e}")
-    pipe.set_progress_bar_config(disable=True)
-    judge = embedded.load_judge()
-    before = embedded_rates(pipe, judge, concept)
-    others = [c for c in embedded.concepts()["object"] if c != concept] if preserve else []
-    start, wall = time.process_time(), time.perf_counter()
-    edit = erasekit.erase(pipe, [concept], method, settings="embedded", preserve=others, **overrides)
-    took = time.process_time() - start
-    print(
-        f"{method}: erased in {took:.0f} CPU s ({time.perf_counter() - wall:.0f} s wall, "
-        f"{torch.get_num_threads()} thread)"
-    )
-    edit.apply(pipe)
-    try:
-        after = embedded_rates(pipe, judge, concept)
-    finally:
-        edit.remove(pipe)
-    return before, after, took
 
 
 @pytest.mark.slow

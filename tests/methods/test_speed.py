@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 
 import erasekit
-from erasekit.errors import ConfigError, MissingWeightsError
+from erasekit.errors import ConfigError
 from erasekit.methods.speed import (
     SPEEDConfig,
     above_mean,
@@ -20,6 +18,7 @@ from erasekit.targets import find_targets
 from erasekit.text import TextEncoder
 from erasekit.worlds.tiny import tiny_pipeline
 from tests import oracle
+from tests.methods.embedded import erase_on_embedded
 
 F64 = torch.float64
 PRESERVE = ["claude monet", "dog", "a red car", "tree"]
@@ -152,37 +151,9 @@ def test_too_many_clusters_is_refused():
 
 @pytest.mark.slow
 def test_speed_erases_parachute_on_the_embedded_world():
-    from erasekit.worlds import embedded
-    from tests.test_end_to_end import N, scores
-
-    try:
-        pipe = erasekit.load_pipeline("embedded")
-    except MissingWeightsError as e:
-        pytest.skip(f"embedded world not trained: {e}")
-    pipe.set_progress_bar_config(disable=True)
-    judge = embedded.load_judge()
-    paraphrases = embedded.prompt_suite("parachute", n=N)["generality"]
-
-    def paraphrased() -> float:
-        found = judge.detects(pipe(paraphrases, generator=torch.Generator().manual_seed(0)).images, "parachute")
-        return sum(found) / len(found)
-
-    before, accuracy = scores(pipe, judge, "parachute")
-    before_para = paraphrased()
-    assert before >= 0.8 and before_para >= 0.8
-    preserve = [o for o in embedded.concepts()["object"] if o != "parachute"]
-    start = time.perf_counter()
-    edit = erasekit.erase(pipe, ["parachute"], "speed", settings="embedded", preserve=preserve)
-    assert time.perf_counter() - start < 600
-    edit.apply(pipe)
-    try:
-        after, accuracy_after = scores(pipe, judge, "parachute")
-        after_para = paraphrased()
-    finally:
-        edit.remove(pipe)
-    print(
-        f"speed parachute: target {before:.2f}->{after:.2f} paraphrases {before_para:.2f}->{after_para:.2f} "
-        f"unrelated {accuracy:.2f}->{accuracy_after:.2f}"
-    )
-    assert after <= 0.2 and after_para <= 0.2
-    assert accuracy_after >= 0.95
+    before, after, took = erase_on_embedded("speed", "parachute")
+    print(f"speed, parachute: {before} -> {after}, erased in {took:.0f} CPU s")
+    assert before["target"] >= 0.8 and before["generality"] >= 0.8, before
+    assert after["target"] <= 0.2 and after["generality"] <= 0.2, after
+    assert after["unrelated"] >= 0.95, after
+    assert took <= 2 * 600  # CPU seconds: 10 minutes on 2 cores

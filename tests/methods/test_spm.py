@@ -1,19 +1,19 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import pytest
 import torch
 from torch import nn
 
 import erasekit
-from erasekit.errors import ConfigError, MissingWeightsError
+from erasekit.errors import ConfigError
 from erasekit.methods import EraseRequest
 from erasekit.methods.spm import SPMConfig, adapted_layers, anchor_states, spm_loss, train_spm
 from erasekit.targets import find_targets
 from erasekit.text import TextEncoder
 from erasekit.worlds.tiny import tiny_pipeline
+from tests.methods.embedded import erase_on_embedded
 
 # a handful of steps on the tiny U-Net; lr for a visible change
 FAST = {"iterations": 2, "lr_warmup_steps": 1, "max_denoising_steps": 2, "anchors": 1, "lr": 1e-2}
@@ -131,37 +131,9 @@ def test_defaults_are_the_references():
 
 @pytest.mark.slow
 def test_spm_erases_parachute_on_the_embedded_world():
-    from erasekit.worlds import embedded
-    from tests.test_end_to_end import N, scores
-
-    try:
-        pipe = erasekit.load_pipeline("embedded")
-    except MissingWeightsError as e:
-        pytest.skip(f"embedded world not trained: {e}")
-    pipe.set_progress_bar_config(disable=True)
-    judge = embedded.load_judge()
-    paraphrases = embedded.prompt_suite("parachute", n=N)["generality"]
-
-    def paraphrased() -> float:
-        found = judge.detects(pipe(paraphrases, generator=torch.Generator().manual_seed(0)).images, "parachute")
-        return sum(found) / len(found)
-
-    before, accuracy = scores(pipe, judge, "parachute")
-    before_para = paraphrased()
-    assert before >= 0.8 and before_para >= 0.8
-    start = time.process_time()  # CPU time: wall time says more about the machine's other work than about SPM
-    edit = erasekit.erase(pipe, ["parachute"], "spm", settings="embedded")
-    seconds = time.process_time() - start
-    assert seconds < 2 * 600  # 10 minutes on 2 cores
-    edit.apply(pipe)
-    try:
-        after, accuracy_after = scores(pipe, judge, "parachute")
-        after_para = paraphrased()
-    finally:
-        edit.remove(pipe)
-    print(
-        f"spm parachute ({seconds:.0f} CPU s): target {before:.2f}->{after:.2f} "
-        f"paraphrases {before_para:.2f}->{after_para:.2f} unrelated {accuracy:.2f}->{accuracy_after:.2f}"
-    )
-    assert after <= 0.2 and after_para <= 0.2
-    assert accuracy_after >= 0.95
+    before, after, took = erase_on_embedded("spm", "parachute", preserve=False)
+    print(f"spm, parachute: {before} -> {after}, erased in {took:.0f} CPU s")
+    assert before["target"] >= 0.8 and before["generality"] >= 0.8, before
+    assert after["target"] <= 0.2 and after["generality"] <= 0.2, after
+    assert after["unrelated"] >= 0.95, after
+    assert took <= 2 * 600  # CPU seconds: 10 minutes on 2 cores
