@@ -9,6 +9,7 @@ from typing import Any, Literal
 from torch import Tensor
 
 from ...errors import ConfigError
+from ..esd.config import ESDState
 
 RetainMode = Literal["iter", "reg"]
 RetainSet = Literal["coco", "preserve"]
@@ -65,28 +66,17 @@ class AdvUnlearnConfig:
 
 
 @dataclass(frozen=True)
-class AdvUnlearnState:
-    """A run after ``iteration`` iterations: what :func:`train_advunlearn` needs to go on bit-identically.
+class AdvUnlearnState(ESDState):
+    """A run after ``iteration`` iterations: what :func:`train_advunlearn` needs to go on bit-identically:
+    ESD's run state (``losses``: the outer loss of every iteration done) and the adversary's.
 
     On disk: ``torch.save(dataclasses.asdict(state), path)``, back with ``AdvUnlearnState(**torch.load(path))``.
 
     Attributes:
-        config: the run's config as a dict (a resumed run may only change ``iterations``).
-        iteration: iterations done.
-        factors: layer -> ``(B [d_out, r], A [r, d_in])``, float32 on CPU.
-        optimizer: Adam's ``state_dict``.
-        generator: the state of the run's ``torch.Generator``.
-        losses: the outer loss of every iteration done.
         adversary: ``[k, d_tok]`` the latest adversarial token embeddings (None before the first attack).
         concept: the index of the concept of the current round.
     """
 
-    config: dict[str, Any]
-    iteration: int
-    factors: dict[str, tuple[Tensor, Tensor]]
-    optimizer: dict[str, Any]
-    generator: Tensor
-    losses: list[float]
     adversary: Tensor | None
     concept: int
 

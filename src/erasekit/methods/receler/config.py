@@ -9,6 +9,7 @@ from typing import Any
 from torch import Tensor
 
 from ...errors import ConfigError
+from ..esd.config import ESDState
 
 
 @dataclass(frozen=True)
@@ -50,28 +51,18 @@ class RecelerConfig:
 
 
 @dataclass(frozen=True)
-class RecelerState:
-    """A run after ``iteration`` iterations: what :func:`train_receler` needs to go on bit-identically.
+class RecelerState(ESDState):
+    """A run after ``iteration`` iterations: what :func:`train_receler` needs to go on bit-identically:
+    ESD's run state (``optimizer``: the erasers' Adam; ``losses``: the erase loss of every iteration done)
+    and Receler's own.
 
     On disk: ``torch.save(dataclasses.asdict(state), path)``, back with ``RecelerState(**torch.load(path))``.
 
     Attributes:
-        config: the run's config as a dict (a resumed run may only change ``iterations``).
-        iteration: iterations done.
-        factors: layer -> ``(B [d_out, r], A [r, d_in])``, float32 on CPU.
-        optimizer: the erasers' Adam ``state_dict``.
-        generator: the state of the run's ``torch.Generator``.
-        losses: the erase loss of every iteration done.
         reg_losses: the regularisation of every iteration done.
         adversaries: per concept ``[K, d]`` adversarial token states, and their Adam ``state_dict`` s.
     """
 
-    config: dict[str, Any]
-    iteration: int
-    factors: dict[str, tuple[Tensor, Tensor]]
-    optimizer: dict[str, Any]
-    generator: Tensor
-    losses: list[float]
     reg_losses: list[float]
     adversaries: list[Tensor]
     adversary_optimizers: list[dict[str, Any]]
