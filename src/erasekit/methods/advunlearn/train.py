@@ -16,9 +16,7 @@ Per iteration ``i`` (one concept ``c``, drawn every ``attack_every`` iterations)
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
-from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
@@ -29,8 +27,8 @@ from ...errors import ConfigError
 from ...progress import Progress
 from ...text import Slotted, TextEncoder
 from .. import EraseRequest
-from ..esd.lora import _LoRA
-from ..esd.train import _frozen, _pipeline_parts, _restore, _sample_till
+from ..esd.run import LoRARun
+from ..esd.train import _frozen, _sample_till
 from .attack import random_tokens, soft_prompt_attack
 from .config import AdvUnlearnConfig, AdvUnlearnState
 from .retain import retain_prompts
@@ -98,26 +96,21 @@ def train_advunlearn(
         raise ConfigError("AdvUnlearn trains the pipeline's text encoder: call erasekit.erase(pipe, ...) with one.")
     text = request.encoder if isinstance(request.encoder, TextEncoder) else TextEncoder(request.pipe)
     text.check_single_encoder()
-    unet, scheduler = _pipeline_parts(request)
-    scheduler.set_timesteps(cfg.ddim_steps)
-    param = next(unet.parameters())
-    device, dtype = param.device, param.dtype
-    generator = torch.Generator().manual_seed(cfg.seed)
-    lora = _LoRA(text_layers(text.encoder, cfg.component), cfg.rank, generator, device)
-    optimizer = torch.optim.Adam(lora.parameters(), lr=cfg.lr)
-    losses: list[float] = []
+    layers = text_layers(text.encoder, cfg.component)  # the text encoder's, whatever the U-Net
+    run = LoRARun(
+        request, cfg, lambda _: layers, cfg.ddim_steps, progress=progress, checkpoint=checkpoint, every=checkpoint_every
+    )
+    unet, scheduler, device, dtype, generator = run.unet, run.scheduler, run.device, run.dtype, run.generator
     adversary, k = None, 0
     if resume is not None:
-        _restore(resume, cfg, lora, optimizer, generator)
-        losses, adversary, k = list(resume.losses), resume.adversary, resume.concept
+        run.resume(resume)
+        adversary, k = resume.adversary, resume.concept
 
     concepts, pool = list(request.concepts), retain_prompts(request.concepts, request.preserve, cfg)
     orig = text([*concepts, "", *pool]).states.to(device, dtype)  # [n + 1 + R, L, d] by the original encoder
     C, null, R = orig[: len(concepts)], orig[len(concepts) : len(concepts) + 1], orig[len(concepts) + 1 :]
     slotted = text.slotted(concepts, cfg.attack_tokens)  # [n, L]: start, k slots, the concept
     ids_c, ids_r = text.ids(concepts), text.ids(pool)
-    size = unet.config.sample_size
-    h, w = (size, size) if isinstance(size, int) else size
 
     def predict(x_t: Tensor, t: Tensor, states: Tensor) -> Tensor:
         return unet(x_t, t, encoder_hidden_states=states.to(dtype)).sample
@@ -125,8 +118,9 @@ def train_advunlearn(
     def sample(c: Tensor) -> tuple[Tensor, Tensor]:
         """``x_t`` drawn by the original from ``c [B, L, d]`` after a random number of DDIM steps, and its ``t``."""
         n = int(torch.randint(cfg.ddim_steps, (1,), generator=generator))
-        x_T = torch.randn((c.shape[0], unet.config.in_channels, h, w), generator=generator).to(device, dtype)
-        x_t = _sample_till(unet, scheduler, x_T, c, null.expand(c.shape[0], -1, -1), n, cfg.start_guidance)
+        x_t = _sample_till(
+            unet, scheduler, run.noise(c.shape[0]), c, null.expand(c.shape[0], -1, -1), n, cfg.start_guidance
+        )
         return x_t, scheduler.timesteps[n]
 
     def retained() -> Tensor:
@@ -136,8 +130,8 @@ def train_advunlearn(
             e_orig = predict(x_t, t, R[idx])
         return retain_loss(predict(x_t, t, text.encode(ids_r[idx])), e_orig)
 
-    with _frozen(unet), _frozen(text.encoder), lora.hooked():
-        for i in range(len(losses), cfg.iterations):
+    with _frozen(unet), _frozen(text.encoder), run.lora.hooked():
+        for i in run.remaining():
             if i % cfg.attack_every == 0:
                 k = int(torch.randint(len(concepts), (1,), generator=generator))  # the concept of the next round
                 if i >= cfg.warmup:
@@ -153,21 +147,13 @@ def train_advunlearn(
                 states = text.encode(ids_c[k : k + 1])
             loss = erase_loss(predict(x_t, t, states), e_0, e_p, cfg.negative_guidance)
             total = loss + cfg.retain_weight * retained() if cfg.retain == "reg" else loss
-            optimizer.zero_grad()
-            total.backward()
-            optimizer.step()
+            run.step(total)
             for _ in range(cfg.retain_steps if cfg.retain == "iter" else 0):
-                optimizer.zero_grad()
-                retained().backward()
-                optimizer.step()
-            losses.append(float(loss.detach()))
-            if progress is not None:
-                progress(i + 1, cfg.iterations)
-            if checkpoint is not None and (i + 1) % checkpoint_every == 0:
-                state = (asdict(cfg), i + 1, lora.updates(), copy.deepcopy(optimizer.state_dict()))
-                checkpoint(AdvUnlearnState(*state, generator.get_state(), list(losses), adversary, k))
-    info = {"rank": cfg.rank, "losses": losses, "retain_prompts": len(pool), "layers": len(lora.layers)}
-    return request.make_edit("advunlearn", cfg, lora.updates(), guides=[""] * len(concepts), info=info)
+                run.step(retained())
+            if run.done(loss):
+                run.save(AdvUnlearnState, adversary, k)
+    info = {"rank": cfg.rank, "losses": run.losses, "retain_prompts": len(pool), "layers": len(run.lora.layers)}
+    return request.make_edit("advunlearn", cfg, run.lora.updates(), guides=[""] * len(concepts), info=info)
 
 
 def _attack(

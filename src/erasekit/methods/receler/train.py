@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +28,8 @@ from ...progress import Progress
 from .. import EraseRequest
 from ..advunlearn.train import erase_loss
 from ..esd.lora import _LoRA
-from ..esd.train import _frozen, _pipeline_parts, _restore, _sample_till
+from ..esd.run import LoRARun
+from ..esd.train import _frozen, _sample_till
 from .config import RecelerConfig, RecelerState
 from .regions import attention_maps, concept_masks, cross_attentions, outside_loss
 
@@ -92,13 +92,10 @@ def train_receler(
             "Receler erases towards the unconditional prediction and keeps the rest by its concept-localised "
             "regularisation: it takes no guides and no preserve set. Drop them."
         )
-    unet, scheduler = _pipeline_parts(request)
-    scheduler.set_timesteps(cfg.ddim_steps)
-    param = next(unet.parameters())
-    device, dtype = param.device, param.dtype
-    generator = torch.Generator().manual_seed(cfg.seed)
-    lora = _LoRA(eraser_layers(unet), cfg.rank, generator, device)
-    optimizer = torch.optim.Adam(lora.parameters(), lr=cfg.lr)
+    run = LoRARun(
+        request, cfg, eraser_layers, cfg.ddim_steps, progress=progress, checkpoint=checkpoint, every=checkpoint_every
+    )
+    unet, scheduler, lora, device, dtype = run.unet, run.scheduler, run.lora, run.device, run.dtype
 
     concepts = list(request.concepts)
     enc = request.encoder([*concepts, ""])
@@ -111,16 +108,15 @@ def train_receler(
             f"{C.shape[1]} tokens: lower adversary_tokens, or shorten the concept."
         )
     # the reference's init: uniform in [0, 1); one adversary and one Adam per concept
-    adversaries = [torch.rand(cfg.adversary_tokens, C.shape[-1], generator=generator).to(device) for _ in concepts]
+    adversaries = [torch.rand(cfg.adversary_tokens, C.shape[-1], generator=run.generator).to(device) for _ in concepts]
     adversaries = [a.requires_grad_() for a in adversaries]
     attack_opts = [
         torch.optim.Adam([a], lr=cfg.adversary_lr, weight_decay=cfg.adversary_weight_decay) for a in adversaries
     ]
-    losses: list[float] = []
     reg_losses: list[float] = []
     if resume is not None:
-        _restore(resume, cfg, lora, optimizer, generator)
-        losses, reg_losses = list(resume.losses), list(resume.reg_losses)
+        run.resume(resume)
+        reg_losses = list(resume.reg_losses)
         with torch.no_grad():
             for a, opt, saved, opt_saved in zip(
                 adversaries, attack_opts, resume.adversaries, resume.adversary_optimizers
@@ -128,16 +124,13 @@ def train_receler(
                 a.copy_(saved)
                 opt.load_state_dict(copy.deepcopy(opt_saved))
 
-    size = unet.config.sample_size
-    h, w = (size, size) if isinstance(size, int) else size
-    shape = (1, unet.config.in_channels, h, w)
+    h = run.latent[1]
     with _frozen(unet), lora.hooked():
-        for i in range(len(losses), cfg.iterations):
-            k = int(torch.randint(len(C), (1,), generator=generator))
-            n = int(torch.randint(cfg.ddim_steps, (1,), generator=generator))
-            x_T = torch.randn(shape, generator=generator).to(device, dtype)
+        for _ in run.remaining():
+            k = int(torch.randint(len(C), (1,), generator=run.generator))
+            n = int(torch.randint(cfg.ddim_steps, (1,), generator=run.generator))
             c = C[k : k + 1]
-            x_t = _sample_till(unet, scheduler, x_T, c, null, n, cfg.start_guidance)  # by the model with its erasers
+            x_t = _sample_till(unet, scheduler, run.noise(), c, null, n, cfg.start_guidance)  # by the model, erasers on
             t = scheduler.timesteps[n]
             maps: dict[str, Tensor] = {}
             with torch.no_grad(), lora.disabled():  # the original θ*
@@ -149,18 +142,12 @@ def train_receler(
             e_n = _attacked(unet, lora, x_t, t, c, e_p, adversaries[k], attack_opts[k], 1 + n_words[k], cfg, outs)
             loss = erase_loss(e_n, e_0, e_p, cfg.negative_guidance)
             reg = outside_loss(outs, masks)
-            optimizer.zero_grad()
-            (loss + cfg.reg_weight * reg).backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
+            run.step(loss + cfg.reg_weight * reg)
             reg_losses.append(float(reg.detach()))
-            if progress is not None:
-                progress(i + 1, cfg.iterations)
-            if checkpoint is not None and (i + 1) % checkpoint_every == 0:
-                state = (asdict(cfg), i + 1, lora.updates(), copy.deepcopy(optimizer.state_dict()))
+            if run.done(loss):
                 advs = ([a.detach().clone() for a in adversaries], [copy.deepcopy(o.state_dict()) for o in attack_opts])
-                checkpoint(RecelerState(*state, generator.get_state(), list(losses), list(reg_losses), *advs))
-    info = {"rank": cfg.rank, "losses": losses, "reg_losses": reg_losses, "layers": len(lora.layers)}
+                run.save(RecelerState, list(reg_losses), *advs)
+    info = {"rank": cfg.rank, "losses": run.losses, "reg_losses": reg_losses, "layers": len(lora.layers)}
     return request.make_edit("receler", cfg, lora.updates(), guides=[""] * len(concepts), info=info)
 
 

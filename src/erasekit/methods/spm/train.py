@@ -3,9 +3,7 @@ checkpointed and resumed bit for bit (the run state and helpers are ESD's, ``met
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
-from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
@@ -18,8 +16,8 @@ from ...errors import ConfigError
 from ...progress import Progress
 from .. import EraseRequest
 from ..esd.config import ESDState
-from ..esd.lora import _LoRA
-from ..esd.train import _frozen, _pipeline_parts, _restore, _sample_till
+from ..esd.run import LoRARun
+from ..esd.train import _frozen, _sample_till
 from .config import SPMConfig
 
 
@@ -117,40 +115,38 @@ def train_spm(
             f"Cannot resume: the checkpoint ran with iterations={resume.config.get('iterations')}, this run asks "
             f"for {cfg.iterations}; SPM's cosine schedule depends on it. Resume with the same iterations."
         )
-    unet, scheduler = _pipeline_parts(request)
-    scheduler.set_timesteps(cfg.max_denoising_steps)
-    param = next(unet.parameters())
-    device, dtype = param.device, param.dtype
-    generator = torch.Generator().manual_seed(cfg.seed)
-    lora = _LoRA(adapted_layers(unet), cfg.rank, generator, device)
-    optimizer = torch.optim.AdamW(lora.parameters(), lr=cfg.lr)
+    run = LoRARun(
+        request,
+        cfg,
+        adapted_layers,
+        cfg.max_denoising_steps,
+        optimizer=torch.optim.AdamW,
+        progress=progress,
+        checkpoint=checkpoint,
+        every=checkpoint_every,
+    )
+    unet, scheduler, lora = run.unet, run.scheduler, run.lora
     schedule = get_scheduler(
         "cosine_with_restarts",
-        optimizer,
+        run.optimizer,
         num_warmup_steps=cfg.lr_warmup_steps,
         num_training_steps=cfg.iterations,
         num_cycles=cfg.lr_cycles,
     )
-    losses: list[float] = []
     if resume is not None:
-        _restore(resume, cfg, lora, optimizer, generator)  # type: ignore[arg-type]  # ESD's, config-agnostic
+        run.resume(resume)  # after the schedule is built: building it sets the optimizer's lr to its first step's
         schedule.last_epoch = resume.iteration  # the schedule is a function of the iteration alone
-        losses = list(resume.losses)
 
     neutrals = request.guides_or("")
-    emb = request.encoder([*request.concepts, *neutrals, ""]).states.to(device, dtype)  # [2n + 1, L, d]
+    emb = request.encoder([*request.concepts, *neutrals, ""]).states.to(run.device, run.dtype)  # [2n + 1, L, d]
     n = len(request.concepts)
     C, N, null = emb[:n], emb[n : 2 * n], emb[-1:]  # concepts, their neutral prompts, the empty prompt
-    size = unet.config.sample_size
-    h, w = (size, size) if isinstance(size, int) else size
-    shape = (1, unet.config.in_channels, h, w)
     with _frozen(unet), lora.hooked():
-        for i in range(len(losses), cfg.iterations):
-            k = int(torch.randint(n, (1,), generator=generator))  # one concept per iteration
-            steps = int(torch.randint(1, cfg.max_denoising_steps, (1,), generator=generator))
-            x_T = torch.randn(shape, generator=generator).to(device, dtype)
+        for _ in run.remaining():
+            k = int(torch.randint(n, (1,), generator=run.generator))  # one concept per iteration
+            steps = int(torch.randint(1, cfg.max_denoising_steps, (1,), generator=run.generator))
             c = C[k : k + 1]
-            x_t = _sample_till(unet, scheduler, x_T, c, null, steps, cfg.start_guidance)  # by the adapted model
+            x_t = _sample_till(unet, scheduler, run.noise(), c, null, steps, cfg.start_guidance)  # by the adapted model
             t = scheduler.timesteps[steps]  # the timestep x_t is at
             with torch.no_grad(), lora.disabled():  # the frozen original: positive (= c) and neutral
                 e_p, e_n = unet(
@@ -159,32 +155,17 @@ def train_spm(
             e_c = unet(x_t, t, encoder_hidden_states=c).sample
             e_a = e_a_orig = None
             if cfg.latent_anchoring:
-                a = anchor_states(C[k].cpu(), cfg.anchors, generator=generator).to(device, dtype)  # [A, L, d]
-                x_a = x_t.expand(cfg.anchors, -1, -1, -1)
+                a = anchor_states(C[k].cpu(), cfg.anchors, generator=run.generator).to(run.device, run.dtype)
+                x_a = x_t.expand(cfg.anchors, -1, -1, -1)  # a: [A, L, d]
                 e_a = unet(x_a, t, encoder_hidden_states=a).sample
                 with torch.no_grad(), lora.disabled():
                     e_a_orig = unet(x_a, t, encoder_hidden_states=a).sample
             loss, _, _ = spm_loss(
                 e_c, e_p, e_n, e_a, e_a_orig, guidance=cfg.guidance_scale, la_strength=cfg.la_strength
             )
-            optimizer.zero_grad()
-            loss.backward()
-            if cfg.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(lora.parameters(), cfg.max_grad_norm)
-            optimizer.step()
+            run.step(loss, cfg.max_grad_norm)
             schedule.step()
-            losses.append(float(loss.detach()))
-            if progress is not None:
-                progress(i + 1, cfg.iterations)
-            if checkpoint is not None and (i + 1) % checkpoint_every == 0:
-                state = ESDState(
-                    asdict(cfg),
-                    i + 1,
-                    lora.updates(),
-                    copy.deepcopy(optimizer.state_dict()),
-                    generator.get_state(),
-                    list(losses),
-                )
-                checkpoint(state)
-    info = {"rank": cfg.rank, "layers": len(lora.layers), "losses": losses}
+            if run.done(loss):
+                run.save(ESDState)
+    info = {"rank": cfg.rank, "layers": len(lora.layers), "losses": run.losses}
     return request.make_edit("spm", cfg, lora.updates(), guides=neutrals, info=info)
