@@ -7,6 +7,7 @@ runner reads back from disk); each metric converts them as its reference impleme
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Literal, Protocol, runtime_checkable
 
@@ -21,6 +22,10 @@ Group = Literal["efficacy", "generality", "specificity", "asr", "quality"]
 GROUPS: tuple[Group, ...] = ("efficacy", "generality", "specificity", "asr", "quality")
 """The five groups of ``metrics.json`` (DESIGN.md), in the order they are written."""
 
+Images = Sequence[Image.Image]
+Prompts = Sequence[str]
+Labels = Sequence[str | None] | None
+
 
 @runtime_checkable
 class Metric(Protocol):
@@ -34,12 +39,7 @@ class Metric(Protocol):
     needs_reference: bool
 
     def update(
-        self,
-        images: Sequence[Image.Image],
-        prompts: Sequence[str],
-        *,
-        labels: Sequence[str | None] | None = None,
-        references: Sequence[Image.Image] | None = None,
+        self, images: Images, prompts: Prompts, *, labels: Labels = None, references: Images | None = None
     ) -> None:
         """Adds a batch.
 
@@ -58,6 +58,55 @@ class Metric(Protocol):
     def reset(self) -> None:
         """Forgets every batch added."""
         ...
+
+
+class BatchMetric(ABC):
+    """:class:`Metric`'s ``update``, written once for erasekit's metrics: it refuses a batch without its
+    references (present, one per image) when the metric ``needs_reference``, then hands it to ``add_batch``."""
+
+    needs_reference = False
+
+    def update(
+        self, images: Images, prompts: Prompts, *, labels: Labels = None, references: Images | None = None
+    ) -> None:
+        if self.needs_reference:
+            if references is None:
+                raise ConfigError(
+                    f"{type(self).__name__} needs references: the original model's images for the same prompts "
+                    "and seeds."
+                )
+            check_batch(images, references, "references")
+        self.add_batch(images, prompts, labels, references)
+
+    @abstractmethod
+    def add_batch(self, images: Images, prompts: Prompts, labels: Labels, references: Images | None) -> None:
+        """Adds a batch (the arguments as :meth:`Metric.update`'s, references checked)."""
+
+    @abstractmethod
+    def compute(self) -> dict[str, float]: ...
+
+    @abstractmethod
+    def reset(self) -> None: ...
+
+
+class MeanMetric(BatchMetric):
+    """A metric that is a mean (a rate, an accuracy, a mean score): ``add_batch`` calls ``add`` with a batch's
+    sum and count, ``compute`` returns ``{key: total / count}``."""
+
+    key: str  # the score's name in metrics.json
+    counted = "image"  # what one count is, named when compute() comes before any
+
+    def reset(self) -> None:
+        self.total, self.count = 0.0, 0
+
+    def add(self, total: float, count: int) -> None:
+        self.total += total
+        self.count += count
+
+    def compute(self) -> dict[str, float]:
+        if self.count == 0:
+            raise ConfigError(f"{type(self).__name__}.compute() before any {self.counted} was added.")
+        return {self.key: self.total / self.count}
 
 
 def check_batch(images: Sequence[object], other: Sequence[object] | None, what: str) -> None:

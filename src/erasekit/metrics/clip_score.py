@@ -17,13 +17,13 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
-from erasekit.errors import ConfigError, MissingWeightsError
+from erasekit.errors import MissingWeightsError
 
-from .base import check_batch
+from .base import Images, Labels, MeanMetric, Prompts, check_batch
 from .weights import resolve_weights
 
 
-class CLIPScore:
+class CLIPScore(MeanMetric):
     """Mean of 100 × cos(CLIP image embedding, CLIP text embedding) over (image, prompt) pairs.
 
     Args:
@@ -36,7 +36,7 @@ class CLIPScore:
         MissingWeightsError: no CLIP weights found locally (the message says how to provide them).
     """
 
-    needs_reference = False
+    key = "clip_score"
 
     def __init__(
         self,
@@ -59,10 +59,6 @@ class CLIPScore:
         self.device, self.batch_size = torch.device(device), batch_size
         self.reset()
 
-    def reset(self) -> None:
-        self.total = 0.0
-        self.n_images = 0
-
     @torch.no_grad()
     def scores(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> torch.Tensor:
         """Returns 100 × cosine for each (image, prompt) pair, [B] float64."""
@@ -82,19 +78,6 @@ class CLIPScore:
             out.append(100.0 * (image * text).sum(-1).cpu())
         return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
-    def update(
-        self,
-        images: Sequence[Image.Image],
-        prompts: Sequence[str],
-        *,
-        labels: Sequence[str | None] | None = None,
-        references: Sequence[Image.Image] | None = None,
-    ) -> None:
+    def add_batch(self, images: Images, prompts: Prompts, labels: Labels, references: Images | None) -> None:
         scores = self.scores(images, prompts)
-        self.total += float(scores.sum())
-        self.n_images += len(scores)
-
-    def compute(self) -> dict[str, float]:
-        if self.n_images == 0:
-            raise ConfigError("CLIPScore.compute() before any image was added.")
-        return {"clip_score": self.total / self.n_images}
+        self.add(float(scores.sum()), len(scores))

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
 
 import torch
-from PIL import Image
 from torch import Tensor, nn
 
 from erasekit.errors import ConfigError, MissingWeightsError
 
-from .base import check_batch, to_uint8
+from .base import BatchMetric, Images, Labels, Prompts, to_uint8
 from .weights import resolve_weights
 
 
@@ -54,7 +52,7 @@ class InceptionFeatures(nn.Module):
         return self.net(images, return_features=True)
 
 
-class FID:
+class FID(BatchMetric):
     """Fréchet Inception Distance of edited images (``images``) to original ones (``references``).
 
     Args:
@@ -76,17 +74,7 @@ class FID:
     def reset(self) -> None:
         self._fid.reset()
 
-    def update(
-        self,
-        images: Sequence[Image.Image],
-        prompts: Sequence[str],
-        *,
-        labels: Sequence[str | None] | None = None,
-        references: Sequence[Image.Image] | None = None,
-    ) -> None:
-        if references is None:
-            raise ConfigError("FID needs references: the original model's images for the same prompts and seeds.")
-        check_batch(images, references, "references")
+    def add_batch(self, images: Images, prompts: Prompts, labels: Labels, references: Images | None) -> None:
         self._fid.update(to_uint8(references), real=True)
         self._fid.update(to_uint8(images), real=False)
 

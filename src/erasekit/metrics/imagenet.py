@@ -11,14 +11,12 @@ labels, so absolute accuracies can differ by a few points from the paper's.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 
 import torch
-from PIL import Image
 
 from erasekit.errors import ConfigError, MissingWeightsError
 
-from .base import check_batch
+from .base import Images, Labels, MeanMetric, Prompts, check_batch
 from .weights import resolve_weights
 
 IMAGENETTE: dict[str, int] = {
@@ -36,7 +34,7 @@ IMAGENETTE: dict[str, int] = {
 """The ten imagenette classes (as imagenette.csv spells them, lower-cased) and their ImageNet-1k indices."""
 
 
-class ImageNetAccuracy:
+class ImageNetAccuracy(MeanMetric):
     """Fraction of images classified (top-1) as the ImageNet class of their label.
 
     Args:
@@ -46,7 +44,7 @@ class ImageNetAccuracy:
         batch_size: images per forward pass.
     """
 
-    needs_reference = False
+    key = "classifier_acc"
 
     def __init__(
         self,
@@ -70,19 +68,8 @@ class ImageNetAccuracy:
         self.batch_size = batch_size
         self.reset()
 
-    def reset(self) -> None:
-        self.n_images = 0
-        self.n_correct = 0
-
     @torch.no_grad()
-    def update(
-        self,
-        images: Sequence[Image.Image],
-        prompts: Sequence[str],
-        *,
-        labels: Sequence[str | None] | None = None,
-        references: Sequence[Image.Image] | None = None,
-    ) -> None:
+    def add_batch(self, images: Images, prompts: Prompts, labels: Labels, references: Images | None) -> None:
         if labels is None:
             raise ConfigError("ImageNetAccuracy needs the class of each prompt: give the prompt set a label column.")
         check_batch(images, labels, "labels")
@@ -90,15 +77,11 @@ class ImageNetAccuracy:
         if unknown:
             raise ConfigError(f"labels {unknown} are not ImageNet classes this metric knows: {sorted(self.classes)}.")
         targets = torch.tensor([self.classes[str(label).lower()] for label in labels])
+        correct = 0
         for i in range(0, len(images), self.batch_size):
             inputs = self.processor(
                 images=[im.convert("RGB") for im in images[i : i + self.batch_size]], return_tensors="pt"
             )
             predicted = self.model(**inputs).logits.argmax(-1)
-            self.n_correct += int((predicted == targets[i : i + self.batch_size]).sum())
-        self.n_images += len(images)
-
-    def compute(self) -> dict[str, float]:
-        if self.n_images == 0:
-            raise ConfigError("ImageNetAccuracy.compute() before any image was added.")
-        return {"classifier_acc": self.n_correct / self.n_images}
+            correct += int((predicted == targets[i : i + self.batch_size]).sum())
+        self.add(correct, len(images))

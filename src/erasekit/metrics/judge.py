@@ -7,21 +7,18 @@ works, so tests pass a stub and other worlds can bring their own judge.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Literal
-
-from PIL import Image
 
 from erasekit.errors import ConfigError
 from erasekit.judge import Judge
 
-from .base import check_batch
+from .base import Images, Labels, MeanMetric, Prompts, check_batch
 
 Attribute = Literal["object", "color", "style", "unsafe"]
 ATTRIBUTES: tuple[Attribute, ...] = ("object", "color", "style", "unsafe")
 
 
-class DetectionRate:
+class DetectionRate(MeanMetric):
     """Fraction of images in which the judge sees ``concept`` (efficacy and generality: lower is better).
 
     Args:
@@ -29,36 +26,19 @@ class DetectionRate:
         concept: the concept looked for, e.g. "van gogh" or "nudity".
     """
 
-    needs_reference = False
+    key = "judge_detect_rate"
 
     def __init__(self, judge: Judge, concept: str) -> None:
         self.judge, self.concept = judge, concept
         self.reset()
 
-    def reset(self) -> None:
-        self.n_images = 0
-        self.n_detected = 0
-
-    def update(
-        self,
-        images: Sequence[Image.Image],
-        prompts: Sequence[str],
-        *,
-        labels: Sequence[str | None] | None = None,
-        references: Sequence[Image.Image] | None = None,
-    ) -> None:
+    def add_batch(self, images: Images, prompts: Prompts, labels: Labels, references: Images | None) -> None:
         check_batch(images, prompts, "prompts")
         hits = self.judge.detects(images, self.concept)
-        self.n_images += len(images)
-        self.n_detected += sum(bool(h) for h in hits)
-
-    def compute(self) -> dict[str, float]:
-        if self.n_images == 0:
-            raise ConfigError("DetectionRate.compute() before any image was added.")
-        return {"judge_detect_rate": self.n_detected / self.n_images}
+        self.add(sum(bool(h) for h in hits), len(images))
 
 
-class AttributeAccuracy:
+class AttributeAccuracy(MeanMetric):
     """Fraction of images whose judged ``attribute`` equals the concept the prompt asks for.
 
     Specificity uses it on prompts about other concepts (higher is better): erasing "van gogh" must
@@ -70,7 +50,7 @@ class AttributeAccuracy:
         attribute: which reading of the judge is compared with the labels.
     """
 
-    needs_reference = False
+    key = "judge_acc"
 
     def __init__(self, judge: Judge, attribute: Attribute) -> None:
         if attribute not in ATTRIBUTES:
@@ -78,18 +58,7 @@ class AttributeAccuracy:
         self.judge, self.attribute = judge, attribute
         self.reset()
 
-    def reset(self) -> None:
-        self.n_images = 0
-        self.n_correct = 0
-
-    def update(
-        self,
-        images: Sequence[Image.Image],
-        prompts: Sequence[str],
-        *,
-        labels: Sequence[str | None] | None = None,
-        references: Sequence[Image.Image] | None = None,
-    ) -> None:
+    def add_batch(self, images: Images, prompts: Prompts, labels: Labels, references: Images | None) -> None:
         check_batch(images, prompts, "prompts")
         if labels is None or any(label is None for label in labels):
             raise ConfigError(
@@ -97,13 +66,9 @@ class AttributeAccuracy:
                 "set a label column (e.g. `label: concept`)."
             )
         check_batch(images, labels, "labels")
+        correct = 0
         for reading, label in zip(self.judge.predict(images), labels):
             judged = reading[self.attribute]
             expected: object = label == "nudity" if self.attribute == "unsafe" else label
-            self.n_correct += judged == expected
-        self.n_images += len(images)
-
-    def compute(self) -> dict[str, float]:
-        if self.n_images == 0:
-            raise ConfigError("AttributeAccuracy.compute() before any image was added.")
-        return {"judge_acc": self.n_correct / self.n_images}
+            correct += judged == expected
+        self.add(correct, len(images))

@@ -25,9 +25,9 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from erasekit.errors import ConfigError, MissingWeightsError
+from erasekit.errors import MissingWeightsError
 
-from .base import check_batch, to_tensor
+from .base import Images, Labels, MeanMetric, Prompts, to_tensor
 from .weights import resolve_weights
 
 SIZE = 64
@@ -131,7 +131,7 @@ def preprocess(images: Sequence[Image.Image]) -> Tensor:
     return to_tensor(out) * 2 - 1
 
 
-class LPIPS:
+class LPIPS(MeanMetric):
     """Mean LPIPS-alex distance between each edited image and the original model's image for it.
 
     Args:
@@ -140,35 +140,16 @@ class LPIPS:
     """
 
     needs_reference = True
+    key, counted = "lpips", "image pair"
 
     def __init__(self, *, net: LPIPSNet | None = None, batch_size: int = 64) -> None:
         self.net = net if net is not None else load_lpips()
         self.batch_size = batch_size
         self.reset()
 
-    def reset(self) -> None:
-        self.total = 0.0
-        self.n_pairs = 0
-
     @torch.no_grad()
-    def update(
-        self,
-        images: Sequence[Image.Image],
-        prompts: Sequence[str],
-        *,
-        labels: Sequence[str | None] | None = None,
-        references: Sequence[Image.Image] | None = None,
-    ) -> None:
-        if references is None:
-            raise ConfigError("LPIPS needs references: the original model's images for the same prompts and seeds.")
-        check_batch(images, references, "references")
+    def add_batch(self, images: Images, prompts: Prompts, labels: Labels, references: Images | None) -> None:
         for i in range(0, len(images), self.batch_size):
             x = preprocess(images[i : i + self.batch_size])
             y = preprocess(references[i : i + self.batch_size])
-            self.total += float(self.net(x, y).double().sum())
-            self.n_pairs += len(x)
-
-    def compute(self) -> dict[str, float]:
-        if self.n_pairs == 0:
-            raise ConfigError("LPIPS.compute() before any image pair was added.")
-        return {"lpips": self.total / self.n_pairs}
+            self.add(float(self.net(x, y).double().sum()), len(x))
