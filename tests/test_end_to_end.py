@@ -21,14 +21,19 @@ from erasekit.worlds import embedded
 N = 16  # prompts per set; one miss is 6 points
 
 
-@pytest.fixture(scope="module")
-def world():
+def embedded_pipeline():
+    """The shipped embedded pipeline, progress bars off; the test is skipped when the world is not trained."""
     try:
         pipe = erasekit.load_pipeline("embedded")
     except MissingWeightsError as e:
         pytest.skip(f"embedded world not trained: {e}")
     pipe.set_progress_bar_config(disable=True)
-    return pipe, embedded.load_judge()
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def world():
+    return embedded_pipeline(), embedded.load_judge()
 
 
 def unrelated_prompts(concept: str) -> list[tuple[str, str, str]]:

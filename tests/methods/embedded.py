@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import time
 
-import pytest
 import torch
 
 import erasekit
-from erasekit.errors import MissingWeightsError
 from erasekit.worlds import embedded
-from tests.test_end_to_end import N, unrelated_prompts
+from tests.test_end_to_end import N, embedded_pipeline, unrelated_prompts
 
 
 def embedded_rates(pipe, judge, concept: str) -> dict[str, float]:
@@ -37,12 +35,7 @@ def erase_on_embedded(method: str, concept: str, *, preserve: bool = True, **ove
     """(rates before, rates after, CPU seconds to erase) with the method's ``embedded`` settings (and
     ``overrides``), the world's other objects as the preserve set (``preserve``). CPU seconds of this
     process, one thread: the wall time depends on what else shares the machine."""
-    try:
-        pipe = erasekit.load_pipeline("embedded")
-    except MissingWeightsError as e:
-        pytest.skip(f"embedded world not trained: {e}")
-    pipe.set_progress_bar_config(disable=True)
-    judge = embedded.load_judge()
+    pipe, judge = embedded_pipeline(), embedded.load_judge()
     before = embedded_rates(pipe, judge, concept)
     others = [c for c in embedded.concepts()["object"] if c != concept] if preserve else []
     start, wall = time.process_time(), time.perf_counter()

@@ -30,6 +30,7 @@ from erasekit.targets import find_targets
 from erasekit.text import TextEncoder
 from erasekit.worlds.tiny import tiny_pipeline
 from tests.oracle import F64, ca_projections, pipe_encoder
+from tests.test_end_to_end import N, embedded_pipeline
 
 
 def request_of(pipe, concepts, **kw):
@@ -260,20 +261,12 @@ def test_bad_regions_and_prompts_are_config_errors(tiny_pipe):
 
 # ---- end to end on the embedded world ------------------------------------------------------------------
 
-N = 16
-
 
 @pytest.fixture(scope="module")
 def world():
-    from erasekit.errors import MissingWeightsError
     from erasekit.worlds import embedded
 
-    try:
-        pipe = erasekit.load_pipeline("embedded")
-    except MissingWeightsError as e:
-        pytest.skip(f"embedded world not trained: {e}")
-    pipe.set_progress_bar_config(disable=True)
-    return pipe, embedded.load_judge(), embedded
+    return embedded_pipeline(), embedded.load_judge(), embedded
 
 
 def _rate(pipe, judge, prompts, concept, seed=0):
