@@ -27,6 +27,19 @@ def generate(pipe, prompt="a painting by van gogh", **kw):
     return pipe(prompt, generator=torch.Generator().manual_seed(0), **kw).images
 
 
+def assert_loads_in_diffusers(pipe, edit, path, **kw):
+    """``edit``, saved at ``path`` and loaded by plain diffusers (``load_lora_weights``), draws what ``edit.apply``
+    draws, and that differs from the original's images (``generate(pipe, **kw)``); the file stays loaded."""
+    original = generate(pipe, **kw)
+    edit.apply(pipe)
+    ours = generate(pipe, **kw)
+    edit.remove(pipe)
+    pipe.load_lora_weights(str(path))
+    theirs = generate(pipe, **kw)
+    assert abs(ours - original).max() > 1e-3, "the edit must change the images"
+    assert abs(ours - theirs).max() <= 1e-4
+
+
 @pytest.mark.parametrize("method", ["uce", "rece", "nullspace"])
 def test_apply_then_remove_is_bit_identical(tiny_pipe, method):
     before = unet_state(tiny_pipe)
@@ -68,14 +81,7 @@ def test_saved_file_loads_in_plain_diffusers_with_the_same_outputs(any_pipe, tmp
     edit = erasekit.erase(any_pipe, ["van gogh"], method="rece", epochs=1)
     path = edit.save(tmp_path / "vangogh.safetensors")
     size = {"height": 64, "width": 64} if hasattr(any_pipe, "text_encoder_2") else {}
-    original = generate(any_pipe, **size)
-    edit.apply(any_pipe)
-    ours = generate(any_pipe, **size)
-    edit.remove(any_pipe)
-    any_pipe.load_lora_weights(str(path))
-    theirs = generate(any_pipe, **size)
-    assert abs(ours - original).max() > 1e-3, "the edit must change the images"
-    assert abs(ours - theirs).max() <= 1e-4
+    assert_loads_in_diffusers(any_pipe, edit, path, **size)
 
 
 def test_save_load_round_trip_keeps_updates_and_metadata(tiny_pipe, tmp_path):
@@ -226,14 +232,7 @@ def test_a_text_encoder_edit_adds_its_delta_and_removes_bit_identically(tiny_pip
 def test_a_text_encoder_edit_saved_loads_in_plain_diffusers_with_the_same_outputs(tiny_pipe, tmp_path):
     edit = text_encoder_edit(tiny_pipe)
     path = edit.save(tmp_path / "te.safetensors")
-    original = generate(tiny_pipe)
-    edit.apply(tiny_pipe)
-    ours = generate(tiny_pipe)
-    edit.remove(tiny_pipe)
-    tiny_pipe.load_lora_weights(str(path))
-    theirs = generate(tiny_pipe)
-    assert abs(ours - original).max() > 1e-3, "the edit must change the images"
-    assert abs(ours - theirs).max() <= 1e-4
+    assert_loads_in_diffusers(tiny_pipe, edit, path)
     loaded = Edit.load(path)
     assert set(loaded.updates) == set(edit.updates)
     for name in edit.updates:

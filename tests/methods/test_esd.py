@@ -12,6 +12,7 @@ from erasekit.methods.esd import ESDConfig, train_esd
 from erasekit.targets import find_targets
 from erasekit.text import TextEncoder
 from tests.methods.resume import resumed_states
+from tests.test_edit import assert_loads_in_diffusers, generate
 
 FAST = {"iterations": 8, "ddim_steps": 3, "lr": 1e-2}  # a handful of steps on the tiny U-Net; lr for a visible change
 
@@ -56,11 +57,6 @@ def test_esd_x_touches_only_cross_attention_kv_at_the_configured_rank(tiny_pipe)
         assert B.shape[1] == A.shape[0] == 3
         assert B.dtype == A.dtype == torch.float32 and B.device.type == "cpu"
     assert edit.method == "esd" and edit.config["variant"] == "x"
-
-
-def generate(pipe, prompt="a painting by van gogh"):
-    kw = {"num_inference_steps": 2, "output_type": "np", "height": 32, "width": 32}
-    return pipe(prompt, generator=torch.Generator().manual_seed(0), **kw).images
 
 
 def test_esd_u_trains_self_attention_and_feed_forward_layers_and_loads_in_diffusers(tiny_pipe, tmp_path):
@@ -110,15 +106,7 @@ def test_pipeline_untouched_by_training(tiny_pipe):
 
 def test_saved_file_loads_in_plain_diffusers_with_the_same_outputs(tiny_pipe, tmp_path):
     edit = erasekit.erase(tiny_pipe, ["van gogh"], method="esd", **{**FAST, "lr": 5e-2})
-    path = edit.save(tmp_path / "esd.safetensors")
-    original = generate(tiny_pipe)
-    edit.apply(tiny_pipe)
-    ours = generate(tiny_pipe)
-    edit.remove(tiny_pipe)
-    tiny_pipe.load_lora_weights(str(path))
-    theirs = generate(tiny_pipe)
-    assert abs(ours - original).max() > 1e-3, "the edit must change the images"
-    assert abs(ours - theirs).max() <= 1e-4
+    assert_loads_in_diffusers(tiny_pipe, edit, edit.save(tmp_path / "esd.safetensors"))
 
 
 def test_progress_is_reported_every_iteration(tiny_pipe):
