@@ -65,7 +65,10 @@ concept's word) in front of every target prompt, through the text encoder, with 
 objective on the span rows (shifted by the slots). Its rows join ``E``. It is off by default: on the
 embedded world it made ACE ~10x slower (85 s against 9 s for "van gogh") and moved no attack's
 success rate (soft_prompt on "nudity" stayed at 1.00, discrete on "van gogh" 0.75-0.88 either way).
-Outer loop: Adam on ``U, A`` (the gate stays as calibrated). The objective (``loss="denoise"``, the
+Outer loop: Adam on ``U, A`` (the gate stays as calibrated). Each round draws ``batch_rows`` rows
+of the target, perturbed and keep sets (stochastic rounds: the thousands of rows are templates x
+copies x span positions of a few prompts, and a round's cost is linear in them; on the embedded world
+parachute and picasso still pass the end-to-end bounds, with a round 3x cheaper). The objective (``loss="denoise"``, the
 default) adds to the K/V terms the abstract's alignment of the conditional distribution on the
 concept with a neutral one: on latents ``x_0`` the original model draws for the concept's prompts
 (``denoise_images``, ``denoise_steps`` sampler steps), noised to a random ``t``,

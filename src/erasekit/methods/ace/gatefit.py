@@ -64,9 +64,22 @@ class GateRates:
 
 
 def fit_gate(
-    pos: Tokens, neg: Tokens, P0: Tensor, mu: Tensor, *, steps: int, token_rate: float, prompt_rate: float
+    pos: Tokens,
+    neg: Tokens,
+    P0: Tensor,
+    mu: Tensor,
+    *,
+    steps: int,
+    batch: int,
+    token_rate: float,
+    prompt_rate: float,
+    generator: torch.Generator,
 ) -> tuple[Tensor, float, float, GateRates]:
-    """``(P [d, k], s, τ, held-out rates)`` of the gate (module docstring). All float32."""
+    """``(P [d, k], s, τ, held-out rates)`` of the gate (module docstring). All float32.
+
+    Each Adam step reads ``batch`` random tokens of each class (tens of thousands of negative tokens
+    otherwise make the fit the slowest part of ACE); τ is then calibrated on every held-out token.
+    """
     (pos_fit, pos_held), (neg_fit, neg_held) = pos.split(), neg.split()
     # r(c) = ‖Pᵀ u‖² with u = (c − μ)/‖c − μ‖: the unit deviations once, one [n, d] @ [d, k] a step
     C, K = (F.normalize(x.rows() - mu, dim=-1) for x in (pos_fit, neg_fit))
@@ -80,8 +93,10 @@ def fit_gate(
     )
     for _ in range(steps):
         opt.zero_grad()
-        logit_c = log_s.exp() * ((C @ P).pow(2).sum(-1) - tau)
-        logit_k = log_s.exp() * ((K @ P).pow(2).sum(-1) - tau)
+        c = C[torch.randint(len(C), (min(batch, len(C)),), generator=generator)]
+        k = K[torch.randint(len(K), (min(batch, len(K)),), generator=generator)]
+        logit_c = log_s.exp() * ((c @ P).pow(2).sum(-1) - tau)
+        logit_k = log_s.exp() * ((k @ P).pow(2).sum(-1) - tau)
         loss = F.softplus(-logit_c).mean() + F.softplus(logit_k).mean()
         loss.backward()
         opt.step()

@@ -53,9 +53,23 @@ def _fitted_gate(cfg: ACEConfig, rows: Rows, k: int, pos: Tokens, neg: Tokens) -
     """Part 3: the gate fitted on varied captions, τ calibrated on held-out ones (:mod:`.gatefit`)."""
     P0, mu = concept_subspace(torch.cat([rows.C, pos.rows()]), neg.rows(), k, cfg.whiten)
     P, s, tau, rates = fit_gate(
-        pos, neg, P0, mu.float(), steps=cfg.gate_steps, token_rate=cfg.gate_token_rate, prompt_rate=cfg.gate_prompt_rate
+        pos,
+        neg,
+        P0,
+        mu.float(),
+        steps=cfg.gate_steps,
+        batch=cfg.gate_batch,
+        token_rate=cfg.gate_token_rate,
+        prompt_rate=cfg.gate_prompt_rate,
+        generator=torch.Generator().manual_seed(cfg.seed),
     )
     return TokenGate(P.contiguous(), mu.float(), s, tau), rates
+
+
+@torch.no_grad()
+def draw(n: int, k: int, gen: torch.Generator) -> Tensor:
+    """``min(n, k)`` distinct indices of ``n`` rows, in order: one round's minibatch."""
+    return torch.arange(n) if n <= k else torch.randperm(n, generator=gen)[:k].sort().values
 
 
 @torch.no_grad()
@@ -93,6 +107,8 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     pos, neg = gate_tokens(request, cfg)
     gate, rates = _fitted_gate(cfg, rows, k, pos, neg) if cfg.gated else (None, None)
     held = pos.split()[1].rows()  # the held-out concept captions' span rows: the stopping rule's
+    gen = torch.Generator().manual_seed(cfg.seed)
+    held = held[draw(len(held), cfg.batch_rows, gen)]
     init = reduced_rank_ridge(rows, rank=k, lamb=cfg.lamb, preserve_scale=cfg.preserve_scale)
     model = _Trainable(init, gate)
 
@@ -103,7 +119,6 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     with torch.no_grad():
         unit = float(s_err(rows.C, rows.G))  # K/V terms in units of the concept's distance to its guide
 
-    gen = torch.Generator().manual_seed(cfg.seed)
     scale = float(rows.C.pow(2).mean().sqrt())
     E = rows.C + 0.01 * scale * torch.randn(rows.C.shape, generator=gen)
     outer = torch.optim.Adam(
@@ -115,21 +130,26 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     stop = HeldOutStop(held, s_err, steps=cfg.inner_steps, lr=cfg.inner_lr * scale, patience=cfg.patience)
     history, E_all = [], E
     for epoch in range(cfg.epochs):
-        E = E.detach().requires_grad_()
-        inner = torch.optim.Adam([E], lr=cfg.inner_lr * scale)
+        # a minibatch of each row set per round: the rows are thousands of near-duplicate states
+        # (templates x copies x span positions), and a round's cost is linear in them
+        pick, pick_near, pick_keep = (draw(len(x), cfg.batch_rows, gen) for x in (rows.C, near, rows.K))
+        X = E[pick].requires_grad_()
+        inner = torch.optim.Adam([X], lr=cfg.inner_lr * scale)
         for _ in range(cfg.inner_steps):  # the adversary: bring the original K/V back
             inner.zero_grad()
-            s_err(model.edited(E), rows.C).backward()
+            s_err(model.edited(X), rows.C[pick]).backward()
             inner.step()
-        E = E.detach()
+        E = E.clone()
+        E[pick] = X.detach()
         # adversarial and perturbed rows, and the guide rows they should map to
-        E_all, G_all = torch.cat([E, near]), torch.cat([rows.G, near_guide])
+        E_all = torch.cat([E[pick], near[pick_near]])
+        G_all = torch.cat([rows.G[pick], near_guide[pick_near]])
         if soft is not None:
             X = soft.attack(model, s_err, cfg.inner_steps)
             E_all, G_all = torch.cat([E_all, X]), torch.cat([G_all, soft.guide])
         outer.zero_grad()
-        keep = cfg.keep_weight * s_err(model.edited(rows.K), rows.K)
-        loss = (s_err(model.edited(rows.C), rows.G) + s_err(model.edited(E_all), G_all) + keep) / unit
+        keep = cfg.keep_weight * s_err(model.edited(rows.K[pick_keep]), rows.K[pick_keep])
+        loss = (s_err(model.edited(rows.C[pick]), rows.G[pick]) + s_err(model.edited(E_all), G_all) + keep) / unit
         if denoise is not None:  # the noise-prediction objective, the K/V terms its anchor (package docstring)
             loss = loss + cfg.denoise_weight * denoise.loss(model, E, layers)
         loss.backward()
