@@ -12,6 +12,7 @@ from erasekit.methods.advunlearn import AdvUnlearnConfig, train_advunlearn
 from erasekit.methods.advunlearn.attack import attack_loss, soft_prompt_attack
 from erasekit.methods.advunlearn.retain import retain_prompts
 from erasekit.methods.advunlearn.train import erase_loss, retain_loss, text_layers
+from erasekit.methods.esd import Checkpoints
 from erasekit.targets import find_targets
 from erasekit.text import TextEncoder
 from tests.methods.embedded import erase_on_embedded
@@ -96,7 +97,7 @@ def test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tiny_pipe):
     states = resumed_states(train_advunlearn, request, cfg, every=2)  # seeded: the generator state goes on alike
     assert [s.iteration for s in states] == [2] and states[0].adversary is not None
     with pytest.raises(ConfigError, match="rank"):
-        train_advunlearn(request, dataclasses.replace(cfg, rank=2), resume=states[0])
+        train_advunlearn(request, dataclasses.replace(cfg, rank=2), checkpoints=Checkpoints(resume=states[0]))
 
 
 # ---- bad input -------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import torch
 import erasekit
 from erasekit.errors import ConfigError
 from erasekit.methods import EraseRequest
-from erasekit.methods.esd import ESDConfig, train_esd
+from erasekit.methods.esd import Checkpoints, ESDConfig, train_esd
 from erasekit.targets import find_targets
 from erasekit.text import TextEncoder
 from tests.methods.resume import resumed_states
@@ -112,9 +112,13 @@ def test_saved_file_loads_in_plain_diffusers_with_the_same_outputs(tiny_pipe, tm
 def test_progress_is_reported_every_iteration(tiny_pipe):
     seen = []
     request = EraseRequest(
-        targets=find_targets(tiny_pipe.unet), encoder=TextEncoder(tiny_pipe), concepts=("dog",), pipe=tiny_pipe
+        targets=find_targets(tiny_pipe.unet),
+        encoder=TextEncoder(tiny_pipe),
+        concepts=("dog",),
+        pipe=tiny_pipe,
+        progress=lambda i, n: seen.append((i, n)),
     )
-    train_esd(request, ESDConfig(**{**FAST, "iterations": 3}), progress=lambda i, n: seen.append((i, n)))
+    train_esd(request, ESDConfig(**{**FAST, "iterations": 3}))
     assert seen == [(1, 3), (2, 3), (3, 3)]
 
 
@@ -158,7 +162,7 @@ def test_resumed_run_ends_bit_identical_to_the_uninterrupted_one(tiny_pipe):
     states = resumed_states(train_esd, request, cfg, every=3)
     assert [s.iteration for s in states] == [3, 6]
     with pytest.raises(ConfigError, match="differs in lr"):
-        train_esd(request, dataclasses.replace(cfg, lr=1e-3), resume=states[0])
+        train_esd(request, dataclasses.replace(cfg, lr=1e-3), checkpoints=Checkpoints(resume=states[0]))
 
 
 def test_lora_preset_raises_the_learning_rate(tiny_pipe):

@@ -8,6 +8,7 @@ import torch
 import erasekit
 from erasekit.errors import ConfigError
 from erasekit.methods import EraseRequest
+from erasekit.methods.esd import Checkpoints
 from erasekit.methods.receler import RecelerConfig, train_receler
 from erasekit.methods.receler.regions import attention_maps, concept_masks, cross_attentions, outside_loss
 from erasekit.methods.receler.train import with_adversary
@@ -81,7 +82,7 @@ def test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tiny_pipe):
     states = resumed_states(train_receler, request, cfg, every=2)
     assert [s.iteration for s in states] == [2] and len(states[0].adversaries) == 2
     with pytest.raises(ConfigError, match="reg_weight"):
-        train_receler(request, dataclasses.replace(cfg, reg_weight=1.0), resume=states[0])
+        train_receler(request, dataclasses.replace(cfg, reg_weight=1.0), checkpoints=Checkpoints(resume=states[0]))
 
 
 # ---- bad input -------------------------------------------------------------------------------

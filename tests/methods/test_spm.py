@@ -9,6 +9,7 @@ from torch import nn
 import erasekit
 from erasekit.errors import ConfigError
 from erasekit.methods import EraseRequest
+from erasekit.methods.esd import Checkpoints
 from erasekit.methods.spm import SPMConfig, adapted_layers, anchor_states, spm_loss, train_spm
 from erasekit.targets import find_targets
 from erasekit.text import TextEncoder
@@ -90,9 +91,9 @@ def test_resumed_run_ends_bit_identical_to_the_uninterrupted_one(pipe):
     states = resumed_states(train_spm, request, cfg, every=1)
     assert [s.iteration for s in states] == [1, 2]
     with pytest.raises(ConfigError, match="iterations"):
-        train_spm(request, dataclasses.replace(cfg, iterations=3), resume=states[0])
+        train_spm(request, dataclasses.replace(cfg, iterations=3), checkpoints=Checkpoints(resume=states[0]))
     with pytest.raises(ConfigError, match="differs in la_strength"):
-        train_spm(request, dataclasses.replace(cfg, la_strength=1.0), resume=states[0])
+        train_spm(request, dataclasses.replace(cfg, la_strength=1.0), checkpoints=Checkpoints(resume=states[0]))
 
 
 def test_preserve_set_is_refused(pipe):

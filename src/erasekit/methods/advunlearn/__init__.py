@@ -53,4 +53,4 @@ __all__ = ["SETTINGS", "AdvUnlearnConfig", "AdvUnlearnState", "advunlearn", "tra
 @register("advunlearn", AdvUnlearnConfig, settings=SETTINGS, default_settings="embedded")
 def advunlearn(request: EraseRequest, cfg: AdvUnlearnConfig) -> Edit:
     """AdvUnlearn: adversarial training of the text encoder (ESD target on attack prompts + retain set), as a LoRA."""
-    return train_advunlearn(request, cfg, progress=request.progress)
+    return train_advunlearn(request, cfg)

@@ -24,10 +24,9 @@ from torch import Tensor, nn
 
 from ...edit import Edit
 from ...errors import ConfigError
-from ...progress import Progress
 from ...text import Slotted, TextEncoder
 from .. import EraseRequest
-from ..esd.run import LoRARun
+from ..esd.run import Checkpoints, LoRARun
 from ..esd.train import _frozen, _sample_till
 from .attack import random_tokens, soft_prompt_attack
 from .config import AdvUnlearnConfig, AdvUnlearnState
@@ -68,27 +67,20 @@ def text_layers(text_encoder: nn.Module, component: str) -> dict[str, nn.Linear]
 
 
 def train_advunlearn(
-    request: EraseRequest,
-    cfg: AdvUnlearnConfig,
-    *,
-    progress: Progress | None = None,
-    checkpoint: Callable[[AdvUnlearnState], None] | None = None,
-    checkpoint_every: int = 100,
-    resume: AdvUnlearnState | None = None,
+    request: EraseRequest, cfg: AdvUnlearnConfig, *, checkpoints: Checkpoints[AdvUnlearnState] = Checkpoints()
 ) -> Edit:
     """An AdvUnlearn edit of ``request.concepts``: a LoRA of the text encoder (see the module docstring).
 
     Args:
-        request: the concepts, the preserve set (joins the retain set) and the pipeline.
+        request: the concepts, the preserve set (joins the retain set), the pipeline and ``progress``, called
+            after every iteration.
         cfg: the hyper-parameters.
-        progress: called as ``progress(done, total)`` after every iteration.
-        checkpoint: called with the run's :class:`AdvUnlearnState` every ``checkpoint_every`` iterations.
-        resume: a state from ``checkpoint``; the run goes on from it and ends as the uninterrupted run would.
+        checkpoints: where the run's :class:`AdvUnlearnState` goes, and the state it resumes from.
     Returns:
         The edit (``text_encoder.*`` layers only), ``info["losses"]`` the erase loss of every iteration.
     Raises:
         ConfigError: no pipeline, guides given, a retain set that names a concept, an SDXL pipeline,
-            or a ``resume`` state from another config or other layers.
+            or a state to resume from another config or other layers.
     """
     if request.guides is not None:
         raise ConfigError("AdvUnlearn erases towards the unconditional prediction and takes no guides: drop them.")
@@ -96,14 +88,11 @@ def train_advunlearn(
         raise ConfigError("AdvUnlearn trains the pipeline's text encoder: call erasekit.erase(pipe, ...) with one.")
     text = request.encoder if isinstance(request.encoder, TextEncoder) else TextEncoder(request.pipe)
     text.check_single_encoder()
-    layers = text_layers(text.encoder, cfg.component)  # the text encoder's, whatever the U-Net
-    run = LoRARun(
-        request, cfg, lambda _: layers, cfg.ddim_steps, progress=progress, checkpoint=checkpoint, every=checkpoint_every
-    )
+    run = LoRARun(request, cfg, lambda _: text_layers(text.encoder, cfg.component), cfg.ddim_steps, checkpoints)
     unet, scheduler, device, dtype, generator = run.unet, run.scheduler, run.device, run.dtype, run.generator
     adversary, k = None, 0
+    resume = run.resume()
     if resume is not None:
-        run.resume(resume)
         adversary, k = resume.adversary, resume.concept
 
     concepts, pool = list(request.concepts), retain_prompts(request.concepts, request.preserve, cfg)

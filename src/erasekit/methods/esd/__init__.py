@@ -37,9 +37,10 @@ from __future__ import annotations
 from ...edit import Edit
 from .. import EraseRequest, register
 from .config import SETTINGS, ESDConfig, ESDState, Variant
+from .run import Checkpoints
 from .train import train_esd
 
-__all__ = ["SETTINGS", "ESDConfig", "ESDState", "Variant", "esd", "train_esd"]
+__all__ = ["SETTINGS", "Checkpoints", "ESDConfig", "ESDState", "Variant", "esd", "train_esd"]
 
 
 @register(
@@ -52,4 +53,4 @@ __all__ = ["SETTINGS", "ESDConfig", "ESDState", "Variant", "esd", "train_esd"]
 )
 def esd(request: EraseRequest, cfg: ESDConfig) -> Edit:
     """ESD fine-tuning (x: cross-attention K/V, u: self-attention and feed-forward) as a LoRA (ESD Eq. 7)."""
-    return train_esd(request, cfg, progress=request.progress)
+    return train_esd(request, cfg)

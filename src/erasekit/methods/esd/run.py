@@ -1,5 +1,5 @@
 """The run every LoRA trainer (ESD, SPM, Receler, AdvUnlearn) wraps around its own loss: U-Net and scheduler,
-a seeded LoRA and its optimizer, resume, progress and checkpoints.
+a seeded LoRA and its optimizer, resume, progress (``request.progress``) and checkpoints.
 
 One ``torch.Generator`` seeded with ``cfg.seed`` draws the LoRA's ``A`` and then everything random in the run
 (never the global RNG), so a state (:class:`ESDState`, or a trainer's subclass that appends its own fields)
@@ -10,21 +10,39 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import asdict
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, Generic, TypeVar
 
 import torch
 from diffusers import DDIMScheduler
 from torch import Tensor, nn
 
 from ...errors import ConfigError
-from ...progress import Progress
 from .. import EraseRequest
 from .config import ESDState
 from .lora import _LoRA
 
+S = TypeVar("S", bound=ESDState)
 
-class LoRARun:
+
+@dataclass(frozen=True)
+class Checkpoints(Generic[S]):
+    """Where a LoRA trainer hands its run's state, and the state it goes on from.
+
+    Attributes:
+        save: called with the run's state (:class:`ESDState` or the trainer's subclass of it) every ``every``
+            iterations; the caller keeps it, or writes it with ``torch.save(dataclasses.asdict(state), path)``.
+        every: iterations between two states.
+        resume: a state from ``save``: the run goes on from it and ends as the uninterrupted run would have,
+            bit for bit. Its config must be this run's but for ``iterations``.
+    """
+
+    save: Callable[[S], None] | None = None
+    every: int = 100
+    resume: S | None = None
+
+
+class LoRARun(Generic[S]):
     """A trainer's run: ``cfg`` is its config dataclass (``seed``, ``rank``, ``lr`` and ``iterations`` read here).
 
     Args:
@@ -32,9 +50,8 @@ class LoRARun:
         cfg: the trainer's config.
         layers: the layers to train, from the U-Net.
         timesteps: the DDIM schedule's length.
+        checkpoints: where the state goes (:meth:`save`) and what it resumes from (:meth:`resume`).
         optimizer: its class, built on the LoRA factors with ``lr=cfg.lr``.
-        progress: called as ``progress(done, total)`` after every iteration.
-        checkpoint: called with the run's state every ``every`` iterations (:meth:`save`).
     Raises:
         ConfigError: no pipeline behind the request, or an SDXL U-Net.
     """
@@ -45,13 +62,11 @@ class LoRARun:
         cfg: Any,
         layers: Callable[[nn.Module], dict[str, nn.Linear]],
         timesteps: int,
+        checkpoints: Checkpoints[S] = Checkpoints(),
         *,
         optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
-        progress: Progress | None = None,
-        checkpoint: Callable[[Any], None] | None = None,
-        every: int = 100,
     ):
-        self.cfg, self.progress, self.checkpoint, self.every = cfg, progress, checkpoint, every
+        self.cfg, self.progress, self.checkpoints = cfg, request.progress, checkpoints
         self.unet, self.scheduler = _pipeline_parts(request)
         self.scheduler.set_timesteps(timesteps)
         param = next(self.unet.parameters())
@@ -81,26 +96,31 @@ class LoRARun:
         self.optimizer.step()
 
     def done(self, loss: Tensor) -> bool:
-        """Record an iteration's ``loss`` and report progress; whether a checkpoint is due (then call :meth:`save`)."""
+        """Record an iteration's ``loss``, report ``request.progress(done, total)``; whether a state is due (then
+        call :meth:`save`)."""
         self.losses.append(float(loss.detach()))
         if self.progress is not None:
             self.progress(len(self.losses), self.cfg.iterations)
-        return self.checkpoint is not None and len(self.losses) % self.every == 0
+        return self.checkpoints.save is not None and len(self.losses) % self.checkpoints.every == 0
 
-    def save(self, state: type[ESDState] = ESDState, *extra: Any) -> None:
-        """Hand ``state(<ESDState's fields>, *extra)`` to ``checkpoint``: ``extra`` are a subclass's own fields."""
-        assert self.checkpoint is not None
+    def save(self, state: type[S], *extra: Any) -> None:
+        """Hand ``state(<ESDState's fields>, *extra)`` to ``checkpoints.save``: ``extra`` are a subclass's fields."""
+        assert self.checkpoints.save is not None
         optimizer = copy.deepcopy(self.optimizer.state_dict())
         base = (asdict(self.cfg), len(self.losses), self.lora.updates(), optimizer, self.generator.get_state())
-        self.checkpoint(state(*base, list(self.losses), *extra))
+        self.checkpoints.save(state(*base, list(self.losses), *extra))
 
     @torch.no_grad()
-    def resume(self, state: ESDState) -> None:
-        """Put ``state`` into this fresh run's LoRA factors, optimizer, generator and losses.
+    def resume(self) -> S | None:
+        """Put ``checkpoints.resume``, if any, into this fresh run's LoRA factors, optimizer, generator and losses;
+        that state (for the trainer's own fields), or None.
 
         Raises:
             ConfigError: the state's config differs (but for ``iterations``), or it trains other layers.
         """
+        state = self.checkpoints.resume
+        if state is None:
+            return None
         ours, theirs = asdict(self.cfg), dict(state.config)
         changed = sorted(k for k in ours if k != "iterations" and ours[k] != theirs.get(k))
         if changed:
@@ -119,6 +139,7 @@ class LoRARun:
         self.optimizer.load_state_dict(copy.deepcopy(state.optimizer))
         self.generator.set_state(state.generator)
         self.losses = list(state.losses)
+        return state
 
 
 def _pipeline_parts(request: EraseRequest) -> tuple[nn.Module, DDIMScheduler]:

@@ -3,7 +3,7 @@ guided prediction of the frozen original, checkpoint and resume bit for bit."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 
@@ -14,11 +14,10 @@ from torch import Tensor, nn
 
 from ...edit import Edit
 from ...errors import ConfigError
-from ...progress import Progress
 from .. import EraseRequest
 from .config import ESDConfig, ESDState
 from .lora import trained_layers
-from .run import LoRARun
+from .run import Checkpoints, LoRARun
 
 
 @contextmanager
@@ -47,42 +46,26 @@ def _sample_till(
     return x
 
 
-def train_esd(
-    request: EraseRequest,
-    cfg: ESDConfig,
-    *,
-    progress: Progress | None = None,
-    checkpoint: Callable[[ESDState], None] | None = None,
-    checkpoint_every: int = 100,
-    resume: ESDState | None = None,
-) -> Edit:
+def train_esd(request: EraseRequest, cfg: ESDConfig, *, checkpoints: Checkpoints[ESDState] = Checkpoints()) -> Edit:
     """An ESD-x or ESD-u edit of ``request.concepts``, trained as a LoRA (ESD Eq. 7).
 
     Args:
-        request: the concepts and the pipeline (for its U-Net).
+        request: the concepts, the pipeline (for its U-Net) and ``progress``, called after every iteration.
         cfg: the hyper-parameters.
-        progress: called as ``progress(done, total)`` after every iteration.
-        checkpoint: called with the run's :class:`ESDState` every ``checkpoint_every`` iterations
-            (the caller keeps or saves it, e.g. ``torch.save``).
-        resume: a state from ``checkpoint``; the run goes on from it and ends as the uninterrupted
-            run would have, bit for bit.
+        checkpoints: where the run's :class:`ESDState` goes, and the state it resumes from.
     Returns:
         The edit, ``info["losses"]`` the loss of every iteration.
     Raises:
         ConfigError: no pipeline behind the request, guides or a preserve set given, an SDXL U-Net,
-            or a ``resume`` state from another config or other layers.
+            or a state to resume from another config or other layers.
     """
     if request.guides is not None or request.preserve:
         raise ConfigError(
             "ESD erases towards the unconditional prediction and has no preserve term: it takes no guides and "
             "no preserve set. Drop them, or use uce/rece/nullspace."
         )
-    layers = partial(trained_layers, request, variant=cfg.variant)  # unet -> the layers ESD-variant trains
-    run = LoRARun(
-        request, cfg, layers, cfg.ddim_steps, progress=progress, checkpoint=checkpoint, every=checkpoint_every
-    )
-    if resume is not None:
-        run.resume(resume)
+    run = LoRARun(request, cfg, partial(trained_layers, request, variant=cfg.variant), cfg.ddim_steps, checkpoints)
+    run.resume()
     unet, scheduler, lora = run.unet, run.scheduler, run.lora
 
     emb = request.encoder([*request.concepts, ""]).states.to(run.device, run.dtype)  # [n + 1, L, d]

@@ -48,4 +48,4 @@ __all__ = ["SETTINGS", "RecelerConfig", "RecelerState", "receler", "train_recele
 @register("receler", RecelerConfig, settings=SETTINGS, takes_preserve=False, default_settings="embedded")
 def receler(request: EraseRequest, cfg: RecelerConfig) -> Edit:
     """Receler: lightweight erasers (LoRA on attn2.to_out.0), concept-localised regularisation, adversarial prompts."""
-    return train_receler(request, cfg, progress=request.progress)
+    return train_receler(request, cfg)

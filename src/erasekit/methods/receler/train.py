@@ -15,7 +15,7 @@ with the prediction of the last attack step (``a`` before that step's update, as
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
@@ -24,11 +24,10 @@ from torch import Tensor, nn
 
 from ...edit import Edit
 from ...errors import ConfigError
-from ...progress import Progress
 from .. import EraseRequest
 from ..advunlearn.train import erase_loss
 from ..esd.lora import _LoRA
-from ..esd.run import LoRARun
+from ..esd.run import Checkpoints, LoRARun
 from ..esd.train import _frozen, _sample_till
 from .config import RecelerConfig, RecelerState
 from .regions import attention_maps, concept_masks, cross_attentions, outside_loss
@@ -65,36 +64,26 @@ def with_adversary(c: Tensor, a: Tensor, start: int) -> Tensor:
 
 
 def train_receler(
-    request: EraseRequest,
-    cfg: RecelerConfig,
-    *,
-    progress: Progress | None = None,
-    checkpoint: Callable[[RecelerState], None] | None = None,
-    checkpoint_every: int = 100,
-    resume: RecelerState | None = None,
+    request: EraseRequest, cfg: RecelerConfig, *, checkpoints: Checkpoints[RecelerState] = Checkpoints()
 ) -> Edit:
     """A Receler edit of ``request.concepts``: one rank-``rank`` eraser on every ``attn2.to_out.0``.
 
     Args:
-        request: the concepts and the pipeline (for its U-Net).
+        request: the concepts, the pipeline (for its U-Net) and ``progress``, called after every iteration.
         cfg: the hyper-parameters.
-        progress: called as ``progress(done, total)`` after every iteration.
-        checkpoint: called with the run's :class:`RecelerState` every ``checkpoint_every`` iterations.
-        resume: a state from ``checkpoint``; the run goes on from it and ends as the uninterrupted run would.
+        checkpoints: where the run's :class:`RecelerState` goes, and the state it resumes from.
     Returns:
         The edit, ``info["losses"]`` the erase loss and ``info["reg_losses"]`` the regularisation of every iteration.
     Raises:
         ConfigError: no pipeline, guides or a preserve set given, an SDXL U-Net, a concept whose words
-            and adversarial tokens overflow the context, or a ``resume`` state from another config.
+            and adversarial tokens overflow the context, or a state to resume from another config.
     """
     if request.guides is not None or request.preserve:
         raise ConfigError(
             "Receler erases towards the unconditional prediction and keeps the rest by its concept-localised "
             "regularisation: it takes no guides and no preserve set. Drop them."
         )
-    run = LoRARun(
-        request, cfg, eraser_layers, cfg.ddim_steps, progress=progress, checkpoint=checkpoint, every=checkpoint_every
-    )
+    run = LoRARun(request, cfg, eraser_layers, cfg.ddim_steps, checkpoints)
     unet, scheduler, lora, device, dtype = run.unet, run.scheduler, run.lora, run.device, run.dtype
 
     concepts = list(request.concepts)
@@ -114,8 +103,8 @@ def train_receler(
         torch.optim.Adam([a], lr=cfg.adversary_lr, weight_decay=cfg.adversary_weight_decay) for a in adversaries
     ]
     reg_losses: list[float] = []
+    resume = run.resume()
     if resume is not None:
-        run.resume(resume)
         reg_losses = list(resume.reg_losses)
         with torch.no_grad():
             for a, opt, saved, opt_saved in zip(

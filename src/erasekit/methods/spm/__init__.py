@@ -56,4 +56,4 @@ __all__ = ["SETTINGS", "SPMConfig", "adapted_layers", "anchor_states", "spm", "s
 @register("spm", SPMConfig, settings=SETTINGS, takes_preserve=False, default_settings="embedded")
 def spm(request: EraseRequest, cfg: SPMConfig) -> Edit:
     """SPM: a rank-1 adapter on the transformer blocks, trained with latent anchoring (no Facilitated Transport)."""
-    return train_spm(request, cfg, progress=request.progress)
+    return train_spm(request, cfg)

@@ -3,8 +3,6 @@ checkpointed and resumed bit for bit (the run state and helpers are ESD's, ``met
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from diffusers import Transformer2DModel
@@ -13,10 +11,9 @@ from torch import Tensor, nn
 
 from ...edit import Edit
 from ...errors import ConfigError
-from ...progress import Progress
 from .. import EraseRequest
 from ..esd.config import ESDState
-from ..esd.run import LoRARun
+from ..esd.run import Checkpoints, LoRARun
 from ..esd.train import _frozen, _sample_till
 from .config import SPMConfig
 
@@ -82,27 +79,18 @@ def spm_loss(
     return erase + la_strength * anchoring, erase, anchoring
 
 
-def train_spm(
-    request: EraseRequest,
-    cfg: SPMConfig,
-    *,
-    progress: Progress | None = None,
-    checkpoint: Callable[[ESDState], None] | None = None,
-    checkpoint_every: int = 100,
-    resume: ESDState | None = None,
-) -> Edit:
+def train_spm(request: EraseRequest, cfg: SPMConfig, *, checkpoints: Checkpoints[ESDState] = Checkpoints()) -> Edit:
     """An SPM edit of ``request.concepts``: a rank-``cfg.rank`` LoRA on every transformer-block ``nn.Linear``.
 
     Args:
-        request: the concepts, optional guides (each concept's neutral prompt, default ``""``) and the pipeline.
+        request: the concepts, optional guides (each concept's neutral prompt, default ``""``), the pipeline
+            and ``progress``, called after every iteration.
         cfg: the hyper-parameters.
-        progress: called as ``progress(done, total)`` after every iteration.
-        checkpoint: called with the run's state (ESD's :class:`ESDState`) every ``checkpoint_every`` iterations.
-        resume: a state from ``checkpoint``; the run ends as the uninterrupted run would have, bit for bit.
+        checkpoints: where the run's :class:`ESDState` goes, and the state it resumes from.
     Returns:
         The edit; ``info["losses"]`` the loss of every iteration.
     Raises:
-        ConfigError: no pipeline, a preserve set (SPM is data-free), an SDXL U-Net, or a ``resume`` state
+        ConfigError: no pipeline, a preserve set (SPM is data-free), an SDXL U-Net, or a state to resume
             of another config (``iterations`` included: it shapes the learning-rate schedule) or other layers.
     """
     if request.preserve:
@@ -110,21 +98,13 @@ def train_spm(
             "SPM is data-free: latent anchoring preserves random embeddings, not a preserve set. Drop the "
             "preserve set, or use uce/rece/speed."
         )
+    resume = checkpoints.resume
     if resume is not None and resume.config.get("iterations") != cfg.iterations:
         raise ConfigError(
             f"Cannot resume: the checkpoint ran with iterations={resume.config.get('iterations')}, this run asks "
             f"for {cfg.iterations}; SPM's cosine schedule depends on it. Resume with the same iterations."
         )
-    run = LoRARun(
-        request,
-        cfg,
-        adapted_layers,
-        cfg.max_denoising_steps,
-        optimizer=torch.optim.AdamW,
-        progress=progress,
-        checkpoint=checkpoint,
-        every=checkpoint_every,
-    )
+    run = LoRARun(request, cfg, adapted_layers, cfg.max_denoising_steps, checkpoints, optimizer=torch.optim.AdamW)
     unet, scheduler, lora = run.unet, run.scheduler, run.lora
     schedule = get_scheduler(
         "cosine_with_restarts",
@@ -133,9 +113,8 @@ def train_spm(
         num_training_steps=cfg.iterations,
         num_cycles=cfg.lr_cycles,
     )
-    if resume is not None:
-        run.resume(resume)  # after the schedule is built: building it sets the optimizer's lr to its first step's
-        schedule.last_epoch = resume.iteration  # the schedule is a function of the iteration alone
+    if (state := run.resume()) is not None:  # after the schedule is built: building it sets the lr to step 0's
+        schedule.last_epoch = state.iteration  # the schedule is a function of the iteration alone
 
     neutrals = request.guides_or("")
     emb = request.encoder([*request.concepts, *neutrals, ""]).states.to(run.device, run.dtype)  # [2n + 1, L, d]
