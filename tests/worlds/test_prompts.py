@@ -8,6 +8,7 @@ from erasekit.errors import ConfigError, OutputExistsError
 from erasekit.worlds import SPLITS, embedded
 from erasekit.worlds.embedded.captions import all_captions
 from erasekit.worlds.embedded.prompts import split_of
+from erasekit.worlds.embedded.text import CONTEXT_LENGTH, load_tokenizer
 from erasekit.worlds.embedded.vocabulary import NUDITY_IMPLICIT_HELDOUT, OBJECTS, STYLES
 
 
@@ -55,6 +56,15 @@ def test_generality_describes_objects_and_styles_without_a_word_of_their_names(c
     assert all(not words & set(p.replace(",", " ").split()) for p in generality), generality
     described = names.described_heldout
     assert all(any(d in p for d in described) for p in generality)
+
+
+@pytest.mark.parametrize("concept", ["gas pump", "dog", "van gogh"])  # each had descriptions cut at 24 tokens
+def test_the_text_encoder_reads_every_prompt_whole(concept):
+    tokenizer = load_tokenizer()
+    for split in ("val", "test"):
+        suite = embedded.prompt_suite(concept, n=32, split=split)
+        lengths = {p: len(tokenizer(p).input_ids) for prompts in suite.values() for p in prompts}
+        assert max(lengths.values()) <= CONTEXT_LENGTH, max(lengths.items(), key=lambda kv: kv[1])
 
 
 def test_nudity_generality_is_implicit_held_out_phrasings_only():

@@ -16,16 +16,20 @@ method is given), any other prompt goes by a hash of its text, so ``fit`` (what 
 from __future__ import annotations
 
 import csv
+import functools
 import random
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+
+from transformers import BertTokenizerFast
 
 from erasekit.errors import ConfigError, OutputExistsError
 
 from .. import SPLITS, PromptSplit
 from .captions import write_caption
 from .renderer import Scene
+from .text import CONTEXT_LENGTH, load_tokenizer, quiet_transformers
 from .vocabulary import COLORS, NO_STYLE, NUDITY_IMPLICIT_HELDOUT, OBJECTS, STYLES, UNSAFE, concept_kind
 
 GROUPS = ("target", "generality", "specificity")
@@ -67,6 +71,18 @@ def _scene(rng: random.Random, kind: str, value: str) -> tuple[Scene, str]:
         scene = Scene("person", color, style)
         form = "ocs" if style != NO_STYLE else "oc"
     return scene, form
+
+
+def _fits(prompt: str) -> bool:
+    """Whether the text encoder reads all of ``prompt``: a longer one is cut, and the cut may drop the very
+    words that carry the concept (some held-out object descriptions ran past the 24 tokens)."""
+    with quiet_transformers():  # no "longer than the maximum" warning: that is what is being asked
+        return len(_tokenizer()(prompt).input_ids) <= CONTEXT_LENGTH
+
+
+@functools.cache
+def _tokenizer() -> BertTokenizerFast:
+    return load_tokenizer()
 
 
 def _writer(group: str, kind: str) -> Callable[[str, Scene, random.Random], str | None]:
@@ -112,7 +128,7 @@ def suite_rows(concept: str, *, n: int = 24, seed: int = 0, split: PromptSplit =
             for _ in range(MAX_DRAWS):
                 scene, form = _scene(rng, shown_kind, shown)
                 prompt = write(form, scene, rng)
-                if prompt is not None and prompt not in seen and split_of(prompt) == split:
+                if prompt is not None and prompt not in seen and split_of(prompt) == split and _fits(prompt):
                     break
             else:
                 raise ConfigError(
