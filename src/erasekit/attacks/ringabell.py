@@ -183,4 +183,3 @@ def _search_key(request: AttackRequest, cfg: RingABellConfig, case_index: int, t
     digest = hashlib.sha256(target.float().contiguous().numpy().tobytes())
     digest.update(json.dumps([settings, request.seed, case_index], sort_keys=True, default=str).encode())
     return digest.hexdigest()[:32]
-

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ...gate import concept_ratio
+from .config import ACEConfig
 
 STEPS_LR = 0.05  # Adam's step on P (relative to its scale) and on log s
 
@@ -64,22 +65,15 @@ class GateRates:
 
 
 def fit_gate(
-    pos: Tokens,
-    neg: Tokens,
-    P0: Tensor,
-    mu: Tensor,
-    *,
-    steps: int,
-    batch: int,
-    token_rate: float,
-    prompt_rate: float,
-    generator: torch.Generator,
+    pos: Tokens, neg: Tokens, P0: Tensor, mu: Tensor, cfg: ACEConfig
 ) -> tuple[Tensor, float, float, GateRates]:
     """``(P [d, k], s, τ, held-out rates)`` of the gate (module docstring). All float32.
 
-    Each Adam step reads ``batch`` random tokens of each class (tens of thousands of negative tokens
-    otherwise make the fit the slowest part of ACE); τ is then calibrated on every held-out token.
+    ``cfg.gate_steps`` Adam steps, each on ``cfg.gate_batch`` random tokens of each class (tens of
+    thousands of negative tokens otherwise make the fit the slowest part of ACE); τ is then calibrated
+    on every held-out token for ``cfg.gate_token_rate`` and ``cfg.gate_prompt_rate``.
     """
+    generator = torch.Generator().manual_seed(cfg.seed)
     (pos_fit, pos_held), (neg_fit, neg_held) = pos.split(), neg.split()
     # r(c) = ‖Pᵀ u‖² with u = (c − μ)/‖c − μ‖: the unit deviations once, one [n, d] @ [d, k] a step
     C, K = (F.normalize(x.rows() - mu, dim=-1) for x in (pos_fit, neg_fit))
@@ -91,10 +85,10 @@ def fit_gate(
     opt = torch.optim.Adam(
         [{"params": [P], "lr": STEPS_LR * scale}, {"params": [log_s], "lr": STEPS_LR}, {"params": [tau], "lr": 1e-3}]
     )
-    for _ in range(steps):
+    for _ in range(cfg.gate_steps):
         opt.zero_grad()
-        c = C[torch.randint(len(C), (min(batch, len(C)),), generator=generator)]
-        k = K[torch.randint(len(K), (min(batch, len(K)),), generator=generator)]
+        c = C[torch.randint(len(C), (min(cfg.gate_batch, len(C)),), generator=generator)]
+        k = K[torch.randint(len(K), (min(cfg.gate_batch, len(K)),), generator=generator)]
         logit_c = log_s.exp() * ((c @ P).pow(2).sum(-1) - tau)
         logit_k = log_s.exp() * ((k @ P).pow(2).sum(-1) - tau)
         loss = F.softplus(-logit_c).mean() + F.softplus(logit_k).mean()
@@ -102,8 +96,8 @@ def fit_gate(
         opt.step()
     P, sharpness = P.detach(), float(log_s.detach().exp())
     r_neg = neg_held.ratios(P, mu)
-    tau_tokens = torch.quantile(r_neg[neg_held.mask], 1 - token_rate)
-    tau_prompts = torch.quantile(r_neg.max(1).values, 1 - prompt_rate)
+    tau_tokens = torch.quantile(r_neg[neg_held.mask], 1 - cfg.gate_token_rate)
+    tau_prompts = torch.quantile(r_neg.max(1).values, 1 - cfg.gate_prompt_rate)
     threshold = float(torch.maximum(tau_tokens, tau_prompts))
     return P, sharpness, threshold, _rates(P, mu, threshold, pos_held, neg_held)
 

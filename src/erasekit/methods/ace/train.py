@@ -52,17 +52,7 @@ class _Trainable:
 def _fitted_gate(cfg: ACEConfig, rows: Rows, k: int, pos: Tokens, neg: Tokens) -> tuple[TokenGate, GateRates]:
     """Part 3: the gate fitted on varied captions, τ calibrated on held-out ones (:mod:`.gatefit`)."""
     P0, mu = concept_subspace(torch.cat([rows.C, pos.rows()]), neg.rows(), k, cfg.whiten)
-    P, s, tau, rates = fit_gate(
-        pos,
-        neg,
-        P0,
-        mu.float(),
-        steps=cfg.gate_steps,
-        batch=cfg.gate_batch,
-        token_rate=cfg.gate_token_rate,
-        prompt_rate=cfg.gate_prompt_rate,
-        generator=torch.Generator().manual_seed(cfg.seed),
-    )
+    P, s, tau, rates = fit_gate(pos, neg, P0, mu.float(), cfg)
     return TokenGate(P.contiguous(), mu.float(), s, tau), rates
 
 
