@@ -51,6 +51,7 @@ class ACEConfig:
     whiten: float = 1e-2  # ε of Σ_n + εI, relative to tr(Σ_n)/d
     neutral_captions: int = 1536  # generic captions the gate must stay shut on (part 3; cached per encoder)
     vocabulary_captions: int = 512  # captions naming a random vocabulary word in a context: also shut
+    name_captions: int = 512  # captions naming a made-up name in a context ("in the style of mcternan"): shut
     contexts: int = 96  # captions naming each erased concept (gate open); each preserved one gets half
     gated: bool = True  # False: the update acts on every token (the ace-nogate ablation)
     gate_steps: int = 200  # Adam steps of the gate's fit
@@ -97,6 +98,7 @@ class ACEConfig:
             "prefix_words",
             "soft_tokens",
             "vocabulary_captions",
+            "name_captions",
             "gate_steps",
             "mine_words",
             "mine_candidates",

@@ -87,6 +87,26 @@ def neutral_captions(n: int, *, seed: int, avoid: Iterable[str] = ()) -> list[st
     return list(out)
 
 
+_ONSETS = ("b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z", "br", "ch",
+           "cl", "dr", "gr", "kr", "mc", "sh", "st", "th", "tr", "")  # fmt: skip
+_VOWELS = ("a", "e", "i", "o", "u", "ai", "ea", "ou", "y")
+_CODAS = ("", "", "", "n", "r", "l", "s", "t", "m", "k", "nd", "rt", "ck", "ng", "st")
+
+
+def made_up_name(gen: torch.Generator) -> str:
+    """A name no vocabulary holds ("mcternan", "drolia vasker"): two or three random syllables, once or twice.
+
+    Artists' and people's names reach a text encoder as rare word pieces; the gate must stay shut on
+    a name it was not given, and generic captions and whole vocabulary words never show it one.
+    """
+
+    def word() -> str:
+        syllables = 2 + int(torch.randint(2, (1,), generator=gen))
+        return "".join(_pick(_ONSETS, gen) + _pick(_VOWELS, gen) + _pick(_CODAS, gen) for _ in range(syllables))
+
+    return " ".join(word() for _ in range(1 + int(torch.randint(2, (1,), generator=gen))))
+
+
 CONTEXTS = (
     "{c}", "a {c}", "a photo of {c}", "{s} by {c}", "{s} in the style of {c}", "{c} painting of {s}",
     "{s}, {c}", "a {a} {c} {p}", "a painting of a {c} {p}", "{s} with a {c}", "{c} style, {s}", "art by {c}",

@@ -24,7 +24,7 @@ from . import neutral
 from .config import ACEConfig
 from .gatefit import Tokens
 from .mining import whole_words
-from .neutral import in_context, neutral_captions
+from .neutral import in_context, made_up_name, neutral_captions
 
 # text encoder -> {(captions' settings): their states [B, L, d]}: the concept-free captions, encoded once
 _NEUTRAL_STATES: weakref.WeakKeyDictionary[Any, dict[tuple, tuple[list[str], Tensor]]] = weakref.WeakKeyDictionary()
@@ -99,16 +99,19 @@ def gate_tokens(request: EraseRequest, cfg: ACEConfig) -> tuple[Tokens, Tokens]:
 
 
 def _neutral_states(request: EraseRequest, cfg: ACEConfig, erased: list[str]) -> Tensor:
-    """States ``[B, L, d]`` of the neutral and vocabulary captions that name no erased word (cached per encoder)."""
-    key = (cfg.neutral_captions, cfg.vocabulary_captions, cfg.seed, tuple(cfg.neutral))
+    """States ``[B, L, d]`` of the neutral, vocabulary-word and made-up-name captions that name no erased word
+    (cached per encoder)."""
+    key = (cfg.neutral_captions, cfg.vocabulary_captions, cfg.name_captions, cfg.seed, tuple(cfg.neutral))
     owner = getattr(request.pipe, "text_encoder", None) or request.encoder
     cache = _NEUTRAL_STATES.setdefault(owner, {})
     if key not in cache:
         words = _words(request, cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
         picks = torch.randint(len(words), (cfg.vocabulary_captions,), generator=gen).tolist()
+        names = [made_up_name(gen) for _ in range(cfg.name_captions)]
         texts = [*cfg.neutral, *neutral_captions(cfg.neutral_captions, seed=cfg.seed)]
         texts += [text for i, w in enumerate(picks) for text, _ in in_context(words[w], 1, seed=cfg.seed + i)]
+        texts += [text for i, name in enumerate(names) for text, _ in in_context(name, 1, seed=cfg.seed - i)]
         cache.clear()  # one set per encoder: a new setting replaces the old
         cache[key] = (texts, request.encoder(texts).states.float())
     texts, states = cache[key]
