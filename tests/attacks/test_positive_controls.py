@@ -23,8 +23,10 @@ attack to win back, the edit is weaker (UCE at erase scale 0.8) or the attack's 
   minimiser of Eq. 5 (a larger λ per token) keeps what the shrinking threw away.
 
 One attack has no control that fires yet. ``ringabell`` (the genetic search): at a CI budget it does
-not reach 30 points (60 generations of 40: 0.25 -> 0.50 on 4 "garbage truck" prompts, ~40 s a case),
-while its concept vector, fed as is (``ringabell_embed``), does.
+not reach 30 points (60 generations of 40: 0.25 -> 0.50 on 4 "garbage truck" prompts, ~40 s a case;
+on UCE of red at η 6, 8 prompts: 0.375 -> 0.375 with 16 searched tokens and with 4, 8-15 s a case on one
+thread; 30 x 40: 0.375 -> 0.375), while its concept vector, fed as is (``ringabell_embed``), does. The
+paper's 3000 generations of 200 cost ~2900 s a case on two cores (``bench/compare_cost.py``).
 """
 
 from __future__ import annotations
