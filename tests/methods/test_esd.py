@@ -9,6 +9,7 @@ import erasekit
 from erasekit.errors import ConfigError
 from erasekit.methods import EraseRequest
 from erasekit.methods.esd import Checkpoints, ESDConfig, train_esd
+from erasekit.methods.esd.config import SETTINGS
 from erasekit.targets import find_targets
 from erasekit.text import TextEncoder
 from tests.methods.resume import resumed_states
@@ -167,4 +168,4 @@ def test_resumed_run_ends_bit_identical_to_the_uninterrupted_one(tiny_pipe):
 
 def test_lora_preset_raises_the_learning_rate(tiny_pipe):
     edit = erasekit.erase(tiny_pipe, ["dog"], method="esd", settings="lora", iterations=1, ddim_steps=1)
-    assert edit.config["lr"] == 1e-3 and edit.info["settings"] == "lora"
+    assert edit.config["lr"] == SETTINGS["lora"]["lr"] and edit.info["settings"] == "lora"

@@ -63,5 +63,7 @@ class ESDState:
 
 # Measured on the embedded world (ESD-x, "parachute", seed 0, CPU): with the reference's lr a rank-4 LoRA
 # barely moves (lr 1e-4 for 300 iterations: detection 0.81 -> 0.81); lr 1e-3 for 300 iterations erases it
-# (0.81 -> 0.00) with unrelated object/colour accuracy 1.00 -> 1.00, in 185 s on one thread.
-SETTINGS = {"lora": {"lr": 1e-3, "iterations": 300}}
+# (0.81 -> 0.00) with unrelated object/colour accuracy 1.00 -> 1.00, in 185 s on one thread. The lr is the
+# val split's choice (`erasekit tune esd-x --settings lora --scenario style --grid lr=...`, 16 val prompts
+# per group): H_o 0.27 at 3e-4, 0.89 at 1e-3, 0.94 at 3e-3, 0.87 at 1e-2.
+SETTINGS = {"lora": {"lr": 3e-3, "iterations": 300}}
