@@ -112,6 +112,7 @@ def test_an_edit_with_epochs_to_choose_among_keeps_the_one_val_scores_lowest(tmp
     path = rows.erase_once(tiny_pipe, sc, spec, tmp_path / "e.safetensors", choose=lambda e: scores[e.info["epoch"]])
     edit = erasekit.Edit.load(path)
     assert edit.info["epoch"] == 2 and edit.info["candidate_scores"] == [0.4, 0.1, 0.3]
+    assert edit.info["edit_s"] > 0  # the row reads it: the whole run's time, which made every epoch
 
 
 @pytest.fixture
