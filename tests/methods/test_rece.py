@@ -64,10 +64,12 @@ def test_rece_epoch_zero_is_uce_and_candidates_cover_every_epoch(tiny_pipe):
 
 
 def test_select_epoch_takes_lowest_score_earliest_on_ties(tiny_pipe):
-    edit = erasekit.erase(tiny_pipe, ["nudity"], method="rece", epochs=3)
+    edit = erasekit.erase(tiny_pipe, ["nudity"], method="rece", settings="reference-nudity")
     scores = {1: 0.3, 2: 0.1, 3: 0.1}
     best = select_epoch(edit, lambda e: scores[e.info["epoch"]])
     assert best.info["epoch"] == 2 and best.info["candidate_scores"] == [0.3, 0.1, 0.1]
+    # the run's facts, which the candidates lack: its time (compare's rows read it) and its settings
+    assert best.info["edit_s"] == edit.info["edit_s"] and best.info["settings"] == "reference-nudity"
 
 
 def test_settings_are_named_for_their_source_and_the_old_names_still_work(tiny_pipe):

@@ -18,11 +18,14 @@ def select_candidate(edit: Edit, score: Callable[[Edit], float], *, include_firs
 
     The first candidate is the method's starting point (RECE's epoch 0, UCE alone): scored, but chosen
     only if ``include_first``, as the reference saves an epoch only when its validation rate is strictly
-    lower than every earlier one. The result's info holds ``selected_by_score`` and ``candidate_scores``.
+    lower than every earlier one. The result's info holds ``selected_by_score`` and ``candidate_scores``,
+    and what ``edit.info`` says of the whole run that its candidates lack (``edit_s``: the chosen one cost
+    the run that made them all; the run's named ``settings``).
     """
     candidates = list(edit.candidates) or [edit]
     if not include_first and len(candidates) > 1:
         candidates = candidates[1:]
     scores = [score(c) for c in candidates]
     best = candidates[scores.index(min(scores))]
-    return replace(best, info={**best.info, "selected_by_score": min(scores), "candidate_scores": scores})
+    info = {**edit.info, **best.info, "selected_by_score": min(scores), "candidate_scores": scores}
+    return replace(best, info=info)

@@ -212,9 +212,7 @@ def erase_once(
         edit = erase(pipe, list(sc.concepts), spec.method, preserve=preserve, settings=settings_for(spec, sc),
                      **spec.overrides)  # fmt: skip
         if choose is not None and len(edit.candidates) > 2:  # the first is the starting point, not a choice
-            chosen = select_candidate(edit, choose)
-            # the chosen epoch cost the whole run that made every candidate: its time is the erase's
-            edit = replace(chosen, info={**chosen.info, "edit_s": edit.info["edit_s"]})
+            edit = select_candidate(edit, choose)
         edit.save(path)
     return path
 
