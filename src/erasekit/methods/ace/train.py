@@ -56,7 +56,6 @@ def _fitted_gate(cfg: ACEConfig, rows: Rows, k: int, pos: Tokens, neg: Tokens) -
     return TokenGate(P.contiguous(), mu.float(), s, tau), rates
 
 
-@torch.no_grad()
 def draw(n: int, k: int, gen: torch.Generator) -> Tensor:
     """``min(n, k)`` distinct indices of ``n`` rows, in order: one round's minibatch."""
     return torch.arange(n) if n <= k else torch.randperm(n, generator=gen)[:k].sort().values
