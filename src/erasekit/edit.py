@@ -29,6 +29,7 @@ from ._version import __version__
 from .edit_file import EditFormat, part
 from .errors import ConfigError, EditFileError, EditStateError, FingerprintMismatchError
 from .gate import TokenGate, sync_processors
+from .prompt_scale import PromptScale, sync_hooks
 from .targets import denoiser, find_targets
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,10 @@ class Edit:
         gate: for gated methods (ACE), the token gate: the update of a token ``c`` is
             ``g(c) · B A c``, applied by an attention processor instead of merged into the weights
             (see :mod:`erasekit.gate`). Plain diffusers loads only ``B A``, for every token.
+        prompt_scale: for edits scaled per prompt, the multiplier ``m`` of the whole update, read
+            from the prompt's token states: every layer adds ``m · B A x`` from a forward hook instead
+            of merging ``B A`` (see :mod:`erasekit.prompt_scale`). U-Net layers only, and not with a
+            gate. Plain diffusers loads only ``B A``, at ``m = 1``.
     """
 
     updates: dict[str, tuple[Tensor, Tensor]]
@@ -65,13 +70,27 @@ class Edit:
     info: dict[str, Any] = field(default_factory=dict)
     candidates: Sequence[Edit] = field(default_factory=tuple, repr=False)
     gate: TokenGate | None = None
+    prompt_scale: PromptScale | None = None
+
+    def __post_init__(self) -> None:
+        if self.prompt_scale is None:
+            return
+        if self.gate is not None:
+            raise ConfigError("An edit is either gated per token or scaled per prompt, not both.")
+        text = [name for name in self.updates if edit_file.part(name) != edit_file.PREFIX]
+        if text:
+            raise ConfigError(
+                f"A prompt-scaled edit reads its multiplier from the U-Net's input, so it cannot hold text-encoder "
+                f"layers ({text[0]}). Drop them, or drop the prompt scale."
+            )
 
     def __repr__(self) -> str:  # the tensors stay out: a repr is for reading
         ranks = self.ranks
         names = self.concepts if len(self.concepts) <= 4 else [*self.concepts[:3], f"... {len(self.concepts)} in all"]
         return (
             f"Edit(method={self.method!r}, concepts={names!r}, layers={len(self.updates)}, "
-            f"rank={ranks[0] if len(ranks) == 1 else ranks}{', gated' * (self.gate is not None)}, id={self.id!r})"
+            f"rank={ranks[0] if len(ranks) == 1 else ranks}{', gated' * (self.gate is not None)}"
+            f"{', prompt-scaled' * (self.prompt_scale is not None)}, id={self.id!r})"
         )
 
     # ---- the update itself -------------------------------------------------------------------
@@ -98,7 +117,8 @@ class Edit:
             for t in self.updates[name]:
                 h.update(name.encode())
                 h.update(t.contiguous().numpy().tobytes())
-        for name, t in sorted(edit_file.gate_tensors(self.gate).items()):
+        extra = {**edit_file.gate_tensors(self.gate), **edit_file.prompt_scale_tensors(self.prompt_scale)}
+        for name, t in sorted(extra.items()):
             h.update(name.encode())
             h.update(t.numpy().tobytes())
         return h.hexdigest()[:16]
@@ -145,7 +165,7 @@ class Edit:
                     "(erasekit attack: --force)."
                 )
         stack.append((self, self._add(modules)))
-        _sync_gates(unet)
+        _sync_hooks(unet)
         return self
 
     @torch.no_grad()
@@ -172,13 +192,14 @@ class Edit:
         del stack[at:]
         for edit in later:
             stack.append((edit, edit._add(modules)))
-        _sync_gates(unet)
+        _sync_hooks(unet)
         return self
 
     def _add(self, modules: dict[str, nn.Linear]) -> dict[str, Tensor]:
-        """Merge ``ΔW`` into the weights (nothing for a gated edit: its processor adds it); the originals."""
+        """Merge ``ΔW`` into the weights (nothing for a gated or prompt-scaled edit: its processor or hooks add
+        it); the originals."""
         originals: dict[str, Tensor] = {}
-        if self.gate is not None:
+        if self.gate is not None or self.prompt_scale is not None:
             return originals
         for name, (B, A) in self.updates.items():
             W = modules[name].weight
@@ -205,6 +226,7 @@ class Edit:
             "ranks": self.ranks,
             "parameters": self.n_params,
             "gate": gate,
+            "prompt_scale": None if self.prompt_scale is None else self.prompt_scale.summary(),
             "config": self.config,
             "info": self.info,
         }
@@ -221,6 +243,7 @@ class Edit:
             "erasekit_version": __version__,
             "info": self.info,
             **({"gate": self.gate.scalars()} if self.gate is not None else {}),
+            **({"prompt_scale": self.prompt_scale.scalars()} if self.prompt_scale is not None else {}),
         }
 
     def save(
@@ -230,20 +253,23 @@ class Edit:
         overwrite: bool = False,
         format: EditFormat = "diffusers",
         ungated: bool = False,
+        unscaled: bool = False,
     ) -> Path:
         """Write the edit as a LoRA safetensors file, atomically (see :mod:`erasekit.edit_file`).
 
         ``format``: ``"diffusers"`` (erasekit's own: ``pipe.load_lora_weights`` and ``Edit.load``
-        read it, the gate included) or ``"kohya"`` (``lora_unet_*``: AUTOMATIC1111 and ComfyUI
-        read it too; no place for a gate). ``ungated``: write a gated edit without its gate, so
-        its update applies to every token.
+        read it, the gate and prompt scale included) or ``"kohya"`` (``lora_unet_*``: AUTOMATIC1111
+        and ComfyUI read it too; no place for a gate or prompt scale). ``ungated``: write a gated edit
+        without its gate, so its update applies to every token. ``unscaled``: write a prompt-scaled
+        edit without its prompt scale, so its update applies at multiplier 1 to every prompt.
 
         Raises:
             OutputExistsError: ``path`` exists and ``overwrite`` is False.
             OutputError: the folder does not exist or is not writable, or ``path`` is a folder.
-            EditFileError: a gated edit to ``"kohya"`` without ``ungated=True``.
+            EditFileError: a gated edit to ``"kohya"`` without ``ungated=True``, a prompt-scaled one
+                without ``unscaled=True``.
         """
-        return edit_file.write(self, path, overwrite=overwrite, format=format, ungated=ungated)
+        return edit_file.write(self, path, overwrite=overwrite, format=format, ungated=ungated, unscaled=unscaled)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Edit:
@@ -267,10 +293,12 @@ def applied_gates(unet: nn.Module) -> list[tuple[TokenGate, dict[str, tuple[Tens
     return [(edit.gate, edit.updates) for edit, _ in _applied(unet) if edit.gate is not None]
 
 
-def _sync_gates(unet: nn.Module) -> None:
+def _sync_hooks(unet: nn.Module) -> None:
+    """The gates' attention processors and the prompt scales' hooks, after the applied edits changed."""
     gated = applied_gates(unet)
     if gated or unet.__dict__.get("_erasekit_processors"):
         sync_processors(unet, gated)
+    sync_hooks(unet, [(edit.prompt_scale, edit.updates) for edit, _ in _applied(unet) if edit.prompt_scale is not None])
 
 
 def _unet(pipe: Any, verb: str) -> nn.Module:

@@ -5,13 +5,15 @@
 scale is 1), which ``pipe.load_lora_weights`` reads. A text-encoder layer, whose name in the edit
 already carries its part (``text_encoder.<layer>``), is written under that name, with its part's
 metadata (``text_encoder.r``, ...), as diffusers' own ``save_lora_weights`` writes it. A gated
-edit (ACE) adds its gate as ``erasekit_lora_gate.*`` tensors: diffusers requires "lora" in every
-key and reads only ``unet.`` ones, so it skips them.
+edit (ACE) adds its gate as ``erasekit_lora_gate.*`` tensors, a prompt-scaled one its concept
+states as ``erasekit_lora_prompt_scale.*``: diffusers requires "lora" in every key and reads only
+``unet.`` ones, so it skips them and applies the update as is (at multiplier 1, to every token).
 
 ``format="kohya"``: ``lora_unet_<layer>.lora_down.weight`` / ``.lora_up.weight`` / ``.alpha`` (= rank),
 the layout AUTOMATIC1111, ComfyUI and diffusers read (see :mod:`erasekit.lora_layouts`). U-Net layers
 only: kohya's text-encoder names map back to module paths for CLIP alone. It has no place for a
-gate, so a gated edit is refused unless ``ungated=True`` drops the gate. No
+gate or a prompt scale, so a gated edit is refused unless ``ungated=True`` drops the gate, and a
+prompt-scaled one unless ``unscaled=True`` drops its scale. No
 ``lora_adapter_metadata`` there: diffusers refuses it beside kohya alphas.
 
 Both carry erasekit's own metadata under the key ``erasekit`` (method, config, concepts, base
@@ -38,6 +40,7 @@ from . import lora_layouts
 from .errors import ConfigError, EditFileError, MissingWeightsError, NumericalError, OutputExistsError
 from .gate import TokenGate
 from .io import atomic_write
+from .prompt_scale import PromptScale
 
 if TYPE_CHECKING:
     from .edit import Edit
@@ -48,6 +51,7 @@ EditFormat = Literal["diffusers", "kohya"]
 PREFIX = "unet."
 META_KEY = "erasekit"
 GATE_PREFIX = "erasekit_lora_gate."  # diffusers wants "lora" in every key, and reads only "unet." ones
+SCALE_PREFIX = "erasekit_lora_prompt_scale."  # likewise
 LORA_META_KEY = "lora_adapter_metadata"  # diffusers' key, read by load_lora_weights
 _CLIP_ATTENTION = ("q_proj", "k_proj", "v_proj", "out_proj")  # what diffusers' text-encoder loader converts by name
 CHECKSUM = "tensors_sha256"  # in erasekit's metadata: the file's tensors as written (older files lack it)
@@ -58,6 +62,13 @@ def gate_tensors(gate: TokenGate | None) -> dict[str, Tensor]:
     if gate is None:
         return {}
     return {f"{GATE_PREFIX}{k}": v.float() for k, v in gate.tensors().items()}
+
+
+def prompt_scale_tensors(scale: PromptScale | None) -> dict[str, Tensor]:
+    """The prompt scale's tensors under their file keys (none for an unscaled edit)."""
+    if scale is None:
+        return {}
+    return {f"{SCALE_PREFIX}{k}": v for k, v in scale.tensors().items()}
 
 
 def tensors_sha256(tensors: dict[str, Tensor]) -> str:
@@ -96,16 +107,18 @@ def write(
     overwrite: bool = False,
     format: EditFormat = "diffusers",
     ungated: bool = False,
+    unscaled: bool = False,
 ) -> Path:
     """Write ``edit`` to ``path`` atomically in ``format``; returns the path.
 
     ``ungated``: write a gated edit's update without its gate (then it applies to every token).
+    ``unscaled``: write a prompt-scaled edit's update without its scale (then it applies at multiplier 1).
 
     Raises:
         OutputExistsError: ``path`` exists and ``overwrite`` is False.
         OutputError: the folder does not exist or is not writable, or ``path`` is a folder.
-        EditFileError: a gated edit to ``kohya`` without ``ungated``; a layer the layout cannot name (a
-            text-encoder layer in ``kohya``).
+        EditFileError: a gated edit to ``kohya`` without ``ungated``, a prompt-scaled one without
+            ``unscaled``; a layer the layout cannot name (a text-encoder layer in ``kohya``).
     """
     path = Path(path)
     if format not in get_args(EditFormat):
@@ -128,12 +141,14 @@ def write(
         )
     if edit.gate is not None and (ungated or format == "kohya"):
         edit = _without_gate(edit, ungated)
+    if edit.prompt_scale is not None and (unscaled or format == "kohya"):
+        edit = _without_prompt_scale(edit, unscaled)
     meta = {"format": "pt"}
     if format == "kohya":
         tensors = lora_layouts.to_kohya(state_dict(edit.updates))
     else:
         meta[LORA_META_KEY] = json.dumps(_lora_metadata(edit.updates))
-        tensors = {**state_dict(edit.updates), **gate_tensors(edit.gate)}
+        tensors = {**state_dict(edit.updates), **gate_tensors(edit.gate), **prompt_scale_tensors(edit.prompt_scale)}
     meta[META_KEY] = json.dumps({**edit.metadata(), CHECKSUM: tensors_sha256(tensors)})
     return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
@@ -171,6 +186,25 @@ def _without_gate(edit: Edit, ungated: bool) -> Edit:
     )
     note = "exported without its gate (ungated): the update applies to every token"
     return dataclasses.replace(edit, gate=None, info={**edit.info, "gate_dropped": note})
+
+
+def _without_prompt_scale(edit: Edit, unscaled: bool) -> Edit:
+    if not unscaled:
+        raise EditFileError(
+            f"This {edit.method} edit is scaled per prompt: its update is weighted by how close each prompt is to the "
+            "erased concept(s), and the kohya layout has no place for that, so ComfyUI, "
+            "AUTOMATIC1111 and diffusers would apply it in full to every prompt. Keep it in erasekit's layout and use "
+            "erasekit's loader (Edit.load(path).apply(pipe)), or pass unscaled=True (CLI: --unscaled) to export the "
+            "update at multiplier 1 for every prompt."
+        )
+    logger.warning(
+        "DROPPING THE PROMPT SCALE of this %s edit (unscaled export): in the file written, the update applies in full "
+        "to EVERY prompt, not only to prompts near %s, so prompts without the concept change more.",
+        edit.method,
+        ", ".join(map(repr, edit.concepts)) or "the erased concept",
+    )
+    note = "exported without its prompt scale (unscaled): the update applies at multiplier 1 to every prompt"
+    return dataclasses.replace(edit, prompt_scale=None, info={**edit.info, "prompt_scale_dropped": note})
 
 
 def read(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -215,6 +249,13 @@ def read(path: str | os.PathLike[str]) -> dict[str, Any]:
         if set(parts) != {"basis", "mean"}:
             raise EditFileError(f"{path} is a gated edit but lacks its gate tensors: the file is incomplete.")
         gate = TokenGate(parts["basis"], parts["mean"], float(m["gate"]["sharpness"]), float(m["gate"]["threshold"]))
+    scale = None
+    if "prompt_scale" in m:
+        parts = {k.removeprefix(SCALE_PREFIX): v for k, v in tensors.items() if k.startswith(SCALE_PREFIX)}
+        if set(parts) != {"states", "words"}:
+            raise EditFileError(f"{path} is a prompt-scaled edit but lacks its scale tensors: the file is incomplete.")
+        scalars = m["prompt_scale"]
+        scale = PromptScale(parts["states"], parts["words"].bool(), scalars["metric"], float(scalars["threshold"]))
     return {
         "updates": updates,
         "method": m.get("method", "unknown"),
@@ -225,6 +266,7 @@ def read(path: str | os.PathLike[str]) -> dict[str, Any]:
         "fingerprint": m.get("fingerprint"),
         "info": {**m.get("info", {}), "erasekit_version": m.get("erasekit_version")},
         "gate": gate,
+        "prompt_scale": scale,
     }
 
 
@@ -247,7 +289,7 @@ def _erasekit_metadata(meta: dict[str, str], tensors: dict[str, Tensor], path: P
 def _updates(tensors: dict[str, Tensor], meta: dict[str, str], path: Path) -> tuple[dict, str]:
     """``{layer: (B, A)}`` from any layout :mod:`erasekit.lora_layouts` reads, alpha/rank folded into B."""
     lora_meta = json.loads(meta[LORA_META_KEY]) if LORA_META_KEY in meta else {}
-    lora = {k: v for k, v in tensors.items() if not k.startswith(GATE_PREFIX)}
+    lora = {k: v for k, v in tensors.items() if not k.startswith((GATE_PREFIX, SCALE_PREFIX))}
     factors, kind = lora_layouts.read_factors(lora, lora_meta, path)
     updates = {}
     for name, (B, A, alpha) in factors.items():

@@ -29,6 +29,8 @@ def info(
         table.add_row(key, str(summary[key]))
     if summary["gate"] is not None:
         table.add_row("gate", json.dumps(summary["gate"]))
+    if summary["prompt_scale"] is not None:
+        table.add_row("prompt scale", json.dumps(summary["prompt_scale"]))
     table.add_row("config", json.dumps(summary["config"]))
     table.add_row("info", json.dumps(summary["info"], default=str))
     Console().print(table)
