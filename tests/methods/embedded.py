@@ -14,7 +14,8 @@ from tests.test_end_to_end import N, embedded_pipeline, unrelated_prompts
 
 def embedded_rates(pipe, judge, concept: str) -> dict[str, float]:
     """Detection of ``concept`` on its target prompts and held-out paraphrases (the suite's generality
-    prompts), and how often unrelated object prompts keep their object; 16 prompts each."""
+    prompts), and how often unrelated object prompts ("a red cup") keep their object and their colour;
+    16 prompts each."""
     suite = embedded.prompt_suite(concept, n=N)
 
     def detected(prompts, seed):
@@ -23,11 +24,12 @@ def embedded_rates(pipe, judge, concept: str) -> dict[str, float]:
 
     unrelated = unrelated_prompts(concept)
     images = pipe([p for p, _, _ in unrelated], generator=torch.Generator().manual_seed(1)).images
-    kept = [p["object"] == o for p, (_, o, _) in zip(judge.predict(images), unrelated)]
+    predicted = judge.predict(images)
     return {
         "target": detected(suite["target"], 0),
         "generality": detected(suite["generality"], 2),
-        "unrelated": sum(kept) / len(kept),
+        "unrelated": sum(p["object"] == o for p, (_, o, _) in zip(predicted, unrelated)) / len(unrelated),
+        "colour": sum(p["color"] == c for p, (_, _, c) in zip(predicted, unrelated)) / len(unrelated),
     }
 
 

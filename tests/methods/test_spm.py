@@ -10,9 +10,9 @@ import erasekit
 from erasekit.errors import ConfigError
 from erasekit.methods import EraseRequest
 from erasekit.methods.esd import Checkpoints
-from erasekit.methods.spm import SPMConfig, adapted_layers, anchor_states, spm_loss, train_spm
+from erasekit.methods.spm import SPMConfig, adapted_layers, anchor_states, spm_loss, train_spm, transport
 from erasekit.targets import find_targets
-from erasekit.text import TextEncoder
+from erasekit.text import Encoded, TextEncoder
 from erasekit.worlds.tiny import tiny_pipeline
 from tests.methods.embedded import erase_on_embedded
 from tests.methods.resume import resumed_states
@@ -96,6 +96,40 @@ def test_resumed_run_ends_bit_identical_to_the_uninterrupted_one(pipe):
         train_spm(request, dataclasses.replace(cfg, la_strength=1.0), checkpoints=Checkpoints(resume=states[0]))
 
 
+def test_facilitated_transport_is_attached_and_changes_no_weight(pipe, trained):
+    concept = TextEncoder(pipe)(["dog"])
+    scale = trained.prompt_scale
+    assert scale is not None and scale.scalars() == {"metric": "cosine_tokens", "threshold": 0.7}
+    assert torch.equal(scale.states, concept.states)
+    assert scale.words.nonzero()[:, 1].tolist() == list(range(1, int(concept.last_word[0]) + 1))  # "dog": 1
+    without = erasekit.erase(pipe, ["dog"], method="spm", facilitated_transport=False, **FAST)
+    assert without.prompt_scale is None
+    assert all(torch.equal(trained.updates[n][i], without.updates[n][i]) for n in trained.updates for i in (0, 1))
+
+
+def reference_score(prompt_ids, prompt_embeds, erased_ids, erased_embeds, special):
+    """``infer_spm.calculate_matching_score`` with ``matching_metric="clipcos_tokenuni"``, transcribed."""
+    clipcos = torch.cosine_similarity(prompt_embeds.flatten(1, 2), erased_embeds.flatten(1, 2), dim=-1)
+    prompt_set = set(prompt_ids[0].tolist()) - special
+    tokenuni = []
+    for ep in erased_ids:
+        ep_set = set(ep.tolist()) - special
+        tokenuni.append(len(prompt_set.intersection(ep_set)) / len(ep_set))
+    return torch.max(torch.stack([clipcos, torch.tensor(tokenuni)]), dim=0)[0]
+
+
+def test_transport_matches_the_references_score_on_a_context_free_encoder():
+    """With states that depend on the token alone (an embedding table, ids 0 start and 1 end/padding), a
+    concept word's state is found in a prompt exactly when its id is there: our score is the reference's."""
+    table = torch.randn(40, 64, generator=torch.Generator().manual_seed(0))  # distinct ids: cos far below 0.7
+    concepts = torch.tensor([[0, 5, 6, 1, 1, 1], [0, 7, 1, 1, 1, 1]])
+    scale = transport(Encoded(table[concepts], torch.tensor([2, 1])), SPMConfig())
+    for ids in ([0, 9, 5, 1, 1, 1], [0, 5, 6, 7, 1, 1], [0, 8, 9, 10, 11, 1], [0, 6, 1, 1, 1, 1]):
+        ids = torch.tensor([ids])
+        ref = reference_score(ids, table[ids], concepts, table[concepts], special={0, 1})
+        torch.testing.assert_close(scale(table[ids]), ref.max()[None])  # infer_spm: the max over erased prompts
+
+
 def test_preserve_set_is_refused(pipe):
     with pytest.raises(ConfigError, match="data-free"):
         erasekit.erase(pipe, ["dog"], method="spm", preserve=["cat"], **FAST)
@@ -103,7 +137,16 @@ def test_preserve_set_is_refused(pipe):
 
 @pytest.mark.parametrize(
     "bad",
-    [{"iterations": 0}, {"rank": 0}, {"lr": 0.0}, {"max_denoising_steps": 1}, {"la_strength": -1.0}, {"anchors": 0}],
+    [
+        {"iterations": 0},
+        {"rank": 0},
+        {"lr": 0.0},
+        {"max_denoising_steps": 1},
+        {"la_strength": -1.0},
+        {"anchors": 0},
+        {"ft_metric": "clipcos_tokenuni"},
+        {"ft_threshold": 1.5},
+    ],
 )
 def test_bad_config_is_refused(bad):
     with pytest.raises(ConfigError, match=next(iter(bad))):
@@ -125,6 +168,7 @@ def test_defaults_are_the_references():
         30,
     )
     assert (cfg.rank, cfg.la_strength, cfg.anchors, cfg.guidance_scale, cfg.start_guidance) == (1, 1000.0, 4, 1.0, 3.0)
+    assert cfg.facilitated_transport and cfg.ft_metric == "cosine_tokens"  # infer_spm's default: "clipcos_tokenuni"
 
 
 @pytest.mark.slow

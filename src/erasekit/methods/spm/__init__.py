@@ -16,14 +16,29 @@ restarts after 500 warm-up steps, η 1, β (``la_strength``) 1000, 4 anchors, ra
 
 Where we deviate, and why:
 
-- **No Facilitated Transport.** At inference the reference scales the whole adapter, in every layer,
-  by one number per prompt, ``m = max(cos(prompt states, concept states), shared-token fraction)``
-  (``infer_spm.py``, ``calculate_matching_score``). erasekit's token gate (``gate.py``, ACE's) scales a
-  cross-attention K/V update per *token*, by that token's share in a concept subspace: it has no
-  per-prompt multiplier, and cannot reach self-attention, feed-forward or ``to_q``/``to_out`` layers,
-  which read image features. So the edit is the adapter at multiplier 1 for every prompt, as the
-  reference's README says SPMs act when loaded as a plain LoRA ("the Facilitate Transfer mechanism of
-  SPM will NOT be activated. SPMs will have a relatively higher impact on non-targeted concepts").
+- **Facilitated Transport** (FT, on by default as in ``infer_spm.py``, which uses it unless
+  ``--spm_multiplier`` is given). The reference scales the whole adapter, in every layer, by one number
+  per prompt: ``m = max over the SPM's erased prompts e of max(clipcos, tokenuni)`` (``--matching_metric``
+  default ``clipcos_tokenuni``; ``calculate_matching_score``), with ``clipcos`` the cosine of the prompt's
+  and ``e``'s whole padded token states ``[77·768]`` and ``tokenuni = |ids(p) ∩ ids(e)| / |ids(e)|``
+  over token ids without BOS/EOS/padding; it loads ``m · ΔW`` and samples with it, so the negative
+  prompt's pass runs under the positive prompt's ``m`` too. We attach the same multiplier as an
+  :class:`~erasekit.prompt_scale.PromptScale` (``train.transport``; ``ft_metric`` ``"cosine_tokens"``,
+  ``"cosine"``, ``"tokens"`` for the reference's ``clipcos_tokenuni``, ``clipcos``, ``tokenuni``), which
+  adds ``m · B A x`` from hooks rather than merging ``ΔW`` (see there). Where we depart:
+  ``tokenuni`` needs token ids, which the U-Net is never handed (and a pipeline given ``prompt_embeds``
+  never has): a concept word counts as present when some prompt position's state is within cosine
+  ``ft_threshold`` (τ = 0.7) of that word's state in the concept's own encoding. On the embedded world
+  (parachute, van gogh, church; 16 target, 16 paraphrase and 16 unrelated prompts each) this equals the
+  exact id share on all 144 prompts for any τ in [0.6, 0.8] (present words at cosine ≥ 0.84, absent
+  ones ≤ 0.57); on CLIP (SD) it is unmeasured. ``m`` is computed at every U-Net call from the states it
+  receives (the same states at every step, so the same ``m``), and a guidance pair is recognised by its
+  bit-identical latent halves, whose rows both take the positive half's ``m``. Several concepts in one
+  edit share one adapter and take the max over the concepts, the reference's max over an SPM's erased
+  prompts; several applied SPM edits each keep their own ``m``, as the reference's several SPMs do. An
+  attack that feeds the U-Net states (soft prompts) moves ``m`` with them. The README's plain-LoRA use
+  ("the Facilitate Transfer mechanism of SPM will NOT be activated") is ``facilitated_transport=False``,
+  or a kohya export with ``--unscaled``.
 - **Layers.** ``nn.Linear`` layers only (``attn1``/``attn2`` q/k/v/out, feed-forward, and
   ``proj_in``/``proj_out`` where they are linear): SD 1.x's 1x1-convolution ``proj_in``/``proj_out``,
   which the reference also adapts, are left out because :class:`~erasekit.Edit` holds ``nn.Linear`` updates.
@@ -48,12 +63,12 @@ from __future__ import annotations
 from ...edit import Edit
 from .. import EraseRequest, register
 from .config import SETTINGS, SPMConfig
-from .train import adapted_layers, anchor_states, spm_loss, train_spm
+from .train import adapted_layers, anchor_states, spm_loss, train_spm, transport
 
-__all__ = ["SETTINGS", "SPMConfig", "adapted_layers", "anchor_states", "spm", "spm_loss", "train_spm"]
+__all__ = ["SETTINGS", "SPMConfig", "adapted_layers", "anchor_states", "spm", "spm_loss", "train_spm", "transport"]
 
 
 @register("spm", SPMConfig, settings=SETTINGS, takes_preserve=False, default_settings="embedded")
 def spm(request: EraseRequest, cfg: SPMConfig) -> Edit:
-    """SPM: a rank-1 adapter on the transformer blocks, trained with latent anchoring (no Facilitated Transport)."""
+    """SPM: a rank-1 adapter on the transformer blocks, trained with latent anchoring, scaled per prompt by FT."""
     return train_spm(request, cfg)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import get_args
 
 from ...errors import ConfigError
+from ...prompt_scale import Metric
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,9 @@ class SPMConfig:
     rank: int = 1  # network.rank; alpha = rank, so the LoRA scale alpha / rank is 1 (the reference's 1 / 1)
     max_grad_norm: float = 0.0  # train.max_grad_norm; 0: no clipping
     seed: int = 0  # of the generator behind noise, timesteps, concepts, anchors and the LoRA init
+    facilitated_transport: bool = True  # infer_spm.py without --spm_multiplier; False: the adapter at multiplier 1
+    ft_metric: Metric = "cosine_tokens"  # --matching_metric "clipcos_tokenuni" ("clipcos", "tokenuni": the others)
+    ft_threshold: float = 0.7  # ours: the cosine at which a concept word's state counts as present in a prompt
 
     def __post_init__(self) -> None:
         for name in ("iterations", "rank", "anchors", "lr_cycles"):
@@ -43,6 +48,10 @@ class SPMConfig:
         for name in ("la_strength", "max_grad_norm"):
             if not getattr(self, name) >= 0 or not math.isfinite(getattr(self, name)):
                 raise ConfigError(f"SPMConfig.{name} must be finite and ≥ 0, got {getattr(self, name)}.")
+        if self.ft_metric not in get_args(Metric):
+            raise ConfigError(f"SPMConfig.ft_metric must be one of {get_args(Metric)}, got {self.ft_metric!r}.")
+        if not -1 <= self.ft_threshold <= 1:
+            raise ConfigError(f"SPMConfig.ft_threshold is a cosine, in [-1, 1]; got {self.ft_threshold}.")
         for name in ("guidance_scale", "start_guidance"):
             if not math.isfinite(getattr(self, name)):
                 raise ConfigError(f"SPMConfig.{name} must be finite, got {getattr(self, name)}.")

@@ -3,6 +3,8 @@ checkpointed and resumed bit for bit (the run state and helpers are ESD's, ``met
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from diffusers import Transformer2DModel
@@ -11,6 +13,8 @@ from torch import Tensor, nn
 
 from ...edit import Edit
 from ...errors import ConfigError
+from ...prompt_scale import PromptScale
+from ...text import Encoded
 from .. import EraseRequest
 from ..esd.config import ESDState
 from ..esd.run import Checkpoints, LoRARun
@@ -88,7 +92,8 @@ def train_spm(request: EraseRequest, cfg: SPMConfig, *, checkpoints: Checkpoints
         cfg: the hyper-parameters.
         checkpoints: where the run's :class:`ESDState` goes, and the state it resumes from.
     Returns:
-        The edit; ``info["losses"]`` the loss of every iteration.
+        The edit; ``info["losses"]`` the loss of every iteration; with ``cfg.facilitated_transport``, its
+        ``prompt_scale`` is Facilitated Transport (:func:`transport`), which training does not depend on.
     Raises:
         ConfigError: no pipeline, a preserve set (SPM is data-free), an SDXL U-Net, or a state to resume
             of another config (``iterations`` included: it shapes the learning-rate schedule) or other layers.
@@ -147,4 +152,15 @@ def train_spm(request: EraseRequest, cfg: SPMConfig, *, checkpoints: Checkpoints
             if run.done(loss):
                 run.save(ESDState)
     info = {"rank": cfg.rank, "layers": len(lora.layers), "losses": run.losses}
-    return request.make_edit("spm", cfg, lora.updates(), guides=neutrals, info=info)
+    edit = request.make_edit("spm", cfg, lora.updates(), guides=neutrals, info=info)
+    if not cfg.facilitated_transport:
+        return edit
+    return dataclasses.replace(edit, prompt_scale=transport(request.encoder(request.concepts), cfg))
+
+
+def transport(concepts: Encoded, cfg: SPMConfig) -> PromptScale:
+    """Facilitated Transport's multiplier (``infer_spm.calculate_matching_score``, max over the concepts) as a
+    :class:`PromptScale` of the concepts' token states, their words being positions ``1 .. last_word``."""
+    positions = torch.arange(concepts.states.shape[1])
+    words = (positions >= 1) & (positions <= concepts.last_word[:, None])
+    return PromptScale(concepts.states.float().cpu(), words, cfg.ft_metric, cfg.ft_threshold)
