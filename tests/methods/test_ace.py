@@ -192,10 +192,10 @@ def test_gate_is_selective_on_prompts_from_no_training_set(concept):
     """The world's test-split prompts: no method sees them, and ACE composes its own captions (no world's).
 
     Goal (issue 13): neutral ≤ 5% of tokens and ≤ 10% of prompts, paraphrases ≥ 80% of prompts. Measured
-    (48 prompts each, default settings, with the made-up-name negatives): church 0.9% / 12.5% / 100%,
-    parachute 1.6% / 25.0% / 100% (before them: 4.3% / 37.5% and 1.2% / 20.8%): the token and paraphrase
-    goals hold; the prompt goal does not (parachute's gate opens on first names: "andy" warhol, "vincent"
-    van gogh, "kelly" mckernan), so that bound guards what there is, not the goal.
+    (48 prompts each, default settings): church 0.9% / 8.3% / 100%, parachute 0.4% / 8.3% / 100% with the
+    first names among the made-up-name negatives (before them: 0.9% / 12.5% and 1.6% / 25.0%, the gate of
+    parachute opening on "andy" warhol, "vincent" van gogh, "kelly" mckernan). Styles miss the prompt goal
+    (van gogh 16.7%, paraphrases 75%; picasso 29.2%), see the package docstring; they are not asserted here.
     """
     pipe, edit = embedded_edit(concept)
     suite = embedded.prompt_suite(concept, n=48, split="test")
@@ -204,7 +204,7 @@ def test_gate_is_selective_on_prompts_from_no_training_set(concept):
     paraphrase = edit.gate(encode(suite["generality"]).states).squeeze(-1) > 0.5  # held-out descriptions
     tokens, prompts = float(neutral.float().mean()), float(neutral.any(1).float().mean())
     found = float(paraphrase.any(1).float().mean())
-    assert tokens <= 0.05 and found >= 0.80 and prompts <= 0.30, (tokens, prompts, found)
+    assert tokens <= 0.05 and found >= 0.80 and prompts <= 0.10, (tokens, prompts, found)
     held = edit.info["gate_heldout_neutral_prompts"], edit.info["gate_heldout_concept_prompts"]
     assert held[0] <= 0.05 and held[1] >= 0.8, held  # what the method measured on its own held-out captions
 

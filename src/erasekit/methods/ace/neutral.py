@@ -42,6 +42,8 @@ FRAMES = (
     "a watercolor of a {}", "a poster of a {}", "a postcard with a {}", "a view of a {}",
     "a black and white photo of a {}", "a detailed rendering of a {}", "a cartoon of a {}",
     "a snapshot of a {}", "a portrait of a {}", "a still life with a {}", "two {}s", "a {} and a {}",
+    "an artwork of a {}", "a canvas showing a {}", "a {} painted in oil", "a {}, digital art", "a sculpture of a {}",
+    "a print of a {}", "a {} in a museum", "a study of a {}", "a mural of a {}", "a {} next to a {}",
 )  # fmt: skip
 PHRASES = (
     "", "a photo", "a picture", "an image", "a scene", "art", "something", "nothing in particular",
@@ -93,18 +95,31 @@ _VOWELS = ("a", "e", "i", "o", "u", "ai", "ea", "ou", "y")
 _CODAS = ("", "", "", "n", "r", "l", "s", "t", "m", "k", "nd", "rt", "ck", "ng", "st")
 
 
-def made_up_name(gen: torch.Generator) -> str:
-    """A name no vocabulary holds ("mcternan", "drolia vasker"): two or three random syllables, once or twice.
+FIRST_NAMES = (
+    "james", "john", "robert", "michael", "david", "william", "richard", "thomas", "charles", "daniel", "paul",
+    "mark", "george", "peter", "henry", "jack", "sam", "tom", "max", "leo", "andy", "ben", "alex", "chris", "eric",
+    "frank", "vincent", "pablo", "claude", "edward", "francis", "louis", "oscar", "victor", "hugo", "carlos",
+    "mary", "anna", "emma", "sarah", "laura", "lisa", "kate", "kelly", "julia", "rose", "grace", "alice", "jane",
+    "lucy", "helen", "claire", "nina", "maria", "sophie", "frida", "georgia", "mia", "olivia", "amy", "eva",
+)  # fmt: skip
 
-    Artists' and people's names reach a text encoder as rare word pieces; the gate must stay shut on
-    a name it was not given, and generic captions and whole vocabulary words never show it one.
+
+def made_up_name(gen: torch.Generator) -> str:
+    """A name no vocabulary holds ("mcternan", "drolia vasker", "kelly brastin"): two or three random syllables,
+    once or twice, half the time after a common first name.
+
+    Artists' and people's names reach a text encoder as rare word pieces behind a first name that is a
+    whole word; the gate must stay shut on a name it was not given, and generic captions and whole
+    vocabulary words rarely show it one (before the first names, the gate of "parachute" opened on "andy"
+    and "kelly" in 29% of the other concepts' val prompts).
     """
 
     def word() -> str:
         syllables = 2 + int(torch.randint(2, (1,), generator=gen))
         return "".join(_pick(_ONSETS, gen) + _pick(_VOWELS, gen) + _pick(_CODAS, gen) for _ in range(syllables))
 
-    return " ".join(word() for _ in range(1 + int(torch.randint(2, (1,), generator=gen))))
+    first = [_pick(FIRST_NAMES, gen)] if int(torch.randint(2, (1,), generator=gen)) else []
+    return " ".join([*first, *(word() for _ in range(1 + int(torch.randint(2, (1,), generator=gen))))])
 
 
 CONTEXTS = (
