@@ -48,7 +48,8 @@ class LoRARun(Generic[S]):
     Args:
         request: the pipeline (for its U-Net and scheduler).
         cfg: the trainer's config.
-        layers: the layers to train, from the U-Net.
+        layers: the layers to train, given the U-Net (ESD, SPM and Receler adapt its layers; AdvUnlearn's
+            function ignores it and returns the text encoder's).
         timesteps: the DDIM schedule's length.
         checkpoints: where the state goes (:meth:`save`) and what it resumes from (:meth:`resume`).
         optimizer: its class, built on the LoRA factors with ``lr=cfg.lr``.
