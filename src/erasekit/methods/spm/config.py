@@ -58,6 +58,8 @@ class SPMConfig:
 
 
 # Measured on the embedded world ("parachute", seed 0, 16 prompts per set, one thread): lr 1e-3 for 300 iterations
-# leaves it (target prompts 1.00 -> 1.00); lr 1e-2 erases it at the reference's anchoring strength (target
-# 1.00 -> 0.12, held-out descriptions 1.00 -> 0.00, unrelated objects and colours 1.00 -> 1.00) in 7.5 CPU-minutes.
+# leaves it (target prompts 1.00 -> 1.00); lr 1e-2 erases it at the reference's anchoring strength in 4-7.5
+# CPU-minutes. Today's suite, one adapter: without Facilitated Transport target 1.00 -> 0.12, held-out descriptions
+# 0.94 -> 0.06, unrelated objects and colours 1.00 -> 1.00; with it target -> 0.12, held-out descriptions -> 0.94
+# (they lack the word, so m is their whole-sequence cosine, 0.10-0.37), unrelated -> 1.00 (m 0.64-0.74).
 SETTINGS = {"embedded": {"lr": 1e-2, "iterations": 300, "lr_warmup_steps": 50}}
