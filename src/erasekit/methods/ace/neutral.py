@@ -98,9 +98,9 @@ _CODAS = ("", "", "", "n", "r", "l", "s", "t", "m", "k", "nd", "rt", "ck", "ng",
 FIRST_NAMES = (
     "james", "john", "robert", "michael", "david", "william", "richard", "thomas", "charles", "daniel", "paul",
     "mark", "george", "peter", "henry", "jack", "sam", "tom", "max", "leo", "andy", "ben", "alex", "chris", "eric",
-    "frank", "vincent", "pablo", "claude", "edward", "francis", "louis", "oscar", "victor", "hugo", "carlos",
+    "frank", "steve", "joe", "edward", "francis", "brian", "kevin", "jason", "ryan", "adam", "simon", "carlos",
     "mary", "anna", "emma", "sarah", "laura", "lisa", "kate", "kelly", "julia", "rose", "grace", "alice", "jane",
-    "lucy", "helen", "claire", "nina", "maria", "sophie", "frida", "georgia", "mia", "olivia", "amy", "eva",
+    "lucy", "helen", "claire", "nina", "maria", "sophie", "susan", "linda", "mia", "olivia", "amy", "eva",
 )  # fmt: skip
 
 
@@ -128,14 +128,20 @@ CONTEXTS = (
 )  # fmt: skip
 
 
-def in_context(concept: str, n: int, *, seed: int) -> list[tuple[str, str]]:
-    """``n`` captions naming ``concept`` in generic contexts: ``(caption, its text up to the concept's end)``."""
+def in_context(concept: str, n: int, *, seed: int, first_names: bool = False) -> list[tuple[str, str]]:
+    """``n`` captions naming ``concept`` in generic contexts: ``(caption, its text up to the concept's end)``.
+
+    ``first_names``: every fourth names it behind a common first name ("... by kelly picasso"), as the gate's
+    negatives name made-up surnames (:func:`made_up_name`): a first name alone must neither open the gate
+    nor keep the concept after it from opening it.
+    """
     gen = torch.Generator().manual_seed(seed)
     out = []
     for i in range(n):
         form = CONTEXTS[i % len(CONTEXTS)]
         fill = {"s": _caption(gen), "a": _pick(ATTRIBUTES, gen), "p": _pick(PLACES, gen)}
-        text = " ".join(form.format(c=concept, **fill).split())
-        head = " ".join(form[: form.index("{c}") + 3].format(c=concept, **fill).split())
+        c = f"{_pick(FIRST_NAMES, gen)} {concept}" if first_names and i % 4 == 3 else concept
+        text = " ".join(form.format(c=c, **fill).split())
+        head = " ".join(form[: form.index("{c}") + 3].format(c=c, **fill).split())
         out.append((text, head))
     return out

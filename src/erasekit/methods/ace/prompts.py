@@ -86,7 +86,9 @@ def gate_tokens(request: EraseRequest, cfg: ACEConfig) -> tuple[Tokens, Tokens]:
     held-out paraphrases found from 81% to 52% (48 each, τ at 5%).
     """
     erased = [*request.concepts, *cfg.synonyms]
-    pairs = [pair for i, c in enumerate(erased) for pair in in_context(c, cfg.contexts, seed=cfg.seed + i)]
+    pairs = [
+        pair for i, c in enumerate(erased) for pair in in_context(c, cfg.contexts, seed=cfg.seed + i, first_names=True)
+    ]
     pos = request.encoder([text for text, _ in pairs]).states
     tokenizer = _tokenizer(request)
     start = torch.tensor([len(tokenizer(head).input_ids) - 2 for _, head in pairs])  # the concept's last token
