@@ -288,6 +288,11 @@ class Edit:
         return cls(**edit_file.read(path))
 
 
+def applied_edits(unet: nn.Module) -> list[Edit]:
+    """Every edit applied to ``unet``, oldest first: merged, gated and prompt-scaled ones alike."""
+    return [edit for edit, _ in _applied(unet)]
+
+
 def applied_gates(unet: nn.Module) -> list[tuple[TokenGate, dict[str, tuple[Tensor, Tensor]]]]:
     """``(gate, updates)`` of every gated edit applied to ``unet``, oldest first."""
     return [(edit.gate, edit.updates) for edit, _ in _applied(unet) if edit.gate is not None]

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from erasekit.attacks import attack, attack_success_rate
 from erasekit.errors import ConfigError, ErasekitError, UnknownAttackError
+from erasekit.gate import TokenGate
 from erasekit.text import TextEncoder
 from erasekit.worlds.tiny import tiny_pipeline
 
@@ -104,12 +107,15 @@ def test_bad_input_gets_clear_errors(edited, never):
         run("ringabell_embed", etaa=2.0)
     with pytest.raises(ConfigError, match="two text encoders"):
         attack(tiny_pipeline("sdxl"), "derived", "cat", judge=never)
-    edit.apply(pipe)
-    try:
-        with pytest.raises(ErasekitError, match="applied edit but none was passed"):
-            attack(pipe, "derived", "cat", judge=never)
-    finally:
-        edit.remove(pipe)
+    d = pipe.text_encoder.config.hidden_size
+    gate = TokenGate(torch.eye(d)[:, :2], torch.zeros(d), 10.0, 0.5)
+    for applied in (edit, dataclasses.replace(edit, gate=gate)):  # a gated edit merges no weight: found all the same
+        applied.apply(pipe)
+        try:
+            with pytest.raises(ErasekitError, match="applied edit but none was passed"):
+                attack(pipe, "derived", "cat", judge=never)
+        finally:
+            applied.remove(pipe)
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from ..edit import Edit, base_weights
+from ..edit import Edit, applied_edits
 from ..errors import ConfigError
 from ..targets import denoiser
 
@@ -60,7 +60,7 @@ class Victim:
     """
 
     def __init__(self, pipe: Any, edit: Edit | None = None, *, sampling: Sampling | None = None, force: bool = False):
-        if edit is None and base_weights(denoiser(pipe)):
+        if edit is None and applied_edits(denoiser(pipe)):  # gated and prompt-scaled edits merge no weight
             raise ConfigError(
                 "The pipeline carries an applied edit but none was passed: the attack could not reach the original "
                 "weights. Remove it first and pass it as edit=..., so the attack applies and removes it."
