@@ -139,10 +139,9 @@ def write(
             text[0],
             ", ".join(_CLIP_ATTENTION),
         )
-    if edit.gate is not None and (ungated or format == "kohya"):
-        edit = _without_gate(edit, ungated)
-    if edit.prompt_scale is not None and (unscaled or format == "kohya"):
-        edit = _without_prompt_scale(edit, unscaled)
+    for field, opted_in in (("gate", ungated), ("prompt_scale", unscaled)):
+        if getattr(edit, field) is not None and (opted_in or format == "kohya"):
+            edit = _without(edit, field, opted_in)
     meta = {"format": "pt"}
     if format == "kohya":
         tensors = lora_layouts.to_kohya(state_dict(edit.updates))
@@ -170,41 +169,32 @@ def _lora_metadata(updates: dict[str, tuple[Tensor, Tensor]]) -> dict[str, Any]:
     return meta
 
 
-def _without_gate(edit: Edit, ungated: bool) -> Edit:
-    if not ungated:
-        raise EditFileError(
-            f"This {edit.method} edit is gated: its update applies only to tokens near the erased concept(s), and the "
-            "kohya layout has no place for the gate, so ComfyUI, AUTOMATIC1111 and diffusers would apply it to every "
-            "token. Keep it in erasekit's layout and use erasekit's loader (Edit.load(path).apply(pipe)), or pass "
-            "ungated=True (CLI: --ungated) to export the update without its gate."
-        )
-    logger.warning(
-        "DROPPING THE GATE of this %s edit (ungated export): in the file written, the update applies to EVERY token, "
-        "not only to tokens near %s, so prompts without the concept change too.",
-        edit.method,
-        ", ".join(map(repr, edit.concepts)) or "the erased concept",
-    )
-    note = "exported without its gate (ungated): the update applies to every token"
-    return dataclasses.replace(edit, gate=None, info={**edit.info, "gate_dropped": note})
+# What the kohya layout has no place for: Edit field -> (the opt-in that drops it, what the edit is, what its update
+# does, how the file written applies it instead)
+_PER_PROMPT_PARTS = {
+    "gate": ("ungated", "gated", "applies only to tokens near", "to EVERY token"),
+    "prompt_scale": ("unscaled", "scaled per prompt", "is weighted by nearness to", "in full to EVERY prompt"),
+}
 
 
-def _without_prompt_scale(edit: Edit, unscaled: bool) -> Edit:
-    if not unscaled:
+def _without(edit: Edit, field: str, opted_in: bool) -> Edit:
+    """``edit`` without its gate or prompt scale (``field``), for a file that would apply the update everywhere."""
+    flag, kind, acts, instead = _PER_PROMPT_PARTS[field]
+    concepts = ", ".join(map(repr, edit.concepts)) or "the erased concept"
+    if not opted_in:
         raise EditFileError(
-            f"This {edit.method} edit is scaled per prompt: its update is weighted by how close each prompt is to the "
-            "erased concept(s), and the kohya layout has no place for that, so ComfyUI, "
-            "AUTOMATIC1111 and diffusers would apply it in full to every prompt. Keep it in erasekit's layout and use "
-            "erasekit's loader (Edit.load(path).apply(pipe)), or pass unscaled=True (CLI: --unscaled) to export the "
-            "update at multiplier 1 for every prompt."
+            f"This {edit.method} edit is {kind}: its update {acts} the erased concept(s), and the kohya layout has "
+            f"no place for that, so ComfyUI, AUTOMATIC1111 and diffusers would apply it {instead.lower()}. Keep it in "
+            f"erasekit's layout and use erasekit's loader (Edit.load(path).apply(pipe)), or pass {flag}=True (CLI: "
+            f"--{flag}) to export the update without it."
         )
     logger.warning(
-        "DROPPING THE PROMPT SCALE of this %s edit (unscaled export): in the file written, the update applies in full "
-        "to EVERY prompt, not only to prompts near %s, so prompts without the concept change more.",
-        edit.method,
-        ", ".join(map(repr, edit.concepts)) or "the erased concept",
-    )
-    note = "exported without its prompt scale (unscaled): the update applies at multiplier 1 to every prompt"
-    return dataclasses.replace(edit, prompt_scale=None, info={**edit.info, "prompt_scale_dropped": note})
+        "DROPPING THE %s of this %s edit (%s export): in the file written, the update applies %s, not only near %s, "
+        "so prompts without the concept change too.",
+        field.replace("_", " ").upper(), edit.method, flag, instead, concepts,
+    )  # fmt: skip
+    note = f"exported without its {field.replace('_', ' ')} ({flag}): the update applies {instead.lower()}"
+    return dataclasses.replace(edit, **{field: None}, info={**edit.info, f"{field}_dropped": note})
 
 
 def read(path: str | os.PathLike[str]) -> dict[str, Any]:
