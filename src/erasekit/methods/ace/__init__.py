@@ -42,9 +42,10 @@ token of ``neutral_captions`` generic captions, of ``vocabulary_captions`` capti
 of the tokenizer's vocabulary, of ``name_captions`` captions naming a made-up name ("in the style of
 mcternan": rare names reach the encoder as word pieces, and before these the gate of "church" opened on
 the "mc" of "mckernan" in 19% of the other objects' val prompts, 4% after; van gogh's 35% -> 17%, its
-paraphrases found 71% -> 69%, 48 prompts each; half the made-up names follow a common first name, after
-which parachute's gate stopped opening on "andy" warhol and "kelly" mckernan: 29% -> 8% of the other
-concepts' val prompts), and of the preserved concepts named in the same contexts. ``P`` starts at the
+paraphrases found 71% -> 69%, 48 prompts each; half the made-up names follow a common first name, and a
+quarter of the positive captions name the concept behind one, after which parachute's gate opens on
+"andy" warhol and "kelly" mckernan less often: 29% -> 12.5% of the other concepts' val prompts), and of the
+preserved concepts named in the same contexts. ``P`` starts at the
 generalised eigenvectors above and is fitted with ``s`` and ``τ`` by
 class-balanced cross-entropy on three quarters of the captions; ``τ`` is then raised until at most
 ``gate_token_rate`` of the held-out negative tokens and ``gate_prompt_rate`` of the held-out negative
