@@ -4,14 +4,22 @@ Issue goal: the standard deviation over five training seeds at most 0.1. Each se
 with ACE's defaults (``seed=`` of ACEConfig), the other concepts of its kind taken every second one as
 the preserve set (as ``erasekit compare`` does), and the judge reads ``--n`` test-split target prompts
 and ``--n`` held-out paraphrases (the suite's generality prompts) drawn with one image seed for all
-training seeds, so that only the training seed varies. Attacks are not run here (see the README).
+training seeds, so that only the training seed varies.
+
+With ``--compare`` it instead summarises comparisons that ran ACE under several training seeds, attacks
+included: mean ± sd over the rows ``ace`` and ``ace:seed=K`` of each scenario, for efficacy, generality,
+unseen specificity, H_o and every attack's ASR (quick tier: 8 prompts per ASR, so one prompt is 0.125).
 
     python bench/ace_stability.py --threads 2 --seeds 5 --concepts "van gogh" parachute nudity
+    erasekit compare --quick --methods ace,ace:seed=1,ace:seed=2,ace:seed=3,ace:seed=4 \
+        --scenarios style,object,unsafe --threads 1 -o out/q-ace-seeds
+    python bench/ace_stability.py --compare out/q-ace-seeds
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -32,13 +40,38 @@ def detection(pipe, judge, prompts: list[str], concept: str) -> float:
     return sum(judge.detects(images, concept)) / len(prompts)
 
 
+def from_compare(folders: list[str]) -> list[dict]:
+    """Mean ± sd over the ACE rows (any training seed) of each scenario in the folders' compare.json."""
+    by_scenario: dict[str, list[dict]] = {}
+    for folder in folders:
+        for row in json.loads((Path(folder) / "compare.json").read_text())["rows"]:
+            if row["method"] == "ace" or row["method"].startswith("ace:seed="):
+                by_scenario.setdefault(row["scenario"], []).append(row)
+    out = []
+    for scenario, rows in by_scenario.items():
+        metrics = {k: [r["metrics"][k] for r in rows] for k in rows[0]["metrics"]}
+        metrics["H_o"] = [{"value": r["H_o"], "n": None} for r in rows]
+        for name, cells in metrics.items():
+            v = [c["value"] for c in cells if c["value"] is not None]  # None: no score (e.g. no prompt to attack)
+            if v:
+                sd = statistics.stdev(v) if len(v) > 1 else float("nan")
+                values = " ".join(f"{x:.2f}" for x in v)
+                out.append({"scenario": scenario, "metric": name, "seeds": len(v), "n": cells[0]["n"],
+                            "mean": statistics.mean(v), "sd": sd, "values": values})  # fmt: skip
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--compare", nargs="+", help="compare output folders to summarise instead of erasing")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--n", type=int, default=32, help="test prompts per group")
     parser.add_argument("--concepts", nargs="+", default=["van gogh", "parachute", "nudity"])
     args = parser.parse_args()
+    if args.compare:
+        print_table(from_compare(args.compare))
+        return
     pin_threads(args.threads)
     pipe = erasekit.load_pipeline("embedded")
     pipe.set_progress_bar_config(disable=True)
