@@ -115,12 +115,10 @@ class Edit:
         h = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode())
         for name in sorted(self.updates):
             for t in self.updates[name]:
-                h.update(name.encode())
-                h.update(t.contiguous().numpy().tobytes())
+                h.update(name.encode() + t.contiguous().numpy().tobytes())  # one update of both: the same hash
         extra = {**edit_file.gate_tensors(self.gate), **edit_file.prompt_scale_tensors(self.prompt_scale)}
         for name, t in sorted(extra.items()):
-            h.update(name.encode())
-            h.update(t.numpy().tobytes())
+            h.update(name.encode() + t.numpy().tobytes())
         return h.hexdigest()[:16]
 
     # ---- applying ----------------------------------------------------------------------------
