@@ -44,6 +44,19 @@ from .errors import ConfigError, EditStateError
 Metric = Literal["cosine", "tokens", "cosine_tokens"]
 
 
+def check_settings(metric: str, threshold: float, *, names: tuple[str, str] = ("metric", "threshold")) -> None:
+    """Refuse an unknown ``metric`` or a ``threshold`` outside [-1, 1] (a config checks its own fields with it,
+    under its own ``names``, before any training).
+
+    Raises:
+        ConfigError: naming the field and what it accepts.
+    """
+    if metric not in get_args(Metric):
+        raise ConfigError(f"The prompt-scale {names[0]} must be one of {get_args(Metric)}, got {metric!r}.")
+    if not -1.0 <= threshold <= 1.0:
+        raise ConfigError(f"The prompt-scale {names[1]} is a cosine, in [-1, 1]; got {threshold}.")
+
+
 @dataclass(frozen=True)
 class PromptScale:
     """``m(S) = max_k max(cosine(S, C_k), tokens(S, C_k))`` (see the module docstring).
@@ -61,8 +74,7 @@ class PromptScale:
     threshold: float = 0.7
 
     def __post_init__(self) -> None:
-        if self.metric not in get_args(Metric):
-            raise ConfigError(f"Unknown prompt-scale metric {self.metric!r}: choose one of {get_args(Metric)}.")
+        check_settings(self.metric, self.threshold)
         if self.states.ndim != 3 or tuple(self.words.shape) != tuple(self.states.shape[:2]):
             raise ConfigError(
                 f"A prompt scale needs concept states [K, L, d] and word positions [K, L], got "
@@ -70,8 +82,6 @@ class PromptScale:
             )
         if not bool(self.words.bool().any(1).all()):
             raise ConfigError("Every concept of a prompt scale needs at least one word position (words[k].any()).")
-        if not -1.0 <= self.threshold <= 1.0:
-            raise ConfigError(f"The prompt-scale threshold is a cosine, in [-1, 1]; got {self.threshold}.")
 
     def __call__(self, x: Tensor) -> Tensor:
         """``m [B]`` for prompt states ``x [B, L, d]``, float32 (differentiable through ``cosine``).

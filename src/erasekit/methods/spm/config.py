@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import get_args
 
 from ...errors import ConfigError
-from ...prompt_scale import Metric
+from ...prompt_scale import Metric, check_settings
 
 
 @dataclass(frozen=True)
@@ -48,10 +47,7 @@ class SPMConfig:
         for name in ("la_strength", "max_grad_norm"):
             if not getattr(self, name) >= 0 or not math.isfinite(getattr(self, name)):
                 raise ConfigError(f"SPMConfig.{name} must be finite and ≥ 0, got {getattr(self, name)}.")
-        if self.ft_metric not in get_args(Metric):
-            raise ConfigError(f"SPMConfig.ft_metric must be one of {get_args(Metric)}, got {self.ft_metric!r}.")
-        if not -1 <= self.ft_threshold <= 1:
-            raise ConfigError(f"SPMConfig.ft_threshold is a cosine, in [-1, 1]; got {self.ft_threshold}.")
+        check_settings(self.ft_metric, self.ft_threshold, names=("SPMConfig.ft_metric", "SPMConfig.ft_threshold"))
         for name in ("guidance_scale", "start_guidance"):
             if not math.isfinite(getattr(self, name)):
                 raise ConfigError(f"SPMConfig.{name} must be finite, got {getattr(self, name)}.")
