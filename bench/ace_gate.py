@@ -3,7 +3,8 @@
 Issue goal: on unseen prompts that do not ask for the concept the gate is above 0.5 on at most 5% of the
 tokens and in at most 10% of the prompts; on the concept's held-out paraphrases it opens somewhere in at
 least 80% of the prompts. Each concept is erased with ACE's defaults, the other concepts of its kind taken
-every second one as the preserve set (as ``erasekit compare`` does); the gate (``edit.gate``) then reads the
+every second one as the preserve set (as tests/methods/test_ace.py's slow gate test does; ``erasekit compare``
+draws a seeded half instead); the gate (``edit.gate``) then reads the
 world's ``--split`` prompts: the suite's specificity group (other concepts' prompts) and its generality
 group (paraphrases that avoid the concept's words). ``--show`` lists the prompts that open it, and the
 paraphrases it misses. Use ``--split val`` while changing the gate, ``test`` to report.

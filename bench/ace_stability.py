@@ -1,10 +1,10 @@
 """ACE across training seeds: mean ± sd of the concept's detection on target prompts and paraphrases.
 
-Issue goal: the standard deviation over five training seeds at most 0.1. Each seed erases the concept
-with ACE's defaults (``seed=`` of ACEConfig), the other concepts of its kind taken every second one as
-the preserve set (as ``erasekit compare`` does), and the judge reads ``--n`` test-split target prompts
-and ``--n`` held-out paraphrases (the suite's generality prompts) drawn with one image seed for all
-training seeds, so that only the training seed varies.
+Issue goal: the standard deviation over five training seeds at most 0.1. Each seed erases the concept with
+ACE's defaults (``seed=`` of ACEConfig), the other concepts of its kind taken every second one as the preserve
+set (``erasekit compare`` draws a seeded half instead), and the judge reads ``--n`` test-split target prompts
+and ``--n`` held-out paraphrases (the suite's generality prompts) drawn with one image seed for all training
+seeds, so that only the training seed varies.
 
 With ``--compare`` it instead summarises comparisons that ran ACE under several training seeds, attacks
 included: mean ± sd over the rows ``ace`` and ``ace:seed=K`` of each scenario, for efficacy, generality,

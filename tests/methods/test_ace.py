@@ -168,9 +168,9 @@ def kv_error(pipe, edit, X, Y):
 
 
 def embedded_edit(concept: str):
-    """ACE's default training on the embedded world (MiniLM text encoder), preserving half the other concepts
-    of its kind as ``erasekit compare`` does. The gate needs a real text encoder: the tiny pipeline's random
-    32-d one separates no concept."""
+    """ACE's default training on the embedded world (MiniLM text encoder), preserving every second of the other
+    concepts of its kind (``erasekit compare`` draws a seeded half instead). The gate needs a real text encoder:
+    the tiny pipeline's random 32-d one separates no concept."""
     torch.set_num_threads(1)
     pipe = erasekit.load_pipeline("embedded")
     pipe.set_progress_bar_config(disable=True)

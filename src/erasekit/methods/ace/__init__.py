@@ -35,27 +35,25 @@ scenario a shared k = 8 left 78% of the target images showing their concept, k =
 van gogh and red completely (parachute 0.12; nudity 0.88 stays hard).
 
 **3. Gate.** ``g(c) = σ(s (‖Pᵀ(c − μ)‖²/‖c − μ‖² − τ))`` per token (:mod:`erasekit.gate`), applied by an
-attention processor: a token gets ``W c + g(c) ΔW c``. Fitted, not trained with the update
-(:mod:`.gatefit`), on captions no world supplies (:mod:`.neutral`): the concepts named in ``contexts``
-varied generic captions are the positives (their tokens from the concept on); the negatives are every
-token of ``neutral_captions`` generic captions, of ``vocabulary_captions`` captions naming a random word
-of the tokenizer's vocabulary, of ``name_captions`` captions naming a made-up name ("in the style of
-mcternan": rare names reach the encoder as word pieces, and before these the gate of "church" opened on
-the "mc" of "mckernan" in 19% of the other objects' val prompts, 4% after; van gogh's 35% -> 17%, its
-paraphrases found 71% -> 69%, 48 prompts each; half the made-up names follow a common first name, and a
-quarter of the positive captions name the concept behind one, after which parachute's gate opens on
-"andy" warhol and "kelly" mckernan less often: 29% -> 12.5% of the other concepts' val prompts), and of the
-preserved concepts named in the same contexts. ``P`` starts at the
-generalised eigenvectors above and is fitted with ``s`` and ``τ`` by
-class-balanced cross-entropy on three quarters of the captions; ``τ`` is then raised until at most
-``gate_token_rate`` of the held-out negative tokens and ``gate_prompt_rate`` of the held-out negative
-prompts open the gate. ``info["gate_heldout_*"]`` records those rates and the share of held-out concept
-captions where some token opens it. The tiny template set the gate had before let it open on 85% of the
-tokens of unrelated prompts ("a red car parked on a street"). On the embedded world's unseen test
-prompts (48 each, "van gogh", preserve = half the other styles) τ at 5% of the held-out prompts let 29%
-of the neutral prompts open the gate and found 81% of the paraphrases; at 2% (the default) 15% and 77%:
-the prompts that open it name rembrandt van rijn or monet, as close to van gogh in the text encoder as
-"the post-impressionist painter from holland" is.
+attention processor: a token gets ``W c + g(c) ΔW c``. Fitted, not trained with the update (:mod:`.gatefit`),
+on captions no world supplies (:mod:`.neutral`): the concepts named in ``contexts`` varied generic captions
+are the positives (their tokens from the concept on); the negatives are every token of ``neutral_captions``
+generic captions, of ``vocabulary_captions`` captions naming a random word of the tokenizer's vocabulary, of
+``name_captions`` captions naming a made-up name ("in the style of mcternan": rare names reach the encoder as
+word pieces, and before these the gate of "church" opened on the "mc" of "mckernan" in 19% of the other
+objects' val prompts, 4% after; van gogh's 35% -> 17%, its paraphrases found 71% -> 69%, 48 prompts each; half
+the made-up names follow a common first name, and a quarter of the positive captions name the concept behind
+one, after which parachute's gate opens on "andy" warhol and "kelly" mckernan less often: 29% -> 12.5% of the
+other concepts' val prompts), and of the preserved concepts named in the same contexts. ``P`` starts at the
+generalised eigenvectors above and is fitted with ``s`` and ``τ`` by class-balanced cross-entropy on three
+quarters of the captions; ``τ`` is then raised until at most ``gate_token_rate`` of the held-out negative
+tokens and ``gate_prompt_rate`` of the held-out negative prompts open the gate. ``info["gate_heldout_*"]``
+records those rates and the share of held-out concept captions where some token opens it. The tiny template
+set the gate had before let it open on 85% of the tokens of unrelated prompts ("a red car parked on a
+street"). On the embedded world's unseen test prompts (48 each, "van gogh", preserve = half the other styles)
+τ at 5% of the held-out prompts let 29% of the neutral prompts open the gate and found 81% of the paraphrases;
+at 2% (the default) 15% and 77%: the prompts that open it name rembrandt van rijn or monet, as close to van
+gogh in the text encoder as "the post-impressionist painter from holland" is.
 
 **4. Adversarially augmented fine-tuning.** ``epochs`` rounds of a min-max game. Inner loop
 (the ``soft_prompt`` attack moved to K/V space, where it is cheap): ``inner_steps`` Adam steps on

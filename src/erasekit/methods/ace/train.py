@@ -49,16 +49,17 @@ class _Trainable:
         return x + self.gate(x) * (x @ self.A.T @ self.U.T)
 
 
-def draw(n: int, k: int, gen: torch.Generator) -> Tensor:
-    """``min(n, k)`` distinct indices of ``n`` rows, in order: one round's minibatch."""
-    return torch.arange(n) if n <= k else torch.randperm(n, generator=gen)[:k].sort().values
-
-
 def _fitted_gate(cfg: ACEConfig, rows: Rows, k: int, pos: Tokens, neg: Tokens) -> tuple[TokenGate, GateRates]:
     """Part 3: the gate fitted on varied captions, τ calibrated on held-out ones (:mod:`.gatefit`)."""
     P0, mu = concept_subspace(torch.cat([rows.C, pos.rows()]), neg.rows(), k, cfg.whiten)
     P, s, tau, rates = fit_gate(pos, neg, P0, mu.float(), cfg)
     return TokenGate(P.contiguous(), mu.float(), s, tau), rates
+
+
+@torch.no_grad()
+def draw(n: int, k: int, gen: torch.Generator) -> Tensor:
+    """``min(n, k)`` distinct indices of ``n`` rows, in order: one round's minibatch."""
+    return torch.arange(n) if n <= k else torch.randperm(n, generator=gen)[:k].sort().values
 
 
 @torch.no_grad()
