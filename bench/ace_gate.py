@@ -2,12 +2,15 @@
 
 Issue goal: on unseen prompts that do not ask for the concept the gate is above 0.5 on at most 5% of the
 tokens and in at most 10% of the prompts; on the concept's held-out paraphrases it opens somewhere in at
-least 80% of the prompts. Each concept is erased with ACE's defaults, the other concepts of its kind taken
-every second one as the preserve set (as tests/methods/test_ace.py's slow gate test does; ``erasekit compare``
-draws a seeded half instead); the gate (``edit.gate``) then reads the
-world's ``--split`` prompts: the suite's specificity group (other concepts' prompts) and its generality
-group (paraphrases that avoid the concept's words). ``--show`` lists the prompts that open it, and the
-paraphrases it misses. Use ``--split val`` while changing the gate, ``test`` to report.
+least 80% of the prompts. Each concept is erased with ACE's defaults and what ``erasekit compare`` gives a
+method for that concept's scenario: its preserve set (a seeded half of the other concepts of its kind) and
+``--fit-prompts`` fit-split prompts of each preserved concept, which τ is calibrated on (as
+tests/methods/test_ace.py's slow gate test does). The gate (``edit.gate``) then reads the world's ``--split``
+prompts: the suite's specificity group (other concepts' prompts, preserved and unseen) and its generality
+group (paraphrases that avoid the concept's words). Each rate comes with its 95% Wilson interval (tokens:
+over every token position, which are not independent draws, so that interval is too narrow). ``--show``
+lists the prompts that open it, and the paraphrases it misses. Use ``--split val`` while changing the gate,
+``test`` to report.
 
     python bench/ace_gate.py --threads 1 --split test --concepts church parachute "van gogh" picasso
 """
@@ -20,9 +23,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import torch
 from bench._timing import pin_threads, print_table
 
 import erasekit
+from erasekit.evaluate import compare
+from erasekit.io import parse_assignments
+from erasekit.metrics.intervals import wilson
 from erasekit.text import TextEncoder
 from erasekit.worlds import embedded
 
@@ -32,7 +39,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--split", choices=["val", "test"], default="val")
     parser.add_argument("--n", type=int, default=48, help="prompts per group")
+    parser.add_argument("--fit-prompts", type=int, default=16, help="fit prompts per preserved concept (compare's)")
     parser.add_argument("--concepts", nargs="+", default=["church", "parachute", "van gogh", "picasso"])
+    parser.add_argument("--set", nargs="*", default=[], help="ACE settings, e.g. gate_preserve_rate=0.02")
     parser.add_argument("--show", action="store_true", help="print the prompts that open the gate and those it misses")
     args = parser.parse_args()
     pin_threads(args.threads)
@@ -41,26 +50,27 @@ def main() -> None:
     encode = TextEncoder(pipe)
     rows = []
     for concept in args.concepts:
-        kind = next(k for k, names in embedded.concepts().items() if concept in names)
-        preserve = [c for c in embedded.concepts()[kind] if c != concept][::2]
-        edit = erasekit.erase(pipe, [concept], "ace", preserve=preserve)
+        sc = compare.scenario(concept)
+        kept = compare.preserve_prompts(sc, args.fit_prompts)
+        edit = erasekit.erase(pipe, [concept], "ace", preserve=compare.preserve_set(sc), preserve_prompts=kept,
+                              **parse_assignments(args.set))  # fmt: skip
         suite = embedded.prompt_suite(concept, n=args.n, split=args.split)
         others = edit.gate(encode(suite["specificity"]).states).squeeze(-1) > 0.5  # [n, L]
         found = (edit.gate(encode(suite["generality"]).states).squeeze(-1) > 0.5).any(1)  # [n]
-        rows.append(
-            {
-                "concept": concept,
-                "split": args.split,
-                "n": args.n,
-                "other_tokens": float(others.float().mean()),
-                "other_prompts": float(others.any(1).float().mean()),
-                "paraphrases_found": float(found.float().mean()),
-            }
-        )
+        rates = {"other_tokens": others.flatten(), "other_prompts": others.any(1), "paraphrases_found": found}
+        rows.append({"concept": concept, "split": args.split, "n": args.n, "preserve_prompts": len(kept)})
+        rows[-1] |= {name: _rate(hits) for name, hits in rates.items()}
         if args.show:
             print(concept, "opens on:", [p for p, o in zip(suite["specificity"], others.any(1).tolist()) if o])
             print(concept, "misses:", [p for p, f in zip(suite["generality"], found.tolist()) if not f])
     print_table(rows)
+
+
+def _rate(hits: torch.Tensor) -> str:
+    """``"6.2% [2.1, 16.8]"``: the share of ``hits`` and its 95% Wilson interval, in percent."""
+    k, n = int(hits.sum()), hits.numel()
+    lo, hi = wilson(k, n)
+    return f"{100 * k / n:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
 if __name__ == "__main__":

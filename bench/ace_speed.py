@@ -11,7 +11,6 @@ captions (``methods/ace/prompts.py``), which a session pays once: its time is pr
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._timing import pin_threads, print_table, timed
 
 import erasekit
+from erasekit.io import parse_assignments
 from erasekit.worlds import embedded
 
 TEN = ["church", "parachute", "garbage truck", "tench", "van gogh", "picasso", "monet", "red", "green", "nudity"]
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="ACE settings, e.g. epochs=10")
     args = parser.parse_args()
     pin_threads(args.threads)
-    overrides = {k: ast.literal_eval(v) for k, v in (s.split("=", 1) for s in args.set)}
+    overrides = parse_assignments(args.set)
     pipe = erasekit.load_pipeline("embedded")
     pipe.set_progress_bar_config(disable=True)
     styles = [c for c in embedded.concepts()["style"] if c != "van gogh"][::2]

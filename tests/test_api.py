@@ -9,6 +9,9 @@ import pytest
 import erasekit
 from erasekit.errors import ConfigError, UnknownMethodError
 
+ACE_FAST = {"epochs": 1, "inner_steps": 1, "augment": 0, "neutral_captions": 16, "vocabulary_captions": 4}
+ACE_FAST |= {"name_captions": 4, "contexts": 8, "gate_steps": 5, "mine_words": 0, "loss": "kv"}
+
 
 def test_one_string_is_one_name(tiny_pipe):
     edit = erasekit.erase(tiny_pipe, "van gogh", preserve="monet")
@@ -25,12 +28,21 @@ def test_one_string_is_one_name(tiny_pipe):
         (dict(method="rcee"), UnknownMethodError, "Did you mean 'rece'"),
         (dict(preserve=["dog"]), ConfigError, r"\['dog'\] is both erased and preserved"),
         (dict(settings="nope", method="rece"), ConfigError, "has no settings 'nope'"),
+        (dict(preserve_prompts=["a cat", "a Dog on grass"]), ConfigError, "'a Dog on grass' names the erased concept"),
+        (dict(preserve_prompts=[3]), ConfigError, "preserve_prompts must be strings"),
     ],
 )
 def test_bad_arguments(tiny_pipe, kwargs, error, words):
     args = {"concepts": ["dog"], **kwargs}
     with pytest.raises(error, match=words):
         erasekit.erase(tiny_pipe, args.pop("concepts"), **args)
+
+
+def test_preserve_prompts_reach_the_method_and_a_word_inside_another_is_no_clash(tiny_pipe):
+    kept = ["a hotdog stand", "a cat"]  # "dog" only inside "hotdog"
+    edit = erasekit.erase(tiny_pipe, "dog", "ace", preserve="cat", preserve_prompts=kept, **ACE_FAST)
+    assert edit.info["gate_n_preserve"] == 2 and 0 <= edit.info["gate_preserve_prompts"] <= 0.5
+    assert erasekit.erase(tiny_pipe, "dog", "ace", **ACE_FAST).info["gate_preserve_prompts"] is None
 
 
 def test_preset_is_the_deprecated_name_of_settings(tiny_pipe):

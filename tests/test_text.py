@@ -5,7 +5,7 @@ import torch
 
 import erasekit
 from erasekit.errors import ConfigError, UnsupportedModelError
-from erasekit.text import EmbeddingCache, TextEncoder
+from erasekit.text import EmbeddingCache, TextEncoder, mentions
 from erasekit.worlds.tiny import tiny_pipeline
 
 
@@ -65,3 +65,8 @@ def test_what_the_text_path_refuses(tiny_pipe):
         TextEncoder(tiny_pipeline("sdxl")).check_single_encoder()
     with pytest.raises(ConfigError, match="tokenises to nothing"):
         TextEncoder(tiny_pipe).check_concept("   ")
+
+
+def test_mentions_finds_whole_words_only_whatever_the_case():
+    assert mentions("A painting by Van Gogh, 1888", "van gogh") and mentions("a dog.", "dog")
+    assert not mentions("a hotdog stand", "dog") and not mentions("a party", "art")

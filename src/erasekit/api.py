@@ -12,7 +12,7 @@ from .edit import Edit, base_weights
 from .errors import ConfigError
 from .progress import Progress
 from .targets import Targets, denoiser, find_targets
-from .text import PromptEncoder, TextEncoder
+from .text import PromptEncoder, TextEncoder, mentions
 
 
 def _names(value: Any, what: str, *, allow_empty: bool = True) -> list[str]:
@@ -35,6 +35,7 @@ def erase(
     method: str = "uce",
     *,
     preserve: str | Sequence[str] = (),
+    preserve_prompts: Sequence[str] = (),
     guides: str | Sequence[str] | None = None,
     settings: str | None = None,
     preset: str | None = None,
@@ -50,6 +51,9 @@ def erase(
         concepts: one concept or a list of them (1000 at once is fine).
         method: a registered method name (``erasekit.list_methods()``).
         preserve: one concept or a list of concepts whose outputs should not change.
+        preserve_prompts: prompts of the preserved concepts that name no erased concept, for methods that
+            calibrate on real prompts (ACE's gate); from a split the method may see (a world's ``fit``
+            split), never the prompts the edit is scored on. Methods that do not calibrate ignore them.
         guides: what each concept should become (one for all, or one each); default: the method's.
         settings: a named set of the method's hyper-parameters (e.g. RECE's ``"reference-style"``).
         preset: the old name of ``settings`` (deprecated; removed in the next release).
@@ -61,7 +65,8 @@ def erase(
         The edit, with ``edit.info["edit_s"]`` the wall time of the method.
 
     Raises:
-        ConfigError: no concept, a name that is not a string, a concept also in ``preserve``,
+        ConfigError: no concept, a name that is not a string, a concept also in ``preserve``, a
+            preserve prompt that names an erased concept,
             unknown settings or hyper-parameters, guides that do not match the concepts.
         UnknownMethodError: no such method.
         UnsupportedModelError: a pipeline without a supported text path.
@@ -69,11 +74,19 @@ def erase(
     settings = renamed(settings, preset, new="settings=", old="preset=")
     concepts = _names(concepts, "concepts", allow_empty=False)
     preserve = _names(preserve, "preserve")
+    preserve_prompts = _names(preserve_prompts, "preserve_prompts")
     if not isinstance(method, str):
         raise ConfigError(f"method must be a method name (see erasekit.list_methods()), got {method!r}.")
     both = sorted(set(concepts) & set(preserve))
     if both:
         raise ConfigError(f"{both} is both erased and preserved: a concept cannot be in concepts and preserve.")
+    naming = [(p, c) for p in preserve_prompts for c in concepts if mentions(p, c)]
+    if naming:
+        prompt, concept = naming[0]
+        raise ConfigError(
+            f"preserve prompt {prompt!r} names the erased concept {concept!r}: a prompt cannot be erased and kept; "
+            f"drop the {len(naming)} such prompt(s) from preserve_prompts."
+        )
     m = methods.get(method)
     settings = None if settings is None else m.settings_name(settings)
     cfg = m.make_config(settings, **overrides)
@@ -97,6 +110,7 @@ def erase(
         pipe=pipe,
         guides=tuple(guides) if guides is not None else None,
         preserve=tuple(preserve),
+        preserve_prompts=tuple(preserve_prompts),
         base_fingerprint=targets.fingerprint(base_weights(unet)),
         progress=progress,
     )

@@ -23,6 +23,7 @@ copy of either forward). That path supports single-encoder pipelines.
 from __future__ import annotations
 
 import logging
+import re
 import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -40,6 +41,11 @@ SUPPORTED = (
     "StableDiffusionPipeline (SD 1.x, 2.x), StableDiffusionXLPipeline (SDXL) and the worlds' pipelines "
     "(erasekit.worlds), each with a tokenizer, a text encoder and a U-Net"
 )
+
+
+def mentions(prompt: str, phrase: str) -> bool:
+    """Whether ``prompt`` holds ``phrase`` as whole words, case-insensitively ("art" is not in "party")."""
+    return re.search(rf"(?<!\w){re.escape(phrase.lower().strip())}(?!\w)", prompt.lower()) is not None
 
 
 @dataclass(frozen=True)

@@ -124,3 +124,15 @@ def test_a_bad_model_folder_is_one_clear_message_and_no_warning(tmp_path, monkey
     assert "broken/model_index.json is not valid JSON (Expecting property name" in broken and "line 1 column" in broken
     assert broken.endswith("copy the model again."), broken
     assert "`hf download org/not-in-the-cache`" in outputs["org/not-in-the-cache"]
+
+
+def test_preserve_prompts_are_read_from_a_csv_and_checked(tmp_path):
+    args = ["erase", "dog", "--model", "tiny-sd1", "-o", str(tmp_path / "e.safetensors"), "--preserve-prompts"]
+    (tmp_path / "clash.csv").write_text("prompt\na cat\na dog in the snow\n")
+    (tmp_path / "no_column.csv").write_text("text\na cat\n")
+    result = runner.invoke(app, [*args, str(tmp_path / "clash.csv")])
+    assert result.exit_code == 2 and "'a dog in the snow' names the erased concept 'dog'" in result.output
+    result = runner.invoke(app, [*args, str(tmp_path / "no_column.csv")])
+    assert result.exit_code == 2 and "lacks the column(s) ['prompt']" in result.output
+    (tmp_path / "kept.csv").write_text("prompt\na cat\na cat on a sofa\n")
+    assert runner.invoke(app, [*args, str(tmp_path / "kept.csv")]).exit_code == 0

@@ -8,6 +8,7 @@ import torch
 import erasekit
 from erasekit import Edit
 from erasekit.errors import ConfigError
+from erasekit.evaluate import compare
 from erasekit.gate import concept_ratio
 from erasekit.methods import EraseRequest, ace
 from erasekit.methods.ace.config import ACEConfig
@@ -168,15 +169,15 @@ def kv_error(pipe, edit, X, Y):
 
 
 def embedded_edit(concept: str):
-    """ACE's default training on the embedded world (MiniLM text encoder), preserving every second of the other
-    concepts of its kind (``erasekit compare`` draws a seeded half instead). The gate needs a real text encoder:
-    the tiny pipeline's random 32-d one separates no concept."""
+    """ACE's default training on the embedded world (MiniLM text encoder) with what ``erasekit compare`` gives a
+    method for the concept's scenario: its preserve set and the fit prompts of each preserved concept. The gate
+    needs a real text encoder: the tiny pipeline's random 32-d one separates no concept."""
     torch.set_num_threads(1)
     pipe = erasekit.load_pipeline("embedded")
     pipe.set_progress_bar_config(disable=True)
-    kind = next(k for k, names in embedded.concepts().items() if concept in names)
-    preserve = [c for c in embedded.concepts()[kind] if c != concept][::2]
-    return pipe, erasekit.erase(pipe, [concept], "ace", preserve=preserve)
+    sc = compare.scenario(concept)
+    kept = compare.preserve_prompts(sc, compare.Settings.tier(quick=False).tuning_prompts)
+    return pipe, erasekit.erase(pipe, [concept], "ace", preserve=compare.preserve_set(sc), preserve_prompts=kept)
 
 
 @pytest.fixture(scope="module")

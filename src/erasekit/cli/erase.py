@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.progress import Progress, TimeElapsedColumn
 
-from ..io import parse_assignments
+from ..io import parse_assignments, read_csv
 from ._common import (
     DEVICE_HELP,
     DTYPE_HELP,
@@ -25,6 +25,11 @@ def erase(
     out: Path = typer.Option(..., "--out", "-o", help="Edit file to write (safetensors, a diffusers LoRA)."),
     method: str = typer.Option("uce", "--method", "-m", help="Method name; see `erasekit methods`."),
     preserve: list[str] = typer.Option([], "--preserve", "-p", help="A concept to keep unchanged (repeatable)."),
+    preserve_prompts: Path | None = typer.Option(
+        None,
+        help="CSV with a 'prompt' column: prompts of the preserved concepts that name no erased one, which ACE "
+        "calibrates its gate on (other methods ignore them). Never the prompts you will score the edit on.",
+    ),
     guide: list[str] = typer.Option([], "--guide", "-g", help="What the concept becomes: one for all, or one each."),
     model: str = typer.Option("embedded", help=MODEL_HELP),
     settings: str | None = typer.Option(None, help="A named set of the method's hyper-parameters (see `methods`)."),
@@ -41,6 +46,7 @@ def erase(
     settings = renamed_option(settings, preset, new="--settings", old="--preset")
     check_output_file(out, overwrite=overwrite)  # fail before loading the model and solving
     overrides = parse_assignments(set_)
+    kept = [row["prompt"] for row in read_csv(preserve_prompts, required=["prompt"])] if preserve_prompts else []
     pipe = erasekit.load_pipeline(model, device=device, dtype=dtype)
     with Progress(*Progress.get_default_columns(), TimeElapsedColumn(), console=console, transient=True) as bar:
         task = bar.add_task(f"{method}", total=None)
@@ -49,6 +55,7 @@ def erase(
             concepts,
             method,
             preserve=preserve,
+            preserve_prompts=kept,
             guides=guide or None,
             settings=settings,
             progress=lambda done, total: bar.update(task, completed=done, total=total),

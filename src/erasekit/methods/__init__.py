@@ -37,6 +37,8 @@ class EraseRequest:
         concepts: the concepts to erase.
         guides: one guide per concept, or None for the method's default.
         preserve: concepts whose outputs should not change.
+        preserve_prompts: prompts of the preserved concepts (from a split methods may see; none names an
+            erased concept), for methods that calibrate on real prompts (ACE's gate); others ignore them.
         base_fingerprint: fingerprint of the un-edited base model.
         progress: ``progress(done, total)`` for methods that iterate (ESD, ACE); None: silent.
     """
@@ -47,6 +49,7 @@ class EraseRequest:
     pipe: Any = None
     guides: tuple[str, ...] | None = None
     preserve: tuple[str, ...] = ()
+    preserve_prompts: tuple[str, ...] = ()
     base_fingerprint: str | None = None
     progress: Progress | None = None
 

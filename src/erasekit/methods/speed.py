@@ -55,7 +55,6 @@ Where we depart from the reference code, and why:
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import torch
@@ -65,7 +64,7 @@ from ..closed_form import F64, Factor, check_finite, layer_updates, spd_solve
 from ..concepts import TokenSpan, erase_rows
 from ..edit import Edit
 from ..errors import ConfigError
-from ..text import PromptEncoder
+from ..text import PromptEncoder, mentions
 from . import EraseRequest, register
 
 
@@ -191,8 +190,7 @@ def speed(request: EraseRequest, cfg: SPEEDConfig) -> Edit:
     """SPEED: null-space closed form with prior filtering (IPF), augmentation (DPA) and invariants (IEC)."""
     gen = torch.Generator().manual_seed(cfg.seed)
     guides = request.guides_or(cfg.guide)
-    words = [re.compile(r"\b" + re.escape(c.lower()) + r"\b") for c in request.concepts]
-    preserve = [p for p in request.preserve if not any(w.search(p.lower()) for w in words)]
+    preserve = [p for p in request.preserve if not any(mentions(p, c) for c in request.concepts)]
     request.prefetch(request.concepts, guides, preserve, [""])
     pairs = erase_rows(request.encoder, request.concepts, guides, tokens=cfg.tokens)
     C, es = pairs.C.to(F64), 1.0 / len(request.concepts)

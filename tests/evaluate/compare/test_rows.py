@@ -84,8 +84,9 @@ def erased(monkeypatch):
     """rows.erase replaced by a fake that records its arguments and writes an empty file."""
     calls = []
 
-    def fake(pipe, concepts, method, *, preserve, settings, **overrides):
-        calls.append({"method": method, "preserve": preserve, "settings": settings, "overrides": overrides})
+    def fake(pipe, concepts, method, *, preserve, preserve_prompts, settings, **overrides):
+        calls.append({"method": method, "preserve": preserve, "preserve_prompts": preserve_prompts,
+                      "settings": settings, "overrides": overrides})  # fmt: skip
         return SimpleNamespace(save=lambda path: path.write_bytes(b""))
 
     monkeypatch.setattr(rows, "erase", fake)
@@ -95,13 +96,15 @@ def erased(monkeypatch):
 def test_a_method_without_a_preserve_term_gets_no_preserve_set(tmp_path, erased, toy_registry):
     sc = compare.scenario("van gogh")
     assert methods.get("toy").takes_preserve is False
-    rows.erase_once(None, sc, compare.parse_method("toy-b"), tmp_path / "toy.safetensors")
-    rows.erase_once(None, sc, compare.parse_method("esd-x"), tmp_path / "esd.safetensors")
-    rows.erase_once(None, sc, compare.parse_method("uce"), tmp_path / "uce.safetensors")
-    assert erased[0] == {"method": "toy", "preserve": [], "settings": "gentle", "overrides": {"mode": "b"}}
-    assert erased[1]["preserve"] == [] and erased[1]["settings"] == "lora"
+    rows.erase_once(None, sc, compare.parse_method("toy-b"), tmp_path / "toy.safetensors", n_fit=4)
+    rows.erase_once(None, sc, compare.parse_method("esd-x"), tmp_path / "esd.safetensors", n_fit=4)
+    rows.erase_once(None, sc, compare.parse_method("uce"), tmp_path / "uce.safetensors", n_fit=4)
+    assert erased[0] == {"method": "toy", "preserve": [], "preserve_prompts": [], "settings": "gentle",
+                         "overrides": {"mode": "b"}}  # fmt: skip
+    assert erased[1]["preserve"] == erased[1]["preserve_prompts"] == [] and erased[1]["settings"] == "lora"
     assert erased[2]["preserve"] == compare.preserve_set(sc) != []
-    rows.erase_once(None, sc, compare.parse_method("uce"), tmp_path / "uce.safetensors")
+    assert erased[2]["preserve_prompts"] == compare.preserve_prompts(sc, 4) != []
+    rows.erase_once(None, sc, compare.parse_method("uce"), tmp_path / "uce.safetensors", n_fit=4)
     assert len(erased) == 3  # an edit already made is not made again
 
 
@@ -109,7 +112,8 @@ def test_an_edit_with_epochs_to_choose_among_keeps_the_one_val_scores_lowest(tmp
     sc = compare.scenario("van gogh")
     scores = {0: 0.0, 1: 0.4, 2: 0.1, 3: 0.3}  # epoch 0 (UCE alone) is the starting point, not a choice
     spec = compare.parse_method("rece:epochs=3")
-    path = rows.erase_once(tiny_pipe, sc, spec, tmp_path / "e.safetensors", choose=lambda e: scores[e.info["epoch"]])
+    choose = lambda e: scores[e.info["epoch"]]  # noqa: E731
+    path = rows.erase_once(tiny_pipe, sc, spec, tmp_path / "e.safetensors", n_fit=4, choose=choose)
     edit = erasekit.Edit.load(path)
     assert edit.info["epoch"] == 2 and edit.info["candidate_scores"] == [0.4, 0.1, 0.3]
     assert edit.info["edit_s"] > 0  # the row reads it: the whole run's time, which made every epoch

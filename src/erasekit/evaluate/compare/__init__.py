@@ -3,9 +3,9 @@
 ``erasekit compare`` (or :func:`run`) erases each scenario's concepts with each method, scores the
 edit on the world's prompt suites, attacks it, and writes ``compare.md``, ``compare.json`` and
 ``report.html``. Prompts come in three disjoint splits (:func:`splits`): ``fit`` (all a method may see:
-the concepts and the preserve set), ``val`` (tuning) and ``test`` (every number reported). Every rate
-of a row is ``{"value", "ci", "n"}``, its 95% Wilson interval and sample size
-(:class:`erasekit.metrics.intervals.Rate`):
+the concepts, the preserve set and fit prompts of the preserved concepts, :func:`preserve_prompts`),
+``val`` (tuning) and ``test`` (every number reported). Every rate of a row is ``{"value", "ci", "n"}``,
+its 95% Wilson interval and sample size (:class:`erasekit.metrics.intervals.Rate`):
 
 - efficacy: the judge's detection rate on the target prompts, generality: on held-out descriptions
   (both lower is better; all erased concepts together);
@@ -73,6 +73,7 @@ from .scenarios import (
     ScoredSet,
     describe,
     named_scenarios,
+    preserve_prompts,
     preserve_set,
     prompt_rows,
     scenario,
@@ -106,6 +107,7 @@ __all__ = [
     "markdown",
     "named_scenarios",
     "parse_method",
+    "preserve_prompts",
     "preserve_set",
     "prompt_rows",
     "rate_text",

@@ -33,7 +33,7 @@ from ..prompt_sets import PromptRow
 from ..report import thumbnail_uri
 from ..store import ImageStore
 from ..work import WorkItem
-from .scenarios import Scenario, ScoredSet, get_world, preserve_set, scenario_protocol, scored_sets
+from .scenarios import Scenario, ScoredSet, get_world, preserve_prompts, preserve_set, scenario_protocol, scored_sets
 from .tuning import val_detection
 
 SCORES = ("efficacy", "generality", "specificity_kept", "specificity_unseen")
@@ -174,7 +174,7 @@ def compute_row(pipe: Any, judge: Any, sc: Scenario, spec: MethodSpec, settings:
     start = time.perf_counter()
     progress("erase")
     choose = functools.partial(val_detection, pipe, judge, sc, settings.tuning_prompts)
-    edit_path = erase_once(pipe, sc, spec, folder / "edit.safetensors", choose=choose)
+    edit_path = erase_once(pipe, sc, spec, folder / "edit.safetensors", n_fit=settings.tuning_prompts, choose=choose)
     edit = Edit.load(edit_path)  # the same object on a resume: the evaluation's folder is keyed by its id
     row: dict[str, Any] = {"scenario": sc.name, "method": spec.label, "concepts": list(sc.concepts),
                            "attacked": list(sc.attacked), "settings": settings_for(spec, sc),
@@ -200,17 +200,19 @@ def compute_row(pipe: Any, judge: Any, sc: Scenario, spec: MethodSpec, settings:
 
 
 def erase_once(
-    pipe: Any, sc: Scenario, spec: MethodSpec, path: Path, *, choose: Callable[[Edit], float] | None = None
+    pipe: Any, sc: Scenario, spec: MethodSpec, path: Path, *, n_fit: int, choose: Callable[[Edit], float] | None = None
 ) -> Path:
     """Erases the scenario's concepts into ``path`` unless a previous run did; a method without a
-    preserve term (``takes_preserve=False``) gets no preserve set. The concepts and the preserve set are all
-    a method is given: never a prompt of the val or test split. An edit with more than one candidate to
+    preserve term (``takes_preserve=False``) gets no preserve set. The concepts, the preserve set and
+    ``n_fit`` fit-split prompts of each preserved concept (:func:`preserve_prompts`) are all a method is
+    given: never a prompt of the val or test split. An edit with more than one candidate to
     choose among (RECE's epochs after the first) is replaced by the one ``choose`` scores lowest
     (:func:`val_detection`: on the val prompts, never the test ones)."""
     if not path.is_file():
-        preserve = preserve_set(sc) if methods.get(spec.method).takes_preserve else []
-        edit = erase(pipe, list(sc.concepts), spec.method, preserve=preserve, settings=settings_for(spec, sc),
-                     **spec.overrides)  # fmt: skip
+        told = methods.get(spec.method).takes_preserve
+        preserve, kept = (preserve_set(sc), preserve_prompts(sc, n_fit)) if told else ([], [])
+        edit = erase(pipe, list(sc.concepts), spec.method, preserve=preserve, preserve_prompts=kept,
+                     settings=settings_for(spec, sc), **spec.overrides)  # fmt: skip
         if choose is not None and len(edit.candidates) > 2:  # the first is the starting point, not a choice
             edit = select_candidate(edit, choose)
         edit.save(path)

@@ -18,6 +18,7 @@ from typing import Any
 
 from erasekit import worlds
 from erasekit.errors import ConfigError
+from erasekit.text import mentions
 from erasekit.worlds import World
 
 from ..protocols import EvalProtocol, MetricSpec, PromptSetSpec, load_protocol
@@ -109,6 +110,15 @@ def preserve_set(sc: Scenario) -> list[str]:
     return kept
 
 
+def preserve_prompts(sc: Scenario, n: int) -> list[str]:
+    """Returns the ``fit`` target prompts of :func:`preserve_set`'s concepts, ``n`` each: real prompts a
+    method may calibrate on (ACE's gate), from the split methods may see. A prompt that also names an erased
+    concept (a world's prompt can name two) is left out."""
+    world = get_world(sc.world)
+    rows = [p for c in preserve_set(sc) for g, p, _ in world.suite_rows(c, n=n, split="fit") if g == "target"]
+    return [p for p in rows if not any(mentions(p, c) for c in sc.concepts)]
+
+
 def unseen_set(sc: Scenario) -> list[str]:
     """Returns the concepts given to no method, of every kind: neither erased nor in :func:`preserve_set`."""
     hidden = set(sc.concepts) | set(preserve_set(sc))
@@ -180,8 +190,8 @@ def prompt_rows(sc: Scenario, n: int) -> list[tuple[str, str, str]]:
 def splits(sc: Scenario, n: int, *, n_tuning: int) -> dict[str, list[str]]:
     """Returns the scenario's prompts by split, each prompt once.
 
-    ``fit``: what methods may see: the erased and preserved concepts and the ``fit`` target prompts of the
-    erased ones; ``val``: the ``val`` target and generality prompts of the erased concepts (tuning);
+    ``fit``: what methods may see: the erased and preserved concepts and the ``fit`` target prompts of
+    both (:func:`preserve_prompts`); ``val``: the ``val`` target and generality prompts of the erased concepts (tuning);
     ``test``: every prompt the table reports (:func:`scored_sets` with ``n`` per set). ``n_tuning``
     prompts per group for fit and val.
 
@@ -189,7 +199,7 @@ def splits(sc: Scenario, n: int, *, n_tuning: int) -> dict[str, list[str]]:
         ConfigError: two splits share a prompt (the message names the scenario, the splits and the fix).
     """
     world = get_world(sc.world)
-    fit = [*sc.concepts, *preserve_set(sc)]
+    fit = [*sc.concepts, *preserve_set(sc), *preserve_prompts(sc, n_tuning)]
     val = []
     for c in sc.concepts:
         fit += [p for g, p, _ in world.suite_rows(c, n=n_tuning, split="fit") if g == "target"]

@@ -11,8 +11,10 @@ on the ``fit`` half of the captions: the concept's span tokens are positives; ev
 neutral captions and of the preserved concepts named in the same contexts are negatives. Then τ is
 set on the ``held`` half so that at most ``gate_token_rate`` of the held-out negative tokens and
 ``gate_prompt_rate`` of the held-out negative prompts open the gate (g > 0.5 ⇔ r > τ), stricter than
-the 5% / 10% asked of unseen prompts so that a shift of wording keeps within them.
-:class:`GateRates` records what the held-out prompts measured.
+the 5% / 10% asked of unseen prompts so that a shift of wording keeps within them; and, when the caller
+gives prompts of the preserved concepts (``preserve_prompts``: real prompts, worded as users word them,
+which captions are not), at most ``gate_preserve_rate`` of them. :class:`GateRates` records what the
+held-out captions measured and the share of the preserve prompts that open the gate.
 """
 
 from __future__ import annotations
@@ -59,19 +61,23 @@ class GateRates:
     concept_prompts: float
     n_neutral: int
     n_concept: int
+    preserve_prompts: float | None = None  # None: the caller gave no preserve prompts
+    n_preserve: int = 0
 
-    def info(self) -> dict[str, float | int]:
-        return {f"gate_heldout_{k}": v for k, v in self.__dict__.items()}
+    def info(self) -> dict[str, float | int | None]:
+        held = {f"gate_heldout_{k}": v for k, v in self.__dict__.items() if "preserve" not in k}
+        return {**held, "gate_preserve_prompts": self.preserve_prompts, "gate_n_preserve": self.n_preserve}
 
 
 def fit_gate(
-    pos: Tokens, neg: Tokens, P0: Tensor, mu: Tensor, cfg: ACEConfig
+    pos: Tokens, neg: Tokens, P0: Tensor, mu: Tensor, cfg: ACEConfig, kept: Tokens | None = None
 ) -> tuple[Tensor, float, float, GateRates]:
     """``(P [d, k], s, τ, held-out rates)`` of the gate (module docstring). All float32.
 
     ``cfg.gate_steps`` Adam steps, each on ``cfg.gate_batch`` random tokens of each class (tens of
     thousands of negative tokens otherwise make the fit the slowest part of ACE); τ is then calibrated
-    on every held-out token for ``cfg.gate_token_rate`` and ``cfg.gate_prompt_rate``.
+    on every held-out token for ``cfg.gate_token_rate`` and ``cfg.gate_prompt_rate``, and on ``kept``
+    (the preserve prompts) for ``cfg.gate_preserve_rate``.
     """
     generator = torch.Generator().manual_seed(cfg.seed)
     (pos_fit, pos_held), (neg_fit, neg_held) = pos.split(), neg.split()
@@ -99,10 +105,13 @@ def fit_gate(
     tau_tokens = torch.quantile(r_neg[neg_held.mask], 1 - cfg.gate_token_rate)
     tau_prompts = torch.quantile(r_neg.max(1).values, 1 - cfg.gate_prompt_rate)
     threshold = float(torch.maximum(tau_tokens, tau_prompts))
-    return P, sharpness, threshold, _rates(P, mu, threshold, pos_held, neg_held)
+    r_kept = kept.ratios(P, mu).max(1).values if kept is not None else None  # [n] each prompt's highest token
+    if r_kept is not None:
+        threshold = max(threshold, float(torch.quantile(r_kept, 1 - cfg.gate_preserve_rate)))
+    return P, sharpness, threshold, _rates(P, mu, threshold, pos_held, neg_held, r_kept)
 
 
-def _rates(P: Tensor, mu: Tensor, tau: float, pos: Tokens, neg: Tokens) -> GateRates:
+def _rates(P: Tensor, mu: Tensor, tau: float, pos: Tokens, neg: Tokens, r_kept: Tensor | None) -> GateRates:
     r_neg, r_pos = neg.ratios(P, mu), pos.ratios(P, mu)
     return GateRates(
         neutral_tokens=float((r_neg[neg.mask] > tau).float().mean()),
@@ -110,4 +119,6 @@ def _rates(P: Tensor, mu: Tensor, tau: float, pos: Tokens, neg: Tokens) -> GateR
         concept_prompts=float((r_pos > tau).any(1).float().mean()),
         n_neutral=int(r_neg.shape[0]),
         n_concept=int(r_pos.shape[0]),
+        preserve_prompts=float((r_kept > tau).float().mean()) if r_kept is not None else None,
+        n_preserve=0 if r_kept is None else len(r_kept),
     )

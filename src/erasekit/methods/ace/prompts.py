@@ -100,6 +100,14 @@ def gate_tokens(request: EraseRequest, cfg: ACEConfig) -> tuple[Tokens, Tokens]:
     return Tokens(pos.float(), mask), Tokens(neg.float(), torch.ones(neg.shape[:2], dtype=torch.bool))
 
 
+def preserve_tokens(request: EraseRequest) -> Tokens | None:
+    """The caller's preserve prompts (``request.preserve_prompts``), every token counted; None without any."""
+    if not request.preserve_prompts:
+        return None
+    states = request.encoder(list(request.preserve_prompts)).states.float()
+    return Tokens(states, torch.ones(states.shape[:2], dtype=torch.bool))
+
+
 def _neutral_states(request: EraseRequest, cfg: ACEConfig, erased: list[str]) -> Tensor:
     """States ``[B, L, d]`` of the neutral, vocabulary-word and made-up-name captions that name no erased word
     (cached per encoder)."""

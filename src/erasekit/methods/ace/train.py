@@ -25,7 +25,7 @@ from .adversaries import _Denoiser, _SoftTokens
 from .config import GATE_NOTE, ACEConfig
 from .gatefit import GateRates, Tokens, fit_gate
 from .mining import mine_words, perturbed_rows
-from .prompts import Rows, gate_tokens, token_rows
+from .prompts import Rows, gate_tokens, preserve_tokens, token_rows
 from .stopping import HeldOutStop
 from .subspace import concept_subspace, reduced_rank_ridge
 
@@ -49,10 +49,13 @@ class _Trainable:
         return x + self.gate(x) * (x @ self.A.T @ self.U.T)
 
 
-def _fitted_gate(cfg: ACEConfig, rows: Rows, k: int, pos: Tokens, neg: Tokens) -> tuple[TokenGate, GateRates]:
-    """Part 3: the gate fitted on varied captions, τ calibrated on held-out ones (:mod:`.gatefit`)."""
+def _fitted_gate(
+    cfg: ACEConfig, rows: Rows, k: int, pos: Tokens, neg: Tokens, kept: Tokens | None
+) -> tuple[TokenGate, GateRates]:
+    """Part 3: the gate fitted on varied captions, τ calibrated on held-out ones and the preserve prompts
+    (:mod:`.gatefit`)."""
     P0, mu = concept_subspace(torch.cat([rows.C, pos.rows()]), neg.rows(), k, cfg.whiten)
-    P, s, tau, rates = fit_gate(pos, neg, P0, mu.float(), cfg)
+    P, s, tau, rates = fit_gate(pos, neg, P0, mu.float(), cfg, kept)
     return TokenGate(P.contiguous(), mu.float(), s, tau), rates
 
 
@@ -95,7 +98,7 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
 
     k = min(cfg.rank * len(request.concepts), rows.C.shape[1])  # each concept needs its own directions
     pos, neg = gate_tokens(request, cfg)
-    gate, rates = _fitted_gate(cfg, rows, k, pos, neg) if cfg.gated else (None, None)
+    gate, rates = _fitted_gate(cfg, rows, k, pos, neg, preserve_tokens(request)) if cfg.gated else (None, None)
     held = pos.split()[1].rows()  # the held-out concept captions' span rows: the stopping rule's
     gen = torch.Generator().manual_seed(cfg.seed)
     held = held[draw(len(held), cfg.batch_rows, gen)]

@@ -8,19 +8,14 @@ the request's preserve set; or the preserve set alone (``retain_set="preserve"``
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from ...errors import ConfigError
 from ...io import prompts_dir, read_csv
+from ...text import mentions
 from .config import AdvUnlearnConfig
 
 COCO = "coco_10k.csv.gz"
-
-
-def names(prompt: str, concept: str) -> bool:
-    """Whether ``prompt`` contains ``concept`` as whole words, case-insensitively."""
-    return re.search(rf"(?<!\w){re.escape(concept.lower().strip())}(?!\w)", prompt.lower()) is not None
 
 
 def retain_prompts(concepts: Sequence[str], preserve: Sequence[str], cfg: AdvUnlearnConfig) -> list[str]:
@@ -30,7 +25,7 @@ def retain_prompts(concepts: Sequence[str], preserve: Sequence[str], cfg: AdvUnl
         ConfigError: a preserve prompt names an erased concept (retaining it would undo the erasure),
             or the pool is empty (``retain_set="preserve"`` without a preserve set).
     """
-    clash = [(p, c) for p in preserve for c in concepts if names(p, c)]
+    clash = [(p, c) for p in preserve for c in concepts if mentions(p, c)]
     if clash:
         p, c = clash[0]
         raise ConfigError(
@@ -41,7 +36,7 @@ def retain_prompts(concepts: Sequence[str], preserve: Sequence[str], cfg: AdvUnl
     if cfg.retain_set == "coco":
         captions = [row["prompt"] for row in read_csv(prompts_dir() / COCO, required=["prompt"])]
         captions = captions[len(captions) - cfg.retain_pool :] if cfg.retain_pool else []
-        pool += [p for p in captions if not any(names(p, c) for c in concepts)]
+        pool += [p for p in captions if not any(mentions(p, c) for c in concepts)]
     if not pool:
         raise ConfigError(
             "AdvUnlearn needs a retain set, but retain_set='preserve' and no preserve set was given: pass "

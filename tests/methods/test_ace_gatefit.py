@@ -1,0 +1,48 @@
+"""ACE's gate fit (methods/ace/gatefit.py): τ calibrated on held-out captions and on the caller's preserve prompts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from erasekit.methods.ace.config import ACEConfig
+from erasekit.methods.ace.gatefit import Tokens, fit_gate
+
+D, K, L = 16, 2, 6
+
+
+def tokens(n: int, toward: float, gen: torch.Generator) -> Tokens:
+    """``n`` prompts of ``L`` random token states, each pulled ``toward`` the concept's directions (axes 0, 1)."""
+    states = torch.randn(n, L, D, generator=gen)
+    states[..., :K] += toward
+    return Tokens(states, torch.ones(n, L, dtype=torch.bool))
+
+
+@pytest.fixture
+def sets():
+    gen = torch.Generator().manual_seed(0)
+    pos, neg = tokens(64, 3.0, gen), tokens(256, 0.0, gen)
+    kept = tokens(40, 1.5, gen)  # real prompts of preserved concepts: nearer the concept than the captions
+    P0 = torch.eye(D)[:, :K]
+    return pos, neg, kept, P0, torch.zeros(D)
+
+
+def test_preserve_prompts_raise_tau_until_at_most_their_rate_opens_the_gate(sets):
+    pos, neg, kept, P0, mu = sets
+    cfg = ACEConfig(gate_steps=20, gate_preserve_rate=0.05)
+    _, _, tau_alone, alone = fit_gate(pos, neg, P0, mu, cfg)
+    P, _, tau, rates = fit_gate(pos, neg, P0, mu, cfg, kept)
+    opened = float((kept.ratios(P, mu).max(1).values > tau).float().mean())
+    assert alone.preserve_prompts is None and alone.n_preserve == 0
+    assert rates.n_preserve == 40 and rates.preserve_prompts == opened and round(opened * 40) <= 2  # 5% of 40
+    # the captions alone leave the gate open on many of the preserve prompts: the calibration is what shuts it
+    assert float((kept.ratios(P, mu).max(1).values > tau_alone).float().mean()) > 0.2 and tau > tau_alone
+    assert rates.info()["gate_preserve_prompts"] == opened and rates.info()["gate_n_preserve"] == 40
+
+
+def test_a_preserve_set_the_gate_already_shuts_on_leaves_tau_as_the_captions_set_it(sets):
+    pos, neg, _, P0, mu = sets
+    far = tokens(40, 0.0, torch.Generator().manual_seed(1))
+    far.states[..., :K] = 0  # nothing of them in the concept's directions
+    cfg = ACEConfig(gate_steps=20)
+    assert fit_gate(pos, neg, P0, mu, cfg, far)[2] == fit_gate(pos, neg, P0, mu, cfg)[2]
