@@ -21,28 +21,51 @@ def tokens(n: int, toward: float, gen: torch.Generator) -> Tokens:
 @pytest.fixture
 def sets():
     gen = torch.Generator().manual_seed(0)
-    pos, neg = tokens(64, 3.0, gen), tokens(256, 0.0, gen)
-    kept = tokens(40, 1.5, gen)  # real prompts of preserved concepts: nearer the concept than the captions
-    P0 = torch.eye(D)[:, :K]
-    return pos, neg, kept, P0, torch.zeros(D)
+    pos, neg = tokens(64, 6.0, gen), tokens(256, 0.0, gen)
+    near, nearer = tokens(40, 1.5, gen), tokens(40, 2.5, gen)  # real prompts of preserved concepts
+    return pos, neg, near, nearer, torch.eye(D)[:, :K], torch.zeros(D)
+
+
+def span_open(pos: Tokens, P: torch.Tensor, mu: torch.Tensor, tau: float) -> float:
+    """The share of the held-out concept captions' span tokens that open the gate."""
+    held = pos.split()[1]
+    return float((held.ratios(P, mu)[held.mask] > tau).float().mean())
 
 
 def test_preserve_prompts_raise_tau_until_at_most_their_rate_opens_the_gate(sets):
-    pos, neg, kept, P0, mu = sets
+    pos, neg, near, _, P0, mu = sets
     cfg = ACEConfig(gate_steps=20, gate_preserve_rate=0.05)
     _, _, tau_alone, alone = fit_gate(pos, neg, P0, mu, cfg)
-    P, _, tau, rates = fit_gate(pos, neg, P0, mu, cfg, kept)
-    opened = float((kept.ratios(P, mu).max(1).values > tau).float().mean())
+    P, _, tau, rates = fit_gate(pos, neg, P0, mu, cfg, near)
+    opened = float((near.ratios(P, mu).max(1).values > tau).float().mean())
     assert alone.preserve_prompts is None and alone.n_preserve == 0
     assert rates.n_preserve == 40 and rates.preserve_prompts == opened and round(opened * 40) <= 2  # 5% of 40
     # the captions alone leave the gate open on many of the preserve prompts: the calibration is what shuts it
-    assert float((kept.ratios(P, mu).max(1).values > tau_alone).float().mean()) > 0.2 and tau > tau_alone
+    assert float((near.ratios(P, mu).max(1).values > tau_alone).float().mean()) > 0.2 and tau > tau_alone
+    assert span_open(pos, P, mu, tau) >= 0.9  # the ceiling did not bind
     assert rates.info()["gate_preserve_prompts"] == opened and rates.info()["gate_n_preserve"] == 40
 
 
+def test_preserve_prompts_never_shut_the_gate_on_the_concepts_own_span_tokens(sets):
+    pos, neg, _, nearer, P0, mu = sets
+    no_ceiling = ACEConfig(gate_steps=20, gate_preserve_rate=0.05, gate_concept_rate=0.05)
+    P, _, tau, _ = fit_gate(pos, neg, P0, mu, no_ceiling, nearer)
+    assert span_open(pos, P, mu, tau) < 0.8  # these preserve prompts lie too near the concept to shut them all
+    P, _, tau, rates = fit_gate(pos, neg, P0, mu, ACEConfig(gate_steps=20, gate_preserve_rate=0.05), nearer)
+    assert span_open(pos, P, mu, tau) >= 0.88 and rates.preserve_prompts > 0.05  # 0.9 of 96 tokens, interpolated
+
+
 def test_a_preserve_set_the_gate_already_shuts_on_leaves_tau_as_the_captions_set_it(sets):
-    pos, neg, _, P0, mu = sets
+    pos, neg, _, _, P0, mu = sets
     far = tokens(40, 0.0, torch.Generator().manual_seed(1))
     far.states[..., :K] = 0  # nothing of them in the concept's directions
-    cfg = ACEConfig(gate_steps=20)
+    cfg = ACEConfig(gate_steps=20, gate_preserve_rate=0.05)
     assert fit_gate(pos, neg, P0, mu, cfg, far)[2] == fit_gate(pos, neg, P0, mu, cfg)[2]
+
+
+def test_by_default_preserve_prompts_are_measured_and_leave_tau_alone(sets):
+    pos, neg, _, nearer, P0, mu = sets
+    cfg = ACEConfig(gate_steps=20)
+    P, _, tau, rates = fit_gate(pos, neg, P0, mu, cfg, nearer)
+    assert tau == fit_gate(pos, neg, P0, mu, cfg)[2] and rates.n_preserve == 40
+    assert rates.preserve_prompts == float((nearer.ratios(P, mu).max(1).values > tau).float().mean()) > 0.2

@@ -58,7 +58,8 @@ class ACEConfig:
     gate_batch: int = 4096  # tokens of each class per step of the gate's fit (speed)
     gate_token_rate: float = 0.01  # τ: at most this share of held-out neutral tokens open the gate
     gate_prompt_rate: float = 0.02  # ... and this share of held-out neutral prompts (package docstring, part 3)
-    gate_preserve_rate: float = 0.05  # ... and this share of the caller's preserve prompts (0.05, not 0.02: on val)
+    gate_preserve_rate: float | None = None  # ... and this share of the caller's preserve prompts (None: measured only)
+    gate_concept_rate: float = 0.9  # ... unless fewer than this share of held-out concept span tokens would open it
     epochs: int = 30  # most adversarial rounds (package docstring, part 4)
     patience: int = 5  # rounds without a held-out gain before they stop (stopping.py)
     inner_steps: int = 10  # adversary's Adam steps per round
@@ -107,8 +108,8 @@ class ACEConfig:
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"ACEConfig.{name} must be ≥ 0, got {getattr(self, name)}.")
-        for name in ("gate_token_rate", "gate_prompt_rate", "gate_preserve_rate"):
-            if not 0 < getattr(self, name) < 1:
+        for name in ("gate_token_rate", "gate_prompt_rate", "gate_preserve_rate", "gate_concept_rate"):
+            if getattr(self, name) is not None and not 0 < getattr(self, name) < 1:
                 raise ConfigError(f"ACEConfig.{name} must lie in (0, 1), got {getattr(self, name)}.")
         for name in ("lamb", "whiten", "inner_lr", "soft_lr", "lr"):
             if not getattr(self, name) > 0 or not math.isfinite(getattr(self, name)):
