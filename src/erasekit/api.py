@@ -12,7 +12,7 @@ from .edit import Edit, base_weights
 from .errors import ConfigError
 from .progress import Progress
 from .targets import Targets, denoiser, find_targets
-from .text import PromptEncoder, TextEncoder, mentions
+from .text import PromptEncoder, TextEncoder, refuse_mentions
 
 
 def _names(value: Any, what: str, *, allow_empty: bool = True) -> list[str]:
@@ -80,13 +80,7 @@ def erase(
     both = sorted(set(concepts) & set(preserve))
     if both:
         raise ConfigError(f"{both} is both erased and preserved: a concept cannot be in concepts and preserve.")
-    naming = [(p, c) for p in preserve_prompts for c in concepts if mentions(p, c)]
-    if naming:
-        prompt, concept = naming[0]
-        raise ConfigError(
-            f"preserve prompt {prompt!r} names the erased concept {concept!r}: a prompt cannot be erased and kept; "
-            f"drop the {len(naming)} such prompt(s) from preserve_prompts."
-        )
+    refuse_mentions(preserve_prompts, concepts, what="preserve prompt", why="a prompt cannot be erased and kept")
     m = methods.get(method)
     settings = None if settings is None else m.settings_name(settings)
     cfg = m.make_config(settings, **overrides)

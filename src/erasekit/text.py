@@ -48,6 +48,21 @@ def mentions(prompt: str, phrase: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(phrase.lower().strip())}(?!\w)", prompt.lower()) is not None
 
 
+def refuse_mentions(prompts: Sequence[str], concepts: Sequence[str], *, what: str, why: str) -> None:
+    """Refuses prompts meant to be kept that name an erased concept.
+
+    Raises:
+        ConfigError: the first such prompt, how many more there are, ``why`` it cannot be, and the fix.
+    """
+    clash = [(p, c) for p in prompts for c in concepts if mentions(p, c)]
+    if clash:
+        (prompt, concept), more = clash[0], len(clash) - 1
+        raise ConfigError(
+            f"{what} {prompt!r} names the erased concept {concept!r} ({more} more like it): {why}. Drop such "
+            f"prompts from the {what}s, or erase another concept."
+        )
+
+
 @dataclass(frozen=True)
 class Encoded:
     """Token states of a batch of prompts.

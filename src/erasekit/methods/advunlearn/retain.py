@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from ...errors import ConfigError
 from ...io import prompts_dir, read_csv
-from ...text import mentions
+from ...text import mentions, refuse_mentions
 from .config import AdvUnlearnConfig
 
 COCO = "coco_10k.csv.gz"
@@ -25,13 +25,7 @@ def retain_prompts(concepts: Sequence[str], preserve: Sequence[str], cfg: AdvUnl
         ConfigError: a preserve prompt names an erased concept (retaining it would undo the erasure),
             or the pool is empty (``retain_set="preserve"`` without a preserve set).
     """
-    clash = [(p, c) for p in preserve for c in concepts if mentions(p, c)]
-    if clash:
-        p, c = clash[0]
-        raise ConfigError(
-            f"The retain set overlaps the erased concepts: {p!r} names {c!r}, so AdvUnlearn would both erase and "
-            f"keep it. Drop it from preserve (and {len(clash) - 1} more like it), or erase another concept."
-        )
+    refuse_mentions(preserve, concepts, what="preserve prompt", why="AdvUnlearn would both erase and retain it")
     pool = list(dict.fromkeys(preserve))
     if cfg.retain_set == "coco":
         captions = [row["prompt"] for row in read_csv(prompts_dir() / COCO, required=["prompt"])]
