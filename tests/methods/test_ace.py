@@ -168,7 +168,7 @@ def kv_error(pipe, edit, X, Y):
     return total
 
 
-def embedded_edit(concept: str):
+def embedded_edit(concept: str, **overrides):
     """ACE's default training on the embedded world (MiniLM text encoder) with what ``erasekit compare`` gives a
     method for the concept's scenario: its preserve set and the fit prompts of each preserved concept. The gate
     needs a real text encoder: the tiny pipeline's random 32-d one separates no concept."""
@@ -177,7 +177,8 @@ def embedded_edit(concept: str):
     pipe.set_progress_bar_config(disable=True)
     sc = compare.scenario(concept)
     kept = compare.preserve_prompts(sc, compare.Settings.tier(quick=False).tuning_prompts)
-    return pipe, erasekit.erase(pipe, [concept], "ace", preserve=compare.preserve_set(sc), preserve_prompts=kept)
+    edit = erasekit.erase(pipe, [concept], "ace", preserve=compare.preserve_set(sc), preserve_prompts=kept, **overrides)
+    return pipe, edit
 
 
 @pytest.fixture(scope="module")
@@ -188,25 +189,27 @@ def embedded_ace():  # slow: minutes on a shared core, the gate's neutral captio
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("concept", ["church", "parachute"])
-def test_gate_is_selective_on_prompts_from_no_training_set(concept):
+@pytest.mark.parametrize(
+    ("concept", "overrides", "most_prompts"),
+    [("church", {}, 0.10), ("parachute", {}, 0.20), ("parachute", {"gate_preserve_rate": 0.02}, 0.10)],
+)
+def test_gate_is_selective_on_prompts_from_no_training_set(concept, overrides, most_prompts):
     """The world's test-split prompts: no method sees them, and ACE composes its own captions (no world's).
 
     Goal (issue 13): neutral ≤ 5% of tokens and ≤ 10% of prompts, paraphrases ≥ 80% of prompts. Measured
-    (48 prompts each, default settings, `python bench/ace_gate.py --split test`): church 1.0% / 6.3% / 100%,
-    parachute 0.6% / 14.6% / 100% with first names among the made-up-name negatives and before the concept in
-    a quarter of the positives (before them: 0.9% / 12.5% and 1.6% / 25.0%, parachute's gate opening on "andy"
-    warhol, "kelly" mckernan). Parachute still misses the prompt goal, so that bound guards what there is;
-    styles miss it further (van gogh 16.7%, paraphrases 77%; picasso 31.3%) and are not asserted here.
+    (48 prompts each, default settings, compare's preserve set, `python bench/ace_gate.py --split test`):
+    church 0.4% / 4.2% / 100%, parachute 0.6% / 14.6% / 100%, and 0.1% / 2.1% / 100% with the opt-in
+    calibration on the preserve prompts. Parachute's default misses the prompt goal, so its bound guards what
+    there is; styles miss it further (van gogh 22.9%, paraphrases 77%; picasso 37.5%) and are not asserted.
     """
-    pipe, edit = embedded_edit(concept)
+    pipe, edit = embedded_edit(concept, **overrides)
     suite = embedded.prompt_suite(concept, n=48, split="test")
     encode = TextEncoder(pipe)
     neutral = edit.gate(encode(suite["specificity"]).states).squeeze(-1) > 0.5  # [48, L]: other concepts
     paraphrase = edit.gate(encode(suite["generality"]).states).squeeze(-1) > 0.5  # held-out descriptions
     tokens, prompts = float(neutral.float().mean()), float(neutral.any(1).float().mean())
     found = float(paraphrase.any(1).float().mean())
-    assert tokens <= 0.05 and found >= 0.80 and prompts <= 0.20, (tokens, prompts, found)
+    assert tokens <= 0.05 and found >= 0.80 and prompts <= most_prompts, (tokens, prompts, found)
     held = edit.info["gate_heldout_neutral_prompts"], edit.info["gate_heldout_concept_prompts"]
     assert held[0] <= 0.05 and held[1] >= 0.8, held  # what the method measured on its own held-out captions
 
