@@ -48,7 +48,10 @@ other concepts' val prompts), and of the preserved concepts named in the same co
 generalised eigenvectors above and is fitted with ``s`` and ``τ`` by class-balanced cross-entropy on three
 quarters of the captions; ``τ`` is then raised until at most ``gate_token_rate`` of the held-out negative
 tokens and ``gate_prompt_rate`` of the held-out negative prompts open the gate. ``info["gate_heldout_*"]``
-records those rates and the share of held-out concept captions where some token opens it. The tiny template
+records those rates and the share of held-out concept captions where some token opens it. Real prompts of
+the preserved concepts (``preserve_prompts``; ``erasekit compare`` passes the fit split's) are measured too
+(``info["gate_preserve_prompts"]``); ``gate_preserve_rate`` calibrates τ on them, off by default because on
+val it cost van gogh its erasure (:mod:`.gatefit`). The tiny template
 set the gate had before let it open on 85% of the tokens of unrelated prompts ("a red car parked on a
 street"). On the embedded world's unseen test prompts (48 each, "van gogh", preserve = half the other styles)
 τ at 5% of the held-out prompts let 29% of the neutral prompts open the gate and found 81% of the paraphrases;
