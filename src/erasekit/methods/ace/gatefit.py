@@ -20,8 +20,9 @@ world's val prompts (``erasekit tune ace --grid gate_preserve_rate=...``, 16 pro
 it bought church one paraphrase (H_o 0.88 -> 0.90) and cost van gogh most of its erasure (efficacy 0.06 ->
 0.50, paraphrases 0.44 -> 0.81, H_o 0.77 -> 0.36): its preserve prompts, picasso's and rembrandt's, lie
 so near it that shutting the gate on them (τ 0.021 -> 0.095) closed it on a quarter of van gogh's span
-tokens. Neither a ceiling of 95% of whole captions nor of 90% of span tokens, nor training under the
-uncalibrated gate and calibrating only the edit's, kept van gogh erased (efficacy 0.50, 0.50, 0.38).
+tokens. No floor kept van gogh erased: 80% or 95% of whole captions still opening (efficacy 0.50), 90%, 97%
+or 99% of span tokens (0.50, 0.50, 0.38; g is soft, so a token above τ by a little gets part of the
+update), nor training under the uncalibrated gate and calibrating only the edit's (0.38).
 :class:`GateRates` records what the held-out captions measured and the share of the preserve prompts that
 open the gate.
 """
