@@ -42,6 +42,7 @@ def test_preserve_prompts_reach_the_method_and_a_word_inside_another_is_no_clash
     kept = ["a hotdog stand", "a cat"]  # "dog" only inside "hotdog"
     edit = erasekit.erase(tiny_pipe, "dog", "ace", preserve="cat", preserve_prompts=kept, **ACE_FAST)
     assert edit.info["gate_n_preserve"] == 2 and 0 <= edit.info["gate_preserve_prompts"] <= 0.5
+    assert edit.info["preserve_prompts"] == kept  # recorded with the edit, whichever method got them
     assert erasekit.erase(tiny_pipe, "dog", "ace", **ACE_FAST).info["gate_preserve_prompts"] is None
 
 

@@ -79,7 +79,8 @@ class EraseRequest:
             guides=list(guides),
             preserve=list(self.preserve),
             fingerprint=self.base_fingerprint,
-            info=dict(info or {}),
+            # the preserve prompts go with the edit: a method may have calibrated on them (ACE's gate)
+            info={**(info or {}), **({"preserve_prompts": list(kept)} if (kept := self.preserve_prompts) else {})},
         )
 
 
