@@ -27,8 +27,9 @@ def erase(
     preserve: list[str] = typer.Option([], "--preserve", "-p", help="A concept to keep unchanged (repeatable)."),
     preserve_prompts: Path | None = typer.Option(
         None,
-        help="CSV with a 'prompt' column: prompts of the preserved concepts that name no erased one, which ACE "
-        "calibrates its gate on (other methods ignore them). Never the prompts you will score the edit on.",
+        help="CSV with a 'prompt' column: prompts of the preserved concepts that name no erased one. ACE measures "
+        "its gate on them and with --set gate_preserve_rate=0.02 calibrates it; the edit records them. Never the "
+        "prompts you will score the edit on.",
     ),
     guide: list[str] = typer.Option([], "--guide", "-g", help="What the concept becomes: one for all, or one each."),
     model: str = typer.Option("embedded", help=MODEL_HELP),
