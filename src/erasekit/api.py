@@ -80,7 +80,7 @@ def erase(
     both = sorted(set(concepts) & set(preserve))
     if both:
         raise ConfigError(f"{both} is both erased and preserved: a concept cannot be in concepts and preserve.")
-    refuse_mentions(preserve_prompts, concepts, what="preserve prompt", why="a prompt cannot be erased and kept")
+    refuse_mentions(preserve_prompts, concepts, given_as="preserve_prompts", why="a prompt cannot be erased and kept")
     m = methods.get(method)
     settings = None if settings is None else m.settings_name(settings)
     cfg = m.make_config(settings, **overrides)

@@ -48,8 +48,8 @@ def mentions(prompt: str, phrase: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(phrase.lower().strip())}(?!\w)", prompt.lower()) is not None
 
 
-def refuse_mentions(prompts: Sequence[str], concepts: Sequence[str], *, what: str, why: str) -> None:
-    """Refuses prompts meant to be kept that name an erased concept.
+def refuse_mentions(prompts: Sequence[str], concepts: Sequence[str], *, given_as: str, why: str) -> None:
+    """Refuses prompts meant to be kept (the caller's ``given_as`` argument) that name an erased concept.
 
     Raises:
         ConfigError: the first such prompt, how many more there are, ``why`` it cannot be, and the fix.
@@ -58,8 +58,8 @@ def refuse_mentions(prompts: Sequence[str], concepts: Sequence[str], *, what: st
     if clash:
         (prompt, concept), more = clash[0], len(clash) - 1
         raise ConfigError(
-            f"{what} {prompt!r} names the erased concept {concept!r} ({more} more like it): {why}. Drop such "
-            f"prompts from the {what}s, or erase another concept."
+            f"{given_as} entry {prompt!r} names the erased concept {concept!r} ({more} more like it): {why}. Drop "
+            f"such entries from {given_as}, or erase another concept."
         )
 
 

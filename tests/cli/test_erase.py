@@ -131,7 +131,8 @@ def test_preserve_prompts_are_read_from_a_csv_and_checked(tmp_path):
     (tmp_path / "clash.csv").write_text("prompt\na cat\na dog in the snow\n")
     (tmp_path / "no_column.csv").write_text("text\na cat\n")
     result = runner.invoke(app, [*args, str(tmp_path / "clash.csv")])
-    assert result.exit_code == 2 and "'a dog in the snow' names the erased concept 'dog'" in result.output
+    clash = "preserve_prompts entry 'a dog in the snow' names the erased concept 'dog'"
+    assert result.exit_code == 2 and clash in result.output
     result = runner.invoke(app, [*args, str(tmp_path / "no_column.csv")])
     assert result.exit_code == 2 and "lacks the column(s) ['prompt']" in result.output
     (tmp_path / "kept.csv").write_text("prompt\na cat\na cat on a sofa\n")

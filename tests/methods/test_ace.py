@@ -125,6 +125,13 @@ def test_progress_is_reported_every_round(tiny_pipe):
     assert seen == [(i + 1, FAST["epochs"]) for i in range(FAST["epochs"])]
 
 
+def test_the_gate_is_measured_on_the_preserve_prompts(tiny_pipe):
+    kept = ["a painting of monet's garden", "a monet"]
+    edit = erasekit.erase(tiny_pipe, ["van gogh"], "ace", preserve=["monet"], preserve_prompts=kept, rank=4, **KV)
+    assert edit.info["gate_n_preserve"] == 2 and 0 <= edit.info["gate_preserve_prompts"] <= 1
+    assert erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=4, **KV).info["gate_preserve_prompts"] is None
+
+
 def test_rank_is_per_concept_and_capped_at_the_embedding_width(tiny_pipe):
     two = erasekit.erase(tiny_pipe, ["van gogh", "a church"], "ace", rank=4, **KV)
     assert {B.shape[1] for B, _ in two.updates.values()} == {8}

@@ -75,8 +75,9 @@ class GateRates:
     n_preserve: int = 0
 
     def info(self) -> dict[str, float | int | None]:
-        held = {f"gate_heldout_{k}": v for k, v in self.__dict__.items() if "preserve" not in k}
-        return {**held, "gate_preserve_prompts": self.preserve_prompts, "gate_n_preserve": self.n_preserve}
+        held = ("neutral_tokens", "neutral_prompts", "concept_prompts", "n_neutral", "n_concept")
+        return {**{f"gate_heldout_{k}": getattr(self, k) for k in held},
+                "gate_preserve_prompts": self.preserve_prompts, "gate_n_preserve": self.n_preserve}  # fmt: skip
 
 
 def fit_gate(

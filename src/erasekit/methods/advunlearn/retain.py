@@ -25,7 +25,7 @@ def retain_prompts(concepts: Sequence[str], preserve: Sequence[str], cfg: AdvUnl
         ConfigError: a preserve prompt names an erased concept (retaining it would undo the erasure),
             or the pool is empty (``retain_set="preserve"`` without a preserve set).
     """
-    refuse_mentions(preserve, concepts, what="preserve prompt", why="AdvUnlearn would both erase and retain it")
+    refuse_mentions(preserve, concepts, given_as="preserve", why="AdvUnlearn would both erase and retain it")
     pool = list(dict.fromkeys(preserve))
     if cfg.retain_set == "coco":
         captions = [row["prompt"] for row in read_csv(prompts_dir() / COCO, required=["prompt"])]
