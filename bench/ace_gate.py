@@ -4,13 +4,15 @@ Issue goal: on unseen prompts that do not ask for the concept the gate is above 
 tokens and in at most 10% of the prompts; on the concept's held-out paraphrases it opens somewhere in at
 least 80% of the prompts. Each concept is erased with ACE's defaults and what ``erasekit compare`` gives a
 method for that concept's scenario: its preserve set (a seeded half of the other concepts of its kind) and
-``--fit-prompts`` fit-split prompts of each preserved concept, which τ is calibrated on (as
-tests/methods/test_ace.py's slow gate test does). The gate (``edit.gate``) then reads the world's ``--split``
-prompts: the suite's specificity group (other concepts' prompts, preserved and unseen) and its generality
-group (paraphrases that avoid the concept's words). Each rate comes with its 95% Wilson interval (tokens:
-over every token position, which are not independent draws, so that interval is too narrow). ``--show``
-lists the prompts that open it, and the paraphrases it misses. Use ``--split val`` while changing the gate,
-``test`` to report.
+``--fit-prompts`` fit-split prompts of each preserved concept, which ACE measures its gate on (and calibrates τ
+on with ``--set gate_preserve_rate=...``; as tests/methods/test_ace.py's slow gate test does). The gate
+(``edit.gate``) then reads the world's ``--split`` prompts: neutral ones (target prompts of the concepts
+of every other kind that compare gives no method, none naming the concept: the issue's "unseen neutral
+prompts"), the suite's specificity group (the other concepts of the same kind, preserved and unseen: the
+nearest neighbours, a harder test than the issue's) and its generality group (paraphrases that avoid the
+concept's words). Each rate comes with its 95% Wilson interval (tokens: over every token position, which
+are not independent draws, so that interval is too narrow). ``--show`` lists the prompts that open it, and
+the paraphrases it misses. Use ``--split val`` while changing the gate, ``test`` to report.
 
     python bench/ace_gate.py --threads 1 --split test --concepts church parachute "van gogh" picasso
 """
@@ -30,7 +32,7 @@ import erasekit
 from erasekit.evaluate import compare
 from erasekit.io import parse_assignments
 from erasekit.metrics.intervals import wilson
-from erasekit.text import TextEncoder
+from erasekit.text import TextEncoder, mentions
 from erasekit.worlds import embedded
 
 
@@ -55,15 +57,33 @@ def main() -> None:
         edit = erasekit.erase(pipe, [concept], "ace", preserve=compare.preserve_set(sc), preserve_prompts=kept,
                               **parse_assignments(args.set))  # fmt: skip
         suite = embedded.prompt_suite(concept, n=args.n, split=args.split)
-        others = edit.gate(encode(suite["specificity"]).states).squeeze(-1) > 0.5  # [n, L]
-        found = (edit.gate(encode(suite["generality"]).states).squeeze(-1) > 0.5).any(1)  # [n]
-        rates = {"other_tokens": others.flatten(), "other_prompts": others.any(1), "paraphrases_found": found}
+        neutral = _neutral(sc, concept, args.n, args.split)
+        groups = {"neutral": neutral, "other": suite["specificity"], "paraphrase": suite["generality"]}
+        opens = {name: edit.gate(encode(texts).states).squeeze(-1) > 0.5 for name, texts in groups.items()}  # [n, L]
+        rates = {f"{name}_{unit}": hits for name in ("neutral", "other")
+                 for unit, hits in (("tokens", opens[name].flatten()), ("prompts", opens[name].any(1)))}  # fmt: skip
+        rates["paraphrases_found"] = found = opens["paraphrase"].any(1)
         rows.append({"concept": concept, "split": args.split, "n": args.n, "preserve_prompts": len(kept)})
         rows[-1] |= {name: _rate(hits) for name, hits in rates.items()}
         if args.show:
-            print(concept, "opens on:", [p for p, o in zip(suite["specificity"], others.any(1).tolist()) if o])
+            for name in ("neutral", "other"):
+                hits = opens[name].any(1).tolist()
+                print(concept, f"opens on ({name}):", [p for p, o in zip(groups[name], hits) if o])
             print(concept, "misses:", [p for p, f in zip(suite["generality"], found.tolist()) if not f])
     print_table(rows)
+
+
+def _neutral(sc: compare.Scenario, concept: str, n: int, split: str) -> list[str]:
+    """``n`` prompts of the ``split`` that ask for no concept of ``concept``'s kind: the target prompts of the
+    concepts of every other kind that compare gives no method (its ``unseen_<kind>`` sets), in turn."""
+    kind = next(k for k, names in embedded.concepts().items() if concept in names)
+    pools = [
+        [p for g, p, _ in embedded.suite_rows(c, n=n, split=split) if g == "target"]
+        for c in compare.unseen_set(sc)
+        if c not in embedded.concepts()[kind]
+    ]
+    pools = [[p for p in pool if not mentions(p, concept)] for pool in pools]
+    return [pools[i % len(pools)][i // len(pools)] for i in range(n)]
 
 
 def _rate(hits: torch.Tensor) -> str:

@@ -7,8 +7,9 @@ and ``--n`` held-out paraphrases (the suite's generality prompts) drawn with one
 seeds, so that only the training seed varies.
 
 With ``--compare`` it instead summarises comparisons that ran ACE under several training seeds, attacks
-included: mean ± sd over the rows ``ace`` and ``ace:seed=K`` of each scenario, for efficacy, generality,
-unseen specificity, H_o and every attack's ASR (quick tier: 8 prompts per ASR, so one prompt is 0.125).
+included: mean ± sd over the rows ``ace`` and ``ace:seed=K`` of each scenario (``--method ace:epochs=60``: the
+rows ``ace:epochs=60`` and ``ace:epochs=60,seed=K``), for efficacy, generality, unseen specificity, H_o and
+every attack's ASR (quick tier: 8 prompts per ASR, so one prompt is 0.125).
 
     python bench/ace_stability.py --threads 2 --seeds 5 --concepts "van gogh" parachute nudity
     erasekit compare --quick --methods ace,ace:seed=1,ace:seed=2,ace:seed=3,ace:seed=4 \
@@ -40,12 +41,19 @@ def detection(pipe, judge, prompts: list[str], concept: str) -> float:
     return sum(judge.detects(images, concept)) / len(prompts)
 
 
-def from_compare(folders: list[str]) -> list[dict]:
-    """Mean ± sd over the ACE rows (any training seed) of each scenario in the folders' compare.json."""
+def unseeded(spec: str) -> str:
+    """``"ace:epochs=60,seed=3"`` -> ``"ace:epochs=60"``: a compare row's method without its training seed."""
+    name, _, rest = spec.partition(":")
+    kept = [kv for kv in rest.split(",") if kv and not kv.startswith("seed=")]
+    return f"{name}:{','.join(kept)}" if kept else name
+
+
+def from_compare(folders: list[str], method: str = "ace") -> list[dict]:
+    """Mean ± sd over the rows of ``method`` (any training seed) of each scenario in the folders' compare.json."""
     by_scenario: dict[str, list[dict]] = {}
     for folder in folders:
         for row in json.loads((Path(folder) / "compare.json").read_text())["rows"]:
-            if row["method"] == "ace" or row["method"].startswith("ace:seed="):
+            if unseeded(row["method"]) == method:
                 by_scenario.setdefault(row["scenario"], []).append(row)
     out = []
     for scenario, rows in by_scenario.items():
@@ -64,13 +72,16 @@ def from_compare(folders: list[str]) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--compare", nargs="+", help="compare output folders to summarise instead of erasing")
+    parser.add_argument(
+        "--method", default="ace", help="with --compare: the rows of this spec, any seed= (ace:epochs=60)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--n", type=int, default=32, help="test prompts per group")
     parser.add_argument("--concepts", nargs="+", default=["van gogh", "parachute", "nudity"])
     args = parser.parse_args()
     if args.compare:
-        print_table(from_compare(args.compare))
+        print_table(from_compare(args.compare, args.method))
         return
     pin_threads(args.threads)
     pipe = erasekit.load_pipeline("embedded")
