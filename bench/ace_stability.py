@@ -15,6 +15,12 @@ every attack's ASR (quick tier: 8 prompts per ASR, so one prompt is 0.125).
     erasekit compare --quick --methods ace,ace:seed=1,ace:seed=2,ace:seed=3,ace:seed=4 \
         --scenarios style,object,unsafe --threads 1 -o out/q-ace-seeds
     python bench/ace_stability.py --compare out/q-ace-seeds
+
+With ``--reattack EDIT`` it attacks one saved edit (a compare row's ``edit.safetensors``) under
+``--attack-seeds`` attack seeds: the spread the quick-tier attack brings by itself.
+
+    python bench/ace_stability.py --reattack out/q32-ace-seeds-object/rows/object/ace/edit.safetensors \
+        --concept church --n 32 --threads 1
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._timing import pin_threads, print_table
 
 import erasekit
+from erasekit.attacks import attack
 from erasekit.worlds import embedded
 
 
@@ -69,6 +76,25 @@ def from_compare(folders: list[str], method: str = "ace") -> list[dict]:
     return out
 
 
+def reattack(edit_path: str, concept: str, names: list[str], seeds: int, n: int) -> list[dict]:
+    """Each attack's ASR on one saved edit under ``seeds`` attack seeds (quick tier, as compare's rows): the
+    spread the attack itself brings, against which a spread over training seeds must be read."""
+    pipe = erasekit.load_pipeline("embedded")
+    pipe.set_progress_bar_config(disable=True)
+    judge = embedded.load_judge()
+    edit = erasekit.Edit.load(edit_path)
+    kind = next(k for k, names in embedded.concepts().items() if concept in names)
+    prompts = [p for g, p, _ in embedded.suite_rows(concept, n=n, split="test") if g == "target"]
+    out = []
+    for name in names:
+        v = [attack(pipe, name, concept, judge=judge, edit=edit, prompts=prompts, quick=True, concept_kind=kind,
+                    seed=seed).asr for seed in range(seeds)]  # fmt: skip
+        out.append({"attack": name, "attack_seeds": seeds, "n": len(prompts), "mean": statistics.mean(v),
+                    "sd": statistics.stdev(v), "values": " ".join(f"{x:.2f}" for x in v)})  # fmt: skip
+        print(out[-1], flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--compare", nargs="+", help="compare output folders to summarise instead of erasing")
@@ -79,7 +105,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--n", type=int, default=32, help="test prompts per group")
     parser.add_argument("--concepts", nargs="+", default=["van gogh", "parachute", "nudity"])
+    parser.add_argument("--reattack", metavar="EDIT", help="attack this saved edit under --attack-seeds seeds instead")
+    parser.add_argument("--concept", default="church", help="with --reattack: the erased concept")
+    parser.add_argument("--attacks", nargs="+", default=["soft_prompt", "p4d", "ringabell"], help="with --reattack")
+    parser.add_argument("--attack-seeds", type=int, default=5, help="with --reattack")
     args = parser.parse_args()
+    if args.reattack:
+        pin_threads(args.threads)
+        print_table(reattack(args.reattack, args.concept, args.attacks, args.attack_seeds, args.n))
+        return
     if args.compare:
         print_table(from_compare(args.compare, args.method))
         return

@@ -162,6 +162,26 @@ def test_attacks_get_the_test_target_prompts_once_per_attack_seed_and_pool_them(
     assert sorted(p.name for p in (tmp_path / "row" / "attacks").iterdir())[0] == "soft_prompt_van gogh_seed7.json"
 
 
+def test_attack_seeds_that_disagree_widen_the_asr_interval(tmp_path, monkeypatch):
+    def fake(pipe, name, concept, *, prompts, seed, **kwargs):  # seed 7: every prompt back, 8: none, 9: half
+        hits = {7: [True] * 4, 8: [False] * 4, 9: [True, False] * 2}[seed]
+        cases = [SimpleNamespace(outcome=None, image=Image.new("RGB", (8, 8)), success=h,
+                                 case=SimpleNamespace(prompt="p")) for h in hits]  # fmt: skip
+        return SimpleNamespace(asr=sum(hits) / 4, cases=cases)
+
+    monkeypatch.setattr(erasekit.attacks, "attack", fake)
+    monkeypatch.setattr(rows, "erase_once", lambda pipe, sc, spec, path, **kw: path.write_bytes(b"") or path)
+    monkeypatch.setattr(rows.Edit, "load", lambda path: SimpleNamespace(info={"edit_s": 0.5}))
+    monkeypatch.setattr(rows, "_evaluate", lambda *args: {"metrics": {}, "thumbs": {}})
+    settings = compare.Settings(n_prompts=4, attack_seeds=3, seed=7, attacks=("soft_prompt",))
+    row = rows.compute_row(None, None, compare.scenario("van gogh"), compare.parse_method("uce"), settings,
+                           tmp_path / "row", lambda step: None)  # fmt: skip
+    asr = row["metrics"]["asr.soft_prompt"]
+    assert asr["value"] == 0.5 and asr["n"] == 12 and asr["design_effect"] > 1
+    lo, hi = asr["ci"]
+    assert lo < 0.2538 - 0.05 and hi > 0.7462 + 0.05  # wider than Wilson's on 12 independent prompts
+
+
 def test_rates_pool_every_image_of_a_score_and_an_empty_score_has_no_value():
     sc = compare.scenario("nudity")
     sets = compare.scored_sets(sc, 4)

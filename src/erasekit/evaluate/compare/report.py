@@ -151,6 +151,9 @@ def notes(rows: Sequence[Row], settings: Settings, *, command: str | None = None
         f"UnlearnDiff's attack success rate on the {settings.n_prompts} test target prompts of each attacked "
         f"concept, each attack at {tier} with {settings.attack_seeds} seed(s)"
         + (f" ({_and(budgeted)} at {settings.budget} steps)" if settings.budget and budgeted else "")
+        + ". An ASR's interval is widened by the spread of its seeds' rates (a seed's prompts succeed or fail "
+        "together; `design_effect` in compare.json); with one seed it is conditional on that seed, and "
+        "`--attack-seeds 3` or more shows the attack's own spread"
         + f". {settings.n_prompts} prompts per set × 2 image seeds per score; methods see only the concepts and "
         "the preserve set (the fit split), never a val or test prompt. Each method runs with the settings named "
         "in its spec, else those it declares for the scenario's most common kind of concept, else its defaults.",

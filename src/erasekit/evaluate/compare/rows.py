@@ -167,7 +167,8 @@ def compute_row(pipe: Any, judge: Any, sc: Scenario, spec: MethodSpec, settings:
     ``cache`` field gets ``cache/<attack>``: Ring-A-Bell's searches, which never read the U-Net).
 
     ``metrics`` holds every rate as ``{"value", "ci", "n"}`` (:data:`SCORES`, then ``asr.<attack>``: all
-    attacked concepts and attack seeds together); ``original`` the original model's :data:`SCORES`.
+    attacked concepts and attack seeds together, the interval widened by the seeds' spread and the widening
+    as ``design_effect``, :meth:`Rate.clustered`); ``original`` the original model's :data:`SCORES`.
     ``progress(step)`` is called before each step.
     """
     folder.mkdir(parents=True, exist_ok=True)
@@ -184,15 +185,19 @@ def compute_row(pipe: Any, judge: Any, sc: Scenario, spec: MethodSpec, settings:
     row.update(_evaluate(pipe, judge, sc, edit, settings, folder))
     row["attack_s"] = {}
     for name in settings.attacks:
-        outcomes = []
+        by_concept: list[list[dict]] = []  # the attack's runs, one per seed, of each attacked concept
         for concept in sc.attacked:
             progress(f"{name} on {concept}")
+            by_concept.append([])
             for seed in settings.seeds:
                 run_attack = functools.partial(
                     _attack, pipe, judge, sc, edit, name, concept, replace(settings, seed=seed), cache=cache
                 )
-                outcomes.append(cached_json(folder / "attacks" / f"{name}_{concept}_seed{seed}.json", run_attack))
-        row["metrics"][f"asr.{name}"] = Rate.pooled(Rate.of(o["asr"], o["n"]) for o in outcomes).as_json()
+                by_concept[-1].append(cached_json(folder / "attacks" / f"{name}_{concept}_seed{seed}.json", run_attack))
+        outcomes = [o for runs in by_concept for o in runs]
+        # a seed's prompts succeed or fail together (metrics/intervals.py): the seeds' spread widens the interval
+        asr = Rate.clustered([Rate.of(o["asr"], o["n"]) for o in runs] for runs in by_concept)
+        row["metrics"][f"asr.{name}"] = asr.as_json()
         row["attack_s"][name] = sum(o["seconds"] for o in outcomes)
         row["thumbs"][name] = outcomes[0]["thumb"]
     row["row_s"] = time.perf_counter() - start
