@@ -16,11 +16,12 @@ every attack's ASR (quick tier: 8 prompts per ASR, so one prompt is 0.125).
         --scenarios style,object,unsafe --threads 1 -o out/q-ace-seeds
     python bench/ace_stability.py --compare out/q-ace-seeds
 
-With ``--reattack EDIT`` it attacks one saved edit (a compare row's ``edit.safetensors``) under
-``--attack-seeds`` attack seeds: the spread the quick-tier attack brings by itself.
+With ``--reattack EDIT...`` it attacks saved edits (compare rows' ``edit.safetensors``) under
+``--attack-seeds`` attack seeds each: the spread the quick-tier attack brings by itself, and, given one edit
+per training seed, the training's spread with the attack's taken out (:func:`reattack`).
 
-    python bench/ace_stability.py --reattack out/q32-ace-seeds-object/rows/object/ace/edit.safetensors \
-        --concept church --n 32 --threads 1
+    python bench/ace_stability.py --reattack out/q32-ace-seeds-object/rows/object/ace*/edit.safetensors \
+        --concept church --n 32 --attacks soft_prompt --attack-seeds 8 --threads 1
 """
 
 from __future__ import annotations
@@ -76,22 +77,38 @@ def from_compare(folders: list[str], method: str = "ace") -> list[dict]:
     return out
 
 
-def reattack(edit_path: str, concept: str, names: list[str], seeds: int, n: int) -> list[dict]:
-    """Each attack's ASR on one saved edit under ``seeds`` attack seeds (quick tier, as compare's rows): the
-    spread the attack itself brings, against which a spread over training seeds must be read."""
+def reattack(edit_paths: list[str], concept: str, names: list[str], seeds: int, n: int) -> list[dict]:
+    """Each attack's ASR on saved edits under ``seeds`` attack seeds each (quick tier, as compare's rows).
+
+    One row per attack and edit (mean and sd over the attack seeds: the spread the attack brings by itself),
+    and with several edits (one per training seed) a row that splits the spread of their means: ``sd_between``
+    of the per-edit means holds the training's spread plus ``sd_within² / seeds`` of the attack's, so the
+    training's alone is estimated as ``sqrt(max(0, sd_between² − mean(sd_within²) / seeds))``.
+    """
     pipe = erasekit.load_pipeline("embedded")
     pipe.set_progress_bar_config(disable=True)
     judge = embedded.load_judge()
-    edit = erasekit.Edit.load(edit_path)
     kind = next(k for k, names in embedded.concepts().items() if concept in names)
     prompts = [p for g, p, _ in embedded.suite_rows(concept, n=n, split="test") if g == "target"]
     out = []
     for name in names:
-        v = [attack(pipe, name, concept, judge=judge, edit=edit, prompts=prompts, quick=True, concept_kind=kind,
-                    seed=seed).asr for seed in range(seeds)]  # fmt: skip
-        out.append({"attack": name, "attack_seeds": seeds, "n": len(prompts), "mean": statistics.mean(v),
-                    "sd": statistics.stdev(v), "values": " ".join(f"{x:.2f}" for x in v)})  # fmt: skip
-        print(out[-1], flush=True)
+        per_edit = []
+        for path in edit_paths:
+            edit = erasekit.Edit.load(path)
+            v = [attack(pipe, name, concept, judge=judge, edit=edit, prompts=prompts, quick=True, concept_kind=kind,
+                        seed=seed).asr for seed in range(seeds)]  # fmt: skip
+            per_edit.append(v)
+            out.append({"attack": name, "edit": path, "attack_seeds": seeds, "n": len(prompts),
+                        "mean": statistics.mean(v), "sd": statistics.stdev(v),
+                        "values": " ".join(f"{x:.2f}" for x in v)})  # fmt: skip
+            print(out[-1], flush=True)
+        if len(per_edit) > 1:
+            means = [statistics.mean(v) for v in per_edit]
+            within = statistics.mean(statistics.variance(v) for v in per_edit)
+            between = statistics.variance(means)
+            out.append({"attack": name, "edit": f"{len(per_edit)} edits", "attack_seeds": seeds, "n": len(prompts),
+                        "mean": statistics.mean(means), "sd_between": between**0.5, "sd_within": within**0.5,
+                        "sd_training": max(0.0, between - within / seeds) ** 0.5})  # fmt: skip
     return out
 
 
@@ -105,14 +122,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--n", type=int, default=32, help="test prompts per group")
     parser.add_argument("--concepts", nargs="+", default=["van gogh", "parachute", "nudity"])
-    parser.add_argument("--reattack", metavar="EDIT", help="attack this saved edit under --attack-seeds seeds instead")
+    parser.add_argument("--reattack", nargs="+", metavar="EDIT", help="attack saved edits under --attack-seeds seeds")
     parser.add_argument("--concept", default="church", help="with --reattack: the erased concept")
     parser.add_argument("--attacks", nargs="+", default=["soft_prompt", "p4d", "ringabell"], help="with --reattack")
     parser.add_argument("--attack-seeds", type=int, default=5, help="with --reattack")
     args = parser.parse_args()
     if args.reattack:
         pin_threads(args.threads)
-        print_table(reattack(args.reattack, args.concept, args.attacks, args.attack_seeds, args.n))
+        rows = reattack(args.reattack, args.concept, args.attacks, args.attack_seeds, args.n)
+        for split in (False, True):  # per edit, then the spread of their means split in two
+            if any(("sd_between" in r) == split for r in rows):
+                print_table([r for r in rows if ("sd_between" in r) == split])
         return
     if args.compare:
         print_table(from_compare(args.compare, args.method))
