@@ -41,6 +41,7 @@ from bench._timing import pin_threads, print_table
 
 import erasekit
 from erasekit.attacks import attack
+from erasekit.evaluate.compare.rows import attack_cache
 from erasekit.worlds import embedded
 
 
@@ -77,13 +78,15 @@ def from_compare(folders: list[str], method: str = "ace") -> list[dict]:
     return out
 
 
-def reattack(edit_paths: list[str], concept: str, names: list[str], seeds: int, n: int) -> list[dict]:
+def reattack(edit_paths: list[str], concept: str, names: list[str], seeds: int, n: int, cache: Path) -> list[dict]:
     """Each attack's ASR on saved edits under ``seeds`` attack seeds each (quick tier, as compare's rows).
 
     One row per attack and edit (mean and sd over the attack seeds: the spread the attack brings by itself),
     and with several edits (one per training seed) a row that splits the spread of their means: ``sd_between``
     of the per-edit means holds the training's spread plus ``sd_within² / seeds`` of the attack's, so the
-    training's alone is estimated as ``sqrt(max(0, sd_between² − mean(sd_within²) / seeds))``.
+    training's alone is estimated as ``sqrt(max(0, sd_between² − mean(sd_within²) / seeds))``. What an attack
+    may share across edits (Ring-A-Bell's searches, which never read the U-Net) is kept in ``cache``, as
+    compare keeps it across rows.
     """
     pipe = erasekit.load_pipeline("embedded")
     pipe.set_progress_bar_config(disable=True)
@@ -96,7 +99,7 @@ def reattack(edit_paths: list[str], concept: str, names: list[str], seeds: int, 
         for path in edit_paths:
             edit = erasekit.Edit.load(path)
             v = [attack(pipe, name, concept, judge=judge, edit=edit, prompts=prompts, quick=True, concept_kind=kind,
-                        seed=seed).asr for seed in range(seeds)]  # fmt: skip
+                        seed=seed, **attack_cache(name, cache)).asr for seed in range(seeds)]  # fmt: skip
             per_edit.append(v)
             out.append({"attack": name, "edit": path, "attack_seeds": seeds, "n": len(prompts),
                         "mean": statistics.mean(v), "sd": statistics.stdev(v),
@@ -126,10 +129,13 @@ def main() -> None:
     parser.add_argument("--concept", default="church", help="with --reattack: the erased concept")
     parser.add_argument("--attacks", nargs="+", default=["soft_prompt", "p4d", "ringabell"], help="with --reattack")
     parser.add_argument("--attack-seeds", type=int, default=5, help="with --reattack")
+    parser.add_argument(
+        "--cache", default="out/reattack-cache", help="with --reattack: what attacks share across edits"
+    )
     args = parser.parse_args()
     if args.reattack:
         pin_threads(args.threads)
-        rows = reattack(args.reattack, args.concept, args.attacks, args.attack_seeds, args.n)
+        rows = reattack(args.reattack, args.concept, args.attacks, args.attack_seeds, args.n, Path(args.cache))
         for split in (False, True):  # per edit, then the spread of their means split in two
             if any(("sd_between" in r) == split for r in rows):
                 print_table([r for r in rows if ("sd_between" in r) == split])

@@ -9,8 +9,8 @@ collapses to [0, 0]). With ``p̂ = k/n`` and ``z`` the 97.5th normal percentile:
 A verdict that one rate is below another is :func:`clearly_below`: the intervals do not overlap.
 
 Trials that are not independent widen the interval (:meth:`Rate.clustered`). An attack run under one seed
-tries every prompt with what it learned under that seed (soft_prompt's one pseudo-word, Ring-A-Bell's one
-concept vector), so its prompts succeed or fail together: on the embedded world soft_prompt's quick-tier
+may try every prompt with what it learned under that seed (soft_prompt's one pseudo-word, learned once and
+put in every prompt), so its prompts succeed or fail together: on the embedded world soft_prompt's quick-tier
 success rate on one ACE edit of "church" was 0.91, 0.91, 0.41, 0.84 and 0.38 under attack seeds 0-4 (32
 prompts each), a spread no binomial interval on 32 prompts covers. Runs of the same stratum (one attack on
 one concept, several seeds) give the between-run variance of the pooled rate (the ratio estimator of
