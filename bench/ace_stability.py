@@ -9,7 +9,8 @@ seeds, so that only the training seed varies.
 With ``--compare`` it instead summarises comparisons that ran ACE under several training seeds, attacks
 included: mean ± sd over the rows ``ace`` and ``ace:seed=K`` of each scenario (``--method ace:epochs=60``: the
 rows ``ace:epochs=60`` and ``ace:epochs=60,seed=K``), for efficacy, generality, unseen specificity, H_o and
-every attack's ASR (quick tier: 8 prompts per ASR, so one prompt is 0.125).
+every attack's ASR (quick tier: 8 prompts per ASR, so one prompt is 0.125; and one attack seed, whose own
+spread is in the ASRs' sd: ``--reattack`` below takes it out).
 
     python bench/ace_stability.py --threads 2 --seeds 5 --concepts "van gogh" parachute nudity
     erasekit compare --quick --methods ace,ace:seed=1,ace:seed=2,ace:seed=3,ace:seed=4 \
