@@ -92,7 +92,7 @@ def reattack(edit_paths: list[str], concept: str, names: list[str], seeds: int, 
     pipe = erasekit.load_pipeline("embedded")
     pipe.set_progress_bar_config(disable=True)
     judge = embedded.load_judge()
-    kind = next(k for k, names in embedded.concepts().items() if concept in names)
+    kind = next(k for k, members in embedded.concepts().items() if concept in members)
     prompts = [p for g, p, _ in embedded.suite_rows(concept, n=n, split="test") if g == "target"]
     out = []
     for name in names:
