@@ -29,6 +29,7 @@ import torch
 from bench._timing import pin_threads, print_table
 
 import erasekit
+from erasekit import worlds
 from erasekit.evaluate import compare
 from erasekit.io import parse_assignments
 from erasekit.metrics.intervals import wilson
@@ -76,11 +77,11 @@ def main() -> None:
 def _neutral(sc: compare.Scenario, concept: str, n: int, split: str) -> list[str]:
     """``n`` prompts of the ``split`` that ask for no concept of ``concept``'s kind: the target prompts of the
     concepts of every other kind that compare gives no method (its ``unseen_<kind>`` sets), in turn."""
-    kind = next(k for k, names in embedded.concepts().items() if concept in names)
+    world = worlds.get("embedded")
     pools = [
-        [p for g, p, _ in embedded.suite_rows(c, n=n, split=split) if g == "target"]
+        world.prompt_suite(c, n=n, split=split)["target"]
         for c in compare.unseen_set(sc)
-        if c not in embedded.concepts()[kind]
+        if world.concept_kind(c) != world.concept_kind(concept)
     ]
     pools = [[p for p in pool if not mentions(p, concept)] for pool in pools]
     return [pools[i % len(pools)][i // len(pools)] for i in range(n)]

@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._timing import pin_threads, print_table
 
 import erasekit
+from erasekit import worlds
 from erasekit.attacks import attack
 from erasekit.evaluate.compare.rows import attack_cache
 from erasekit.worlds import embedded
@@ -92,8 +93,8 @@ def reattack(edit_paths: list[str], concept: str, names: list[str], seeds: int, 
     pipe = erasekit.load_pipeline("embedded")
     pipe.set_progress_bar_config(disable=True)
     judge = embedded.load_judge()
-    kind = next(k for k, members in embedded.concepts().items() if concept in members)
-    prompts = [p for g, p, _ in embedded.suite_rows(concept, n=n, split="test") if g == "target"]
+    kind = worlds.get("embedded").concept_kind(concept)
+    prompts = embedded.prompt_suite(concept, n=n, split="test")["target"]
     out = []
     for name in names:
         per_edit = []
@@ -150,7 +151,7 @@ def main() -> None:
     judge = embedded.load_judge()
     rows = []
     for concept in args.concepts:
-        kind = next(k for k, names in embedded.concepts().items() if concept in names)
+        kind = worlds.get("embedded").concept_kind(concept)
         preserve = [c for c in embedded.concepts()[kind] if c != concept][::2]
         suite = embedded.prompt_suite(concept, n=args.n, split="test")
         per_seed = {"target_detected": [], "paraphrase_detected": [], "seconds": []}

@@ -86,14 +86,13 @@ class Rate:
         if not pooled.n or pooled.k in (0, pooled.n):
             return pooled
         var = 0.0  # of the pooled rate
-        for stratum in runs:
-            n_h = sum(r.n for r in stratum)
-            if not n_h:
+        for done in ([r for r in stratum if r.n] for stratum in runs):
+            if not done:
                 continue
-            p_h = sum(r.k for r in stratum) / n_h
-            K = len([r for r in stratum if r.n])
+            n_h, K = sum(r.n for r in done), len(done)
+            p_h = sum(r.k for r in done) / n_h
             if K > 1:  # the ratio estimator's variance over the runs
-                var_h = K / (K - 1) * sum((r.n / n_h) ** 2 * (r.k / r.n - p_h) ** 2 for r in stratum if r.n)
+                var_h = K / (K - 1) * sum((r.n / n_h) ** 2 * (r.k / r.n - p_h) ** 2 for r in done)
             else:
                 var_h = p_h * (1 - p_h) / n_h
             var += (n_h / pooled.n) ** 2 * var_h
@@ -114,11 +113,7 @@ class Rate:
     @property
     def ci(self) -> tuple[float, float]:
         """Wilson's interval at the effective sample size ``n / design_effect``."""
-        return (
-            wilson(self.k, self.n)
-            if self.design_effect == 1 or not self.n
-            else _wilson(self.k / self.n, self.n / self.design_effect)
-        )
+        return _wilson(self.k / self.n, self.n / self.design_effect) if self.n else wilson(0, 0)
 
     def as_json(self) -> dict[str, Any]:
         """``{"value": v, "ci": [lo, hi], "n": n}``, compare.json's shape of a rate (and ``design_effect``
