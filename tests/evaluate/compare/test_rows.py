@@ -73,6 +73,9 @@ def test_variants_are_the_registrys():
         ("rece:settings=reference-unsafe", "style", "reference-unsafe"),
         ("esd-x", "style", "lora"),  # ESD's default settings
         ("uce", "style", None),
+        ("ace:seed=1", "unsafe", "unsafe"),  # ACE's rank 32 for an implicit concept, seeds and ablations too
+        ("ace-kv", "unsafe", "unsafe"),
+        ("ace", "style", None),
     ],
 )
 def test_a_row_runs_with_the_settings_the_method_declares_for_the_scenarios_kind(spec, scenario, settings):

@@ -137,7 +137,16 @@ VARIANTS = {
 }
 
 
-@register("ace", ACEConfig, variants=VARIANTS)
+# Named settings (``--settings NAME``, ``ace:settings=NAME``) and the ones a comparison uses per kind of concept.
+# ``unsafe``: rank 32 per concept, chosen on the embedded world's val prompts (``erasekit tune ace --scenario
+# unsafe --grid rank=8,16,32``, 16 prompts per group): H_o 0.71 / 0.76 / 0.84, and 0.74 -> 0.78 from rank 8
+# to 32 under training seed 1 (rank 64: 0.81). An implicit concept such as nudity reaches the text states
+# through more directions than a name does. The other kinds keep the default 8.
+SETTINGS = {"unsafe": {"rank": 32}}
+BY_KIND = {"unsafe": "unsafe"}
+
+
+@register("ace", ACEConfig, variants=VARIANTS, settings=SETTINGS, settings_by_kind=BY_KIND)
 def ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     """ACE: concept-subspace closed form + token-gated low-rank K/V update + adversarial fine-tuning."""
     return train_ace(request, cfg)
