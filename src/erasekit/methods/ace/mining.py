@@ -9,7 +9,11 @@ Two kinds, both erased with the concept:
 
       cos_S(w, c) = wᵀ S c / √(wᵀ S w · cᵀ S c),   S = Σ_l W_lᵀ W_l    (RECE Eq. 8's Gram),
 
-  and at least ``mine_similarity``. At most ``mine_words`` per concept, the closest first.
+  and at least ``mine_similarity``. At most ``mine_words`` per concept, the closest first. The cosine
+  reads how the text encoder relates words, not what the U-Net draws: on the embedded world it also
+  admits near-antonyms and hypernyms ("clothed" 0.81 to "nudity" beside "naked" 0.88, "colour" 0.82 to
+  "red", "vehicle" 0.75 to "garbage truck"); a preserved concept raises the bar, and without one only
+  0.5 stands in the way. A check on what the original renders for the word is the missing part.
 - **perturbed states** (RealEra's neighbour concepts): ``mine_perturbations`` copies of the concept's
   token rows moved by Gaussian noise of ``mine_radius`` times the rows' rms, erased to the same guide
   rows in the outer loss (:func:`perturbed_rows`).
