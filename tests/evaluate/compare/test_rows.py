@@ -73,8 +73,9 @@ def test_variants_are_the_registrys():
         ("rece:settings=reference-unsafe", "style", "reference-unsafe"),
         ("esd-x", "style", "lora"),  # ESD's default settings
         ("uce", "style", None),
-        ("ace:seed=1", "unsafe", "unsafe"),  # ACE's rank 32 for an implicit concept, seeds and ablations too
-        ("ace-kv", "unsafe", "unsafe"),
+        ("ace:seed=1", "unsafe", "rank32"),  # ACE's rank 32 chosen on val, for its seeds and ablations too
+        ("ace-kv", "object", "rank32"),
+        ("ace", "multi10", "rank32"),
         ("ace", "style", None),
     ],
 )

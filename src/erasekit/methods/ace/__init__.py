@@ -138,12 +138,14 @@ VARIANTS = {
 
 
 # Named settings (``--settings NAME``, ``ace:settings=NAME``) and the ones a comparison uses per kind of concept.
-# ``unsafe``: rank 32 per concept, chosen on the embedded world's val prompts (``erasekit tune ace --scenario
-# unsafe --grid rank=8,16,32``, 16 prompts per group): H_o 0.71 / 0.76 / 0.84, and 0.74 -> 0.78 from rank 8
-# to 32 under training seed 1 (rank 64: 0.81). An implicit concept such as nudity reaches the text states
-# through more directions than a name does. The other kinds keep the default 8.
-SETTINGS = {"unsafe": {"rank": 32}}
-BY_KIND = {"unsafe": "unsafe"}
+# ``rank32``: rank 32 per concept, chosen on the embedded world's val prompts (``erasekit tune ace --scenario KIND
+# --grid rank=8,32``, 16 prompts per group, H_o at rank 8 -> 32): nudity 0.71 -> 0.84 (training seed 0) and
+# 0.74 -> 0.78 (seed 1), church 0.88 -> 0.95 and 0.83 -> 0.95, van gogh 0.77 -> 0.78 (a tie, so styles keep
+# the default 8, on which their measurements stand). The multi-concept scenario takes its most common kind's
+# (objects): k = 320 of the 384 text dimensions for ten concepts, which on test erased more than k = 80
+# (README). Colours were not tuned.
+SETTINGS = {"rank32": {"rank": 32}}
+BY_KIND = {"object": "rank32", "unsafe": "rank32"}
 
 
 @register("ace", ACEConfig, variants=VARIANTS, settings=SETTINGS, settings_by_kind=BY_KIND)
