@@ -56,6 +56,20 @@ def predict(unet: Any, x_t: Tensor, t: Tensor, states: Tensor) -> Tensor:
     return out[0].float()
 
 
+@torch.no_grad()
+def draw_latents(pipe: Any, states: Tensor, negative: Tensor, steps: int, seed: int) -> Tensor:
+    """``[n, C, h, w]`` float32 latents the pipeline draws under token states ``[n, L, d]`` (``negative``: the
+    unconditional states ``[n, L, d]``), with ``steps`` sampler steps from a generator seeded ``seed``."""
+    out = pipe(
+        prompt_embeds=states.to(pipe.device, pipe.unet.dtype),
+        negative_prompt_embeds=negative.to(pipe.device, pipe.unet.dtype),
+        num_inference_steps=steps,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(seed),
+    )
+    return out.images.float()
+
+
 def paper_timesteps(n: int, num_train_timesteps: int) -> list[int]:
     """``n`` evenly spread timesteps, UnlearnDiff's grid (``classifier_.py``: start ``T//n//2``, stride ``T//n``).
 

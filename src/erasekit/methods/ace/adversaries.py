@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...diffusion import alphas_cumprod, noisy, predict
+from ...diffusion import alphas_cumprod, draw_latents, noisy, predict
 from ...edit import applied_gates
 from ...errors import ConfigError
 from ...gate import sync_processors
@@ -83,15 +83,8 @@ class _Denoiser:
         self.prompts = torch.linspace(0, n_base - 1, min(cfg.denoise_images, n_base)).round().long()
         n = len(self.prompts)
         empty = request.encoder([""]).states.expand(n, -1, -1)
-        with torch.no_grad():
-            out = pipe(
-                prompt_embeds=rows.states[self.prompts].to(pipe.device, pipe.unet.dtype),
-                negative_prompt_embeds=empty.to(pipe.device, pipe.unet.dtype),
-                num_inference_steps=cfg.denoise_steps,
-                output_type="latent",
-                generator=torch.Generator().manual_seed(cfg.seed),
-            )
-        self.x0 = out.images.float()  # [n, C, h, w] latents of the concept by the original model
+        # [n, C, h, w] latents of the concept by the original model
+        self.x0 = draw_latents(pipe, rows.states[self.prompts], empty, cfg.denoise_steps, cfg.seed)
 
     def loss(self, model: _Trainable, E: Tensor, layers: list) -> Tensor:
         """``mean ‖ε_edit(x_t, concept with E) − ε_orig(x_t, guide)‖²`` over ``denoise_batch`` draws."""

@@ -43,6 +43,9 @@ class ACEConfig:
     mine_words: int = 4  # vocabulary neighbours erased with each concept (0: none; package docstring, part 1b)
     mine_candidates: int = 32  # nearest vocabulary words checked per concept
     mine_similarity: float = 0.5  # least cos_S of a neighbour's K/V to the concept's
+    mine_render: float = 0.5  # least r(w): how alike the original renders the word and the concept (-1: no check)
+    mine_render_images: int = 2  # latents of the concept the original draws for that check
+    mine_render_timesteps: int = 8  # timesteps each is noised at
     mine_perturbations: int = 2  # noisy copies of the concept's rows erased too (RealEra)
     mine_radius: float = 0.05  # their noise, relative to the rows' rms
     guide: str = " "  # what erased tokens should become
@@ -91,6 +94,8 @@ class ACEConfig:
             "batch_rows",
             "gate_batch",
             *(f"denoise_{x}" for x in ("images", "steps", "batch")),
+            "mine_render_images",
+            "mine_render_timesteps",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"ACEConfig.{name} must be ≥ 1, got {getattr(self, name)}.")
@@ -117,6 +122,10 @@ class ACEConfig:
         for name in ("preserve_scale", "keep_weight", "denoise_weight", "mine_radius"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"ACEConfig.{name} must be ≥ 0, got {getattr(self, name)}.")
+        if not -1 <= self.mine_render <= 1:
+            raise ConfigError(
+                f"ACEConfig.mine_render is a cosine: pass a value in [-1, 1] (-1: no check), got {self.mine_render}."
+            )
         if self.loss not in ("kv", "denoise"):
             raise ConfigError(f"ACEConfig.loss must be 'kv' or 'denoise', got {self.loss!r}.")
         if not self.templates or not all("{}" in t for t in self.templates):

@@ -4,16 +4,22 @@ Two kinds, both erased with the concept:
 
 - **vocabulary neighbours**: the ``mine_candidates`` whole words of the tokenizer whose input
   embeddings are nearest (cosine) to the concept's mean token embedding, kept when the original
-  model reads them as the concept: the K/V of the word's state ``w`` is closer to the concept's ``c``
-  than any preserved concept's is, in the metric every cross-attention layer applies,
+  model both reads and renders them as the concept. *Reads*: the K/V of the word's state ``w`` is
+  closer to the concept's ``c`` than any preserved concept's is, and at least ``mine_similarity``,
+  in the metric every cross-attention layer applies,
 
-      cos_S(w, c) = wᵀ S c / √(wᵀ S w · cᵀ S c),   S = Σ_l W_lᵀ W_l    (RECE Eq. 8's Gram),
+      cos_S(w, c) = wᵀ S c / √(wᵀ S w · cᵀ S c),   S = Σ_l W_lᵀ W_l    (RECE Eq. 8's Gram).
 
-  and at least ``mine_similarity``. At most ``mine_words`` per concept, the closest first. The cosine
-  reads how the text encoder relates words, not what the U-Net draws: on the embedded world it also
-  admits near-antonyms and hypernyms ("clothed" 0.81 to "nudity" beside "naked" 0.88, "colour" 0.82 to
-  "red", "vehicle" 0.75 to "garbage truck"); a preserved concept raises the bar, and without one only
-  0.5 stands in the way. A check on what the original renders for the word is the missing part.
+  *Renders*: on latents the original draws for the concept, noised at evenly spread timesteps, the
+  word moves the original U-Net's prediction the way the concept does, away from the guide's,
+
+      r(w) = mean_{x_t} cos(ε(x_t, w) − ε(x_t, g), ε(x_t, c) − ε(x_t, g)) ≥ mine_render
+
+  (:func:`render_agreement`; any prediction type: for a fixed ``x_t`` the v- and x0-predictions differ
+  from ε's by a scale and a shift, which the difference and the cosine remove). The K/V cosine reads
+  how the text encoder relates words, not what the U-Net draws: on the embedded world it admitted
+  "colour" to "red" (cos_S 0.82; r 0.32, and the original's images of "colour" show no red to the
+  judge) and "painter" to "picasso" (r -0.09). At most ``mine_words`` per concept, the highest r first.
 - **perturbed states** (RealEra's neighbour concepts): ``mine_perturbations`` copies of the concept's
   token rows moved by Gaussian noise of ``mine_radius`` times the rows' rms, erased to the same guide
   rows in the outer loss (:func:`perturbed_rows`).
@@ -28,13 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ...diffusion import alphas_cumprod, draw_latents, noisy, paper_timesteps, predict
 from .. import EraseRequest
 from .config import ACEConfig
 from .neutral import content_words
 
 
 def mine_words(request: EraseRequest, cfg: ACEConfig, S: Tensor) -> tuple[str, ...]:
-    """Vocabulary neighbours of every concept that the original reads as it (module docstring)."""
+    """Vocabulary neighbours of every concept that the original reads and renders as it (module docstring)."""
     pipe = request.pipe
     if not cfg.mine_words or pipe is None or getattr(pipe, "tokenizer", None) is None:
         return ()
@@ -44,7 +51,7 @@ def mine_words(request: EraseRequest, cfg: ACEConfig, S: Tensor) -> tuple[str, .
     keep = torch.tensor([w not in banned for w in words])
     ids, words = ids[keep], [w for w, k in zip(words, keep.tolist()) if k]
     found: list[str] = []
-    for concept in request.concepts:
+    for concept, guide in zip(request.concepts, request.guides_or(cfg.guide)):
         own = tokenizer(concept, add_special_tokens=False).input_ids
         q = table[torch.tensor(own)].mean(0)
         near = (F.normalize(table[ids], dim=-1) @ F.normalize(q, dim=0)).topk(min(cfg.mine_candidates, len(words)))
@@ -52,9 +59,39 @@ def mine_words(request: EraseRequest, cfg: ACEConfig, S: Tensor) -> tuple[str, .
         states = _last_states(request, [concept, *request.preserve, *candidates])
         sim = _cos_s(states, states[0], S)  # [1 + n_preserve + n_candidates]
         bar = max([cfg.mine_similarity, *sim[1 : 1 + len(request.preserve)].tolist()])
-        scored = sorted(zip(sim[1 + len(request.preserve) :].tolist(), candidates), reverse=True)
-        found += [w for s, w in scored if s > bar and w not in found][: cfg.mine_words]
+        read = [(s, w) for s, w in zip(sim[1 + len(request.preserve) :].tolist(), candidates) if s > bar]
+        read = [(s, w) for s, w in read if w not in found]
+        if not read:
+            continue
+        words_read = [w for _, w in read]
+        check = cfg.mine_render > -1
+        r = render_agreement(request, concept, guide, words_read, cfg) if check else torch.zeros(len(read))
+        rendered = sorted((float(a), s, w) for a, (s, w) in zip(r, read) if a >= cfg.mine_render)
+        found += [w for *_, w in reversed(rendered)][: cfg.mine_words]
     return tuple(found)
+
+
+@torch.no_grad()
+def render_agreement(request: EraseRequest, concept: str, guide: str, words: list[str], cfg: ACEConfig) -> Tensor:
+    """``r(w) [n_words]``: how far each word moves the original's prediction the concept's way (module docstring).
+
+    On ``mine_render_images`` latents the original draws for the concept, each noised at
+    ``mine_render_timesteps`` evenly spread timesteps with one fixed noise draw.
+    """
+    pipe, m = request.pipe, cfg.mine_render_images
+    states = request.encoder([concept, guide, *words]).states  # [2 + n, L, d]
+    empty = request.encoder([""]).states
+    x0 = draw_latents(pipe, states[:1].expand(m, -1, -1), empty.expand(m, -1, -1), cfg.denoise_steps, cfg.seed)
+    abar = alphas_cumprod(pipe.scheduler)
+    steps = paper_timesteps(cfg.mine_render_timesteps, len(abar))
+    t = torch.tensor(steps).repeat(m)  # [m T]
+    x0 = x0.repeat_interleave(len(steps), 0)
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(cfg.seed)).to(x0.device)
+    x_t = noisy(x0, noise, t, abar)
+    states = states.to(x0.device)
+    pred = torch.stack([predict(pipe.unet, x_t, t, s.expand(len(t), -1, -1)).flatten(1).cpu() for s in states])
+    pull = pred - pred[1]  # [2 + n, m T, D]: each text's move away from the guide's prediction
+    return F.cosine_similarity(pull[2:], pull[:1], dim=-1).mean(1)
 
 
 def perturbed_rows(C: Tensor, G: Tensor, cfg: ACEConfig, gen: torch.Generator) -> tuple[Tensor, Tensor]:
