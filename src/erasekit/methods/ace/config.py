@@ -45,7 +45,7 @@ class ACEConfig:
     mine_similarity: float = 0.5  # least cos_S of a neighbour's K/V to the concept's
     mine_render: float = 0.5  # least r(w): how alike the original renders the word and the concept (-1: no check)
     mine_render_images: int = 2  # latents of the concept the original draws for that check
-    mine_render_timesteps: int = 8  # timesteps each is noised at
+    mine_render_timesteps: int = 4  # timesteps each is noised at (8 moved no r by more than 0.03 on church)
     mine_perturbations: int = 2  # noisy copies of the concept's rows erased too (RealEra)
     mine_radius: float = 0.05  # their noise, relative to the rows' rms
     guide: str = " "  # what erased tokens should become
