@@ -17,7 +17,8 @@ with the guide's state at the same offset from the guide's first word position (
 the start-of-text state); for neutral and retain prompts, every position.
 
 **1b. Mined related terms** (:mod:`.mining`): vocabulary words next to the concept whose K/V the
-original reads as the concept's (closer than any preserved concept's), erased as ``synonyms``
+original reads as the concept's (closer than any preserved concept's) and which it renders as the
+concept (they move its noise prediction the concept's way), erased as ``synonyms``
 (``info["mined_words"]``), and noisy copies of the concept's rows (RealEra's neighbour concepts).
 ``synonyms=`` adds the user's own.
 

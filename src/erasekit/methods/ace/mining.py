@@ -18,8 +18,9 @@ Two kinds, both erased with the concept:
   (:func:`render_agreement`; any prediction type: for a fixed ``x_t`` the v- and x0-predictions differ
   from ε's by a scale and a shift, which the difference and the cosine remove). The K/V cosine reads
   how the text encoder relates words, not what the U-Net draws: on the embedded world it admitted
-  "colour" to "red" (cos_S 0.82; r 0.32, and the original's images of "colour" show no red to the
-  judge) and "painter" to "picasso" (r -0.09). At most ``mine_words`` per concept, the highest r first.
+  "colour" to "red" (cos_S 0.82; r 0.31, and the judge sees red in 1 of 6 of the original's images of
+  "colour") and "painter" to "picasso" (r -0.12); ``bench/ace_mining.py`` checks every mined word
+  against the judge. At most ``mine_words`` per concept, the highest r first.
 - **perturbed states** (RealEra's neighbour concepts): ``mine_perturbations`` copies of the concept's
   token rows moved by Gaussian noise of ``mine_radius`` times the rows' rms, erased to the same guide
   rows in the outer loss (:func:`perturbed_rows`).
