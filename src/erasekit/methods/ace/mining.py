@@ -41,17 +41,18 @@ from .config import ACEConfig
 from .neutral import content_words
 
 
-def mine_words(request: EraseRequest, cfg: ACEConfig, S: Tensor) -> tuple[str, ...]:
-    """Vocabulary neighbours of every concept that the original reads and renders as it (module docstring)."""
+def mine_words(request: EraseRequest, cfg: ACEConfig, S: Tensor) -> dict[str, float | None]:
+    """Vocabulary neighbours of every concept that the original reads and renders as it (module docstring):
+    ``{word: r(w)}`` in the order they were found (``None`` for r with the render check off)."""
     pipe = request.pipe
     if not cfg.mine_words or pipe is None or getattr(pipe, "tokenizer", None) is None:
-        return ()
+        return {}
     tokenizer, table = pipe.tokenizer, pipe.text_encoder.get_input_embeddings().weight.detach().float()
     ids, words = whole_words(tokenizer)
     banned = content_words([*request.concepts, *request.preserve, *cfg.synonyms])
     keep = torch.tensor([w not in banned for w in words])
     ids, words = ids[keep], [w for w, k in zip(words, keep.tolist()) if k]
-    found: list[str] = []
+    found: dict[str, float | None] = {}
     for concept, guide in zip(request.concepts, request.guides_or(cfg.guide)):
         own = tokenizer(concept, add_special_tokens=False).input_ids
         q = table[torch.tensor(own)].mean(0)
@@ -68,8 +69,8 @@ def mine_words(request: EraseRequest, cfg: ACEConfig, S: Tensor) -> tuple[str, .
         check = cfg.mine_render > -1
         r = render_agreement(request, concept, guide, words_read, cfg) if check else torch.zeros(len(read))
         rendered = sorted((float(a), s, w) for a, (s, w) in zip(r, read) if a >= cfg.mine_render)
-        found += [w for *_, w in reversed(rendered)][: cfg.mine_words]
-    return tuple(found)
+        found |= {w: round(a, 3) if check else None for a, _, w in reversed(rendered[-cfg.mine_words :])}
+    return found
 
 
 @torch.no_grad()

@@ -168,6 +168,7 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
         "heldout_criterion": stop.history,
         "adversary_kv_error": adversary_error,
         "mined_words": list(mined),
+        "mined_render_agreement": mined,  # r(w) of each mined word (methods/ace/mining.py); None: not checked
         **_gate_rates(model, rows, E_all),
         **(rates.info() if rates is not None else {}),
         "gated": gate is not None,
