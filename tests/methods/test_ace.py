@@ -205,7 +205,7 @@ def test_gate_is_selective_on_prompts_from_no_training_set(concept, overrides, m
 
     Goal (issue 13): neutral ≤ 5% of tokens and ≤ 10% of prompts, paraphrases ≥ 80% of prompts. Measured
     (48 prompts each, default settings, compare's preserve set, `python bench/ace_gate.py --split test`):
-    church 0.4% / 4.2% / 100%, parachute 0.6% / 14.6% / 100%, and 0.1% / 2.1% / 100% with the opt-in
+    church 0.1% / 2.1% / 100%, parachute 0.6% / 14.6% / 100%, and 0.1% / 2.1% / 100% with the opt-in
     calibration on the preserve prompts. Parachute's default misses the prompt goal, so its bound guards what
     there is; styles miss it further (van gogh 22.9%, paraphrases 77%; picasso 37.5%) and are not asserted.
     """
