@@ -75,7 +75,8 @@ def mine_words(request: EraseRequest, cfg: ACEConfig, S: Tensor) -> dict[str, fl
 
 @torch.no_grad()
 def render_agreement(request: EraseRequest, concept: str, guide: str, words: list[str], cfg: ACEConfig) -> Tensor:
-    """``r(w) [n_words]``: how far each word moves the original's prediction the concept's way (module docstring).
+    """``r(w) [n_words]``: how closely each word's move of the original's prediction follows the concept's (a cosine;
+    module docstring).
 
     On ``mine_render_images`` latents the original draws for the concept, each noised at
     ``mine_render_timesteps`` evenly spread timesteps with one fixed noise draw.
