@@ -29,6 +29,7 @@ from erasekit import methods
 from erasekit.evaluate import compare
 from erasekit.methods.ace import ACEConfig
 from erasekit.methods.ace.mining import mine_words, render_agreement
+from erasekit.methods.ace.train import kv_metric
 from erasekit.metrics.intervals import wilson
 from erasekit.targets import find_targets
 from erasekit.text import TextEncoder
@@ -51,8 +52,7 @@ def main() -> None:
     pipe.set_progress_bar_config(disable=True)
     judge = embedded.load_judge()
     encoder, targets = TextEncoder(pipe), find_targets(pipe.unet)
-    S = targets.gram()
-    S = (S / (torch.trace(S) / S.shape[0])).float()  # as ACE scales it
+    S = kv_metric(targets)
     cfg = dataclasses.replace(ACEConfig(), mine_words=args.words)
     rows, tally = [], {"K/V only": [], "K/V + render": []}
     for concept in args.concepts:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-import torch
 
 from erasekit.errors import ConfigError
 from erasekit.methods import EraseRequest
 from erasekit.methods.ace.config import ACEConfig
 from erasekit.methods.ace.mining import mine_words, render_agreement
+from erasekit.methods.ace.train import kv_metric
 from erasekit.targets import find_targets
 from erasekit.text import TextEncoder
 from tests.test_end_to_end import embedded_pipeline
@@ -20,8 +20,7 @@ from tests.test_end_to_end import embedded_pipeline
 def world():
     pipe = embedded_pipeline()
     targets = find_targets(pipe.unet)
-    S = targets.gram()
-    return pipe, targets, (S / (torch.trace(S) / S.shape[0])).float()
+    return pipe, targets, kv_metric(targets)
 
 
 def mined(world, concept: str, **overrides) -> dict[str, float | None]:

@@ -61,15 +61,16 @@ def mine_words(request: EraseRequest, cfg: ACEConfig, S: Tensor) -> dict[str, fl
         states = _last_states(request, [concept, *request.preserve, *candidates])
         sim = _cos_s(states, states[0], S)  # [1 + n_preserve + n_candidates]
         bar = max([cfg.mine_similarity, *sim[1 : 1 + len(request.preserve)].tolist()])
-        read = [(s, w) for s, w in zip(sim[1 + len(request.preserve) :].tolist(), candidates) if s > bar]
-        read = [(s, w) for s, w in read if w not in found]
+        scores = sim[1 + len(request.preserve) :].tolist()
+        read = [(s, w) for s, w in zip(scores, candidates) if s > bar and w not in found]  # (cos_S, word)
         if not read:
             continue
-        words_read = [w for _, w in read]
-        check = cfg.mine_render > -1
-        r = render_agreement(request, concept, guide, words_read, cfg) if check else torch.zeros(len(read))
-        rendered = sorted((float(a), s, w) for a, (s, w) in zip(r, read) if a >= cfg.mine_render)
-        found |= {w: round(a, 3) if check else None for a, _, w in reversed(rendered[-cfg.mine_words :])}
+        if cfg.mine_render <= -1:  # no render check: the closest K/V first
+            found |= {w: None for _, w in sorted(read, reverse=True)[: cfg.mine_words]}
+            continue
+        r = render_agreement(request, concept, guide, [w for _, w in read], cfg).tolist()
+        rendered = sorted(((a, s, w) for a, (s, w) in zip(r, read) if a >= cfg.mine_render), reverse=True)
+        found |= {w: round(a, 3) for a, _, w in rendered[: cfg.mine_words]}
     return found
 
 

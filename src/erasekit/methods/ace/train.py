@@ -85,13 +85,19 @@ def _check(request: EraseRequest, cfg: ACEConfig, width: int) -> None:
         )
 
 
+def kv_metric(targets: Any, edit_keys: bool = True) -> Tensor:
+    """``S [d, d]`` float32: the Gram ``Σ_l W_lᵀ W_l`` of the edited K/V projections (values only without
+    ``edit_keys``), scaled to trace ``d`` so that ``‖·‖²_S`` is on the scale of ``‖·‖²``."""
+    S = targets.gram() if edit_keys else targets.gram("v")
+    return (S / (torch.trace(S) / S.shape[0])).float()
+
+
 def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     """ACE (package docstring): closed form, gate, then adversarial rounds in K/V space."""
     _check(request, cfg, request.targets.items[0].weight.shape[1])
     user_cfg = cfg
     layers = request.layers(edit_keys=cfg.edit_keys)
-    S = request.targets.gram() if cfg.edit_keys else request.targets.gram("v")
-    S = (S / (torch.trace(S) / S.shape[0])).float()  # ‖·‖²_S on the scale of ‖·‖²
+    S = kv_metric(request.targets, cfg.edit_keys)
     mined = mine_words(request, cfg, S)
     cfg = dataclasses.replace(cfg, synonyms=(*cfg.synonyms, *mined))  # erased like the user's own
     rows = token_rows(request, cfg)
