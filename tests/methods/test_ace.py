@@ -88,10 +88,14 @@ def test_the_default_objective_is_noise_prediction_and_kv_its_ablation(tiny_pipe
     assert ACEConfig().loss == "denoise"
     tiny_pipe.set_progress_bar_config(disable=True)
     kv = erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=4, **{**FAST, "loss": "kv"})
+    flags = [p.requires_grad for p in tiny_pipe.unet.parameters()]
     dn = erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=4, **FAST)
     name = next(iter(kv.updates))
     assert not torch.equal(kv.updates[name][0], dn.updates[name][0])
     assert all(torch.isfinite(torch.tensor(dn.info["losses"])))
+    # the rounds backpropagate through the frozen original into U, A only: no weight gradient is computed or kept
+    assert all(p.grad is None for p in tiny_pipe.unet.parameters())
+    assert [p.requires_grad for p in tiny_pipe.unet.parameters()] == flags
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ from ...errors import ConfigError
 from ...gate import sync_processors
 from ...text import TextEncoder
 from .. import EraseRequest
+from ..esd.train import _frozen
 from .config import ACEConfig
 from .prompts import Rows, prompt_sets
 
@@ -100,7 +101,9 @@ class _Denoiser:
         unet = self.pipe.unet
         with torch.no_grad():
             goal = predict(unet, x_t, t, self.rows.guide_states[prompts])
-        with _live_gate(unet, model, layers):
+        # the U-Net's own weights stay out of the graph: its backward then computes no weight gradients
+        # (half its cost) and accumulates none into the frozen original
+        with _frozen(unet), _live_gate(unet, model, layers):
             pred = predict(unet, x_t, t, states)
         return F.mse_loss(pred, goal)
 
