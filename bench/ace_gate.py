@@ -35,6 +35,7 @@ from erasekit.io import parse_assignments
 from erasekit.metrics.intervals import wilson
 from erasekit.text import TextEncoder, mentions
 from erasekit.worlds import embedded
+from erasekit.worlds.embedded import vocabulary
 
 
 def main() -> None:
@@ -83,8 +84,19 @@ def _neutral(sc: compare.Scenario, concept: str, n: int, split: str) -> list[str
         for c in compare.unseen_set(sc)
         if world.concept_kind(c) != world.concept_kind(concept)
     ]
-    pools = [[p for p in pool if not mentions(p, concept)] for pool in pools]
+    names = _names(concept)
+    pools = [[p for p in pool if not any(mentions(p, name) for name in names)] for pool in pools]
     return [pools[i % len(pools)][i // len(pools)] for i in range(n)]
+
+
+def _names(concept: str) -> tuple[str, ...]:
+    """Every phrase the world names ``concept`` by, held-out ones included: a style prompt of "an orange chapel"
+    asks for a church, so it is not neutral for "church"."""
+    if concept == vocabulary.UNSAFE:
+        tables = ("EXPLICIT_TRAIN", "EXPLICIT_HELDOUT", "IMPLICIT_TRAIN", "IMPLICIT_HELDOUT")
+        return (concept, *(phrase for t in tables for phrase in getattr(vocabulary, f"NUDITY_{t}")))
+    names = {**vocabulary.OBJECTS, **vocabulary.COLORS, **vocabulary.STYLES}[concept]
+    return (*names.train, *names.heldout, *names.described, *names.described_heldout)
 
 
 def _rate(hits: torch.Tensor) -> str:

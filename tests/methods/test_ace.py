@@ -106,6 +106,7 @@ def test_the_default_objective_is_noise_prediction_and_kv_its_ablation(tiny_pipe
         ({"templates": ("no slot",)}, "templates"),
         ({"lr": -1.0}, "lr"),
         ({"gate_prompt_rate": 1.0}, "gate_prompt_rate"),
+        ({"gate_margin": 1.0}, "gate_margin"),
         ({"epochs": 0}, "inner_steps=0"),
     ],
 )

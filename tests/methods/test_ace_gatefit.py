@@ -69,3 +69,16 @@ def test_by_default_preserve_prompts_are_measured_and_leave_tau_alone(sets):
     P, _, tau, rates = fit_gate(pos, neg, P0, mu, cfg, nearer)
     assert tau == fit_gate(pos, neg, P0, mu, cfg)[2] and rates.n_preserve == 40
     assert rates.preserve_prompts == float((nearer.ratios(P, mu).max(1).values > tau).float().mean()) > 0.2
+
+
+def test_the_margin_sets_tau_up_the_log_gap_from_the_negatives_bound_to_the_concepts(sets):
+    pos, neg, _, _, P0, mu = sets
+    fits = [fit_gate(pos, neg, P0, mu, ACEConfig(gate_steps=20, gate_margin=m)) for m in (0.0, 0.5)]
+    P = fits[0][0]
+    torch.testing.assert_close(fits[1][0], P)  # the margin moves τ only, not the fitted subspace
+    held = pos.split()[1]
+    ceiling = float(torch.quantile(held.ratios(P, mu)[held.mask], 0.1))  # 90% of the concept's span tokens above
+    low, mid = fits[0][2], fits[1][2]
+    assert low < mid < ceiling and mid == pytest.approx((low * ceiling) ** 0.5, rel=1e-5)
+    assert span_open(pos, P, mu, mid) >= 0.9
+    assert fits[1][3].neutral_prompts <= fits[0][3].neutral_prompts  # fewer held-out negatives open it, not more

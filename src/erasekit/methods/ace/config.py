@@ -59,6 +59,7 @@ class ACEConfig:
     gated: bool = True  # False: the update acts on every token (the ace-nogate ablation)
     gate_steps: int = 200  # Adam steps of the gate's fit
     gate_batch: int = 4096  # tokens of each class per step of the gate's fit (speed)
+    gate_margin: float = 0.25  # τ this share of the log-gap up from the negatives' bound to the concept's (gatefit.py)
     gate_token_rate: float = 0.01  # τ: at most this share of held-out neutral tokens open the gate
     gate_prompt_rate: float = 0.02  # ... and this share of held-out neutral prompts (package docstring, part 3)
     gate_preserve_rate: float | None = None  # ... and this share of the caller's preserve prompts (None: measured only)
@@ -113,6 +114,8 @@ class ACEConfig:
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"ACEConfig.{name} must be ≥ 0, got {getattr(self, name)}.")
+        if not 0 <= self.gate_margin < 1:
+            raise ConfigError(f"ACEConfig.gate_margin is a share: pass a value in [0, 1), got {self.gate_margin}.")
         for name in ("gate_token_rate", "gate_prompt_rate", "gate_preserve_rate", "gate_concept_rate"):
             if getattr(self, name) is not None and not 0 < getattr(self, name) < 1:
                 raise ConfigError(f"ACEConfig.{name} must lie in (0, 1), got {getattr(self, name)}.")

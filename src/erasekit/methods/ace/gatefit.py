@@ -116,12 +116,14 @@ def fit_gate(
     tau_tokens = torch.quantile(r_neg[neg_held.mask], 1 - cfg.gate_token_rate)
     tau_prompts = torch.quantile(r_neg.max(1).values, 1 - cfg.gate_prompt_rate)
     threshold = float(torch.maximum(tau_tokens, tau_prompts))
+    # the point past which fewer than gate_concept_rate of the concept's own span tokens open: the update
+    # reaches only open ones
+    ceiling = float(torch.quantile(pos_held.ratios(P, mu)[pos_held.mask], 1 - cfg.gate_concept_rate))
+    if ceiling > threshold:  # a share of the log-gap between the negatives' bound and the concept's
+        threshold = threshold ** (1 - cfg.gate_margin) * ceiling**cfg.gate_margin
     r_kept = kept.ratios(P, mu).max(1).values if kept is not None else None  # [n] each prompt's highest token
     if r_kept is not None and cfg.gate_preserve_rate is not None:  # opt-in (module docstring)
-        # ... never past the point where the concept's own span tokens close: the update reaches only open ones
-        r_pos = pos_held.ratios(P, mu)[pos_held.mask]
-        ceiling = torch.quantile(r_pos, 1 - cfg.gate_concept_rate)
-        threshold = max(threshold, float(torch.minimum(torch.quantile(r_kept, 1 - cfg.gate_preserve_rate), ceiling)))
+        threshold = max(threshold, min(float(torch.quantile(r_kept, 1 - cfg.gate_preserve_rate)), ceiling))
     return P, sharpness, threshold, _rates(P, mu, threshold, pos_held, neg_held, r_kept)
 
 
