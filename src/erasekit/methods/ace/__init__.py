@@ -48,7 +48,9 @@ one, after which parachute's gate opens on "andy" warhol and "kelly" mckernan le
 other concepts' val prompts), and of the preserved concepts named in the same contexts. ``P`` starts at the
 generalised eigenvectors above and is fitted with ``s`` and ``τ`` by class-balanced cross-entropy on three
 quarters of the captions; ``τ`` is then raised until at most ``gate_token_rate`` of the held-out negative
-tokens and ``gate_prompt_rate`` of the held-out negative prompts open the gate. ``info["gate_heldout_*"]``
+tokens and ``gate_prompt_rate`` of the held-out negative prompts open the gate, and from there
+``gate_margin`` (a quarter) of the log-gap up to where the concept's own held-out span tokens start to close:
+real names land just above the captions' bound. ``info["gate_heldout_*"]``
 records those rates and the share of held-out concept captions where some token opens it. Real prompts of
 the preserved concepts (``preserve_prompts``; ``erasekit compare`` passes the fit split's) are measured too
 (``info["gate_preserve_prompts"]``); ``gate_preserve_rate`` calibrates τ on them, off by default because on
@@ -57,7 +59,8 @@ set the gate had before let it open on 85% of the tokens of unrelated prompts ("
 street"). On the embedded world's unseen test prompts (48 each, "van gogh", preserve = half the other styles)
 τ at 5% of the held-out prompts let 29% of the neutral prompts open the gate and found 81% of the paraphrases;
 at 2% (the default) 15% and 77%: the prompts that open it name rembrandt van rijn or monet, as close to van
-gogh in the text encoder as "the post-impressionist painter from holland" is.
+gogh in the text encoder as "the post-impressionist painter from holland" is (before ``gate_margin``; the
+README has the current rates).
 
 **4. Adversarially augmented fine-tuning.** ``epochs`` rounds of a min-max game. Inner loop
 (the ``soft_prompt`` attack moved to K/V space, where it is cheap): ``inner_steps`` Adam steps on
