@@ -210,7 +210,7 @@ def embedded_ace():  # slow: minutes on a shared core, the gate's neutral captio
             "parachute",
             {"gate_preserve_rate": 0.02},
             0.10,
-            marks=pytest.mark.xfail(strict=True, reason="12.5% of prompts since the render-checked mining (was 2.1%)"),
+            marks=pytest.mark.xfail(strict=True, reason="over 10% of prompts since the render-checked mining (was 2.1%)"),
         ),
     ],
 )
@@ -219,11 +219,12 @@ def test_gate_is_selective_on_prompts_from_no_training_set(concept, overrides, m
 
     Goal (issue 13): neutral ≤ 5% of tokens and ≤ 10% of prompts, paraphrases ≥ 80% of prompts. Measured
     (48 prompts each, default settings, compare's preserve set, `python bench/ace_gate.py --split test`):
-    church 0.1% / 2.1% / 100%, parachute 0.6% / 14.6% / 100%, and 0.5% / 12.5% / 100% with the opt-in
-    calibration on the preserve prompts (2.1% before the mining's render check changed parachute's mined words
-    to leaping, helicopters, waterfall: a regression, kept visible as a strict xfail at the goal). Parachute's
-    default misses the prompt goal, so its bound guards what there is; styles miss it further (van gogh
-    22.9%, paraphrases 77%; picasso 37.5%) and are not asserted.
+    church 0.1% / 2.1% / 100%, parachute 0.6% / 14.6% / 100% (the default gate_margin moved neither), and with
+    the opt-in calibration on the preserve prompts 0.5% / 12.5% / 100% before the margin (2.1% before the
+    mining's render check changed parachute's mined words to leaping, helicopters, waterfall: a regression,
+    kept visible as a strict xfail at the goal; it still fails with the margin). Parachute's default misses
+    the prompt goal, so its bound guards what there is; styles miss it further (van gogh 14.6%, paraphrases
+    73%; picasso 10.4%) and are not asserted.
     """
     pipe, edit = embedded_edit(concept, **overrides)
     suite = embedded.prompt_suite(concept, n=48, split="test")
