@@ -210,7 +210,7 @@ def embedded_ace():  # slow: minutes on a shared core, the gate's neutral captio
             "parachute",
             {"gate_preserve_rate": 0.02},
             0.10,
-            marks=pytest.mark.xfail(strict=True, reason="over 10% of prompts since the render-checked mining (was 2.1%)"),
+            marks=pytest.mark.xfail(strict=True, reason="over 10% of prompts since the render-checked mining"),
         ),
     ],
 )
