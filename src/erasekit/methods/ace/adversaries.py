@@ -101,8 +101,8 @@ class _Denoiser:
         unet = self.pipe.unet
         with torch.no_grad():
             goal = predict(unet, x_t, t, self.rows.guide_states[prompts])
-        # the U-Net's own weights stay out of the graph: its backward then computes no weight gradients
-        # (half its cost) and accumulates none into the frozen original
+        # the U-Net's own weights stay out of the graph: its backward then computes no weight gradient and
+        # accumulates none into the frozen original
         with _frozen(unet), _live_gate(unet, model, layers):
             pred = predict(unet, x_t, t, states)
         return F.mse_loss(pred, goal)
