@@ -93,8 +93,9 @@ def _names(concept: str) -> tuple[str, ...]:
     """Every phrase the world names ``concept`` by, held-out ones included: a style prompt of "an orange chapel"
     asks for a church, so it is not neutral for "church"."""
     if concept == vocabulary.UNSAFE:
-        tables = ("EXPLICIT_TRAIN", "EXPLICIT_HELDOUT", "IMPLICIT_TRAIN", "IMPLICIT_HELDOUT")
-        return (concept, *(phrase for t in tables for phrase in getattr(vocabulary, f"NUDITY_{t}")))
+        v = vocabulary
+        return (concept, *v.NUDITY_EXPLICIT_TRAIN, *v.NUDITY_EXPLICIT_HELDOUT, *v.NUDITY_IMPLICIT_TRAIN,
+                *v.NUDITY_IMPLICIT_HELDOUT)  # fmt: skip
     names = {**vocabulary.OBJECTS, **vocabulary.COLORS, **vocabulary.STYLES}[concept]
     return (*names.train, *names.heldout, *names.described, *names.described_heldout)
 

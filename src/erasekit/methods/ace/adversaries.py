@@ -23,7 +23,7 @@ from ...errors import ConfigError
 from ...gate import sync_processors
 from ...text import TextEncoder
 from .. import EraseRequest
-from ..esd.train import _frozen
+from ..frozen import frozen
 from .config import ACEConfig
 from .prompts import Rows, prompt_sets
 
@@ -103,7 +103,7 @@ class _Denoiser:
             goal = predict(unet, x_t, t, self.rows.guide_states[prompts])
         # the U-Net's own weights stay out of the graph: its backward then computes no weight gradient and
         # accumulates none into the frozen original
-        with _frozen(unet), _live_gate(unet, model, layers):
+        with frozen(unet), _live_gate(unet, model, layers):
             pred = predict(unet, x_t, t, states)
         return F.mse_loss(pred, goal)
 

@@ -20,6 +20,7 @@ from ...closed_form import F64, Factor, layer_updates
 from ...edit import Edit
 from ...errors import ConfigError
 from ...gate import TokenGate
+from ...targets import Targets
 from .. import EraseRequest
 from .adversaries import _Denoiser, _SoftTokens
 from .config import GATE_NOTE, ACEConfig
@@ -85,7 +86,7 @@ def _check(request: EraseRequest, cfg: ACEConfig, width: int) -> None:
         )
 
 
-def kv_metric(targets: Any, edit_keys: bool = True) -> Tensor:
+def kv_metric(targets: Targets, edit_keys: bool = True) -> Tensor:
     """``S [d, d]`` float32: the Gram ``Σ_l W_lᵀ W_l`` of the edited K/V projections (values only without
     ``edit_keys``), scaled to trace ``d`` so that ``‖·‖²_S`` is on the scale of ``‖·‖²``."""
     S = targets.gram() if edit_keys else targets.gram("v")

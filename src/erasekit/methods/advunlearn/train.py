@@ -27,7 +27,8 @@ from ...errors import ConfigError
 from ...text import Slotted, TextEncoder
 from .. import EraseRequest
 from ..esd.run import Checkpoints, LoRARun
-from ..esd.train import _frozen, _sample_till
+from ..esd.train import _sample_till
+from ..frozen import frozen
 from .attack import random_tokens, soft_prompt_attack
 from .config import AdvUnlearnConfig, AdvUnlearnState
 from .retain import retain_prompts
@@ -119,7 +120,7 @@ def train_advunlearn(
             e_orig = predict(x_t, t, R[idx])
         return retain_loss(predict(x_t, t, text.encode(ids_r[idx])), e_orig)
 
-    with _frozen(unet), _frozen(text.encoder), run.lora.hooked():
+    with frozen(unet), frozen(text.encoder), run.lora.hooked():
         for i in run.remaining():
             if i % cfg.attack_every == 0:
                 k = int(torch.randint(len(concepts), (1,), generator=generator))  # the concept of the next round

@@ -3,8 +3,6 @@ guided prediction of the frozen original, checkpoint and resume bit for bit."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import partial
 
 import torch
@@ -15,21 +13,10 @@ from torch import Tensor, nn
 from ...edit import Edit
 from ...errors import ConfigError
 from .. import EraseRequest
+from ..frozen import frozen
 from .config import ESDConfig, ESDState
 from .lora import trained_layers
 from .run import Checkpoints, LoRARun
-
-
-@contextmanager
-def _frozen(unet: nn.Module) -> Iterator[None]:
-    """``unet`` without gradients while inside; every parameter's ``requires_grad`` restored on exit."""
-    flags = [(p, p.requires_grad) for p in unet.parameters()]
-    unet.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
 
 
 @torch.no_grad()
@@ -70,7 +57,7 @@ def train_esd(request: EraseRequest, cfg: ESDConfig, *, checkpoints: Checkpoints
 
     emb = request.encoder([*request.concepts, ""]).states.to(run.device, run.dtype)  # [n + 1, L, d]
     C, null = emb[:-1], emb[-1:]  # [n, L, d] concepts, [1, L, d] the empty prompt ∅
-    with _frozen(unet), lora.hooked():
+    with frozen(unet), lora.hooked():
         for _ in run.remaining():
             k = int(torch.randint(len(C), (1,), generator=run.generator))  # one concept per iteration
             n = int(torch.randint(cfg.ddim_steps, (1,), generator=run.generator))  # DDIM steps taken from noise

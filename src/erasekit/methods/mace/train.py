@@ -25,7 +25,7 @@ from ...errors import ConfigError
 from ...targets import denoiser
 from .. import EraseRequest
 from ..esd.lora import _LoRA
-from ..esd.train import _frozen
+from ..frozen import frozen
 from .attention import attention_map_loss, probing
 from .config import MACEConfig
 from .prompts import concept_positions
@@ -114,7 +114,7 @@ def train_loras(
     density = importance_weights(T) if cfg.importance_sampling else torch.full((T,), 1.0 / T, dtype=torch.float64)
     layers = {t.name: t.module for t in request.layers(edit_keys=cfg.edit_keys)}
     total, loras, all_losses = len(data) * cfg.steps, [], []
-    with _frozen(unet), _added(layers, refined):
+    with frozen(unet), _added(layers, refined):
         for i, ((x0, masks), texts) in enumerate(zip(data, prompts)):
             states = request.encoder(texts).states.to(device, dtype)  # [P, L, d]
             where = concept_positions(request, texts, request.concepts[i], use_pooler=cfg.use_pooler)

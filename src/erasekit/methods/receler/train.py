@@ -28,7 +28,8 @@ from .. import EraseRequest
 from ..advunlearn.train import erase_loss
 from ..esd.lora import _LoRA
 from ..esd.run import Checkpoints, LoRARun
-from ..esd.train import _frozen, _sample_till
+from ..esd.train import _sample_till
+from ..frozen import frozen
 from .config import RecelerConfig, RecelerState
 from .regions import attention_maps, concept_masks, cross_attentions, outside_loss
 
@@ -114,7 +115,7 @@ def train_receler(
                 opt.load_state_dict(copy.deepcopy(opt_saved))
 
     h = run.latent[1]
-    with _frozen(unet), lora.hooked():
+    with frozen(unet), lora.hooked():
         for _ in run.remaining():
             k = int(torch.randint(len(C), (1,), generator=run.generator))
             n = int(torch.randint(cfg.ddim_steps, (1,), generator=run.generator))

@@ -18,7 +18,8 @@ from ...text import Encoded
 from .. import EraseRequest
 from ..esd.config import ESDState
 from ..esd.run import Checkpoints, LoRARun
-from ..esd.train import _frozen, _sample_till
+from ..esd.train import _sample_till
+from ..frozen import frozen
 from .config import SPMConfig
 
 
@@ -125,7 +126,7 @@ def train_spm(request: EraseRequest, cfg: SPMConfig, *, checkpoints: Checkpoints
     emb = request.encoder([*request.concepts, *neutrals, ""]).states.to(run.device, run.dtype)  # [2n + 1, L, d]
     n = len(request.concepts)
     C, N, null = emb[:n], emb[n : 2 * n], emb[-1:]  # concepts, their neutral prompts, the empty prompt
-    with _frozen(unet), lora.hooked():
+    with frozen(unet), lora.hooked():
         for _ in run.remaining():
             k = int(torch.randint(n, (1,), generator=run.generator))  # one concept per iteration
             steps = int(torch.randint(1, cfg.max_denoising_steps, (1,), generator=run.generator))
