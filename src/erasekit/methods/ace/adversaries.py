@@ -27,6 +27,8 @@ from ..frozen import frozen
 from .config import ACEConfig
 from .prompts import Rows, prompt_sets
 
+GOAL_BATCH = 32  # latents per batched pass of the original (memory on a large model)
+
 if TYPE_CHECKING:
     from .train import _Trainable
 
@@ -78,29 +80,36 @@ class _Denoiser:
                 "ACE's loss='denoise' needs the pipeline: call erasekit.erase(pipe, ...) with no encoder, "
                 "or pass loss='kv'."
             )
-        self.pipe, self.rows, self.gen, self.batch = pipe, rows, gen, cfg.denoise_batch
+        self.pipe, self.rows, self.batch = pipe, rows, cfg.denoise_batch
         self.abar = alphas_cumprod(pipe.scheduler)
         n_base = len(request.concepts + cfg.synonyms) * len(cfg.templates)  # the un-augmented target prompts
         self.prompts = torch.linspace(0, n_base - 1, min(cfg.denoise_images, n_base)).round().long()
         n = len(self.prompts)
         empty = request.encoder([""]).states.expand(n, -1, -1)
         # [n, C, h, w] latents of the concept by the original model
-        self.x0 = draw_latents(pipe, rows.states[self.prompts], empty, cfg.denoise_steps, cfg.seed)
+        x0 = draw_latents(pipe, rows.states[self.prompts], empty, cfg.denoise_steps, cfg.seed)
+        # every round's draws and the frozen original's goals up front: one batched pass of the original costs
+        # what a few per-round calls did (a small U-Net's call is mostly per-call overhead)
+        n_draws = cfg.epochs * self.batch
+        which = torch.randint(n, (n_draws,), generator=gen)  # [n_draws] each draw's image
+        self.t = torch.randint(len(self.abar), (n_draws,), generator=gen)
+        noise = torch.randn((n_draws, *x0.shape[1:]), generator=gen)
+        self.pick, self.x_t = self.prompts[which], noisy(x0[which], noise, self.t, self.abar)
+        chunks = zip(*(x.split(GOAL_BATCH) for x in (self.x_t, self.t, self.pick)))
+        with torch.no_grad():  # ε_orig(x_t, guide) [n_draws, C, h, w]
+            self.goal = torch.cat([predict(pipe.unet, x_t, t, rows.guide_states[p]) for x_t, t, p in chunks])
+        self.round = 0
 
     def loss(self, model: _Trainable, E: Tensor, layers: list) -> Tensor:
-        """``mean ‖ε_edit(x_t, concept with E) − ε_orig(x_t, guide)‖²`` over ``denoise_batch`` draws."""
-        pick = torch.randint(len(self.prompts), (self.batch,), generator=self.gen)
-        t = torch.randint(len(self.abar), (self.batch,), generator=self.gen)
-        noise = torch.randn((self.batch, *self.x0.shape[1:]), generator=self.gen)
-        x_t = noisy(self.x0[pick], noise, t, self.abar)
-        prompts = self.prompts[pick]
+        """``mean ‖ε_edit(x_t, concept with E) − ε_orig(x_t, guide)‖²`` over this round's ``denoise_batch`` draws."""
+        draws = slice(self.round * self.batch, (self.round + 1) * self.batch)
+        self.round += 1
+        x_t, t, prompts, goal = self.x_t[draws], self.t[draws], self.pick[draws], self.goal[draws]
         states = self.rows.states[prompts].clone()  # [b, L, d]
         for b, p in enumerate(prompts.tolist()):
             mine = self.rows.where[0] == p
             states[b, self.rows.where[1][mine]] = E[mine]  # the adversarial rows in the prompt's sequence
         unet = self.pipe.unet
-        with torch.no_grad():
-            goal = predict(unet, x_t, t, self.rows.guide_states[prompts])
         # the U-Net's own weights stay out of the graph: its backward then computes no weight gradient and
         # accumulates none into the frozen original
         with frozen(unet), _live_gate(unet, model, layers):

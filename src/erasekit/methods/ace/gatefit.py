@@ -92,8 +92,8 @@ def fit_gate(
 ) -> tuple[Tensor, float, float, GateRates]:
     """``(P [d, k], s, τ, held-out rates)`` of the gate (module docstring). All float32.
 
-    ``cfg.gate_steps`` Adam steps, each on ``cfg.gate_batch`` random tokens of each class (tens of
-    thousands of negative tokens otherwise make the fit the slowest part of ACE); τ is then calibrated
+    ``cfg.gate_steps`` Adam steps, each on the next ``cfg.gate_batch`` tokens of each class, shuffled once
+    (tens of thousands of negative tokens otherwise make the fit the slowest part of ACE); τ is then calibrated
     on every held-out token for ``cfg.gate_token_rate`` and ``cfg.gate_prompt_rate``, and on ``kept``
     (the preserve prompts) for ``cfg.gate_preserve_rate`` when it is set (else ``kept`` is only measured).
     """
@@ -109,10 +109,12 @@ def fit_gate(
     opt = torch.optim.Adam(
         [{"params": [P], "lr": STEPS_LR * scale}, {"params": [log_s], "lr": STEPS_LR}, {"params": [tau], "lr": 1e-3}]
     )
-    for _ in range(cfg.gate_steps):
+    # each class shuffled once and read in consecutive slices (passes without replacement): gathering
+    # random rows every step cost more than the step itself
+    C, K = (x[torch.randperm(len(x), generator=generator)] for x in (C, K))
+    for step in range(cfg.gate_steps):
         opt.zero_grad()
-        c = C[torch.randint(len(C), (min(cfg.gate_batch, len(C)),), generator=generator)]
-        k = K[torch.randint(len(K), (min(cfg.gate_batch, len(K)),), generator=generator)]
+        c, k = _slice(C, step, cfg.gate_batch), _slice(K, step, cfg.gate_batch)
         logit_c = log_s.exp() * ((c @ P).pow(2).sum(-1) - tau)
         logit_k = log_s.exp() * ((k @ P).pow(2).sum(-1) - tau)
         loss = F.softplus(-logit_c).mean() + F.softplus(logit_k).mean()
@@ -132,6 +134,15 @@ def fit_gate(
     if r_kept is not None and cfg.gate_preserve_rate is not None:  # opt-in (module docstring)
         threshold = max(threshold, min(float(torch.quantile(r_kept, 1 - cfg.gate_preserve_rate)), ceiling))
     return P, sharpness, threshold, _rates(P, mu, threshold, pos_held, neg_held, r_kept)
+
+
+def _slice(X: Tensor, step: int, batch: int) -> Tensor:
+    """Step ``step``'s ``min(batch, n)`` consecutive rows of ``X [n, d]``, wrapping round at its end."""
+    if batch >= len(X):
+        return X
+    start = step * batch % len(X)
+    end = start + batch
+    return X[start:end] if end <= len(X) else torch.cat([X[start:], X[: end - len(X)]])
 
 
 def _rates(P: Tensor, mu: Tensor, tau: float, pos: Tokens, neg: Tokens, r_kept: Tensor | None) -> GateRates:
