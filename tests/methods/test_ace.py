@@ -7,10 +7,12 @@ import torch
 
 import erasekit
 from erasekit import Edit
+from erasekit.diffusion import predict
 from erasekit.errors import ConfigError
 from erasekit.evaluate import compare
 from erasekit.gate import concept_ratio
 from erasekit.methods import EraseRequest, ace
+from erasekit.methods.ace.adversaries import _Denoiser
 from erasekit.methods.ace.config import ACEConfig
 from erasekit.methods.ace.prompts import token_rows
 from erasekit.methods.ace.subspace import concept_subspace, reduced_rank_ridge
@@ -96,6 +98,20 @@ def test_the_default_objective_is_noise_prediction_and_kv_its_ablation(tiny_pipe
     # the rounds backpropagate through the frozen original into U, A only: no weight gradient is computed or kept
     assert all(p.grad is None for p in tiny_pipe.unet.parameters())
     assert [p.requires_grad for p in tiny_pipe.unet.parameters()] == flags
+
+
+def test_the_rounds_goals_are_the_originals_predictions_under_the_guide(tiny_pipe):
+    tiny_pipe.set_progress_bar_config(disable=True)
+    cfg = ACEConfig(**{**FAST, "epochs": 20, "denoise_batch": 2})  # 40 draws: two batched passes of the original
+    req = request(tiny_pipe)
+    rows = token_rows(req, cfg)
+    denoiser = _Denoiser(req, rows, cfg, torch.Generator().manual_seed(0))
+    assert len(denoiser.goal) == 40
+    for i in (0, 33, 39):  # each draw's goal, as the original predicts it alone
+        with torch.no_grad():
+            alone = predict(tiny_pipe.unet, denoiser.x_t[i : i + 1], denoiser.t[i : i + 1],
+                            rows.guide_states[denoiser.pick[i : i + 1]])  # fmt: skip
+        torch.testing.assert_close(denoiser.goal[i : i + 1], alone, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from erasekit.methods.ace.config import ACEConfig
-from erasekit.methods.ace.gatefit import Tokens, fit_gate
+from erasekit.methods.ace.gatefit import Tokens, _slice, fit_gate
 
 D, K, L = 16, 2, 6
 
@@ -82,3 +82,10 @@ def test_the_margin_sets_tau_up_the_log_gap_from_the_negatives_bound_to_the_conc
     assert low < mid < ceiling and mid == pytest.approx((low * ceiling) ** 0.5, rel=1e-5)
     assert span_open(pos, P, mu, mid) >= 0.9
     assert fits[1][3].neutral_prompts <= fits[0][3].neutral_prompts  # fewer held-out negatives open it, not more
+
+
+def test_each_fit_step_reads_the_next_slice_of_one_shuffle_so_a_pass_sees_every_token_once():
+    rows = torch.arange(10)[:, None]
+    seen = torch.cat([_slice(rows, step, 4) for step in range(5)]).squeeze(1).tolist()  # two passes of 10
+    assert sorted(seen[:10]) == list(range(10)) and sorted(seen[10:]) == list(range(10))
+    assert _slice(rows, 3, 16) is rows  # a class smaller than the batch: all of it, every step
