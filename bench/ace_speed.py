@@ -4,23 +4,32 @@ The abstract promises "a few seconds of adaptation per concept"; the goal here i
 concept and ≤ 60 s for ten, on two cores. Each case prints the median and min of ``--repeats``
 runs after one warm-up run. The warm-up also fills the per-encoder cache of the gate's neutral
 captions (``methods/ace/prompts.py``), which a session pays once: its time is printed apart.
+``--parts`` also times one more one-concept run part by part (each part wrapped; a part that calls
+another, or a backward pass inside a part, is counted in both).
 
-    python bench/ace_speed.py --threads 2 --repeats 3
+    python bench/ace_speed.py --threads 2 --repeats 3 [--parts]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import torch
 from bench._timing import pin_threads, print_table, timed
 
 import erasekit
 from erasekit.io import parse_assignments
+from erasekit.methods.ace import adversaries, stopping, train
 from erasekit.worlds import embedded
 
 TEN = ["church", "parachute", "garbage truck", "tench", "van gogh", "picasso", "monet", "red", "green", "nudity"]
@@ -31,6 +40,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--set", nargs="*", default=[], help="ACE settings, e.g. epochs=10")
+    parser.add_argument("--parts", action="store_true", help="also time one one-concept run part by part")
     args = parser.parse_args()
     pin_threads(args.threads)
     overrides = parse_assignments(args.set)
@@ -60,6 +70,48 @@ def main() -> None:
         )
     print(f"first call (neutral captions encoded and cached): {first:.1f} s")
     print_table(rows)
+    if args.parts:
+        with _parts() as seconds:
+            start = time.perf_counter()
+            erasekit.erase(pipe, ["van gogh"], "ace", preserve=styles, **overrides)
+            seconds["total"] = time.perf_counter() - start
+        print_table([{"part": name, "s": t} for name, t in sorted(seconds.items(), key=lambda kv: -kv[1])])
+
+
+PARTS = {  # (owner, attribute) -> label: train_ace's steps, the rounds' U-Net passes, the stopping rule
+    **{(train, name): name for name in ("mine_words", "token_rows", "gate_tokens", "concept_subspace", "fit_gate")},
+    (train, "reduced_rank_ridge"): "reduced_rank_ridge",
+    (adversaries._Denoiser, "__init__"): "original's latents and goals",
+    (adversaries._Denoiser, "loss"): "rounds' U-Net forward",
+    (stopping.HeldOutStop, "done"): "stopping rule",
+    (torch.Tensor, "backward"): "every backward pass",
+}
+
+
+@contextmanager
+def _parts() -> Iterator[dict[str, float]]:
+    """Seconds spent in each of PARTS while the block runs (the originals are put back after)."""
+    seconds: dict[str, float] = defaultdict(float)
+    originals = {key: getattr(*key) for key in PARTS}
+
+    def wrapped(fn: Any, label: str) -> Any:
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                seconds[label] += time.perf_counter() - start
+
+        return run
+
+    for (owner, name), label in PARTS.items():
+        setattr(owner, name, wrapped(originals[owner, name], label))
+    try:
+        yield seconds
+    finally:
+        for (owner, name), fn in originals.items():
+            setattr(owner, name, fn)
 
 
 if __name__ == "__main__":
