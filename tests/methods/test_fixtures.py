@@ -1,10 +1,12 @@
 """The closed forms are unchanged by the "One house" restructure: fixtures saved before it, recomputed now.
 
-The math is checked bit for bit: with the prompts encoded set by set, as before the restructure (a
-custom encoder, which ``EraseRequest.prefetch`` leaves alone), every update equals the fixture exactly.
-Through ``erase``'s default text encoder, every prompt set is now encoded in one batched pass, and the
-float32 GEMMs of a larger batch round differently (one ulp of the token states, measured 6e-8): those
-updates are held to 1e-6 relative.
+With the prompts encoded set by set, as before the restructure (a custom encoder, which
+``EraseRequest.prefetch`` leaves alone), every update equalled the fixture bit for bit on the machine that
+saved them. Another CPU's float32 kernels round the tiny text encoders' products differently (an AVX-512 Xeon:
+up to 8.9e-6 relative in the updates, from the old code and the new alike), so the fixtures are held to 5e-5
+relative: a change of the math moves them by orders more. Through ``erase``'s default text encoder every
+prompt set is encoded in one batched pass, and a larger batch's GEMMs round differently (one ulp of the token
+states, measured 6e-8): on one machine those updates are held to 1e-6 relative of the set-by-set ones.
 """
 
 from __future__ import annotations
@@ -36,21 +38,29 @@ class SetBySet:
         return self._encoder(texts)
 
 
+FIXTURE_RTOL = 5e-5  # another CPU's float32 kernels (module docstring)
+
+
+def relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
 @pytest.mark.parametrize("kind", ["sd1", "sd2", "sdxl"])
 @pytest.mark.parametrize("case", sorted(make.CASES))
-def test_closed_form_updates_are_bit_identical_to_fixtures(kind, case):
+def test_closed_form_updates_match_the_fixtures_saved_before_the_restructure(kind, case):
     expected = load_file(str(FIXTURES / f"{kind}_{case}.safetensors"))
     pipe = make.tiny_pipeline(kind)
     edit = erasekit.erase(pipe, ["van gogh", "a church"], encoder=SetBySet(pipe), **make.CASES[case])
     assert sorted(edit.updates) == sorted(expected)
     for layer, dW in expected.items():
-        assert torch.equal(edit.delta(layer), dW), layer
+        assert relative(edit.delta(layer), dW) <= FIXTURE_RTOL, layer
 
 
 @pytest.mark.parametrize("kind", ["sd1", "sd2", "sdxl"])
 @pytest.mark.parametrize("case", sorted(make.CASES))
 def test_one_batched_text_pass_moves_updates_by_rounding_only(kind, case):
-    expected = load_file(str(FIXTURES / f"{kind}_{case}.safetensors"))
-    edit = erasekit.erase(make.tiny_pipeline(kind), ["van gogh", "a church"], **make.CASES[case])
-    for layer, dW in expected.items():
-        assert float((edit.delta(layer) - dW).abs().max() / dW.abs().max()) <= 1e-6, layer
+    pipe = make.tiny_pipeline(kind)
+    by_set = erasekit.erase(pipe, ["van gogh", "a church"], encoder=SetBySet(pipe), **make.CASES[case])
+    batched = erasekit.erase(make.tiny_pipeline(kind), ["van gogh", "a church"], **make.CASES[case])
+    for layer in by_set.updates:
+        assert relative(batched.delta(layer), by_set.delta(layer)) <= 1e-6, layer
