@@ -98,12 +98,11 @@ class _Denoiser:
         chunks = zip(*(x.split(GOAL_BATCH) for x in (self.x_t, self.t, self.pick)))
         with torch.no_grad():  # ε_orig(x_t, guide) [n_draws, C, h, w]
             self.goal = torch.cat([predict(pipe.unet, x_t, t, rows.guide_states[p]) for x_t, t, p in chunks])
-        self.round = 0
 
-    def loss(self, model: _Trainable, E: Tensor, layers: list) -> Tensor:
-        """``mean ‖ε_edit(x_t, concept with E) − ε_orig(x_t, guide)‖²`` over this round's ``denoise_batch`` draws."""
-        draws = slice(self.round * self.batch, (self.round + 1) * self.batch)
-        self.round += 1
+    def loss(self, model: _Trainable, E: Tensor, layers: list, round_: int) -> Tensor:
+        """``mean ‖ε_edit(x_t, concept with E) − ε_orig(x_t, guide)‖²`` over round ``round_``'s ``denoise_batch``
+        draws."""
+        draws = slice(round_ * self.batch, (round_ + 1) * self.batch)
         x_t, t, prompts, goal = self.x_t[draws], self.t[draws], self.pick[draws], self.goal[draws]
         states = self.rows.states[prompts].clone()  # [b, L, d]
         for b, p in enumerate(prompts.tolist()):

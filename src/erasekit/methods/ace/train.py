@@ -151,7 +151,7 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
         keep = cfg.keep_weight * s_err(model.edited(rows.K[pick_keep]), rows.K[pick_keep])
         loss = (s_err(model.edited(rows.C[pick]), rows.G[pick]) + s_err(model.edited(E_all), G_all) + keep) / unit
         if denoise is not None:  # the noise-prediction objective, the K/V terms its anchor (package docstring)
-            loss = loss + cfg.denoise_weight * denoise.loss(model, E, layers)
+            loss = loss + cfg.denoise_weight * denoise.loss(model, E, layers, epoch)
         loss.backward()
         outer.step()
         history.append(float(loss.detach()))
