@@ -81,7 +81,8 @@ def main() -> None:
 PARTS = {  # (owner, attribute) -> label: train_ace's steps, the rounds' U-Net passes, the stopping rule
     **{(train, name): name for name in ("mine_words", "token_rows", "gate_tokens", "concept_subspace", "fit_gate")},
     (train, "reduced_rank_ridge"): "reduced_rank_ridge",
-    (adversaries._Denoiser, "__init__"): "original's latents and goals",
+    (adversaries._Denoiser, "__init__"): "original's latents",
+    (adversaries._Denoiser, "goal"): "original's goals",
     (adversaries._Denoiser, "loss"): "rounds' U-Net forward",
     (stopping.HeldOutStop, "done"): "stopping rule",
     (torch.Tensor, "backward"): "every backward pass",

@@ -88,22 +88,30 @@ class _Denoiser:
         empty = request.encoder([""]).states.expand(n, -1, -1)
         # [n, C, h, w] latents of the concept by the original model
         x0 = draw_latents(pipe, rows.states[self.prompts], empty, cfg.denoise_steps, cfg.seed)
-        # every round's draws and the frozen original's goals up front: one batched pass of the original costs
-        # what a few per-round calls did (a small U-Net's call is mostly per-call overhead)
+        # every round's draws up front, and the frozen original's goals GOAL_BATCH draws at a time: one batched
+        # pass of the original costs what a few per-round calls did (a small U-Net's call is mostly per-call
+        # overhead), and the chunks past the round the stopping rule ends at are never computed
         n_draws = cfg.epochs * self.batch
         which = torch.randint(n, (n_draws,), generator=gen)  # [n_draws] each draw's image
         self.t = torch.randint(len(self.abar), (n_draws,), generator=gen)
         noise = torch.randn((n_draws, *x0.shape[1:]), generator=gen)
         self.pick, self.x_t = self.prompts[which], noisy(x0[which], noise, self.t, self.abar)
-        chunks = zip(*(x.split(GOAL_BATCH) for x in (self.x_t, self.t, self.pick)))
-        with torch.no_grad():  # ε_orig(x_t, guide) [n_draws, C, h, w]
-            self.goal = torch.cat([predict(pipe.unet, x_t, t, rows.guide_states[p]) for x_t, t, p in chunks])
+        self._goals: list[Tensor] = []  # ε_orig(x_t, guide) [GOAL_BATCH, C, h, w] of each chunk computed so far
+
+    @torch.no_grad()
+    def goal(self, draws: slice) -> Tensor:
+        """``ε_orig(x_t, guide)`` of ``draws`` (``[b, C, h, w]``), its chunks computed when first needed."""
+        while len(self._goals) * GOAL_BATCH < draws.stop:
+            chunk = slice(len(self._goals) * GOAL_BATCH, (len(self._goals) + 1) * GOAL_BATCH)
+            guides = self.rows.guide_states[self.pick[chunk]]
+            self._goals.append(predict(self.pipe.unet, self.x_t[chunk], self.t[chunk], guides))
+        return torch.cat(self._goals)[draws]
 
     def loss(self, model: _Trainable, E: Tensor, layers: list, round_: int) -> Tensor:
         """``mean ‖ε_edit(x_t, concept with E) − ε_orig(x_t, guide)‖²`` over round ``round_``'s ``denoise_batch``
         draws."""
         draws = slice(round_ * self.batch, (round_ + 1) * self.batch)
-        x_t, t, prompts, goal = self.x_t[draws], self.t[draws], self.pick[draws], self.goal[draws]
+        x_t, t, prompts, goal = self.x_t[draws], self.t[draws], self.pick[draws], self.goal(draws)
         states = self.rows.states[prompts].clone()  # [b, L, d]
         for b, p in enumerate(prompts.tolist()):
             mine = self.rows.where[0] == p
