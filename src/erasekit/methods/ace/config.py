@@ -53,8 +53,8 @@ class ACEConfig:
     preserve_scale: float = 0.1  # ps of the closed form (keeps the ungated LoRA file mild)
     whiten: float = 1e-2  # ε of Σ_n + εI, relative to tr(Σ_n)/d
     neutral_captions: int = 1536  # generic captions the gate must stay shut on (part 3; cached per encoder)
-    vocabulary_captions: int = 512  # captions naming a random vocabulary word in a context: also shut
-    name_captions: int = 512  # captions naming a made-up name in a context ("in the style of mcternan"): shut
+    vocabulary_captions: int = 512  # random vocabulary words, each alone as a caption: also shut
+    name_captions: int = 512  # made-up names, each alone as a caption ("kelly mcternan"): shut
     contexts: int = 96  # captions naming each erased concept (gate open); each preserved one gets half
     gated: bool = True  # False: the update acts on every token (the ace-nogate ablation)
     gate_steps: int = 200  # Adam steps of the gate's fit

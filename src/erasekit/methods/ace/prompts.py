@@ -79,11 +79,14 @@ def gate_tokens(request: EraseRequest, cfg: ACEConfig) -> tuple[Tokens, Tokens]:
 
     Positives: the concepts and synonyms named in ``contexts`` captions each, their tokens from the
     concept's last one on (a causal encoder's earlier tokens have not seen it). Negatives: every
-    token of the neutral captions, of captions naming random vocabulary words and of the preserved
-    concepts named in ``contexts // 2`` captions each, shuffled (the fit holds out every fourth).
+    token of the neutral captions, of random vocabulary words and made-up names (each alone) and of the
+    preserved concepts named in ``contexts // 2`` captions each, shuffled (the fit holds out every fourth).
     Partial names as negatives ("van gogh" -> "van rijn") were tried and dropped: on the embedded
     world they cut van gogh's unseen neutral prompts that open the gate from 29% to 17% but its
-    held-out paraphrases found from 81% to 52% (48 each, τ at 5%).
+    held-out paraphrases found from 81% to 52% (48 each, τ at 5%). So were the words and names put in
+    the contexts in turn ("art by kelly brastin"; ``bench/ace_gate.py --split val --n 40``): picasso's
+    paraphrases found fell from 90% to 50%, parachute still opened on "... by vincent van gogh" (15% ->
+    17.5% of neutral prompts) and van gogh's moved within a prompt or two.
     """
     erased = [*request.concepts, *cfg.synonyms]
     pairs = [
