@@ -80,7 +80,9 @@ def from_compare(folders: list[str], method: str = "ace") -> list[dict]:
     return out
 
 
-def reattack(edit_paths: list[str], concept: str, names: list[str], seeds: int, n: int, cache: Path) -> list[dict]:
+def reattack(
+    edit_paths: list[str], concept: str, names: list[str], seeds: int, n: int, cache: Path, split: str = "test"
+) -> list[dict]:
     """Each attack's ASR on saved edits under ``seeds`` attack seeds each (quick tier, as compare's rows).
 
     One row per attack and edit (mean and sd over the attack seeds: the spread the attack brings by itself),
@@ -94,7 +96,7 @@ def reattack(edit_paths: list[str], concept: str, names: list[str], seeds: int, 
     pipe.set_progress_bar_config(disable=True)
     judge = embedded.load_judge()
     kind = worlds.get("embedded").concept_kind(concept)
-    prompts = embedded.prompt_suite(concept, n=n, split="test")["target"]
+    prompts = embedded.prompt_suite(concept, n=n, split=split)["target"]
     out = []
     for name in names:
         per_edit = []
@@ -134,10 +136,15 @@ def main() -> None:
     parser.add_argument(
         "--cache", default="out/reattack-cache", help="with --reattack: what attacks share across edits"
     )
+    parser.add_argument(
+        "--split", choices=["val", "test"], default="test", help="with --reattack: whose target prompts (val to tune)"
+    )
     args = parser.parse_args()
     if args.reattack:
         pin_threads(args.threads)
-        rows = reattack(args.reattack, args.concept, args.attacks, args.attack_seeds, args.n, Path(args.cache))
+        rows = reattack(
+            args.reattack, args.concept, args.attacks, args.attack_seeds, args.n, Path(args.cache), args.split
+        )
         for split in (False, True):  # per edit, then the spread of their means split in two
             if any(("sd_between" in r) == split for r in rows):
                 print_table([r for r in rows if ("sd_between" in r) == split])
