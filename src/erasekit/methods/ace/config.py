@@ -75,7 +75,7 @@ class ACEConfig:
     lr: float = 2e-2  # outer Adam learning rate of U, A, P (relative to their mean magnitude); with patience 3 and
     # denoise_batch 4 (speed: the held-out criterion peaks by round ~12 instead of ~21). Val H_o at these three
     # against lr 1e-2, patience 5, denoise_batch 2: style 0.77 / 0.77, object 0.97 / 0.99, unsafe 0.88 0.86 0.88 /
-    # 0.91 0.86 0.88 over seeds 0-2, multi10 0.71 / 0.69
+    # 0.91 0.86 0.88 over seeds 0-2 (1-2 at patience 3, which tied 5 at 1e-2), multi10 0.71 / 0.69
     keep_weight: float = 1.0  # w_keep
     loss: Literal["kv", "denoise"] = "denoise"  # the outer objective; "kv": K/V regression (the ace-kv ablation)
     denoise_weight: float = 1.0  # of the noise-prediction term against the keep term
