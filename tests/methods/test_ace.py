@@ -12,7 +12,7 @@ from erasekit.errors import ConfigError
 from erasekit.evaluate import compare
 from erasekit.gate import concept_ratio
 from erasekit.methods import EraseRequest, ace
-from erasekit.methods.ace.adversaries import _Denoiser
+from erasekit.methods.ace.adversaries import GOAL_BATCH, _Denoiser
 from erasekit.methods.ace.config import ACEConfig
 from erasekit.methods.ace.prompts import token_rows
 from erasekit.methods.ace.subspace import concept_subspace, reduced_rank_ridge
@@ -106,13 +106,13 @@ def test_the_rounds_goals_are_the_originals_predictions_under_the_guide(tiny_pip
     req = request(tiny_pipe)
     rows = token_rows(req, cfg)
     denoiser = _Denoiser(req, rows, cfg, torch.Generator().manual_seed(0))
-    assert len(denoiser.goal(slice(0, 2))) == 2 and len(denoiser._goals) == 1  # a round computes only its chunk
+    assert len(denoiser.goal(slice(0, 2))) == 2 and len(denoiser._goals) == GOAL_BATCH  # a round computes one chunk
     for i in (39, 0, 33):  # each draw's goal, as the original predicts it alone, whichever chunk it falls in
         with torch.no_grad():
             alone = predict(tiny_pipe.unet, denoiser.x_t[i : i + 1], denoiser.t[i : i + 1],
                             rows.guide_states[denoiser.pick[i : i + 1]])  # fmt: skip
         torch.testing.assert_close(denoiser.goal(slice(i, i + 1)), alone, rtol=1e-4, atol=1e-5)
-    assert len(denoiser._goals) == 2
+    assert len(denoiser._goals) == 40  # two chunks, the second cut at the last draw
 
 
 @pytest.mark.parametrize(

@@ -96,16 +96,18 @@ class _Denoiser:
         self.t = torch.randint(len(self.abar), (n_draws,), generator=gen)
         noise = torch.randn((n_draws, *x0.shape[1:]), generator=gen)
         self.pick, self.x_t = self.prompts[which], noisy(x0[which], noise, self.t, self.abar)
-        self._goals: list[Tensor] = []  # ε_orig(x_t, guide) [GOAL_BATCH, C, h, w] of each chunk computed so far
+        # ε_orig(x_t, guide) [m, C, h, w] of the first m draws, grown by goal()
+        self._goals = self.x_t.new_empty((0, *self.x_t.shape[1:]))
 
     @torch.no_grad()
     def goal(self, draws: slice) -> Tensor:
-        """``ε_orig(x_t, guide)`` of ``draws`` (``[b, C, h, w]``), its chunks computed when first needed."""
-        while len(self._goals) * GOAL_BATCH < draws.stop:
-            chunk = slice(len(self._goals) * GOAL_BATCH, (len(self._goals) + 1) * GOAL_BATCH)
+        """``ε_orig(x_t, guide)`` of ``draws`` (``[b, C, h, w]``), GOAL_BATCH more computed whenever a round passes the
+        ones computed so far."""
+        while len(self._goals) < draws.stop:
+            chunk = slice(len(self._goals), len(self._goals) + GOAL_BATCH)
             guides = self.rows.guide_states[self.pick[chunk]]
-            self._goals.append(predict(self.pipe.unet, self.x_t[chunk], self.t[chunk], guides))
-        return torch.cat(self._goals)[draws]
+            self._goals = torch.cat([self._goals, predict(self.pipe.unet, self.x_t[chunk], self.t[chunk], guides)])
+        return self._goals[draws]
 
     def loss(self, model: _Trainable, E: Tensor, layers: list, round_: int) -> Tensor:
         """``mean ‖ε_edit(x_t, concept with E) − ε_orig(x_t, guide)‖²`` over round ``round_``'s ``denoise_batch``
