@@ -149,7 +149,7 @@ VARIANTS = {
 # 0.74 -> 0.78 (seed 1), church 0.88 -> 0.95 and 0.83 -> 0.95, van gogh 0.77 -> 0.78 (a tie, so styles keep
 # the default 8, on which their measurements stand). The multi-concept scenario takes its most common kind's
 # (objects): k = 320 of the 384 text dimensions for ten concepts, which in one test run erased more than the five
-# runs at k = 80 (README). Colours were not tuned.
+# runs at k = 80 (bench/ACE_MEASUREMENTS.md, "Earlier runs"). Colours were not tuned.
 SETTINGS = {"rank32": {"rank": 32}}
 BY_KIND = {"object": "rank32", "unsafe": "rank32"}
 
