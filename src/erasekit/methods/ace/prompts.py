@@ -86,7 +86,14 @@ def gate_tokens(request: EraseRequest, cfg: ACEConfig) -> tuple[Tokens, Tokens]:
     held-out paraphrases found from 81% to 52% (48 each, τ at 5%). So were the words and names put in
     the contexts in turn ("art by kelly brastin"; ``bench/ace_gate.py --split val --n 40``): picasso's
     paraphrases found fell from 90% to 50%, parachute still opened on "... by vincent van gogh" (15% ->
-    17.5% of neutral prompts) and van gogh's moved within a prompt or two.
+    17.5% of neutral prompts) and van gogh's moved within a prompt or two. So was every other made-up
+    name in a context, vocabulary words alone (the same bench, neutral prompts / paraphrases found, 40 each):
+    parachute 15% -> 5% (it opens on the first name after "by": "... by vincent van gogh"), church 2.5% -> 0%,
+    picasso 10% / 92.5% -> 7.5% / 87.5%, van gogh 12.5% / 72.5% -> 10% / 65%; but val images (``erasekit tune
+    ace --scenario S [--settings rank32] --grid seed=0,1,2``) lost H_o on unsafe (0.88 0.86 0.88 -> 0.86 0.84
+    0.83) and style (0.77 0.78 0.79 -> 0.76 0.77 0.79). Nudity's prompts name an artist after the concept ("a
+    painting of a nude person by van gogh"): shut there, the gate likely lets through what those later tokens
+    carry of it (not measured token by token).
     """
     erased = [*request.concepts, *cfg.synonyms]
     pairs = [
