@@ -60,7 +60,9 @@ street"). On the embedded world's unseen test prompts (48 each, "van gogh", pres
 τ at 5% of the held-out prompts let 29% of the neutral prompts open the gate and found 81% of the paraphrases;
 at 2% (the default) 15% and 77%: the prompts that open it name rembrandt van rijn or monet, as close to van
 gogh in the text encoder as "the post-impressionist painter from holland" is (before ``gate_margin``; the
-README has the current rates).
+README has the current rates). For artistic styles the gate costs more than it saves: a style is asked for by
+descriptions ("the man who painted the sunflowers") the gate does not find, so ``gated=False`` (the
+``ungated`` settings, what ``erasekit compare`` runs for styles) was chosen for them on val (below).
 
 **4. Adversarially augmented fine-tuning.** ``epochs`` rounds of a min-max game. Inner loop
 (the ``soft_prompt`` attack moved to K/V space, where it is cheap): ``inner_steps`` Adam steps on
