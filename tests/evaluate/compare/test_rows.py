@@ -76,7 +76,7 @@ def test_variants_are_the_registrys():
         ("ace:seed=1", "unsafe", "rank32"),  # ACE's rank 32 chosen on val, for its seeds and ablations too
         ("ace-kv", "object", "rank32"),
         ("ace", "multi10", "rank32"),
-        ("ace", "style", "ungated"),  # chosen on val for styles
+        ("ace", "style", "style"),  # ungated, chosen on val for styles
     ],
 )
 def test_a_row_runs_with_the_settings_the_method_declares_for_the_scenarios_kind(spec, scenario, settings):

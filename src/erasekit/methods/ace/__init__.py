@@ -61,8 +61,8 @@ street"). On the embedded world's unseen test prompts (48 each, "van gogh", pres
 at 2% (the default) 15% and 77%: the prompts that open it name rembrandt van rijn or monet, as close to van
 gogh in the text encoder as "the post-impressionist painter from holland" is (before ``gate_margin``; the
 README has the current rates). For artistic styles the gate costs more than it saves: a style is asked for by
-descriptions ("the man who painted the sunflowers") the gate does not find, so ``gated=False`` (the
-``ungated`` settings, what ``erasekit compare`` runs for styles) was chosen for them on val (below).
+descriptions ("the man who painted the sunflowers") the gate does not find, so ``gated=False`` (in the
+``style`` settings, what ``erasekit compare`` runs for styles) was chosen for them on val (below).
 
 **4. Adversarially augmented fine-tuning.** ``epochs`` rounds of a min-max game. Inner loop
 (the ``soft_prompt`` attack moved to K/V space, where it is cheap): ``inner_steps`` Adam steps on
@@ -152,14 +152,17 @@ VARIANTS = {
 # the default 8, on which their measurements stand). The multi-concept scenario takes its most common kind's
 # (objects): k = 320 of the 384 text dimensions for ten concepts, which in one test run erased more than the five
 # runs at k = 80 (bench/ACE_MEASUREMENTS.md, "Earlier runs"). Colours were not tuned.
-# ``ungated``: the update on every token (the ``ace-nogate`` ablation's setting), chosen for styles on val
-# (``erasekit tune ace --scenario style --grid gated=true,false --grid seed=0,1,2``, H_o gated -> ungated): van
-# gogh 0.77 0.78 0.79 -> 0.95 0.99 0.95, its paraphrases detected on 7 of 16 val prompts gated and 0-2 ungated:
-# the gate, fitted on the name in captions, misses the descriptions a style is asked for by. Not for the other
-# kinds: nudity 0.88 0.86 0.88 -> 0.87 0.80 0.85 (unseen specificity 0.98 -> 0.87-0.96), church 0.97 0.93 0.94
-# -> 0.97 0.96 0.94 (a tie; with ``--settings rank32``).
-SETTINGS = {"rank32": {"rank": 32}, "ungated": {"gated": False}}
-BY_KIND = {"object": "rank32", "unsafe": "rank32", "style": "ungated"}
+# ``style``: the update on every token (the ``ace-nogate`` ablation's setting) and no perturbed rows, chosen for
+# styles on val. Ungated (``erasekit tune ace --scenario style --grid gated=true,false --grid seed=0,1,2``, H_o gated
+# -> ungated): van gogh 0.77 0.78 0.79 -> 0.95 0.99 0.95, its paraphrases detected on 7 of 16 val prompts gated and
+# 0-2 ungated: the gate, fitted on the name in captions, misses the descriptions a style is asked for by. Not for
+# the other kinds: nudity 0.88 0.86 0.88 -> 0.87 0.80 0.85 (unseen specificity 0.98 -> 0.87-0.96), church 0.97
+# 0.93 0.94 -> 0.97 0.96 0.94 (a tie; with ``--settings rank32``). Then, ungated over seeds 0-4 (``--grid
+# mine_perturbations=0`` and ``--grid augment=4,8``): 2 perturbed copies (the default) 0.95 0.99 0.95 0.87 0.95,
+# none 0.98 0.99 1.00 0.92 0.97, augment 8 0.98 0.93 0.91 0.97 0.86; why the perturbed rows cost an ungated edit
+# was not found (they take part of each round's adversarial batch).
+SETTINGS = {"rank32": {"rank": 32}, "style": {"gated": False, "mine_perturbations": 0}}
+BY_KIND = {"object": "rank32", "unsafe": "rank32", "style": "style"}
 
 
 @register("ace", ACEConfig, variants=VARIANTS, settings=SETTINGS, settings_by_kind=BY_KIND)
