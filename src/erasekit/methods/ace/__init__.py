@@ -157,7 +157,8 @@ VARIANTS = {
 # -> ungated): van gogh 0.77 0.78 0.79 -> 0.95 0.99 0.95, its paraphrases detected on 7 of 16 val prompts gated and
 # 0-2 ungated: the gate, fitted on the name in captions, misses the descriptions a style is asked for by. Not for
 # the other kinds: nudity 0.88 0.86 0.88 -> 0.87 0.80 0.85 (unseen specificity 0.98 -> 0.87-0.96), church 0.97
-# 0.93 0.94 -> 0.97 0.96 0.94 (a tie; with ``--settings rank32``). Then, ungated over seeds 0-4 (``--grid
+# 0.93 0.94 -> 0.97 0.96 0.94 (a tie; with ``--settings rank32``), multi10 0.71 0.63 -> 0.29 0.29 (seeds 0-1;
+# unseen specificity 0.94 -> 0.12: 320 directions moved on every token). Then, ungated over seeds 0-4 (``--grid
 # gated=false --grid mine_perturbations=0,2 --grid seed=0,1,2,3,4``, and ``--grid augment=8``): 2 perturbed
 # copies (the default) 0.95 0.99 0.95 0.87 0.95, none 0.98 0.99 1.00 0.92 0.97, augment 8 0.98 0.93 0.91 0.97 0.86;
 # why the perturbed rows cost an ungated edit was not found (they take part of each round's adversarial batch).
