@@ -130,8 +130,7 @@ def _neutral_states(request: EraseRequest, cfg: ACEConfig, erased: list[str]) ->
         picks = torch.randint(len(words), (cfg.vocabulary_captions,), generator=gen).tolist()
         names = [made_up_name(gen) for _ in range(cfg.name_captions)]
         texts = [*cfg.neutral, *neutral_captions(cfg.neutral_captions, seed=cfg.seed)]
-        texts += [text for i, w in enumerate(picks) for text, _ in in_context(words[w], 1, seed=cfg.seed + i)]
-        texts += [text for i, name in enumerate(names) for text, _ in in_context(name, 1, seed=cfg.seed - i)]
+        texts += [words[w] for w in picks] + names  # each alone: a caption of its own
         cache.clear()  # one set per encoder: a new setting replaces the old
         cache[key] = (texts, request.encoder(texts).states.float())
     texts, states = cache[key]
