@@ -1,18 +1,18 @@
 """ACE's gate on prompts no training set holds: how often it opens on other concepts' prompts and finds paraphrases.
 
-Issue goal: on unseen prompts that do not ask for the concept the gate is above 0.5 on at most 5% of the
-tokens and in at most 10% of the prompts; on the concept's held-out paraphrases it opens somewhere in at
-least 80% of the prompts. Each concept is erased with ACE's defaults and what ``erasekit compare`` gives a
-method for that concept's scenario: its preserve set (a seeded half of the other concepts of its kind) and
-``--fit-prompts`` fit-split prompts of each preserved concept, which ACE measures its gate on (and calibrates τ
-on with ``--set gate_preserve_rate=...``; as tests/methods/test_ace.py's slow gate test does). The gate
-(``edit.gate``) then reads the world's ``--split`` prompts: neutral ones (target prompts of the concepts
-of every other kind that compare gives no method, none naming the concept: the issue's "unseen neutral
-prompts"), the suite's specificity group (the other concepts of the same kind, preserved and unseen: the
-nearest neighbours, a harder test than the issue's) and its generality group (paraphrases that avoid the
-concept's words). Each rate comes with its 95% Wilson interval (tokens: over every token position, which
-are not independent draws, so that interval is too narrow). ``--show`` lists the prompts that open it, and
-the paraphrases it misses. Use ``--split val`` while changing the gate, ``test`` to report.
+Issue goal: on unseen prompts that do not ask for the concept the gate is above 0.5 on at most 5% of the tokens and
+in at most 10% of the prompts; on the concept's held-out paraphrases it opens somewhere in at least 80% of the
+prompts. Each concept is erased with ACE's defaults (``--settings``: named ones, or ``kind`` for what compare runs
+for the concept's kind) and what ``erasekit compare`` gives a method for that concept's scenario: its preserve set
+(a seeded half of the other concepts of its kind) and ``--fit-prompts`` fit-split prompts of each preserved concept,
+which ACE measures its gate on (and calibrates τ on with ``--set gate_preserve_rate=...``; as
+tests/methods/test_ace.py's slow gate test does). The gate (``edit.gate``) then reads the world's ``--split``
+prompts: neutral ones (target prompts of the concepts of every other kind that compare gives no method, none naming
+the concept: the issue's "unseen neutral prompts"), the suite's specificity group (the other concepts of the same
+kind, preserved and unseen: the nearest neighbours, a harder test than the issue's) and its generality group
+(paraphrases that avoid the concept's words). Each rate comes with its 95% Wilson interval (tokens: over every token
+position, which are not independent draws, so that interval is too narrow). ``--show`` lists the prompts that open
+it, and the paraphrases it misses. Use ``--split val`` while changing the gate, ``test`` to report.
 
     python bench/ace_gate.py --threads 1 --split test --concepts church parachute "van gogh" picasso
 """
@@ -29,7 +29,7 @@ import torch
 from bench._timing import pin_threads, print_table
 
 import erasekit
-from erasekit import worlds
+from erasekit import methods, worlds
 from erasekit.evaluate import compare
 from erasekit.io import parse_assignments
 from erasekit.metrics.intervals import wilson
@@ -45,6 +45,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=48, help="prompts per group")
     parser.add_argument("--fit-prompts", type=int, default=16, help="fit prompts per preserved concept (compare's)")
     parser.add_argument("--concepts", nargs="+", default=["church", "parachute", "van gogh", "picasso"])
+    parser.add_argument(
+        "--settings",
+        default="defaults",
+        help="ACE's named settings (e.g. rank32); 'kind': what compare runs for the concept's kind (ACE's BY_KIND; "
+        "the style settings are ungated: g = 1 on every token); 'defaults': none",
+    )
     parser.add_argument("--set", nargs="*", default=[], help="ACE settings, e.g. gate_preserve_rate=0.02")
     parser.add_argument("--show", action="store_true", help="print the prompts that open the gate and those it misses")
     args = parser.parse_args()
@@ -56,16 +62,22 @@ def main() -> None:
     for concept in args.concepts:
         sc = compare.scenario(concept)
         kept = compare.preserve_prompts(sc, args.fit_prompts)
+        settings = {"kind": methods.get("ace").settings_by_kind.get(sc.kind), "defaults": None}.get(
+            args.settings, args.settings
+        )
         edit = erasekit.erase(pipe, [concept], "ace", preserve=compare.preserve_set(sc), preserve_prompts=kept,
-                              **parse_assignments(args.set))  # fmt: skip
+                              settings=settings, **parse_assignments(args.set))  # fmt: skip
         suite = embedded.prompt_suite(concept, n=args.n, split=args.split)
         neutral = _neutral(sc, concept, args.n, args.split)
         groups = {"neutral": neutral, "other": suite["specificity"], "paraphrase": suite["generality"]}
-        opens = {name: edit.gate(encode(texts).states).squeeze(-1) > 0.5 for name, texts in groups.items()}  # [n, L]
+        # [n, L]; an ungated edit (the style settings) updates every token: g = 1
+        gate = edit.gate or (lambda states: states.new_ones((*states.shape[:-1], 1)))
+        opens = {name: gate(encode(texts).states).squeeze(-1) > 0.5 for name, texts in groups.items()}
         rates = {f"{name}_{unit}": hits for name in ("neutral", "other")
                  for unit, hits in (("tokens", opens[name].flatten()), ("prompts", opens[name].any(1)))}  # fmt: skip
         rates["paraphrases_found"] = found = opens["paraphrase"].any(1)
-        rows.append({"concept": concept, "split": args.split, "n": args.n, "preserve_prompts": len(kept)})
+        rows.append({"concept": concept, "settings": settings or "defaults", "split": args.split, "n": args.n,
+                     "preserve_prompts": len(kept)})  # fmt: skip
         rows[-1] |= {name: _rate(hits) for name, hits in rates.items()}
         if args.show:
             for name in ("neutral", "other"):
