@@ -223,25 +223,20 @@ def embedded_ace():  # slow: minutes on a shared core, the gate's neutral captio
     [
         ("church", {}, 0.10),
         ("parachute", {}, 0.20),
-        pytest.param(
-            "parachute",
-            {"gate_preserve_rate": 0.02},
-            0.10,
-            marks=pytest.mark.xfail(strict=True, reason="over 10% of prompts since the render-checked mining"),
-        ),
+        ("church", {"settings": "object"}, 0.10),
+        ("parachute", {"settings": "object"}, 0.10),
     ],
 )
 def test_gate_is_selective_on_prompts_from_no_training_set(concept, overrides, most_prompts):
     """The world's test-split prompts: no method sees them, and ACE composes its own captions (no world's).
 
-    Goal (issue 13): neutral ≤ 5% of tokens and ≤ 10% of prompts, paraphrases ≥ 80% of prompts. Measured
-    (48 prompts each, default settings, compare's preserve set, `python bench/ace_gate.py --split test`):
-    church 0.1% / 2.1% / 100%, parachute 0.6% / 14.6% / 100% (the default gate_margin moved neither), and with
-    the opt-in calibration on the preserve prompts 0.5% / 12.5% / 100% before the margin (2.1% before the
-    mining's render check changed parachute's mined words to leaping, helicopters, waterfall: a regression,
-    kept visible as a strict xfail at the goal; it still fails with the margin). Parachute's default misses
-    the prompt goal, so its bound guards what there is; styles miss it further (van gogh 14.6%, paraphrases
-    73%; picasso 10.4%) and are not asserted.
+    Goal (issue 13): neutral ≤ 5% of tokens and ≤ 10% of prompts, paraphrases ≥ 80% of prompts; asserted on the
+    harder neutral set, the same kind's other concepts. Measured (48 prompts each, compare's preserve set and fit
+    prompts, `python bench/ace_gate.py --split test`, its "other" columns): at the defaults church 0.1% / 2.1% /
+    100%, parachute 0.6% / 14.6% / 100% (its gate opens on first names after "by"), so parachute's default guards
+    what there is; under the ``object`` settings, what compare runs for objects (τ also calibrated on the preserve
+    prompts; `--settings kind`, stop 29), church 0.0% / 0.0% / 97.9%, parachute 0.1% / 2.1% / 95.8%. Styles run
+    ungated under compare and are not asserted (van gogh's gate at the defaults 12.5%, paraphrases 72.9%).
     """
     pipe, edit = embedded_edit(concept, **overrides)
     suite = embedded.prompt_suite(concept, n=48, split="test")

@@ -74,8 +74,8 @@ def test_variants_are_the_registrys():
         ("esd-x", "style", "lora"),  # ESD's default settings
         ("uce", "style", None),
         ("ace:seed=1", "unsafe", "rank32"),  # ACE's rank 32 chosen on val, for its seeds and ablations too
-        ("ace-kv", "object", "rank32"),
-        ("ace", "multi10", "rank32"),
+        ("ace-kv", "object", "object"),  # rank 32 and the gate calibrated on the preserve prompts too
+        ("ace", "multi10", "object"),
         ("ace", "style", "style"),  # ungated, chosen on val for styles
     ],
 )

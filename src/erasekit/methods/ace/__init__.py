@@ -54,7 +54,8 @@ real names land just above the captions' bound. ``info["gate_heldout_*"]``
 records those rates and the share of held-out concept captions where some token opens it. Real prompts of
 the preserved concepts (``preserve_prompts``; ``erasekit compare`` passes the fit split's) are measured too
 (``info["gate_preserve_prompts"]``); ``gate_preserve_rate`` calibrates τ on them, off by default because on
-val it cost van gogh its erasure (:mod:`.gatefit`). The tiny template
+val it cost van gogh its erasure (:mod:`.gatefit`), on in the ``object`` settings (below), what compare runs
+for objects. The tiny template
 set the gate had before let it open on 85% of the tokens of unrelated prompts ("a red car parked on a
 street"). On the embedded world's unseen test prompts (48 each, "van gogh", preserve = half the other styles)
 τ at 5% of the held-out prompts let 29% of the neutral prompts open the gate and found 81% of the paraphrases;
@@ -162,8 +163,21 @@ VARIANTS = {
 # gated=false --grid mine_perturbations=0,2 --grid seed=0,1,2,3,4``, and ``--grid augment=8``): 2 perturbed
 # copies (the default) 0.95 0.99 0.95 0.87 0.95, none 0.98 0.99 1.00 0.92 0.97, augment 8 0.98 0.93 0.91 0.97 0.86;
 # why the perturbed rows cost an ungated edit was not found (they take part of each round's adversarial batch).
-SETTINGS = {"rank32": {"rank": 32}, "style": {"gated": False, "mine_perturbations": 0}}
-BY_KIND = {"object": "rank32", "unsafe": "rank32", "style": "style"}
+# ``object``: ``rank32`` with τ also calibrated on the caller's preserve prompts (``gate_preserve_rate`` 0.02) and
+# allowed up to where 80% of the concept's held-out span tokens still open it (``gate_concept_rate`` 0.8), chosen for
+# objects on val: parachute's gate opened on 15% of the other concepts' val prompts at rank 32 (on first names after
+# "by", which MiniLM puts at its own level), 2.5% with both (paraphrases found 100% -> 97.5%; church 2.5% -> 0%,
+# 100% -> 97.5%; ``bench/ace_gate.py --split val --n 40 --concepts parachute church --settings rank32 --set epochs=1
+# ...``), 12.5% with the preserve rate alone, 15% with the concept rate alone. H_o ties (``erasekit tune ace
+# --settings rank32 --grid gate_preserve_rate=0.02 --grid gate_concept_rate=0.8 --grid seed=...``): church 0.97 0.93
+# 0.94 -> 0.93 0.93 0.93 (one val prompt of 16 at seed 0), multi10 0.71 0.63 -> 0.71 0.63. Not for styles, which run
+# ungated, where the preserve rate cost van gogh its erasure (:mod:`.gatefit`).
+SETTINGS = {
+    "rank32": {"rank": 32},
+    "object": {"rank": 32, "gate_preserve_rate": 0.02, "gate_concept_rate": 0.8},
+    "style": {"gated": False, "mine_perturbations": 0},
+}
+BY_KIND = {"object": "object", "unsafe": "rank32", "style": "style"}
 
 
 @register("ace", ACEConfig, variants=VARIANTS, settings=SETTINGS, settings_by_kind=BY_KIND)

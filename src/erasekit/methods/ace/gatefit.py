@@ -29,7 +29,9 @@ it bought church one paraphrase (H_o 0.88 -> 0.90) and cost van gogh most of its
 so near it that shutting the gate on them (τ 0.021 -> 0.095) closed it on a quarter of van gogh's span
 tokens. No floor kept van gogh erased: 80% or 95% of whole captions still opening (efficacy 0.50), 90%, 97%
 or 99% of span tokens (0.50, 0.50, 0.38; g is soft, so a token above τ by a little gets part of the
-update), nor training under the uncalibrated gate and calibrating only the edit's (0.38).
+update), nor training under the uncalibrated gate and calibrating only the edit's (0.38). Objects are another matter:
+with ``gate_concept_rate`` 0.8 it shut parachute's gate on the first names after "by" that opened it (ACE's
+``object`` settings, what compare runs for objects, chosen on val; the numbers are beside them).
 :class:`GateRates` records what the held-out captions measured and the share of the preserve prompts that
 open the gate.
 """
