@@ -31,6 +31,8 @@ def test_one_string_is_one_name(tiny_pipe):
             "entry 'a Dog on grass' names the erased concept",
         ),
         (dict(preserve_prompts=[3]), ConfigError, "preserve_prompts must be strings"),
+        (dict(kinds={"cat": "object"}), ConfigError, r"kinds names \['cat'\], which are not erased"),
+        (dict(kinds={"dog": ""}), ConfigError, "every kind must be a non-empty string"),
     ],
 )
 def test_bad_arguments(tiny_pipe, kwargs, error, words):
@@ -44,6 +46,7 @@ def test_preserve_prompts_go_with_the_edit_and_a_word_inside_another_is_no_clash
     edit = erasekit.erase(tiny_pipe, "dog", "uce", preserve="cat", preserve_prompts=kept)
     assert edit.info["preserve_prompts"] == kept  # recorded with the edit, whichever method got them
     assert "preserve_prompts" not in erasekit.erase(tiny_pipe, "dog", "uce").info
+    assert erasekit.erase(tiny_pipe, "dog", "uce", kinds={"dog": "object"}).info["kinds"] == {"dog": "object"}
 
 
 def test_preset_is_the_deprecated_name_of_settings(tiny_pipe):

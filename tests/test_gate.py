@@ -29,6 +29,15 @@ def gated(edit: Edit, *, always: bool) -> Edit:
     return dataclasses.replace(edit, gate=gate)
 
 
+def rank_cut(edit: Edit, r: int) -> Edit:
+    """``edit`` with every update cut to its best rank-``r`` part."""
+    updates = {}
+    for name, (B, A) in edit.updates.items():
+        U, S, Vh = torch.linalg.svd(B @ A, full_matrices=False)
+        updates[name] = (U[:, :r] * S[:r], Vh[:r])
+    return dataclasses.replace(edit, updates=updates)
+
+
 def test_ratio_and_gate_values():
     basis = torch.eye(4)[:, :2]  # span(e0, e1)
     x = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [1.0, 0.0, 1.0, 0.0]])
@@ -98,3 +107,30 @@ def test_gate_survives_save_and_load_and_diffusers_reads_the_lora_part(tiny_pipe
     plain.remove(tiny_pipe)
     tiny_pipe.load_lora_weights(str(path))  # diffusers skips the gate's keys and applies B A to every token
     torch.testing.assert_close(unet_out(tiny_pipe, states), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_always_open_rows_act_on_every_token_and_the_others_through_the_gate(tiny_pipe, tmp_path):
+    """An edit of two parts (ACE's ungated kinds): ``always`` marks the rows of ``A`` no gate holds back."""
+    states = states_of(tiny_pipe)
+    base = unet_out(tiny_pipe, states)
+    # rank 2 in every layer, as an ACE edit has one rank throughout (always is one vector for all layers)
+    style, church = (rank_cut(erasekit.erase(tiny_pipe, [c], method="uce"), 2) for c in ("van gogh", "a church"))
+    updates = {name: (torch.cat([B, church.updates[name][0]], 1), torch.cat([A, church.updates[name][1]], 0))
+               for name, (B, A) in style.updates.items()}  # fmt: skip
+    r_style = 2
+    always = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    for gate_open, expected_from in ((False, [style]), (True, [style, church])):
+        for e in expected_from:
+            e.apply(tiny_pipe)
+        expected = unet_out(tiny_pipe, states)
+        for e in expected_from:
+            e.remove(tiny_pipe)
+        shut_or_open = gated(church, always=gate_open).gate
+        edit = dataclasses.replace(church, updates=updates, gate=dataclasses.replace(shut_or_open, always=always))
+        edit.apply(tiny_pipe)
+        torch.testing.assert_close(unet_out(tiny_pipe, states), expected, rtol=1e-5, atol=1e-5)
+        edit.remove(tiny_pipe)
+        assert torch.equal(unet_out(tiny_pipe, states), base)
+    back = Edit.load(edit.save(tmp_path / "two-parts.safetensors"))
+    assert torch.equal(back.gate.always, always) and back.id == edit.id
+    assert back.summary()["gate"]["always_open_rows"] == r_style

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import methods
@@ -37,6 +37,7 @@ def erase(
     preserve: str | Sequence[str] = (),
     preserve_prompts: Sequence[str] = (),
     guides: str | Sequence[str] | None = None,
+    kinds: Mapping[str, str] | None = None,
     settings: str | None = None,
     preset: str | None = None,
     encoder: PromptEncoder | None = None,
@@ -55,6 +56,8 @@ def erase(
             calibrate on real prompts (ACE's gate); from a split the method may see (a world's ``fit``
             split), never the prompts the edit is scored on. Methods that do not calibrate ignore them.
         guides: what each concept should become (one for all, or one each); default: the method's.
+        kinds: what some concepts are, e.g. ``{"van gogh": "style", "church": "object"}``, for methods that
+            erase kinds differently (ACE erases styles on every token, not through its gate); the edit records it.
         settings: a named set of the method's hyper-parameters (e.g. RECE's ``"reference-style"``).
         preset: the old name of ``settings`` (deprecated; removed in the next release).
         encoder, targets: pre-built text encoder / target set, reused across calls to skip work.
@@ -66,7 +69,7 @@ def erase(
 
     Raises:
         ConfigError: no concept, a name that is not a string, a concept also in ``preserve``, a
-            preserve prompt that names an erased concept,
+            preserve prompt that names an erased concept, a kind for a concept not erased,
             unknown settings or hyper-parameters, guides that do not match the concepts.
         UnknownMethodError: no such method.
         UnsupportedModelError: a pipeline without a supported text path.
@@ -81,6 +84,12 @@ def erase(
     if both:
         raise ConfigError(f"{both} is both erased and preserved: a concept cannot be in concepts and preserve.")
     refuse_mentions(preserve_prompts, concepts, given_as="preserve_prompts", why="a prompt cannot be erased and kept")
+    kinds = dict(kinds or {})
+    stray = sorted(set(kinds) - set(concepts))
+    if stray:
+        raise ConfigError(f"kinds names {stray}, which are not erased: give kinds only for the concepts in concepts.")
+    if not all(isinstance(k, str) and k for k in kinds.values()):
+        raise ConfigError(f"every kind must be a non-empty string such as 'style', got {kinds}.")
     m = methods.get(method)
     settings = None if settings is None else m.settings_name(settings)
     cfg = m.make_config(settings, **overrides)
@@ -105,6 +114,7 @@ def erase(
         guides=tuple(guides) if guides is not None else None,
         preserve=tuple(preserve),
         preserve_prompts=tuple(preserve_prompts),
+        kinds=kinds,
         base_fingerprint=targets.fingerprint(base_weights(unet)),
         progress=progress,
     )

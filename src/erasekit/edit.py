@@ -213,9 +213,7 @@ class Edit:
         ident = {"method": self.method, "concepts": self.concepts, "fingerprint": self.fingerprint, "id": self.id}
         if brief:
             return ident
-        gate = None
-        if self.gate is not None:
-            gate = {**self.gate.scalars(), "rank": self.gate.basis.shape[1], "note": self.info.get("gate_note", "")}
+        gate = None if self.gate is None else {**self.gate.summary(), "note": self.info.get("gate_note", "")}
         return {
             **ident,
             "guides": self.guides,

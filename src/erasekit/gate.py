@@ -7,7 +7,10 @@ subspace. For a token state ``c`` (one row of the text encoder's output, width d
     g(c) = σ(s · (r(c) − τ))                  ~1 near the concept, ~0 elsewhere
     to_k'(c) = W_k c + g(c) · B_k A c         (the same for to_v)
 
-with ``P [d, k]`` orthonormal, ``s`` the sharpness and ``τ`` the threshold. ``W + g·BA`` is not a
+with ``P [d, k]`` orthonormal, ``s`` the sharpness and ``τ`` the threshold. A gate may leave some of the
+update's rows open on every token (``always``): ``to_k'(c) = W_k c + B_k (m(c) ⊙ A c)`` with ``m_j = 1`` on
+those rows and ``g(c)`` on the others, for an edit that erases some concepts everywhere and others
+near their tokens only (ACE's ungated kinds). ``W + g·BA`` is not a
 weight, so the update cannot be merged into ``W``: :class:`GatedKVProcessor` wraps the attention
 module's own processor and hands it a view of the module whose ``to_k``/``to_v`` add the gated
 term. It therefore composes with any processor (SDPA, xformers, IP-adapter) and with merged edits.
@@ -48,22 +51,37 @@ class TokenGate:
         mean: ``μ [d]``, the mean of the neutral token states.
         sharpness: ``s``.
         threshold: ``τ`` in [0, 1].
+        always: ``[r]``, 1 on the rows of the update (rows of ``A``) that apply to every token, 0 on the
+            gated ones, the same for every layer (such an edit has one rank throughout); None: every row is
+            gated. Calling the gate gives ``g(c)``, whatever ``always`` is.
     """
 
     basis: Tensor
     mean: Tensor
     sharpness: float  # or a 0-d tensor while ACE trains it
     threshold: float
+    always: Tensor | None = None
 
     def __call__(self, x: Tensor) -> Tensor:
         basis, mean = self.basis.to(x.device, torch.float32), self.mean.to(x.device, torch.float32)
         return gate_values(x.float(), basis, mean, self.sharpness, self.threshold).to(x.dtype)
 
+    def row_values(self, x: Tensor) -> Tensor:
+        """``m(x)`` ``[..., r]``: 1 on the always-open rows, ``g(x)`` on the others (needs ``always``)."""
+        assert self.always is not None, "row_values is for a gate with always-open rows"
+        return torch.maximum(self(x), self.always.to(x.device, x.dtype))
+
     def tensors(self) -> dict[str, Tensor]:
-        return {"basis": self.basis.contiguous(), "mean": self.mean.contiguous()}
+        always = {} if self.always is None else {"always": self.always.float().contiguous()}
+        return {"basis": self.basis.contiguous(), "mean": self.mean.contiguous(), **always}
 
     def scalars(self) -> dict[str, float]:
         return {"sharpness": self.sharpness, "threshold": self.threshold}
+
+    def summary(self) -> dict[str, Any]:
+        """What ``erasekit info`` shows: s, τ, the subspace's rank and the rows open on every token, if any."""
+        always = {} if self.always is None else {"always_open_rows": int(self.always.sum())}
+        return {**self.scalars(), "rank": self.basis.shape[1], **always}
 
 
 @dataclass(frozen=True)
@@ -79,6 +97,8 @@ class GatedTerm:
         if pair is None:
             return None
         B, A = (t.to(x.device, x.dtype) for t in pair)
+        if self.gate is not None and self.gate.always is not None:
+            return (self.gate.row_values(x) * (x @ A.T)) @ B.T  # [..., r] row by row
         delta = x @ A.T @ B.T
         return delta if self.gate is None else self.gate(x) * delta
 

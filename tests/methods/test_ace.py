@@ -266,6 +266,25 @@ def test_ace_brings_the_concepts_kv_to_its_guides_and_leaves_neutral_kv(embedded
     assert after < 0.5 * before, (before, after)
 
 
+@pytest.mark.parametrize("rank", [3, 32])  # 32: the tiny U-Net's layers store a dense ΔW (rank ≥ their width)
+def test_concepts_of_an_ungated_kind_are_erased_on_every_token_in_the_same_edit(tiny_pipe, rank):
+    kinds = {"van gogh": "style", "a church": "object"}
+    edit = erasekit.erase(tiny_pipe, ["van gogh", "a church"], "ace", kinds=kinds, rank=rank, ungated_rank=2, **KV)
+    assert edit.info["ungated_concepts"] == ["van gogh"] and edit.info["kinds"] == kinds
+    assert edit.gate.always.tolist() == [1.0] * 2 + [0.0] * rank and edit.ranks == [2 + rank]
+    # its first rows are van gogh erased as the style settings erase it, the others church through the gate
+    style = erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=2, gated=False, mine_perturbations=0, **KV)
+    church = erasekit.erase(tiny_pipe, ["a church"], "ace", rank=rank, **KV)
+    torch.testing.assert_close(edit.gate.basis, church.gate.basis)
+    for name, (B, A) in edit.updates.items():
+        torch.testing.assert_close(B[:, :2] @ A[:2], style.delta(name))
+        torch.testing.assert_close(B[:, 2:] @ A[2:], church.delta(name))
+    only_styles = erasekit.erase(tiny_pipe, ["van gogh"], "ace", kinds={"van gogh": "style"}, **KV)
+    assert only_styles.gate is None and only_styles.config["rank"] == 8
+    one_gate = erasekit.erase(tiny_pipe, ["van gogh", "a church"], "ace", kinds=kinds, ungated_kinds=(), rank=3, **KV)
+    assert one_gate.gate.always is None and "ungated_concepts" not in one_gate.info
+
+
 @pytest.mark.parametrize("concepts", [("van gogh",), ("van gogh", "a church")])
 def test_update_has_rank_at_most_k_in_every_layer_and_all_together(tiny_pipe, concepts):
     edit = erasekit.erase(tiny_pipe, list(concepts), "ace", rank=3, **KV)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,8 @@ class EraseRequest:
         preserve: concepts whose outputs should not change.
         preserve_prompts: prompts of the preserved concepts (from a split methods may see; none names an
             erased concept), for methods that calibrate on real prompts (ACE's gate); others ignore them.
+        kinds: what some of the concepts are (``{"van gogh": "style"}``), when the caller knows, for methods
+            that erase kinds differently (ACE's ``ungated_kinds``); others ignore it.
         base_fingerprint: fingerprint of the un-edited base model.
         progress: ``progress(done, total)`` for methods that iterate (ESD, ACE); None: silent.
     """
@@ -50,6 +52,7 @@ class EraseRequest:
     guides: tuple[str, ...] | None = None
     preserve: tuple[str, ...] = ()
     preserve_prompts: tuple[str, ...] = ()
+    kinds: Mapping[str, str] = field(default_factory=dict)
     base_fingerprint: str | None = None
     progress: Progress | None = None
 
@@ -79,8 +82,12 @@ class EraseRequest:
             guides=list(guides),
             preserve=list(self.preserve),
             fingerprint=self.base_fingerprint,
-            # the preserve prompts go with the edit: a method may have calibrated on them (ACE's gate)
-            info={**(info or {}), **({"preserve_prompts": list(kept)} if (kept := self.preserve_prompts) else {})},
+            # the preserve prompts and kinds go with the edit: a method may have used them (ACE's gate)
+            info={
+                **(info or {}),
+                **({"preserve_prompts": list(self.preserve_prompts)} if self.preserve_prompts else {}),
+                **({"kinds": dict(self.kinds)} if self.kinds else {}),
+            },
         )
 
 

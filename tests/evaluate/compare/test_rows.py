@@ -88,9 +88,9 @@ def erased(monkeypatch):
     """rows.erase replaced by a fake that records its arguments and writes an empty file."""
     calls = []
 
-    def fake(pipe, concepts, method, *, preserve, preserve_prompts, settings, **overrides):
+    def fake(pipe, concepts, method, *, preserve, preserve_prompts, kinds, settings, **overrides):
         calls.append({"method": method, "preserve": preserve, "preserve_prompts": preserve_prompts,
-                      "settings": settings, "overrides": overrides})  # fmt: skip
+                      "kinds": kinds, "settings": settings, "overrides": overrides})  # fmt: skip
         return SimpleNamespace(save=lambda path: path.write_bytes(b""))
 
     monkeypatch.setattr(rows, "erase", fake)
@@ -103,8 +103,8 @@ def test_a_method_without_a_preserve_term_gets_no_preserve_set(tmp_path, erased,
     rows.erase_once(None, sc, compare.parse_method("toy-b"), tmp_path / "toy.safetensors", n_fit=4)
     rows.erase_once(None, sc, compare.parse_method("esd-x"), tmp_path / "esd.safetensors", n_fit=4)
     rows.erase_once(None, sc, compare.parse_method("uce"), tmp_path / "uce.safetensors", n_fit=4)
-    assert erased[0] == {"method": "toy", "preserve": [], "preserve_prompts": [], "settings": "gentle",
-                         "overrides": {"mode": "b"}}  # fmt: skip
+    assert erased[0] == {"method": "toy", "preserve": [], "preserve_prompts": [], "kinds": {"van gogh": "style"},
+                         "settings": "gentle", "overrides": {"mode": "b"}}  # fmt: skip
     assert erased[1]["preserve"] == erased[1]["preserve_prompts"] == [] and erased[1]["settings"] == "lora"
     assert erased[2]["preserve"] == compare.preserve_set(sc) != []
     assert erased[2]["preserve_prompts"] == compare.preserve_prompts(sc, 4) != []

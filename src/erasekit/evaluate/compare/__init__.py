@@ -71,6 +71,7 @@ from .run import Progress, default_methods, default_scenarios, load, run
 from .scenarios import (
     Scenario,
     ScoredSet,
+    concept_kinds,
     describe,
     named_scenarios,
     preserve_prompts,
@@ -98,6 +99,7 @@ __all__ = [
     "check_device",
     "check_real_model",
     "compute_row",
+    "concept_kinds",
     "default_attacks",
     "default_methods",
     "default_scenarios",

@@ -33,7 +33,16 @@ from ..prompt_sets import PromptRow
 from ..report import thumbnail_uri
 from ..store import ImageStore
 from ..work import WorkItem
-from .scenarios import Scenario, ScoredSet, get_world, preserve_prompts, preserve_set, scenario_protocol, scored_sets
+from .scenarios import (
+    Scenario,
+    ScoredSet,
+    concept_kinds,
+    get_world,
+    preserve_prompts,
+    preserve_set,
+    scenario_protocol,
+    scored_sets,
+)
 from .tuning import val_detection
 
 SCORES = ("efficacy", "generality", "specificity_kept", "specificity_unseen")
@@ -217,7 +226,7 @@ def erase_once(
         told = methods.get(spec.method).takes_preserve
         preserve, kept = (preserve_set(sc), preserve_prompts(sc, n_fit)) if told else ([], [])
         edit = erase(pipe, list(sc.concepts), spec.method, preserve=preserve, preserve_prompts=kept,
-                     settings=settings_for(spec, sc), **spec.overrides)  # fmt: skip
+                     kinds=concept_kinds(sc), settings=settings_for(spec, sc), **spec.overrides)  # fmt: skip
         if choose is not None and len(edit.candidates) > 2:  # the first is the starting point, not a choice
             edit = select_candidate(edit, choose)
         edit.save(path)

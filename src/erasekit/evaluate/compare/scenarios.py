@@ -119,6 +119,13 @@ def preserve_prompts(sc: Scenario, n: int) -> list[str]:
     return [p for p in rows if not any(mentions(p, c) for c in sc.concepts)]
 
 
+def concept_kinds(sc: Scenario) -> dict[str, str]:
+    """What each erased concept is in the scenario's world (``erase(kinds=...)``: methods may erase kinds
+    differently, ACE's styles)."""
+    world = get_world(sc.world)
+    return {c: world.concept_kind(c) for c in sc.concepts}
+
+
 def unseen_set(sc: Scenario) -> list[str]:
     """Returns the concepts given to no method, of every kind: neither erased nor in :func:`preserve_set`."""
     hidden = set(sc.concepts) | set(preserve_set(sc))

@@ -23,7 +23,7 @@ from erasekit.errors import ConfigError
 from erasekit.metrics import mace_h_o
 
 from ..protocols import load_protocol
-from .scenarios import Scenario, get_world, preserve_prompts, preserve_set, unseen_set
+from .scenarios import Scenario, concept_kinds, get_world, preserve_prompts, preserve_set, unseen_set
 
 UNSEEN_PER_CONCEPT = 2  # val prompts of each unseen concept: specificity over many concepts, few images each
 
@@ -96,7 +96,7 @@ def tune(pipe: Any, judge: Any, sc: Scenario, method: str, grid: Mapping[str, Se
     preserve, kept = (preserve_set(sc), preserve_prompts(sc, n)) if takes_preserve else ([], [])
     results = []
     for overrides in grid_points(grid):
-        edit = erase(pipe, list(sc.concepts), method, preserve=preserve, preserve_prompts=kept, settings=settings,
-                     **{**(fixed or {}), **overrides})  # fmt: skip
+        edit = erase(pipe, list(sc.concepts), method, preserve=preserve, preserve_prompts=kept,
+                     kinds=concept_kinds(sc), settings=settings, **{**(fixed or {}), **overrides})  # fmt: skip
         results.append({"overrides": overrides, "val": val_scores(pipe, judge, sc, n, edit)})
     return sorted(results, key=lambda r: -r["val"]["H_o"])

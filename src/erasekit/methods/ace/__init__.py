@@ -117,6 +117,7 @@ from __future__ import annotations
 from ...edit import Edit
 from .. import EraseRequest, register
 from .config import GATE_NOTE, NEUTRAL, TEMPLATES, ACEConfig
+from .kinds import joined, part, ungated_concepts, ungated_config
 from .prompts import Rows, prompt_sets, token_rows
 from .subspace import concept_subspace, reduced_rank_ridge
 from .train import train_ace
@@ -183,5 +184,13 @@ BY_KIND = {"object": "object", "unsafe": "rank32", "style": "style"}
 
 @register("ace", ACEConfig, variants=VARIANTS, settings=SETTINGS, settings_by_kind=BY_KIND)
 def ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
-    """ACE: concept-subspace closed form + token-gated low-rank K/V update + adversarial fine-tuning."""
-    return train_ace(request, cfg)
+    """ACE: concept-subspace closed form + token-gated low-rank K/V update + adversarial fine-tuning; concepts
+    of an ungated kind (styles, when the caller gives kinds) on every token, in the same edit (:mod:`.kinds`)."""
+    ungated = ungated_concepts(request, cfg)
+    if not ungated:
+        return train_ace(request, cfg)
+    if len(ungated) == len(request.concepts):
+        return train_ace(request, ungated_config(cfg))
+    rest = tuple(c for c in request.concepts if c not in ungated)
+    everywhere = train_ace(part(request, ungated), ungated_config(cfg))
+    return joined(request, cfg, everywhere, train_ace(part(request, rest), cfg))

@@ -57,6 +57,8 @@ class ACEConfig:
     name_captions: int = 512  # made-up names, each alone as a caption ("kelly mcternan"): shut
     contexts: int = 96  # captions naming each erased concept (gate open); each preserved one gets half
     gated: bool = True  # False: the update acts on every token (the ace-nogate ablation)
+    ungated_kinds: tuple[str, ...] = ("style",)  # concepts of these kinds (erase(kinds=...)) skip the gate (kinds.py)
+    ungated_rank: int = 8  # k per concept of those, erased as the `style` settings erase them
     gate_steps: int = 200  # Adam steps of the gate's fit
     gate_batch: int = 2048  # tokens of each class per step of the gate's fit (speed; 4096 tied on val)
     gate_margin: float = 0.25  # τ this share of the log-gap up from the negatives' bound to the concept's (gatefit.py)
@@ -93,6 +95,7 @@ class ACEConfig:
             )
         for name in (
             "rank",
+            "ungated_rank",
             "contexts",
             "neutral_captions",
             "patience",

@@ -1,0 +1,86 @@
+"""Concepts of an ungated kind (styles) erased on every token, the others through the gate, in one edit.
+
+A style is asked for by descriptions ("the man who painted the sunflowers") whose token states the
+gate, fitted on the style's name in captions, does not find; on the embedded world's val prompts van
+gogh's H_o went from 0.77 gated to 0.95-0.99 ungated (package docstring, the ``style`` settings). In a
+request that mixes kinds, a gate shared by all concepts misses the styles' paraphrases the same way:
+on the ten-concept scenario the three artists' paraphrases were detected on 1.00, 0.94 and 0.31 of the
+test prompts through the gated edit. So when the caller says which concepts are of a kind in
+``cfg.ungated_kinds`` (``erase(kinds=...)``; ``erasekit compare`` passes the world's), those are
+erased as the ``style`` settings erase a style (no gate, no perturbed rows, ``ungated_rank`` each) and
+the rest as ``cfg`` says, each part trained on its own; the edit holds both, the ungated part's rows
+first::
+
+    ΔW_l = [B_u  B_g] [A_u; A_g],   to_k'(c) = W c + B_u A_u c + g(c) B_g A_g c
+
+(``TokenGate.always`` marks the first rows). Chosen on val (``erasekit tune``'s scoring of two stacked
+edits, 16 prompts per group, seeds 0 and 1): H_o 0.75 and 0.78 against 0.71 and 0.63 with one gate,
+paraphrases detected 0.38 and 0.31 against 0.49 and 0.56, unseen specificity 0.875 both against 0.94
+(one val prompt of 16); at ``ungated_rank`` 4 H_o 0.73 and 0.76, the same specificity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor
+from torch.nn.functional import pad
+
+from ...edit import Edit
+from .. import EraseRequest
+from .config import ACEConfig
+
+
+def ungated_concepts(request: EraseRequest, cfg: ACEConfig) -> tuple[str, ...]:
+    """The concepts the caller says are of a kind in ``cfg.ungated_kinds`` (none when ``cfg`` is ungated)."""
+    if not cfg.gated:
+        return ()
+    return tuple(c for c in request.concepts if request.kinds.get(c) in cfg.ungated_kinds)
+
+
+def part(request: EraseRequest, concepts: tuple[str, ...]) -> EraseRequest:
+    """``request`` for ``concepts`` alone (their own guides; the same preserve set and prompts)."""
+    guides = None if request.guides is None else tuple(g for c, g in zip(request.concepts, request.guides)
+                                                        if c in concepts)  # fmt: skip
+    kinds = {c: k for c, k in request.kinds.items() if c in concepts}
+    return dataclasses.replace(request, concepts=concepts, guides=guides, kinds=kinds)
+
+
+def ungated_config(cfg: ACEConfig) -> ACEConfig:
+    """How an ungated kind is erased: the ``style`` settings at ``ungated_rank``."""
+    return dataclasses.replace(cfg, gated=False, mine_perturbations=0, rank=cfg.ungated_rank)
+
+
+def joined(request: EraseRequest, cfg: ACEConfig, ungated: Edit, gated: Edit) -> Edit:
+    """One edit of both parts: the ungated part's rows first, open on every token (``TokenGate.always``)."""
+    assert gated.gate is not None and set(ungated.updates) == set(gated.updates), "two parts of one ACE edit"
+    r_u, r_g = ungated.info["rank"], gated.info["rank"]
+    updates = {}
+    for name in gated.updates:
+        B_u, A_u = _rows(ungated.updates[name], r_u)
+        B_g, A_g = _rows(gated.updates[name], r_g)
+        updates[name] = (torch.cat([B_u, B_g], dim=1), torch.cat([A_u, A_g], dim=0))  # [d_out, r], [r, d_in]
+    always = torch.cat([torch.ones(r_u), torch.zeros(r_g)])
+    info = {
+        **gated.info,  # the gate's rates and the rounds are the gated part's
+        "rank": r_u + r_g,
+        "ungated_concepts": list(ungated.concepts),
+        "ungated": {k: ungated.info[k] for k in ("rank", "rounds", "best_round", "mined_words")},
+        "mined_words": [*ungated.info["mined_words"], *gated.info["mined_words"]],
+        "mined_render_agreement": {**ungated.info["mined_render_agreement"], **gated.info["mined_render_agreement"]},
+    }
+    info.pop("preserve_prompts", None)
+    info.pop("kinds", None)  # make_edit records the whole request's
+    edit = request.make_edit("ace", cfg, updates, guides=request.guides_or(cfg.guide), info=info)
+    return dataclasses.replace(edit, gate=dataclasses.replace(gated.gate, always=always))
+
+
+def _rows(pair: tuple[Tensor, Tensor], r: int) -> tuple[Tensor, Tensor]:
+    """A layer's ``(B, A)`` with exactly ``r`` rows in ``A``: a layer narrower than the part's rank stores its
+    dense ``ΔW`` with an identity factor (``closed_form.layer_updates``), ``min(d_out, d_in) ≤ r`` rows, and
+    zero rows make up the rest (the same ``ΔW``), so that ``always`` marks the same rows in every layer."""
+    B, A = pair
+    missing = r - A.shape[0]
+    assert missing >= 0, (A.shape, r)
+    return pad(B, (0, missing)), pad(A, (0, 0, 0, missing))
