@@ -138,3 +138,14 @@ def test_preserve_prompts_are_read_from_a_csv_and_checked(tmp_path):
     assert result.exit_code == 2 and "lacks the column(s) ['prompt']" in " ".join(result.output.split()), result.output
     (tmp_path / "kept.csv").write_text("prompt\na cat\na cat on a sofa\n")
     assert runner.invoke(app, [*args, str(tmp_path / "kept.csv")]).exit_code == 0
+
+
+def test_kinds_are_given_as_concept_equals_kind_and_checked(tmp_path):
+    out = tmp_path / "e.safetensors"
+    args = ["erase", "dog", "--model", "tiny-sd1", "-o", str(out), "--json"]
+    result = runner.invoke(app, [*args, "--kind", "dog=object"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["info"]["kinds"] == {"dog": "object"}, result.output
+    result = runner.invoke(app, [*args, "--kind", "dog", "--overwrite"])
+    assert result.exit_code == 2 and "--kind expects NAME=VALUE" in result.output
+    result = runner.invoke(app, [*args, "--kind", "cat=object", "--overwrite"])
+    assert result.exit_code == 2 and "which are not erased" in " ".join(result.output.split())

@@ -32,6 +32,12 @@ def erase(
         "prompts you will score the edit on.",
     ),
     guide: list[str] = typer.Option([], "--guide", "-g", help="What the concept becomes: one for all, or one each."),
+    kind: list[str] = typer.Option(
+        [],
+        "--kind",
+        help='What an erased concept is, e.g. --kind "van gogh=style" (repeatable). ACE erases styles on every token '
+        "instead of through its gate (--set ungated_kinds=...); the edit records the kinds.",
+    ),
     model: str = typer.Option("embedded", help=MODEL_HELP),
     settings: str | None = typer.Option(None, help="A named set of the method's hyper-parameters (see `methods`)."),
     preset: str | None = typer.Option(None, hidden=True, help="Deprecated: use --settings."),
@@ -47,6 +53,7 @@ def erase(
     settings = renamed_option(settings, preset, new="--settings", old="--preset")
     check_output_file(out, overwrite=overwrite)  # fail before loading the model and solving
     overrides = parse_assignments(set_)
+    kinds = parse_assignments(kind, option="--kind", example='"van gogh=style"')
     kept = [row["prompt"] for row in read_csv(preserve_prompts, required=["prompt"])] if preserve_prompts else []
     pipe = erasekit.load_pipeline(model, device=device, dtype=dtype)
     with Progress(*Progress.get_default_columns(), TimeElapsedColumn(), console=console, transient=True) as bar:
@@ -58,6 +65,7 @@ def erase(
             preserve=preserve,
             preserve_prompts=kept,
             guides=guide or None,
+            kinds=kinds,
             settings=settings,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
             **overrides,
