@@ -68,6 +68,10 @@ def parse_value(value: Any, annotation: Any, where: str) -> Any:
     elif annotation is str:
         if isinstance(value, str):
             return value
+    elif origin is tuple and len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]: "a,b" from the CLI
+        items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        if isinstance(items, (list, tuple)):
+            return tuple(parse_value(v, args[0], f"{where} item") for v in items)
     else:
         return value
     raise ConfigError(f"{where} expects {getattr(annotation, '__name__', annotation)}, got {value!r}.")

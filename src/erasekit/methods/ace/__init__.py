@@ -63,7 +63,10 @@ at 2% (the default) 15% and 77%: the prompts that open it name rembrandt van rij
 gogh in the text encoder as "the post-impressionist painter from holland" is (before ``gate_margin``; the
 README has the current rates). For artistic styles the gate costs more than it saves: a style is asked for by
 descriptions ("the man who painted the sunflowers") the gate does not find, so ``gated=False`` (in the
-``style`` settings, what ``erasekit compare`` runs for styles) was chosen for them on val (below).
+``style`` settings, what ``erasekit compare`` runs for styles) was chosen for them on val (below). In a request
+that mixes kinds, the concepts the caller says are styles (``erase(kinds=...)``, ``erasekit erase --kind``;
+``erasekit compare`` passes the world's) are erased that way and the rest through the gate, in one edit whose
+gate leaves the styles' rows open on every token (``ungated_kinds``, ``ungated_rank``; :mod:`.kinds`).
 
 **4. Adversarially augmented fine-tuning.** ``epochs`` rounds of a min-max game. Inner loop
 (the ``soft_prompt`` attack moved to K/V space, where it is cheap): ``inner_steps`` Adam steps on
