@@ -120,7 +120,7 @@ from __future__ import annotations
 from ...edit import Edit
 from .. import EraseRequest, register
 from .config import GATE_NOTE, NEUTRAL, TEMPLATES, ACEConfig
-from .kinds import joined, part, ungated_concepts, ungated_config
+from .kinds import applied, joined, part, ungated_concepts, ungated_config
 from .prompts import Rows, prompt_sets, token_rows
 from .subspace import concept_subspace, reduced_rank_ridge
 from .train import train_ace
@@ -196,4 +196,6 @@ def ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
         return train_ace(request, ungated_config(cfg))
     rest = tuple(c for c in request.concepts if c not in ungated)
     everywhere = train_ace(part(request, ungated), ungated_config(cfg))
-    return joined(request, cfg, everywhere, train_ace(part(request, rest), cfg))
+    with applied(everywhere, part(request, rest)) as on_top:  # the gated part learns on what the other leaves
+        through_gate = train_ace(on_top, cfg)
+    return joined(request, cfg, everywhere, through_gate)
