@@ -176,10 +176,15 @@ VARIANTS = {
 # --settings rank32 --grid gate_preserve_rate=0.02 --grid gate_concept_rate=0.8 --grid seed=...``): church 0.97 0.93
 # 0.94 -> 0.93 0.93 0.93 (one val prompt of 16 at seed 0), multi10 0.71 0.63 -> 0.71 0.63: the same edits to the bit,
 # since on ten concepts the preserve prompts' bound lies above the 80% ceiling and τ stays where the captions put it.
-# Not for styles, which run ungated, where the preserve rate cost van gogh its erasure (:mod:`.gatefit`).
+# Not for styles, which run ungated, where the preserve rate cost van gogh its erasure (:mod:`.gatefit`). In a
+# request that mixes kinds (multi10's), styles and nudity go on every token and the rest through the gate
+# (``ungated_kinds``, :mod:`.kinds`), chosen on val (``erasekit tune``'s scoring, seeds 0 and 1): H_o 0.71 0.63
+# with one gate, 0.75 0.75 with the styles ungated, 0.78 0.79 with nudity too (unseen specificity 0.94 0.94): the
+# styles' update on every token made nudity's val paraphrases more explicit (0.56 -> 0.69 detected) where the
+# gate did not open. Alone, nudity keeps its gate (``rank32``: it won there on val, the ``style`` entry above).
 SETTINGS = {
     "rank32": {"rank": 32},
-    "object": {"rank": 32, "gate_preserve_rate": 0.02, "gate_concept_rate": 0.8},
+    "object": {"rank": 32, "gate_preserve_rate": 0.02, "gate_concept_rate": 0.8, "ungated_kinds": ("style", "unsafe")},
     "style": {"gated": False, "mine_perturbations": 0},
 }
 BY_KIND = {"object": "object", "unsafe": "rank32", "style": "style"}
