@@ -119,7 +119,7 @@ from __future__ import annotations
 
 from ...edit import Edit
 from .. import EraseRequest, register
-from .config import GATE_NOTE, NEUTRAL, TEMPLATES, ACEConfig
+from .config import GATE_NOTE, NEUTRAL, STYLE, TEMPLATES, ACEConfig
 from .kinds import applied, joined, part, ungated_concepts, ungated_config
 from .prompts import Rows, prompt_sets, token_rows
 from .subspace import concept_subspace, reduced_rank_ridge
@@ -185,7 +185,7 @@ VARIANTS = {
 SETTINGS = {
     "rank32": {"rank": 32},
     "object": {"rank": 32, "gate_preserve_rate": 0.02, "gate_concept_rate": 0.8, "ungated_kinds": ("style", "unsafe")},
-    "style": {"gated": False, "mine_perturbations": 0},
+    "style": STYLE,
 }
 BY_KIND = {"object": "object", "unsafe": "rank32", "style": "style"}
 

@@ -26,6 +26,7 @@ TEMPLATES = (
     "a drawing of {}",
 )
 NEUTRAL = ("", "a photo", "an image", "a painting", "a picture", "a drawing", "a scene", "art", "a photo of something")
+STYLE = {"gated": False, "mine_perturbations": 0}  # the ``style`` settings (package __init__), ungated kinds' too
 GATE_NOTE = (
     "The token gate needs erasekit: Edit.load(path).apply(pipe). Plain pipe.load_lora_weights applies the "
     "LoRA part to every token (no gate)."

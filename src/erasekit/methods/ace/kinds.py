@@ -39,7 +39,7 @@ from torch.nn.functional import pad
 from ...edit import Edit
 from ...targets import denoiser, find_targets
 from .. import EraseRequest
-from .config import ACEConfig
+from .config import STYLE, ACEConfig
 
 
 def ungated_concepts(request: EraseRequest, cfg: ACEConfig) -> tuple[str, ...]:
@@ -70,7 +70,7 @@ def applied(edit: Edit, request: EraseRequest) -> Iterator[EraseRequest]:
 
 def ungated_config(cfg: ACEConfig) -> ACEConfig:
     """How an ungated kind is erased: the ``style`` settings at ``ungated_rank``."""
-    return dataclasses.replace(cfg, gated=False, mine_perturbations=0, rank=cfg.ungated_rank)
+    return dataclasses.replace(cfg, **STYLE, rank=cfg.ungated_rank)
 
 
 def joined(request: EraseRequest, cfg: ACEConfig, ungated: Edit, gated: Edit) -> Edit:
@@ -84,15 +84,13 @@ def joined(request: EraseRequest, cfg: ACEConfig, ungated: Edit, gated: Edit) ->
         updates[name] = (torch.cat([B_u, B_g], dim=1), torch.cat([A_u, A_g], dim=0))  # [d_out, r], [r, d_in]
     always = torch.cat([torch.ones(r_u), torch.zeros(r_g)])
     info = {
-        **gated.info,  # the gate's rates and the rounds are the gated part's
+        **gated.info,  # the gate's rates and the rounds are the gated part's (make_edit adds the request's kinds)
         "rank": r_u + r_g,
         "ungated_concepts": list(ungated.concepts),
         "ungated": {k: ungated.info[k] for k in ("rank", "rounds", "best_round", "mined_words")},
         "mined_words": [*ungated.info["mined_words"], *gated.info["mined_words"]],
         "mined_render_agreement": {**ungated.info["mined_render_agreement"], **gated.info["mined_render_agreement"]},
     }
-    info.pop("preserve_prompts", None)
-    info.pop("kinds", None)  # make_edit records the whole request's
     edit = request.make_edit("ace", cfg, updates, guides=request.guides_or(cfg.guide), info=info)
     return dataclasses.replace(edit, gate=dataclasses.replace(gated.gate, always=always))
 
