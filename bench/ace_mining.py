@@ -60,8 +60,8 @@ def main() -> None:
         request = methods.EraseRequest(targets=targets, encoder=encoder, concepts=(concept,), pipe=pipe,
                                        preserve=tuple(preserve), base_fingerprint="")  # fmt: skip
         by_rule = {
-            "K/V only": mine_words(request, dataclasses.replace(cfg, mine_render=-1), S),
-            "K/V + render": mine_words(request, cfg, S),
+            "K/V only": mine_words(request, dataclasses.replace(cfg, mine_render=-1), S).words,
+            "K/V + render": mine_words(request, cfg, S).words,
         }
         words = list(dict.fromkeys([*by_rule["K/V only"], *by_rule["K/V + render"]]))
         if not words:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import torch
 
 from erasekit.errors import ConfigError
 from erasekit.methods import EraseRequest
 from erasekit.methods.ace.config import ACEConfig
-from erasekit.methods.ace.mining import mine_words, render_agreement
+from erasekit.methods.ace.mining import Mined, mine_words, render_agreement
+from erasekit.methods.ace.prompts import gate_tokens
 from erasekit.methods.ace.train import kv_metric
 from erasekit.targets import find_targets
 from erasekit.text import TextEncoder
@@ -23,10 +25,14 @@ def world():
     return pipe, targets, kv_metric(targets)
 
 
-def mined(world, concept: str, **overrides) -> dict[str, float | None]:
+def mining(world, concept: str, **overrides) -> Mined:
     pipe, targets, S = world
     request = EraseRequest(targets, TextEncoder(pipe), (concept,), pipe)
     return mine_words(request, dataclasses.replace(ACEConfig(), **overrides), S)
+
+
+def mined(world, concept: str, **overrides) -> dict[str, float | None]:
+    return mining(world, concept, **overrides).words
 
 
 def test_the_render_check_drops_a_hypernym_the_kv_cosine_admits(world):
@@ -39,6 +45,30 @@ def test_the_render_check_drops_a_hypernym_the_kv_cosine_admits(world):
     assert min(found.values()) >= 0.5 and list(found.values()) == sorted(found.values(), reverse=True)
 
 
+def test_siblings_are_read_as_the_concept_but_rendered_otherwise(world):
+    # the other colours are read as "red" (K/V cosine above the bar) but not drawn red: gate negatives, never erased
+    pipe, targets, _ = world
+    cfg = ACEConfig()
+    found = mining(world, "red")
+    assert {"purple", "orange"} <= set(found.siblings) and not set(found.siblings) & set(found.words)
+    assert len(found.siblings) <= cfg.gate_siblings
+    request = EraseRequest(targets, TextEncoder(pipe), ("red",), pipe)
+    r = render_agreement(request, "red", " ", list(found.siblings), cfg)
+    assert r.max() < cfg.sibling_render, r
+    assert mining(world, "red", gate_siblings=0).siblings == ()
+    assert mining(world, "red", mine_render=-1).siblings == ()  # no render check: nothing to tell them apart
+
+
+def test_siblings_join_the_gates_negatives_in_captions(world):
+    pipe, targets, _ = world
+    cfg = ACEConfig(neutral_captions=64, vocabulary_captions=8, name_captions=8)
+    request = EraseRequest(targets, TextEncoder(pipe), ("red",), pipe)
+    pos, neg = gate_tokens(request, cfg)
+    pos_sib, neg_sib = gate_tokens(request, cfg, ("purple", "orange"))
+    assert torch.equal(pos.states, pos_sib.states)  # the positives stay the concept's
+    assert neg_sib.states.shape[0] == neg.states.shape[0] + 2 * (cfg.contexts // 4)
+
+
 def test_render_agreement_separates_a_synonym_from_an_unrelated_word(world):
     pipe, targets, _ = world
     request = EraseRequest(targets, TextEncoder(pipe), ("nudity",), pipe)
@@ -48,10 +78,11 @@ def test_render_agreement_separates_a_synonym_from_an_unrelated_word(world):
 
 def test_the_check_is_deterministic_and_can_be_turned_off(world):
     assert mined(world, "church") == mined(world, "church")
-    assert mined(world, "church", mine_words=0) == {}
+    assert mining(world, "church", mine_words=0) == Mined()
 
 
 @pytest.mark.parametrize("value", [1.5, -2.0])
-def test_bad_render_bar_is_one_clear_error(value):
-    with pytest.raises(ConfigError, match=r"mine_render.*\[-1, 1\]"):
-        ACEConfig(mine_render=value)
+@pytest.mark.parametrize("name", ["mine_render", "sibling_render"])
+def test_bad_render_bar_is_one_clear_error(name, value):
+    with pytest.raises(ConfigError, match=rf"{name}.*\[-1, 1\]"):
+        ACEConfig(**{name: value})

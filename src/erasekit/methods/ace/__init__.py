@@ -19,7 +19,9 @@ the start-of-text state); for neutral and retain prompts, every position.
 **1b. Mined related terms** (:mod:`.mining`): vocabulary words next to the concept whose K/V the
 original reads as the concept's (closer than any preserved concept's) and which it renders as the
 concept (they move its noise prediction the concept's way), erased as ``synonyms``
-(``info["mined_words"]``), and noisy copies of the concept's rows (RealEra's neighbour concepts).
+(``info["mined_words"]``), and noisy copies of the concept's rows (RealEra's neighbour concepts). The
+neighbours it reads as the concept but renders otherwise ("purple" for "red") are the gate's negatives
+(``info["gate_siblings"]``).
 ``synonyms=`` adds the user's own.
 
 **2. Concept subspace and closed form.** With μ the mean neutral/retain row, the gate's subspace is

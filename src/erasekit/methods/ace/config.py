@@ -47,6 +47,8 @@ class ACEConfig:
     mine_render: float = 0.5  # least r(w): how alike the original renders the word and the concept (-1: no check)
     mine_render_images: int = 2  # latents of the concept the original draws for that check
     mine_render_timesteps: int = 4  # timesteps each is noised at (8 moved no r by more than 0.03 on church)
+    gate_siblings: int = 8  # neighbours read as a concept but rendered otherwise: gate negatives (mining.py)
+    sibling_render: float = 0.25  # ... rendered otherwise: r(w) below this (half of mine_render; val, mining.py)
     mine_perturbations: int = 2  # noisy copies of the concept's rows erased too (RealEra)
     mine_radius: float = 0.05  # their noise, relative to the rows' rms
     guide: str = " "  # what erased tokens should become
@@ -118,6 +120,7 @@ class ACEConfig:
             "gate_steps",
             "mine_words",
             "mine_candidates",
+            "gate_siblings",
             "mine_perturbations",
         ):
             if getattr(self, name) < 0:
@@ -133,10 +136,9 @@ class ACEConfig:
         for name in ("preserve_scale", "keep_weight", "denoise_weight", "mine_radius"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"ACEConfig.{name} must be ≥ 0, got {getattr(self, name)}.")
-        if not -1 <= self.mine_render <= 1:
-            raise ConfigError(
-                f"ACEConfig.mine_render is a cosine: pass a value in [-1, 1] (-1: no check), got {self.mine_render}."
-            )
+        for name in ("mine_render", "sibling_render"):
+            if not -1 <= getattr(self, name) <= 1:
+                raise ConfigError(f"ACEConfig.{name} is a cosine: pass a value in [-1, 1], got {getattr(self, name)}.")
         if self.loss not in ("kv", "denoise"):
             raise ConfigError(f"ACEConfig.loss must be 'kv' or 'denoise', got {self.loss!r}.")
         if not self.templates or not all("{}" in t for t in self.templates):

@@ -21,6 +21,17 @@ Two kinds, both erased with the concept:
   "colour" to "red" (cos_S 0.82; r 0.31, and the judge sees red in 1 of 6 of the original's images of
   "colour") and "painter" to "picasso" (r -0.12); ``bench/ace_mining.py`` checks every mined word
   against the judge. At most ``mine_words`` per concept, the highest r first.
+- **siblings**: the neighbours the original reads as the concept but renders otherwise (r below
+  ``sibling_render``, half of ``mine_render``), at most ``gate_siblings`` per concept, the closest K/V first:
+  never erased, but named in captions as the gate's negatives (:func:`.prompts.gate_tokens`), as the preserved
+  concepts are. The text encoder puts them next to the concept, where a gate fitted on generic captions can open
+  by mistake: on the embedded world the 10-concept gate of training seed 3 opened on "purple" (g 0.96) and the
+  edit drew unseen purple prompts red; for "red" alone the siblings are the other colours ("purple", "orange",
+  ...). Chosen on val (``erasekit tune ace --scenario multi10 --settings object --grid seed=0,1,2,3,4 --grid
+  gate_siblings=0``, against the default): unseen specificity 0.94 on all five seeds against 0.94 0.94 0.88 0.88
+  0.94, H_o 0.75 0.78 0.77 0.81 0.79 against 0.78 0.79 0.78 0.78 0.81 (a tie); church and nudity unchanged to the
+  digit. With every sibling below ``mine_render`` (0.5) church's val paraphrases came back (H_o 0.77 0.87 0.92
+  against 0.93 0.93 0.93: "religious", "catholic" and "bishop" shut the gate where a paraphrase needs it).
 - **perturbed states** (RealEra's neighbour concepts): ``mine_perturbations`` copies of the concept's
   token rows moved by Gaussian noise of ``mine_radius`` times the rows' rms, erased to the same guide
   rows in the outer loss (:func:`perturbed_rows`).
@@ -29,6 +40,7 @@ Two kinds, both erased with the concept:
 from __future__ import annotations
 
 import weakref
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -41,18 +53,28 @@ from .config import ACEConfig
 from .neutral import content_words
 
 
-def mine_words(request: EraseRequest, cfg: ACEConfig, S: Tensor) -> dict[str, float | None]:
-    """Vocabulary neighbours of every concept that the original reads and renders as it (module docstring):
-    ``{word: r(w)}`` in the order they were found (``None`` for r with the render check off)."""
+@dataclass(frozen=True)
+class Mined:
+    """What :func:`mine_words` found: ``words`` ``{word: r(w)}``, erased (``None`` for r with the render check
+    off), and ``siblings``, read as a concept but rendered otherwise: the gate's negatives."""
+
+    words: dict[str, float | None] = field(default_factory=dict)
+    siblings: tuple[str, ...] = ()
+
+
+def mine_words(request: EraseRequest, cfg: ACEConfig, S: Tensor) -> Mined:
+    """Vocabulary neighbours of every concept that the original reads and renders as it, in the order they were
+    found, and the siblings it reads as one but renders otherwise (module docstring)."""
     pipe = request.pipe
     if not cfg.mine_words or pipe is None or getattr(pipe, "tokenizer", None) is None:
-        return {}
+        return Mined()
     tokenizer, table = pipe.tokenizer, pipe.text_encoder.get_input_embeddings().weight.detach().float()
     ids, words = whole_words(tokenizer)
     banned = content_words([*request.concepts, *request.preserve, *cfg.synonyms])
     keep = torch.tensor([w not in banned for w in words])
     ids, words = ids[keep], [w for w, k in zip(words, keep.tolist()) if k]
     found: dict[str, float | None] = {}
+    siblings: dict[str, None] = {}
     for concept, guide in zip(request.concepts, request.guides_or(cfg.guide)):
         own = tokenizer(concept, add_special_tokens=False).input_ids
         q = table[torch.tensor(own)].mean(0)
@@ -65,13 +87,15 @@ def mine_words(request: EraseRequest, cfg: ACEConfig, S: Tensor) -> dict[str, fl
         read = [(s, w) for s, w in zip(scores, candidates) if s > bar and w not in found]  # (cos_S, word)
         if not read:
             continue
-        if cfg.mine_render <= -1:  # no render check: the closest K/V first
+        if cfg.mine_render <= -1:  # no render check (and so no siblings): the closest K/V first
             found |= {w: None for _, w in sorted(read, reverse=True)[: cfg.mine_words]}
             continue
         r = render_agreement(request, concept, guide, [w for _, w in read], cfg).tolist()
         rendered = sorted(((a, s, w) for a, (s, w) in zip(r, read) if a >= cfg.mine_render), reverse=True)
         found |= {w: round(a, 3) for a, _, w in rendered[: cfg.mine_words]}
-    return found
+        others = sorted((s, w) for a, (s, w) in zip(r, read) if a < cfg.sibling_render)[::-1]  # closest K/V first
+        siblings |= {w: None for _, w in others[: cfg.gate_siblings]}
+    return Mined(found, tuple(w for w in siblings if w not in found))
 
 
 @torch.no_grad()

@@ -100,11 +100,11 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     layers = request.layers(edit_keys=cfg.edit_keys)
     S = kv_metric(request.targets, cfg.edit_keys)
     mined = mine_words(request, cfg, S)
-    cfg = dataclasses.replace(cfg, synonyms=(*cfg.synonyms, *mined))  # erased like the user's own
+    cfg = dataclasses.replace(cfg, synonyms=(*cfg.synonyms, *mined.words))  # erased like the user's own
     rows = token_rows(request, cfg)
 
     k = min(cfg.rank * len(request.concepts), rows.C.shape[1])  # each concept needs its own directions
-    pos, neg = gate_tokens(request, cfg)
+    pos, neg = gate_tokens(request, cfg, mined.siblings)
     gate, rates = _fitted_gate(cfg, rows, k, pos, neg, preserve_tokens(request)) if cfg.gated else (None, None)
     held = pos.split()[1].rows()  # the held-out concept captions' span rows: the stopping rule's
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -174,8 +174,9 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
         "best_round": stop.best_round + 1,
         "heldout_criterion": stop.history,
         "adversary_kv_error": adversary_error,
-        "mined_words": list(mined),
-        "mined_render_agreement": mined,  # r(w) of each mined word (methods/ace/mining.py); None: not checked
+        "mined_words": list(mined.words),
+        "mined_render_agreement": mined.words,  # r(w) of each mined word (methods/ace/mining.py); None: not checked
+        "gate_siblings": list(mined.siblings) if gate is not None else [],  # the gate's negatives (mining.py)
         **_gate_rates(model, rows, E_all),
         **(rates.info() if rates is not None else {}),
         "gated": gate is not None,
