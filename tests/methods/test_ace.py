@@ -235,7 +235,8 @@ def test_gate_is_selective_on_prompts_from_no_training_set(concept, overrides, m
     prompts, `python bench/ace_gate.py --split test`, its "other" columns): at the defaults church 0.1% / 2.1% /
     100%, parachute 0.6% / 14.6% / 100% (its gate opens on first names after "by"), so parachute's default guards
     what there is; under the ``object`` settings, what compare runs for objects (τ also calibrated on the preserve
-    prompts; `--settings kind`, stop 29), church 0.0% / 0.0% / 97.9%, parachute 0.1% / 2.1% / 95.8%. Styles run
+    prompts; `--settings kind`, stop 29), church 0.0% / 0.0% / 97.9%, parachute 0.1% / 2.1% / 95.8% (0.3% / 6.2% / 95.8%
+    since stop 30's siblings, church unchanged). Styles run
     ungated under compare and are not asserted (van gogh's gate at the defaults 12.5%, paraphrases 72.9%).
     """
     pipe, edit = embedded_edit(concept, **overrides)
