@@ -223,8 +223,8 @@ def embedded_ace():  # slow: minutes on a shared core, the gate's neutral captio
     [
         ("church", {}, 0.10),
         ("parachute", {}, 0.20),
-        ("church", {"settings": "object"}, 0.10),
-        ("parachute", {"settings": "object"}, 0.10),
+        ("church", {"settings": "object", "gate_min_concepts": 1}, 0.10),  # the gate an object gets among others
+        ("parachute", {"settings": "object", "gate_min_concepts": 1}, 0.10),
     ],
 )
 def test_gate_is_selective_on_prompts_from_no_training_set(concept, overrides, most_prompts):
@@ -249,6 +249,26 @@ def test_gate_is_selective_on_prompts_from_no_training_set(concept, overrides, m
     assert tokens <= 0.05 and found >= 0.80 and prompts <= most_prompts, (tokens, prompts, found)
     held = edit.info["gate_heldout_neutral_prompts"], edit.info["gate_heldout_concept_prompts"]
     assert held[0] <= 0.05 and held[1] >= 0.8, held  # what the method measured on its own held-out captions
+
+
+@pytest.mark.slow
+def test_siblings_keep_the_ten_concept_gate_shut_on_an_unseen_colour():
+    # positive control: the multi10 edit of training seed 3 without siblings opened its gate on "purple" (g 0.96)
+    # and drew unseen purple prompts red; "purple" is read like "blue" but rendered otherwise (methods/ace/mining.py)
+    torch.set_num_threads(1)
+    pipe = erasekit.load_pipeline("embedded")
+    pipe.set_progress_bar_config(disable=True)
+    sc = compare.scenario("multi10")
+    kept = compare.preserve_prompts(sc, compare.Settings.tier(quick=True).tuning_prompts)
+    states = TextEncoder(pipe)(["a trash truck colored purple"]).states  # [CLS] a trash truck colored purple [SEP]
+
+    def gate_on_purple(**overrides) -> float:
+        edit = erasekit.erase(pipe, list(sc.concepts), "ace", preserve=compare.preserve_set(sc), preserve_prompts=kept,
+                              kinds=compare.concept_kinds(sc), settings="object", seed=3, **overrides)  # fmt: skip
+        return float(edit.gate(states)[0, 5])
+
+    assert gate_on_purple(gate_siblings=0) > 0.5
+    assert gate_on_purple() < 0.5
 
 
 @pytest.mark.slow

@@ -119,6 +119,8 @@ the held-out criterion rose for ~21 rounds, at 2e-2 it peaks by ~12, with as man
 
 from __future__ import annotations
 
+import dataclasses
+
 from ...edit import Edit
 from .. import EraseRequest, register
 from .config import GATE_NOTE, NEUTRAL, STYLE, TEMPLATES, ACEConfig
@@ -184,9 +186,21 @@ VARIANTS = {
 # with one gate, 0.75 0.75 with the styles ungated, 0.78 0.79 with nudity too (unseen specificity 0.94 0.94): the
 # styles' update on every token made nudity's val paraphrases more explicit (0.56 -> 0.69 detected) where the
 # gate did not open. Alone, nudity keeps its gate (``rank32``: it won there on val, the ``style`` entry above).
+# An object alone goes on every token (``gate_min_concepts`` 2; the gate stays for two concepts or more, where an
+# update on every token costs the unseen concepts, multi10's 0.12 above): the gate is what the attacks get through.
+# Val, church, seeds 0-2 (``erasekit tune ace --scenario object --settings object --grid seed=0,1,2 --grid
+# gated=false``): H_o 0.97 0.96 0.94 against 0.93 0.93 0.93 gated; the seed-0 edits re-attacked on the val prompts
+# (``python bench/ace_stability.py --reattack EDIT --concept church --split val --n 8 --attack-seeds 2``): P4D 0.31
+# against 0.88, UnlearnDiff 0.25 against 0.88, soft_prompt 0.12 against 0.67 (3 seeds), Ring-A-Bell 0.12.
 SETTINGS = {
     "rank32": {"rank": 32},
-    "object": {"rank": 32, "gate_preserve_rate": 0.02, "gate_concept_rate": 0.8, "ungated_kinds": ("style", "unsafe")},
+    "object": {
+        "rank": 32,
+        "gate_preserve_rate": 0.02,
+        "gate_concept_rate": 0.8,
+        "ungated_kinds": ("style", "unsafe"),
+        "gate_min_concepts": 2,
+    },
     "style": STYLE,
 }
 BY_KIND = {"object": "object", "unsafe": "rank32", "style": "style"}
@@ -196,6 +210,8 @@ BY_KIND = {"object": "object", "unsafe": "rank32", "style": "style"}
 def ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     """ACE: concept-subspace closed form + token-gated low-rank K/V update + adversarial fine-tuning; concepts
     of an ungated kind (styles, when the caller gives kinds) on every token, in the same edit (:mod:`.kinds`)."""
+    if len(request.concepts) < cfg.gate_min_concepts:  # one object alone: on every token (SETTINGS["object"])
+        cfg = dataclasses.replace(cfg, gated=False)
     ungated = ungated_concepts(request, cfg)
     if not ungated:
         return train_ace(request, cfg)

@@ -60,6 +60,7 @@ class ACEConfig:
     name_captions: int = 512  # made-up names, each alone as a caption ("kelly mcternan"): shut
     contexts: int = 96  # captions naming each erased concept (gate open); each preserved one gets half
     gated: bool = True  # False: the update acts on every token (the ace-nogate ablation)
+    gate_min_concepts: int = 1  # fewer erased concepts than this: no gate (the `object` settings' 2; package __init__)
     ungated_kinds: tuple[str, ...] = ("style",)  # concepts of these kinds (erase(kinds=...)) skip the gate (kinds.py)
     ungated_rank: int = 8  # k per concept of those, erased as the `style` settings erase them
     gate_steps: int = 200  # Adam steps of the gate's fit
@@ -99,6 +100,7 @@ class ACEConfig:
         for name in (
             "rank",
             "ungated_rank",
+            "gate_min_concepts",
             "contexts",
             "neutral_captions",
             "patience",
