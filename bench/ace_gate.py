@@ -49,7 +49,8 @@ def main() -> None:
         "--settings",
         default="defaults",
         help="ACE's named settings (e.g. rank32); 'kind': what compare runs for the concept's kind (ACE's BY_KIND; "
-        "the style settings are ungated: g = 1 on every token); 'defaults': none",
+        "the style settings, and the object settings for one object, are ungated: g = 1 on every token; add --set "
+        "gate_min_concepts=1 for the gate an object gets beside others); 'defaults': none",
     )
     parser.add_argument("--set", nargs="*", default=[], help="ACE settings, e.g. gate_preserve_rate=0.02")
     parser.add_argument("--show", action="store_true", help="print the prompts that open the gate and those it misses")
