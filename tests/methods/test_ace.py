@@ -309,6 +309,16 @@ def test_concepts_of_an_ungated_kind_are_erased_on_every_token_in_the_same_edit(
     assert one_gate.gate.always is None and "ungated_concepts" not in one_gate.info
 
 
+def test_fewer_concepts_than_gate_min_concepts_go_on_every_token(tiny_pipe):
+    alone = erasekit.erase(tiny_pipe, ["a church"], "ace", rank=3, gate_min_concepts=2, **KV)
+    assert alone.gate is None and alone.config["gated"] is False  # the edit says how it was made
+    ungated = erasekit.erase(tiny_pipe, ["a church"], "ace", rank=3, gated=False, **KV)
+    for name in alone.updates:
+        torch.testing.assert_close(alone.delta(name), ungated.delta(name))
+    two = erasekit.erase(tiny_pipe, ["van gogh", "a church"], "ace", rank=3, gate_min_concepts=2, **KV)
+    assert two.gate is not None and two.config["gated"] is True
+
+
 @pytest.mark.parametrize("concepts", [("van gogh",), ("van gogh", "a church")])
 def test_update_has_rank_at_most_k_in_every_layer_and_all_together(tiny_pipe, concepts):
     edit = erasekit.erase(tiny_pipe, list(concepts), "ace", rank=3, **KV)
