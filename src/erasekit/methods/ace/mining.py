@@ -93,7 +93,7 @@ def mine_words(request: EraseRequest, cfg: ACEConfig, S: Tensor) -> Mined:
         r = render_agreement(request, concept, guide, [w for _, w in read], cfg).tolist()
         rendered = sorted(((a, s, w) for a, (s, w) in zip(r, read) if a >= cfg.mine_render), reverse=True)
         found |= {w: round(a, 3) for a, _, w in rendered[: cfg.mine_words]}
-        others = sorted((s, w) for a, (s, w) in zip(r, read) if a < cfg.sibling_render)[::-1]  # closest K/V first
+        others = sorted(((s, w) for a, (s, w) in zip(r, read) if a < cfg.sibling_render), reverse=True)  # closest K/V
         siblings |= {w: None for _, w in others[: cfg.gate_siblings]}
     return Mined(found, tuple(w for w in siblings if w not in found))
 

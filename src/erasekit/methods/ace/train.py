@@ -104,7 +104,8 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     rows = token_rows(request, cfg)
 
     k = min(cfg.rank * len(request.concepts), rows.C.shape[1])  # each concept needs its own directions
-    pos, neg = gate_tokens(request, cfg, mined.siblings)
+    siblings = mined.siblings if cfg.gated else ()  # the gate's negatives: without a gate, no captions to encode
+    pos, neg = gate_tokens(request, cfg, siblings)
     gate, rates = _fitted_gate(cfg, rows, k, pos, neg, preserve_tokens(request)) if cfg.gated else (None, None)
     held = pos.split()[1].rows()  # the held-out concept captions' span rows: the stopping rule's
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -176,7 +177,7 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
         "adversary_kv_error": adversary_error,
         "mined_words": list(mined.words),
         "mined_render_agreement": mined.words,  # r(w) of each mined word (methods/ace/mining.py); None: not checked
-        "gate_siblings": list(mined.siblings) if gate is not None else [],  # the gate's negatives (mining.py)
+        "gate_siblings": list(siblings),  # the gate's negatives (mining.py)
         **_gate_rates(model, rows, E_all),
         **(rates.info() if rates is not None else {}),
         "gated": gate is not None,
