@@ -8,7 +8,7 @@ from erasekit.errors import ConfigError
 from erasekit.evaluate import compare
 from erasekit.evaluate.compare.report import Goal, markdown, rate_text, report_html, verdicts
 
-from .conftest import ATTACKS
+from .conftest import ATTACKS, rate
 
 SETTINGS = compare.Settings(n_prompts=2, attack_seeds=1, attacks=ATTACKS)
 GOALS = [Goal.parse(g) for g in ("rece<uce", "ace<uce", "ace<rece@soft_prompt")]
@@ -83,3 +83,19 @@ def test_the_html_report_shows_readable_captioned_images_a_legend_and_a_list_of_
     assert "red border</span>: the attack brought the concept back" in legend and "green border" in legend
     assert "each attack's image" in legend
     assert "<ul class=goals><li>style, rece vs uce: met" in page and "<p>- " not in page
+
+
+def test_a_scenario_of_several_concepts_gets_a_table_per_concept(fake_row):
+    rows = [fake_row("multi", "uce", 1.0), fake_row("multi", "ace", 0.5), fake_row("style", "uce", 1.0)]
+    for row, church in zip(rows[:2], (0.75, 0.0)):
+        row["concepts"] = ["church", "red"]
+        row["by_concept"] = {"church": {"efficacy": rate(church), "generality": rate(0.25)},
+                             "red": {"efficacy": rate(0.0)}}  # fmt: skip
+        row["original_by_concept"] = {c: {"efficacy": rate(1.0), "generality": rate(1.0)} for c in ("church", "red")}
+    text = markdown(rows, SETTINGS)
+    assert "`multi` concept by concept" in text and "`style` concept by concept" not in text
+    assert "| concept | *original model* | uce | ace |" in text
+    assert "| church | 1.00 [0.81, 1.00] n=16 / 1.00 [0.81, 1.00] n=16 | 0.75 [0.51, 0.90] n=16 / 0.25" in text
+    assert "| red | 1.00 [0.81, 1.00] n=16 / 1.00 [0.81, 1.00] n=16 | 0.00 [0.00, 0.19] n=16 / – |" in text
+    del rows[0]["by_concept"]  # a row from before compare kept them
+    assert "| concept | *original model* | ace |" in markdown(rows, SETTINGS)

@@ -196,3 +196,16 @@ def test_rates_pool_every_image_of_a_score_and_an_empty_score_has_no_value():
     assert rates["efficacy"]["value"] == 0.25 and rates["efficacy"]["n"] == 8
     assert rates["specificity_unseen"]["n"] == 8 * sum(s.score == "specificity_unseen" for s in sets)
     assert rates["specificity_kept"] == {"value": None, "ci": [0.0, 1.0], "n": 0}  # nothing is preserved for nudity
+
+
+def test_each_erased_concept_gets_its_own_efficacy_and_paraphrase_rate():
+    sc = compare.scenario("multi10")
+    sets = compare.scored_sets(sc, 4)
+    scores = {"efficacy": {f"judge_detect_rate_{s.name}": 0.0 for s in sets if s.score == "efficacy"},
+              "generality": {f"judge_detect_rate_{s.name}": 0.5 for s in sets if s.score == "generality"}}  # fmt: skip
+    scores["efficacy"]["judge_detect_rate_target_church"] = 0.75  # the one concept a method left behind
+    by_concept = rows.concept_rates(scores, sets, n_seeds=2)
+    assert set(by_concept) == set(sc.concepts)
+    assert by_concept["church"]["efficacy"]["value"] == 0.75 and by_concept["church"]["efficacy"]["n"] == 8
+    assert by_concept["red"]["efficacy"]["value"] == 0.0 and by_concept["red"]["generality"]["value"] == 0.5
+    assert rows.rates(scores | {"specificity": {}}, [s for s in sets if s.concept], 2)["efficacy"]["value"] < 0.1

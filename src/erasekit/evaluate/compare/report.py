@@ -134,7 +134,27 @@ def markdown(rows: Sequence[Row], settings: Settings, *, command: str | None = N
         lines += ["| " + " | ".join([name, row["method"], *cells(row, attacks)]) + " |" for row in group]
     head = [*quick_line(settings), ""] if settings.quick else []
     notes_ = notes(rows, settings, command=command)
-    return "\n".join([*head, *lines, "", *notes_, "", *verdicts(rows, attacks, goals)])
+    return "\n".join([*head, *lines, "", *notes_, *per_concept(rows), "", *verdicts(rows, attacks, goals)])
+
+
+def per_concept(rows: Sequence[Row]) -> list[str]:
+    """A table per scenario that erases several concepts: each concept's efficacy / paraphrases detected under
+    the original and each method (rows from before compare kept them have none and are left out)."""
+    out = []
+    for name, group in _by_scenario(rows).items():
+        group = [row for row in group if row.get("by_concept")]
+        if not group or len(group[0]["concepts"]) < 2:
+            continue
+        heads = ["*original model*", *(row["method"] for row in group)]
+        out += ["", f"`{name}` concept by concept: efficacy / paraphrases detected (`value [95% Wilson interval] n`, "
+                    "the concept's own prompts; pooled in the table above).", "",
+                "| concept | " + " | ".join(heads) + " |", "|" + "---|" * (len(heads) + 1)]  # fmt: skip
+        for concept in group[0]["concepts"]:
+            tables = [group[0]["original_by_concept"], *(row["by_concept"] for row in group)]
+            pairs = [t.get(concept, {}) for t in tables]
+            cells_ = [" / ".join(rate_text(pair.get(s)) for s in ("efficacy", "generality")) for pair in pairs]
+            out.append(f"| {concept} | " + " | ".join(cells_) + " |")
+    return out
 
 
 def notes(rows: Sequence[Row], settings: Settings, *, command: str | None = None) -> list[str]:

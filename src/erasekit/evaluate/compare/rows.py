@@ -251,7 +251,8 @@ def _evaluate(pipe: Any, judge: Any, sc: Scenario, edit: Edit, settings: Setting
     n_seeds = len(protocol.prompts[0].seeds)
     metrics, original = rates(result["metrics"], sets, n_seeds), rates(result["baseline"], sets, n_seeds)
     return {"metrics": metrics, "original": original, "H_o": h_o(metrics), "original_H_o": h_o(original),
-            "thumbs": thumbs}  # fmt: skip
+            "by_concept": concept_rates(result["metrics"], sets, n_seeds),
+            "original_by_concept": concept_rates(result["baseline"], sets, n_seeds), "thumbs": thumbs}  # fmt: skip
 
 
 def rates(scores: Mapping[str, Mapping[str, float]], sets: Sequence[ScoredSet], n_seeds: int) -> dict[str, Any]:
@@ -263,6 +264,19 @@ def rates(scores: Mapping[str, Mapping[str, float]], sets: Sequence[ScoredSet], 
         group = "specificity" if s.score.startswith("specificity") else s.score
         pooled[s.score].append(Rate.of(scores[group][key], len(s.rows) * n_seeds))
     return {score: Rate.pooled(found).as_json() for score, found in pooled.items()}
+
+
+def concept_rates(
+    scores: Mapping[str, Mapping[str, float]], sets: Sequence[ScoredSet], n_seeds: int
+) -> dict[str, dict[str, Any]]:
+    """``{concept: {"efficacy": rate, "generality": rate}}``: each erased concept on its own sets. The pooled
+    rates of a scenario that erases several concepts hide which of them a method leaves behind."""
+    out: dict[str, dict[str, Any]] = {}
+    for s in sets:
+        if s.concept is not None:
+            found = scores[s.score][f"judge_detect_rate_{s.name}"]
+            out.setdefault(s.concept, {})[s.score] = Rate.of(found, len(s.rows) * n_seeds).as_json()
+    return out
 
 
 def h_o(metrics: Mapping[str, Mapping[str, Any]]) -> float:
