@@ -99,3 +99,6 @@ def test_a_scenario_of_several_concepts_gets_a_table_per_concept(fake_row):
     assert "| red | 1.00 [0.81, 1.00] n=16 / 1.00 [0.81, 1.00] n=16 | 0.00 [0.00, 0.19] n=16 / – |" in text
     del rows[0]["by_concept"]  # a row from before compare kept them
     assert "| concept | *original model* | ace |" in markdown(rows, SETTINGS)
+    page = report_html(rows, SETTINGS)
+    assert "multi concept by concept" in page and "<th>original model</th><th>ace</th>" in page
+    assert "<td>church</td><td>1.00 [0.81, 1.00] n=16 / 1.00 [0.81, 1.00] n=16</td>" in page

@@ -137,23 +137,36 @@ def markdown(rows: Sequence[Row], settings: Settings, *, command: str | None = N
     return "\n".join([*head, *lines, "", *notes_, *per_concept(rows), "", *verdicts(rows, attacks, goals)])
 
 
-def per_concept(rows: Sequence[Row]) -> list[str]:
-    """A table per scenario that erases several concepts: each concept's efficacy / paraphrases detected under
-    the original and each method (rows from before compare kept them have none and are left out)."""
+CONCEPT_CAPTION = (
+    "concept by concept: efficacy / paraphrases detected (`value [95% Wilson interval] n`, the "
+    "concept's own prompts; pooled in the table above)."
+)
+
+
+def concept_tables(rows: Sequence[Row]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """``(scenario, heads, [[concept, cell, ...]])`` for each scenario that erases several concepts: each concept's
+    efficacy / paraphrases detected under the original and each method (rows from before compare kept them have
+    none and are left out)."""
     out = []
     for name, group in _by_scenario(rows).items():
         group = [row for row in group if row.get("by_concept")]
         if not group or len(group[0]["concepts"]) < 2:
             continue
-        heads = ["*original model*", *(row["method"] for row in group)]
-        out += ["", f"`{name}` concept by concept: efficacy / paraphrases detected (`value [95% Wilson interval] n`, "
-                    "the concept's own prompts; pooled in the table above).", "",
-                "| concept | " + " | ".join(heads) + " |", "|" + "---|" * (len(heads) + 1)]  # fmt: skip
+        tables = [group[0]["original_by_concept"], *(row["by_concept"] for row in group)]
+        lines = []
         for concept in group[0]["concepts"]:
-            tables = [group[0]["original_by_concept"], *(row["by_concept"] for row in group)]
-            pairs = [t.get(concept, {}) for t in tables]
-            cells_ = [" / ".join(rate_text(pair.get(s)) for s in ("efficacy", "generality")) for pair in pairs]
-            out.append(f"| {concept} | " + " | ".join(cells_) + " |")
+            pairs = [t.get(concept, {}) for t in tables]  # the original's, then each method's
+            lines.append([concept, *(" / ".join(rate_text(p.get(s)) for s in SCORES[:2]) for p in pairs)])
+        out.append((name, ["concept", "*original model*", *(row["method"] for row in group)], lines))
+    return out
+
+
+def per_concept(rows: Sequence[Row]) -> list[str]:
+    """:func:`concept_tables` as Markdown."""
+    out = []
+    for name, heads, lines in concept_tables(rows):
+        out += ["", f"`{name}` {CONCEPT_CAPTION}", "", "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+        out += ["| " + " | ".join(line) + " |" for line in lines]
     return out
 
 
@@ -281,6 +294,11 @@ def report_html(
             link = f'<a href="{html.escape(row["report"])}">{html.escape(row["method"])}</a>'
             body.append(f"<tr><td>{html.escape(name)}</td><td>{link}</td>{values}<td>{_thumbs(row, attacks)}</td></tr>")
     paragraphs = "".join(f"<p class=meta>{html.escape(line)}</p>" for line in notes(rows, settings, command=command))
+    for name, heads, lines in concept_tables(rows):
+        caption = html.escape(f"{name} {CONCEPT_CAPTION}".replace("`", ""))
+        cells_ = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in line) + "</tr>" for line in lines)
+        heads_ = "".join(f"<th>{html.escape(h.strip('*'))}</th>" for h in heads)
+        paragraphs += f"<p class=meta>{caption}</p><table><tr>{heads_}</tr>{cells_}</table>"
     quick = "".join(f"<p class=quick>{html.escape(line.replace('**', ''))}</p>" for line in quick_line(settings))
     return (f"<!doctype html><html><head><meta charset=utf-8><title>erasekit compare</title><style>{_CSS}</style>"
             f"</head><body><h1>erasekit compare</h1>{quick}{LEGEND}<table><tr>{head}</tr>{''.join(body)}</table>"
