@@ -157,14 +157,15 @@ def concept_tables(rows: Sequence[Row]) -> list[tuple[str, list[str], list[list[
         for concept in group[0]["concepts"]:
             pairs = [t.get(concept, {}) for t in tables]  # the original's, then each method's
             lines.append([concept, *(" / ".join(rate_text(p.get(s)) for s in SCORES[:2]) for p in pairs)])
-        out.append((name, ["concept", "*original model*", *(row["method"] for row in group)], lines))
+        out.append((name, ["concept", "original model", *(row["method"] for row in group)], lines))
     return out
 
 
 def per_concept(rows: Sequence[Row]) -> list[str]:
     """:func:`concept_tables` as Markdown."""
     out = []
-    for name, heads, lines in concept_tables(rows):
+    for name, (concept, original, *methods), lines in concept_tables(rows):
+        heads = [concept, f"*{original}*", *methods]  # the original model in italics, as in the main table
         out += ["", f"`{name}` {CONCEPT_CAPTION}", "", "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
         out += ["| " + " | ".join(line) + " |" for line in lines]
     return out
@@ -297,7 +298,7 @@ def report_html(
     for name, heads, lines in concept_tables(rows):
         caption = html.escape(f"{name} {CONCEPT_CAPTION}".replace("`", ""))
         cells_ = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in line) + "</tr>" for line in lines)
-        heads_ = "".join(f"<th>{html.escape(h.strip('*'))}</th>" for h in heads)
+        heads_ = "".join(f"<th>{html.escape(h)}</th>" for h in heads)
         paragraphs += f"<p class=meta>{caption}</p><table><tr>{heads_}</tr>{cells_}</table>"
     quick = "".join(f"<p class=quick>{html.escape(line.replace('**', ''))}</p>" for line in quick_line(settings))
     return (f"<!doctype html><html><head><meta charset=utf-8><title>erasekit compare</title><style>{_CSS}</style>"
