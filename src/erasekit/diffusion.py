@@ -51,8 +51,10 @@ def target(x0: Tensor, noise: Tensor, t: Tensor, abar: Tensor, prediction_type: 
 
 
 def predict(unet: Any, x_t: Tensor, t: Tensor, states: Tensor) -> Tensor:
-    """The U-Net's output ``[B, C, h, w]`` for ``x_t`` at timesteps ``t`` under token states ``[B, L, d]``."""
-    out = unet(x_t.to(unet.dtype), t.to(x_t.device), encoder_hidden_states=states.to(unet.dtype), return_dict=False)
+    """The U-Net's output ``[B, C, h, w]`` float32, on the U-Net's device, for ``x_t`` at timesteps ``t`` under token
+    states ``[B, L, d]``, wherever each of them lives (methods keep their rows on the CPU)."""
+    device, dtype = unet.device, unet.dtype
+    out = unet(x_t.to(device, dtype), t.to(device), encoder_hidden_states=states.to(device, dtype), return_dict=False)
     return out[0].float()
 
 

@@ -148,7 +148,7 @@ def _prefix_search(
             opt.step()
             with torch.no_grad():
                 theta[active] = project_simplex(theta[active])
-            step_losses += err.detach()
+            step_losses += err.detach().cpu()
             if progress is not None:
                 progress(min((row + j + 1) * len(cases), total), total)
         row += n

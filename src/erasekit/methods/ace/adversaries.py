@@ -94,7 +94,7 @@ class _Denoiser:
         n_draws = cfg.epochs * self.batch
         which = torch.randint(n, (n_draws,), generator=gen)  # [n_draws] each draw's image
         self.t = torch.randint(len(self.abar), (n_draws,), generator=gen)
-        noise = torch.randn((n_draws, *x0.shape[1:]), generator=gen)
+        noise = torch.randn((n_draws, *x0.shape[1:]), generator=gen).to(x0.device)  # the CPU's stream on any device
         self.pick, self.x_t = self.prompts[which], noisy(x0[which], noise, self.t, self.abar)
         # ε_orig(x_t, guide) [m, C, h, w] of the first m draws, grown by goal()
         self._goals = self.x_t.new_empty((0, *self.x_t.shape[1:]))
@@ -130,7 +130,10 @@ class _Denoiser:
 def _live_gate(unet: torch.nn.Module, model: _Trainable, layers: list) -> Iterator[None]:
     """``unet`` with the trainable gated update installed (gradients flow into ``model``)."""
     applied = applied_gates(unet)
-    live = {t.name: (t.weight.detach().float() @ model.U, model.A) for t in layers}
+    # U, A stay on the CPU with the K/V rows; their copies on the U-Net's device pass the gradient back
+    live = {
+        t.name: (t.weight.detach().float() @ model.U.to(t.weight.device), model.A.to(t.weight.device)) for t in layers
+    }
     sync_processors(unet, [*applied, (model.token_gate, live)])
     try:
         yield
