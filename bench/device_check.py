@@ -1,16 +1,18 @@
 """Every method and attack on another device (a GPU): does it run, and does it give the CPU's edit?
 
 CI runs on CPUs only, so nothing else checks that a method keeps its tensors on the pipeline's device. Each
-method erases "a cat" from the tiny random SD 1.x pipeline (the unit tests' sizes and fast settings) on the CPU
+method erases "a cat" from a tiny random pipeline (``--kinds sd1 sd2 sdxl``; the unit tests' sizes and fast
+settings) on the CPU
 and on ``--device``; the edit on the device is applied, sampled, saved, loaded and removed there, and compared
 with the CPU's: ``rel_diff`` = max over layers of ‖ΔW_dev − ΔW_cpu‖ / ‖ΔW_cpu‖. The closed forms (``uce``,
 ``rece``, ``speed``) should agree to float32 round-off (they solve in float64); methods that train
 or sample draw other random numbers on another device, so theirs only has to be finite, as every edit of a half
 pipeline (``--dtypes float16 bfloat16``: its text states are half, so the edit moves with them; the rel_diff to the
 float32 edit is shown, not checked). Each attack then runs at its quick tier on the device's UCE edit, in each
-dtype, at two denoising steps, with a stub judge. A row that raised shows the error's last line.
+dtype, at two denoising steps, with a stub judge. A row that raised shows where and the message's first
+line: "refused" for erasekit's own errors (a pipeline a method does not support, said as such), "FAILED" else.
 
-    python bench/device_check.py --device cuda
+    python bench/device_check.py --device cuda --kinds sd1 sd2 sdxl --dtypes float32 float16 bfloat16
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import erasekit
 from erasekit import attacks
 from erasekit.attacks import Sampling
 from erasekit.edit import Edit
+from erasekit.errors import ErasekitError
 from erasekit.pipeline import resolve_dtype
 from erasekit.worlds.tiny import tiny_pipeline
 
@@ -86,6 +89,7 @@ class Bright:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--kinds", nargs="+", default=["sd1"], help="tiny pipelines: sd1 sd2 sdxl")
     parser.add_argument("--dtypes", nargs="+", default=["float32"], help="pipeline dtypes, e.g. float32 float16")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--methods", nargs="*", default=None, help="default: every registered method")
@@ -94,16 +98,19 @@ def main() -> None:
     pin_threads(args.threads)
     names = args.methods if args.methods is not None else erasekit.methods.available()
     chosen = args.attacks if args.attacks is not None else attacks.available()
-    for dtype in args.dtypes:
-        print_table([_method_row(name, args.device, dtype) for name in names])
-        pipe = tiny_pipeline("sd1").to(args.device, resolve_dtype(dtype))
-        edit = erasekit.erase(pipe, [CONCEPT], "uce", preserve=PRESERVE)
-        print_table([_attack_row(pipe, edit, name) | {"dtype": dtype} for name in chosen])
+    for kind in args.kinds:
+        for dtype in args.dtypes:
+            print_table([_method_row(name, kind, args.device, dtype) for name in names])
+            pipe = tiny_pipeline(kind).to(args.device, resolve_dtype(dtype))
+            edit = erasekit.erase(pipe, [CONCEPT], "uce", preserve=PRESERVE)
+            if chosen:
+                print_table([_attack_row(pipe, edit, name) | {"kind": kind, "dtype": dtype} for name in chosen])
 
 
-def _method_row(name: str, device: str, dtype: str) -> dict[str, Any]:
+def _method_row(name: str, kind: str, device: str, dtype: str) -> dict[str, Any]:
     row: dict[str, Any] = {
         "method": name,
+        "kind": kind,
         "dtype": dtype,
         "cpu_s": "-",
         "device_s": "-",
@@ -114,9 +121,9 @@ def _method_row(name: str, device: str, dtype: str) -> dict[str, Any]:
     try:
         kw = {**FAST.get(name, {}), **({"preserve": PRESERVE} if erasekit.methods.get(name).takes_preserve else {})}
         start = time.perf_counter()
-        on_cpu = erasekit.erase(tiny_pipeline("sd1", **PIPES.get(name, {})), [CONCEPT], name, **kw)
+        on_cpu = erasekit.erase(tiny_pipeline(kind, **PIPES.get(name, {})), [CONCEPT], name, **kw)
         row["cpu_s"] = time.perf_counter() - start
-        pipe = tiny_pipeline("sd1", **PIPES.get(name, {})).to(device, resolve_dtype(dtype))
+        pipe = tiny_pipeline(kind, **PIPES.get(name, {})).to(device, resolve_dtype(dtype))
         start = time.perf_counter()
         edit = erasekit.erase(pipe, [CONCEPT], name, **kw)
         _sync(device)
@@ -173,7 +180,8 @@ def _sync(device: str) -> None:
 def _last_line(err: Exception) -> str:
     frames = traceback.extract_tb(err.__traceback__)
     where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"
-    return f"{type(err).__name__} at {where}: {str(err).splitlines()[0][:160] if str(err) else ''}"
+    verdict = "refused" if isinstance(err, ErasekitError) else f"FAILED ({type(err).__name__})"
+    return f"{verdict} at {where}: {str(err).splitlines()[0][:160] if str(err) else ''}"
 
 
 if __name__ == "__main__":

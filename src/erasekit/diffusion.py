@@ -50,6 +50,18 @@ def target(x0: Tensor, noise: Tensor, t: Tensor, abar: Tensor, prediction_type: 
     raise ConfigError(f"Unknown prediction_type {prediction_type!r}: expected epsilon, v_prediction or sample.")
 
 
+def check_text_only(unet: Any, who: str, fix: str) -> None:
+    """Raises ConfigError for a U-Net that needs more than text, as SDXL's needs its added time and pooled-text
+    conditioning, which :func:`predict` and :func:`draw_latents` do not supply; ``who`` is what cannot run and
+    ``fix`` what the caller can do instead."""
+    kind = getattr(unet.config, "addition_embed_type", None)
+    if kind is not None:
+        raise ConfigError(
+            f"{who} supports U-Nets conditioned on text alone (SD 1.x/2.x); this one also needs {kind!r} "
+            f"conditioning (SDXL). {fix}"
+        )
+
+
 def predict(unet: Any, x_t: Tensor, t: Tensor, states: Tensor) -> Tensor:
     """The U-Net's output ``[B, C, h, w]`` float32, on the U-Net's device, for ``x_t`` at timesteps ``t`` under token
     states ``[B, L, d]``, wherever each of them lives (methods keep their rows on the CPU)."""

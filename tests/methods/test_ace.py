@@ -19,6 +19,7 @@ from erasekit.methods.ace.subspace import concept_subspace, reduced_rank_ridge
 from erasekit.targets import find_targets
 from erasekit.text import TextEncoder
 from erasekit.worlds import embedded
+from erasekit.worlds.tiny import tiny_pipeline
 
 # few rounds and small gate sets: the tiny pipeline's default suite must stay fast
 FAST = {"epochs": 3, "inner_steps": 2, "augment": 1, "neutral_captions": 64, "vocabulary_captions": 16, "contexts": 16}
@@ -170,6 +171,17 @@ def test_bad_input_is_one_clear_error(tiny_pipe):
         ace.ace(request(tiny_pipe, concepts=()), ACEConfig(**FAST))
     with pytest.raises(ConfigError, match="concept"):
         erasekit.erase(tiny_pipe, [], "ace", **FAST)
+
+
+def test_on_sdxl_the_u_net_parts_are_refused_with_the_fix_and_the_rest_runs():
+    pipe = tiny_pipeline("sdxl")  # its U-Net also needs time and pooled-text conditioning
+    with pytest.raises(ConfigError, match=r"ACE with its noise-prediction rounds.*'text_time'.*loss='kv'"):
+        erasekit.erase(pipe, ["van gogh"], "ace", rank=4, **FAST)
+    with pytest.raises(ConfigError, match="render check"):
+        erasekit.erase(pipe, ["van gogh"], "ace", rank=4, **{**FAST, "loss": "kv"})
+    edit = erasekit.erase(pipe, ["van gogh"], "ace", rank=4, **{**FAST, "loss": "kv", "mine_render": -1})
+    assert edit.gate is not None and edit.apply(pipe) is edit
+    edit.remove(pipe)
 
 
 def test_the_ablations_are_registered_variants(tiny_pipe):

@@ -12,6 +12,7 @@ from erasekit.methods.esd import Checkpoints, ESDConfig, train_esd
 from erasekit.methods.esd.config import SETTINGS
 from erasekit.targets import find_targets
 from erasekit.text import TextEncoder
+from erasekit.worlds.tiny import tiny_pipeline
 from tests.methods.resume import resumed_states
 from tests.test_edit import assert_loads_in_diffusers, generate
 
@@ -30,6 +31,12 @@ def held_out(pipe, concept, *, n=8):
     xs = torch.randn(n, 4, 16, 16, generator=g)
     ts = torch.randint(1, 1000, (n,), generator=g)
     return xs, ts, c, null
+
+
+@pytest.mark.parametrize(("method", "name"), [("esd", "ESD"), ("receler", "Receler"), ("spm", "SPM")])
+def test_each_trainer_refuses_sdxl_in_its_own_name(method, name):
+    with pytest.raises(ConfigError, match=rf"^{name} supports U-Nets conditioned on text alone .*'text_time'"):
+        erasekit.erase(tiny_pipeline("sdxl"), ["a cat"], method)
 
 
 def test_loss_decreases_on_held_out_latents(tiny_pipe):

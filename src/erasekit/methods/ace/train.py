@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from ...closed_form import F64, Factor, layer_updates
+from ...diffusion import check_text_only
 from ...edit import Edit
 from ...errors import ConfigError
 from ...gate import TokenGate
@@ -84,6 +85,10 @@ def _check(request: EraseRequest, cfg: ACEConfig, width: int) -> None:
         raise ConfigError(
             f"ACE rank {cfg.rank} exceeds the text embedding width {width}: pass rank ≤ {width} (--set rank=...)."
         )
+    unet = getattr(request.pipe, "unet", None)
+    if unet is not None and (cfg.loss == "denoise" or (cfg.mine_words and cfg.mine_render > -1)):
+        fix = "Pass loss='kv' and mine_render=-1: the closed form, the gate and the K/V rounds run on it."
+        check_text_only(unet, "ACE with its noise-prediction rounds (loss='denoise') or its render check", fix)
 
 
 def kv_metric(targets: Targets, edit_keys: bool = True) -> Tensor:

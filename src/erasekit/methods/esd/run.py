@@ -17,6 +17,7 @@ import torch
 from diffusers import DDIMScheduler
 from torch import Tensor, nn
 
+from ...diffusion import check_text_only
 from ...errors import ConfigError
 from .. import EraseRequest
 from .config import ESDState
@@ -68,7 +69,7 @@ class LoRARun(Generic[S]):
         optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
     ):
         self.cfg, self.progress, self.checkpoints = cfg, request.progress, checkpoints
-        self.unet, self.scheduler = _pipeline_parts(request)
+        self.unet, self.scheduler = _pipeline_parts(request, type(cfg).__name__.removesuffix("Config"))
         self.scheduler.set_timesteps(timesteps)
         param = next(self.unet.parameters())
         self.device, self.dtype = param.device, param.dtype
@@ -143,17 +144,13 @@ class LoRARun(Generic[S]):
         return state
 
 
-def _pipeline_parts(request: EraseRequest) -> tuple[nn.Module, DDIMScheduler]:
-    """The U-Net and a fresh DDIM scheduler of the request's pipeline."""
+def _pipeline_parts(request: EraseRequest, method: str) -> tuple[nn.Module, DDIMScheduler]:
+    """The U-Net and a fresh DDIM scheduler of the request's pipeline (``method``: the trainer's name, for errors)."""
     unet, scheduler = getattr(request.pipe, "unet", None), getattr(request.pipe, "scheduler", None)
     if unet is None or scheduler is None:
         raise ConfigError(
-            "ESD fine-tunes the U-Net, so it needs the pipeline, but the request carries none. "
+            f"{method} trains against the U-Net, so it needs the pipeline, but the request carries none. "
             "Call erasekit.erase(pipe, ...)."
         )
-    if getattr(unet.config, "addition_embed_type", None) is not None:
-        raise ConfigError(
-            f"ESD supports U-Nets conditioned on text alone (SD 1.x/2.x); this one also needs "
-            f"{unet.config.addition_embed_type!r} conditioning (SDXL). Use a closed-form method for it."
-        )
+    check_text_only(unet, method, "Use a closed-form method for it.")
     return unet, DDIMScheduler.from_config(scheduler.config)  # our own copy: the pipeline's is left alone

@@ -20,8 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...diffusion import alphas_cumprod, noisy, predict
-from ...errors import ConfigError
+from ...diffusion import alphas_cumprod, check_text_only, noisy, predict
 from ...targets import denoiser
 from .. import EraseRequest
 from ..esd.lora import _LoRA
@@ -100,11 +99,7 @@ def train_loras(
         )
         return [], []
     unet = denoiser(request.pipe)
-    if getattr(unet.config, "addition_embed_type", None) is not None:
-        raise ConfigError(
-            f"MACE's LoRA stage supports U-Nets conditioned on text alone (SD 1.x/2.x); this one also needs "
-            f"{unet.config.addition_embed_type!r} conditioning (SDXL). Pass steps=0 for the closed-form stage alone."
-        )
+    check_text_only(unet, "MACE's LoRA stage", "Pass steps=0 for the closed-form stage alone.")
     g = torch.Generator().manual_seed(cfg.seed)
     data = [checked_regions(source, c, cfg.n_images, g) for c in request.concepts]  # by the original model
     param = next(unet.parameters())
