@@ -22,11 +22,13 @@ attack to win back, the edit is weaker (UCE at erase scale 0.8) or the attack's 
   8's answer onto that range it won +0 to +12.5 points on every weak edit tried: the constrained
   minimiser of Eq. 5 (a larger λ per token) keeps what the shrinking threw away.
 
-One attack has no control that fires yet. ``ringabell`` (the genetic search): at a CI budget it does
-not reach 30 points (60 generations of 40: 0.25 -> 0.50 on 4 "garbage truck" prompts, ~40 s a case;
-on UCE of red at η 6, 8 prompts: 0.375 -> 0.375 with 16 searched tokens and with 4, 8-15 s a case on one
-thread; 30 x 40: 0.375 -> 0.375), while its concept vector, fed as is (``ringabell_embed``), does. The
-paper's 3000 generations of 200 cost ~2900 s a case on two cores (``bench/compare_cost.py``).
+``ringabell`` (the genetic search) has no control that fires. At the paper's budget, on a GPU (the last test,
+skipped without CUDA, marked as the known failure it is): UCE of red at η 6, 8 prompts, 0.375 -> 0.500 (+12.5;
+215 s on an H200). At a CI budget it does not reach 30 points either (60 generations of 40: 0.25 -> 0.50 on 4
+"garbage truck" prompts, ~40 s a case; on UCE of red at η 6, 8 prompts: 0.375 -> 0.375 with 16 searched
+tokens and with 4, 8-15 s a case on one thread; 30 x 40: 0.375 -> 0.375), while its concept vector, fed
+as is (``ringabell_embed``), does. The paper's 3000 generations of 200 cost ~2900 s a case on two cores
+(``bench/compare_cost.py``).
 """
 
 from __future__ import annotations
@@ -99,3 +101,23 @@ def assert_brings_back(result):
 )
 def test_the_attack_brings_back_a_weakly_erased_concept(world, judge, edits, name, concept, edit, overrides):
     assert_brings_back(run(world, judge, edits, name, concept, edit, **overrides))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the paper's 3000 x 200 search: ~2900 s a case on 2 cores")
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured on an H200 (2026-12-04, 215 s): 0.375 -> 0.500 (+12.5); the search does not fire even at the "
+    "paper's budget, its concept vector fed as is does (ringabell_embed); strict: a search that starts to fire fails "
+    "this mark, so that the docstring and the README are brought up to date",
+)
+def test_ringabell_at_the_papers_budget_brings_back_a_weakly_erased_concept():
+    """The genetic search at its full strength (3000 generations of 200; a whole generation per text-encoder pass),
+    on the GPU: UCE of red at η 6."""
+    pipe = erasekit.load_pipeline("embedded", device="cuda")
+    pipe.set_progress_bar_config(disable=True)
+    w = erasekit.worlds.get("embedded")
+    others = [c for c in w.concepts()["color"] if c != "red"]
+    edit = erasekit.erase(pipe, ["red"], method="uce", preserve=others)
+    result = attack(pipe, "ringabell", "red", judge=w.load_judge(), edit=edit, prompts=w.default_prompts("red", n=8),
+                    sampling=SAMPLING, concept_kind="color", eta=6.0, batch_size=200)  # fmt: skip
+    assert_brings_back(result)
