@@ -50,3 +50,20 @@ def test_the_ranking_is_printed_and_written(tmp_path, monkeypatch):
                     "takes_preserve": False, "scenario": "style"}  # fmt: skip
     assert [r["overrides"]["lr"] for r in json.loads(out.read_text())["ranked"]] == ["3e-4", "1e-3"]
     assert "H_o" in result.output and "val split" in result.output
+
+
+def test_a_scenario_of_several_concepts_gets_a_table_per_concept(monkeypatch):
+    tuning = importlib.import_module("erasekit.evaluate.compare.tuning")
+    monkeypatch.setattr(compare_run, "load", lambda world: (None, None))
+
+    def fake_tune(pipe, judge, sc, method, grid, *, n, settings, fixed, takes_preserve):
+        by_concept = {"church": {"efficacy": 0.0, "generality": 0.25}, "tench": {"efficacy": 0.75, "generality": 1.0}}
+        val = {"efficacy": 0.1, "generality": 0.2, "specificity": 0.9, "H_o": 0.86, "by_concept": by_concept}
+        return [{"overrides": {"rank": v}, "val": val} for v in grid["rank"]]
+
+    monkeypatch.setattr(tuning, "tune", fake_tune)
+    result = CliRunner().invoke(
+        app, ["tune", "ace", "--scenario", "multi10", "--grid", "rank=32,48"], terminal_width=200
+    )
+    assert result.exit_code == 0, result.output
+    assert "each erased concept" in result.output and "0.75 / 1.00" in result.output and "rank=48" in result.output

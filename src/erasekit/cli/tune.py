@@ -64,3 +64,10 @@ def tune(
         table.add_row(", ".join(f"{k}={x}" for k, x in r["overrides"].items()),
                       *(f"{v[k]:.2f}" for k in ("efficacy", "generality", "specificity", "H_o")))  # fmt: skip
     console.print(table)
+    if "by_concept" in ranked[0]["val"]:  # several erased concepts: which of them each point leaves behind
+        points = [", ".join(f"{k}={x}" for k, x in r["overrides"].items()) for r in ranked]
+        per = Table("concept", *points, title="each erased concept: efficacy ↓ / generality ↓ (val)")
+        for concept in ranked[0]["val"]["by_concept"]:
+            cells = [r["val"]["by_concept"][concept] for r in ranked]
+            per.add_row(concept, *(f"{c['efficacy']:.2f} / {c['generality']:.2f}" for c in cells))
+        console.print(per)

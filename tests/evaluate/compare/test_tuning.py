@@ -49,6 +49,23 @@ def test_val_scores_read_unseen_concepts_on_their_own_val_prompts(tiny_pipe, rec
     assert not set(shown) & test and len(shown) > 2 * 2 * len(sc.concepts)  # unseen concepts' prompts drawn too
 
 
+def test_several_concepts_get_their_own_val_rates_which_the_pooled_ones_hide(tiny_pipe, recording):
+    pipe, _ = recording
+    sc = compare.scenario("multi10")
+    judge = SimpleNamespace(detects=lambda images, concept: [concept == "garbage truck"] * len(images))
+    scores = tuning.val_scores(pipe, judge, sc, 2, erasekit.erase(tiny_pipe, ["van gogh"], "uce"))
+    left = scores["by_concept"]["garbage truck"]
+    assert left == {"efficacy": 1.0, "generality": 1.0} and scores["efficacy"] == pytest.approx(0.1)
+    assert set(scores["by_concept"]) == set(sc.concepts)
+    assert all(
+        r == {"efficacy": 0.0, "generality": 0.0} for c, r in scores["by_concept"].items() if c != "garbage truck"
+    )
+    one = tuning.val_scores(
+        pipe, judge, compare.scenario("van gogh"), 2, erasekit.erase(tiny_pipe, ["van gogh"], "uce")
+    )
+    assert "by_concept" not in one
+
+
 def test_tune_erases_every_grid_point_and_ranks_them_by_val_h_o(monkeypatch):
     sc = compare.scenario("van gogh")
     erased = []

@@ -57,18 +57,26 @@ def val_detection(pipe: Any, judge: Any, sc: Scenario, n: int, edit: Edit) -> fl
     return sum(found) / len(found)
 
 
-def val_scores(pipe: Any, judge: Any, sc: Scenario, n: int, edit: Edit) -> dict[str, float]:
-    """Efficacy, generality and specificity of ``edit`` on the val split, and their H_o."""
+def val_scores(pipe: Any, judge: Any, sc: Scenario, n: int, edit: Edit) -> dict[str, Any]:
+    """Efficacy, generality and specificity of ``edit`` on the val split, and their H_o; with several erased
+    concepts also ``by_concept``: ``{concept: {"efficacy", "generality"}}``, each on its own val prompts (the
+    pooled rates hide which concept an edit leaves behind, as compare's per-concept table shows on test)."""
     world = get_world(sc.world)
-    scores = {}
+    scores: dict[str, Any] = {}
+    by_concept: dict[str, dict[str, list[bool]]] = {}
     for score, group in (("efficacy", "target"), ("generality", "generality")):
-        found = _shown(pipe, judge, sc, edit, val_prompts(sc, n, (group,)))
+        prompts = val_prompts(sc, n, (group,))
+        found = _shown(pipe, judge, sc, edit, prompts)
         scores[score] = sum(found) / len(found)
+        for (_, concept), shown in zip(prompts, found):
+            by_concept.setdefault(concept, {}).setdefault(score, []).append(shown)
     unseen = [(p, c) for c in unseen_set(sc)
               for g, p, _ in world.suite_rows(c, n=UNSEEN_PER_CONCEPT, split="val") if g == "target"]  # fmt: skip
     kept = _shown(pipe, judge, sc, edit, unseen)
     scores["specificity"] = sum(kept) / len(kept)
     scores["H_o"] = mace_h_o(scores["efficacy"], scores["specificity"], scores["generality"])
+    if len(sc.concepts) > 1:
+        scores["by_concept"] = {c: {s: sum(v) / len(v) for s, v in rates.items()} for c, rates in by_concept.items()}
     return scores
 
 
