@@ -58,14 +58,12 @@ def tune(
         print_json(result)
         return
     title = f"{method} on {sc.name} (val split, {n_prompts} prompts per group)"
+    points = [", ".join(f"{k}={x}" for k, x in r["overrides"].items()) for r in ranked]
     table = Table("overrides", "efficacy ↓", "generality ↓", "specificity ↑", "H_o ↑", title=title)
-    for r in ranked:
-        v = r["val"]
-        table.add_row(", ".join(f"{k}={x}" for k, x in r["overrides"].items()),
-                      *(f"{v[k]:.2f}" for k in ("efficacy", "generality", "specificity", "H_o")))  # fmt: skip
+    for point, r in zip(points, ranked):
+        table.add_row(point, *(f"{r['val'][k]:.2f}" for k in ("efficacy", "generality", "specificity", "H_o")))
     console.print(table)
     if "by_concept" in ranked[0]["val"]:  # several erased concepts: which of them each point leaves behind
-        points = [", ".join(f"{k}={x}" for k, x in r["overrides"].items()) for r in ranked]
         per = Table("concept", *points, title="each erased concept: efficacy ↓ / generality ↓ (val)")
         for concept in ranked[0]["val"]["by_concept"]:
             cells = [r["val"]["by_concept"][concept] for r in ranked]
