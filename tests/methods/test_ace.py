@@ -234,7 +234,7 @@ def embedded_ace():  # slow: minutes on a shared core, the gate's neutral captio
     ("concept", "overrides", "most_prompts"),
     [
         ("church", {}, 0.10),
-        ("parachute", {}, 0.20),
+        ("parachute", {}, 0.10),
         ("church", {"settings": "object", "gate_min_concepts": 1}, 0.10),  # the gate an object gets among others
         ("parachute", {"settings": "object", "gate_min_concepts": 1}, 0.10),
     ],
@@ -245,11 +245,12 @@ def test_gate_is_selective_on_prompts_from_no_training_set(concept, overrides, m
     Goal (issue 13): neutral ≤ 5% of tokens and ≤ 10% of prompts, paraphrases ≥ 80% of prompts; asserted on the
     harder neutral set, the same kind's other concepts. Measured (48 prompts each, compare's preserve set and fit
     prompts, `python bench/ace_gate.py --split test`, its "other" columns): at the defaults church 0.1% / 2.1% /
-    100%, parachute 0.6% / 14.6% / 100% (its gate opens on first names after "by"), so parachute's default guards
-    what there is; under the ``object`` settings, what compare runs for objects (τ also calibrated on the preserve
+    100%, parachute 0.0% / 0.0% / 100% since stop 33 put the preserve prompts among the gate's negatives (0.6% /
+    14.6% before: its gate opened on first names after "by"); under the ``object`` settings, what compare runs for
+    objects (τ also calibrated on the preserve
     prompts; `--settings kind`, stop 29), church 0.0% / 0.0% / 97.9%, parachute 0.1% / 2.1% / 95.8% (0.3% / 6.2% / 95.8%
     since stop 30's siblings, church unchanged). Styles run
-    ungated under compare and are not asserted (van gogh's gate at the defaults 12.5%, paraphrases 72.9%).
+    ungated under compare and are not asserted (van gogh's gate at the defaults 4.2%, paraphrases 72.9%).
     """
     pipe, edit = embedded_edit(concept, **overrides)
     suite = embedded.prompt_suite(concept, n=48, split="test")

@@ -51,11 +51,13 @@ other concepts' val prompts), and of the preserved concepts named in the same co
 generalised eigenvectors above and is fitted with ``s`` and ``τ`` by class-balanced cross-entropy on three
 quarters of the captions; ``τ`` is then raised until at most ``gate_token_rate`` of the held-out negative
 tokens and ``gate_prompt_rate`` of the held-out negative prompts open the gate, and from there
-``gate_margin`` (a quarter) of the log-gap up to where the concept's own held-out span tokens start to close:
+``gate_margin`` (a tenth) of the log-gap up to where the concept's own held-out span tokens start to close:
 real names land just above the captions' bound. ``info["gate_heldout_*"]``
 records those rates and the share of held-out concept captions where some token opens it. Real prompts of
-the preserved concepts (``preserve_prompts``; ``erasekit compare`` passes the fit split's) are measured too
-(``info["gate_preserve_prompts"]``); ``gate_preserve_rate`` calibrates τ on them, off by default because on
+the preserved concepts (``preserve_prompts``; ``erasekit compare`` passes the fit split's) are negatives too
+(``gate_fit_preserve``: worded as users word them, "rembrandt van rijn" where the captions say "rembrandt";
+:mod:`.gatefit` has the val numbers) and are measured (``info["gate_preserve_prompts"]``, three quarters of
+them fitted on); ``gate_preserve_rate`` calibrates τ on them, off by default because on
 val it cost van gogh its erasure (:mod:`.gatefit`), on in the ``object`` settings (below), what compare runs
 for objects. The tiny template
 set the gate had before let it open on 85% of the tokens of unrelated prompts ("a red car parked on a
@@ -192,10 +194,12 @@ VARIANTS = {
 # gated=false``): H_o 0.97 0.96 0.94 against 0.93 0.93 0.93 gated; the seed-0 edits re-attacked on the val prompts
 # (``python bench/ace_stability.py --reattack EDIT --concept church --split val --n 8 --attack-seeds 2``): P4D 0.31
 # against 0.88, UnlearnDiff 0.25 against 0.88, soft_prompt 0.12 against 0.67 (3 seeds), Ring-A-Bell 0.12.
+PINNED_GATE = {"gate_margin": 0.25, "gate_fit_preserve": False}  # the gate these settings were chosen and measured with
 SETTINGS = {
-    "rank32": {"rank": 32},
+    "rank32": {"rank": 32, **PINNED_GATE},
     "object": {
         "rank": 32,
+        **PINNED_GATE,
         "gate_preserve_rate": 0.02,
         "gate_concept_rate": 0.8,
         "ungated_kinds": ("style", "unsafe"),

@@ -65,7 +65,8 @@ class ACEConfig:
     ungated_rank: int = 8  # k per concept of those, erased as the `style` settings erase them
     gate_steps: int = 200  # Adam steps of the gate's fit
     gate_batch: int = 2048  # tokens of each class per step of the gate's fit (speed; 4096 tied on val)
-    gate_margin: float = 0.25  # τ this share of the log-gap up from the negatives' bound to the concept's (gatefit.py)
+    gate_margin: float = 0.1  # τ this share of the log-gap up from the negatives' bound to the concept's (gatefit.py)
+    gate_fit_preserve: bool = True  # the caller's preserve prompts among the gate's negatives (gatefit.py)
     gate_token_rate: float = 0.01  # τ: at most this share of held-out neutral tokens open the gate
     gate_prompt_rate: float = 0.02  # ... and this share of held-out neutral prompts (package docstring, part 3)
     gate_preserve_rate: float | None = None  # ... and this share of the caller's preserve prompts (None: measured only)

@@ -81,8 +81,9 @@ def gate_tokens(request: EraseRequest, cfg: ACEConfig, siblings: Sequence[str] =
     Positives: the concepts and synonyms named in ``contexts`` captions each, their tokens from the
     concept's last one on (a causal encoder's earlier tokens have not seen it). Negatives: every
     token of the neutral captions, of random vocabulary words and made-up names (each alone), of the
-    preserved concepts named in ``contexts // 2`` captions each and of the mined ``siblings`` (read as a
-    concept, rendered otherwise: :mod:`.mining`) in ``contexts // 4``, shuffled (the fit holds out every fourth).
+    preserved concepts named in ``contexts // 2`` captions each, of the mined ``siblings`` (read as a
+    concept, rendered otherwise: :mod:`.mining`) in ``contexts // 4`` and, with ``gate_fit_preserve``, of the
+    caller's preserve prompts, shuffled (the fit holds out every fourth).
     Partial names as negatives ("van gogh" -> "van rijn") were tried and dropped: on the embedded
     world they cut van gogh's unseen neutral prompts that open the gate from 29% to 17% but its
     held-out paraphrases found from 81% to 52% (48 each, τ at 5%). So were the words and names put in
@@ -108,6 +109,8 @@ def gate_tokens(request: EraseRequest, cfg: ACEConfig, siblings: Sequence[str] =
     half = cfg.contexts // 2
     kept = [t for i, c in enumerate(request.preserve) for t, _ in in_context(c, half, seed=cfg.seed - i)]
     kept += [t for i, c in enumerate(siblings) for t, _ in in_context(c, half // 2, seed=cfg.seed + 1000 + i)]
+    if cfg.gate_fit_preserve:  # real prompts of what must stay, worded as users word them (gatefit.py)
+        kept += request.preserve_prompts
     neg = torch.cat([_neutral_states(request, cfg, erased), *([request.encoder(kept).states] if kept else [])])
     neg = neg[torch.randperm(neg.shape[0], generator=torch.Generator().manual_seed(cfg.seed))]
     return Tokens(pos.float(), mask), Tokens(neg.float(), torch.ones(neg.shape[:2], dtype=torch.bool))

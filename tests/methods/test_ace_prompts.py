@@ -1,0 +1,55 @@
+"""ACE's gate sets (methods/ace/prompts.py): what the gate is fitted to open and to stay shut on."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+import erasekit
+from erasekit.evaluate import compare
+from erasekit.methods import EraseRequest
+from erasekit.methods.ace.config import ACEConfig
+from erasekit.methods.ace.prompts import gate_tokens
+from erasekit.targets import find_targets
+from erasekit.text import TextEncoder
+from erasekit.worlds import embedded
+from tests.test_end_to_end import embedded_pipeline
+
+SMALL = ACEConfig(neutral_captions=64, vocabulary_captions=8, name_captions=8)
+
+
+def test_the_callers_preserve_prompts_join_the_negatives_and_can_be_left_out(tiny_pipe):
+    kept = ("a cat by monet", "monet painting of a bridge", "water lilies, oil")
+    request = EraseRequest(find_targets(tiny_pipe.unet), TextEncoder(tiny_pipe), ("van gogh",), tiny_pipe,
+                           preserve=("monet",), preserve_prompts=kept)  # fmt: skip
+    pos, neg = gate_tokens(request, SMALL)
+    pos_off, neg_off = gate_tokens(request, dataclasses.replace(SMALL, gate_fit_preserve=False))
+    assert torch.equal(pos.states, pos_off.states)  # the positives stay the concept's
+    assert neg.states.shape[0] == neg_off.states.shape[0] + len(kept)
+    # each preserve prompt's states are among the negatives, every token of it counted
+    states = TextEncoder(tiny_pipe)(list(kept)).states.float()
+    for row in states:
+        assert any(torch.equal(row, other) for other in neg.states)
+
+
+def test_preserve_prompts_shut_van_goghs_gate_on_rembrandt_van_rijn():
+    # positive control: fitted on captions alone (which name "rembrandt", never "rembrandt van rijn") the gate of
+    # "van gogh" opens on every test-split prompt of rembrandt that says "van rijn" (43 of 43, measured); with
+    # compare's fit prompts of rembrandt among its negatives on 15 of them (methods/ace/gatefit.py: the val rates)
+    torch.set_num_threads(1)
+    pipe = embedded_pipeline()
+    sc = compare.scenario("van gogh")
+    kept = compare.preserve_prompts(sc, 16)
+    assert "rembrandt" in compare.preserve_set(sc) and any("rembrandt van rijn" in p for p in kept)
+    prompts = [p for p in embedded.prompt_suite("rembrandt", n=96, split="test")["target"] if "van rijn" in p]
+    states = TextEncoder(pipe)(prompts).states
+
+    def share_open(**overrides) -> float:  # one round of the K/V objective: only the gate is read
+        edit = erasekit.erase(pipe, ["van gogh"], "ace", preserve=compare.preserve_set(sc), preserve_prompts=kept,
+                              epochs=1, inner_steps=0, loss="kv", mine_words=0, **overrides)  # fmt: skip
+        return float((edit.gate(states).squeeze(-1).max(1).values > 0.5).float().mean())
+
+    assert len(prompts) >= 20
+    assert share_open(gate_fit_preserve=False, gate_margin=0.25) > 0.9
+    assert share_open() < 0.5
