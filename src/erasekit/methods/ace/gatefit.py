@@ -37,7 +37,9 @@ against 0.70 0.90 0.87, church the same to the digit (0.93 0.91 0.90), van gogh 
 ungated_kinds=unsafe``, seeds 0-4) 0.77 0.68 0.79 0.78 0.75 against 0.77 0.78 0.79 0.78 0.75 (seed 1 lets one
 more target prompt and two more paraphrases through): a tie but for that seed. The
 ``rank32`` and ``object`` settings keep the captions-only gate at m = 0.25 (``PINNED_GATE``), the gate their
-val choices and compare's rows were measured with. And, when the caller
+val choices and compare's rows were measured with; multi10 under the ``object`` settings lost with the preserve
+prompts among its negatives (``erasekit tune ace --scenario multi10 --settings object --grid gate_fit_preserve=true
+--grid seed=0,1,2``: H_o 0.73 0.74 0.76 against 0.75 0.77 0.77). And, when the caller
 gives prompts of the preserved concepts (``preserve_prompts``: real prompts, worded as users word them,
 which captions are not) and sets ``gate_preserve_rate``, at most that share of them, as long as
 ``gate_concept_rate`` of the held-out concept captions' span tokens still open it. It is off by default
