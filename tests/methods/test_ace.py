@@ -229,12 +229,20 @@ def embedded_ace():  # slow: minutes on a shared core, the gate's neutral captio
     return pipe, edit, rows
 
 
+VAN_GOGH_PARAPHRASES = (
+    "paraphrases found 72.9%: 12 of the 13 missed say 'the man who painted the sunflowers', which MiniLM puts nowhere "
+    "near van gogh (README, ACE)"
+)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("concept", "overrides", "most_prompts"),
     [
         ("church", {}, 0.10),
         ("parachute", {}, 0.10),
+        ("picasso", {}, 0.10),
+        pytest.param("van gogh", {}, 0.10, marks=pytest.mark.xfail(strict=True, reason=VAN_GOGH_PARAPHRASES)),
         ("church", {"settings": "object", "gate_min_concepts": 1}, 0.10),  # the gate an object gets among others
         ("parachute", {"settings": "object", "gate_min_concepts": 1}, 0.10),
     ],
@@ -250,7 +258,8 @@ def test_gate_is_selective_on_prompts_from_no_training_set(concept, overrides, m
     objects (τ also calibrated on the preserve
     prompts; `--settings kind`, stop 29), church 0.0% / 0.0% / 97.9%, parachute 0.1% / 2.1% / 95.8% (0.3% / 6.2% / 95.8%
     since stop 30's siblings, church unchanged). Styles run
-    ungated under compare and are not asserted (van gogh's gate at the defaults 4.2%, paraphrases 72.9%).
+    ungated under compare; at the defaults picasso's gate meets the goals (6.2% / 93.8%) and van gogh's does not
+    (4.2%, paraphrases 72.9%: a strict xfail).
     """
     pipe, edit = embedded_edit(concept, **overrides)
     suite = embedded.prompt_suite(concept, n=48, split="test")
