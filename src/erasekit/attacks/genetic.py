@@ -4,9 +4,11 @@ Ring-A-Bell (Tsai et al., ICLR 2024; ``InversePrompt.ipynb``): a population of `
 prompts; each generation keeps the better half by loss, lets each survivor breed with probability
 ``crossover_rate`` with a random survivor (one-point crossover, two children), then replaces one
 random token of each individual with probability ``mutation_rate``. Defaults there: population 200,
-3000 generations, mutation 0.25, crossover 0.5, 16 tokens. One difference: the best prompt seen in
+3000 generations, mutation 0.25, crossover 0.5, 16 tokens. Differences: the best prompt seen in
 any generation is returned (the reference returns the best of the last one, which mutation may
-have touched). Survivors that mutation left alone are not scored again (their loss is known).
+have touched), and the crossover cut falls after token 1..length (the reference's, counted with the
+start token, after token 0..length-1). Survivors that mutation left alone are not scored again (their
+loss is known).
 """
 
 from __future__ import annotations
