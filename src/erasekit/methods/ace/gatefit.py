@@ -30,7 +30,8 @@ picasso 0% / 5% / 82.5% -> 0% / 2.5% / 67.5% -> 5% / 5% / 92.5%, van gogh 12.5% 
 5% / 10% / 62.5% (the four "rembrandt van rijn" prompts that opened it shut; m = 0 with them: 12.5% / 20% /
 67.5%). Van gogh's paraphrases cannot reach 80% on these states: 11 of its 40 val paraphrases say "the man who
 painted the sunflowers", whose tokens MiniLM puts nowhere near van gogh (``bench/ACE_MEASUREMENTS.md``); with
-``synonyms=("sunflowers",)`` (at m = 0.25) its gate found 87.5% and opened on 5% of the neutral prompts. H_o on
+``synonyms=("sunflowers",)`` its gate found 95% and opened on 5% of the neutral prompts, 7.5% of the other
+styles'. H_o on
 val at the defaults, against the captions-only gate at m = 0.25 (``erasekit tune ace --scenario S --grid
 gate_fit_preserve=true --grid gate_margin=0.1 --grid seed=...``, 16 prompts per group): parachute 0.70 0.90 0.90
 against 0.70 0.90 0.87, church the same to the digit (0.93 0.91 0.90), van gogh gated (``--grid
