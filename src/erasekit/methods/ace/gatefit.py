@@ -28,7 +28,10 @@ the preserve prompts at 0.25 -> at 0.1): church 2.5% / 7.5% / 100% -> 2.5% / 0% 
 parachute 15% / 7.5% / 100% -> 2.5% / 0% / 100% -> 2.5% / 0% / 100% (its first names after "by" now shut),
 picasso 0% / 5% / 82.5% -> 0% / 2.5% / 67.5% -> 5% / 5% / 92.5%, van gogh 12.5% / 25% / 72.5% -> 0% / 2.5% / 60% ->
 5% / 10% / 62.5% (the four "rembrandt van rijn" prompts that opened it shut; m = 0 with them: 12.5% / 20% /
-67.5%). Van gogh's paraphrases cannot reach 80% on these states: 11 of its 40 val paraphrases say "the man who
+67.5%). Over training seeds 0-4 (the same bench, ``--set seed=S``; ``bench/ACE_MEASUREMENTS.md`` has each) the mean
+rates went 6.5 / 12.5 / 96 -> 2.0 / 5.5 / 95.5 for church, 17.5 / 12 / 100 -> 8 / 4.5 / 100 for parachute, 13.5 / 21
+/ 70.5 -> 10 / 11.5 / 63.5 for van gogh and 4.5 / 7 / 82 -> 2.5 / 3.5 / 85.5 for picasso, and the seeds meeting
+every goal 1 -> 5, 1 -> 3, 0 -> 0 and 4 -> 5 of five. Van gogh's paraphrases cannot reach 80% on these states: 11 of its 40 val paraphrases say "the man who
 painted the sunflowers", whose tokens MiniLM puts nowhere near van gogh (``bench/ACE_MEASUREMENTS.md``); with
 ``synonyms=("sunflowers",)`` its gate found 95% and opened on 5% of the neutral prompts, 7.5% of the other
 styles'. H_o on
