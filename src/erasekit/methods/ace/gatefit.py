@@ -31,11 +31,10 @@ picasso 0% / 5% / 82.5% -> 0% / 2.5% / 67.5% -> 5% / 5% / 92.5%, van gogh 12.5% 
 67.5%). Over training seeds 0-4 (the same bench, ``--set seed=S``; ``bench/ACE_MEASUREMENTS.md`` has each) the mean
 rates went 6.5 / 12.5 / 96 -> 2.0 / 5.5 / 95.5 for church, 17.5 / 12 / 100 -> 8 / 4.5 / 100 for parachute, 13.5 / 21
 / 70.5 -> 10 / 11.5 / 63.5 for van gogh and 4.5 / 7 / 82 -> 2.5 / 3.5 / 85.5 for picasso, and the seeds meeting
-every goal 1 -> 5, 1 -> 3, 0 -> 0 and 4 -> 5 of five. Van gogh's paraphrases cannot reach 80% on these states: 11 of its 40 val paraphrases say "the man who
-painted the sunflowers", whose tokens MiniLM puts nowhere near van gogh (``bench/ACE_MEASUREMENTS.md``); with
-``synonyms=("sunflowers",)`` its gate found 95% and opened on 5% of the neutral prompts, 7.5% of the other
-styles'. H_o on
-val at the defaults, against the captions-only gate at m = 0.25 (``erasekit tune ace --scenario S --grid
+every goal 1 -> 5, 1 -> 3, 0 -> 0 and 4 -> 5 of five. Van gogh's paraphrases cannot reach 80% on these states:
+11 of its 40 val paraphrases say "the man who painted the sunflowers", whose tokens MiniLM puts nowhere near van
+gogh (``bench/ACE_MEASUREMENTS.md``); with ``synonyms=("sunflowers",)`` its gate found 95% and opened on 5% of the
+neutral prompts, 7.5% of the other styles'. H_o on val at the defaults, against the captions-only gate at m = 0.25 (``erasekit tune ace --scenario S --grid
 gate_fit_preserve=true --grid gate_margin=0.1 --grid seed=...``, 16 prompts per group): parachute 0.70 0.90 0.90
 against 0.70 0.90 0.87, church the same to the digit (0.93 0.91 0.90), van gogh gated (``--grid
 ungated_kinds=unsafe``, seeds 0-4) 0.77 0.68 0.79 0.78 0.75 against 0.77 0.78 0.79 0.78 0.75 (seed 1 lets one
