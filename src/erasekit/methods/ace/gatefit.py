@@ -20,30 +20,31 @@ tied m = 0 on style, object and unsafe (``erasekit tune ace --grid gate_margin=0
 0.63, 0.99 at all three, 0.93 / 0.93) while fewer unseen prompts opened the gate (``bench/ace_gate.py --split
 val``, 40 each: van gogh 22.5% -> 12.5%, picasso 20% -> 10%, its paraphrases found 100% -> 90%).
 
-The caller's preserve prompts are real prompts of what must stay, so with ``gate_fit_preserve`` they are
-negatives of the fit and of τ's held-out bound as well, which then stands on real wording and needs a smaller
-margin: m = 0.1 (``bench/ace_gate.py --split val --n 40``, compare's preserve sets and 16 fit prompts per preserved
-concept; neutral prompts / the same kind's other concepts / paraphrases found, captions only at m = 0.25 -> with
-the preserve prompts at 0.25 -> at 0.1): church 2.5% / 7.5% / 100% -> 2.5% / 0% / 100% -> 2.5% / 0% / 100%,
-parachute 15% / 7.5% / 100% -> 2.5% / 0% / 100% -> 2.5% / 0% / 100% (its first names after "by" now shut),
-picasso 0% / 5% / 82.5% -> 0% / 2.5% / 67.5% -> 5% / 5% / 92.5%, van gogh 12.5% / 25% / 72.5% -> 0% / 2.5% / 60% ->
-5% / 10% / 62.5% (the four "rembrandt van rijn" prompts that opened it shut; m = 0 with them: 12.5% / 20% /
-67.5%). Over training seeds 0-4 (the same bench, ``--set seed=S``; ``bench/ACE_MEASUREMENTS.md`` has each) the mean
-rates went 6.5 / 12.5 / 96 -> 2.0 / 5.5 / 95.5 for church, 17.5 / 12 / 100 -> 8 / 4.5 / 100 for parachute, 13.5 / 21
-/ 70.5 -> 10 / 11.5 / 63.5 for van gogh and 4.5 / 7 / 82 -> 2.5 / 3.5 / 85.5 for picasso, and the seeds meeting
-every goal 1 -> 5, 1 -> 3, 0 -> 0 and 4 -> 5 of five. Van gogh's paraphrases cannot reach 80% on these states:
-11 of its 40 val paraphrases say "the man who painted the sunflowers", whose tokens MiniLM puts nowhere near van
-gogh (``bench/ACE_MEASUREMENTS.md``); with ``synonyms=("sunflowers",)`` its gate found 95% and opened on 5% of the
-neutral prompts, 7.5% of the other styles'. H_o on val at the defaults, against the captions-only gate at m = 0.25 (``erasekit tune ace --scenario S --grid
+The caller's preserve prompts are real prompts of what must stay, so with ``gate_fit_preserve`` they are negatives
+of the fit and of τ's held-out bound as well, which then stands on real wording and needs a smaller margin: m = 0.1
+(``bench/ace_gate.py --split val --n 40``, compare's preserve sets and 16 fit prompts per preserved concept; neutral
+prompts / the same kind's other concepts / paraphrases found, captions only at m = 0.25 -> with the preserve prompts
+at 0.25 -> at 0.1): church 2.5% / 7.5% / 100% -> 2.5% / 0% / 100% -> 2.5% / 0% / 100%, parachute 15% / 7.5% / 100%
+-> 2.5% / 0% / 100% -> 2.5% / 0% / 100% (its first names after "by" now shut), picasso 0% / 5% / 82.5% -> 0% / 2.5%
+/ 67.5% -> 5% / 5% / 92.5%, van gogh 12.5% / 25% / 72.5% -> 0% / 2.5% / 60% -> 5% / 10% / 62.5% (the four "rembrandt
+van rijn" prompts that opened it shut; m = 0 with them: 12.5% / 20% / 67.5%). Over training seeds 0-4 (the same
+bench, ``--set seed=S``; ``bench/ACE_MEASUREMENTS.md`` has each) the mean rates went 6.5 / 12.5 / 96 -> 2.0 / 5.5 /
+95.5 for church, 17.5 / 12 / 100 -> 8 / 4.5 / 100 for parachute, 13.5 / 21 / 70.5 -> 10 / 11.5 / 63.5 for van gogh
+and 4.5 / 7 / 82 -> 2.5 / 3.5 / 85.5 for picasso, and the seeds meeting every goal 1 -> 5, 1 -> 3, 0 -> 0 and 4 -> 5
+of five. Van gogh's paraphrases cannot reach 80% on these states: 11 of its 40 val paraphrases say "the man who
+painted the sunflowers", whose tokens MiniLM puts nowhere near van gogh (``bench/ACE_MEASUREMENTS.md``); with
+``synonyms=("sunflowers",)`` its gate found 95% and opened on 5% of the neutral prompts, 7.5% of the other styles'.
+H_o on val at the defaults, against the captions-only gate at m = 0.25 (``erasekit tune ace --scenario S --grid
 gate_fit_preserve=true --grid gate_margin=0.1 --grid seed=...``, 16 prompts per group): parachute 0.70 0.90 0.90
 against 0.70 0.90 0.87, church the same to the digit (0.93 0.91 0.90), van gogh gated (``--grid
-ungated_kinds=unsafe``, seeds 0-4) 0.77 0.68 0.79 0.78 0.75 against 0.77 0.78 0.79 0.78 0.75 (seed 1 lets one
-more target prompt and two more paraphrases through): a tie but for that seed. The
-``rank32`` and ``object`` settings keep the captions-only gate at m = 0.25 (``PINNED_GATE``), the gate their
-val choices and compare's rows were measured with; multi10 under the ``object`` settings lost with the preserve
-prompts among its negatives (``erasekit tune ace --scenario multi10 --settings object --grid gate_fit_preserve=true
---grid seed=0,1,2``: H_o 0.73 0.74 0.76 against 0.75 0.77 0.77). And, when the caller
-gives prompts of the preserved concepts (``preserve_prompts``: real prompts, worded as users word them,
+ungated_kinds=unsafe``, seeds 0-4) 0.77 0.68 0.79 0.78 0.75 against 0.77 0.78 0.79 0.78 0.75 (seed 1 lets one more
+target prompt and two more paraphrases through): a tie but for that seed. The ``rank32`` and ``object`` settings
+keep the captions-only gate at m = 0.25 (``PINNED_GATE``), the gate their val choices and compare's rows were
+measured with; multi10 under the ``object`` settings lost with the preserve prompts among its negatives (``erasekit
+tune ace --scenario multi10 --settings object --grid gate_fit_preserve=true --grid seed=0,1,2``: H_o 0.73 0.74 0.76
+against 0.75 0.77 0.77).
+
+And, when the caller gives prompts of the preserved concepts (``preserve_prompts``: real prompts, worded as users word them,
 which captions are not) and sets ``gate_preserve_rate``, at most that share of them, as long as
 ``gate_concept_rate`` of the held-out concept captions' span tokens still open it. It is off by default
 (the share of the preserve prompts that open the gate is recorded either way): chosen on the embedded
