@@ -44,8 +44,8 @@ measured with; multi10 under the ``object`` settings lost with the preserve prom
 tune ace --scenario multi10 --settings object --grid gate_fit_preserve=true --grid seed=0,1,2``: H_o 0.73 0.74 0.76
 against 0.75 0.77 0.77).
 
-And, when the caller gives prompts of the preserved concepts (``preserve_prompts``: real prompts, worded as users word them,
-which captions are not) and sets ``gate_preserve_rate``, at most that share of them, as long as
+And, when the caller gives prompts of the preserved concepts (``preserve_prompts``: real prompts, worded as users
+word them, which captions are not) and sets ``gate_preserve_rate``, at most that share of them, as long as
 ``gate_concept_rate`` of the held-out concept captions' span tokens still open it. It is off by default
 (the share of the preserve prompts that open the gate is recorded either way): chosen on the embedded
 world's val prompts (``erasekit tune ace --grid gate_preserve_rate=...``, 16 prompts per group), at 0.02
