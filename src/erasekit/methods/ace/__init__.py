@@ -89,7 +89,8 @@ success rate (soft_prompt on "nudity" stayed at 1.00, discrete on "van gogh" 0.7
 Outer loop: Adam on ``U, A`` (the gate stays as calibrated). Each round draws ``batch_rows`` rows
 of the target, perturbed and keep sets (stochastic rounds: the thousands of rows are templates x
 copies x span positions of a few prompts, and a round's cost is linear in them; on the embedded world
-parachute and picasso still pass the end-to-end bounds, and the rounds cost about half). The objective
+parachute and picasso still passed the end-to-end bounds, and the rounds cost about half; picasso's gated defaults
+leave 2 of 16 images since stop 25's gate fit, ``tests/test_end_to_end.py``). The objective
 (``loss="denoise"``, the default) adds to the K/V terms the abstract's alignment of the conditional distribution on the
 concept with a neutral one: on latents ``x_0`` the original model draws for the concept's prompts
 (``denoise_images``, ``denoise_steps`` sampler steps), noised to a random ``t``,
