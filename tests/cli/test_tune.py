@@ -38,7 +38,8 @@ def test_the_ranking_is_printed_and_written(tmp_path, monkeypatch):
     seen = {}
 
     def fake_tune(pipe, judge, sc, method, grid, *, n, settings, fixed, takes_preserve):
-        seen.update(method=method, grid=grid, fixed=fixed, takes_preserve=takes_preserve, scenario=sc.name)
+        seen.update(method=method, grid=grid, fixed=fixed, takes_preserve=takes_preserve, scenario=sc.name,
+                    settings=settings)  # fmt: skip
         val = {"efficacy": 0.1, "generality": 0.2, "specificity": 0.9, "H_o": 0.86}
         return [{"overrides": {"lr": v}, "val": val} for v in grid["lr"]]
 
@@ -47,9 +48,34 @@ def test_the_ranking_is_printed_and_written(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["tune", "esd-x", "--grid", "lr=3e-4,1e-3", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert seen == {"method": "esd", "grid": {"lr": ["3e-4", "1e-3"]}, "fixed": {"variant": "x"},
-                    "takes_preserve": False, "scenario": "style"}  # fmt: skip
+                    "takes_preserve": False, "scenario": "style", "settings": "lora"}  # fmt: skip
     assert [r["overrides"]["lr"] for r in json.loads(out.read_text())["ranked"]] == ["3e-4", "1e-3"]
     assert "H_o" in result.output and "val split" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "settings"),
+    [
+        (["advunlearn"], "embedded"),  # the method's default settings, as compare runs it
+        (["advunlearn", "--settings", "embedded"], "embedded"),
+        (["ace", "--settings", "rank32"], "rank32"),  # named settings: those
+        (["uce"], None),  # no default settings: the config's defaults
+    ],
+)
+def test_the_grid_is_laid_over_the_settings_compare_runs(monkeypatch, args, settings):
+    tuning = importlib.import_module("erasekit.evaluate.compare.tuning")
+    monkeypatch.setattr(compare_run, "load", lambda world: (None, None))
+    seen = {}
+
+    def fake_tune(pipe, judge, sc, method, grid, *, n, settings, fixed, takes_preserve):
+        seen["settings"] = settings
+        return [{"overrides": {k: v[0] for k, v in grid.items()}, "val": {"efficacy": 0, "generality": 0, "specificity": 1, "H_o": 1}}]
+
+    monkeypatch.setattr(tuning, "tune", fake_tune)
+    grid = "lamb=0.5" if args == ["uce"] else "lr=1e-3"
+    result = CliRunner().invoke(app, ["tune", *args, "--grid", grid])
+    assert result.exit_code == 0, result.output
+    assert seen["settings"] == settings
 
 
 def test_a_scenario_of_several_concepts_gets_a_table_per_concept(monkeypatch):

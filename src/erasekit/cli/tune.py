@@ -20,7 +20,12 @@ def tune(
     ),
     scenario: str = typer.Option("style", "--scenario", help="A scenario of the world, or one of its concepts."),
     world: str = typer.Option("embedded", "--model", "--world", help="The world whose val prompts score the edits."),
-    settings: str | None = typer.Option(None, "--settings", help="Named settings the grid is laid over."),
+    settings: str | None = typer.Option(
+        None,
+        "--settings",
+        help="Named settings the grid is laid over; default: the method's default settings, those `erasekit compare` "
+        "runs when none are named (ESD's lora, AdvUnlearn's embedded). Settings by kind are not applied: name them.",
+    ),
     n_prompts: int = typer.Option(16, "--n-prompts", help="Val prompts per group (target, paraphrase)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Also write the ranking to this JSON file."),
     as_json: bool = typer.Option(False, "--json", help="Print the ranking as JSON."),
@@ -49,15 +54,20 @@ def tune(
         comparison.parse_method(f"{method}{joined}{name}={vals[0]}")  # an unknown name or bad value fails now
     sc = comparison.scenario(scenario, world)
     pipe, judge = load(get_world(world))
-    ranked = run_tune(pipe, judge, sc, spec.method, points, n=n_prompts, settings=settings or spec.settings,
-                      fixed=spec.overrides, takes_preserve=get(spec.method).takes_preserve)  # fmt: skip
+    m = get(spec.method)
+    # what compare runs when no settings are named: tuning a trained method against its paper's settings
+    # (AdvUnlearn's 1000 iterations of 50 DDIM steps) would rank points no comparison row runs
+    settings = settings or spec.settings or m.default_settings
+    ranked = run_tune(pipe, judge, sc, spec.method, points, n=n_prompts, settings=settings,
+                      fixed=spec.overrides, takes_preserve=m.takes_preserve)  # fmt: skip
     result = {"method": method, "scenario": sc.name, "settings": settings, "n_prompts": n_prompts, "ranked": ranked}
     if out is not None:
         atomic_write(out, json.dumps(result, indent=2))
     if as_json:
         print_json(result)
         return
-    title = f"{method} on {sc.name} (val split, {n_prompts} prompts per group)"
+    named = f"settings {settings}" if settings else "the config's defaults"
+    title = f"{method} on {sc.name} ({named}; val split, {n_prompts} prompts per group)"
     points = [", ".join(f"{k}={x}" for k, x in r["overrides"].items()) for r in ranked]
     table = Table("overrides", "efficacy ↓", "generality ↓", "specificity ↑", "H_o ↑", title=title)
     for point, r in zip(points, ranked):
