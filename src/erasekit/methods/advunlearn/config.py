@@ -82,8 +82,9 @@ class AdvUnlearnState(ESDState):
 
 
 # Chosen on val (stop 34: `erasekit tune advunlearn --scenario parachute --grid lr=1e-3,3e-3 --grid seed=0,1,2`,
-# H_o by seed; one thread): lr 1e-3 0.99 0.86 0.90 against 3e-3 0.71 0.69 0.96, whose text-encoder LoRA left
-# unseen objects shown on 0.44 of their prompts on two seeds (1e-3: 0.92-0.97). At 3e-3 the thread count alone
+# H_o by seed): one thread lr 1e-3 0.99 0.86 0.90 against 3e-3 0.71 0.69 0.96, whose text-encoder LoRA left
+# unseen objects shown on 0.44 of their prompts on two seeds (1e-3: 0.92-0.97); two threads 0.95 0.94 0.89 against
+# 0.33 0.21 0.85 (unseen objects on 0.14 and 0.08 of their prompts at 3e-3). At 3e-3 the thread count alone
 # decided it (the test's parachute run kept 1 of 9 unrelated objects on one thread, 9 of 9 on two): the encoder's
 # states on unrelated prompts had moved by 0.98 of their norm after 250 iterations, against 0.48 at 1e-3.
 # 400 iterations did not help (1e-3: 0.95 0.88 0.88; 2e-3: 0.90 0.32 0.94). The paraphrases are where 1e-3
