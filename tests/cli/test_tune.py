@@ -69,7 +69,8 @@ def test_the_grid_is_laid_over_the_settings_compare_runs(monkeypatch, args, sett
 
     def fake_tune(pipe, judge, sc, method, grid, *, n, settings, fixed, takes_preserve):
         seen["settings"] = settings
-        return [{"overrides": {k: v[0] for k, v in grid.items()}, "val": {"efficacy": 0, "generality": 0, "specificity": 1, "H_o": 1}}]
+        val = {"efficacy": 0.0, "generality": 0.0, "specificity": 1.0, "H_o": 1.0}
+        return [{"overrides": {k: v[0] for k, v in grid.items()}, "val": val}]
 
     monkeypatch.setattr(tuning, "tune", fake_tune)
     grid = "lamb=0.5" if args == ["uce"] else "lr=1e-3"
