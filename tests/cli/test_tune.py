@@ -31,19 +31,28 @@ def test_a_bad_grid_is_one_message_and_exit_2(no_world, grid, says):
     assert result.exit_code == 2 and says in result.output, result.output
 
 
-def test_the_ranking_is_printed_and_written(tmp_path, monkeypatch):
-    tuning = importlib.import_module("erasekit.evaluate.compare.tuning")
+VAL = {"efficacy": 0.1, "generality": 0.2, "specificity": 0.9, "H_o": 0.86}
 
+
+def fake_tuning(monkeypatch, val: dict) -> dict:
+    """Stands in for the world and the tuning run: returns what the CLI passed to the run (filled when it runs);
+    the run gives one ranked point per value of the grid's first name, each scored ``val``."""
+    tuning = importlib.import_module("erasekit.evaluate.compare.tuning")
     monkeypatch.setattr(compare_run, "load", lambda world: (None, None))
     seen = {}
 
     def fake_tune(pipe, judge, sc, method, grid, *, n, settings, fixed, takes_preserve):
         seen.update(method=method, grid=grid, fixed=fixed, takes_preserve=takes_preserve, scenario=sc.name,
                     settings=settings)  # fmt: skip
-        val = {"efficacy": 0.1, "generality": 0.2, "specificity": 0.9, "H_o": 0.86}
-        return [{"overrides": {"lr": v}, "val": val} for v in grid["lr"]]
+        name = next(iter(grid))
+        return [{"overrides": {name: v}, "val": val} for v in grid[name]]
 
     monkeypatch.setattr(tuning, "tune", fake_tune)
+    return seen
+
+
+def test_the_ranking_is_printed_and_written(tmp_path, monkeypatch):
+    seen = fake_tuning(monkeypatch, VAL)
     out = tmp_path / "t.json"
     result = CliRunner().invoke(app, ["tune", "esd-x", "--grid", "lr=3e-4,1e-3", "-o", str(out)])
     assert result.exit_code == 0, result.output
@@ -54,41 +63,24 @@ def test_the_ranking_is_printed_and_written(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("args", "settings"),
+    ("args", "grid", "settings"),
     [
-        (["advunlearn"], "embedded"),  # the method's default settings, as compare runs it
-        (["advunlearn", "--settings", "embedded"], "embedded"),
-        (["ace", "--settings", "rank32"], "rank32"),  # named settings: those
-        (["uce"], None),  # no default settings: the config's defaults
+        (["advunlearn"], "lr=1e-3", "embedded"),  # the method's default settings, as compare runs it
+        (["advunlearn", "--settings", "embedded"], "lr=1e-3", "embedded"),
+        (["ace", "--settings", "rank32"], "lr=1e-3", "rank32"),  # named settings: those
+        (["uce"], "lamb=0.5", None),  # no default settings: the config's defaults
     ],
 )
-def test_the_grid_is_laid_over_the_settings_compare_runs(monkeypatch, args, settings):
-    tuning = importlib.import_module("erasekit.evaluate.compare.tuning")
-    monkeypatch.setattr(compare_run, "load", lambda world: (None, None))
-    seen = {}
-
-    def fake_tune(pipe, judge, sc, method, grid, *, n, settings, fixed, takes_preserve):
-        seen["settings"] = settings
-        val = {"efficacy": 0.0, "generality": 0.0, "specificity": 1.0, "H_o": 1.0}
-        return [{"overrides": {k: v[0] for k, v in grid.items()}, "val": val}]
-
-    monkeypatch.setattr(tuning, "tune", fake_tune)
-    grid = "lamb=0.5" if args == ["uce"] else "lr=1e-3"
+def test_the_grid_is_laid_over_the_settings_compare_runs(monkeypatch, args, grid, settings):
+    seen = fake_tuning(monkeypatch, VAL)
     result = CliRunner().invoke(app, ["tune", *args, "--grid", grid])
     assert result.exit_code == 0, result.output
     assert seen["settings"] == settings
 
 
 def test_a_scenario_of_several_concepts_gets_a_table_per_concept(monkeypatch):
-    tuning = importlib.import_module("erasekit.evaluate.compare.tuning")
-    monkeypatch.setattr(compare_run, "load", lambda world: (None, None))
-
-    def fake_tune(pipe, judge, sc, method, grid, *, n, settings, fixed, takes_preserve):
-        by_concept = {"church": {"efficacy": 0.0, "generality": 0.25}, "tench": {"efficacy": 0.75, "generality": 1.0}}
-        val = {"efficacy": 0.1, "generality": 0.2, "specificity": 0.9, "H_o": 0.86, "by_concept": by_concept}
-        return [{"overrides": {"rank": v}, "val": val} for v in grid["rank"]]
-
-    monkeypatch.setattr(tuning, "tune", fake_tune)
+    by_concept = {"church": {"efficacy": 0.0, "generality": 0.25}, "tench": {"efficacy": 0.75, "generality": 1.0}}
+    fake_tuning(monkeypatch, {**VAL, "by_concept": by_concept})
     result = CliRunner().invoke(
         app, ["tune", "ace", "--scenario", "multi10", "--grid", "rank=32,48"], terminal_width=200
     )
