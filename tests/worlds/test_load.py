@@ -102,3 +102,11 @@ def test_load_lora_weights_does_not_warn_about_the_text_encoder(tiny_pipe, tmp_p
         lora_logger.removeHandler(handler)
     assert [r.getMessage() for r in records] == ["another warning"]
     assert hasattr(tiny_pipe.unet, "peft_config")  # the LoRA did load
+
+
+def test_the_loaded_pipeline_draws_without_a_bar_of_its_own(tiny_unet_dir, capfd):
+    # a method that samples inside `erasekit erase` (ACE's latents, MACE's regions) printed bare tqdm bars
+    folder, _ = tiny_unet_dir
+    pipe = embedded.load_pipeline(weights=folder)
+    pipe("a red ball", num_inference_steps=3, output_type="latent", generator=torch.Generator().manual_seed(0))
+    assert "3/3" not in capfd.readouterr().err

@@ -43,4 +43,5 @@ def load_pipeline(
         tokenizer=load_tokenizer(),
         text_encoder=load_text_encoder(causal=causal).to(torch_dtype),
     )
+    pipe.set_progress_bar_config(disable=True)  # as every pipeline erasekit loads: its commands show their own bars
     return pipe.to(torch_device)
