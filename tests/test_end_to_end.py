@@ -41,11 +41,11 @@ def world():
     return embedded_pipeline(), embedded.load_judge()
 
 
-def unrelated_prompts(concept: str) -> list[tuple[str, str, str]]:
-    """(prompt, object, colour) for plain object/colour prompts that do not involve ``concept``."""
+def unrelated_prompts(*erased: str) -> list[tuple[str, str, str]]:
+    """(prompt, object, colour) for plain object/colour prompts that involve none of the ``erased`` concepts."""
     names = embedded.concepts()
-    objects = [o for o in names["object"] if o not in (concept, "person")]
-    colors = [c for c in names["color"] if c != concept]
+    objects = [o for o in names["object"] if o not in (*erased, "person")]
+    colors = [c for c in names["color"] if c not in erased]
     return [(f"a {colors[i % len(colors)]} {obj}", obj, colors[i % len(colors)]) for i, obj in enumerate(objects)][:N]
 
 

@@ -4,6 +4,8 @@ its target prompts, its held-out paraphrases and unrelated object prompts before
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -12,40 +14,65 @@ from erasekit.worlds import embedded
 from tests.test_end_to_end import N, embedded_pipeline, unrelated_prompts
 
 
-def embedded_rates(pipe, judge, concept: str) -> dict[str, float]:
-    """Detection of ``concept`` on its target prompts and held-out paraphrases (the suite's generality
-    prompts), and how often unrelated object prompts ("a red cup") keep their object and their colour;
-    16 prompts each."""
-    suite = embedded.prompt_suite(concept, n=N)
+def detection_rate(pipe, judge, prompts: list[str], concept: str, seed: int) -> float:
+    """The share of ``prompts``' images (one each, drawn under ``seed``) in which the judge sees ``concept``."""
+    images = pipe(prompts, generator=torch.Generator().manual_seed(seed)).images
+    return sum(judge.detects(images, concept)) / len(prompts)
 
-    def detected(prompts, seed):
-        images = pipe(prompts, generator=torch.Generator().manual_seed(seed)).images
-        return sum(judge.detects(images, concept)) / len(prompts)
 
-    unrelated = unrelated_prompts(concept)
+def unrelated_rates(pipe, judge, *erased: str) -> dict[str, float]:
+    """How often plain object prompts that name none of ``erased`` ("a red cup") keep their object, their colour,
+    and both."""
+    unrelated = unrelated_prompts(*erased)
     images = pipe([p for p, _, _ in unrelated], generator=torch.Generator().manual_seed(1)).images
-    predicted = judge.predict(images)
+    kept = [(p["object"] == o, p["color"] == c) for p, (_, o, c) in zip(judge.predict(images), unrelated)]
     return {
-        "target": detected(suite["target"], 0),
-        "generality": detected(suite["generality"], 2),
-        "unrelated": sum(p["object"] == o for p, (_, o, _) in zip(predicted, unrelated)) / len(unrelated),
-        "colour": sum(p["color"] == c for p, (_, _, c) in zip(predicted, unrelated)) / len(unrelated),
+        "unrelated": sum(o for o, _ in kept) / len(kept),
+        "colour": sum(c for _, c in kept) / len(kept),
+        "both": sum(o and c for o, c in kept) / len(kept),
     }
 
 
-def erase_on_embedded(method: str, concept: str, *, preserve: bool = True, **overrides) -> tuple[dict, dict, float]:
-    """(rates before, rates after, CPU seconds to erase) with the method's ``embedded`` settings (and
-    ``overrides``), the world's other objects as the preserve set (``preserve``). CPU seconds of this
-    process, one thread: the wall time depends on what else shares the machine."""
+def embedded_rates(pipe, judge, concept: str) -> dict[str, float]:
+    """Detection of ``concept`` on its target prompts and held-out paraphrases (the suite's generality
+    prompts), and :func:`unrelated_rates`; 16 prompts each."""
+    suite = embedded.prompt_suite(concept, n=N)
+    return {
+        "target": detection_rate(pipe, judge, suite["target"], concept, 0),
+        "generality": detection_rate(pipe, judge, suite["generality"], concept, 2),
+        **unrelated_rates(pipe, judge, concept),
+    }
+
+
+@contextmanager
+def num_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` for the block, then as before."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def erase_on_embedded(
+    method: str, concept: str, *, threads: int, settings: str = "embedded", preserve: bool = True, **overrides
+) -> tuple[dict, dict, float]:
+    """(rates before, rates after, CPU seconds to erase) under ``settings`` (and ``overrides``), the world's
+    other objects as the preserve set (``preserve``), on ``threads`` threads: the thread count changes the
+    float reduction order, and a training run that is chaotic in it erases on one count and not on another
+    (AdvUnlearn's at lr 3e-3 did), so each trained method's slow test runs on 1 and 2. CPU seconds of this
+    process: the wall time depends on what else shares the machine."""
     pipe, judge = embedded_pipeline(), embedded.load_judge()
     before = embedded_rates(pipe, judge, concept)
     others = [c for c in embedded.concepts()["object"] if c != concept] if preserve else []
     start, wall = time.process_time(), time.perf_counter()
-    edit = erasekit.erase(pipe, [concept], method, settings="embedded", preserve=others, **overrides)
+    with num_threads(threads):
+        edit = erasekit.erase(pipe, [concept], method, settings=settings, preserve=others, **overrides)
     took = time.process_time() - start
     print(
         f"{method}: erased in {took:.0f} CPU s ({time.perf_counter() - wall:.0f} s wall, "
-        f"{torch.get_num_threads()} thread)"
+        f"{threads} thread{'s' if threads > 1 else ''})"
     )
     edit.apply(pipe)
     try:

@@ -29,6 +29,7 @@ from erasekit.methods.mace import (
 from erasekit.targets import find_targets
 from erasekit.text import TextEncoder
 from erasekit.worlds.tiny import tiny_pipeline
+from tests.methods.embedded import detection_rate, erase_on_embedded, unrelated_rates
 from tests.oracle import F64, ca_projections, pipe_encoder
 from tests.test_end_to_end import N, embedded_pipeline
 
@@ -269,42 +270,15 @@ def world():
     return embedded_pipeline(), embedded.load_judge(), embedded
 
 
-def _rate(pipe, judge, prompts, concept, seed=0):
-    found = judge.detects(pipe(prompts, generator=torch.Generator().manual_seed(seed)).images, concept)
-    return sum(found) / len(found)
-
-
-def _unrelated(pipe, judge, embedded, erased):
-    names = embedded.concepts()
-    objects = [o for o in names["object"] if o not in (*erased, "person")]
-    colors = [c for c in names["color"] if c not in erased]
-    rows = [(f"a {colors[i % len(colors)]} {o}", o, colors[i % len(colors)]) for i, o in enumerate(objects)][:N]
-    images = pipe([p for p, _, _ in rows], generator=torch.Generator().manual_seed(1)).images
-    right = [p["object"] == o and p["color"] == c for p, (_, o, c) in zip(judge.predict(images), rows)]
-    return sum(right) / len(right)
-
-
 @pytest.mark.slow
-def test_mace_erases_parachute_on_the_embedded_world(world):
-    pipe, judge, embedded = world
-    suite = embedded.prompt_suite("parachute", n=N)
-    before = [_rate(pipe, judge, suite[g], "parachute") for g in ("target", "generality")]
-    kept_before = _unrelated(pipe, judge, embedded, ["parachute"])
-    start = time.perf_counter()
-    edit = erasekit.erase(pipe, ["parachute"], "mace", settings="embedded")
-    seconds = time.perf_counter() - start
-    edit.apply(pipe)
-    try:
-        after = [_rate(pipe, judge, suite[g], "parachute") for g in ("target", "generality")]
-        kept = _unrelated(pipe, judge, embedded, ["parachute"])
-    finally:
-        edit.remove(pipe)
-    print(
-        f"parachute: target {before[0]:.2f} -> {after[0]:.2f}, generality {before[1]:.2f} -> {after[1]:.2f}, "
-        f"unrelated {kept_before:.2f} -> {kept:.2f}, erase {seconds:.0f} s"
-    )
-    assert before[0] >= 0.8 and after[0] <= 0.2 and after[1] <= 0.2 and kept >= 0.95
-    assert seconds <= 600
+@pytest.mark.parametrize("threads", [1, 2])
+def test_mace_erases_parachute_on_the_embedded_world(threads):
+    before, after, took = erase_on_embedded("mace", "parachute", threads=threads, preserve=False)
+    print(f"mace, parachute: {before} -> {after}, erased in {took:.0f} CPU s")
+    assert before["target"] >= 0.8, before
+    assert after["target"] <= 0.2 and after["generality"] <= 0.2, after
+    assert after["both"] >= 0.95, after  # object and colour
+    assert took <= 2 * 600  # CPU seconds: 10 minutes on 2 cores
 
 
 @pytest.mark.slow
@@ -312,14 +286,14 @@ def test_mace_erases_multi10_in_one_call(world):
     pipe, judge, embedded = world
     concepts = list(erasekit.worlds.get("embedded").scenarios()["multi10"]["concepts"])
     preserve = [c for names in embedded.concepts().values() for c in names if c not in (*concepts, "person")]
-    before = {c: _rate(pipe, judge, embedded.prompt_suite(c, n=N)["target"], c) for c in concepts}
+    before = {c: detection_rate(pipe, judge, embedded.prompt_suite(c, n=N)["target"], c, 0) for c in concepts}
     start = time.perf_counter()
     edit = erasekit.erase(pipe, concepts, "mace", settings="embedded", preserve=preserve)
     seconds = time.perf_counter() - start
     edit.apply(pipe)
     try:
-        after = {c: _rate(pipe, judge, embedded.prompt_suite(c, n=N)["target"], c) for c in concepts}
-        kept = _unrelated(pipe, judge, embedded, concepts)
+        after = {c: detection_rate(pipe, judge, embedded.prompt_suite(c, n=N)["target"], c, 0) for c in concepts}
+        kept = unrelated_rates(pipe, judge, *concepts)["both"]
     finally:
         edit.remove(pipe)
     print(

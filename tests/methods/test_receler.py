@@ -14,8 +14,8 @@ from erasekit.methods.receler.regions import attention_maps, concept_masks, cros
 from erasekit.methods.receler.train import with_adversary
 from erasekit.targets import find_targets
 from erasekit.text import TextEncoder
+from tests.methods.embedded import erase_on_embedded
 from tests.methods.resume import resumed_states
-from tests.methods.test_advunlearn import erase_on_embedded
 
 FAST = {"iterations": 3, "adversary_steps": 2, "ddim_steps": 2, "rank": 2, "adversary_tokens": 2}
 
@@ -110,8 +110,9 @@ def test_bad_requests_are_one_clear_error(tiny_pipe):
 
 # ---- end to end on the embedded world --------------------------------------------------------
 @pytest.mark.slow
-def test_receler_erases_parachute_on_the_embedded_world():
-    before, after, took = erase_on_embedded("receler", "parachute", preserve=False)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_receler_erases_parachute_on_the_embedded_world(threads):
+    before, after, took = erase_on_embedded("receler", "parachute", threads=threads, preserve=False)
     print(f"receler, parachute: {before} -> {after}, erased in {took:.0f} CPU s")
     assert before["target"] >= 0.8, before
     assert after["target"] <= 0.2 and after["generality"] <= 0.2, after

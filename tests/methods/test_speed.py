@@ -150,8 +150,9 @@ def test_too_many_clusters_is_refused():
 
 
 @pytest.mark.slow
-def test_speed_erases_parachute_on_the_embedded_world():
-    before, after, took = erase_on_embedded("speed", "parachute")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_speed_erases_parachute_on_the_embedded_world(threads):
+    before, after, took = erase_on_embedded("speed", "parachute", threads=threads)
     print(f"speed, parachute: {before} -> {after}, erased in {took:.0f} CPU s")
     assert before["target"] >= 0.8 and before["generality"] >= 0.8, before
     assert after["target"] <= 0.2 and after["generality"] <= 0.2, after

@@ -172,9 +172,12 @@ def test_defaults_are_the_references():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("ft", [True, False], ids=["ft", "no-ft"])
-def test_spm_erases_parachute_on_the_embedded_world(ft):
-    before, after, took = erase_on_embedded("spm", "parachute", preserve=False, facilitated_transport=ft)
+def test_spm_erases_parachute_on_the_embedded_world(ft, threads):
+    before, after, took = erase_on_embedded(
+        "spm", "parachute", threads=threads, preserve=False, facilitated_transport=ft
+    )
     print(f"spm (FT {'on' if ft else 'off'}), parachute: {before} -> {after}, erased in {took:.0f} CPU s")
     assert before["target"] >= 0.8 and before["generality"] >= 0.8, before
     assert after["target"] <= 0.2 and after["unrelated"] >= 0.95, after
