@@ -7,6 +7,11 @@ captions (``methods/ace/prompts.py``), which a session pays once: its time is pr
 ``--parts`` also times one more one-concept run part by part (each part wrapped; a part that calls
 another, or a backward pass inside a part, is counted in both).
 
+The machine's speed drifts by a quarter within a session, so the seconds of two sessions do not compare.
+Each run also times a **yardstick**, a fixed workload of what ACE's time is made of (the text encoder on
+256 captions, 15 forward and backward passes of the U-Net on 4 latents; no ACE code), and prints ACE's
+time as a multiple of it: that ratio moves with the code, not with the machine.
+
     python bench/ace_speed.py --threads 2 --repeats 3 [--parts]
 """
 
@@ -28,8 +33,12 @@ import torch
 from bench._timing import pin_threads, print_table, timed
 
 import erasekit
+from erasekit.diffusion import predict
 from erasekit.io import parse_assignments
 from erasekit.methods.ace import adversaries, stopping, train
+from erasekit.methods.ace.neutral import neutral_captions
+from erasekit.methods.frozen import frozen
+from erasekit.text import TextEncoder
 from erasekit.worlds import embedded
 
 TEN = ["church", "parachute", "garbage truck", "tench", "van gogh", "picasso", "monet", "red", "green", "nudity"]
@@ -68,7 +77,11 @@ def main() -> None:
                 "n": args.repeats,
             }
         )
+    stick, _, _ = timed(lambda: yardstick(pipe), repeats=args.repeats, warmup=0)
+    for row in rows:
+        row["x_yardstick"] = row["median_s"] / stick
     print(f"first call (neutral captions encoded and cached): {first:.1f} s")
+    print(f"yardstick (module docstring): {stick:.2f} s, median of {args.repeats}")
     print_table(rows)
     if args.parts:
         with _parts() as seconds:
@@ -76,6 +89,21 @@ def main() -> None:
             erasekit.erase(pipe, ["van gogh"], "ace", preserve=styles, **overrides)
             seconds["total"] = time.perf_counter() - start
         print_table([{"part": name, "s": t} for name, t in sorted(seconds.items(), key=lambda kv: -kv[1])])
+
+
+def yardstick(pipe: Any) -> None:
+    """The fixed workload ACE's time is measured against (module docstring), on a fresh encoder (no cache)."""
+    TextEncoder(pipe)(neutral_captions(256, seed=0))
+    unet, gen = pipe.unet, torch.Generator().manual_seed(0)
+    size = unet.config.sample_size
+    x = torch.randn(4, unet.config.in_channels, size, size, generator=gen)
+    t = torch.randint(1000, (4,), generator=gen)
+    states = TextEncoder(pipe)(["a photo"] * 4).states
+    with frozen(unet):
+        for _ in range(15):  # ACE's rounds at the defaults: 15 on van gogh
+            states.requires_grad_()
+            predict(unet, x, t, states).square().mean().backward()
+            states = states.detach()
 
 
 PARTS = {  # (owner, attribute) -> label: train_ace's steps, the rounds' U-Net passes, the stopping rule
