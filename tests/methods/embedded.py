@@ -79,4 +79,17 @@ def erase_on_embedded(
         after = embedded_rates(pipe, judge, concept)
     finally:
         edit.remove(pipe)
+    print(f"{method}, {concept}: {before} -> {after}")
     return before, after, took
+
+
+def assert_erased(before: dict, after: dict, took: float, *, paraphrases: bool = True, kept: str = "unrelated") -> None:
+    """The bounds a trained method's slow check holds it to: the original draws the concept on ≥ 80% of its
+    target prompts and held-out paraphrases (the positive control); the edit leaves it on ≤ 20% of each (of the
+    paraphrases only with ``paraphrases``), ``kept`` (:func:`unrelated_rates`) on ≥ 95% of the unrelated prompts,
+    in at most 10 minutes on 2 cores (1200 CPU s)."""
+    assert before["target"] >= 0.8 and before["generality"] >= 0.8, before
+    assert after["target"] <= 0.2, after
+    assert not paraphrases or after["generality"] <= 0.2, after
+    assert after[kept] >= 0.95, after
+    assert took <= 2 * 600, took

@@ -15,7 +15,7 @@ from erasekit.methods.advunlearn.train import erase_loss, retain_loss, text_laye
 from erasekit.methods.esd import Checkpoints
 from erasekit.targets import find_targets
 from erasekit.text import TextEncoder
-from tests.methods.embedded import erase_on_embedded
+from tests.methods.embedded import assert_erased, erase_on_embedded
 from tests.methods.resume import resumed_states
 
 # two iterations of each kind (warmup, then attacked) on the tiny model, a tiny COCO pool
@@ -138,9 +138,4 @@ def test_coco_retain_captions_never_name_the_concept():
 def test_advunlearn_erases_parachute_on_the_embedded_world(threads):
     # at lr 3e-3 the thread count alone decided whether the text-encoder LoRA wrecked every unrelated prompt
     # (1 thread: 1 of 9 kept; 2 threads: 9 of 9)
-    before, after, took = erase_on_embedded("advunlearn", "parachute", threads=threads)
-    print(f"advunlearn, parachute: {before} -> {after}, erased in {took:.0f} CPU s")
-    assert before["target"] >= 0.8, before
-    assert after["target"] <= 0.2 and after["generality"] <= 0.2, after
-    assert after["unrelated"] >= 0.95, after
-    assert took <= 600
+    assert_erased(*erase_on_embedded("advunlearn", "parachute", threads=threads))

@@ -18,7 +18,7 @@ from erasekit.targets import find_targets
 from erasekit.text import TextEncoder
 from erasekit.worlds.tiny import tiny_pipeline
 from tests import oracle
-from tests.methods.embedded import erase_on_embedded
+from tests.methods.embedded import assert_erased, erase_on_embedded
 
 F64 = torch.float64
 PRESERVE = ["claude monet", "dog", "a red car", "tree"]
@@ -152,9 +152,4 @@ def test_too_many_clusters_is_refused():
 @pytest.mark.slow
 @pytest.mark.parametrize("threads", [1, 2])
 def test_speed_erases_parachute_on_the_embedded_world(threads):
-    before, after, took = erase_on_embedded("speed", "parachute", threads=threads)
-    print(f"speed, parachute: {before} -> {after}, erased in {took:.0f} CPU s")
-    assert before["target"] >= 0.8 and before["generality"] >= 0.8, before
-    assert after["target"] <= 0.2 and after["generality"] <= 0.2, after
-    assert after["unrelated"] >= 0.95, after
-    assert took <= 2 * 600  # CPU seconds: 10 minutes on 2 cores
+    assert_erased(*erase_on_embedded("speed", "parachute", threads=threads))

@@ -14,7 +14,7 @@ from erasekit.methods.spm import SPMConfig, adapted_layers, anchor_states, spm_l
 from erasekit.targets import find_targets
 from erasekit.text import Encoded, TextEncoder
 from erasekit.worlds.tiny import tiny_pipeline
-from tests.methods.embedded import erase_on_embedded
+from tests.methods.embedded import assert_erased, erase_on_embedded
 from tests.methods.resume import resumed_states
 
 # a handful of steps on the tiny U-Net; lr for a visible change
@@ -178,13 +178,8 @@ def test_spm_erases_parachute_on_the_embedded_world(ft, threads):
     before, after, took = erase_on_embedded(
         "spm", "parachute", threads=threads, preserve=False, facilitated_transport=ft
     )
-    print(f"spm (FT {'on' if ft else 'off'}), parachute: {before} -> {after}, erased in {took:.0f} CPU s")
-    assert before["target"] >= 0.8 and before["generality"] >= 0.8, before
-    assert after["target"] <= 0.2 and after["unrelated"] >= 0.95, after
+    assert_erased(before, after, took, paraphrases=not ft)
     if ft:
         # the reference's mechanism at work: held-out descriptions lack the word "parachute", so m is their
         # whole-sequence cosine alone (0.10-0.37) and the adapter barely acts (measured 0.94 still drawn)
         assert after["generality"] >= 0.5, after
-    else:
-        assert after["generality"] <= 0.2, after
-    assert took <= 2 * 600  # CPU seconds: 10 minutes on 2 cores
