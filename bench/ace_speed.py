@@ -8,9 +8,10 @@ captions (``methods/ace/prompts.py``), which a session pays once: its time is pr
 another, or a backward pass inside a part, is counted in both).
 
 The machine's speed drifts by a quarter within a session, so the seconds of two sessions do not compare.
-Each run also times a **yardstick**, a fixed workload of what ACE's time is made of (the text encoder on
-256 captions, 15 forward and backward passes of the U-Net on 4 latents; no ACE code), and prints ACE's
-time as a multiple of it: that ratio moves with the code, not with the machine.
+Each ACE run follows a run of a **yardstick**, a fixed workload of what ACE's time is made of (the text
+encoder on 256 captions, 15 forward and backward passes of the U-Net on 4 latents; no ACE code), and the
+table gives ACE's time as a multiple of it (``x_yardstick``, the median of the pairs' ratios): that ratio
+moves with the code, not with the machine.
 
     python bench/ace_speed.py --threads 2 --repeats 3 [--parts]
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import statistics
 import sys
 import time
 from collections import defaultdict
@@ -67,21 +69,24 @@ def main() -> None:
         def run(concepts: list[str] = concepts, preserve: list[str] = preserve) -> erasekit.Edit:
             return erasekit.erase(pipe, concepts, "ace", preserve=preserve, **overrides)
 
-        median, best, edit = timed(run, repeats=args.repeats, warmup=0)
+        # each ACE run right after a yardstick run, so that the pair sees the machine in the same state
+        seconds, sticks = [], []
+        for _ in range(args.repeats):
+            sticks.append(timed(lambda: yardstick(pipe), repeats=1, warmup=0)[0])
+            took, _, edit = timed(run, repeats=1, warmup=0)
+            seconds.append(took)
         rows.append(
             {
                 "concepts": len(concepts),
-                "median_s": median,
-                "min_s": best,
+                "median_s": statistics.median(seconds),
+                "min_s": min(seconds),
+                "yardstick_s": statistics.median(sticks),
+                "x_yardstick": statistics.median(a / b for a, b in zip(seconds, sticks)),
                 "rounds": edit.info["rounds"],
                 "n": args.repeats,
             }
         )
-    stick, _, _ = timed(lambda: yardstick(pipe), repeats=args.repeats, warmup=0)
-    for row in rows:
-        row["x_yardstick"] = row["median_s"] / stick
     print(f"first call (neutral captions encoded and cached): {first:.1f} s")
-    print(f"yardstick (module docstring): {stick:.2f} s, median of {args.repeats}")
     print_table(rows)
     if args.parts:
         with _parts() as seconds:
