@@ -49,14 +49,29 @@ def unrelated_prompts(*erased: str) -> list[tuple[str, str, str]]:
     return [(f"a {colors[i % len(colors)]} {obj}", obj, colors[i % len(colors)]) for i, obj in enumerate(objects)][:N]
 
 
+def detection_rate(pipe, judge, prompts: list[str], concept: str, seed: int) -> float:
+    """The share of ``prompts``' images (one each, drawn under ``seed``) in which the judge sees ``concept``."""
+    images = pipe(prompts, generator=torch.Generator().manual_seed(seed)).images
+    return sum(judge.detects(images, concept)) / len(prompts)
+
+
+def unrelated_rates(pipe, judge, *erased: str) -> dict[str, float]:
+    """How often plain object prompts that name none of ``erased`` ("a red cup") keep their object, their colour,
+    and both."""
+    unrelated = unrelated_prompts(*erased)
+    images = pipe([p for p, _, _ in unrelated], generator=torch.Generator().manual_seed(1)).images
+    kept = [(p["object"] == o, p["color"] == c) for p, (_, o, c) in zip(judge.predict(images), unrelated)]
+    return {
+        "unrelated": sum(o for o, _ in kept) / len(kept),
+        "colour": sum(c for _, c in kept) / len(kept),
+        "both": sum(o and c for o, c in kept) / len(kept),
+    }
+
+
 def scores(pipe, judge, concept: str) -> tuple[float, float]:
     """(detection rate of ``concept`` on its target prompts, object+colour accuracy on unrelated prompts)."""
     target = embedded.prompt_suite(concept, n=N)["target"]
-    found = judge.detects(pipe(target, generator=torch.Generator().manual_seed(0)).images, concept)
-    unrelated = unrelated_prompts(concept)
-    images = pipe([p for p, _, _ in unrelated], generator=torch.Generator().manual_seed(1)).images
-    right = [p["object"] == o and p["color"] == c for p, (_, o, c) in zip(judge.predict(images), unrelated)]
-    return sum(found) / len(found), sum(right) / len(right)
+    return detection_rate(pipe, judge, target, concept, 0), unrelated_rates(pipe, judge, concept)["both"]
 
 
 LIMITS = {"uce": 0.75, "rece": 0.10, "ace": 0.10}  # the most detection each method may leave

@@ -11,26 +11,7 @@ import torch
 
 import erasekit
 from erasekit.worlds import embedded
-from tests.test_end_to_end import N, embedded_pipeline, unrelated_prompts
-
-
-def detection_rate(pipe, judge, prompts: list[str], concept: str, seed: int) -> float:
-    """The share of ``prompts``' images (one each, drawn under ``seed``) in which the judge sees ``concept``."""
-    images = pipe(prompts, generator=torch.Generator().manual_seed(seed)).images
-    return sum(judge.detects(images, concept)) / len(prompts)
-
-
-def unrelated_rates(pipe, judge, *erased: str) -> dict[str, float]:
-    """How often plain object prompts that name none of ``erased`` ("a red cup") keep their object, their colour,
-    and both."""
-    unrelated = unrelated_prompts(*erased)
-    images = pipe([p for p, _, _ in unrelated], generator=torch.Generator().manual_seed(1)).images
-    kept = [(p["object"] == o, p["color"] == c) for p, (_, o, c) in zip(judge.predict(images), unrelated)]
-    return {
-        "unrelated": sum(o for o, _ in kept) / len(kept),
-        "colour": sum(c for _, c in kept) / len(kept),
-        "both": sum(o and c for o, c in kept) / len(kept),
-    }
+from tests.test_end_to_end import N, detection_rate, embedded_pipeline, unrelated_rates
 
 
 def embedded_rates(pipe, judge, concept: str) -> dict[str, float]:

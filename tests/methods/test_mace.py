@@ -29,9 +29,9 @@ from erasekit.methods.mace import (
 from erasekit.targets import find_targets
 from erasekit.text import TextEncoder
 from erasekit.worlds.tiny import tiny_pipeline
-from tests.methods.embedded import assert_erased, detection_rate, erase_on_embedded, unrelated_rates
+from tests.methods.embedded import assert_erased, erase_on_embedded
 from tests.oracle import F64, ca_projections, pipe_encoder
-from tests.test_end_to_end import N, embedded_pipeline
+from tests.test_end_to_end import N, detection_rate, embedded_pipeline, unrelated_rates
 
 
 def request_of(pipe, concepts, **kw):
