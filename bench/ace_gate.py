@@ -57,7 +57,6 @@ def main() -> None:
     args = parser.parse_args()
     pin_threads(args.threads)
     pipe = erasekit.load_pipeline("embedded")
-    pipe.set_progress_bar_config(disable=True)
     encode = TextEncoder(pipe)
     rows = []
     for concept in args.concepts:

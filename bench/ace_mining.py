@@ -49,7 +49,6 @@ def main() -> None:
     args = parser.parse_args()
     pin_threads(args.threads)
     pipe = erasekit.load_pipeline("embedded")
-    pipe.set_progress_bar_config(disable=True)
     judge = embedded.load_judge()
     encoder, targets = TextEncoder(pipe), find_targets(pipe.unet)
     S = kv_metric(targets)

@@ -93,7 +93,6 @@ def reattack(
     compare keeps it across rows.
     """
     pipe = erasekit.load_pipeline("embedded")
-    pipe.set_progress_bar_config(disable=True)
     judge = embedded.load_judge()
     kind = worlds.get("embedded").concept_kind(concept)
     prompts = embedded.prompt_suite(concept, n=n, split=split)["target"]
@@ -154,7 +153,6 @@ def main() -> None:
         return
     pin_threads(args.threads)
     pipe = erasekit.load_pipeline("embedded")
-    pipe.set_progress_bar_config(disable=True)
     judge = embedded.load_judge()
     rows = []
     for concept in args.concepts:

@@ -53,7 +53,6 @@ def main() -> None:
     pin_threads(args.threads)
 
     pipe = erasekit.load_pipeline("embedded")
-    pipe.set_progress_bar_config(disable=True)
     judge = embedded.load_judge()
     world = EmbeddedWorld()
     kind = world.concept_kind(CONCEPT)

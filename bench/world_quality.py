@@ -43,7 +43,6 @@ def main() -> None:
     args = parser.parse_args()
     pin_threads(args.threads)
     pipe = embedded.load_pipeline(weights=args.weights)
-    pipe.set_progress_bar_config(disable=True)
     judge = embedded.load_judge()
 
     def generate(prompts: list[str], seed: int) -> list:

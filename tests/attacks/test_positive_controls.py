@@ -48,7 +48,6 @@ MIN_GAIN = 0.3  # points of detection the attack must add over the edited model
 def world():
     torch.set_num_threads(1)
     pipe = erasekit.load_pipeline("embedded")
-    pipe.set_progress_bar_config(disable=True)
     return pipe, erasekit.worlds.get("embedded")
 
 
@@ -114,7 +113,6 @@ def test_ringabell_at_the_papers_budget_brings_back_a_weakly_erased_concept():
     """The genetic search at its full strength (3000 generations of 200; a whole generation per text-encoder pass),
     on the GPU: UCE of red at η 6."""
     pipe = erasekit.load_pipeline("embedded", device="cuda")
-    pipe.set_progress_bar_config(disable=True)
     w = erasekit.worlds.get("embedded")
     others = [c for c in w.concepts()["color"] if c != "red"]
     edit = erasekit.erase(pipe, ["red"], method="uce", preserve=others)

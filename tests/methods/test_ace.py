@@ -215,7 +215,6 @@ def embedded_edit(concept: str, **overrides):
     needs a real text encoder: the tiny pipeline's random 32-d one separates no concept."""
     torch.set_num_threads(1)
     pipe = erasekit.load_pipeline("embedded")
-    pipe.set_progress_bar_config(disable=True)
     sc = compare.scenario(concept)
     kept = compare.preserve_prompts(sc, compare.Settings.tier(quick=False).tuning_prompts)
     edit = erasekit.erase(pipe, [concept], "ace", preserve=compare.preserve_set(sc), preserve_prompts=kept, **overrides)
@@ -279,7 +278,6 @@ def test_siblings_keep_the_ten_concept_gate_shut_on_an_unseen_colour():
     # and drew unseen purple prompts red; "purple" is read like "blue" but rendered otherwise (methods/ace/mining.py)
     torch.set_num_threads(1)
     pipe = erasekit.load_pipeline("embedded")
-    pipe.set_progress_bar_config(disable=True)
     sc = compare.scenario("multi10")
     kept = compare.preserve_prompts(sc, compare.Settings.tier(quick=True).tuning_prompts)
     states = TextEncoder(pipe)(["a trash truck colored purple"]).states  # [CLS] a trash truck colored purple [SEP]

@@ -40,7 +40,6 @@ def missed(metrics: dict[str, float], bars: dict[str, tuple[str, float]]) -> dic
 @pytest.fixture(scope="module")
 def pipe():
     pipe = embedded.load_pipeline()
-    pipe.set_progress_bar_config(disable=True)
     return pipe
 
 

@@ -33,7 +33,6 @@ def main(out: Path, *, n_prompts: int) -> None:
         console.print(f"[yellow]The embedded world's weights are missing ({e}).[/] Showing a tiny random model.")
         tiny(out)
         return
-    pipe.set_progress_bar_config(disable=True)
     preserve = [s for s in worlds.get("embedded").concepts()["style"] if s != CONCEPT]
     rows = []
     for method, options in METHODS.items():
