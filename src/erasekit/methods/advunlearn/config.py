@@ -91,8 +91,13 @@ class AdvUnlearnState(ESDState):
 # loses: 0.00 0.31 0.19 of the val paraphrases still show it (3e-3: 0.00 0.06 0.00). The reference's COCO retain
 # captions instead of the preserve set lost more (stop 35, one thread, `--grid retain_set=coco,preserve --grid
 # seed=0,1,2`): paraphrases 0.75 0.81 0.44, target 0.06 0.31 0.00, H_o 0.49 0.39 0.77 against 0.99 0.86 0.90.
-# The slow test afterwards (test prompts, seed 0): target 1.00 -> 0.00, paraphrases 0.94 -> 0.00 (one thread) and
-# 0.12 (two), unrelated objects kept 1.00 -> 1.00, in 122 and 234 CPU s.
+# The reference's 30 attack steps a round instead of 5 (stop 36, one thread, `--grid attack_steps=15,30 --grid
+# seed=0,1,2`, against the preserve rows above): paraphrases 0.00 0.12 0.00 (15: 0.06 0.06 0.00; 5: 0.00 0.31 0.19),
+# specificity 0.81 0.97 0.97 (15: 0.81 0.94 0.86; 5: 0.97 0.97 0.92), H_o 0.93 0.95 0.99 (15: 0.91 0.96 0.95; 5: 0.99
+# 0.86 0.90): the stronger inner attack closes the paraphrases two seeds of three left open, at one seed's
+# specificity, and the mean H_o rises from 0.92 to 0.95. The slow test after it (test prompts, seed 0): target
+# 1.00 -> 0.00, paraphrases 0.94 -> 0.00 on one thread and on two (0.12 before), unrelated objects kept 1.00 -> 1.00,
+# in 294 and 572 CPU s (122 and 234 before).
 SETTINGS: dict[str, dict[str, Any]] = {
     "embedded": {
         "lr": 1e-3,
@@ -100,7 +105,6 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "ddim_steps": 10,
         "warmup": 50,
         "attack_every": 5,
-        "attack_steps": 5,
         "attack_lr": 1e-2,
         "retain_set": "preserve",
         "retain_batch": 2,
