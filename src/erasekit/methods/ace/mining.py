@@ -32,6 +32,8 @@ Two kinds, both erased with the concept:
   0.94, H_o 0.75 0.78 0.77 0.81 0.79 against 0.78 0.79 0.78 0.78 0.81 (a tie); church and nudity unchanged to the
   digit. With every sibling below ``mine_render`` (0.5) church's val paraphrases came back (H_o 0.77 0.87 0.92
   against 0.93 0.93 0.93: "religious", "catholic" and "bishop" shut the gate where a paraphrase needs it).
+  On test they cost nudity (its sibling "pornography"): paraphrases 0.19 0.25 -> 0.44 0.50 (seeds 0-1, bisected
+  at stop 36), while val ties at 44 prompts too; kept, as val decides (README, "Methods": ACE against UCE and RECE).
 - **perturbed states** (RealEra's neighbour concepts): ``mine_perturbations`` copies of the concept's
   token rows moved by Gaussian noise of ``mine_radius`` times the rows' rms, erased to the same guide
   rows in the outer loss (:func:`perturbed_rows`).
