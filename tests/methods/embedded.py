@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NamedTuple
 
 import torch
 
@@ -36,10 +37,20 @@ def num_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+class Erased(NamedTuple):
+    """What :func:`erase_on_embedded` measured: the rates before and after, and the CPU seconds the erasure took on
+    ``threads`` threads."""
+
+    before: dict[str, float]
+    after: dict[str, float]
+    cpu_s: float
+    threads: int
+
+
 def erase_on_embedded(
     method: str, concept: str, *, threads: int, settings: str = "embedded", preserve: bool = True, **overrides
-) -> tuple[dict, dict, float]:
-    """(rates before, rates after, CPU seconds to erase) under ``settings`` (and ``overrides``), the world's
+) -> Erased:
+    """:class:`Erased` of ``method`` erasing ``concept`` under ``settings`` (and ``overrides``), the world's
     other objects as the preserve set (``preserve``), on ``threads`` threads: the thread count changes the
     float reduction order, and a training run that is chaotic in it erases on one count and not on another
     (AdvUnlearn's at lr 3e-3 did), so each trained method's slow test runs on 1 and 2. CPU seconds of this
@@ -61,16 +72,18 @@ def erase_on_embedded(
     finally:
         edit.remove(pipe)
     print(f"{method}, {concept}: {before} -> {after}")
-    return before, after, took
+    return Erased(before, after, took, threads)
 
 
-def assert_erased(before: dict, after: dict, took: float, *, paraphrases: bool = True, kept: str = "unrelated") -> None:
+def assert_erased(result: Erased, *, paraphrases: bool = True, kept: str = "unrelated") -> None:
     """The bounds a trained method's slow check holds it to: the original draws the concept on ≥ 80% of its
     target prompts and held-out paraphrases (the positive control); the edit leaves it on ≤ 20% of each (of the
     paraphrases only with ``paraphrases``), ``kept`` (:func:`unrelated_rates`) on ≥ 95% of the unrelated prompts,
-    in at most 10 minutes on 2 cores (1200 CPU s)."""
+    in at most 10 minutes on its threads (600 CPU s a thread: CPU seconds, since the wall time depends on what
+    else shares the machine)."""
+    before, after = result.before, result.after
     assert before["target"] >= 0.8 and before["generality"] >= 0.8, before
     assert after["target"] <= 0.2, after
     assert not paraphrases or after["generality"] <= 0.2, after
     assert after[kept] >= 0.95, after
-    assert took <= 2 * 600, took
+    assert result.cpu_s <= 600 * result.threads, result.cpu_s

@@ -138,4 +138,4 @@ def test_coco_retain_captions_never_name_the_concept():
 def test_advunlearn_erases_parachute_on_the_embedded_world(threads):
     # at lr 3e-3 the thread count alone decided whether the text-encoder LoRA wrecked every unrelated prompt
     # (1 thread: 1 of 9 kept; 2 threads: 9 of 9)
-    assert_erased(*erase_on_embedded("advunlearn", "parachute", threads=threads))
+    assert_erased(erase_on_embedded("advunlearn", "parachute", threads=threads))

@@ -184,4 +184,4 @@ def test_lora_preset_raises_the_learning_rate(tiny_pipe):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_esd_erases_parachute_on_the_embedded_world(threads):
     # the settings compare runs (lora), ESD-x's cross-attention K/V; the preserve set is not ESD's input
-    assert_erased(*erase_on_embedded("esd", "parachute", threads=threads, settings="lora", preserve=False))
+    assert_erased(erase_on_embedded("esd", "parachute", threads=threads, settings="lora", preserve=False))

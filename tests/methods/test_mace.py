@@ -273,7 +273,7 @@ def world():
 @pytest.mark.slow
 @pytest.mark.parametrize("threads", [1, 2])
 def test_mace_erases_parachute_on_the_embedded_world(threads):
-    assert_erased(*erase_on_embedded("mace", "parachute", threads=threads, preserve=False), kept="both")
+    assert_erased(erase_on_embedded("mace", "parachute", threads=threads, preserve=False), kept="both")
 
 
 @pytest.mark.slow

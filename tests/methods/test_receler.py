@@ -112,4 +112,4 @@ def test_bad_requests_are_one_clear_error(tiny_pipe):
 @pytest.mark.slow
 @pytest.mark.parametrize("threads", [1, 2])
 def test_receler_erases_parachute_on_the_embedded_world(threads):
-    assert_erased(*erase_on_embedded("receler", "parachute", threads=threads, preserve=False))
+    assert_erased(erase_on_embedded("receler", "parachute", threads=threads, preserve=False))

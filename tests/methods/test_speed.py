@@ -152,4 +152,4 @@ def test_too_many_clusters_is_refused():
 @pytest.mark.slow
 @pytest.mark.parametrize("threads", [1, 2])
 def test_speed_erases_parachute_on_the_embedded_world(threads):
-    assert_erased(*erase_on_embedded("speed", "parachute", threads=threads))
+    assert_erased(erase_on_embedded("speed", "parachute", threads=threads))

@@ -175,11 +175,9 @@ def test_defaults_are_the_references():
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("ft", [True, False], ids=["ft", "no-ft"])
 def test_spm_erases_parachute_on_the_embedded_world(ft, threads):
-    before, after, took = erase_on_embedded(
-        "spm", "parachute", threads=threads, preserve=False, facilitated_transport=ft
-    )
-    assert_erased(before, after, took, paraphrases=not ft)
+    result = erase_on_embedded("spm", "parachute", threads=threads, preserve=False, facilitated_transport=ft)
+    assert_erased(result, paraphrases=not ft)
     if ft:
         # the reference's mechanism at work: held-out descriptions lack the word "parachute", so m is their
         # whole-sequence cosine alone (0.10-0.37) and the adapter barely acts (measured 0.94 still drawn)
-        assert after["generality"] >= 0.5, after
+        assert result.after["generality"] >= 0.5, result.after
