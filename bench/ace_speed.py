@@ -5,7 +5,11 @@ concept and ≤ 60 s for ten, on two cores. Each case prints the median and min 
 runs after one warm-up run. The warm-up also fills the per-encoder cache of the gate's neutral
 captions (``methods/ace/prompts.py``), which a session pays once: its time is printed apart.
 ``--parts`` also times one more one-concept run part by part (each part wrapped; a part that calls
-another, or a backward pass inside a part, is counted in both).
+another, or a backward pass inside a part, is counted in both). ``--variant contexts=64,gate_steps=120``
+(repeatable) times one concept under other settings, each repeat running the yardstick, the defaults and
+every variant back to back; a variant's ``x_default`` is the median of its per-repeat ratios to the
+defaults' run of the same repeat: cuts of a tenth are within the machine's drift between repeats, not
+within one.
 
 The machine's speed drifts by a quarter within a session, so the seconds of two sessions do not compare.
 Each ACE run follows a run of a **yardstick**, a fixed workload of what ACE's time is made of (the text
@@ -14,6 +18,7 @@ table gives ACE's time as a multiple of it (``x_yardstick``, the median of the p
 moves with the code, not with the machine.
 
     python bench/ace_speed.py --threads 2 --repeats 3 [--parts]
+    python bench/ace_speed.py --threads 2 --repeats 7 --variant patience=2 --variant contexts=64,gate_steps=120
 """
 
 from __future__ import annotations
@@ -52,9 +57,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--set", nargs="*", default=[], help="ACE settings, e.g. epochs=10")
     parser.add_argument("--parts", action="store_true", help="also time one one-concept run part by part")
+    parser.add_argument("--variant", action="append", default=[], help="other settings for one concept, k=v,k=v")
     args = parser.parse_args()
     pin_threads(args.threads)
     overrides = parse_assignments(args.set)
+    if args.variant:
+        compare_variants(args, overrides)
+        return
     pipe = erasekit.load_pipeline("embedded")
     styles = [c for c in embedded.concepts()["style"] if c != "van gogh"][::2]
 
@@ -93,6 +102,39 @@ def main() -> None:
             erasekit.erase(pipe, ["van gogh"], "ace", preserve=styles, **overrides)
             seconds["total"] = time.perf_counter() - start
         print_table([{"part": name, "s": t} for name, t in sorted(seconds.items(), key=lambda kv: -kv[1])])
+
+
+def compare_variants(args: argparse.Namespace, overrides: dict[str, str]) -> None:
+    """One concept under the defaults (with ``--set``) and each ``--variant``, interleaved (module docstring)."""
+    pipe = erasekit.load_pipeline("embedded")
+    styles = [c for c in embedded.concepts()["style"] if c != "van gogh"][::2]
+    settings = {"defaults": overrides} | {v: overrides | parse_assignments(v.split(",")) for v in args.variant}
+
+    def run(setting: dict[str, str]) -> erasekit.Edit:
+        return erasekit.erase(pipe, ["van gogh"], "ace", preserve=styles, **setting)
+
+    for setting in settings.values():  # warm-up: the neutral captions' cache, and each setting's first call
+        run(setting)
+    seconds: dict[str, list[float]] = defaultdict(list)
+    rounds: dict[str, int] = {}
+    for _ in range(args.repeats):
+        seconds["yardstick"].append(timed(lambda: yardstick(pipe), repeats=1, warmup=0)[0])
+        for name, setting in settings.items():
+            took, _, edit = timed(lambda setting=setting: run(setting), repeats=1, warmup=0)
+            seconds[name].append(took)
+            rounds[name] = edit.info["rounds"]
+    rows = [
+        {
+            "setting": name,
+            "median_s": statistics.median(seconds[name]),
+            "x_yardstick": statistics.median(a / b for a, b in zip(seconds[name], seconds["yardstick"])),
+            "x_default": statistics.median(a / b for a, b in zip(seconds[name], seconds["defaults"])),
+            "rounds": rounds[name],
+            "n": args.repeats,
+        }
+        for name in settings
+    ]
+    print_table(rows)
 
 
 def yardstick(pipe: Any) -> None:

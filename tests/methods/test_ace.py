@@ -16,6 +16,7 @@ from erasekit.methods.ace.adversaries import GOAL_BATCH, _Denoiser
 from erasekit.methods.ace.config import ACEConfig
 from erasekit.methods.ace.prompts import token_rows
 from erasekit.methods.ace.subspace import concept_subspace, reduced_rank_ridge
+from erasekit.methods.ace.train import _SquaredNormS, kv_metric
 from erasekit.targets import find_targets
 from erasekit.text import TextEncoder
 from erasekit.worlds import embedded
@@ -99,6 +100,14 @@ def test_the_default_objective_is_noise_prediction_and_kv_its_ablation(tiny_pipe
     # the rounds backpropagate through the frozen original into U, A only: no weight gradient is computed or kept
     assert all(p.grad is None for p in tiny_pipe.unet.parameters())
     assert [p.requires_grad for p in tiny_pipe.unet.parameters()] == flags
+
+
+def test_the_k_v_metrics_norm_has_autograds_value_and_gradient(tiny_pipe):
+    S = kv_metric(find_targets(tiny_pipe.unet)).double()
+    assert torch.equal(S, S.T)
+    z = torch.randn(5, S.shape[0], dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(_SquaredNormS.apply(z, S), ((z @ S) * z).sum(-1))
+    assert torch.autograd.gradcheck(lambda z: _SquaredNormS.apply(z, S), (z.requires_grad_(),))
 
 
 def test_the_rounds_goals_are_the_originals_predictions_under_the_guide(tiny_pipe):
