@@ -83,7 +83,8 @@ class Tokens:
     mask: Tensor
 
     def rows(self) -> Tensor:
-        return self.states[self.mask]  # [n, d]
+        """``[n, d]`` the counted tokens; a view where every token counts (the negatives: ~60k rows a copy)."""
+        return self.states.flatten(0, 1) if bool(self.mask.all()) else self.states[self.mask]
 
     def split(self) -> tuple[Tokens, Tokens]:
         """(fit, held): every fourth prompt held out."""
@@ -134,7 +135,8 @@ def fit_gate(
     tau = r0.median().clone().requires_grad_()
     scale = float(P0.abs().mean())
     opt = torch.optim.Adam(
-        [{"params": [P], "lr": STEPS_LR * scale}, {"params": [log_s], "lr": STEPS_LR}, {"params": [tau], "lr": 1e-3}]
+        [{"params": [P], "lr": STEPS_LR * scale}, {"params": [log_s], "lr": STEPS_LR}, {"params": [tau], "lr": 1e-3}],
+        fused=True,
     )
     # each class shuffled once and read in consecutive slices (passes without replacement): gathering
     # random rows every step cost more than the step itself

@@ -36,7 +36,7 @@ class HeldOutStop:
 
     def criterion(self, model: _Trainable) -> float:
         X = self.H.clone().requires_grad_()
-        opt = torch.optim.Adam([X], lr=self.lr)
+        opt = torch.optim.Adam([X], lr=self.lr, fused=True)
         for _ in range(self.steps):
             opt.zero_grad()
             self.s_err(model.edited(X), self.H).backward()

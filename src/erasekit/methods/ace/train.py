@@ -148,7 +148,8 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     scale = float(rows.C.pow(2).mean().sqrt())
     E = rows.C + 0.01 * scale * torch.randn(rows.C.shape, generator=gen)
     outer = torch.optim.Adam(
-        [{"params": [t], "lr": cfg.lr * float(t.detach().abs().mean() + 1e-12)} for t in model.parameters()]
+        [{"params": [t], "lr": cfg.lr * float(t.detach().abs().mean() + 1e-12)} for t in model.parameters()],
+        fused=True,  # one kernel a step: ACE takes hundreds of small steps (inner, outer, stopping rule, gate fit)
     )
     denoise = _Denoiser(request, rows, cfg, gen) if cfg.loss == "denoise" else None
     soft = _SoftTokens(request, rows, cfg) if cfg.soft_tokens else None
@@ -160,7 +161,7 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
         # (templates x copies x span positions), and a round's cost is linear in them
         pick, pick_near, pick_keep = (draw(len(x), cfg.batch_rows, gen) for x in (rows.C, near, rows.K))
         X = E[pick].requires_grad_()
-        inner = torch.optim.Adam([X], lr=cfg.inner_lr * scale)
+        inner = torch.optim.Adam([X], lr=cfg.inner_lr * scale, fused=True)
         for _ in range(cfg.inner_steps):  # the adversary: bring the original K/V back
             inner.zero_grad()
             s_err(model.edited(X), rows.C[pick]).backward()
