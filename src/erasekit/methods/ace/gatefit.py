@@ -71,16 +71,19 @@ from torch import Tensor
 
 from ...gate import concept_ratio
 from .config import ACEConfig
+from .moments import Moments
 
 STEPS_LR = 0.05  # Adam's step on P (relative to its scale) and on log s
 
 
 @dataclass(frozen=True)
 class Tokens:
-    """Prompts' token states and which tokens count. states: ``[B, L, d]``; mask: ``[B, L]`` bool."""
+    """Prompts' token states and which tokens count. states: ``[B, L, d]``; mask: ``[B, L]`` bool; moments: of
+    the counted rows, where they were kept as the rows were gathered (the negatives': :mod:`.moments`)."""
 
     states: Tensor
     mask: Tensor
+    moments: Moments | None = None
 
     def rows(self) -> Tensor:
         """``[n, d]`` the counted tokens; a view where every token counts (the negatives: ~60k rows a copy)."""

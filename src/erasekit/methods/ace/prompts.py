@@ -25,10 +25,13 @@ from . import neutral
 from .config import ACEConfig
 from .gatefit import Tokens
 from .mining import whole_words
+from .moments import Moments
 from .neutral import in_context, made_up_name, neutral_captions
 
 # text encoder -> {(captions' settings): their states [B, L, d]}: the concept-free captions, encoded once
-_NEUTRAL_STATES: weakref.WeakKeyDictionary[Any, dict[tuple, tuple[list[str], Tensor]]] = weakref.WeakKeyDictionary()
+_NEUTRAL_STATES: weakref.WeakKeyDictionary[Any, dict[tuple, tuple[list[str], Tensor, Moments]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @dataclass(frozen=True)
@@ -111,9 +114,12 @@ def gate_tokens(request: EraseRequest, cfg: ACEConfig, siblings: Sequence[str] =
     kept += [t for i, c in enumerate(siblings) for t, _ in in_context(c, half // 2, seed=cfg.seed + 1000 + i)]
     if cfg.gate_fit_preserve:  # real prompts of what must stay, worded as users word them (gatefit.py)
         kept += request.preserve_prompts
-    neg = torch.cat([_neutral_states(request, cfg, erased), *([request.encoder(kept).states] if kept else [])])
+    neutral, moments = _neutral_states(request, cfg, erased)
+    own = request.encoder(kept).states.float() if kept else neutral[:0]
+    neg = torch.cat([neutral, own])
     neg = neg[torch.randperm(neg.shape[0], generator=torch.Generator().manual_seed(cfg.seed))]
-    return Tokens(pos.float(), mask), Tokens(neg.float(), torch.ones(neg.shape[:2], dtype=torch.bool))
+    moments = moments + Moments.of(own.flatten(0, 1))
+    return Tokens(pos.float(), mask), Tokens(neg, torch.ones(neg.shape[:2], dtype=torch.bool), moments)
 
 
 def preserve_tokens(request: EraseRequest) -> Tokens | None:
@@ -124,9 +130,9 @@ def preserve_tokens(request: EraseRequest) -> Tokens | None:
     return Tokens(states, torch.ones(states.shape[:2], dtype=torch.bool))
 
 
-def _neutral_states(request: EraseRequest, cfg: ACEConfig, erased: list[str]) -> Tensor:
+def _neutral_states(request: EraseRequest, cfg: ACEConfig, erased: list[str]) -> tuple[Tensor, Moments]:
     """States ``[B, L, d]`` of the neutral, vocabulary-word and made-up-name captions that name no erased word
-    (cached per encoder)."""
+    (cached per encoder, with the moments of all their rows), and their rows' moments."""
     key = (cfg.neutral_captions, cfg.vocabulary_captions, cfg.name_captions, cfg.seed, tuple(cfg.neutral))
     owner = getattr(request.pipe, "text_encoder", None) or request.encoder
     cache = _NEUTRAL_STATES.setdefault(owner, {})
@@ -138,10 +144,12 @@ def _neutral_states(request: EraseRequest, cfg: ACEConfig, erased: list[str]) ->
         texts = [*cfg.neutral, *neutral_captions(cfg.neutral_captions, seed=cfg.seed)]
         texts += [words[w] for w in picks] + names  # each alone: a caption of its own
         cache.clear()  # one set per encoder: a new setting replaces the old
-        cache[key] = (texts, request.encoder(texts).states.float())
-    texts, states = cache[key]
+        states = request.encoder(texts).states.float()
+        cache[key] = (texts, states, Moments.of(states.flatten(0, 1)))
+    texts, states, moments = cache[key]
     banned = neutral.content_words(erased)
-    return states[[i for i, t in enumerate(texts) if not banned & set(t.lower().split())]]
+    named = torch.tensor([bool(banned & set(t.lower().split())) for t in texts])
+    return states[~named], moments - Moments.of(states[named].flatten(0, 1))
 
 
 def _tokenizer(request: EraseRequest) -> Any:

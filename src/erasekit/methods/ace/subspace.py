@@ -14,22 +14,26 @@ from torch import Tensor
 from ...closed_form import F64, Factor, ridge_factor
 from ...concepts import ErasePairs
 from ...errors import ConfigError
+from .moments import Moments, centred_gram
 from .prompts import Rows
 
 
-def concept_subspace(C: Tensor, K: Tensor, rank: int, whiten: float) -> tuple[Tensor, Tensor]:
-    """``(P [d, k], μ [d])``: the target rows' top generalised eigenvectors against the keep rows'.
+def concept_subspace(C: Tensor, K: Tensor | Moments, rank: int, whiten: float) -> tuple[Tensor, Tensor]:
+    """``(P [d, k], μ [d])``: the target rows' top generalised eigenvectors against the keep rows' (``K [m, d]``,
+    or their :class:`.Moments`).
 
     ``Σ_t v = ν (Σ_n + εI) v`` solved as a symmetric eigenproblem in the whitened basis
-    ``L⁻¹ Σ_t L⁻ᵀ`` (``Σ_n + εI = L Lᵀ``), then ``v = L⁻ᵀ w`` orthonormalised.
+    ``L⁻¹ Σ_t L⁻ᵀ`` (``Σ_n + εI = L Lᵀ``), then ``v = L⁻ᵀ w`` orthonormalised; both scatters about μ, the
+    keep rows' mean.
     """
     d = C.shape[1]
     if rank > min(d, C.shape[0]):
         raise ConfigError(
             f"ACE rank {rank} exceeds what {C.shape[0]} target rows in {d} dimensions can span: lower --set rank=..."
         )
-    mu = K.mean(0, dtype=F64)
-    S_n, S_t = _scatter(K, mu), _scatter(C, mu)
+    neutral = K if isinstance(K, Moments) else Moments.of(K)
+    mu = neutral.mean
+    S_n, S_t = neutral.scatter / neutral.n, centred_gram(C, mu) / len(C)
     S_n += whiten * float(torch.trace(S_n)) / d * torch.eye(d, dtype=F64)
     L = torch.linalg.cholesky(S_n)
     W = torch.linalg.solve_triangular(L, torch.linalg.solve_triangular(L, S_t, upper=False).T, upper=False)
@@ -37,14 +41,6 @@ def concept_subspace(C: Tensor, K: Tensor, rank: int, whiten: float) -> tuple[Te
     V = torch.linalg.solve_triangular(L.T, vecs[:, -rank:].flip(1), upper=True)  # L⁻ᵀ w
     P, _ = torch.linalg.qr(V)
     return P, mu
-
-
-def _scatter(X: Tensor, mu: Tensor) -> Tensor:
-    """``[d, d]`` float64 ``mean (x − μ)(x − μ)ᵀ``. The tens of thousands of neutral rows are centred and
-    multiplied in float32 (their Gram's relative error ~1e-7) and the sum solved in float64: a float64
-    copy of the rows cost more than the rest of the subspace."""
-    Z = X.float() - mu.float()
-    return (Z.T @ Z).to(F64) / len(Z)
 
 
 def reduced_rank_ridge(rows: Rows, *, rank: int, lamb: float, preserve_scale: float) -> Factor:

@@ -56,7 +56,8 @@ def _fitted_gate(
 ) -> tuple[TokenGate, GateRates]:
     """Part 3: the gate fitted on varied captions, τ calibrated on held-out ones and the preserve prompts
     (:mod:`.gatefit`)."""
-    P0, mu = concept_subspace(torch.cat([rows.C, pos.rows()]), neg.rows(), k, cfg.whiten)
+    neutral = neg.moments if neg.moments is not None else neg.rows()
+    P0, mu = concept_subspace(torch.cat([rows.C, pos.rows()]), neutral, k, cfg.whiten)
     P, s, tau, rates = fit_gate(pos, neg, P0, mu.float(), cfg, kept)
     return TokenGate(P.contiguous(), mu.float(), s, tau), rates
 
