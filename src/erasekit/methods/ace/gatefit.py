@@ -78,8 +78,8 @@ STEPS_LR = 0.05  # Adam's step on P (relative to its scale) and on log s
 
 @dataclass(frozen=True)
 class Tokens:
-    """Prompts' token states and which tokens count. states: ``[B, L, d]``; mask: ``[B, L]`` bool; moments: of
-    the counted rows, where they were kept as the rows were gathered (the negatives': :mod:`.moments`)."""
+    """Prompts' token states and which tokens count. states: ``[B, L, d]``; mask: ``[B, L]`` bool; moments: the
+    counted rows' :class:`.Moments` where they came without multiplying the rows (the negatives'), else None."""
 
     states: Tensor
     mask: Tensor

@@ -28,7 +28,8 @@ from .mining import whole_words
 from .moments import Moments
 from .neutral import in_context, made_up_name, neutral_captions
 
-# text encoder -> {(captions' settings): their states [B, L, d]}: the concept-free captions, encoded once
+# text encoder -> {(captions' settings): (texts, states [B, L, d], their rows' moments)}: the concept-free captions,
+# encoded once
 _NEUTRAL_STATES: weakref.WeakKeyDictionary[Any, dict[tuple, tuple[list[str], Tensor, Moments]]] = (
     weakref.WeakKeyDictionary()
 )
