@@ -61,11 +61,11 @@ def main() -> None:
     args = parser.parse_args()
     pin_threads(args.threads)
     overrides = parse_assignments(args.set)
-    if args.variant:
-        compare_variants(args, overrides)
-        return
     pipe = erasekit.load_pipeline("embedded")
     styles = [c for c in embedded.concepts()["style"] if c != "van gogh"][::2]
+    if args.variant:
+        compare_variants(pipe, styles, args, overrides)
+        return
 
     start = time.perf_counter()
     erasekit.erase(pipe, ["van gogh"], "ace", preserve=styles, **overrides)
@@ -104,10 +104,8 @@ def main() -> None:
         print_table([{"part": name, "s": t} for name, t in sorted(seconds.items(), key=lambda kv: -kv[1])])
 
 
-def compare_variants(args: argparse.Namespace, overrides: dict[str, str]) -> None:
+def compare_variants(pipe: Any, styles: list[str], args: argparse.Namespace, overrides: dict[str, str]) -> None:
     """One concept under the defaults (with ``--set``) and each ``--variant``, interleaved (module docstring)."""
-    pipe = erasekit.load_pipeline("embedded")
-    styles = [c for c in embedded.concepts()["style"] if c != "van gogh"][::2]
     settings = {"defaults": overrides} | {v: overrides | parse_assignments(v.split(",")) for v in args.variant}
 
     def run(setting: dict[str, str]) -> erasekit.Edit:

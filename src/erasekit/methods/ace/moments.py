@@ -34,8 +34,10 @@ class Moments:
 
     def __add__(self, other: Moments) -> Moments:
         """The moments of both sets of rows together."""
-        if not other.n or not self.n:
-            return other if not self.n else self
+        if not other.n:
+            return self
+        if not self.n:
+            return other
         n = self.n + other.n
         delta = other.mean - self.mean
         mean = self.mean + delta * (other.n / n)
