@@ -46,6 +46,23 @@ def test_ratio_and_gate_values():
     assert g[0] > 0.99 and g[1] < 0.01 and g[2] > 0.99
 
 
+def test_a_whole_prompt_gate_caps_each_token_at_the_prompts_last_position(tiny_pipe, tmp_path):
+    basis, mean = torch.eye(4)[:, :2], torch.zeros(4)
+    near, far = [1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]  # r = 1 and r = 0
+    states = torch.tensor([[near, far, near], [near, far, far]])  # [B=2, L=3, d]: the second prompt ends far
+    per_token = TokenGate(basis, mean, 100.0, 0.25)
+    whole = dataclasses.replace(per_token, whole_prompt=True)
+    assert per_token(states).squeeze(-1)[1, 0] > 0.99  # open on its own token
+    torch.testing.assert_close(whole(states)[0], per_token(states)[0])  # ends near: as it was
+    assert whole(states).squeeze(-1)[1].max() < 0.01  # ends far: shut throughout
+    rows = states.flatten(0, 1)  # [n, d]: no sequence, each row its own value
+    torch.testing.assert_close(whole(rows), per_token(rows))
+    edit = gated(erasekit.erase(tiny_pipe, ["van gogh"], method="uce"), always=True)
+    for flag in (True, False):
+        saved = dataclasses.replace(edit, gate=dataclasses.replace(edit.gate, whole_prompt=flag))
+        assert Edit.load(saved.save(tmp_path / f"{flag}.safetensors")).gate.whole_prompt is flag
+
+
 def test_open_gate_equals_the_merged_edit_and_shut_gate_the_base(tiny_pipe):
     states = states_of(tiny_pipe)
     base = unet_out(tiny_pipe, states)

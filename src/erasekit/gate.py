@@ -7,7 +7,10 @@ subspace. For a token state ``c`` (one row of the text encoder's output, width d
     g(c) = σ(s · (r(c) − τ))                  ~1 near the concept, ~0 elsewhere
     to_k'(c) = W_k c + g(c) · B_k A c         (the same for to_v)
 
-with ``P [d, k]`` orthonormal, ``s`` the sharpness and ``τ`` the threshold. A gate may leave some of the
+with ``P [d, k]`` orthonormal, ``s`` the sharpness and ``τ`` the threshold. A gate may cap each token's value
+at the prompt's last position's (``whole_prompt``), ``g'(c_t) = min(g(c_t), g(c_L))``: in a causal encoder (CLIP)
+that position has read the whole prompt, so a token opens only where the prompt as a whole reads as the concept,
+not on a word piece of some other name that happens to lie near the subspace. A gate may leave some of the
 update's rows open on every token (``always``): ``to_k'(c) = W_k c + B_k (m(c) ⊙ A c)`` with ``m_j = 1`` on
 those rows and ``g(c)`` on the others, for an edit that erases some concepts everywhere and others
 near their tokens only (ACE's ungated kinds). ``W + g·BA`` is not a
@@ -51,6 +54,8 @@ class TokenGate:
         mean: ``μ [d]``, the mean of the neutral token states.
         sharpness: ``s``.
         threshold: ``τ`` in [0, 1].
+        whole_prompt: cap every token's value at the last position's (module docstring) where the states come as
+            sequences ``[B, L, d]``; rows ``[n, d]`` (no sequence) get their own values.
         always: ``[r]``, 1 on the rows of the update (rows of ``A``) that apply to every token, 0 on the
             gated ones, the same for every layer (such an edit has one rank throughout); None: every row is
             gated. Calling the gate gives ``g(c)``, whatever ``always`` is.
@@ -61,10 +66,14 @@ class TokenGate:
     sharpness: float  # or a 0-d tensor while ACE trains it
     threshold: float
     always: Tensor | None = None
+    whole_prompt: bool = False
 
     def __call__(self, x: Tensor) -> Tensor:
         basis, mean = self.basis.to(x.device, torch.float32), self.mean.to(x.device, torch.float32)
-        return gate_values(x.float(), basis, mean, self.sharpness, self.threshold).to(x.dtype)
+        g = gate_values(x.float(), basis, mean, self.sharpness, self.threshold)  # [..., L, 1]
+        if self.whole_prompt and x.dim() >= 3:
+            g = torch.minimum(g, g[..., -1:, :])
+        return g.to(x.dtype)
 
     def row_values(self, x: Tensor) -> Tensor:
         """``m(x)`` ``[..., r]``: 1 on the always-open rows, ``g(x)`` on the others (needs ``always``)."""
@@ -75,8 +84,9 @@ class TokenGate:
         always = {} if self.always is None else {"always": self.always.float().contiguous()}
         return {"basis": self.basis.contiguous(), "mean": self.mean.contiguous(), **always}
 
-    def scalars(self) -> dict[str, float]:
-        return {"sharpness": self.sharpness, "threshold": self.threshold}
+    def scalars(self) -> dict[str, float | bool]:
+        whole = {"whole_prompt": True} if self.whole_prompt else {}  # files from before it read as False
+        return {"sharpness": self.sharpness, "threshold": self.threshold, **whole}
 
     def summary(self) -> dict[str, Any]:
         """What ``erasekit info`` shows: s, τ, the subspace's rank and the rows open on every token, if any."""

@@ -253,6 +253,7 @@ VAN_GOGH_PARAPHRASES = (
         pytest.param("van gogh", {}, 0.10, marks=pytest.mark.xfail(strict=True, reason=VAN_GOGH_PARAPHRASES)),
         ("church", {"settings": "object", "gate_min_concepts": 1}, 0.10),  # the gate an object gets among others
         ("parachute", {"settings": "object", "gate_min_concepts": 1}, 0.10),
+        ("nudity", {"settings": "unsafe"}, 0.10),  # what compare runs for nudity: the whole-prompt gate
     ],
 )
 def test_gate_is_selective_on_prompts_from_no_training_set(concept, overrides, most_prompts):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from erasekit.gate import TokenGate
 from erasekit.methods.ace.config import ACEConfig
 from erasekit.methods.ace.gatefit import Tokens, _slice, fit_gate
 
@@ -89,3 +90,18 @@ def test_each_fit_step_reads_the_next_slice_of_one_shuffle_so_a_pass_sees_every_
     seen = torch.cat([_slice(rows, step, 4) for step in range(5)]).squeeze(1).tolist()  # two passes of 10
     assert sorted(seen[:10]) == list(range(10)) and sorted(seen[10:]) == list(range(10))
     assert _slice(rows, 3, 16) is rows  # a class smaller than the batch: all of it, every step
+
+
+def test_a_whole_prompt_gate_is_calibrated_on_the_prompts_as_it_reads_them(sets):
+    pos, neg, _, _, P0, mu = sets
+    spiked = neg.states.clone()
+    spiked[1::2, 2, :K] += 6.0  # half the negative prompts (all held-out ones) hold a token as near the concept as its own
+    neg = Tokens(spiked, neg.mask)
+    per_token = fit_gate(pos, neg, P0, mu, ACEConfig(gate_steps=20))
+    P, s, tau, rates = fit_gate(pos, neg, P0, mu, ACEConfig(gate_steps=20, gate_whole_prompt=True))
+    held = pos.split()[1]
+    assert span_open(pos, *per_token[:1], mu, per_token[2]) < 0.5  # the spikes push τ past the concept's own tokens
+    assert float((held.ratios(P, mu, True)[held.mask] > tau).float().mean()) >= 0.9
+    gate = TokenGate(P, mu, s, tau, whole_prompt=True)  # the rates are the gate's own on the held-out negatives
+    opened = (gate(neg.split()[1].states).squeeze(-1) > 0.5).any(1).float().mean()
+    assert rates.neutral_prompts == pytest.approx(float(opened)) and rates.neutral_prompts <= 0.05

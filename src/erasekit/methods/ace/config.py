@@ -59,6 +59,7 @@ class ACEConfig:
     vocabulary_captions: int = 512  # random vocabulary words, each alone as a caption: also shut
     name_captions: int = 512  # made-up names, each alone as a caption ("kelly mcternan"): shut
     contexts: int = 96  # captions naming each erased concept (gate open); each preserved one gets half
+    gate_whole_prompt: bool = False  # a token opens at most as far as the prompt's last position (erasekit.gate)
     gated: bool = True  # False: the update acts on every token (the ace-nogate ablation)
     gate_min_concepts: int = 1  # fewer erased concepts than this: no gate (the `object` settings' 2; package __init__)
     ungated_kinds: tuple[str, ...] = ("style",)  # concepts of these kinds (erase(kinds=...)) skip the gate (kinds.py)

@@ -59,6 +59,11 @@ with ``gate_concept_rate`` 0.8 it shut parachute's gate on the first names after
 ``object`` settings, what compare runs for objects, chosen on val; the numbers are beside them).
 :class:`GateRates` records what the held-out captions measured and the share of the preserve prompts that
 open the gate.
+
+With ``gate_whole_prompt`` (ACE's ``unsafe`` settings) the gate caps every token at its prompt's last position
+(:class:`erasekit.gate.TokenGate`), and τ's bounds and the rates are taken on the capped ratios,
+``min(r(c_t), r(c_L))``, so that a held-out prompt counts as open exactly when the gate would open on it: when its
+last position does. The fit of ``P`` stays per token.
 """
 
 from __future__ import annotations
@@ -94,9 +99,13 @@ class Tokens:
         held = torch.arange(self.states.shape[0]) % 4 == 3
         return Tokens(self.states[~held], self.mask[~held]), Tokens(self.states[held], self.mask[held])
 
-    def ratios(self, P: Tensor, mu: Tensor) -> Tensor:
-        """``[B, L]`` r(c) with −inf on tokens that do not count."""
+    def ratios(self, P: Tensor, mu: Tensor, whole_prompt: bool = False) -> Tensor:
+        """``[B, L]`` r(c) with −inf on tokens that do not count; ``whole_prompt``: each capped at its prompt's last
+        position's, as :class:`erasekit.gate.TokenGate` caps g (the batch's padding: that position reads the whole
+        prompt)."""
         r = concept_ratio(self.states, P, mu).squeeze(-1)
+        if whole_prompt:
+            r = torch.minimum(r, r[:, -1:])
         return r.masked_fill(~self.mask, float("-inf"))
 
 
@@ -153,19 +162,20 @@ def fit_gate(
         loss.backward()
         opt.step()
     P, sharpness = P.detach(), float(log_s.detach().exp())
-    r_neg = neg_held.ratios(P, mu)
+    whole = cfg.gate_whole_prompt  # τ set on the ratios as the gate will cap them
+    r_neg = neg_held.ratios(P, mu, whole)
     tau_tokens = torch.quantile(r_neg[neg_held.mask], 1 - cfg.gate_token_rate)
     tau_prompts = torch.quantile(r_neg.max(1).values, 1 - cfg.gate_prompt_rate)
     threshold = float(torch.maximum(tau_tokens, tau_prompts))
     # the point past which fewer than gate_concept_rate of the concept's own span tokens open: the update
     # reaches only open ones
-    ceiling = float(torch.quantile(pos_held.ratios(P, mu)[pos_held.mask], 1 - cfg.gate_concept_rate))
+    ceiling = float(torch.quantile(pos_held.ratios(P, mu, whole)[pos_held.mask], 1 - cfg.gate_concept_rate))
     if ceiling > threshold:  # a share of the log-gap between the negatives' bound and the concept's
         threshold = threshold ** (1 - cfg.gate_margin) * ceiling**cfg.gate_margin
-    r_kept = kept.ratios(P, mu).max(1).values if kept is not None else None  # [n] each prompt's highest token
+    r_kept = kept.ratios(P, mu, whole).max(1).values if kept is not None else None  # [n] each prompt's highest token
     if r_kept is not None and cfg.gate_preserve_rate is not None:  # opt-in (module docstring)
         threshold = max(threshold, min(float(torch.quantile(r_kept, 1 - cfg.gate_preserve_rate)), ceiling))
-    return P, sharpness, threshold, _rates(P, mu, threshold, pos_held, neg_held, r_kept)
+    return P, sharpness, threshold, _rates(P, mu, threshold, pos_held, neg_held, r_kept, whole)
 
 
 def _slice(X: Tensor, step: int, batch: int) -> Tensor:
@@ -177,8 +187,10 @@ def _slice(X: Tensor, step: int, batch: int) -> Tensor:
     return X[start:end] if end <= len(X) else torch.cat([X[start:], X[: end - len(X)]])
 
 
-def _rates(P: Tensor, mu: Tensor, tau: float, pos: Tokens, neg: Tokens, r_kept: Tensor | None) -> GateRates:
-    r_neg, r_pos = neg.ratios(P, mu), pos.ratios(P, mu)
+def _rates(
+    P: Tensor, mu: Tensor, tau: float, pos: Tokens, neg: Tokens, r_kept: Tensor | None, whole_prompt: bool
+) -> GateRates:
+    r_neg, r_pos = neg.ratios(P, mu, whole_prompt), pos.ratios(P, mu, whole_prompt)
     return GateRates(
         neutral_tokens=float((r_neg[neg.mask] > tau).float().mean()),
         neutral_prompts=float((r_neg > tau).any(1).float().mean()),

@@ -59,7 +59,7 @@ def _fitted_gate(
     neutral = neg.moments if neg.moments is not None else neg.rows()
     P0, mu = concept_subspace(torch.cat([rows.C, pos.rows()]), neutral, k, cfg.whiten)
     P, s, tau, rates = fit_gate(pos, neg, P0, mu.float(), cfg, kept)
-    return TokenGate(P.contiguous(), mu.float(), s, tau), rates
+    return TokenGate(P.contiguous(), mu.float(), s, tau, whole_prompt=cfg.gate_whole_prompt), rates
 
 
 @torch.no_grad()
