@@ -1,7 +1,8 @@
 """ACE across training seeds: mean ± sd of the concept's detection on target prompts and paraphrases.
 
 Issue goal: the standard deviation over five training seeds at most 0.1. Each seed erases the concept with
-ACE's defaults (``seed=`` of ACEConfig), the other concepts of its kind taken every second one as the preserve
+ACE's defaults (``seed=`` of ACEConfig; ``--settings``: named ones, or ``kind`` for what compare runs for the
+concept's kind), the other concepts of its kind taken every second one as the preserve
 set (``erasekit compare`` draws a seeded half instead), and the judge reads ``--n`` test-split target prompts
 and ``--n`` held-out paraphrases (the suite's generality prompts) drawn with one image seed for all training
 seeds, so that only the training seed varies.
@@ -41,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._timing import pin_threads, print_table
 
 import erasekit
-from erasekit import worlds
+from erasekit import methods, worlds
 from erasekit.attacks import attack
 from erasekit.evaluate.compare.rows import attack_cache
 from erasekit.worlds import embedded
@@ -128,6 +129,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--n", type=int, default=32, help="test prompts per group")
     parser.add_argument("--concepts", nargs="+", default=["van gogh", "parachute", "nudity"])
+    parser.add_argument(
+        "--settings",
+        default="defaults",
+        help="ACE's named settings; 'kind': what compare runs for the concept's kind; 'defaults': none",
+    )
     parser.add_argument("--reattack", nargs="+", metavar="EDIT", help="attack saved edits under --attack-seeds seeds")
     parser.add_argument("--concept", default="church", help="with --reattack: the erased concept")
     parser.add_argument("--attacks", nargs="+", default=["soft_prompt", "p4d", "ringabell"], help="with --reattack")
@@ -157,12 +163,14 @@ def main() -> None:
     rows = []
     for concept in args.concepts:
         kind = worlds.get("embedded").concept_kind(concept)
+        by_kind = {"kind": methods.get("ace").settings_by_kind.get(kind), "defaults": None}
+        settings = by_kind.get(args.settings, args.settings)
         preserve = [c for c in embedded.concepts()[kind] if c != concept][::2]
         suite = embedded.prompt_suite(concept, n=args.n, split="test")
         per_seed = {"target_detected": [], "paraphrase_detected": [], "seconds": []}
         for seed in range(args.seeds):
             start = time.perf_counter()
-            edit = erasekit.erase(pipe, [concept], "ace", preserve=preserve, seed=seed)
+            edit = erasekit.erase(pipe, [concept], "ace", preserve=preserve, settings=settings, seed=seed)
             per_seed["seconds"].append(time.perf_counter() - start)
             edit.apply(pipe)
             try:
@@ -174,6 +182,7 @@ def main() -> None:
         rows.append(
             {
                 "concept": concept,
+                "settings": settings or "defaults",
                 "seeds": args.seeds,
                 "n": args.n,
                 **{f"{k}_mean": statistics.mean(v) for k, v in per_seed.items()},
