@@ -95,7 +95,7 @@ def test_each_fit_step_reads_the_next_slice_of_one_shuffle_so_a_pass_sees_every_
 def test_a_whole_prompt_gate_is_calibrated_on_the_prompts_as_it_reads_them(sets):
     pos, neg, _, _, P0, mu = sets
     spiked = neg.states.clone()
-    spiked[1::2, 2, :K] += 6.0  # half the negative prompts (all held-out ones) hold a token as near the concept as its own
+    spiked[1::2, 2, :K] += 6.0  # half the negatives (every held-out one) hold a token as near the concept as its own
     neg = Tokens(spiked, neg.mask)
     per_token = fit_gate(pos, neg, P0, mu, ACEConfig(gate_steps=20))
     P, s, tau, rates = fit_gate(pos, neg, P0, mu, ACEConfig(gate_steps=20, gate_whole_prompt=True))
