@@ -134,6 +134,7 @@ def test_the_rounds_goals_are_the_originals_predictions_under_the_guide(tiny_pip
         ({"lr": -1.0}, "lr"),
         ({"gate_prompt_rate": 1.0}, "gate_prompt_rate"),
         ({"gate_margin": 1.0}, "gate_margin"),
+        ({"gate_rank": 0}, "gate_rank"),
         ({"epochs": 0}, "inner_steps=0"),
     ],
 )
@@ -169,6 +170,9 @@ def test_rank_is_per_concept_and_capped_at_the_embedding_width(tiny_pipe):
     assert {B.shape[1] for B, _ in two.updates.values()} == {8}
     many = erasekit.erase(tiny_pipe, ["van gogh", "a church", "a dog"], "ace", rank=12, **KV)
     assert many.info["rank"] == 32  # 3 x 12 capped at the tiny text encoder's width
+    narrow = erasekit.erase(tiny_pipe, ["van gogh", "a church"], "ace", rank=8, gate_rank=2, **KV)
+    assert narrow.gate.basis.shape[1] == 4 and narrow.info["rank"] == 16  # the gate's 2 a concept, the update's 8
+    assert two.gate.basis.shape[1] == 8  # None: the update's rank
 
 
 def test_bad_input_is_one_clear_error(tiny_pipe):

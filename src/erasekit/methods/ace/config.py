@@ -59,6 +59,7 @@ class ACEConfig:
     vocabulary_captions: int = 512  # random vocabulary words, each alone as a caption: also shut
     name_captions: int = 512  # made-up names, each alone as a caption ("kelly mcternan"): shut
     contexts: int = 96  # captions naming each erased concept (gate open); each preserved one gets half
+    gate_rank: int | None = None  # the gate's subspace per concept, capped at rank (None: rank; the `unsafe` settings)
     gate_whole_prompt: bool = False  # a token opens at most as far as the prompt's last position (erasekit.gate)
     gated: bool = True  # False: the update acts on every token (the ace-nogate ablation)
     gate_min_concepts: int = 1  # fewer erased concepts than this: no gate (the `object` settings' 2; package __init__)
@@ -129,6 +130,8 @@ class ACEConfig:
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"ACEConfig.{name} must be ≥ 0, got {getattr(self, name)}.")
+        if self.gate_rank is not None and self.gate_rank < 1:
+            raise ConfigError(f"ACEConfig.gate_rank must be ≥ 1 (or None: the update's rank), got {self.gate_rank}.")
         if not 0 <= self.gate_margin < 1:
             raise ConfigError(f"ACEConfig.gate_margin is a share: pass a value in [0, 1), got {self.gate_margin}.")
         for name in ("gate_token_rate", "gate_prompt_rate", "gate_preserve_rate", "gate_concept_rate"):

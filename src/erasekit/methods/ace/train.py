@@ -133,7 +133,8 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     k = min(cfg.rank * len(request.concepts), rows.C.shape[1])  # each concept needs its own directions
     siblings = mined.siblings if cfg.gated else ()  # the gate's negatives: without a gate, no captions to encode
     pos, neg = gate_tokens(request, cfg, siblings)
-    gate, rates = _fitted_gate(cfg, rows, k, pos, neg, preserve_tokens(request)) if cfg.gated else (None, None)
+    k_gate = k if cfg.gate_rank is None else min(cfg.gate_rank * len(request.concepts), k)
+    gate, rates = _fitted_gate(cfg, rows, k_gate, pos, neg, preserve_tokens(request)) if cfg.gated else (None, None)
     held = pos.split()[1].rows()  # the held-out concept captions' span rows: the stopping rule's
     gen = torch.Generator().manual_seed(cfg.seed)
     held = held[draw(len(held), cfg.batch_rows, gen)]
