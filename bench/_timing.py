@@ -1,4 +1,4 @@
-"""Shared helpers of the bench scripts: thread pinning, median-of-k timing, a plain table."""
+"""Shared helpers of the bench scripts: thread pinning, median-of-k timing, a plain table, ACE's settings by name."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from erasekit import methods
 
 
 def pin_threads(n: int) -> None:
@@ -41,3 +43,9 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.3g}" if abs(v) < 1e-2 or abs(v) >= 1e4 else f"{v:.4f}".rstrip("0").rstrip(".")
     return str(v)
+
+
+def ace_settings(choice: str, kind: str) -> str | None:
+    """ACE's settings for a ``--settings`` choice: ``kind`` gives what compare runs for a concept of ``kind``
+    (ACE's ``BY_KIND``), ``defaults`` none, any other name itself."""
+    return {"kind": methods.get("ace").settings_by_kind.get(kind), "defaults": None}.get(choice, choice)

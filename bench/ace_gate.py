@@ -26,10 +26,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
-from bench._timing import pin_threads, print_table
+from bench._timing import ace_settings, pin_threads, print_table
 
 import erasekit
-from erasekit import methods, worlds
+from erasekit import worlds
 from erasekit.evaluate import compare
 from erasekit.io import parse_assignments
 from erasekit.metrics.intervals import wilson
@@ -62,9 +62,7 @@ def main() -> None:
     for concept in args.concepts:
         sc = compare.scenario(concept)
         kept = compare.preserve_prompts(sc, args.fit_prompts)
-        settings = {"kind": methods.get("ace").settings_by_kind.get(sc.kind), "defaults": None}.get(
-            args.settings, args.settings
-        )
+        settings = ace_settings(args.settings, sc.kind)
         edit = erasekit.erase(pipe, [concept], "ace", preserve=compare.preserve_set(sc), preserve_prompts=kept,
                               settings=settings, **parse_assignments(args.set))  # fmt: skip
         suite = embedded.prompt_suite(concept, n=args.n, split=args.split)

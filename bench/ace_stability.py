@@ -39,10 +39,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._timing import pin_threads, print_table
+from bench._timing import ace_settings, pin_threads, print_table
 
 import erasekit
-from erasekit import methods, worlds
+from erasekit import worlds
 from erasekit.attacks import attack
 from erasekit.evaluate.compare.rows import attack_cache
 from erasekit.worlds import embedded
@@ -163,8 +163,7 @@ def main() -> None:
     rows = []
     for concept in args.concepts:
         kind = worlds.get("embedded").concept_kind(concept)
-        by_kind = {"kind": methods.get("ace").settings_by_kind.get(kind), "defaults": None}
-        settings = by_kind.get(args.settings, args.settings)
+        settings = ace_settings(args.settings, kind)
         preserve = [c for c in embedded.concepts()[kind] if c != concept][::2]
         suite = embedded.prompt_suite(concept, n=args.n, split="test")
         per_seed = {"target_detected": [], "paraphrase_detected": [], "seconds": []}

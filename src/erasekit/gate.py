@@ -44,6 +44,12 @@ def gate_values(x: Tensor, basis: Tensor, mean: Tensor, sharpness: Tensor | floa
     return torch.sigmoid(sharpness * (concept_ratio(x, basis, mean) - threshold))
 
 
+def capped_at_prompt_end(values: Tensor) -> Tensor:
+    """``values [..., L, 1]`` (gate values or ratios of token states), each capped at its sequence's last
+    position's: the whole-prompt gate (module docstring). g is monotone in r, so capping either is the same."""
+    return torch.minimum(values, values[..., -1:, :])
+
+
 @dataclass(frozen=True)
 class TokenGate:
     """``g(c) = σ(s (‖Pᵀ(c − μ)‖² / ‖c − μ‖² − τ))``.
@@ -72,7 +78,7 @@ class TokenGate:
         basis, mean = self.basis.to(x.device, torch.float32), self.mean.to(x.device, torch.float32)
         g = gate_values(x.float(), basis, mean, self.sharpness, self.threshold)  # [..., L, 1]
         if self.whole_prompt and x.dim() >= 3:
-            g = torch.minimum(g, g[..., -1:, :])
+            g = capped_at_prompt_end(g)
         return g.to(x.dtype)
 
     def row_values(self, x: Tensor) -> Tensor:

@@ -73,11 +73,7 @@ def test_variants_are_the_registrys():
         ("rece:settings=reference-unsafe", "style", "reference-unsafe"),
         ("esd-x", "style", "lora"),  # ESD's default settings
         ("uce", "style", None),
-        (
-            "ace:seed=1",
-            "unsafe",
-            "unsafe",
-        ),  # rank 32 and the whole-prompt gate, chosen on val; for its seeds and ablations too
+        ("ace:seed=1", "unsafe", "unsafe"),  # rank 128, the whole-prompt gate at 32: chosen on val; seeds too
         ("ace-kv", "object", "object"),  # rank 32 and the gate calibrated on the preserve prompts too
         ("ace", "multi10", "object"),
         ("ace", "style", "style"),  # ungated, chosen on val for styles

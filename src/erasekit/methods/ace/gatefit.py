@@ -74,7 +74,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...gate import concept_ratio
+from ...gate import capped_at_prompt_end, concept_ratio
 from .config import ACEConfig
 from .moments import Moments
 
@@ -103,10 +103,10 @@ class Tokens:
         """``[B, L]`` r(c) with −inf on tokens that do not count; ``whole_prompt``: each capped at its prompt's last
         position's, as :class:`erasekit.gate.TokenGate` caps g (the batch's padding: that position reads the whole
         prompt)."""
-        r = concept_ratio(self.states, P, mu).squeeze(-1)
+        r = concept_ratio(self.states, P, mu)  # [B, L, 1]
         if whole_prompt:
-            r = torch.minimum(r, r[:, -1:])
-        return r.masked_fill(~self.mask, float("-inf"))
+            r = capped_at_prompt_end(r)
+        return r.squeeze(-1).masked_fill(~self.mask, float("-inf"))
 
 
 @dataclass(frozen=True)
