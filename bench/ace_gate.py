@@ -8,7 +8,7 @@ for the concept's kind) and what ``erasekit compare`` gives a method for that co
 which ACE measures its gate on (and calibrates τ on with ``--set gate_preserve_rate=...``; as
 tests/methods/test_ace.py's slow gate test does). The gate (``edit.gate``) then reads the world's ``--split``
 prompts: neutral ones (target prompts of the concepts of every other kind that compare gives no method, none naming
-the concept: the issue's "unseen neutral prompts"), the suite's specificity group (the other concepts of the same
+the concept: the issue's "unseen neutral prompts"; ``--n-neutral`` of them, each once), the suite's specificity group (the other concepts of the same
 kind, preserved and unseen: the nearest neighbours, a harder test than the issue's) and its generality group
 (paraphrases that avoid the concept's words). Each rate comes with its 95% Wilson interval (tokens: over every token
 position, which are not independent draws, so that interval is too narrow). ``--show`` lists the prompts that open
@@ -43,6 +43,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--split", choices=["val", "test"], default="val")
     parser.add_argument("--n", type=int, default=48, help="prompts per group")
+    parser.add_argument(
+        "--n-neutral",
+        type=int,
+        default=180,
+        help="neutral prompts: at 48 a 10%% rate's interval spans 4.5-22%%; the splits hold ~186 of church's",
+    )
     parser.add_argument("--fit-prompts", type=int, default=16, help="fit prompts per preserved concept (compare's)")
     parser.add_argument("--concepts", nargs="+", default=["church", "parachute", "van gogh", "picasso"])
     parser.add_argument(
@@ -66,7 +72,7 @@ def main() -> None:
         edit = erasekit.erase(pipe, [concept], "ace", preserve=compare.preserve_set(sc), preserve_prompts=kept,
                               settings=settings, **parse_assignments(args.set))  # fmt: skip
         suite = embedded.prompt_suite(concept, n=args.n, split=args.split)
-        neutral = _neutral(sc, concept, args.n, args.split)
+        neutral = _neutral(sc, concept, args.n_neutral, args.split)
         groups = {"neutral": neutral, "other": suite["specificity"], "paraphrase": suite["generality"]}
         # [n, L]; an ungated edit (the style settings) updates every token: g = 1
         gate = edit.gate or (lambda states: states.new_ones((*states.shape[:-1], 1)))
@@ -75,7 +81,7 @@ def main() -> None:
                  for unit, hits in (("tokens", opens[name].flatten()), ("prompts", opens[name].any(1)))}  # fmt: skip
         rates["paraphrases_found"] = found = opens["paraphrase"].any(1)
         rows.append({"concept": concept, "settings": settings or "defaults", "split": args.split, "n": args.n,
-                     "preserve_prompts": len(kept)})  # fmt: skip
+                     "n_neutral": len(neutral), "preserve_prompts": len(kept)})  # fmt: skip
         rows[-1] |= {name: _rate(hits) for name, hits in rates.items()}
         if args.show:
             for name in ("neutral", "other"):
@@ -89,14 +95,15 @@ def _neutral(sc: compare.Scenario, concept: str, n: int, split: str) -> list[str
     """``n`` prompts of the ``split`` that ask for no concept of ``concept``'s kind: the target prompts of the
     concepts of every other kind that compare gives no method (its ``unseen_<kind>`` sets), in turn."""
     world = worlds.get("embedded")
-    pools = [
-        world.prompt_suite(c, n=n, split=split)["target"]
-        for c in compare.unseen_set(sc)
-        if world.concept_kind(c) != world.concept_kind(concept)
-    ]
+    others = [c for c in compare.unseen_set(sc) if world.concept_kind(c) != world.concept_kind(concept)]
+    per = -(-n // len(others)) + 8  # room for the prompts dropped below
+    pools = [world.prompt_suite(c, n=per, split=split)["target"] for c in others]
     names = _names(concept)
-    pools = [[p for p in pool if not any(mentions(p, name) for name in names)] for pool in pools]
-    return [pools[i % len(pools)][i // len(pools)] for i in range(n)]
+    taken: dict[str, None] = {}  # a prompt can be two concepts' ("a puppy in the style of rembrandt van rijn")
+    for prompt in (p for row in zip(*pools) for p in row):
+        if len(taken) < n and not any(mentions(prompt, name) for name in names):
+            taken.setdefault(prompt)
+    return list(taken)
 
 
 def _names(concept: str) -> tuple[str, ...]:

@@ -273,8 +273,8 @@ def test_gate_is_selective_on_prompts_from_no_training_set(concept, overrides, m
     since stop 30's siblings, church unchanged). Styles run
     ungated under compare; at the defaults picasso's gate meets the goals (6.2% / 93.8%) and van gogh's does not
     (4.2%, paraphrases 72.9%: a strict xfail). Nudity under the ``unsafe`` settings, what compare runs for it (the
-    whole-prompt gate, stop 38): 0.0% / 0.0% / 91.7%; on the other kinds' prompts 3.5% / 10.4% (README: one prompt
-    over the goal; 41.7% under ``rank32`` before).
+    whole-prompt gate, stop 38): 0.0% / 0.0% / 91.7%; on 180 of the other kinds' prompts 2.2% / 5.6% (3.5% / 10.4%
+    on the first 48; 41.7% under ``rank32`` before; README).
     """
     pipe, edit = embedded_edit(concept, **overrides)
     suite = embedded.prompt_suite(concept, n=48, split="test")
