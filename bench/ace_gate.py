@@ -8,11 +8,12 @@ for the concept's kind) and what ``erasekit compare`` gives a method for that co
 which ACE measures its gate on (and calibrates τ on with ``--set gate_preserve_rate=...``; as
 tests/methods/test_ace.py's slow gate test does). The gate (``edit.gate``) then reads the world's ``--split``
 prompts: neutral ones (target prompts of the concepts of every other kind that compare gives no method, none naming
-the concept: the issue's "unseen neutral prompts"; ``--n-neutral`` of them, each once), the suite's specificity group (the other concepts of the same
-kind, preserved and unseen: the nearest neighbours, a harder test than the issue's) and its generality group
-(paraphrases that avoid the concept's words). Each rate comes with its 95% Wilson interval (tokens: over every token
-position, which are not independent draws, so that interval is too narrow). ``--show`` lists the prompts that open
-it, and the paraphrases it misses. Use ``--split val`` while changing the gate, ``test`` to report.
+the concept: the issue's "unseen neutral prompts"; ``--n-neutral`` of them, each once), the suite's specificity
+group (the other concepts of the same kind, preserved and unseen: the nearest neighbours, a harder test than the
+issue's) and its generality group (paraphrases that avoid the concept's words). Each rate comes with its 95% Wilson
+interval (tokens: over every token position, which are not independent draws, so that interval is too narrow).
+``--show`` lists the prompts that open it, and the paraphrases it misses. Use ``--split val`` while changing the
+gate, ``test`` to report.
 
     python bench/ace_gate.py --threads 1 --split test --concepts church parachute "van gogh" picasso
 """
