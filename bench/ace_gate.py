@@ -10,10 +10,10 @@ tests/methods/test_ace.py's slow gate test does). The gate (``edit.gate``) then 
 prompts: neutral ones (target prompts of the concepts of every other kind that compare gives no method, none naming
 the concept: the issue's "unseen neutral prompts"; ``--n-neutral`` of them, each once), the suite's specificity
 group (the other concepts of the same kind, preserved and unseen: the nearest neighbours, a harder test than the
-issue's) and its generality group (paraphrases that avoid the concept's words). Each rate comes with its 95% Wilson
-interval (tokens: over every token position, which are not independent draws, so that interval is too narrow).
-``--show`` lists the prompts that open it, and the paraphrases it misses. Use ``--split val`` while changing the
-gate, ``test`` to report.
+issue's) and its generality group (paraphrases that avoid the concept's words), and the concept's own target
+prompts, where the edit must act. Each rate comes with its 95% Wilson interval (tokens: over every token position,
+which are not independent draws, so that interval is too narrow). ``--show`` lists the prompts that open it, and the
+paraphrases it misses. Use ``--split val`` while changing the gate, ``test`` to report.
 
     python bench/ace_gate.py --threads 1 --split test --concepts church parachute "van gogh" picasso
 """
@@ -74,13 +74,15 @@ def main() -> None:
                               settings=settings, **parse_assignments(args.set))  # fmt: skip
         suite = embedded.prompt_suite(concept, n=args.n, split=args.split)
         neutral = _neutral(sc, concept, args.n_neutral, args.split)
-        groups = {"neutral": neutral, "other": suite["specificity"], "paraphrase": suite["generality"]}
+        groups = {"neutral": neutral, "other": suite["specificity"], "paraphrase": suite["generality"],
+                  "target": suite["target"]}  # fmt: skip
         # [n, L]; an ungated edit (the style settings) updates every token: g = 1
         gate = edit.gate or (lambda states: states.new_ones((*states.shape[:-1], 1)))
         opens = {name: gate(encode(texts).states).squeeze(-1) > 0.5 for name, texts in groups.items()}
         rates = {f"{name}_{unit}": hits for name in ("neutral", "other")
                  for unit, hits in (("tokens", opens[name].flatten()), ("prompts", opens[name].any(1)))}  # fmt: skip
         rates["paraphrases_found"] = found = opens["paraphrase"].any(1)
+        rates["targets_found"] = opens["target"].any(1)  # the concept's own prompts: where the edit must act
         rows.append({"concept": concept, "settings": settings or "defaults", "split": args.split, "n": args.n,
                      "n_neutral": len(neutral), "preserve_prompts": len(kept)})  # fmt: skip
         rows[-1] |= {name: _rate(hits) for name, hits in rates.items()}
@@ -89,6 +91,7 @@ def main() -> None:
                 hits = opens[name].any(1).tolist()
                 print(concept, f"opens on ({name}):", [p for p, o in zip(groups[name], hits) if o])
             print(concept, "misses:", [p for p, f in zip(suite["generality"], found.tolist()) if not f])
+            print(concept, "misses (target):", [p for p, f in zip(suite["target"], rates["targets_found"]) if not f])
     print_table(rows)
 
 

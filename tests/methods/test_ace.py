@@ -247,6 +247,12 @@ VAN_GOGH_PARAPHRASES = (
 )
 
 
+NUDITY_SEEDS = (
+    "the `unsafe` gate is selective on training seed 0 alone: on seeds 1-4 it opens on artists' names at a prompt's "
+    "end (seed 2: 23.3% of the neutral prompts, 29.2% of the same kind's); gate_names_after shuts it (README, ACE)"
+)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("concept", "overrides", "most_prompts"),
@@ -258,6 +264,10 @@ VAN_GOGH_PARAPHRASES = (
         ("church", {"settings": "object", "gate_min_concepts": 1}, 0.10),  # the gate an object gets among others
         ("parachute", {"settings": "object", "gate_min_concepts": 1}, 0.10),
         ("nudity", {"settings": "unsafe"}, 0.10),  # what compare runs for nudity: the whole-prompt gate
+        pytest.param(
+            "nudity", {"settings": "unsafe", "seed": 2}, 0.10, marks=pytest.mark.xfail(strict=True, reason=NUDITY_SEEDS)
+        ),
+        ("nudity", {"settings": "unsafe", "seed": 2, "gate_names_after": True}, 0.10),
     ],
 )
 def test_gate_is_selective_on_prompts_from_no_training_set(concept, overrides, most_prompts):
@@ -274,7 +284,8 @@ def test_gate_is_selective_on_prompts_from_no_training_set(concept, overrides, m
     ungated under compare; at the defaults picasso's gate meets the goals (6.2% / 93.8%) and van gogh's does not
     (4.2%, paraphrases 72.9%: a strict xfail). Nudity under the ``unsafe`` settings, what compare runs for it (the
     whole-prompt gate, stop 38): 0.0% / 0.0% / 91.7%; on 180 of the other kinds' prompts 2.2% / 5.6% (3.5% / 10.4%
-    on the first 48; 41.7% under ``rank32`` before; README).
+    on the first 48; 41.7% under ``rank32`` before; README). That is training seed 0: on seed 2 17.2% / 29.2% / 95.8%
+    (a strict xfail, the positive control), and with ``gate_names_after`` 2.0% / 4.2% / 95.8% (stop 39).
     """
     pipe, edit = embedded_edit(concept, **overrides)
     suite = embedded.prompt_suite(concept, n=48, split="test")

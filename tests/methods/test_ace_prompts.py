@@ -53,3 +53,19 @@ def test_preserve_prompts_shut_van_goghs_gate_on_rembrandt_van_rijn():
     assert len(prompts) >= 20
     assert share_open(gate_fit_preserve=False, gate_margin=0.25) > 0.9
     assert share_open() < 0.5
+
+
+def test_names_after_the_concept_end_every_positive_caption_and_count_as_open(tiny_pipe):
+    # "a dog by nudity by kelly brastin": each caption gains an artist after the concept, whose tokens count as
+    # open as the concept's do; in a causal encoder (CLIP's, the tiny pipeline's) the states up to the concept's end
+    # do not change
+    request = EraseRequest(find_targets(tiny_pipe.unet), TextEncoder(tiny_pipe), ("nudity",), tiny_pipe)
+    pos, neg = gate_tokens(request, SMALL)
+    named, neg_named = gate_tokens(request, dataclasses.replace(SMALL, gate_names_after=True))
+    assert torch.equal(neg.states, neg_named.states)  # the negatives stay as they were
+    assert torch.equal(named.mask, pos.mask)  # counted from the concept's last token on, as before
+    start = pos.mask.float().argmax(1)  # [B]
+    for b in range(pos.states.shape[0]):
+        s = int(start[b]) + 1
+        assert torch.allclose(named.states[b, :s], pos.states[b, :s], atol=1e-5)
+        assert not torch.allclose(named.states[b, s:], pos.states[b, s:], atol=1e-3)  # the name follows

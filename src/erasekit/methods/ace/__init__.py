@@ -216,7 +216,15 @@ VARIANTS = {
 # paraphrases of picasso (92.5% -> 82.5%), church (100% -> 92.5%) and parachute (100% -> 87.5%). Two cures tried on
 # the way and dropped (val, 40 prompts, the per-token gate): nudity's captions without the name slots, with a
 # made-up name after it, and made-up names in those slots among the negatives: 37.5% of the neutral prompts; names
-# glued from pieces of vocabulary words in those slots: 27.5%.
+# glued from pieces of vocabulary words in those slots: 27.5%. The gate these settings fit is selective on training
+# seed 0 alone (stop 39): over seeds 0-4 (``bench/ace_gate.py --split val --n 44 --concepts nudity --settings unsafe
+# --set seed=S``, 180 neutral prompts) it opens on 2.8% 18.9% 22.8% 21.1% 12.8% of the neutral prompts, on artists'
+# names at a prompt's end. ``gate_names_after`` (a made-up artist after the concept in every caption of it, "a dog
+# by nudity by kelly brastin") brings that to 3.3% 4.4% 7.8% 5.0% 6.1%, every gate goal on every seed, and is off
+# here: it shuts the gate on some of nudity's own prompts ("a topless man in the style of pablo picasso"; targets
+# found 91-95% against 98-100%), and H_o fell on val (``erasekit tune ace --scenario unsafe --settings unsafe
+# --n-prompts 44 --grid gate_names_after=true --grid seed=0,1,2,3,4``: 0.85 0.87 0.86 0.71 0.83 against 0.85 0.89
+# 0.86 0.82 0.86) and on test (0.80 ± 0.07 against 0.89 ± 0.03, efficacy sd 0.11, over point 6's 0.1; README).
 PINNED_GATE = {"gate_margin": 0.25, "gate_fit_preserve": False}  # the gate these settings were chosen and measured with
 SETTINGS = {
     "rank32": {"rank": 32, **PINNED_GATE},

@@ -58,6 +58,7 @@ class ACEConfig:
     neutral_captions: int = 1536  # generic captions the gate must stay shut on (part 3; cached per encoder)
     vocabulary_captions: int = 512  # random vocabulary words, each alone as a caption: also shut
     name_captions: int = 512  # made-up names, each alone as a caption ("kelly mcternan"): shut
+    gate_names_after: bool = False  # each caption of the concept ends in a made-up artist (package SETTINGS' notes)
     contexts: int = 96  # captions naming each erased concept (gate open); each preserved one gets half
     gate_rank: int | None = None  # the gate's subspace per concept, capped at rank (None: rank; the `unsafe` settings)
     gate_whole_prompt: bool = False  # a token opens at most as far as the prompt's last position (erasekit.gate)

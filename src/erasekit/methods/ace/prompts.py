@@ -87,7 +87,10 @@ def gate_tokens(request: EraseRequest, cfg: ACEConfig, siblings: Sequence[str] =
     token of the neutral captions, of random vocabulary words and made-up names (each alone), of the
     preserved concepts named in ``contexts // 2`` captions each, of the mined ``siblings`` (read as a
     concept, rendered otherwise: :mod:`.mining`) in ``contexts // 4`` and, with ``gate_fit_preserve``, of the
-    caller's preserve prompts, shuffled (the fit holds out every fourth).
+    caller's preserve prompts, shuffled (the fit holds out every fourth). With ``gate_names_after`` each positive
+    caption ends in a made-up artist after the concept: under the whole-prompt gate the last position of "a dog by
+    nudity" reads a name slot, and nudity's gate learned to open on real artists' names there on training seeds 1-4
+    (off by default and in the ``unsafe`` settings, for what it cost; the package's notes on ``SETTINGS``).
     Partial names as negatives ("van gogh" -> "van rijn") were tried and dropped: on the embedded
     world they cut van gogh's unseen neutral prompts that open the gate from 29% to 17% but its
     held-out paraphrases found from 81% to 52% (48 each, τ at 5%). So were the words and names put in
@@ -106,6 +109,9 @@ def gate_tokens(request: EraseRequest, cfg: ACEConfig, siblings: Sequence[str] =
     pairs = [
         pair for i, c in enumerate(erased) for pair in in_context(c, cfg.contexts, seed=cfg.seed + i, first_names=True)
     ]
+    if cfg.gate_names_after:  # "a dog by nudity by kelly brastin": an artist after the concept, still open
+        names = torch.Generator().manual_seed(cfg.seed + 3000)  # a stream apart from the negatives' made-up names
+        pairs = [(f"{text} by {made_up_name(names)}", head) for text, head in pairs]
     pos = request.encoder([text for text, _ in pairs]).states
     tokenizer = _tokenizer(request)
     start = torch.tensor([len(tokenizer(head).input_ids) - 2 for _, head in pairs])  # the concept's last token
