@@ -31,8 +31,9 @@ def test_one_string_is_one_name(tiny_pipe):
             "entry 'a Dog on grass' names the erased concept",
         ),
         (dict(preserve_prompts=[3]), ConfigError, "preserve_prompts must be strings"),
-        (dict(kinds={"cat": "object"}), ConfigError, r"kinds names \['cat'\], which are not erased"),
-        (dict(kinds={"dog": ""}), ConfigError, "every kind must be a non-empty string"),
+        (dict(kinds={"cat": "object"}), ConfigError, r"kind is given for 'cat', which is not erased"),
+        (dict(kinds={"dog": ""}), ConfigError, "Unknown kind '' for 'dog'"),
+        (dict(kinds={"dog": "stile"}), ConfigError, "Unknown kind 'stile' for 'dog'.*Did you mean 'style'"),
     ],
 )
 def test_bad_arguments(tiny_pipe, kwargs, error, words):

@@ -10,6 +10,7 @@ from . import methods
 from .config import renamed
 from .edit import Edit, base_weights
 from .errors import ConfigError
+from .kinds import check_kinds
 from .progress import Progress
 from .targets import Targets, denoiser, find_targets
 from .text import PromptEncoder, TextEncoder, refuse_mentions
@@ -56,8 +57,9 @@ def erase(
             calibrate on real prompts (ACE's gate); from a split the method may see (a world's ``fit``
             split), never the prompts the edit is scored on. Methods that do not calibrate ignore them.
         guides: what each concept should become (one for all, or one each); default: the method's.
-        kinds: what some concepts are, e.g. ``{"van gogh": "style", "church": "object"}``, for methods that
-            erase kinds differently (ACE erases styles on every token, not through its gate); the edit records it.
+        kinds: what some concepts are, e.g. ``{"van gogh": "style", "church": "object"}`` (each one of
+            :data:`~erasekit.kinds.CONCEPT_KINDS`), for methods that erase kinds differently (ACE erases styles
+            on every token, not through its gate); the edit records it.
         settings: a named set of the method's hyper-parameters (e.g. RECE's ``"reference-style"``).
         preset: the old name of ``settings`` (deprecated; removed in the next release).
         encoder, targets: pre-built text encoder / target set, reused across calls to skip work.
@@ -69,7 +71,8 @@ def erase(
 
     Raises:
         ConfigError: no concept, a name that is not a string, a concept also in ``preserve``, a
-            preserve prompt that names an erased concept, a kind for a concept not erased,
+            preserve prompt that names an erased concept, a kind for a concept not erased or not one of
+            :data:`~erasekit.kinds.CONCEPT_KINDS`,
             unknown settings or hyper-parameters, guides that do not match the concepts.
         UnknownMethodError: no such method.
         UnsupportedModelError: a pipeline without a supported text path.
@@ -85,11 +88,7 @@ def erase(
         raise ConfigError(f"{both} is both erased and preserved: a concept cannot be in concepts and preserve.")
     refuse_mentions(preserve_prompts, concepts, given_as="preserve_prompts", why="a prompt cannot be erased and kept")
     kinds = dict(kinds or {})
-    stray = sorted(set(kinds) - set(concepts))
-    if stray:
-        raise ConfigError(f"kinds names {stray}, which are not erased: give kinds only for the concepts in concepts.")
-    if not all(isinstance(k, str) and k for k in kinds.values()):
-        raise ConfigError(f"every kind must be a non-empty string such as 'style', got {kinds}.")
+    check_kinds(kinds, concepts)
     m = methods.get(method)
     settings = None if settings is None else m.settings_name(settings)
     cfg = m.make_config(settings, **overrides)

@@ -148,4 +148,6 @@ def test_kinds_are_given_as_concept_equals_kind_and_checked(tmp_path):
     result = runner.invoke(app, [*args, "--kind", "dog", "--overwrite"])
     assert result.exit_code == 2 and "--kind expects NAME=VALUE" in result.output
     result = runner.invoke(app, [*args, "--kind", "cat=object", "--overwrite"])
-    assert result.exit_code == 2 and "which are not erased" in " ".join(result.output.split())
+    assert result.exit_code == 2 and "given for 'cat', which is not erased" in " ".join(result.output.split())
+    result = runner.invoke(app, [*args, "--kind", "dog=stile", "--overwrite"])
+    assert result.exit_code == 2 and "Unknown kind 'stile' for 'dog'" in " ".join(result.output.split())

@@ -27,6 +27,7 @@ from torch import Tensor
 from ..config import make_config, renamed
 from ..errors import ConfigError, UnknownAttackError
 from ..judge import Judge
+from ..kinds import CONCEPT_KINDS
 from ..registry import Registry
 from ..text import TextEncoder
 from .base import AttackResult, Case, CaseResult, Findings, Outcome, attack_success_rate
@@ -76,8 +77,6 @@ class AttackRequest:
         images = self.victim.generate(embeds, [c.seed for c in cases])
         return images, [bool(v) for v in self.judge.detects(images, self.concept)]
 
-
-CONCEPT_KINDS = ("unsafe", "style", "object", "color")
 
 # The reduced budgets of the quick tier, per attack, each well under a minute per case on one CPU core
 # in the embedded world; whatever is not listed keeps its full-strength default (k = 5 prefix tokens,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +24,25 @@ MODEL_HELP = "A world ('embedded', 'tiny-sd1', 'tiny-sd2', 'tiny-sdxl'), a local
 DEVICE_HELP = "cpu, cuda, cuda:1, mps or auto."
 DTYPE_HELP = "float32, fp16 or bf16 (default: the checkpoint's)."
 SET_HELP = "Override a hyper-parameter: NAME=VALUE (repeatable)."
+
+
+def show_deprecations() -> None:
+    """Print the library's DeprecationWarnings (an old settings name, ``--preset``) as the command line's warnings.
+
+    Python hides DeprecationWarning outside ``__main__``, so a user of the command line never saw that
+    ``--settings style`` had become ``reference-style``. Only warnings raised for erasekit's own code are shown;
+    other libraries' stay hidden.
+    """
+    warnings.filterwarnings("default", category=DeprecationWarning, module=r"erasekit(\.|$)")
+    python_show = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, DeprecationWarning):
+            console.print(f"[yellow]warning:[/] {message}", highlight=False)
+        else:
+            python_show(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
 
 
 def errors_as_messages(fn: F) -> F:
@@ -75,7 +95,6 @@ def print_json(obj: Any) -> None:
 
 
 def renamed_option(new_value: Any, old_value: Any, *, new: str, old: str) -> Any:
-    """A renamed command-line option (:func:`erasekit.config.renamed`), the warning also printed for the user."""
-    if old_value is not None:
-        console.print(f"[yellow]warning:[/] {old} is now {new}; {old} goes in the next release.")
+    """A renamed command-line option (:func:`erasekit.config.renamed`); its warning reaches the user through
+    :func:`show_deprecations`."""
     return renamed(new_value, old_value, new=new, old=old, stacklevel=4)

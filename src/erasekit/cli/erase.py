@@ -8,6 +8,7 @@ import typer
 from rich.progress import Progress, TimeElapsedColumn
 
 from ..io import parse_assignments, read_csv
+from ..kinds import check_kinds
 from ._common import (
     DEVICE_HELP,
     DTYPE_HELP,
@@ -35,8 +36,9 @@ def erase(
     kind: list[str] = typer.Option(
         [],
         "--kind",
-        help='What an erased concept is, e.g. --kind "van gogh=style" (repeatable). ACE erases styles on every token '
-        "instead of through its gate (--set ungated_kinds=...); the edit records the kinds.",
+        help='What an erased concept is: unsafe, style, object or color, e.g. --kind "van gogh=style" (repeatable). '
+        "Only ACE reads it (styles on every token instead of through its gate, --set ungated_kinds=...); every "
+        "edit records the kinds.",
     ),
     model: str = typer.Option("embedded", help=MODEL_HELP),
     settings: str | None = typer.Option(None, help="A named set of the method's hyper-parameters (see `methods`)."),
@@ -54,6 +56,7 @@ def erase(
     check_output_file(out, overwrite=overwrite)  # fail before loading the model and solving
     overrides = parse_assignments(set_)
     kinds = parse_assignments(kind, option="--kind", example='"van gogh=style"')
+    check_kinds(kinds, concepts)  # before the model loads
     kept = [row["prompt"] for row in read_csv(preserve_prompts, required=["prompt"])] if preserve_prompts else []
     pipe = erasekit.load_pipeline(model, device=device, dtype=dtype)
     with Progress(*Progress.get_default_columns(), TimeElapsedColumn(), console=console, transient=True) as bar:
