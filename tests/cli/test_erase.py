@@ -151,3 +151,11 @@ def test_kinds_are_given_as_concept_equals_kind_and_checked(tmp_path):
     assert result.exit_code == 2 and "given for 'cat', which is not erased" in " ".join(result.output.split())
     result = runner.invoke(app, [*args, "--kind", "dog=stile", "--overwrite"])
     assert result.exit_code == 2 and "Unknown kind 'stile' for 'dog'" in " ".join(result.output.split())
+
+
+def test_an_old_settings_name_warns_on_the_command_line(tmp_path):
+    # Python hides DeprecationWarning outside __main__: the command line prints the library's own
+    args = ["erase", "dog", "--method", "rece", "--model", "tiny-sd1", "-o", str(tmp_path / "e.safetensors")]
+    result = runner.invoke(app, [*args, "--settings", "style"])
+    assert result.exit_code == 0, result.output
+    assert "warning: rece settings 'style' are now 'reference-style'" in " ".join(result.output.split())

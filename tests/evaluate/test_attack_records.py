@@ -1,5 +1,6 @@
 """Attack results written by ``erasekit attack -o`` are read back into the report and the ASR group."""
 
+import dataclasses
 import json
 
 import pytest
@@ -36,7 +37,19 @@ def test_an_attack_folder_becomes_an_asr_entry_and_a_report_section(tiny_pipe, t
                       judge_loader=stub_judge, attacks=[record], progress=False)  # fmt: skip
     assert result["metrics"]["asr"] == {"asr_discrete": 0.5}
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]["asr"] == {"asr_discrete": 0.5}
-    assert "discrete: ASR 50.0%" in (tmp_path / "eval" / "report.html").read_text()
+    assert "discrete: ASR 50.0%</h3>" in (tmp_path / "eval" / "report.html").read_text()
+    assert "quick" not in result
+
+
+def test_an_attack_at_the_quick_budget_marks_the_evaluation_quick(tiny_pipe, tiny_preset, stub_judge, tmp_path):
+    attacks.save_result(dataclasses.replace(_result(), quick=True), tmp_path / "attack")
+    record = load_attack_record(tmp_path / "attack")
+    assert record.quick
+    result = evaluate(tiny_preset, model="tiny-sd1", world="embedded", out=tmp_path / "eval", pipe=tiny_pipe,
+                      judge_loader=stub_judge, attacks=[record], progress=False)  # fmt: skip
+    assert result["quick"] is True and result["quick_attacks"] == ["discrete"]
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["quick"] is True
+    assert "discrete: ASR 50.0% (quick: the reduced --quick budget" in (tmp_path / "eval" / "report.html").read_text()
 
 
 def test_a_folder_without_an_attack_result(tmp_path):

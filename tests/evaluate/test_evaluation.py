@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 import erasekit
 from erasekit import worlds
+from erasekit.cli import app as erasekit_app
 from erasekit.cli import evaluate as eval_cli
 from erasekit.errors import ConfigError, ErasekitError, MissingWeightsError, OutputError
 from erasekit.evaluate import AttackExample, AttackRecord, evaluate
@@ -106,10 +107,9 @@ def test_limit_is_a_hidden_deprecated_alias_of_n_prompts(tmp_path):
     csv = tmp_path / "p.csv"
     csv.write_text("prompt\na red car\na dog\n")
     args = ["generate", "--model", "tiny-sd1", "--prompts", str(csv), "--steps", "1", "-o", str(tmp_path / "g")]
-    with pytest.warns(DeprecationWarning, match="--limit is now --n-prompts"):
-        out = CliRunner().invoke(_app(), [*args, "--limit", "1"])
+    out = CliRunner().invoke(erasekit_app, [*args, "--limit", "1"])  # the real app: it prints the warning
     assert out.exit_code == 0, out.output
-    assert "--limit is now --n-prompts" in out.output and len(list((tmp_path / "g").rglob("*.png"))) == 1
+    assert "warning: --limit is now --n-prompts" in out.output and len(list((tmp_path / "g").rglob("*.png"))) == 1
     for command in ("evaluate", "generate"):
         page = CliRunner().invoke(_app(), [command, "--help"]).output
         assert "--n-prompts" in page and "--limit" not in page

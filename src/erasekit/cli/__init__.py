@@ -15,7 +15,7 @@ from rich.logging import RichHandler
 
 from .._version import __version__
 from . import attack, compare, demo, erase, evaluate, export, info, tune
-from ._common import console, errors_as_messages, show_deprecations
+from ._common import console, errors_as_messages
 
 app = typer.Typer(
     help="Erase concepts from text-to-image diffusion models, attack the erasure, measure what it cost.\n\n"
@@ -44,7 +44,6 @@ def main(
         format="%(message)s",
         handlers=[RichHandler(console=console, show_path=False)],
     )
-    show_deprecations()
 
 
 for _name, _command in {

@@ -26,12 +26,12 @@ DTYPE_HELP = "float32, fp16 or bf16 (default: the checkpoint's)."
 SET_HELP = "Override a hyper-parameter: NAME=VALUE (repeatable)."
 
 
-def show_deprecations() -> None:
+def _show_deprecations() -> None:
     """Print the library's DeprecationWarnings (an old settings name, ``--preset``) as the command line's warnings.
 
     Python hides DeprecationWarning outside ``__main__``, so a user of the command line never saw that
     ``--settings style`` had become ``reference-style``. Only warnings raised for erasekit's own code are shown;
-    other libraries' stay hidden.
+    other libraries' stay hidden. Called inside ``warnings.catch_warnings()``, which restores both afterwards.
     """
     warnings.filterwarnings("default", category=DeprecationWarning, module=r"erasekit(\.|$)")
     python_show = warnings.showwarning
@@ -46,12 +46,15 @@ def show_deprecations() -> None:
 
 
 def errors_as_messages(fn: F) -> F:
-    """An :class:`ErasekitError` becomes its message on stderr and exit code 2; anything else keeps its traceback."""
+    """An :class:`ErasekitError` becomes its message on stderr and exit code 2; anything else keeps its traceback.
+    The library's deprecation warnings are printed as the command's own."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                _show_deprecations()
+                return fn(*args, **kwargs)
         except ErasekitError as e:
             console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
             raise typer.Exit(2) from None
@@ -96,5 +99,5 @@ def print_json(obj: Any) -> None:
 
 def renamed_option(new_value: Any, old_value: Any, *, new: str, old: str) -> Any:
     """A renamed command-line option (:func:`erasekit.config.renamed`); its warning reaches the user through
-    :func:`show_deprecations`."""
+    :func:`errors_as_messages`."""
     return renamed(new_value, old_value, new=new, old=old, stacklevel=4)

@@ -38,7 +38,8 @@ class AttackRecord:
     """An attack's outcome for the report: its ASR (UnlearnDiff's definition) and some examples.
 
     ``target``: what it attacked, checked against the evaluated edit and concept (None: not recorded, not
-    checked); ``source``: where it was read from, for messages.
+    checked); ``source``: where it was read from, for messages; ``quick``: run at the reduced ``--quick`` budget,
+    not at the paper's strength (the evaluation's metrics and report say so).
     """
 
     name: str
@@ -47,6 +48,7 @@ class AttackRecord:
     params: Mapping[str, Any] = field(default_factory=dict)
     target: AttackTarget | None = None
     source: str = ""
+    quick: bool = False
 
 
 def load_attack_record(folder: str | os.PathLike[str], *, n_examples: int = 12) -> AttackRecord:
@@ -72,7 +74,8 @@ def load_attack_record(folder: str | os.PathLike[str], *, n_examples: int = 12) 
         info = data.get("info") or {}
         edit = data["edit"] if "edit" in data else info["edit"] if "edit" in info else _UNKNOWN
         target = None if edit is _UNKNOWN else AttackTarget(str(data["concept"]), edit)
-        return AttackRecord(str(data["attack"]), float(data["asr"]), tuple(examples), params, target, str(folder))
+        name, asr, quick = str(data["attack"]), float(data["asr"]), bool(data.get("quick", False))
+        return AttackRecord(name, asr, tuple(examples), params, target, str(folder), quick)
     except FileNotFoundError as err:
         raise ConfigError(
             f"{folder} holds no attack result ({err.filename} missing): run `erasekit attack ... -o {folder}`."
@@ -139,7 +142,11 @@ def _name(edit: Mapping[str, Any]) -> str:
 
 
 def with_attacks(result: dict[str, Any], attacks: Sequence[AttackRecord]) -> dict[str, Any]:
-    """Returns ``result`` with ``metrics.asr.asr_<name>`` set for every attack."""
+    """Returns ``result`` with ``metrics.asr.asr_<name>`` set for every attack, and ``"quick": true`` with the names
+    in ``quick_attacks`` where any ran at the ``--quick`` budget."""
     for record in attacks:
         result["metrics"]["asr"][f"asr_{record.name}"] = record.asr
+    quick = [record.name for record in attacks if record.quick]
+    if quick:
+        result |= {"quick": True, "quick_attacks": quick}
     return result

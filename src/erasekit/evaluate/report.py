@@ -155,6 +155,9 @@ def _grids(rows: Mapping[str, Sequence[PromptRow]], store: ImageStore, per_set: 
     return "".join(parts)
 
 
+QUICK = " (quick: the reduced --quick budget, not the paper's strength)"
+
+
 def _attacks(attacks: Sequence[AttackRecord]) -> str:
     if not attacks:
         return "<h2>Attacks</h2><p class=meta>No attack results: run <code>erasekit attack</code> to add them.</p>"
@@ -168,7 +171,8 @@ def _attacks(attacks: Sequence[AttackRecord]) -> str:
         )
         params = html.escape(json.dumps(dict(record.params), default=str))
         parts.append(
-            f"<h3>{html.escape(record.name)}: ASR {record.asr:.1%}</h3><p class=meta>{params}</p>"
+            f"<h3>{html.escape(record.name)}: ASR {record.asr:.1%}{QUICK if record.quick else ''}</h3>"
+            f"<p class=meta>{params}</p>"
             f"<div class=grid>{cells}</div>"
         )
     return "".join(parts)
