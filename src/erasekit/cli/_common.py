@@ -22,7 +22,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 MODEL_HELP = "A world ('embedded', 'tiny-sd1', 'tiny-sd2', 'tiny-sdxl'), a local diffusers folder or a cached hub id."
 DEVICE_HELP = "cpu, cuda, cuda:1, mps or auto."
-DTYPE_HELP = "float32, fp16 or bf16 (default: the checkpoint's)."
+DTYPE_HELP = "float32, float16 (fp16) or bfloat16 (bf16); default: the checkpoint's. Half precision is for GPUs."
 SET_HELP = "Override a hyper-parameter: NAME=VALUE (repeatable)."
 
 
