@@ -16,6 +16,8 @@ def test_methods_lists_the_registry_with_defaults():
     assert rows["uce"]["defaults"]["lamb"] == 0.5 and rows["rece"]["settings"]["reference-style"]["reg_lamb"] == 1e-3
     assert all("arXiv" in r["source"] for r in rows.values()), [r["source"] for r in rows.values()]  # every paper
     assert rows["mace"]["source"].startswith("MACE: Mass Concept Erasure")
+    table = runner.invoke(app, ["methods"], env={"COLUMNS": "80"}).stdout
+    assert "reference-nudity:" in table and "…" not in table  # nothing cut off at 80 columns
 
 
 def test_info_shows_what_an_edit_holds(tmp_path):
@@ -35,7 +37,9 @@ def test_info_says_a_gated_edit_needs_erasekit(tmp_path):
     summary = json.loads(runner.invoke(app, ["info", str(out), "--json"]).stdout)
     assert summary["method"] == "ace" and summary["gate"]["rank"] == 4
     assert "load_lora_weights" in summary["gate"]["note"]
-    assert "gate" in runner.invoke(app, ["info", str(out)]).stdout
+    table = " ".join(runner.invoke(app, ["info", str(out)]).stdout.split())
+    assert "gate on held-out captions" in table and "neutral captions" in table, table  # point 1's rates, up front
+    assert "also erased (mined words)" in table and table.index("also erased") < table.index("config")
 
 
 def test_info_on_a_folder_says_so_and_lists_its_edit_files(tmp_path):

@@ -56,7 +56,10 @@ def compare(
         None, "--protocol", help="A paper protocol on a real model (--model PATH): rece-paper runs RECE's Tables 1-4."
     ),
     device: str | None = typer.Option(None, help="With --protocol: cuda, cuda:1, cpu (default: cuda if present)."),
-    dtype: str | None = typer.Option(None, help="With --protocol: float32, float16 (fp16) or bfloat16 (bf16); half precision on a GPU only."),
+    dtype: str | None = typer.Option(
+        None,
+        help="With --protocol: float32, float16 (fp16) or bfloat16 (bf16); half precision on a GPU only.",
+    ),
     num_processes: int = typer.Option(1, "--num-processes", help="With --protocol: GPUs to shard images over."),
     steps: int | None = typer.Option(None, help="With --protocol: sampling steps (default: the paper's, 100)."),
     resolution: int | None = typer.Option(None, help="With --protocol: image size (default: the paper's, 512)."),

@@ -27,17 +27,48 @@ def info(
     table = Table(show_header=False)
     for key in ("file", "method", "concepts", "guides", "preserve", "fingerprint", "layers", "ranks", "parameters"):
         table.add_row(key, str(summary[key]))
+    extra = summary["info"]
+    for key, label in READ_FIRST.items():  # before the config and the full info, where they would be buried
+        if extra.get(key) is not None:
+            table.add_row(label, json.dumps(extra[key], default=str))
+    if "gate_heldout_neutral_prompts" in extra:
+        table.add_row("gate on held-out captions", _gate_rates(extra))
     if summary["gate"] is not None:
         table.add_row("gate", json.dumps(summary["gate"]))
     if summary["prompt_scale"] is not None:
         table.add_row("prompt scale", json.dumps(summary["prompt_scale"]))
     table.add_row("config", json.dumps(summary["config"]))
-    table.add_row("info", json.dumps(summary["info"], default=str))
+    table.add_row("info", json.dumps({k: _short(v) for k, v in extra.items()}, default=str))
     Console().print(table)
 
 
+# What an edit erases besides the concepts it was asked for (ACE's mining): read before shipping it
+READ_FIRST = {
+    "mined_words": "also erased (mined words)",
+    "mined_render_agreement": "their render agreement r",
+    "gate_siblings": "gate shut on (siblings)",
+}
+
+
+def _gate_rates(extra: dict) -> str:
+    return (
+        f"open on {extra['gate_heldout_neutral_tokens']:.1%} of the neutral tokens and "
+        f"{extra['gate_heldout_neutral_prompts']:.1%} of {extra.get('gate_heldout_n_neutral')} neutral captions; "
+        f"found in {extra['gate_heldout_concept_prompts']:.1%} of {extra.get('gate_heldout_n_concept')} captions of "
+        "the concepts"
+    )
+
+
+def _short(value: object) -> object:
+    """A long list (per-round losses) as its length and last value: --json prints it whole."""
+    if isinstance(value, list) and len(value) > 8:
+        return f"{len(value)} values, the last {value[-1]!r} (--json: all)"
+    return value
+
+
 def list_methods(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
-    """List the registered methods with their source, default hyper-parameters and named settings."""
+    """List the registered methods with their source, default hyper-parameters and named settings (--json for
+    machines)."""
     rows = []
     for name in methods.available():
         m = methods.get(name)
@@ -48,16 +79,20 @@ def list_methods(as_json: bool = typer.Option(False, "--json", help="Print as JS
     if as_json:
         print_json(rows)
         return
-    table = Table("method", "what it does", "source", "defaults (--set NAME=VALUE)", "settings (--settings)")
-    for r in rows:
-        defaults = "\n".join(f"{k}={v!r}" for k, v in r["defaults"].items())
-        settings = "\n".join(f"{k}: {v}" for k, v in r["settings"].items()) or "-"
-        table.add_row(r["name"], r["summary"], r["source"], defaults, settings)
-    Console().print(table)
+    console = Console()
+    for r in rows:  # one two-column table per method: five columns side by side were unreadable at 80 columns
+        table = Table(title=f"[bold]{r['name']}[/]", title_justify="left", show_header=False, expand=True)
+        table.add_row("what it does", r["summary"])
+        table.add_row("source", r["source"])
+        table.add_row("defaults (--set NAME=VALUE)", ", ".join(f"{k}={v!r}" for k, v in r["defaults"].items()))
+        table.add_row("settings (--settings)", "\n".join(f"{k}: {v}" for k, v in r["settings"].items()) or "-")
+        if r["variants"]:
+            table.add_row("variants (compare rows)", ", ".join(r["variants"]))
+        console.print(table)
 
 
 def list_attacks(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
-    """List the registered attacks: full-strength defaults and the --quick tier's budgets.
+    """List the registered attacks: full-strength defaults and the --quick tier's budgets (--json for machines).
 
     White-box attacks say so in their summary (the table) and in ``white_box`` (``--json``).
     """
@@ -79,8 +114,10 @@ def list_attacks(as_json: bool = typer.Option(False, "--json", help="Print as JS
     if as_json:
         print_json(rows)
         return
-    table = Table("attack", "what it does", "defaults (--set NAME=VALUE)", "--quick")
-    for r in rows:
-        defaults = "\n".join(f"{k}={v!r}" for k, v in r["defaults"].items())
-        table.add_row(r["name"], r["summary"], defaults, "\n".join(f"{k}={v!r}" for k, v in r["quick"].items()))
-    Console().print(table)
+    console = Console()
+    for r in rows:  # one two-column table per attack, readable at 80 columns
+        table = Table(title=f"[bold]{r['name']}[/]", title_justify="left", show_header=False, expand=True)
+        table.add_row("what it does", r["summary"])
+        table.add_row("defaults (--set NAME=VALUE)", ", ".join(f"{k}={v!r}" for k, v in r["defaults"].items()))
+        table.add_row("--quick", ", ".join(f"{k}={v!r}" for k, v in r["quick"].items()) or "-")
+        console.print(table)

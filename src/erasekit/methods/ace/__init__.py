@@ -244,8 +244,10 @@ BY_KIND = {"object": "object", "unsafe": "unsafe", "style": "style"}
 
 @register("ace", ACEConfig, variants=VARIANTS, settings=SETTINGS, settings_by_kind=BY_KIND)
 def ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
-    """ACE: concept-subspace closed form + token-gated low-rank K/V update + adversarial fine-tuning; concepts
-    of an ungated kind (styles, when the caller gives kinds) on every token, in the same edit (:mod:`.kinds`)."""
+    """ACE: concept-subspace closed form, token-gated low-rank K/V update, adversarial noise-prediction rounds.
+
+    Concepts of an ungated kind (styles, when the caller gives kinds) go on every token, in the same edit
+    (:mod:`.kinds`)."""
     if len(request.concepts) < cfg.gate_min_concepts:  # one object alone: on every token (SETTINGS["object"])
         cfg = dataclasses.replace(cfg, gated=False)
     ungated = ungated_concepts(request, cfg)
