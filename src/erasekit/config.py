@@ -74,7 +74,10 @@ def parse_value(value: Any, annotation: Any, where: str) -> Any:
             return tuple(parse_value(v, args[0], f"{where} item") for v in items)
     else:
         return value
-    raise ConfigError(f"{where} expects {getattr(annotation, '__name__', annotation)}, got {value!r}.")
+    type_name = getattr(annotation, "__name__", str(annotation))
+    example = {"float": "0.5", "int": "3", "bool": "true", "str": "text"}.get(type_name)
+    fix = f" (e.g. {where.rsplit('.', 1)[-1]}={example})" if example else ""
+    raise ConfigError(f"{where} expects {type_name}, got {value!r}{fix}.")
 
 
 def config_dict(cfg: Any) -> dict[str, Any]:

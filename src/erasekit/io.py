@@ -97,7 +97,7 @@ def read_csv(path: str | os.PathLike[str], *, required: Sequence[str]) -> list[d
     """
     path = Path(path)
     if not path.is_file():
-        raise PromptsFileError(f"prompts file {path} not found.")
+        raise PromptsFileError(f"prompts file {path} not found: check the path (a CSV with a 'prompt' column).")
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
         reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig")))

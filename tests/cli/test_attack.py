@@ -203,3 +203,13 @@ def test_the_worlds_concept_kind_sets_ring_a_bells_eta(app, tmp_path, monkeypatc
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["info"]["eta"] == 0.9 and summary["quick"] is False  # "van gogh" is a style: RECE's 0.9
+
+
+def test_attacking_a_concept_the_edit_did_not_erase_warns(app, edit_file, tmp_path, monkeypatch):
+    monkeypatch.setattr(attack_cli, "judge_for", lambda model: BrightJudge(always=False))
+    args = ["attack", "derived", "--model", "tiny-sd1", "--edit", str(edit_file), "--n-prompts", "1", "--steps", "1"]
+    result = CliRunner().invoke(app, [*args, "--concept", "dog", "-o", str(tmp_path / "dog")])
+    assert result.exit_code == 0, result.output
+    assert "warning: the edit erased 'cat', not 'dog'" in " ".join(result.output.split())
+    result = CliRunner().invoke(app, [*args, "--concept", "Cat", "-o", str(tmp_path / "cat")])
+    assert result.exit_code == 0 and "warning" not in result.output, result.output

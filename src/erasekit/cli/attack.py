@@ -78,6 +78,12 @@ def attack(
     if n_prompts is not None:
         check_count("--n-prompts", n_prompts)
     the_edit = erasekit.Edit.load(edit) if edit is not None else None
+    if the_edit is not None and concept.casefold() not in {c.casefold() for c in the_edit.concepts}:
+        console.print(
+            f"[yellow]warning:[/] the edit erased {', '.join(map(repr, the_edit.concepts))}, not {concept!r}: the ASR "
+            "measures how the edited model holds a concept it was not asked to erase.",
+            highlight=False,
+        )
     judge = judge_for(model)
     texts, seeds = _prompts(prompts, model, concept, n_prompts, seed)
     pipe = erasekit.load_pipeline(model, device=device)
