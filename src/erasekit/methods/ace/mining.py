@@ -118,10 +118,22 @@ def render_agreement(request: EraseRequest, concept: str, guide: str, words: lis
     x0 = x0.repeat_interleave(len(steps), 0)
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(cfg.seed)).to(x0.device)
     x_t = noisy(x0, noise, t, abar)
-    states = states.to(x0.device)
-    pred = torch.stack([predict(pipe.unet, x_t, t, s.expand(len(t), -1, -1)).flatten(1).cpu() for s in states])
+    n_texts, n_noisy = len(states), len(t)
+    # every text on every noisy latent, RENDER_BATCH samples a U-Net call: one call per text took twice as long
+    # (church on the embedded world, 34 texts x 8 latents: 1.27 s against 0.65 s on 2 threads)
+    rows = torch.arange(n_texts * n_noisy)
+    text_of, latent_of = rows // n_noisy, rows % n_noisy
+    pred = torch.cat(
+        [
+            predict(pipe.unet, x_t[latent_of[b]], t[latent_of[b]], states[text_of[b]]).flatten(1).cpu()
+            for b in rows.split(RENDER_BATCH)
+        ]
+    ).reshape(n_texts, n_noisy, -1)
     pull = pred - pred[1]  # [2 + n, m T, D]: each text's move away from the guide's prediction
     return F.cosine_similarity(pull[2:], pull[:1], dim=-1).mean(1)
+
+
+RENDER_BATCH = 64  # samples per U-Net call in render_agreement
 
 
 def perturbed_rows(C: Tensor, G: Tensor, cfg: ACEConfig, gen: torch.Generator) -> tuple[Tensor, Tensor]:
