@@ -17,7 +17,13 @@ encoder on 256 captions, 15 forward and backward passes of the U-Net on 4 latent
 table gives ACE's time as a multiple of it (``x_yardstick``, the median of the pairs' ratios): that ratio
 moves with the code, not with the machine.
 
+The one-concept row is van gogh's, the cheapest concept at the defaults: it mines no word against its preserve set,
+and the stopping rule ends early. ``--each`` times other concepts alone, each with the preserve set ``erasekit
+compare`` gives it and ACE's defaults (what ``erasekit erase C --method ace`` runs), one row each: mined words add
+target rows and gate captions, and the rounds run until the held-out criterion stops rising.
+
     python bench/ace_speed.py --threads 2 --repeats 3 [--parts]
+    python bench/ace_speed.py --threads 2 --repeats 3 --each church parachute "van gogh" picasso nudity red
     python bench/ace_speed.py --threads 2 --repeats 7 --variant patience=2 --variant contexts=64,gate_steps=120
 """
 
@@ -41,6 +47,7 @@ from bench._timing import pin_threads, print_table, timed
 
 import erasekit
 from erasekit.diffusion import predict
+from erasekit.evaluate import compare
 from erasekit.io import parse_assignments
 from erasekit.methods.ace import adversaries, stopping, train
 from erasekit.methods.ace.neutral import neutral_captions
@@ -58,6 +65,7 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="ACE settings, e.g. epochs=10")
     parser.add_argument("--parts", action="store_true", help="also time one one-concept run part by part")
     parser.add_argument("--variant", action="append", default=[], help="other settings for one concept, k=v,k=v")
+    parser.add_argument("--each", nargs="+", default=[], help="time these concepts alone, compare's preserve sets")
     args = parser.parse_args()
     pin_threads(args.threads)
     overrides = parse_assignments(args.set)
@@ -65,6 +73,9 @@ def main() -> None:
     styles = [c for c in embedded.concepts()["style"] if c != "van gogh"][::2]
     if args.variant:
         compare_variants(pipe, styles, args, overrides)
+        return
+    if args.each:
+        each_concept(pipe, args, overrides)
         return
 
     start = time.perf_counter()
@@ -133,6 +144,37 @@ def compare_variants(pipe: Any, styles: list[str], args: argparse.Namespace, ove
         for name in settings
     ]
     print_table(rows)
+
+
+def each_concept(pipe: Any, args: argparse.Namespace, overrides: dict[str, str]) -> None:
+    """Each of ``--each`` alone, with compare's preserve set, each run after a yardstick run (module docstring)."""
+    erasekit.erase(pipe, ["van gogh"], "ace", **overrides)  # warm-up: the neutral captions' cache
+    rows = []
+    for concept in args.each:
+        preserve = compare.preserve_set(compare.scenario(concept))
+        seconds, sticks = [], []
+        for _ in range(args.repeats):
+            sticks.append(timed(lambda: yardstick(pipe), repeats=1, warmup=0)[0])
+            took, _, edit = timed(
+                lambda c=concept, p=preserve: erasekit.erase(pipe, [c], "ace", preserve=p, **overrides),
+                repeats=1,
+                warmup=0,
+            )
+            seconds.append(took)
+        rows.append(
+            {
+                "concept": concept,
+                "preserve": len(preserve),
+                "mined": len(edit.info.get("mined_words") or []),
+                "rounds": edit.info["rounds"],
+                "median_s": statistics.median(seconds),
+                "x_yardstick": statistics.median(a / b for a, b in zip(seconds, sticks)),
+                "n": args.repeats,
+            }
+        )
+    print_table(rows)
+    medians = sorted(r["median_s"] for r in rows)
+    print(f"one concept alone: {medians[0]:.1f}-{medians[-1]:.1f} s, median {statistics.median(medians):.1f} s")
 
 
 def yardstick(pipe: Any) -> None:
