@@ -213,3 +213,16 @@ def test_attacking_a_concept_the_edit_did_not_erase_warns(app, edit_file, tmp_pa
     assert "warning: the edit erased 'cat', not 'dog'" in " ".join(result.output.split())
     result = CliRunner().invoke(app, [*args, "--concept", "Cat", "-o", str(tmp_path / "cat")])
     assert result.exit_code == 0 and "warning" not in result.output, result.output
+
+
+def test_ctrl_c_during_an_attack_says_nothing_was_written(app, edit_file, tmp_path, monkeypatch):
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(attack_cli, "judge_for", lambda model: BrightJudge(always=False))
+    monkeypatch.setattr(attacks, "attack", ctrl_c)
+    args = ["attack", "derived", "--model", "tiny-sd1", "--edit", str(edit_file), "--concept", "cat"]
+    result = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "run")])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 130 and "Traceback" not in output, output
+    assert "nothing was written" in output and "does not resume" in output and not (tmp_path / "run").exists()

@@ -6,7 +6,8 @@ import functools
 import json
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -91,6 +92,22 @@ def check_output_folder(path: Path, *, overwrite: bool, marker: str) -> None:
     if (path / marker).exists() and not overwrite:
         raise OutputExistsError(f"{path} already holds a result ({marker}); choose another folder or pass --overwrite.")
     check_writable(path)
+
+
+@contextmanager
+def on_interrupt(message: str) -> Iterator[None]:
+    """A Ctrl-C (KeyboardInterrupt) inside ends the command with ``message`` (what is kept, what to do) and exit
+    code 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted:[/] {message}", highlight=False)
+        raise typer.Exit(130) from None
+
+
+def resumable(what: str = "Finished images are kept") -> AbstractContextManager[None]:
+    """:func:`on_interrupt` for a command that resumes: ``what`` it keeps, and how to resume."""
+    return on_interrupt(f"{what}; rerun the same command to resume.")
 
 
 def print_json(obj: Any) -> None:

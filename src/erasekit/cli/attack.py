@@ -19,7 +19,7 @@ from ..config import check_count
 from ..errors import ConfigError
 from ..io import parse_assignments
 from ..judge import Judge
-from ._common import DEVICE_HELP, MODEL_HELP, SET_HELP, check_output_folder, console, print_json
+from ._common import DEVICE_HELP, MODEL_HELP, SET_HELP, check_output_folder, console, on_interrupt, print_json
 
 
 def judge_for(model: str) -> Judge:
@@ -88,9 +88,12 @@ def attack(
     texts, seeds = _prompts(prompts, model, concept, n_prompts, seed)
     pipe = erasekit.load_pipeline(model, device=device)
     pipe.set_progress_bar_config(disable=True)
-    with Progress(
-        TextColumn(f"[bold]{name}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-    ) as bar:
+    with (
+        on_interrupt(f"nothing was written to {out}; an attack does not resume: rerun the command to start again."),
+        Progress(
+            TextColumn(f"[bold]{name}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        ) as bar,
+    ):
         task = bar.add_task(name, total=None)
         result = run_attack(
             pipe,

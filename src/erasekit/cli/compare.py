@@ -11,8 +11,7 @@ import typer
 from rich.progress import Progress, TimeElapsedColumn
 
 from ..errors import ConfigError
-from ._common import console, print_json
-from .evaluate import resumable
+from ._common import console, print_json, resumable
 
 # the goals, judged under the table when both methods are in it (METHOD<OTHER[@ATTACK], see compare.Goal)
 GOALS = ("rece<uce", "ace<uce", "ace<rece@soft_prompt")

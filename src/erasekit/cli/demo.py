@@ -87,7 +87,8 @@ def demo(
     limit: int | None = typer.Option(None, "--limit", hidden=True, help="Deprecated: use --n-prompts."),
 ) -> None:
     """Erase "van gogh" from the embedded world with RECE and UCE, and show what changed (report.html)."""
-    from .evaluate import n_prompts_or_limit, resumable
+    from ._common import resumable
+    from .evaluate import n_prompts_or_limit
 
     n_prompts = n_prompts_or_limit(n_prompts, limit) or 10
     make_folder(out)  # an unwritable -o is refused before any work

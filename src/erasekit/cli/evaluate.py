@@ -7,8 +7,6 @@ stderr, and with ``--json`` the metrics.json content to stdout.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -19,17 +17,7 @@ from ..errors import ConfigError
 from ..evaluate.protocols import available_protocols
 from ..io import parse_assignments
 from ..metrics import GROUPS, WEIGHTS
-from ._common import DEVICE_HELP, DTYPE_HELP, MODEL_HELP, console, print_json, renamed_option
-
-
-@contextmanager
-def resumable(what: str = "Finished images are kept") -> Iterator[None]:
-    """A Ctrl-C (KeyboardInterrupt) inside ends the command with how to resume, and exit code 130."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        console.print(f"[yellow]interrupted:[/] {what}; rerun the same command to resume.")
-        raise typer.Exit(130) from None
+from ._common import DEVICE_HELP, DTYPE_HELP, MODEL_HELP, console, print_json, renamed_option, resumable
 
 
 def parse_weights(pairs: list[str]) -> dict[str, str]:
