@@ -59,7 +59,12 @@ def attack(
     overwrite: bool = typer.Option(False, help="Replace a previous result in OUT."),
     as_json: bool = typer.Option(False, "--json", help="Print result.json on stdout."),
 ) -> None:
-    """Red-team an erasure: search for prompts or embeddings that bring the concept back, and report the ASR."""
+    """Red-team an erasure: search for prompts or embeddings that bring the concept back, and report the ASR.
+
+    Example (--quick: a reduced budget for a first look; without it the paper's strength, minutes to hours):
+
+      erasekit attack unlearndiff --edit vangogh.safetensors --concept "van gogh" --quick -o out/attack
+    """
     import erasekit
 
     from ..attacks import attack as run_attack

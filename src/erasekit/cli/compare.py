@@ -69,7 +69,10 @@ def compare(
 
     Full strength by default (32 test prompts per set, every attack at its paper's budget, 3 seeds); --quick for a
     smoke run. Writes OUT/compare.md, OUT/compare.json and OUT/report.html, every rate with its 95% interval and
-    sample size; a killed run resumes where it stopped.
+    sample size; a killed run resumes where it stopped. Full strength over every method is a GPU job (about 1900
+    CPU hours on 2 cores); start with:
+
+      erasekit compare --quick --methods uce,rece --scenarios style -o out/q
     """
     import torch
 

@@ -49,7 +49,12 @@ def erase(
     overwrite: bool = typer.Option(False, help="Replace OUT if it exists."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
-    """Erase concepts from a model and write the edit as a LoRA file. The model on disk is never touched."""
+    """Erase concepts from a model and write the edit as a LoRA file. The model on disk is never touched.
+
+    Example, then `erasekit info vangogh.safetensors` and `erasekit attack ... --edit vangogh.safetensors`:
+
+      erasekit erase "van gogh" --method rece --settings reference-style --preserve monet -o vangogh.safetensors
+    """
     import erasekit
 
     settings = renamed_option(settings, preset, new="--settings", old="--preset")

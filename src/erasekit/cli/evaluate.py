@@ -89,7 +89,12 @@ def evaluate(
     overwrite: bool = typer.Option(False, help="Start afresh if OUT holds images of another run."),
     as_json: bool = typer.Option(False, "--json", help="Print metrics.json on stdout."),
 ) -> None:
-    """Generate with a protocol's prompts and seeds, score, and write metrics.json and report.html. Resumes."""
+    """Generate with a protocol's prompts and seeds, score, and write metrics.json and report.html. Resumes.
+
+    Example:
+
+      erasekit evaluate --edit vangogh.safetensors --protocol embedded-style --n-prompts 8 -o out/eval
+    """
     from ..evaluate.evaluation import evaluate as run_evaluation
     from ..evaluate.report import load_attack_record
 

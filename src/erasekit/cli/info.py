@@ -19,7 +19,13 @@ def info(
     file: Path = typer.Argument(..., help="An edit file written by `erasekit erase` (or any U-Net LoRA)."),
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
-    """Show what an edit file holds: method, concepts, hyper-parameters, base fingerprint, layers."""
+    """Show what an edit file holds: method, concepts, hyper-parameters, base fingerprint, layers; for ACE also what
+    it erases besides the concepts (mined words) and its gate's rates.
+
+    Example:
+
+      erasekit info vangogh.safetensors --json
+    """
     summary = {"file": str(file), **Edit.load(file).summary()}
     if as_json:
         print_json(summary)
