@@ -54,6 +54,8 @@ from .. import EraseRequest
 from .config import ACEConfig
 from .neutral import content_words
 
+RENDER_BATCH = 64  # samples per U-Net call in render_agreement (memory on a large model)
+
 
 @dataclass(frozen=True)
 class Mined:
@@ -131,9 +133,6 @@ def render_agreement(request: EraseRequest, concept: str, guide: str, words: lis
     ).reshape(n_texts, n_noisy, -1)
     pull = pred - pred[1]  # [2 + n, m T, D]: each text's move away from the guide's prediction
     return F.cosine_similarity(pull[2:], pull[:1], dim=-1).mean(1)
-
-
-RENDER_BATCH = 64  # samples per U-Net call in render_agreement
 
 
 def perturbed_rows(C: Tensor, G: Tensor, cfg: ACEConfig, gen: torch.Generator) -> tuple[Tensor, Tensor]:
