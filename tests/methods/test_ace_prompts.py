@@ -10,7 +10,7 @@ import erasekit
 from erasekit.evaluate import compare
 from erasekit.methods import EraseRequest
 from erasekit.methods.ace.config import ACEConfig
-from erasekit.methods.ace.prompts import gate_tokens
+from erasekit.methods.ace.prompts import concept_tokens, gate_tokens
 from erasekit.targets import find_targets
 from erasekit.text import TextEncoder
 from erasekit.worlds import embedded
@@ -69,3 +69,18 @@ def test_names_after_the_concept_end_every_positive_caption_and_count_as_open(ti
         s = int(start[b]) + 1
         assert torch.allclose(named.states[b, :s], pos.states[b, :s], atol=1e-5)
         assert not torch.allclose(named.states[b, s:], pos.states[b, s:], atol=1e-3)  # the name follows
+
+
+def test_an_ungated_edit_encodes_only_the_held_out_captions_the_stopping_rule_reads(tiny_pipe):
+    # without a gate only the stopping rule's quarter of the positives is needed (train.py): the same rows the gated
+    # path holds out of its fit, from a quarter of the encoding
+    request = EraseRequest(find_targets(tiny_pipe.unet), TextEncoder(tiny_pipe), ("van gogh",), tiny_pipe)
+    cfg = dataclasses.replace(SMALL, synonyms=("starry night",))
+    pos, _ = gate_tokens(request, cfg)
+    held = pos.split()[1]
+    encoder = TextEncoder(tiny_pipe)
+    only = concept_tokens(dataclasses.replace(request, encoder=encoder), cfg, held_only=True)
+    assert held.states.shape[0] == pos.states.shape[0] // 4
+    assert len(encoder.cache.rows) <= held.states.shape[0]  # (a caption drawn twice is encoded once)
+    assert torch.equal(only.mask, held.mask)
+    assert torch.allclose(only.states, held.states, atol=1e-6)

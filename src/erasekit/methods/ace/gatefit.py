@@ -94,9 +94,14 @@ class Tokens:
         """``[n, d]`` the counted tokens; a view where every token counts (the negatives: ~60k rows a copy)."""
         return self.states.flatten(0, 1) if bool(self.mask.all()) else self.states[self.mask]
 
+    @staticmethod
+    def held_out(i: Tensor | int) -> Tensor | bool:
+        """Whether prompt ``i`` is held out of the fit: every fourth."""
+        return i % 4 == 3
+
     def split(self) -> tuple[Tokens, Tokens]:
         """(fit, held): every fourth prompt held out."""
-        held = torch.arange(self.states.shape[0]) % 4 == 3
+        held = Tokens.held_out(torch.arange(self.states.shape[0]))
         return Tokens(self.states[~held], self.mask[~held]), Tokens(self.states[held], self.mask[held])
 
     def ratios(self, P: Tensor, mu: Tensor, whole_prompt: bool = False) -> Tensor:

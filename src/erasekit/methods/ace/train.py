@@ -27,7 +27,7 @@ from .adversaries import _Denoiser, _SoftTokens
 from .config import GATE_NOTE, ACEConfig
 from .gatefit import GateRates, Tokens, fit_gate
 from .mining import mine_words, perturbed_rows
-from .prompts import Rows, gate_tokens, preserve_tokens, token_rows
+from .prompts import Rows, concept_tokens, gate_tokens, preserve_tokens, token_rows
 from .stopping import HeldOutStop
 from .subspace import concept_subspace, reduced_rank_ridge
 
@@ -132,10 +132,14 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
 
     k = min(cfg.rank * len(request.concepts), rows.C.shape[1])  # each concept needs its own directions
     siblings = mined.siblings if cfg.gated else ()  # the gate's negatives: without a gate, no captions to encode
-    pos, neg = gate_tokens(request, cfg, siblings)
-    k_gate = k if cfg.gate_rank is None else min(cfg.gate_rank * len(request.concepts), k)
-    gate, rates = _fitted_gate(cfg, rows, k_gate, pos, neg, preserve_tokens(request)) if cfg.gated else (None, None)
-    held = pos.split()[1].rows()  # the held-out concept captions' span rows: the stopping rule's
+    if cfg.gated:
+        pos, neg = gate_tokens(request, cfg, siblings)
+        k_gate = k if cfg.gate_rank is None else min(cfg.gate_rank * len(request.concepts), k)
+        gate, rates = _fitted_gate(cfg, rows, k_gate, pos, neg, preserve_tokens(request))
+        held = pos.split()[1].rows()  # the held-out concept captions' span rows: the stopping rule's
+    else:  # no gate to fit: only the stopping rule's captions
+        gate, rates = None, None
+        held = concept_tokens(request, cfg, held_only=True).rows()
     gen = torch.Generator().manual_seed(cfg.seed)
     held = held[draw(len(held), cfg.batch_rows, gen)]
     init = reduced_rank_ridge(rows, rank=k, lamb=cfg.lamb, preserve_scale=cfg.preserve_scale)
