@@ -8,6 +8,7 @@ import torch
 from erasekit.gate import TokenGate
 from erasekit.methods.ace.config import ACEConfig
 from erasekit.methods.ace.gatefit import Tokens, _slice, fit_gate
+from erasekit.methods.ace.neutral import CONTEXTS, in_context
 
 D, K, L = 16, 2, 6
 
@@ -105,3 +106,15 @@ def test_a_whole_prompt_gate_is_calibrated_on_the_prompts_as_it_reads_them(sets)
     gate = TokenGate(P, mu, s, tau, whole_prompt=True)  # the rates are the gate's own on the held-out negatives
     opened = (gate(neg.split()[1].states).squeeze(-1) > 0.5).any(1).float().mean()
     assert rates.neutral_prompts == pytest.approx(float(opened)) and rates.neutral_prompts <= 0.05
+
+
+def test_the_held_out_quarter_spans_the_caption_forms_and_first_names():
+    # every fourth caption names the concept behind a first name and the forms cycle by twelve: holding out every
+    # fourth held out three forms, all first-named, which the fit then never saw
+    pairs = in_context("church", 96, seed=0, first_names=True)
+    held = Tokens.held_out(len(pairs))
+    index = held.nonzero().flatten().tolist()
+    assert len(index) == 24 and torch.equal(held, Tokens.held_out(len(pairs)))  # a quarter, the same every call
+    assert len({i % len(CONTEXTS) for i in index}) >= 10
+    first_named = [i for i in index if i % 4 == 3]
+    assert 0 < len(first_named) < len(index)

@@ -197,38 +197,45 @@ VARIANTS = {
 # gated=false``): H_o 0.97 0.96 0.94 against 0.93 0.93 0.93 gated; the seed-0 edits re-attacked on the val prompts
 # (``python bench/ace_stability.py --reattack EDIT --concept church --split val --n 8 --attack-seeds 2``): P4D 0.31
 # against 0.88, UnlearnDiff 0.25 against 0.88, soft_prompt 0.12 against 0.67 (3 seeds), Ring-A-Bell 0.12.
-# ``unsafe``: the whole-prompt gate (``gate_whole_prompt``: a token opens at most as far as its prompt's last
-# position, :mod:`erasekit.gate`), τ calibrated under it at ``gate_margin`` 0.9, fitted at rank 32 (``gate_rank``)
-# beside an update of rank 128; chosen for nudity on val. Under ``rank32`` the gate opened on 45% of the val prompts
-# of the other kinds (``bench/ace_gate.py --split val --n 40 --concepts nudity --settings rank32``; neutral tokens /
-# prompts / paraphrases found: 2.9% / 45% / 95%), on word pieces of real names ("re ##mb ##rand ##t", "war ##hol")
-# wherever they stood. With the whole-prompt gate at margin 0.25 / 0.5 / 0.75: 5.4% / 10% / 100%, 3.5% / 7.5% /
+# ``unsafe``: the whole-prompt gate (``gate_whole_prompt``: a token opens at most as far as its prompt's last position,
+# :mod:`erasekit.gate`), τ calibrated under it at ``gate_margin`` 0.6 (0.9 until stop 41, below), fitted at rank 32
+# (``gate_rank``) beside an update of rank 128; chosen for nudity on val. Under ``rank32`` the gate opened on 45% of the
+# val prompts of the other kinds (``bench/ace_gate.py --split val --n 40 --concepts nudity --settings rank32``; neutral
+# tokens / prompts / paraphrases found: 2.9% / 45% / 95%), on word pieces of real names ("re ##mb ##rand ##t", "war
+# ##hol") wherever they stood. With the whole-prompt gate at margin 0.25 / 0.5 / 0.75: 5.4% / 10% / 100%, 3.5% / 7.5% /
 # 100%, 2.2% / 7.5% / 97.5% (the same kind's other prompts 20%, 10%, 5%); at 44 prompts a group (``--n 44 --settings
-# unsafe --set gate_margin=M``) 0.75 / 0.9: 2.8% / 9.1% / 95.5% and 1.9% / 4.5% / 95.5%. H_o, seeds 0-4 (``erasekit
-# tune ace --scenario unsafe --settings rank32 --n-prompts 44 --grid gate_whole_prompt=true --grid
-# gate_margin=0.75,0.9 --grid seed=0,1,2,3,4``): 0.84 0.81 0.85 0.78 0.79 at 0.75, 0.83 0.81 0.85 0.78 0.78 at 0.9,
-# against rank32's 0.86 0.79 0.83 0.82 0.80: means 0.81 and 0.82, within the seeds' spread. Then the update's rank
-# (``--settings unsafe --grid rank=64,128 [--grid gate_rank=32]``): 0.85 0.87 0.90 0.77 0.79 at 64 (its gate at 64
-# opens on 6.8% of the val prompts; at 128 on 13.6%, over the goal), 0.85 0.89 0.86 0.82 0.86 at 128 with the gate
-# at 32 (mean 0.86, higher than rank 32's on every seed; efficacy 0.18 0.20 0.14 0.27 0.23 against 0.20 0.23 0.18
-# 0.32 0.25, paraphrases 0.23 0.09 0.23 0.20 0.14 against 0.25 0.27 0.23 0.25 0.32). Not for the other kinds: at the
-# defaults (margin 0.1) the whole-prompt gate opened van gogh's gate on more val prompts (5% -> 17.5%) and found fewer
-# paraphrases of picasso (92.5% -> 82.5%), church (100% -> 92.5%) and parachute (100% -> 87.5%). Two cures tried on
-# the way and dropped (val, 40 prompts, the per-token gate): nudity's captions without the name slots, with a
-# made-up name after it, and made-up names in those slots among the negatives: 37.5% of the neutral prompts; names
-# glued from pieces of vocabulary words in those slots: 27.5%. The gate these settings fit is selective on training
-# seed 0 alone (stop 39): over seeds 0-4 (``bench/ace_gate.py --split val --n 44 --concepts nudity --settings unsafe
-# --set seed=S``, 180 neutral prompts) it opens on 2.8% 18.9% 22.8% 21.1% 12.8% of the neutral prompts, on artists'
-# names at a prompt's end. ``gate_names_after`` (a made-up artist after the concept in every caption of it, "a dog
-# by nudity by kelly brastin") brings that to 3.3% 4.4% 7.8% 5.0% 6.1%, every gate goal on every seed, and is off
-# here: it shuts the gate on some of nudity's own prompts ("a topless man in the style of pablo picasso"; targets
-# found 91-95% against 98-100%), and H_o fell on val (``erasekit tune ace --scenario unsafe --settings unsafe
-# --n-prompts 44 --grid gate_names_after=true --grid seed=0,1,2,3,4``: 0.85 0.87 0.86 0.71 0.83 against 0.85 0.89
-# 0.86 0.82 0.86) and on test (0.80 ± 0.07 against 0.89 ± 0.03, efficacy sd 0.11, over point 6's 0.1; README).
+# unsafe --set gate_margin=M``) 0.75 / 0.9: 2.8% / 9.1% / 95.5% and 1.9% / 4.5% / 95.5%. H_o, seeds 0-4 (``erasekit tune
+# ace --scenario unsafe --settings rank32 --n-prompts 44 --grid gate_whole_prompt=true --grid gate_margin=0.75,0.9
+# --grid seed=0,1,2,3,4``): 0.84 0.81 0.85 0.78 0.79 at 0.75, 0.83 0.81 0.85 0.78 0.78 at 0.9, against rank32's 0.86
+# 0.79 0.83 0.82 0.80: means 0.81 and 0.82, within the seeds' spread. Then the update's rank (``--settings unsafe --grid
+# rank=64,128 [--grid gate_rank=32]``): 0.85 0.87 0.90 0.77 0.79 at 64 (its gate at 64 opens on 6.8% of the val prompts;
+# at 128 on 13.6%, over the goal), 0.85 0.89 0.86 0.82 0.86 at 128 with the gate at 32 (mean 0.86, higher than rank 32's
+# on every seed; efficacy 0.18 0.20 0.14 0.27 0.23 against 0.20 0.23 0.18 0.32 0.25, paraphrases 0.23 0.09 0.23 0.20
+# 0.14 against 0.25 0.27 0.23 0.25 0.32). Not for the other kinds: at the defaults (margin 0.1) the whole-prompt gate
+# opened van gogh's gate on more val prompts (5% -> 17.5%) and found fewer paraphrases of picasso (92.5% -> 82.5%),
+# church (100% -> 92.5%) and parachute (100% -> 87.5%). Two cures tried on the way and dropped (val, 40 prompts, the
+# per-token gate): nudity's captions without the name slots, with a made-up name after it, and made-up names in those
+# slots among the negatives: 37.5% of the neutral prompts; names glued from pieces of vocabulary words in those slots:
+# 27.5%. The gate these settings fit is selective on training seed 0 alone (stop 39): over seeds 0-4
+# (``bench/ace_gate.py --split val --n 44 --concepts nudity --settings unsafe --set seed=S``, 180 neutral prompts) it
+# opens on 2.8% 18.9% 22.8% 21.1% 12.8% of the neutral prompts, on artists' names at a prompt's end.
+# ``gate_names_after`` (a made-up artist after the concept in every caption of it, "a dog by nudity by kelly brastin")
+# brings that to 3.3% 4.4% 7.8% 5.0% 6.1%, every gate goal on every seed, and is off here: it shuts the gate on some of
+# nudity's own prompts ("a topless man in the style of pablo picasso"; targets found 91-95% against 98-100%), and H_o
+# fell on val (``erasekit tune ace --scenario unsafe --settings unsafe --n-prompts 44 --grid gate_names_after=true
+# --grid seed=0,1,2,3,4``: 0.85 0.87 0.86 0.71 0.83 against 0.85 0.89 0.86 0.82 0.86) and on test (0.80 ± 0.07 against
+# 0.89 ± 0.03, efficacy sd 0.11, over point 6's 0.1; README). Stop 41 found the cause: the gate's fit held out every
+# fourth caption, and every fourth names the concept behind a first name ("art by edward nudity"), in three of the
+# twelve forms, so τ's ceiling stood on those alone and the fit never saw them (:meth:`.gatefit.Tokens.held_out`). Held
+# out at random, the same settings' gate opened on 0.6% 5.6% 1.7% 3.9% 1.7% of the val neutral prompts and found 81.8%
+# 79.5% 79.5% 79.5% 63.6% of the paraphrases; the margin then re-chosen on val, seeds 0-4 (neutral prompts / paraphrases
+# found; H_o from ``--grid gate_margin=0.6,0.7,0.9``): 0.5: 3.3-13.3% / 84-95%; 0.6: 1.7 10.6 4.4 7.8 1.7% / 93.2 93.2
+# 90.9 88.6 81.8%, H_o 0.86 0.85 0.86 0.84 0.85 (mean 0.85, against 0.86 before the fix); 0.7: 1.1-7.8% / 75-93%, H_o
+# mean 0.84; 0.9: H_o mean 0.82.
 PINNED_GATE = {"gate_margin": 0.25, "gate_fit_preserve": False}  # the gate these settings were chosen and measured with
 SETTINGS = {
     "rank32": {"rank": 32, **PINNED_GATE},
-    "unsafe": {"rank": 128, "gate_rank": 32, "gate_margin": 0.9, "gate_fit_preserve": False, "gate_whole_prompt": True},
+    "unsafe": {"rank": 128, "gate_rank": 32, "gate_margin": 0.6, "gate_fit_preserve": False, "gate_whole_prompt": True},
     "object": {
         "rank": 32,
         **PINNED_GATE,

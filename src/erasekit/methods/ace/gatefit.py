@@ -64,6 +64,14 @@ With ``gate_whole_prompt`` (ACE's ``unsafe`` settings) the gate caps every token
 (:class:`erasekit.gate.TokenGate`), and τ's bounds and the rates are taken on the capped ratios,
 ``min(r(c_t), r(c_L))``, so that a held-out prompt counts as open exactly when the gate would open on it: when its
 last position does. The fit of ``P`` stays per token.
+
+Until stop 41 the held-out quarter was every fourth caption, which on the concept's side meant three of the twelve
+caption forms and only captions naming it behind a first name (:meth:`Tokens.held_out`); the numbers above were
+measured so. Held out at random, the gates of the embedded world's concepts open on fewer val neutral prompts (training
+seeds 0-4, ``bench/ace_gate.py --split val --n 48 --set seed=S``, means before -> after: church 7.6% -> 5.8%,
+parachute 6.1% -> 2.9%, picasso 1.8% -> 1.2%, van gogh 10.2% -> 5.9%) and find fewer paraphrases (church 94.6% ->
+93.4%, parachute 100% -> 100%, picasso 84.6% -> 77.5%, van gogh 61.3% -> 57.9%): the ceiling now stands on captions
+like those of the fit, whose ratios run higher, and τ rises with it.
 """
 
 from __future__ import annotations
@@ -95,13 +103,18 @@ class Tokens:
         return self.states.flatten(0, 1) if bool(self.mask.all()) else self.states[self.mask]
 
     @staticmethod
-    def held_out(i: Tensor | int) -> Tensor | bool:
-        """Whether prompt ``i`` is held out of the fit: every fourth."""
-        return i % 4 == 3
+    def held_out(n: int) -> Tensor:
+        """``[n]`` bool: which of ``n`` prompts are held out of the fit, a quarter drawn by a fixed seed. Not every
+        fourth: the concept's captions cycle through twelve forms and every fourth names it behind a first name
+        (:func:`.neutral.in_context`), so every fourth held out three forms, only first-named captions, and the fit
+        never saw them."""
+        held = torch.zeros(n, dtype=torch.bool)
+        held[torch.randperm(n, generator=torch.Generator().manual_seed(0))[: n // 4]] = True
+        return held
 
     def split(self) -> tuple[Tokens, Tokens]:
-        """(fit, held): every fourth prompt held out."""
-        held = Tokens.held_out(torch.arange(self.states.shape[0]))
+        """(fit, held): a quarter of the prompts held out (:meth:`held_out`)."""
+        held = Tokens.held_out(self.states.shape[0])
         return Tokens(self.states[~held], self.mask[~held]), Tokens(self.states[held], self.mask[held])
 
     def ratios(self, P: Tensor, mu: Tensor, whole_prompt: bool = False) -> Tensor:

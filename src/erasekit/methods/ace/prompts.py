@@ -132,7 +132,7 @@ def concept_tokens(request: EraseRequest, cfg: ACEConfig, *, held_only: bool = F
         names = torch.Generator().manual_seed(cfg.seed + 3000)  # a stream apart from the negatives' made-up names
         pairs = [(f"{text} by {made_up_name(names)}", head) for text, head in pairs]
     if held_only:
-        pairs = [pair for i, pair in enumerate(pairs) if Tokens.held_out(i)]
+        pairs = [pair for pair, held in zip(pairs, Tokens.held_out(len(pairs)).tolist()) if held]
     states = request.encoder([text for text, _ in pairs]).states
     tokenizer = _tokenizer(request)
     start = torch.tensor([len(tokenizer(head).input_ids) - 2 for _, head in pairs])  # the concept's last token
