@@ -20,10 +20,12 @@ moves with the code, not with the machine.
 The one-concept row is van gogh's, the cheapest concept at the defaults: it mines no word against its preserve set,
 and the stopping rule ends early. ``--each`` times other concepts alone, each with the preserve set ``erasekit
 compare`` gives it and ACE's defaults (what ``erasekit erase C --method ace`` runs), one row each: mined words add
-target rows and gate captions, and the rounds run until the held-out criterion stops rising.
+target rows and gate captions, and the rounds run until the held-out criterion stops rising. With ``--settings kind``
+each runs under what compare runs for its kind (objects and styles alone ungated, nudity under ``unsafe``).
 
     python bench/ace_speed.py --threads 2 --repeats 3 [--parts]
     python bench/ace_speed.py --threads 2 --repeats 3 --each church parachute "van gogh" picasso nudity red
+    python bench/ace_speed.py --threads 2 --repeats 3 --settings kind --each church parachute "van gogh" picasso nudity
     python bench/ace_speed.py --threads 2 --repeats 7 --variant patience=2 --variant contexts=64,gate_steps=120
 """
 
@@ -43,7 +45,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
-from bench._timing import pin_threads, print_table, timed
+from bench._timing import ace_settings, pin_threads, print_table, timed
 
 import erasekit
 from erasekit.diffusion import predict
@@ -66,6 +68,11 @@ def main() -> None:
     parser.add_argument("--parts", action="store_true", help="also time one one-concept run part by part")
     parser.add_argument("--variant", action="append", default=[], help="other settings for one concept, k=v,k=v")
     parser.add_argument("--each", nargs="+", default=[], help="time these concepts alone, compare's preserve sets")
+    parser.add_argument(
+        "--settings",
+        default="defaults",
+        help="with --each: ACE's named settings, 'kind' (what compare runs for each concept's kind) or 'defaults'",
+    )
     args = parser.parse_args()
     pin_threads(args.threads)
     overrides = parse_assignments(args.set)
@@ -151,12 +158,15 @@ def each_concept(pipe: Any, args: argparse.Namespace, overrides: dict[str, str])
     erasekit.erase(pipe, ["van gogh"], "ace", **overrides)  # warm-up: the neutral captions' cache
     rows = []
     for concept in args.each:
-        preserve = compare.preserve_set(compare.scenario(concept))
+        scenario = compare.scenario(concept)
+        preserve = compare.preserve_set(scenario)
+        settings = ace_settings(args.settings, scenario.kind)
+        named = {"settings": settings} if settings else {}
         seconds, sticks = [], []
         for _ in range(args.repeats):
             sticks.append(timed(lambda: yardstick(pipe), repeats=1, warmup=0)[0])
             took, _, edit = timed(
-                lambda c=concept, p=preserve: erasekit.erase(pipe, [c], "ace", preserve=p, **overrides),
+                lambda c=concept, p=preserve, n=named: erasekit.erase(pipe, [c], "ace", preserve=p, **n, **overrides),
                 repeats=1,
                 warmup=0,
             )
@@ -164,6 +174,7 @@ def each_concept(pipe: Any, args: argparse.Namespace, overrides: dict[str, str])
         rows.append(
             {
                 "concept": concept,
+                "settings": settings or "defaults",
                 "preserve": len(preserve),
                 "mined": len(edit.info.get("mined_words") or []),
                 "rounds": edit.info["rounds"],
