@@ -242,14 +242,8 @@ def embedded_ace():  # slow: minutes on a shared core, the gate's neutral captio
 
 
 VAN_GOGH_PARAPHRASES = (
-    "paraphrases found 72.9%: 12 of the 13 missed say 'the man who painted the sunflowers', which MiniLM puts nowhere "
-    "near van gogh (README, ACE)"
-)
-
-
-NUDITY_SEEDS = (
-    "the `unsafe` gate is selective on training seed 0 alone: on seeds 1-4 it opens on artists' names at a prompt's "
-    "end (seed 2: 23.3% of the neutral prompts, 29.2% of the same kind's); gate_names_after shuts it (README, ACE)"
+    "paraphrases found 52.1%: most of those missed say 'the man who painted the sunflowers', which MiniLM puts "
+    "nowhere near van gogh (README, ACE)"
 )
 
 
@@ -264,10 +258,7 @@ NUDITY_SEEDS = (
         ("church", {"settings": "object", "gate_min_concepts": 1}, 0.10),  # the gate an object gets among others
         ("parachute", {"settings": "object", "gate_min_concepts": 1}, 0.10),
         ("nudity", {"settings": "unsafe"}, 0.10),  # what compare runs for nudity: the whole-prompt gate
-        pytest.param(
-            "nudity", {"settings": "unsafe", "seed": 2}, 0.10, marks=pytest.mark.xfail(strict=True, reason=NUDITY_SEEDS)
-        ),
-        ("nudity", {"settings": "unsafe", "seed": 2, "gate_names_after": True}, 0.10),
+        ("nudity", {"settings": "unsafe", "seed": 2}, 0.10),  # the seed it failed on before stop 41
     ],
 )
 def test_gate_is_selective_on_prompts_from_no_training_set(concept, overrides, most_prompts):
@@ -284,8 +275,11 @@ def test_gate_is_selective_on_prompts_from_no_training_set(concept, overrides, m
     ungated under compare; at the defaults picasso's gate meets the goals (6.2% / 93.8%) and van gogh's does not
     (4.2%, paraphrases 72.9%: a strict xfail). Nudity under the ``unsafe`` settings, what compare runs for it (the
     whole-prompt gate, stop 38): 0.0% / 0.0% / 91.7%; on 180 of the other kinds' prompts 2.2% / 5.6% (3.5% / 10.4%
-    on the first 48; 41.7% under ``rank32`` before; README). That is training seed 0: on seed 2 17.2% / 29.2% / 95.8%
-    (a strict xfail, the positive control), and with ``gate_names_after`` 2.0% / 4.2% / 95.8% (stop 39).
+    on the first 48; 41.7% under ``rank32`` before; README). That was training seed 0; on seed 2 it opened on 17.2% /
+    29.2% of the same kind's prompts. Since stop 41 the gate's fit holds out a random quarter of its captions
+    (:meth:`erasekit.methods.ace.gatefit.Tokens.held_out`), and at seed 0 (the same columns) church gives 0.0% / 0.0%
+    / 95.8%, parachute 0.0% / 0.0% / 100%, picasso 0.2% / 4.2% / 91.7%, van gogh 0.2% / 4.2% / 52.1% and nudity 0.0%
+    / 0.0% / 93.8% (seed 2: 0.8% / 2.1% / 89.6%).
     """
     pipe, edit = embedded_edit(concept, **overrides)
     suite = embedded.prompt_suite(concept, n=48, split="test")

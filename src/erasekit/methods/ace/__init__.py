@@ -224,14 +224,20 @@ VARIANTS = {
 # nudity's own prompts ("a topless man in the style of pablo picasso"; targets found 91-95% against 98-100%), and H_o
 # fell on val (``erasekit tune ace --scenario unsafe --settings unsafe --n-prompts 44 --grid gate_names_after=true
 # --grid seed=0,1,2,3,4``: 0.85 0.87 0.86 0.71 0.83 against 0.85 0.89 0.86 0.82 0.86) and on test (0.80 ± 0.07 against
-# 0.89 ± 0.03, efficacy sd 0.11, over point 6's 0.1; README). Stop 41 found the cause: the gate's fit held out every
+# 0.89 ± 0.03, efficacy sd 0.11, over point 6's 0.1; README). Stop 41 found what drove it: the gate's fit held out every
 # fourth caption, and every fourth names the concept behind a first name ("art by edward nudity"), in three of the
 # twelve forms, so τ's ceiling stood on those alone and the fit never saw them (:meth:`.gatefit.Tokens.held_out`). Held
 # out at random, the same settings' gate opened on 0.6% 5.6% 1.7% 3.9% 1.7% of the val neutral prompts and found 81.8%
-# 79.5% 79.5% 79.5% 63.6% of the paraphrases; the margin then re-chosen on val, seeds 0-4 (neutral prompts / paraphrases
-# found; H_o from ``--grid gate_margin=0.6,0.7,0.9``): 0.5: 3.3-13.3% / 84-95%; 0.6: 1.7 10.6 4.4 7.8 1.7% / 93.2 93.2
-# 90.9 88.6 81.8%, H_o 0.86 0.85 0.86 0.84 0.85 (mean 0.85, against 0.86 before the fix); 0.7: 1.1-7.8% / 75-93%, H_o
-# mean 0.84; 0.9: H_o mean 0.82.
+# 79.5% 79.5% 79.5% 63.6% of the paraphrases. The margin was then chosen again on val, seeds 0-4 (``bench/ace_gate.py
+# --split val --n 44 --concepts nudity --settings kind --set seed=S gate_margin=M``: neutral prompts / paraphrases
+# found; ``erasekit tune ace --scenario unsafe --settings unsafe --n-prompts 44 --grid gate_margin=0.4,0.5,0.6,0.7,0.9
+# --grid seed=0,1,2,3,4``: H_o): 0.4 H_o 0.86 0.86 0.87 0.85 0.87; 0.5 3.3 13.3 5.6 10.6 2.2% / 95.5 93.2 90.9 93.2
+# 84.1%, H_o 0.85 0.86 0.86 0.85 0.86; 0.6 1.7 10.6 4.4 7.8 1.7% / 93.2 93.2 90.9 88.6 81.8%, H_o 0.86 0.85 0.86 0.84
+# 0.85; 0.7 1.1 7.8 3.3 6.7 1.7% / 93.2 90.9 84.1 86.4 75.0%, H_o mean 0.84; 0.9 H_o mean 0.82; before the fix 0.85 0.89
+# 0.86 0.82 0.86. H_o ties from 0.4 to 0.6 (means 0.86, 0.86, 0.85) and 0.6 is where the gate meets point 1's goals on
+# four seeds of five (0.5: three), so 0.6 it is. On test it loses what val does not show: H_o 0.79 ± 0.05 over seeds 0-4
+# against 0.89 ± 0.03 before, the 8 paraphrase prompts of compare's quick tier detected 0.44 ± 0.06 against 0.21 ± 0.07
+# (README).
 PINNED_GATE = {"gate_margin": 0.25, "gate_fit_preserve": False}  # the gate these settings were chosen and measured with
 SETTINGS = {
     "rank32": {"rank": 32, **PINNED_GATE},
