@@ -294,22 +294,20 @@ def test_gate_is_selective_on_prompts_from_no_training_set(concept, overrides, m
 
 
 @pytest.mark.slow
-def test_siblings_keep_the_ten_concept_gate_shut_on_an_unseen_colour():
-    # positive control: the multi10 edit of training seed 3 without siblings opened its gate on "purple" (g 0.96)
-    # and drew unseen purple prompts red; "purple" is read like "blue" but rendered otherwise (methods/ace/mining.py)
+def test_the_ten_concept_gate_stays_shut_on_an_unseen_colour():
+    # the multi10 edit of training seed 3 without siblings opened its gate on "purple" (g 0.96) and drew unseen purple
+    # prompts red; "purple" is read like "blue" but rendered otherwise, and the mined siblings (methods/ace/mining.py)
+    # shut it. Since stop 41's held-out fix (gatefit.Tokens.held_out) the gate stays shut there without them too
+    # (g 0.0075; 0.0 with them; seed 0: 0.0 both), so this guards the gate, no longer the siblings' part in it
     torch.set_num_threads(1)
     pipe = erasekit.load_pipeline("embedded")
     sc = compare.scenario("multi10")
     kept = compare.preserve_prompts(sc, compare.Settings.tier(quick=True).tuning_prompts)
     states = TextEncoder(pipe)(["a trash truck colored purple"]).states  # [CLS] a trash truck colored purple [SEP]
-
-    def gate_on_purple(**overrides) -> float:
-        edit = erasekit.erase(pipe, list(sc.concepts), "ace", preserve=compare.preserve_set(sc), preserve_prompts=kept,
-                              kinds=compare.concept_kinds(sc), settings="object", seed=3, **overrides)  # fmt: skip
-        return float(edit.gate(states)[0, 5])
-
-    assert gate_on_purple(gate_siblings=0) > 0.5
-    assert gate_on_purple() < 0.5
+    edit = erasekit.erase(pipe, list(sc.concepts), "ace", preserve=compare.preserve_set(sc), preserve_prompts=kept,
+                          kinds=compare.concept_kinds(sc), settings="object", seed=3)  # fmt: skip
+    assert float(edit.gate(states)[0, 5]) < 0.5
+    assert float(edit.gate(states)[0].max()) > 0.5  # "trash truck", garbage truck's paraphrase, opens it somewhere
 
 
 @pytest.mark.slow
