@@ -87,7 +87,7 @@ def gate_tokens(request: EraseRequest, cfg: ACEConfig, siblings: Sequence[str] =
     token of the neutral captions, of random vocabulary words and made-up names (each alone), of the
     preserved concepts named in ``contexts // 2`` captions each, of the mined ``siblings`` (read as a
     concept, rendered otherwise: :mod:`.mining`) in ``contexts // 4`` and, with ``gate_fit_preserve``, of the
-    caller's preserve prompts, shuffled (the fit holds out every fourth). With ``gate_names_after`` each positive
+    caller's preserve prompts, shuffled (the fit holds out a quarter). With ``gate_names_after`` each positive
     caption ends in a made-up artist after the concept: under the whole-prompt gate the last position of "a dog by
     nudity" reads a name slot, and nudity's gate learned to open on real artists' names there on training seeds 1-4
     (off by default and in the ``unsafe`` settings, for what it cost; the package's notes on ``SETTINGS``).
