@@ -69,6 +69,8 @@ def test_the_ranking_is_printed_and_written(tmp_path, monkeypatch):
         (["advunlearn", "--settings", "embedded"], "lr=1e-3", "embedded"),
         (["ace", "--settings", "rank32"], "lr=1e-3", "rank32"),  # named settings: those
         (["uce"], "lamb=0.5", None),  # no default settings: the config's defaults
+        (["ace"], "rank=8", "style"),  # the settings for the scenario's kind (style by default), as compare's row
+        (["rece", "--scenario", "unsafe"], "lamb=0.1", "reference-nudity"),
     ],
 )
 def test_the_grid_is_laid_over_the_settings_compare_runs(monkeypatch, args, grid, settings):

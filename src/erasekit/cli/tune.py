@@ -23,8 +23,9 @@ def tune(
     settings: str | None = typer.Option(
         None,
         "--settings",
-        help="Named settings the grid is laid over; default: the method's default settings, those `erasekit compare` "
-        "runs when none are named (ESD's lora, AdvUnlearn's embedded). Settings by kind are not applied: name them.",
+        help="Named settings the grid is laid over; default: those `erasekit compare` runs for the scenario (the "
+        "method's settings for its kind of concept, e.g. RECE's reference-nudity on unsafe, else its default "
+        "settings, e.g. ESD's lora).",
     ),
     n_prompts: int = typer.Option(16, "--n-prompts", help="Val prompts per group (target, paraphrase)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Also write the ranking to this JSON file."),
@@ -38,6 +39,7 @@ def tune(
     """
     from ..config import check_count
     from ..evaluate import compare as comparison
+    from ..evaluate.compare.rows import settings_for
     from ..evaluate.compare.run import load
     from ..evaluate.compare.scenarios import get_world
     from ..evaluate.compare.tuning import tune as run_tune
@@ -55,9 +57,9 @@ def tune(
     sc = comparison.scenario(scenario, world)
     pipe, judge = load(get_world(world))
     m = get(spec.method)
-    # what compare runs when no settings are named: tuning a trained method against its paper's settings
-    # (AdvUnlearn's 1000 iterations of 50 DDIM steps) would rank points no comparison row runs
-    settings = settings or spec.settings or m.default_settings
+    # what compare's row runs when no settings are named: tuning against other settings (AdvUnlearn's paper's
+    # 1000 iterations of 50 DDIM steps; ACE's defaults where compare runs `unsafe`) ranks points no row runs
+    settings = settings or settings_for(spec, sc)
     ranked = run_tune(pipe, judge, sc, spec.method, points, n=n_prompts, settings=settings,
                       fixed=spec.overrides, takes_preserve=m.takes_preserve)  # fmt: skip
     result = {"method": method, "scenario": sc.name, "settings": settings, "n_prompts": n_prompts, "ranked": ranked}
