@@ -16,6 +16,16 @@ from .errors import ConfigError
 CONCEPT_KINDS = ("unsafe", "style", "object", "color")
 
 
+def check_kind(kind: str | None, *, named: str) -> None:
+    """Raises ConfigError unless ``kind`` is None (not known) or one of :data:`CONCEPT_KINDS`; ``named`` says
+    where it was given (``"for 'dog'"``, ``"(concept_kind)"``), with a close match as a hint."""
+    if kind is None or kind in CONCEPT_KINDS:
+        return
+    close = difflib.get_close_matches(str(kind), CONCEPT_KINDS, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"Unknown kind {kind!r} {named}: one of {', '.join(CONCEPT_KINDS)}.{hint}")
+
+
 def check_kinds(kinds: Mapping[str, str], concepts: Iterable[str]) -> None:
     """Raises ConfigError unless every key of ``kinds`` is one of ``concepts`` and every value one of
     :data:`CONCEPT_KINDS`."""
@@ -26,7 +36,4 @@ def check_kinds(kinds: Mapping[str, str], concepts: Iterable[str]) -> None:
                 f"A kind is given for {concept!r}, which is not erased: give a kind (--kind NAME=KIND, kinds=) only "
                 "for an erased concept."
             )
-        if kind not in CONCEPT_KINDS:
-            close = difflib.get_close_matches(str(kind), CONCEPT_KINDS, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"Unknown kind {kind!r} for {concept!r}: one of {', '.join(CONCEPT_KINDS)}.{hint}")
+        check_kind(kind, named=f"for {concept!r}")

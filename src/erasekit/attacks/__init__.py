@@ -25,9 +25,9 @@ from PIL import Image
 from torch import Tensor
 
 from ..config import make_config, renamed
-from ..errors import ConfigError, UnknownAttackError
+from ..errors import UnknownAttackError
 from ..judge import Judge
-from ..kinds import CONCEPT_KINDS
+from ..kinds import CONCEPT_KINDS, check_kind
 from ..registry import Registry
 from ..text import TextEncoder
 from .base import AttackResult, Case, CaseResult, Findings, Outcome, attack_success_rate
@@ -58,7 +58,7 @@ class AttackRequest:
     concept_kind: str | None = None
 
     def __post_init__(self) -> None:
-        check_concept_kind(self.concept_kind)
+        check_kind(self.concept_kind, named="(concept_kind; None: not known)")
 
     def generator(self, *salt: object) -> torch.Generator:
         """A CPU generator seeded from ``seed`` and ``salt`` (e.g. the case index): independent streams."""
@@ -97,12 +97,6 @@ QUICK: dict[str, dict[str, Any]] = {
 RENAMED = {"discrete": "unlearndiff"}
 
 AttackFn = Callable[..., Findings]
-
-
-def check_concept_kind(kind: str | None) -> None:
-    """Raises ConfigError unless ``kind`` is None or one of :data:`CONCEPT_KINDS`."""
-    if kind is not None and kind not in CONCEPT_KINDS:
-        raise ConfigError(f"concept_kind must be one of {', '.join(CONCEPT_KINDS)} or None (unknown), got {kind!r}.")
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,10 @@ from ..config import config_dict
 from ..edit import Edit
 from ..errors import ConfigError
 from ..judge import Judge
+from ..kinds import check_kind
 from ..progress import Progress
 from ..text import TextEncoder
-from . import AttackRequest, check_concept_kind, get
+from . import AttackRequest, get
 from .base import AttackResult, Case, CaseResult
 from .victim import Sampling, Victim
 
@@ -76,7 +77,7 @@ def attack(
     """
     spec = get(name)
     cfg = spec.make_config(quick=quick, **with_budget(spec.name, spec.config_cls, overrides, budget))
-    check_concept_kind(concept_kind)
+    check_kind(concept_kind, named="(concept_kind; None: not known)")
     cases = _cases(concept, prompts, seeds, seed)
     text = TextEncoder(pipe)
     text.check_single_encoder()
