@@ -311,6 +311,25 @@ def test_the_ten_concept_gate_stays_shut_on_an_unseen_colour():
 
 
 @pytest.mark.slow
+def test_the_mined_siblings_shut_reds_gate_on_orange():
+    # red's siblings (read like red, rendered otherwise: methods/ace/mining.py) hold "orange"; measured on the 24 val
+    # prompts of orange, training seed 1 with compare's preserve set (yellow, purple): the gate opened on 7 without the
+    # siblings and on 1 with them (seeds 0 and 2: 6 -> 3 and 4 -> 2)
+    torch.set_num_threads(1)
+    pipe = erasekit.load_pipeline("embedded")
+    states = TextEncoder(pipe)(embedded.prompt_suite("orange", n=24, split="val")["target"]).states
+    preserve = compare.preserve_set(compare.scenario("red"))
+
+    def opened(siblings: int) -> int:
+        edit = erasekit.erase(pipe, ["red"], "ace", preserve=preserve, seed=1, gate_siblings=siblings)
+        assert ("orange" in edit.info["gate_siblings"]) == bool(siblings)
+        return int((edit.gate(states)[..., 0].max(-1).values > 0.5).sum())
+
+    without, with_ = opened(0), opened(8)
+    assert without >= 5 and with_ <= without - 3, (without, with_)  # the control: without them it opens
+
+
+@pytest.mark.slow
 def test_ace_brings_the_concepts_kv_to_its_guides_and_leaves_neutral_kv(embedded_ace, tiny_pipe):
     pipe, edit, rows = embedded_ace
     # measured before the fitted gate: 1.30e5 without the edit, 4.0e4 with it (0.31); both bounds hold with it
