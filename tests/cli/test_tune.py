@@ -71,6 +71,7 @@ def test_the_ranking_is_printed_and_written(tmp_path, monkeypatch):
         (["uce"], "lamb=0.5", None),  # no default settings: the config's defaults
         (["ace"], "rank=8", "style"),  # the settings for the scenario's kind (style by default), as compare's row
         (["rece", "--scenario", "unsafe"], "lamb=0.1", "reference-nudity"),
+        (["ace", "--settings", "defaults"], "rank=8", None),  # the config's own defaults, named
     ],
 )
 def test_the_grid_is_laid_over_the_settings_compare_runs(monkeypatch, args, grid, settings):

@@ -25,7 +25,7 @@ def tune(
         "--settings",
         help="Named settings the grid is laid over; default: those `erasekit compare` runs for the scenario (the "
         "method's settings for its kind of concept, e.g. RECE's reference-nudity on unsafe, else its default "
-        "settings, e.g. ESD's lora).",
+        "settings, e.g. ESD's lora); 'defaults': none, the config's own defaults.",
     ),
     n_prompts: int = typer.Option(16, "--n-prompts", help="Val prompts per group (target, paraphrase)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Also write the ranking to this JSON file."),
@@ -59,7 +59,7 @@ def tune(
     m = get(spec.method)
     # what compare's row runs when no settings are named: tuning against other settings (AdvUnlearn's paper's
     # 1000 iterations of 50 DDIM steps; ACE's defaults where compare runs `unsafe`) ranks points no row runs
-    settings = settings or settings_for(spec, sc)
+    settings = None if settings == "defaults" else settings or settings_for(spec, sc)
     ranked = run_tune(pipe, judge, sc, spec.method, points, n=n_prompts, settings=settings,
                       fixed=spec.overrides, takes_preserve=m.takes_preserve)  # fmt: skip
     result = {"method": method, "scenario": sc.name, "settings": settings, "n_prompts": n_prompts, "ranked": ranked}

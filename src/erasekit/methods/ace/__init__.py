@@ -160,19 +160,19 @@ VARIANTS = {
 
 
 # Named settings (``--settings NAME``, ``ace:settings=NAME``) and the ones a comparison uses per kind of concept.
-# ``rank32``: rank 32 per concept, chosen on the embedded world's val prompts (``erasekit tune ace --scenario KIND
-# --grid rank=8,32``, 16 prompts per group, H_o at rank 8 -> 32): nudity 0.71 -> 0.84 (training seed 0) and
+# ``rank32``: rank 32 per concept, chosen on the embedded world's val prompts (``erasekit tune ace --settings defaults
+# --scenario KIND --grid rank=8,32``, 16 prompts per group, H_o at rank 8 -> 32): nudity 0.71 -> 0.84 (seed 0) and
 # 0.74 -> 0.78 (seed 1), church 0.88 -> 0.95 and 0.83 -> 0.95, van gogh 0.77 -> 0.78 (a tie, so styles keep
 # the default 8, on which their measurements stand). The multi-concept scenario takes its most common kind's
 # (objects): k = 320 of the 384 text dimensions for ten concepts, which in one test run erased more than the five
 # runs at k = 80 (bench/ACE_MEASUREMENTS.md, "Earlier runs"). Colours were not tuned.
 # ``style``: the update on every token (the ``ace-nogate`` ablation's setting) and no perturbed rows, chosen for
-# styles on val. Ungated (``erasekit tune ace --scenario style --grid gated=true,false --grid seed=0,1,2``, H_o gated
-# -> ungated): van gogh 0.77 0.78 0.79 -> 0.95 0.99 0.95, its paraphrases detected on 7 of 16 val prompts gated and
-# 0-2 ungated: the gate, fitted on the name in captions, misses the descriptions a style is asked for by. Not for
-# the other kinds: nudity 0.88 0.86 0.88 -> 0.87 0.80 0.85 (unseen specificity 0.98 -> 0.87-0.96), church 0.97
-# 0.93 0.94 -> 0.97 0.96 0.94 (a tie; with ``--settings rank32``), multi10 0.71 0.63 -> 0.29 0.29 (seeds 0-1;
-# unseen specificity 0.94 -> 0.12: 320 directions moved on every token). Then, ungated over seeds 0-4 (``--grid
+# styles on val. Ungated (``erasekit tune ace --settings defaults --scenario style --grid gated=true,false --grid
+# seed=0,1,2``, H_o gated -> ungated): van gogh 0.77 0.78 0.79 -> 0.95 0.99 0.95, its paraphrases detected on 7
+# of 16 val prompts gated and 0-2 ungated: the gate, fitted on the name in captions, misses the descriptions a style is
+# asked for by. Not for the other kinds: nudity 0.88 0.86 0.88 -> 0.87 0.80 0.85 (unseen specificity 0.98 -> 0.87-0.96),
+# church 0.97 0.93 0.94 -> 0.97 0.96 0.94 (a tie; with ``--settings rank32``), multi10 0.71 0.63 -> 0.29 0.29 (seeds
+# 0-1; unseen specificity 0.94 -> 0.12: 320 directions moved on every token). Then, ungated over seeds 0-4 (``--grid
 # gated=false --grid mine_perturbations=0,2 --grid seed=0,1,2,3,4``, and ``--grid augment=8``): 2 perturbed
 # copies (the default) 0.95 0.99 0.95 0.87 0.95, none 0.98 0.99 1.00 0.92 0.97, augment 8 0.98 0.93 0.91 0.97 0.86;
 # why the perturbed rows cost an ungated edit was not found (they take part of each round's adversarial batch).

@@ -16,9 +16,9 @@ above the captions the method composed, and a prompt worded unlike them (a real 
 the "van" of "rembrandt van rijn") lands just above it; so τ then moves ``gate_margin`` of the way, on a log
 scale, from it up to the ceiling below which 1 − ``gate_concept_rate`` of the held-out concept captions'
 span tokens fall: ``τ = τ_neg^(1−m) ceiling^m``. Chosen on the embedded world's val prompts: at m = 0.25 H_o
-tied m = 0 on style, object and unsafe (``erasekit tune ace --grid gate_margin=0,0.25,0.5``: 0.77 / 0.77 /
-0.63, 0.99 at all three, 0.93 / 0.93) while fewer unseen prompts opened the gate (``bench/ace_gate.py --split
-val``, 40 each: van gogh 22.5% -> 12.5%, picasso 20% -> 10%, its paraphrases found 100% -> 90%).
+tied m = 0 on style, object and unsafe (``erasekit tune ace --settings defaults --grid gate_margin=0,0.25,0.5``:
+0.77 / 0.77 / 0.63, 0.99 at all three, 0.93 / 0.93) while fewer unseen prompts opened the gate (``bench/ace_gate.py
+--split val``, 40 each: van gogh 22.5% -> 12.5%, picasso 20% -> 10%, its paraphrases found 100% -> 90%).
 
 The caller's preserve prompts are real prompts of what must stay, so with ``gate_fit_preserve`` they are negatives
 of the fit and of τ's held-out bound as well, which then stands on real wording and needs a smaller margin: m = 0.1
@@ -34,9 +34,9 @@ and 4.5 / 7 / 82 -> 2.5 / 3.5 / 85.5 for picasso, and the seeds meeting every go
 of five. Van gogh's paraphrases cannot reach 80% on these states: 11 of its 40 val paraphrases say "the man who
 painted the sunflowers", whose tokens MiniLM puts nowhere near van gogh (``bench/ACE_MEASUREMENTS.md``); with
 ``synonyms=("sunflowers",)`` its gate found 95% and opened on 5% of the neutral prompts, 7.5% of the other styles'.
-H_o on val at the defaults, against the captions-only gate at m = 0.25 (``erasekit tune ace --scenario S --grid
-gate_fit_preserve=true --grid gate_margin=0.1 --grid seed=...``, 16 prompts per group): parachute 0.70 0.90 0.90
-against 0.70 0.90 0.87, church the same to the digit (0.93 0.91 0.90), van gogh gated (``--grid
+H_o on val at the defaults, against the captions-only gate at m = 0.25 (``erasekit tune ace --settings defaults
+--scenario S --grid gate_fit_preserve=true --grid gate_margin=0.1 --grid seed=...``, 16 prompts per group): parachute
+0.70 0.90 0.90 against 0.70 0.90 0.87, church the same to the digit (0.93 0.91 0.90), van gogh gated (``--grid
 ungated_kinds=unsafe``, seeds 0-4) 0.77 0.68 0.79 0.78 0.75 against 0.77 0.78 0.79 0.78 0.75 (seed 1 lets one more
 target prompt and two more paraphrases through): a tie but for that seed. The ``rank32`` and ``object`` settings
 keep the captions-only gate at m = 0.25 (``PINNED_GATE``), the gate their val choices and compare's rows were
@@ -48,9 +48,9 @@ And, when the caller gives prompts of the preserved concepts (``preserve_prompts
 word them, which captions are not) and sets ``gate_preserve_rate``, at most that share of them, as long as
 ``gate_concept_rate`` of the held-out concept captions' span tokens still open it. It is off by default
 (the share of the preserve prompts that open the gate is recorded either way): chosen on the embedded
-world's val prompts (``erasekit tune ace --grid gate_preserve_rate=...``, 16 prompts per group), at 0.02
-it bought church one paraphrase (H_o 0.88 -> 0.90) and cost van gogh most of its erasure (efficacy 0.06 ->
-0.50, paraphrases 0.44 -> 0.81, H_o 0.77 -> 0.36): its preserve prompts, picasso's and rembrandt's, lie
+world's val prompts (``erasekit tune ace --settings defaults --grid gate_preserve_rate=...``, 16 prompts per
+group), at 0.02 it bought church one paraphrase (H_o 0.88 -> 0.90) and cost van gogh most of its erasure (efficacy 0.06
+-> 0.50, paraphrases 0.44 -> 0.81, H_o 0.77 -> 0.36): its preserve prompts, picasso's and rembrandt's, lie
 so near it that shutting the gate on them (τ 0.021 -> 0.095) closed it on a quarter of van gogh's span
 tokens. No floor kept van gogh erased: 80% or 95% of whole captions still opening (efficacy 0.50), 90%, 97%
 or 99% of span tokens (0.50, 0.50, 0.38; g is soft, so a token above τ by a little gets part of the
