@@ -33,6 +33,8 @@ from ..text import TextEncoder
 from .base import AttackResult, Case, CaseResult, Findings, Outcome, attack_success_rate
 from .victim import Sampling, Victim
 
+KIND_ARGUMENT = "(concept_kind; None: not known)"  # how a bad kind's message names it (kinds.check_kind)
+
 
 @dataclass(frozen=True)
 class AttackRequest:
@@ -58,7 +60,7 @@ class AttackRequest:
     concept_kind: str | None = None
 
     def __post_init__(self) -> None:
-        check_kind(self.concept_kind, named="(concept_kind; None: not known)")
+        check_kind(self.concept_kind, named=KIND_ARGUMENT)
 
     def generator(self, *salt: object) -> torch.Generator:
         """A CPU generator seeded from ``seed`` and ``salt`` (e.g. the case index): independent streams."""

@@ -15,7 +15,7 @@ from ..judge import Judge
 from ..kinds import check_kind
 from ..progress import Progress
 from ..text import TextEncoder
-from . import AttackRequest, get
+from . import KIND_ARGUMENT, AttackRequest, get
 from .base import AttackResult, Case, CaseResult
 from .victim import Sampling, Victim
 
@@ -77,7 +77,7 @@ def attack(
     """
     spec = get(name)
     cfg = spec.make_config(quick=quick, **with_budget(spec.name, spec.config_cls, overrides, budget))
-    check_kind(concept_kind, named="(concept_kind; None: not known)")
+    check_kind(concept_kind, named=KIND_ARGUMENT)
     cases = _cases(concept, prompts, seeds, seed)
     text = TextEncoder(pipe)
     text.check_single_encoder()
