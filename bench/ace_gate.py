@@ -15,7 +15,13 @@ prompts, where the edit must act. Each rate comes with its 95% Wilson interval (
 which are not independent draws, so that interval is too narrow). ``--show`` lists the prompts that open it, and the
 paraphrases it misses. Use ``--split val`` while changing the gate, ``test`` to report.
 
+``--scenario`` (e.g. multi10) reads the one gate of the edit compare's row makes for a named scenario: its
+concepts erased together, with their kinds, its preserve set and prompts. Neutral prompts are then the target prompts
+of every concept the scenario gives no method (its unseen set, of every kind), none naming an erased concept; each
+gated concept (a kind outside the settings' ``ungated_kinds``) gets its paraphrases and target prompts.
+
     python bench/ace_gate.py --threads 1 --split test --concepts church parachute "van gogh" picasso
+    python bench/ace_gate.py --threads 1 --split val --scenario multi10 --settings kind
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import torch
 from bench._timing import ace_settings, pin_threads, print_table
 
 import erasekit
-from erasekit import worlds
+from erasekit import methods, worlds
 from erasekit.evaluate import compare
 from erasekit.io import parse_assignments
 from erasekit.metrics.intervals import wilson
@@ -59,12 +65,20 @@ def main() -> None:
         "the style settings, and the object settings for one object, are ungated: g = 1 on every token; add --set "
         "gate_min_concepts=1 for the gate an object gets beside others); 'defaults': none",
     )
+    parser.add_argument(
+        "--scenario",
+        help="one edit of a named scenario's concepts (multi10): its gate, read per "
+        "gated concept (module docstring); replaces --concepts",
+    )
     parser.add_argument("--set", nargs="*", default=[], help="ACE settings, e.g. gate_preserve_rate=0.02")
     parser.add_argument("--show", action="store_true", help="print the prompts that open the gate and those it misses")
     args = parser.parse_args()
     pin_threads(args.threads)
     pipe = erasekit.load_pipeline("embedded")
     encode = TextEncoder(pipe)
+    if args.scenario:
+        print_table(_scenario_rows(args, pipe, encode))
+        return
     rows = []
     for concept in args.concepts:
         sc = compare.scenario(concept)
@@ -73,7 +87,9 @@ def main() -> None:
         edit = erasekit.erase(pipe, [concept], "ace", preserve=compare.preserve_set(sc), preserve_prompts=kept,
                               settings=settings, **parse_assignments(args.set))  # fmt: skip
         suite = embedded.prompt_suite(concept, n=args.n, split=args.split)
-        neutral = _neutral(sc, concept, args.n_neutral, args.split)
+        world = worlds.get("embedded")
+        others = [c for c in compare.unseen_set(sc) if world.concept_kind(c) != world.concept_kind(concept)]
+        neutral = _neutral(others, _names(concept), args.n_neutral, args.split)
         groups = {"neutral": neutral, "other": suite["specificity"], "paraphrase": suite["generality"],
                   "target": suite["target"]}  # fmt: skip
         # [n, L]; an ungated edit (the style settings) updates every token: g = 1
@@ -95,14 +111,43 @@ def main() -> None:
     print_table(rows)
 
 
-def _neutral(sc: compare.Scenario, concept: str, n: int, split: str) -> list[str]:
-    """``n`` prompts of the ``split`` that ask for no concept of ``concept``'s kind: the target prompts of the
-    concepts of every other kind that compare gives no method (its ``unseen_<kind>`` sets), in turn."""
+def _scenario_rows(args: argparse.Namespace, pipe: object, encode: TextEncoder) -> list[dict[str, object]]:
+    """One edit of ``args.scenario``'s concepts as compare's row makes it; its gate's rates, a row per gated concept
+    (the neutral ones, the gate's as a whole, on every row)."""
+    sc = compare.scenario(args.scenario)
+    kept = compare.preserve_prompts(sc, args.fit_prompts)
+    settings = ace_settings(args.settings, sc.kind)
+    overrides = parse_assignments(args.set)
+    kinds = compare.concept_kinds(sc)
+    edit = erasekit.erase(pipe, list(sc.concepts), "ace", preserve=compare.preserve_set(sc), preserve_prompts=kept,
+                          kinds=kinds, settings=settings, **overrides)  # fmt: skip
+    ungated = methods.get("ace").make_config(settings, **overrides).ungated_kinds
+    names = tuple(name for c in sc.concepts for name in _names(c))
+    neutral = _neutral(compare.unseen_set(sc), names, args.n_neutral, args.split)
+    opens_neutral = edit.gate(encode(neutral).states).squeeze(-1) > 0.5  # [n, L]
+    rows = []
+    for concept in (c for c in sc.concepts if kinds[c] not in ungated):
+        suite = embedded.prompt_suite(concept, n=args.n, split=args.split)
+        found = {name: edit.gate(encode(suite[group]).states).squeeze(-1).gt(0.5).any(1)
+                 for name, group in (("paraphrases_found", "generality"), ("targets_found", "target"))}  # fmt: skip
+        rows.append({"scenario": sc.name, "concept": concept, "settings": settings or "defaults", "split": args.split,
+                     "n": args.n, "n_neutral": len(neutral), "neutral_tokens": _rate(opens_neutral.flatten()),
+                     "neutral_prompts": _rate(opens_neutral.any(1))})  # fmt: skip
+        rows[-1] |= {name: _rate(hits) for name, hits in found.items()}
+        if args.show:
+            misses = [p for p, f in zip(suite["generality"], found["paraphrases_found"].tolist()) if not f]
+            print(concept, "misses:", misses)
+    if args.show:
+        print("opens on (neutral):", [p for p, o in zip(neutral, opens_neutral.any(1).tolist()) if o])
+    return rows
+
+
+def _neutral(others: list[str], names: tuple[str, ...], n: int, split: str) -> list[str]:
+    """``n`` prompts of the ``split`` that name none of ``names``: the target prompts of the concepts ``others``
+    (concepts compare gives no method), in turn."""
     world = worlds.get("embedded")
-    others = [c for c in compare.unseen_set(sc) if world.concept_kind(c) != world.concept_kind(concept)]
     per = -(-n // len(others)) + 8  # room for the prompts dropped below
     pools = [world.prompt_suite(c, n=per, split=split)["target"] for c in others]
-    names = _names(concept)
     taken: dict[str, None] = {}  # a prompt can be two concepts' ("a puppy in the style of rembrandt van rijn")
     for prompt in (p for row in zip(*pools) for p in row):
         if len(taken) < n and not any(mentions(prompt, name) for name in names):

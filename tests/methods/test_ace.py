@@ -18,7 +18,7 @@ from erasekit.methods.ace.prompts import token_rows
 from erasekit.methods.ace.subspace import concept_subspace, reduced_rank_ridge
 from erasekit.methods.ace.train import _SquaredNormS, kv_metric
 from erasekit.targets import find_targets
-from erasekit.text import TextEncoder
+from erasekit.text import TextEncoder, mentions
 from erasekit.worlds import embedded
 from erasekit.worlds.tiny import tiny_pipeline
 
@@ -173,6 +173,8 @@ def test_rank_is_per_concept_and_capped_at_the_embedding_width(tiny_pipe):
     narrow = erasekit.erase(tiny_pipe, ["van gogh", "a church"], "ace", rank=8, gate_rank=2, **KV)
     assert narrow.gate.basis.shape[1] == 4 and narrow.info["rank"] == 16  # the gate's 2 a concept, the update's 8
     assert two.gate.basis.shape[1] == 8  # None: the update's rank
+    wide = erasekit.erase(tiny_pipe, ["van gogh", "a church"], "ace", rank=2, gate_rank=20, **KV)
+    assert wide.gate.basis.shape[1] == 32 and wide.info["rank"] == 4  # the gate wider than the update, to the width
 
 
 def test_bad_input_is_one_clear_error(tiny_pipe):
@@ -255,8 +257,6 @@ VAN_GOGH_PARAPHRASES = (
         ("parachute", {}, 0.10),
         ("picasso", {}, 0.10),
         pytest.param("van gogh", {}, 0.10, marks=pytest.mark.xfail(strict=True, reason=VAN_GOGH_PARAPHRASES)),
-        ("church", {"settings": "object", "gate_min_concepts": 1}, 0.10),  # the gate an object gets among others
-        ("parachute", {"settings": "object", "gate_min_concepts": 1}, 0.10),
         ("nudity", {"settings": "unsafe"}, 0.10),  # what compare runs for nudity: the whole-prompt gate
         ("nudity", {"settings": "unsafe", "seed": 2}, 0.10),  # the seed it failed on before stop 41
     ],
@@ -291,6 +291,53 @@ def test_gate_is_selective_on_prompts_from_no_training_set(concept, overrides, m
     assert tokens <= 0.05 and found >= 0.80 and prompts <= most_prompts, (tokens, prompts, found)
     held = edit.info["gate_heldout_neutral_prompts"], edit.info["gate_heldout_concept_prompts"]
     assert held[0] <= 0.05 and held[1] >= 0.8, held  # what the method measured on its own held-out captions
+
+
+@pytest.fixture(scope="module")
+def multi10_edit():  # slow: a minute on a shared core
+    """The edit compare's multi10 row makes (ACE's ``object`` settings; full tier, training seed 0), its scenario."""
+    torch.set_num_threads(1)
+    pipe = erasekit.load_pipeline("embedded")
+    sc = compare.scenario("multi10")
+    kept = compare.preserve_prompts(sc, compare.Settings.tier(quick=False).tuning_prompts)
+    edit = erasekit.erase(pipe, list(sc.concepts), "ace", preserve=compare.preserve_set(sc), preserve_prompts=kept,
+                          kinds=compare.concept_kinds(sc), settings="object")  # fmt: skip
+    return pipe, edit, sc
+
+
+def opened(pipe, edit: Edit, prompts: list[str]) -> torch.Tensor:
+    """``[n, L]`` bool: where ``edit``'s gate is above 0.5 on ``prompts`` (padding included: the gate reads it)."""
+    return edit.gate(TextEncoder(pipe)(prompts).states).squeeze(-1) > 0.5
+
+
+@pytest.mark.slow
+def test_the_ten_concept_gate_stays_shut_on_the_unseen_concepts(multi10_edit):
+    # the gate multi10's six objects and colours share, on the test prompts of the concepts compare gives no method
+    # (none naming an erased concept by a training name): 3.4% of the tokens, 5.4% of these 74 prompts; with the gate at
+    # 32 a concept (before stop 43) 3.6% and 14.9%. `python bench/ace_gate.py --split test --scenario multi10 --settings
+    # kind`, which also drops prompts naming one by a held-out name ("a crimson sedan"): 0.2% and 0.9% of 108 prompts
+    # (at 32: 1.1%, 10.6%; seeds 1-4 in the README)
+    pipe, edit, sc = multi10_edit
+    rows = [p for c in compare.unseen_set(sc) for p in embedded.prompt_suite(c, n=16, split="test")["target"]]
+    neutral = opened(pipe, edit, [p for p in rows if not any(mentions(p, c) for c in sc.concepts)])
+    assert float(neutral.float().mean()) <= 0.05 and float(neutral.any(1).float().mean()) <= 0.10
+
+
+BELOW_GOAL = "the ten-concept gate finds under 80% of these paraphrases at training seed 0 (README, ACE point 1)"
+SHORT_OF_GOAL = ("parachute", "garbage truck", "tench", "red", "blue")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "concept",
+    ["church", *(pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=BELOW_GOAL)) for c in SHORT_OF_GOAL)],
+)
+def test_the_ten_concept_gate_finds_each_gated_concepts_paraphrases(multi10_edit, concept):
+    # measured at training seed 0 (test, 48 paraphrases each, the bench above): church 85.4%, parachute 70.8%, garbage
+    # truck 58.3%, tench 31.2%, red 77.1%, blue 75.0%; over seeds 0-4 church is the one at 80% or more on every seed
+    pipe, edit, _ = multi10_edit
+    found = opened(pipe, edit, embedded.prompt_suite(concept, n=48, split="test")["generality"]).any(1)
+    assert float(found.float().mean()) >= 0.80, float(found.float().mean())
 
 
 @pytest.mark.slow

@@ -197,6 +197,16 @@ VARIANTS = {
 # gated=false``): H_o 0.97 0.96 0.94 against 0.93 0.93 0.93 gated; the seed-0 edits re-attacked on the val prompts
 # (``python bench/ace_stability.py --reattack EDIT --concept church --split val --n 8 --attack-seeds 2``): P4D 0.31
 # against 0.88, UnlearnDiff 0.25 against 0.88, soft_prompt 0.12 against 0.67 (3 seeds), Ring-A-Bell 0.12.
+# Where the ``object`` settings gate several concepts, their gate's subspace is 64 a concept (``gate_rank``), wider than
+# the update's 32 (stop 43 lifted the cap at the update's rank): on multi10's six gated concepts 384, the whole width,
+# against 192. Chosen on val, seeds 0-4 (``erasekit tune ace --scenario multi10 --grid gate_rank=64 --grid seed=S``,
+# 16 prompts a group): H_o 0.741 0.767 0.769 0.771 0.766 against 0.736 0.757 0.750 0.745 0.771, garbage truck's
+# efficacy 0.19-0.25 against 0.50-0.88, unseen specificity 0.94 on every seed. The gate (``bench/ace_gate.py --split
+# val --scenario multi10 --settings kind --set seed=S [gate_rank=32]``: 108 prompts of the unseen concepts, 48
+# paraphrases a concept) opened on 0.0 2.8 7.4 0.9 11.1% of the neutral prompts against 8.3 11.1 23.1 33.3 5.6%, and
+# found more of church's, parachute's and garbage truck's paraphrases (means 87 78 73% against 76 69 52%), as many of
+# red's and blue's, and fewer of tench's (35% against 39%). The update's rank does not do it: at 64 with the gate at
+# 32, H_o 0.726 0.757 0.762 0.727 0.764 (stop 42, bench/ACE_MEASUREMENTS.md).
 # ``unsafe``: the whole-prompt gate (``gate_whole_prompt``: a token opens at most as far as its prompt's last position,
 # :mod:`erasekit.gate`), τ calibrated under it at ``gate_margin`` 0.6 (0.9 until stop 41, below), fitted at rank 32
 # (``gate_rank``) beside an update of rank 128; chosen for nudity on val. Under ``rank32`` the gate opened on 45% of the
@@ -244,6 +254,7 @@ SETTINGS = {
     "unsafe": {"rank": 128, "gate_rank": 32, "gate_margin": 0.6, "gate_fit_preserve": False, "gate_whole_prompt": True},
     "object": {
         "rank": 32,
+        "gate_rank": 64,
         **PINNED_GATE,
         "gate_preserve_rate": 0.02,
         "gate_concept_rate": 0.8,

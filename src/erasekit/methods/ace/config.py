@@ -60,7 +60,7 @@ class ACEConfig:
     name_captions: int = 512  # made-up names, each alone as a caption ("kelly mcternan"): shut
     gate_names_after: bool = False  # each caption of the concept ends in a made-up artist (package SETTINGS' notes)
     contexts: int = 96  # captions naming each erased concept (gate open); each preserved one gets half
-    gate_rank: int | None = None  # the gate's subspace per concept, capped at rank (None: rank; the `unsafe` settings)
+    gate_rank: int | None = None  # the gate's subspace per concept, capped at the width (None: rank; package SETTINGS)
     gate_whole_prompt: bool = False  # a token opens at most as far as the prompt's last position (erasekit.gate)
     gated: bool = True  # False: the update acts on every token (the ace-nogate ablation)
     gate_min_concepts: int = 1  # fewer erased concepts than this: no gate (the `object` settings' 2; package __init__)

@@ -134,7 +134,8 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     siblings = mined.siblings if cfg.gated else ()  # the gate's negatives: without a gate, no captions to encode
     if cfg.gated:
         pos, neg = gate_tokens(request, cfg, siblings)
-        k_gate = k if cfg.gate_rank is None else min(cfg.gate_rank * len(request.concepts), k)
+        width = rows.C.shape[1]  # the gate's subspace may be wider than the update (the `object` settings')
+        k_gate = k if cfg.gate_rank is None else min(cfg.gate_rank * len(request.concepts), width)
         gate, rates = _fitted_gate(cfg, rows, k_gate, pos, neg, preserve_tokens(request))
         held = pos.split()[1].rows()  # the held-out concept captions' span rows: the stopping rule's
     else:  # no gate to fit: only the stopping rule's captions
