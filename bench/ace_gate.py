@@ -62,8 +62,8 @@ def main() -> None:
         "--settings",
         default="defaults",
         help="ACE's named settings (e.g. rank32); 'kind': what compare runs for the concept's kind (ACE's BY_KIND; "
-        "the style settings, and the object settings for one object, are ungated: g = 1 on every token; add --set "
-        "gate_min_concepts=1 for the gate an object gets beside others); 'defaults': none",
+        "the style settings, and the object settings for one object, are ungated: g = 1 on every token; --scenario "
+        "multi10 for the gate objects share beside others); 'defaults': none",
     )
     parser.add_argument(
         "--scenario",
