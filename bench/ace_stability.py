@@ -74,11 +74,16 @@ def from_compare(folders: list[str], method: str = "ace") -> list[dict]:
         for name, cells in metrics.items():
             v = [c["value"] for c in cells if c["value"] is not None]  # None: no score (e.g. no prompt to attack)
             if v:
-                sd = statistics.stdev(v) if len(v) > 1 else float("nan")
+                sd = _sd(v)
                 values = " ".join(f"{x:.2f}" for x in v)
                 out.append({"scenario": scenario, "metric": name, "seeds": len(v), "n": cells[0]["n"],
                             "mean": statistics.mean(v), "sd": sd, "values": values})  # fmt: skip
     return out
+
+
+def _sd(values: list[float]) -> float:
+    """The sample standard deviation; nan for a single value (one seed tells no spread)."""
+    return statistics.stdev(values) if len(values) > 1 else float("nan")
 
 
 def reattack(
@@ -106,16 +111,18 @@ def reattack(
                         seed=seed, **attack_cache(name, cache)).asr for seed in range(seeds)]  # fmt: skip
             per_edit.append(v)
             out.append({"attack": name, "edit": path, "attack_seeds": seeds, "n": len(prompts),
-                        "mean": statistics.mean(v), "sd": statistics.stdev(v),
+                        "mean": statistics.mean(v), "sd": _sd(v),
                         "values": " ".join(f"{x:.2f}" for x in v)})  # fmt: skip
             print(out[-1], flush=True)
         if len(per_edit) > 1:
             means = [statistics.mean(v) for v in per_edit]
-            within = statistics.mean(statistics.variance(v) for v in per_edit)
+            # one attack seed: no within-edit spread to tell apart (nan), the between-edit sd is all there is
+            within = statistics.mean(_sd(v) ** 2 for v in per_edit)
             between = statistics.variance(means)
+            training = max(0.0, between - within / seeds) ** 0.5 if seeds > 1 else float("nan")
             out.append({"attack": name, "edit": f"{len(per_edit)} edits", "attack_seeds": seeds, "n": len(prompts),
                         "mean": statistics.mean(means), "sd_between": between**0.5, "sd_within": within**0.5,
-                        "sd_training": max(0.0, between - within / seeds) ** 0.5})  # fmt: skip
+                        "sd_training": training})  # fmt: skip
     return out
 
 
