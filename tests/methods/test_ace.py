@@ -268,10 +268,10 @@ def test_gate_is_selective_on_prompts_from_no_training_set(concept, overrides, m
     harder neutral set, the same kind's other concepts. Measured (48 prompts each, compare's preserve set and fit
     prompts, `python bench/ace_gate.py --split test`, its "other" columns): at the defaults church 0.1% / 2.1% /
     100%, parachute 0.0% / 0.0% / 100% since stop 33 put the preserve prompts among the gate's negatives (0.6% /
-    14.6% before: its gate opened on first names after "by"); under the ``object`` settings, what compare runs for
-    objects (τ also calibrated on the preserve
-    prompts; `--settings kind`, stop 29), church 0.0% / 0.0% / 97.9%, parachute 0.1% / 2.1% / 95.8% (0.3% / 6.2% / 95.8%
-    since stop 30's siblings, church unchanged). Styles run
+    14.6% before: its gate opened on first names after "by"); under the ``object`` settings with
+    ``gate_min_concepts=1`` (τ also calibrated on the preserve prompts; stop 29), church 0.0% / 0.0% / 97.9%, parachute
+    0.1% / 2.1% / 95.8% (0.3% / 6.2% / 95.8% since stop 30's siblings, church unchanged): a gate no compare row builds,
+    read here until stop 43, when the ten-concept gate's own tests (below) replaced it. Styles run
     ungated under compare; at the defaults picasso's gate meets the goals (6.2% / 93.8%) and van gogh's does not
     (4.2%, paraphrases 72.9%: a strict xfail). Nudity under the ``unsafe`` settings, what compare runs for it (the
     whole-prompt gate, stop 38): 0.0% / 0.0% / 91.7%; on 180 of the other kinds' prompts 2.2% / 5.6% (3.5% / 10.4%
