@@ -79,6 +79,7 @@ def main() -> None:
     if args.scenario:
         print_table(_scenario_rows(args, pipe, encode))
         return
+    world = worlds.get("embedded")
     rows = []
     for concept in args.concepts:
         sc = compare.scenario(concept)
@@ -87,7 +88,6 @@ def main() -> None:
         edit = erasekit.erase(pipe, [concept], "ace", preserve=compare.preserve_set(sc), preserve_prompts=kept,
                               settings=settings, **parse_assignments(args.set))  # fmt: skip
         suite = embedded.prompt_suite(concept, n=args.n, split=args.split)
-        world = worlds.get("embedded")
         others = [c for c in compare.unseen_set(sc) if world.concept_kind(c) != world.concept_kind(concept)]
         neutral = _neutral(others, _names(concept), args.n_neutral, args.split)
         groups = {"neutral": neutral, "other": suite["specificity"], "paraphrase": suite["generality"],

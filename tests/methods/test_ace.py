@@ -243,6 +243,11 @@ def embedded_ace():  # slow: minutes on a shared core, the gate's neutral captio
     return pipe, edit, rows
 
 
+def opened(pipe, edit: Edit, prompts: list[str]) -> torch.Tensor:
+    """``[n, L]`` bool: where ``edit``'s gate is above 0.5 on ``prompts`` (padding included: the gate reads it)."""
+    return edit.gate(TextEncoder(pipe)(prompts).states).squeeze(-1) > 0.5
+
+
 VAN_GOGH_PARAPHRASES = (
     "paraphrases found 52.1%: most of those missed say 'the man who painted the sunflowers', which MiniLM puts "
     "nowhere near van gogh (README, ACE)"
@@ -283,9 +288,8 @@ def test_gate_is_selective_on_prompts_from_no_training_set(concept, overrides, m
     """
     pipe, edit = embedded_edit(concept, **overrides)
     suite = embedded.prompt_suite(concept, n=48, split="test")
-    encode = TextEncoder(pipe)
-    neutral = edit.gate(encode(suite["specificity"]).states).squeeze(-1) > 0.5  # [48, L]: other concepts
-    paraphrase = edit.gate(encode(suite["generality"]).states).squeeze(-1) > 0.5  # held-out descriptions
+    neutral = opened(pipe, edit, suite["specificity"])  # [48, L]: other concepts
+    paraphrase = opened(pipe, edit, suite["generality"])  # held-out descriptions
     tokens, prompts = float(neutral.float().mean()), float(neutral.any(1).float().mean())
     found = float(paraphrase.any(1).float().mean())
     assert tokens <= 0.05 and found >= 0.80 and prompts <= most_prompts, (tokens, prompts, found)
@@ -303,11 +307,6 @@ def multi10_edit():  # slow: a minute on a shared core
     edit = erasekit.erase(pipe, list(sc.concepts), "ace", preserve=compare.preserve_set(sc), preserve_prompts=kept,
                           kinds=compare.concept_kinds(sc), settings="object")  # fmt: skip
     return pipe, edit, sc
-
-
-def opened(pipe, edit: Edit, prompts: list[str]) -> torch.Tensor:
-    """``[n, L]`` bool: where ``edit``'s gate is above 0.5 on ``prompts`` (padding included: the gate reads it)."""
-    return edit.gate(TextEncoder(pipe)(prompts).states).squeeze(-1) > 0.5
 
 
 @pytest.mark.slow

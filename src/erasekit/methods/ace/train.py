@@ -130,11 +130,12 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     cfg = dataclasses.replace(cfg, synonyms=(*cfg.synonyms, *mined.words))  # erased like the user's own
     rows = token_rows(request, cfg)
 
-    k = min(cfg.rank * len(request.concepts), rows.C.shape[1])  # each concept needs its own directions
+    width = rows.C.shape[1]
+    k = min(cfg.rank * len(request.concepts), width)  # each concept needs its own directions
     siblings = mined.siblings if cfg.gated else ()  # the gate's negatives: without a gate, no captions to encode
     if cfg.gated:
         pos, neg = gate_tokens(request, cfg, siblings)
-        width = rows.C.shape[1]  # the gate's subspace may be wider than the update (the `object` settings')
+        # the gate's subspace may be wider than the update's (the `object` settings')
         k_gate = k if cfg.gate_rank is None else min(cfg.gate_rank * len(request.concepts), width)
         gate, rates = _fitted_gate(cfg, rows, k_gate, pos, neg, preserve_tokens(request))
         held = pos.split()[1].rows()  # the held-out concept captions' span rows: the stopping rule's
