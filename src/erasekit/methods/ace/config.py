@@ -45,6 +45,7 @@ class ACEConfig:
     mine_candidates: int = 32  # nearest vocabulary words checked per concept
     mine_similarity: float = 0.5  # least cos_S of a neighbour's K/V to the concept's
     mine_render: float = 0.5  # least r(w): how alike the original renders the word and the concept (-1: no check)
+    mine_render_alone: float | None = 0.8  # r(w) past which a word is kept unread (mining.py; None: never)
     mine_render_images: int = 2  # latents of the concept the original draws for that check
     mine_render_timesteps: int = 4  # timesteps each is noised at (8 moved no r by more than 0.03 on church)
     gate_siblings: int = 8  # neighbours read as a concept but rendered otherwise: gate negatives (mining.py)
@@ -144,8 +145,8 @@ class ACEConfig:
         for name in ("preserve_scale", "keep_weight", "denoise_weight", "mine_radius"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"ACEConfig.{name} must be ≥ 0, got {getattr(self, name)}.")
-        for name in ("mine_render", "sibling_render"):
-            if not -1 <= getattr(self, name) <= 1:
+        for name in ("mine_render", "sibling_render", "mine_render_alone"):
+            if getattr(self, name) is not None and not -1 <= getattr(self, name) <= 1:
                 raise ConfigError(f"ACEConfig.{name} is a cosine: pass a value in [-1, 1], got {getattr(self, name)}.")
         if self.loss not in ("kv", "denoise"):
             raise ConfigError(f"ACEConfig.loss must be 'kv' or 'denoise', got {self.loss!r}.")
