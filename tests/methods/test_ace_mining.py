@@ -72,9 +72,9 @@ def test_siblings_join_the_gates_negatives_in_captions(world):
 def test_a_word_drawn_as_the_concept_is_kept_though_read_nearer_a_preserved_one(world):
     # the original draws "trash" and "landfill" as a garbage truck (r ≥ 0.8), but reads their K/V nearer the
     # preserved "car" (cos_S 0.44 against 0.62): the read check alone drops them, mine_render_alone keeps them
-    read_only = mined(world, "garbage truck", ("car",), mine_render_alone=None)
+    read_only = mined(world, "garbage truck", ("car",))  # the defaults: read and rendered
     assert not {"trash", "landfill"} & set(read_only)
-    found = mined(world, "garbage truck", ("car",))
+    found = mined(world, "garbage truck", ("car",), mine_render_alone=0.8)  # the `object` settings
     assert {"trash", "landfill"} <= set(found) and min(found["trash"], found["landfill"]) >= 0.8
     assert list(found.values()) == sorted(found.values(), reverse=True)
 

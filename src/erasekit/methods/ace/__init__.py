@@ -207,6 +207,12 @@ VARIANTS = {
 # found more of church's, parachute's and garbage truck's paraphrases (means 87 78 73% against 76 69 52%), as many of
 # red's and blue's, and fewer of tench's (35% against 39%). The update's rank does not do it: at 64 with the gate at
 # 32, H_o 0.726 0.757 0.762 0.727 0.764 (stop 42, bench/ACE_MEASUREMENTS.md).
+# The ``object`` settings also keep a mined word the original draws as the concept by r ≥ 0.8 however its K/V reads
+# (``mine_render_alone``, :mod:`.mining`): "trash", "landfill" and "waste" for garbage truck. Chosen on multi10's val
+# prompts: H_o 0.768 0.802 0.768 0.784 0.783 against 0.741 0.767 0.769 0.771 0.766. Not the defaults': rendering every
+# candidate, not only the read ones, and the words it adds cost time (stop 44, ``bench/ace_speed.py``: van gogh, the
+# bench's row, mined "vincent" and took 5.3 s against 2.7; red 5.4 s against 4.6, the same words), and no other kind
+# was measured with it.
 # ``unsafe``: the whole-prompt gate (``gate_whole_prompt``: a token opens at most as far as its prompt's last position,
 # :mod:`erasekit.gate`), τ calibrated under it at ``gate_margin`` 0.6 (0.9 until stop 41, below), fitted at rank 32
 # (``gate_rank``) beside an update of rank 128; chosen for nudity on val. Under ``rank32`` the gate opened on 45% of the
@@ -258,6 +264,7 @@ SETTINGS = {
         **PINNED_GATE,
         "gate_preserve_rate": 0.02,
         "gate_concept_rate": 0.8,
+        "mine_render_alone": 0.8,
         "ungated_kinds": ("style", "unsafe"),
         "gate_min_concepts": 2,
     },

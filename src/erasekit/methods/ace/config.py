@@ -45,7 +45,7 @@ class ACEConfig:
     mine_candidates: int = 32  # nearest vocabulary words checked per concept
     mine_similarity: float = 0.5  # least cos_S of a neighbour's K/V to the concept's
     mine_render: float = 0.5  # least r(w): how alike the original renders the word and the concept (-1: no check)
-    mine_render_alone: float | None = 0.8  # r(w) past which a word is kept unread (mining.py; None: never)
+    mine_render_alone: float | None = None  # r(w) past which a word is kept unread (mining.py; `object`: 0.8)
     mine_render_images: int = 2  # latents of the concept the original draws for that check
     mine_render_timesteps: int = 4  # timesteps each is noised at (8 moved no r by more than 0.03 on church)
     gate_siblings: int = 8  # neighbours read as a concept but rendered otherwise: gate negatives (mining.py)

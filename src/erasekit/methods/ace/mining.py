@@ -20,17 +20,18 @@ Two kinds, both erased with the concept:
   how the text encoder relates words, not what the U-Net draws: on the embedded world it admitted
   "colour" to "red" (cos_S 0.82; r 0.31, and the judge sees red in 1 of 6 of the original's images of
   "colour") and "painter" to "picasso" (r -0.12); ``bench/ace_mining.py`` checks every mined word
-  against the judge. A word the original renders as the concept by ``mine_render_alone`` (0.8) or more is kept
-  without being read so: the read check guards against words the encoder relates but the U-Net does not draw,
-  and such a word is drawn. It admits "trash", "landfill" and "waste" to "garbage truck" (r 0.87-0.92), which
-  the read check had dropped as nearer the preserved "car" (cos_S 0.44 against 0.62). The name's own word pieces
-  are never candidates, as its words are not: MiniLM reads "tench" as "ten ##ch", and the original draws "ten"
-  like a tench (r 0.87), a number no one asks to erase. Chosen on multi10's val prompts (``erasekit tune ace
-  --scenario multi10 --grid seed=S``, 16 a group; H_o over training seeds 0-4; unseen specificity 0.94 at every
-  point): unset 0.741 0.767 0.769 0.771 0.766 (mean 0.763); 0.8 as shipped 0.768 0.802 0.768 0.784 0.783 (0.781),
-  garbage truck's paraphrases detected on 0.25-0.44 of its prompts against 0.44-0.75. A first form of the rule
-  (the pieces not barred, "ten" kept for tench) gave 0.778 at 0.8 and 0.783 at 0.7, which also keeps "recycling",
-  "balloon" and "nine": less than a prompt in 16 for more words no one would call related.
+  against the judge. With ``mine_render_alone`` (0.8 in the ``object`` settings) a word the original renders as the
+  concept by that much or more is kept without being read so: the read check guards against words the encoder relates
+  but the U-Net does not draw, and such a word is drawn. It admits "trash", "landfill" and "waste" to "garbage truck"
+  (r 0.87-0.92), which the read check had dropped as nearer the preserved "car" (cos_S 0.44 against 0.62). The name's
+  own word pieces are never candidates, as its words are not: MiniLM reads "tench" as "ten ##ch", and the original
+  draws "ten" like a tench (r 0.87), a number no one asks to erase. Chosen on multi10's val prompts (``erasekit tune
+  ace --scenario multi10 --grid seed=S``, 16 a group; H_o over training seeds 0-4; unseen specificity 0.94 at every
+  point): unset 0.741 0.767 0.769 0.771 0.766 (mean 0.763); 0.8 0.768 0.802 0.768 0.784 0.783 (0.781), garbage truck's
+  paraphrases detected on 0.25-0.44 of its prompts against 0.44-0.75. A first form of the rule (the pieces not barred,
+  "ten" kept for tench) gave 0.778 at 0.8 and 0.783 at 0.7, which also keeps "recycling", "balloon" and "nine": less
+  than a prompt in 16 for more words no one would call related. Not the defaults, for the time (the package's notes on
+  ``SETTINGS``).
   At most ``mine_words`` per concept, the highest r first.
 - **siblings**: the neighbours the original reads as the concept but renders otherwise (r below
   ``sibling_render``, half of ``mine_render``), at most ``gate_siblings`` per concept, the closest K/V first:
