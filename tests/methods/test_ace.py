@@ -312,7 +312,8 @@ def multi10_edit():  # slow: a minute on a shared core
 @pytest.mark.slow
 def test_the_ten_concept_gate_stays_shut_on_the_unseen_concepts(multi10_edit):
     # the gate multi10's six objects and colours share, on the test prompts of the concepts compare gives no method
-    # (none naming an erased concept by a training name): 3.4% of the tokens, 5.4% of these 74 prompts; with the gate at
+    # (none naming an erased concept by a training name): 3.5% of the tokens, 5.4% of these 74 prompts (stop 44; 3.4% and
+    # 5.4% at stop 43); with the gate at
     # 32 a concept (before stop 43) 3.6% and 14.9%. `python bench/ace_gate.py --split test --scenario multi10 --settings
     # kind`, which also drops prompts naming one by a held-out name ("a crimson sedan"): 0.2% and 0.9% of 113 prompts
     # (at 32: 1.1%, 10.6%; seeds 1-4 in the README)
@@ -323,7 +324,7 @@ def test_the_ten_concept_gate_stays_shut_on_the_unseen_concepts(multi10_edit):
 
 
 BELOW_GOAL = "the ten-concept gate finds under 80% of these paraphrases at training seed 0 (README, ACE point 1)"
-SHORT_OF_GOAL = ("parachute", "garbage truck", "tench", "red", "blue")
+SHORT_OF_GOAL = ("tench", "red", "blue")
 
 
 @pytest.mark.slow
@@ -332,8 +333,9 @@ SHORT_OF_GOAL = ("parachute", "garbage truck", "tench", "red", "blue")
     ["church", *(pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=BELOW_GOAL)) for c in SHORT_OF_GOAL)],
 )
 def test_the_ten_concept_gate_finds_each_gated_concepts_paraphrases(multi10_edit, concept):
-    # measured at training seed 0 (test, 48 paraphrases each, the bench above): church 85.4%, parachute 70.8%, garbage
-    # truck 58.3%, tench 31.2%, red 77.1%, blue 75.0%; over seeds 0-4 church is the one at 80% or more on every seed
+    # measured at training seed 0 (test, 48 paraphrases each, the bench above): church 83.3%, parachute 83.3%, garbage
+    # truck 95.8% (58.3% before stop 44 mined "trash", "landfill" and "waste" for it), tench 29.2%, red 79.2%, blue
+    # 70.8%; over seeds 0-4 church and garbage truck are at 80% or more on every seed, parachute on two
     pipe, edit, _ = multi10_edit
     found = opened(pipe, edit, embedded.prompt_suite(concept, n=48, split="test")["generality"]).any(1)
     assert float(found.float().mean()) >= 0.80, float(found.float().mean())
