@@ -312,11 +312,11 @@ def multi10_edit():  # slow: a minute on a shared core
 @pytest.mark.slow
 def test_the_ten_concept_gate_stays_shut_on_the_unseen_concepts(multi10_edit):
     # the gate multi10's six objects and colours share, on the test prompts of the concepts compare gives no method
-    # (none naming an erased concept by a training name): 3.5% of the tokens, 5.4% of these 74 prompts (stop 44; 3.4% and
-    # 5.4% at stop 43); with the gate at
-    # 32 a concept (before stop 43) 3.6% and 14.9%. `python bench/ace_gate.py --split test --scenario multi10 --settings
-    # kind`, which also drops prompts naming one by a held-out name ("a crimson sedan"): 0.2% and 0.9% of 113 prompts
-    # (at 32: 1.1%, 10.6%; seeds 1-4 in the README)
+    # (none naming an erased concept by a training name): 3.5% of the tokens, 5.4% of these 74 prompts (stop 44;
+    # 3.4% and 5.4% at stop 43); with the gate at 32 a concept (before stop 43) 3.6% and 14.9%. `python
+    # bench/ace_gate.py --split test --scenario multi10 --settings kind`, which also drops prompts naming one by a
+    # held-out name ("a crimson sedan"): 0.0% and 0.9% of 113 prompts (stop 43: 0.2%, 0.9%; at 32: 1.1%, 10.6%;
+    # seeds 1-4 in the README)
     pipe, edit, sc = multi10_edit
     rows = [p for c in compare.unseen_set(sc) for p in embedded.prompt_suite(c, n=16, split="test")["target"]]
     neutral = opened(pipe, edit, [p for p in rows if not any(mentions(p, c) for c in sc.concepts)])
