@@ -1,8 +1,9 @@
 """What ACE's mining adds to each concept, and whether the original model renders those words as the concept.
 
 For every concept: the vocabulary neighbours the K/V cosine alone would mine (``mine_render=-1``, the
-closest ``--words`` first) and those the render check keeps (ACE's defaults), each with its render agreement
-``r`` (``methods/ace/mining.py``) and the judge's share of the original's images of the word (``--images``
+closest ``--words`` first), those the render check keeps (ACE's defaults) and those it keeps when a word
+drawn as the concept needs no reading (``mine_render_alone``, the ``object`` settings' 0.8), each with its render
+agreement ``r`` (``methods/ace/mining.py``) and the judge's share of the original's images of the word (``--images``
 prompts "a photo of {word}", ...) that show the concept: the ground truth the check stands in for, which
 the method itself never sees. The summary gives, per rule, the share of mined words the judge sees as the
 concept (its precision) with a 95% Wilson interval over words; a word counts as rendered when at least half
@@ -53,7 +54,8 @@ def main() -> None:
     encoder, targets = TextEncoder(pipe), find_targets(pipe.unet)
     S = kv_metric(targets)
     cfg = dataclasses.replace(ACEConfig(), mine_words=args.words)
-    rows, tally = [], {"K/V only": [], "K/V + render": []}
+    alone = methods.get("ace").settings["object"]["mine_render_alone"]
+    rows, tally = [], {"K/V only": [], "K/V + render": [], "or render alone": []}
     for concept in args.concepts:
         preserve = compare.preserve_set(compare.scenario(concept)) if args.preserve == "compare" else ()
         request = methods.EraseRequest(targets=targets, encoder=encoder, concepts=(concept,), pipe=pipe,
@@ -61,10 +63,11 @@ def main() -> None:
         by_rule = {
             "K/V only": mine_words(request, dataclasses.replace(cfg, mine_render=-1), S).words,
             "K/V + render": mine_words(request, cfg, S).words,
+            "or render alone": mine_words(request, dataclasses.replace(cfg, mine_render_alone=alone), S).words,
         }
-        words = list(dict.fromkeys([*by_rule["K/V only"], *by_rule["K/V + render"]]))
+        words = list(dict.fromkeys(w for mined in by_rule.values() for w in mined))
         if not words:
-            rows.append({"concept": concept, "word": "(none)", "r": "", "judged": "", "K/V only": "", "render": ""})
+            rows.append({"concept": concept, "word": "(none)", "r": "", "judged": "", **{rule: "" for rule in by_rule}})
             continue
         r = render_agreement(request, concept, cfg.guide, words, cfg)
         for word, agreement in zip(words, r.tolist()):
@@ -75,8 +78,7 @@ def main() -> None:
                 if word in mined:
                     tally[rule].append(shown >= 0.5)
             rows.append({"concept": concept, "word": word, "r": f"{agreement:+.2f}", "judged": f"{shown:.2f}",
-                         "K/V only": "x" if word in by_rule["K/V only"] else "",
-                         "render": "x" if word in by_rule["K/V + render"] else ""})  # fmt: skip
+                         **{rule: "x" if word in mined else "" for rule, mined in by_rule.items()}})  # fmt: skip
     print_table(rows)
     print()
     summary = []
