@@ -211,8 +211,8 @@ VARIANTS = {
 # (``mine_render_alone``, :mod:`.mining`): "trash", "landfill" and "waste" for garbage truck. Chosen on multi10's val
 # prompts: H_o 0.768 0.802 0.768 0.784 0.783 against 0.741 0.767 0.769 0.771 0.766. Not the defaults': rendering every
 # candidate, not only the read ones, and the words it adds cost time (stop 44, ``bench/ace_speed.py``: van gogh, the
-# bench's row, mined "vincent" and took 5.3 s against 2.7; red 5.4 s against 4.6, the same words), and no other kind
-# was measured with it.
+# bench's row, mined "vincent" and took 5.3 s against 3.0 without it; red 5.4 s against 5.1, the same words), and no
+# other kind was measured with it.
 # ``unsafe``: the whole-prompt gate (``gate_whole_prompt``: a token opens at most as far as its prompt's last position,
 # :mod:`erasekit.gate`), τ calibrated under it at ``gate_margin`` 0.6 (0.9 until stop 41, below), fitted at rank 32
 # (``gate_rank``) beside an update of rank 128; chosen for nudity on val. Under ``rank32`` the gate opened on 45% of the
