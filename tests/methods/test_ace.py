@@ -325,12 +325,13 @@ def test_the_ten_concept_gate_stays_shut_on_the_unseen_concepts(multi10_edit):
 
 BELOW_GOAL = "the ten-concept gate finds under 80% of these paraphrases at training seed 0 (README, ACE point 1)"
 SHORT_OF_GOAL = ("tench", "red", "blue")
+AT_GOAL = ("church", "parachute", "garbage truck")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "concept",
-    ["church", *(pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=BELOW_GOAL)) for c in SHORT_OF_GOAL)],
+    [*AT_GOAL, *(pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=BELOW_GOAL)) for c in SHORT_OF_GOAL)],
 )
 def test_the_ten_concept_gate_finds_each_gated_concepts_paraphrases(multi10_edit, concept):
     # measured at training seed 0 (test, 48 paraphrases each, the bench above): church 83.3%, parachute 83.3%, garbage
