@@ -36,7 +36,7 @@ import torch
 from bench._timing import ace_settings, pin_threads, print_table
 
 import erasekit
-from erasekit import methods, worlds
+from erasekit import worlds
 from erasekit.evaluate import compare
 from erasekit.io import parse_assignments
 from erasekit.metrics.intervals import wilson
@@ -92,9 +92,7 @@ def main() -> None:
         neutral = _neutral(others, _names(concept), args.n_neutral, args.split)
         groups = {"neutral": neutral, "other": suite["specificity"], "paraphrase": suite["generality"],
                   "target": suite["target"]}  # fmt: skip
-        # [n, L]; an ungated edit (the style settings) updates every token: g = 1
-        gate = edit.gate or (lambda states: states.new_ones((*states.shape[:-1], 1)))
-        opens = {name: gate(encode(texts).states).squeeze(-1) > 0.5 for name, texts in groups.items()}
+        opens = {name: _opens(edit, encode, texts) for name, texts in groups.items()}
         rates = {f"{name}_{unit}": hits for name in ("neutral", "other")
                  for unit, hits in (("tokens", opens[name].flatten()), ("prompts", opens[name].any(1)))}  # fmt: skip
         rates["paraphrases_found"] = found = opens["paraphrase"].any(1)
@@ -118,17 +116,16 @@ def _scenario_rows(args: argparse.Namespace, pipe: object, encode: TextEncoder) 
     kept = compare.preserve_prompts(sc, args.fit_prompts)
     settings = ace_settings(args.settings, sc.kind)
     overrides = parse_assignments(args.set)
-    kinds = compare.concept_kinds(sc)
     edit = erasekit.erase(pipe, list(sc.concepts), "ace", preserve=compare.preserve_set(sc), preserve_prompts=kept,
-                          kinds=kinds, settings=settings, **overrides)  # fmt: skip
-    ungated = methods.get("ace").make_config(settings, **overrides).ungated_kinds
+                          kinds=compare.concept_kinds(sc), settings=settings, **overrides)  # fmt: skip
+    ungated = edit.info.get("ungated_concepts", [])  # erased on every token, beside the gate (methods/ace/kinds.py)
     names = tuple(name for c in sc.concepts for name in _names(c))
     neutral = _neutral(compare.unseen_set(sc), names, args.n_neutral, args.split)
-    opens_neutral = edit.gate(encode(neutral).states).squeeze(-1) > 0.5  # [n, L]
+    opens_neutral = _opens(edit, encode, neutral)
     rows = []
-    for concept in (c for c in sc.concepts if kinds[c] not in ungated):
+    for concept in (c for c in sc.concepts if c not in ungated):
         suite = embedded.prompt_suite(concept, n=args.n, split=args.split)
-        found = {name: edit.gate(encode(suite[group]).states).squeeze(-1).gt(0.5).any(1)
+        found = {name: _opens(edit, encode, suite[group]).any(1)
                  for name, group in (("paraphrases_found", "generality"), ("targets_found", "target"))}  # fmt: skip
         rows.append({"scenario": sc.name, "concept": concept, "settings": settings or "defaults", "split": args.split,
                      "n": args.n, "n_neutral": len(neutral), "neutral_tokens": _rate(opens_neutral.flatten()),
@@ -153,6 +150,13 @@ def _neutral(others: list[str], names: tuple[str, ...], n: int, split: str) -> l
         if len(taken) < n and not any(mentions(prompt, name) for name in names):
             taken.setdefault(prompt)
     return list(taken)
+
+
+def _opens(edit: erasekit.Edit, encode: TextEncoder, texts: list[str]) -> torch.Tensor:
+    """``[n, L]`` bool: where the edit's gate opens (g > 0.5) on each text's tokens; an ungated edit (the style
+    settings) updates every token: g = 1."""
+    states = encode(texts).states
+    return edit.gate(states).squeeze(-1) > 0.5 if edit.gate is not None else torch.ones(states.shape[:-1], dtype=bool)
 
 
 def _names(concept: str) -> tuple[str, ...]:
