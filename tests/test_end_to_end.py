@@ -10,7 +10,9 @@ ACE runs at its defaults (through the gate) on parachute, and on picasso (its no
 the costliest case) with the slow tests under the settings compare runs for a style (``style``: the update on every
 token). Gated, at its defaults, ACE has left picasso in 2 of these 16 images since stop 25's faster gate fit
 (ec69507, found by `git bisect` at stop 33; at most 1 before): on a style the gated update falls short, which is why
-compare runs styles ungated (``methods/ace/__init__.py``, part 3).
+compare runs styles ungated (``methods/ace/__init__.py``, part 3). Andy warhol, a name in word pieces ("andy war
+##hol") each of which draws the style alone, stayed in 0.75 of these images under ``style`` until stop 45, when ACE's
+rows began at the prompt's last word; they begin at the name's first piece since, and this case holds it to 10%.
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ LIMITS = {"uce": 0.75, "rece": 0.10, "ace": 0.10}  # the most detection each met
         ("picasso", ("uce", "rece"), None),
         ("parachute", ("uce", "rece", "ace"), None),  # ACE at its defaults: through the gate
         pytest.param("picasso", ("ace",), "style", marks=pytest.mark.slow),  # ACE's rounds on a style: ~2.5 min of CI
+        # a name in word pieces ("andy war ##hol"), each of which draws the style alone: rows from the first one
+        pytest.param("andy warhol", ("ace",), "style", marks=pytest.mark.slow),
     ],
 )
 def test_erased_concept_disappears_and_unrelated_prompts_stay(world, concept, methods, settings):

@@ -37,6 +37,19 @@ def test_the_package_registers_ace_and_re_exports_its_parts():
     assert (ace.ACEConfig, ace.token_rows, ace.concept_subspace) == (ACEConfig, token_rows, concept_subspace)
 
 
+def test_a_target_prompts_rows_start_at_the_first_token_of_its_name(tiny_pipe):
+    # a name's first pieces carry it alone ("andy" of "andy war ##hol" draws warhol on the embedded world)
+    cfg = ACEConfig(augment=0, templates=("a photo of {}", "{}, detailed"))
+    rows = token_rows(request(tiny_pipe), cfg)
+    tokenizer, L = tiny_pipe.tokenizer, rows.states.shape[1]
+    van = tokenizer("van", add_special_tokens=False).input_ids[0]
+    for p, (prompt, first) in enumerate((("a photo of van gogh", 4), ("van gogh, detailed", 1))):
+        assert tokenizer(prompt).input_ids[first] == van
+        assert rows.where[1][rows.where[0] == p].tolist() == list(range(first, L))  # the name on, to the padding
+    torch.testing.assert_close(rows.C[0], rows.states[0, 4])  # "van" ...
+    torch.testing.assert_close(rows.G[0], rows.guide_states[0, 1])  # ... towards the guide's last word (" ": EOS)
+
+
 def test_subspace_separates_target_rows_from_neutral_ones(tiny_pipe):
     rows = token_rows(request(tiny_pipe), ACEConfig())
     P, mu = concept_subspace(rows.C, rows.K, 4, 1e-2)
@@ -312,11 +325,11 @@ def multi10_edit():  # slow: a minute on a shared core
 @pytest.mark.slow
 def test_the_ten_concept_gate_stays_shut_on_the_unseen_concepts(multi10_edit):
     # the gate multi10's six objects and colours share, on the test prompts of the concepts compare gives no method
-    # (none naming an erased concept by a training name): 3.5% of the tokens, 5.4% of these 74 prompts (stop 44;
+    # (none naming an erased concept by a training name): 3.5% of the tokens, 5.4% of these 74 prompts (stops 44 and 45;
     # 3.4% and 5.4% at stop 43); with the gate at 32 a concept (before stop 43) 3.6% and 14.9%. `python
     # bench/ace_gate.py --split test --scenario multi10 --settings kind`, which also drops prompts naming one by a
-    # held-out name ("a crimson sedan"): 0.0% and 0.9% of 113 prompts (stop 43: 0.2%, 0.9%; at 32: 1.1%, 10.6%;
-    # seeds 1-4 in the README)
+    # held-out name ("a crimson sedan"): 0.0% and 0.0% of 113 prompts (stop 44: 0.0%, 0.9%; stop 43: 0.2%, 0.9%; at
+    # 32: 1.1%, 10.6%; seeds 1-4 in the README)
     pipe, edit, sc = multi10_edit
     rows = [p for c in compare.unseen_set(sc) for p in embedded.prompt_suite(c, n=16, split="test")["target"]]
     neutral = opened(pipe, edit, [p for p in rows if not any(mentions(p, c) for c in sc.concepts)])
@@ -324,8 +337,8 @@ def test_the_ten_concept_gate_stays_shut_on_the_unseen_concepts(multi10_edit):
 
 
 BELOW_GOAL = "the ten-concept gate finds under 80% of these paraphrases at training seed 0 (README, ACE point 1)"
-SHORT_OF_GOAL = ("tench", "red", "blue")
-AT_GOAL = ("church", "parachute", "garbage truck")
+SHORT_OF_GOAL = ("parachute", "tench", "red", "blue")
+AT_GOAL = ("church", "garbage truck")
 
 
 @pytest.mark.slow
@@ -334,9 +347,9 @@ AT_GOAL = ("church", "parachute", "garbage truck")
     [*AT_GOAL, *(pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=BELOW_GOAL)) for c in SHORT_OF_GOAL)],
 )
 def test_the_ten_concept_gate_finds_each_gated_concepts_paraphrases(multi10_edit, concept):
-    # measured at training seed 0 (test, 48 paraphrases each, the bench above): church 83.3%, parachute 83.3%, garbage
-    # truck 95.8% (58.3% before stop 44 mined "trash", "landfill" and "waste" for it), tench 29.2%, red 79.2%, blue
-    # 70.8%; over seeds 0-4 church and garbage truck are at 80% or more on every seed, parachute on two
+    # measured at training seed 0 (test, 48 paraphrases each, the bench above): church 87.5%, parachute 79.2%, garbage
+    # truck 93.8%, tench 18.8%, red 68.8%, blue 68.8% since stop 45's rows from the name's first piece (stop 44: 83.3,
+    # 83.3, 95.8, 29.2, 79.2, 70.8%; garbage truck 58.3% before stop 44 mined "trash", "landfill" and "waste" for it)
     pipe, edit, _ = multi10_edit
     found = opened(pipe, edit, embedded.prompt_suite(concept, n=48, split="test")["generality"]).any(1)
     assert float(found.float().mean()) >= 0.80, float(found.float().mean())

@@ -11,10 +11,15 @@ target and neutral prompt also comes ``augment`` times behind ``prefix_words`` r
 words: prompt-space attacks (UnlearnDiff's prefix search, a learned pseudo-word) shift every
 token's state through the encoder's context, and the gate must still fire on the concept and
 still stay shut on words alone. Rows are
-text-encoder token states: for a target prompt, the states from its last word token to the padded
-end (UCE's span: in a causal encoder earlier positions have not seen the concept yet), each paired
-with the guide's state at the same offset from the guide's first word position (``skip_bos``: never
-the start-of-text state); for neutral and retain prompts, every position.
+text-encoder token states: for a target prompt, the states from the first token of the name it holds
+to the padded end, each from the prompt's last word on paired with the guide's state at the same
+offset from the guide's last word (``skip_bos``: never the start-of-text state), the name's earlier
+tokens with the guide's last word; for neutral and retain prompts, every position. Until stop 45 the
+rows began at the prompt's last word (UCE's span: in a causal encoder earlier positions have not seen
+the concept yet), but a name's first pieces carry it alone: on the embedded world "andy" and "war" of
+"andy war ##hol" each draw warhol in 8 of 8 images, and ACE left andy warhol in 0.75 of its val images
+and rembrandt ("re ##mb ##rand ##t") in all of them (``bench/ACE_MEASUREMENTS.md``, "The name's first
+pieces").
 
 **1b. Mined related terms** (:mod:`.mining`): vocabulary words next to the concept whose K/V the
 original reads as the concept's (closer than any preserved concept's) and which it renders as the

@@ -3,8 +3,8 @@
 :func:`prompt_sets` builds the target prompts (concepts and synonyms in the templates), the guide of
 each, and the neutral + retain prompts, every target and neutral prompt also behind random
 vocabulary words; :func:`token_rows` encodes them and selects the rows ACE trains on (:class:`Rows`):
-the target prompts' span from the last word token, paired with the guide's states, and every
-position of the neutral and retain prompts. :func:`gate_tokens` gives the gate's positives and
+the target prompts' span from the first token of the name they hold, paired with the guide's states, and
+every position of the neutral and retain prompts. :func:`gate_tokens` gives the gate's positives and
 negatives (:mod:`.neutral`'s captions; the concept-free ones encoded once per text encoder).
 """
 
@@ -54,14 +54,16 @@ class Rows:
     guide_states: Tensor
 
 
-def prompt_sets(request: EraseRequest, cfg: ACEConfig) -> tuple[list[str], list[str], list[str]]:
-    """(target prompts, the guide of each, neutral + retain prompts), augmented (package docstring, part 1)."""
+def prompt_sets(request: EraseRequest, cfg: ACEConfig) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(target prompts, the guide of each, neutral + retain prompts, the name each target prompt holds), augmented
+    (package docstring, part 1)."""
     guides = request.guides_or(cfg.guide)
-    target, guide_of = [], []
+    target, guide_of, names = [], [], []
     for concept, guide in [*zip(request.concepts, guides), *((s, guides[0]) for s in cfg.synonyms)]:
         for template in cfg.templates:
             target.append(template.format(concept))
             guide_of.append(guide if guide else " ")
+            names.append(concept)
     keep = list(cfg.neutral)
     if cfg.augment and cfg.prefix_words:
         words = _words(request, cfg.seed)
@@ -74,9 +76,10 @@ def prompt_sets(request: EraseRequest, cfg: ACEConfig) -> tuple[list[str], list[
         n = len(target)
         target += [prefixed(target[i]) for i in range(n) for _ in range(cfg.augment)]
         guide_of += [guide_of[i] for i in range(n) for _ in range(cfg.augment)]
+        names += [names[i] for i in range(n) for _ in range(cfg.augment)]
         keep += [prefixed(p) for p in cfg.neutral for _ in range(cfg.augment)]
     keep += [t.format(p) for p in request.preserve for t in cfg.templates]
-    return target, guide_of, keep
+    return target, guide_of, keep, names
 
 
 def gate_tokens(request: EraseRequest, cfg: ACEConfig, siblings: Sequence[str] = ()) -> tuple[Tokens, Tokens]:
@@ -191,16 +194,22 @@ def _words(request: EraseRequest, seed: int) -> list[str]:
 
 
 def token_rows(request: EraseRequest, cfg: ACEConfig) -> Rows:
-    """Encode the prompt sets and select the rows (package docstring, part 1)."""
-    target, guide_of, keep = prompt_sets(request, cfg)
+    """Encode the prompt sets and select the rows (package docstring, part 1): each target prompt's states from the
+    first token of its name to the padded end. From the prompt's last word on, each pairs with the guide's state
+    at the same offset from the guide's last word; the name's tokens before it (the "andy" and "war" of "a photo
+    of andy war ##hol", and the name of "{}, detailed") pair with the guide's last word."""
+    target, guide_of, keep, names = prompt_sets(request, cfg)
     enc, enc_g = request.encoder(target), request.encoder(guide_of)
+    before = _tokenizer(request)([prompt[: prompt.rfind(name)].rstrip() for prompt, name in zip(target, names)])
     L = enc.states.shape[1]
     prompt_idx, pos, guide_pos = [], [], []
-    for p in range(len(target)):
+    for p, ids in enumerate(before.input_ids):
         i, j = int(enc.last_word[p]), max(int(enc_g.last_word[p]), 1)  # skip_bos: never the guide's BOS
+        first = min(len(ids) - 1, i)  # the name's first token: after BOS and the words before it (i if truncated)
         n = L - max(i, j)
-        prompt_idx += [p] * n
-        pos += range(i, i + n)
+        prompt_idx += [p] * (i - first + n)
+        pos += range(first, i + n)
+        guide_pos += [j] * (i - first)
         guide_pos += range(j, j + n)
     where = (torch.tensor(prompt_idx), torch.tensor(pos))
     C = enc.states[where]
