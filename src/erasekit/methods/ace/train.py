@@ -27,7 +27,7 @@ from .adversaries import _Denoiser, _SoftTokens
 from .config import GATE_NOTE, ACEConfig
 from .gatefit import GateRates, Tokens, fit_gate
 from .mining import mine_words, perturbed_rows
-from .prompts import Rows, concept_tokens, gate_tokens, name_pieces, preserve_tokens, token_rows
+from .prompts import Rows, concept_tokens, gate_tokens, preserve_tokens, token_rows
 from .stopping import HeldOutStop
 from .subspace import concept_subspace, reduced_rank_ridge
 
@@ -131,7 +131,7 @@ def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     rows = token_rows(request, cfg)
 
     width = rows.C.shape[1]
-    k = min(cfg.rank * name_pieces(request), width)  # each piece of each name needs its own directions
+    k = min(cfg.rank * len(request.concepts), width)  # each concept needs its own directions
     siblings = mined.siblings if cfg.gated else ()  # the gate's negatives: without a gate, no captions to encode
     if cfg.gated:
         pos, neg = gate_tokens(request, cfg, siblings)
