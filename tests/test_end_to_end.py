@@ -11,8 +11,8 @@ the costliest case) with the slow tests under the settings compare runs for a st
 token). Gated, at its defaults, ACE has left picasso in 2 of these 16 images since stop 25's faster gate fit
 (ec69507, found by `git bisect` at stop 33; at most 1 before): on a style the gated update falls short, which is why
 compare runs styles ungated (``methods/ace/__init__.py``, part 3). Andy warhol, a name in word pieces ("andy war
-##hol") each of which draws the style alone, stayed in 0.75 of these images under ``style`` until stop 45, when ACE's
-rows began at the prompt's last word; they begin at the name's first piece since, and this case holds it to 10%.
+##hol") each of which draws the style alone, stayed in 0.75 of these images under ``style`` while ACE's rows began at
+the prompt's last word; since stop 45 they begin at the name's first piece, and this case holds it to 10%.
 """
 
 from __future__ import annotations
