@@ -35,7 +35,7 @@ def test_info_says_a_gated_edit_needs_erasekit(tmp_path):
     args += ["--set", "epochs=2", "--set", "rank=4"]
     assert runner.invoke(app, args).exit_code == 0
     summary = json.loads(runner.invoke(app, ["info", str(out), "--json"]).stdout)
-    assert summary["method"] == "ace" and summary["gate"]["rank"] == 4
+    assert summary["method"] == "ace" and summary["gate"]["rank"] == 12  # 4 for each of "van go gh"
     assert "load_lora_weights" in summary["gate"]["note"]
     table = " ".join(runner.invoke(app, ["info", str(out)]).stdout.split())
     assert "gate on held-out captions" in table and "neutral captions" in table, table  # point 1's rates, up front

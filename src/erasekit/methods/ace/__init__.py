@@ -38,9 +38,14 @@ The update of every K/V projection is ``ΔW_l = W_l U A``: UCE's ridge solution 
 reduced-rank regression (:func:`reduced_rank_ridge`). Restricting the update's row space to ``P``
 instead erased too little: the concept's rows keep much of their energy outside any k-dim subspace.
 
-With several concepts k is ``rank`` times their number: on the embedded world's 10-concept
+k is ``rank`` times the word pieces of the concepts' names ("andy warhol": ``andy war ##hol``, 3 to
+MiniLM), each piece's state a direction of its own. Per concept: on the embedded world's 10-concept
 scenario a shared k = 8 left 78% of the target images showing their concept, k = 80 erased church,
-van gogh and red completely (parachute 0.12; nudity 0.88 stays hard).
+van gogh and red completely (parachute 0.12; nudity 0.88 stays hard). Per piece since stop 45, once
+the rows took in a name's first pieces (part 1): at 8 a concept (the ``style`` settings) kelly
+mckernan (``kelly mc ##ker ##nan``) stayed on 0.69 and 0.81 of its val prompts (H_o 0.25, 0.00; at 8
+a piece 0.12 and 0.00, H_o 0.67, 0.70), and multi10's val H_o went from 0.807 to 0.829 over training
+seeds 0-4 (``bench/ACE_MEASUREMENTS.md``, "The name's first pieces").
 
 **3. Gate.** ``g(c) = σ(s (‖Pᵀ(c − μ)‖²/‖c − μ‖² − τ))`` per token (:mod:`erasekit.gate`), applied by an
 attention processor: a token gets ``W c + g(c) ΔW c``. Fitted, not trained with the update (:mod:`.gatefit`),
@@ -135,9 +140,10 @@ from ...edit import Edit
 from .. import EraseRequest, register
 from .config import GATE_NOTE, NEUTRAL, STYLE, TEMPLATES, ACEConfig
 from .kinds import applied, joined, part, ungated_concepts, ungated_config
+from .mining import mine_words
 from .prompts import Rows, prompt_sets, token_rows
 from .subspace import concept_subspace, reduced_rank_ridge
-from .train import train_ace
+from .train import kv_metric, train_ace
 
 __all__ = [
     "GATE_NOTE",
@@ -165,8 +171,9 @@ VARIANTS = {
 
 
 # Named settings (``--settings NAME``, ``ace:settings=NAME``) and the ones a comparison uses per kind of concept.
-# ``rank32``: rank 32 per concept, chosen on the embedded world's val prompts (``erasekit tune ace --settings defaults
-# --scenario KIND --grid rank=8,32``, 16 prompts per group, H_o at rank 8 -> 32): nudity 0.71 -> 0.84 (seed 0) and
+# ``rank32``: rank 32 (per concept when chosen, per word piece since stop 46), chosen on the embedded world's val
+# prompts (``erasekit tune ace --settings defaults --scenario KIND --grid rank=8,32``, 16 prompts per group, H_o at
+# rank 8 -> 32): nudity 0.71 -> 0.84 (seed 0) and
 # 0.74 -> 0.78 (seed 1), church 0.88 -> 0.95 and 0.83 -> 0.95, van gogh 0.77 -> 0.78 (a tie, so styles keep
 # the default 8, on which their measurements stand). The multi-concept scenario takes its most common kind's
 # (objects): k = 320 of the 384 text dimensions for ten concepts, which in one test run erased more than the five
@@ -291,8 +298,10 @@ def ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
         return train_ace(request, cfg)
     if len(ungated) == len(request.concepts):
         return train_ace(request, ungated_config(cfg))
-    rest = tuple(c for c in request.concepts if c not in ungated)
+    gated = part(request, tuple(c for c in request.concepts if c not in ungated))
+    # the gated part's words and siblings are what the original reads and draws as its concepts (kinds.py)
+    mined = mine_words(gated, cfg, kv_metric(gated.targets, cfg.edit_keys))
     everywhere = train_ace(part(request, ungated), ungated_config(cfg))
-    with applied(everywhere, part(request, rest)) as on_top:  # the gated part learns on what the other leaves
-        through_gate = train_ace(on_top, cfg)
+    with applied(everywhere, gated) as on_top:  # the gated part learns on what the other leaves
+        through_gate = train_ace(on_top, cfg, mined=mined)
     return joined(request, cfg, everywhere, through_gate)

@@ -35,7 +35,7 @@ GATE_NOTE = (
 
 @dataclass(frozen=True)
 class ACEConfig:
-    rank: int = 8  # k per erased concept: dimension of the concept subspace = LoRA rank (capped at d)
+    rank: int = 8  # k per word piece of each erased name ("andy war ##hol": 3k): the LoRA rank (capped at d)
     synonyms: tuple[str, ...] = ()  # erased with the concepts (their paraphrases, e.g. "starry night")
     templates: tuple[str, ...] = TEMPLATES  # "{}" filled with every concept, synonym and preserved concept
     neutral: tuple[str, ...] = NEUTRAL  # prompts whose tokens the gate must leave alone
@@ -61,12 +61,12 @@ class ACEConfig:
     name_captions: int = 512  # made-up names, each alone as a caption ("kelly mcternan"): shut
     gate_names_after: bool = False  # each caption of the concept ends in a made-up artist (package SETTINGS' notes)
     contexts: int = 96  # captions naming each erased concept (gate open); each preserved one gets half
-    gate_rank: int | None = None  # the gate's subspace per concept, capped at the width (None: rank; package SETTINGS)
+    gate_rank: int | None = None  # the gate's subspace per concept, capped at the width (None: the update's k)
     gate_whole_prompt: bool = False  # a token opens at most as far as the prompt's last position (erasekit.gate)
     gated: bool = True  # False: the update acts on every token (the ace-nogate ablation)
     gate_min_concepts: int = 1  # fewer erased concepts than this: no gate (the `object` settings' 2; package __init__)
     ungated_kinds: tuple[str, ...] = ("style",)  # concepts of these kinds (erase(kinds=...)) skip the gate (kinds.py)
-    ungated_rank: int = 8  # k per concept of those, erased as the `style` settings erase them
+    ungated_rank: int = 8  # k per word piece of those, erased as the `style` settings erase them
     gate_steps: int = 200  # Adam steps of the gate's fit
     gate_batch: int = 2048  # tokens of each class per step of the gate's fit (speed; 4096 tied on val)
     gate_margin: float = 0.1  # τ this share of the log-gap up from the negatives' bound to the concept's (gatefit.py)

@@ -174,6 +174,13 @@ def _neutral_states(request: EraseRequest, cfg: ACEConfig, erased: list[str]) ->
     return states[~named], moments - Moments.of(states[named].flatten(0, 1))
 
 
+def name_pieces(request: EraseRequest) -> int:
+    """How many word pieces the concepts' names hold together (``"andy warhol"``: ``andy war ##hol``, 3 for MiniLM):
+    ACE's rank is per piece (package docstring, part 2)."""
+    tokenizer = _tokenizer(request)
+    return sum(len(tokenizer(c, add_special_tokens=False).input_ids) for c in request.concepts)
+
+
 def _tokenizer(request: EraseRequest) -> Any:
     tokenizer = getattr(request.pipe, "tokenizer", None)
     if tokenizer is None:

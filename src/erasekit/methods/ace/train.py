@@ -26,8 +26,8 @@ from .. import EraseRequest
 from .adversaries import _Denoiser, _SoftTokens
 from .config import GATE_NOTE, ACEConfig
 from .gatefit import GateRates, Tokens, fit_gate
-from .mining import mine_words, perturbed_rows
-from .prompts import Rows, concept_tokens, gate_tokens, preserve_tokens, token_rows
+from .mining import Mined, mine_words, perturbed_rows
+from .prompts import Rows, concept_tokens, gate_tokens, name_pieces, preserve_tokens, token_rows
 from .stopping import HeldOutStop
 from .subspace import concept_subspace, reduced_rank_ridge
 
@@ -120,18 +120,20 @@ class _SquaredNormS(torch.autograd.Function):
         return 2 * grad.unsqueeze(-1) * Sz, None
 
 
-def train_ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
-    """ACE (package docstring): closed form, gate, then adversarial rounds in K/V space."""
+def train_ace(request: EraseRequest, cfg: ACEConfig, mined: Mined | None = None) -> Edit:
+    """ACE (package docstring): closed form, gate, then adversarial rounds in K/V space. ``mined``: the words
+    and siblings mined beforehand (on the original model, :func:`erasekit.methods.ace.ace`); None: mined here."""
     _check(request, cfg, request.targets.items[0].weight.shape[1])
     user_cfg = cfg
     layers = request.layers(edit_keys=cfg.edit_keys)
     S = kv_metric(request.targets, cfg.edit_keys)
-    mined = mine_words(request, cfg, S)
+    if mined is None:
+        mined = mine_words(request, cfg, S)
     cfg = dataclasses.replace(cfg, synonyms=(*cfg.synonyms, *mined.words))  # erased like the user's own
     rows = token_rows(request, cfg)
 
     width = rows.C.shape[1]
-    k = min(cfg.rank * len(request.concepts), width)  # each concept needs its own directions
+    k = min(cfg.rank * name_pieces(request), width)  # each piece of each name needs its own directions
     siblings = mined.siblings if cfg.gated else ()  # the gate's negatives: without a gate, no captions to encode
     if cfg.gated:
         pos, neg = gate_tokens(request, cfg, siblings)
