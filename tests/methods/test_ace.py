@@ -331,11 +331,11 @@ def multi10_edit():  # slow: a minute on a shared core
 @pytest.mark.slow
 def test_the_ten_concept_gate_stays_shut_on_the_unseen_concepts(multi10_edit):
     # the gate multi10's six objects and colours share, on the test prompts of the concepts compare gives no method
-    # (none naming an erased concept by a training name): 3.5% of the tokens, 5.4% of these 74 prompts (stops 44 and 45;
+    # (none naming an erased concept by a training name): 3.5% of the tokens, 5.4% of these 74 prompts (stops 44 to 46;
     # 3.4% and 5.4% at stop 43); with the gate at 32 a concept (before stop 43) 3.6% and 14.9%. `python
     # bench/ace_gate.py --split test --scenario multi10 --settings kind`, which also drops prompts naming one by a
-    # held-out name ("a crimson sedan"): 0.0% and 0.0% of 113 prompts (stop 44: 0.0%, 0.9%; stop 43: 0.2%, 0.9%; at
-    # 32: 1.1%, 10.6%; seeds 1-4 in the README)
+    # held-out name ("a crimson sedan"): 0.2% and 1.8% of 113 prompts (stop 45: 0.0%, 0.0%; stop 44: 0.0%, 0.9%; stop
+    # 43: 0.2%, 0.9%; at 32: 1.1%, 10.6%; seeds 1-4 in the README)
     pipe, edit, sc = multi10_edit
     rows = [p for c in compare.unseen_set(sc) for p in embedded.prompt_suite(c, n=16, split="test")["target"]]
     neutral = opened(pipe, edit, [p for p in rows if not any(mentions(p, c) for c in sc.concepts)])
@@ -343,8 +343,8 @@ def test_the_ten_concept_gate_stays_shut_on_the_unseen_concepts(multi10_edit):
 
 
 BELOW_GOAL = "the ten-concept gate finds under 80% of these paraphrases at training seed 0 (README, ACE point 1)"
-SHORT_OF_GOAL = ("parachute", "tench", "red", "blue")
-AT_GOAL = ("church", "garbage truck")
+SHORT_OF_GOAL = ("tench", "blue")
+AT_GOAL = ("church", "parachute", "garbage truck", "red")
 
 
 @pytest.mark.slow
@@ -353,9 +353,10 @@ AT_GOAL = ("church", "garbage truck")
     [*AT_GOAL, *(pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=BELOW_GOAL)) for c in SHORT_OF_GOAL)],
 )
 def test_the_ten_concept_gate_finds_each_gated_concepts_paraphrases(multi10_edit, concept):
-    # measured at training seed 0 (test, 48 paraphrases each, the bench above): church 87.5%, parachute 79.2%, garbage
-    # truck 93.8%, tench 18.8%, red 68.8%, blue 68.8% since stop 45's rows from the name's first piece (stop 44: 83.3,
-    # 83.3, 95.8, 29.2, 79.2, 70.8%; garbage truck 58.3% before stop 44 mined "trash", "landfill" and "waste" for it)
+    # measured at training seed 0 (test, 48 paraphrases each, the bench above): church 91.7%, parachute 97.9%, garbage
+    # truck 97.9%, tench 43.8%, red 81.2%, blue 75.0% since stop 46's rank per word piece, the gated part mined on the
+    # original (stop 45: 87.5, 79.2, 93.8, 18.8, 68.8, 68.8%; stop 44: 83.3, 83.3, 95.8, 29.2, 79.2, 70.8%; garbage
+    # truck 58.3% before stop 44 mined "trash", "landfill" and "waste" for it)
     pipe, edit, _ = multi10_edit
     found = opened(pipe, edit, embedded.prompt_suite(concept, n=48, split="test")["generality"]).any(1)
     assert float(found.float().mean()) >= 0.80, float(found.float().mean())

@@ -41,11 +41,12 @@ instead erased too little: the concept's rows keep much of their energy outside 
 k is ``rank`` times the word pieces of the concepts' names ("andy warhol": ``andy war ##hol``, 3 to
 MiniLM), each piece's state a direction of its own. Per concept: on the embedded world's 10-concept
 scenario a shared k = 8 left 78% of the target images showing their concept, k = 80 erased church,
-van gogh and red completely (parachute 0.12; nudity 0.88 stays hard). Per piece since stop 45, once
+van gogh and red completely (parachute 0.12; nudity 0.88 stays hard). Per piece since stop 46, once
 the rows took in a name's first pieces (part 1): at 8 a concept (the ``style`` settings) kelly
 mckernan (``kelly mc ##ker ##nan``) stayed on 0.69 and 0.81 of its val prompts (H_o 0.25, 0.00; at 8
-a piece 0.12 and 0.00, H_o 0.67, 0.70), and multi10's val H_o went from 0.807 to 0.829 over training
-seeds 0-4 (``bench/ACE_MEASUREMENTS.md``, "The name's first pieces").
+a piece 0.12 and 0.00, H_o 0.67, 0.70), and multi10's val H_o went from 0.807 to 0.823 over training
+seeds 0-4, with the gated part mined on the original model (:mod:`.kinds`; ``bench/ACE_MEASUREMENTS.md``,
+"The rank per word piece").
 
 **3. Gate.** ``g(c) = σ(s (‖Pᵀ(c − μ)‖²/‖c − μ‖² − τ))`` per token (:mod:`erasekit.gate`), applied by an
 attention processor: a token gets ``W c + g(c) ΔW c``. Fitted, not trained with the update (:mod:`.gatefit`),

@@ -24,6 +24,13 @@ paraphrases / unseen specificity / H_o): seed 0 0.26 / 0.37 / 0.94 / 0.75 and se
 where the gate stays shut (val: 0.56 detected under the original, 0.69 under the edit), so ACE's ``object``
 settings, what compare runs for multi10, put nudity on every token too (``ungated_kinds=("style", "unsafe")``:
 val H_o 0.78 and 0.79; bench/ACE_MEASUREMENTS.md).
+
+The gated part's words and siblings (:mod:`.mining`) are mined on the original model, before the first part
+is merged (``ace(...)``): they are what the original reads and draws as the concepts. Mined on the merged
+model, once the rank became per word piece (the styles' part three times wider), the ten-concept gate
+changed what it found ("trash" became "junk" at training seed 1, "purple" left its siblings) and opened on
+17.6% of val's neutral prompts; mined on the original, on 0.9-6.5% over seeds 0-4 (bench/ACE_MEASUREMENTS.md,
+stop 46).
 """
 
 from __future__ import annotations
