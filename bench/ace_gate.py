@@ -156,7 +156,7 @@ def _opens(edit: erasekit.Edit, encode: TextEncoder, texts: list[str]) -> torch.
     """``[n, L]`` bool: where the edit's gate opens (g > 0.5) on each text's tokens; an ungated edit (the style
     settings) updates every token: g = 1."""
     states = encode(texts).states
-    return edit.gate(states).squeeze(-1) > 0.5 if edit.gate is not None else torch.ones(states.shape[:-1], dtype=bool)
+    return edit.gate.opens(states) if edit.gate is not None else torch.ones(states.shape[:-1], dtype=bool)
 
 
 def _names(concept: str) -> tuple[str, ...]:

@@ -46,6 +46,14 @@ def test_ratio_and_gate_values():
     assert g[0] > 0.99 and g[1] < 0.01 and g[2] > 0.99
 
 
+def test_opens_marks_the_tokens_above_one_half():
+    basis = torch.eye(4)[:, :2]
+    states = torch.tensor([[[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]]])  # [B=1, L=2, d]: r = 1 and r = 0
+    gate = TokenGate(basis, torch.zeros(4), 100.0, 0.25)
+    assert gate.opens(states).tolist() == [[True, False]]
+    assert gate.opens(states).tolist() == (gate(states).squeeze(-1) > 0.5).tolist()
+
+
 def test_a_whole_prompt_gate_caps_each_token_at_the_prompts_last_position(tiny_pipe, tmp_path):
     basis, mean = torch.eye(4)[:, :2], torch.zeros(4)
     near, far = [1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]  # r = 1 and r = 0

@@ -81,6 +81,10 @@ class TokenGate:
             g = capped_at_prompt_end(g)
         return g.to(x.dtype)
 
+    def opens(self, x: Tensor) -> Tensor:
+        """``[..., L]`` bool: the tokens where ``g(c) > 0.5``, the ones an erasure's gate rates count as open."""
+        return self(x).squeeze(-1) > 0.5
+
     def row_values(self, x: Tensor) -> Tensor:
         """``m(x)`` ``[..., r]``: 1 on the always-open rows, ``g(x)`` on the others (needs ``always``)."""
         assert self.always is not None, "row_values is for a gate with always-open rows"

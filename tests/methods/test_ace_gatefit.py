@@ -104,7 +104,7 @@ def test_a_whole_prompt_gate_is_calibrated_on_the_prompts_as_it_reads_them(sets)
     assert span_open(pos, *per_token[:1], mu, per_token[2]) < 0.5  # the spikes push τ past the concept's own tokens
     assert float((held.ratios(P, mu, True)[held.mask] > tau).float().mean()) >= 0.9
     gate = TokenGate(P, mu, s, tau, whole_prompt=True)  # the rates are the gate's own on the held-out negatives
-    opened = (gate(neg.split()[1].states).squeeze(-1) > 0.5).any(1).float().mean()
+    opened = gate.opens(neg.split()[1].states).any(1).float().mean()
     assert rates.neutral_prompts == pytest.approx(float(opened)) and rates.neutral_prompts <= 0.05
 
 
