@@ -27,10 +27,10 @@ val H_o 0.78 and 0.79; bench/ACE_MEASUREMENTS.md).
 
 The gated part's words and siblings (:mod:`.mining`) are mined on the original model, before the first part
 is merged (``ace(...)``): they are what the original reads and draws as the concepts. Mined on the merged
-model, once the rank became per word piece (the styles' part three times wider), the ten-concept gate
-changed what it found ("trash" became "junk" at training seed 1, "purple" left its siblings) and opened on
-17.6% of val's neutral prompts; mined on the original, on 0.9-6.5% over seeds 0-4 (bench/ACE_MEASUREMENTS.md,
-stop 46).
+model, once the rank became per word piece (the ungated part twice as wide: 8 pieces for 4 names), the
+ten-concept gate changed what it found ("trash" became "junk" at training seed 1, "purple" left its siblings)
+and opened on 17.6% of val's neutral prompts; mined on the original, on 0.9-6.5% over seeds 0-4
+(bench/ACE_MEASUREMENTS.md, stop 46).
 """
 
 from __future__ import annotations
