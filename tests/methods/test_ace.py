@@ -213,6 +213,9 @@ def test_on_sdxl_the_u_net_parts_are_refused_with_the_fix_and_the_rest_runs():
         erasekit.erase(pipe, ["van gogh"], "ace", rank=4, **FAST)
     with pytest.raises(ConfigError, match="render check"):
         erasekit.erase(pipe, ["van gogh"], "ace", rank=4, **{**FAST, "loss": "kv"})
+    kinds = {"van gogh": "style", "a church": "object"}  # the gated part mines before anything is trained
+    with pytest.raises(ConfigError, match="render check"):
+        erasekit.erase(pipe, ["van gogh", "a church"], "ace", kinds=kinds, rank=4, **{**FAST, "loss": "kv"})
     edit = erasekit.erase(pipe, ["van gogh"], "ace", rank=4, **{**FAST, "loss": "kv", "mine_render": -1})
     assert edit.gate is not None and edit.apply(pipe) is edit
     edit.remove(pipe)
