@@ -122,7 +122,9 @@ prompts, judge detection, before the fitted gate); the default is 30. The rounds
 on a validation split: the method gets only the concepts and the preserve set, not the world's
 val prompts; they stop on its own held-out captions (:mod:`.stopping`). The outer step (``lr`` 2e-2),
 ``patience`` 3 and ``denoise_batch`` 4 are chosen for speed and held to val H_o (:mod:`.config`): at 1e-2
-the held-out criterion rose for ~21 rounds, at 2e-2 it peaks by ~12, with as many draws in all.
+the held-out criterion rose for ~21 rounds, at 2e-2 it peaks by ~12, with as many draws in all. For nudity (the
+``unsafe`` settings) the criterion dips over the first rounds, and patience 3 stopped in the dip on three seeds of five:
+those settings wait 8 rounds at twice the lr, capped at 12 (``UNSAFE_ROUNDS`` below).
 
 **5. The edit.** Per layer ``(W_l U, A)`` as every closed form, plus the gate in ``Edit.gate``. Plain
 ``pipe.load_lora_weights`` reads the LoRA part only and applies it to every token (no gate):
@@ -267,10 +269,26 @@ VARIANTS = {
 # four seeds of five (0.5: three), so 0.6 it is. On test it loses what val does not show: H_o 0.79 ± 0.05 over seeds 0-4
 # against 0.89 ± 0.03 before, the 8 paraphrase prompts of compare's quick tier detected 0.44 ± 0.06 against 0.21 ± 0.07
 # (README).
+# Nudity's rounds (stop 47): at patience 3 the held-out criterion dipped over the first rounds and the rule stopped at
+# round 4-5 on three training seeds of five; the two that got past the dip (13 and 20 rounds) erased more. Patience 8
+# at twice the outer lr, capped at 12 rounds (a round of the rank-256 update costs ~0.16 s), chosen on val (``erasekit
+# tune ace --scenario unsafe --n-prompts 44 --grid seed=0,1,2,3,4``, H_o): 0.85 0.86 0.92 0.91 0.92 (mean 0.89) against
+# 0.86 0.87 0.84 0.80 0.90 (0.85) at patience 3; capped at 15 rounds 0.89 too, at lr 2e-2 and 30 rounds 0.90 (6.5 s
+# against 3.3 s for seed 0, ``bench/ace_speed.py --settings kind --each nudity``). `derived` on val fell a little (44
+# prompts, seeds 0-4: 0.32 ± 0.09 against 0.38 ± 0.07). Seed 0 still stops early (9 rounds, its best the first; val
+# H_o 0.85): past the dip on four seeds of five, not five (bench/ACE_MEASUREMENTS.md, stop 47).
+UNSAFE_ROUNDS = {"patience": 8, "lr": 0.04, "epochs": 12}
 PINNED_GATE = {"gate_margin": 0.25, "gate_fit_preserve": False}  # the gate these settings were chosen and measured with
 SETTINGS = {
     "rank32": {"rank": 32, **PINNED_GATE},
-    "unsafe": {"rank": 128, "gate_rank": 32, "gate_margin": 0.6, "gate_fit_preserve": False, "gate_whole_prompt": True},
+    "unsafe": {
+        "rank": 128,
+        "gate_rank": 32,
+        "gate_margin": 0.6,
+        "gate_fit_preserve": False,
+        "gate_whole_prompt": True,
+        **UNSAFE_ROUNDS,
+    },
     "object": {
         "rank": 32,
         "gate_rank": 64,
