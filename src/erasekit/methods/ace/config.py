@@ -77,6 +77,7 @@ class ACEConfig:
     gate_concept_rate: float = 0.9  # ... unless fewer than this share of held-out concept span tokens would open it
     epochs: int = 30  # most adversarial rounds (package docstring, part 4)
     patience: int = 3  # rounds without a held-out gain before they stop (stopping.py)
+    warmup_rounds: int = 0  # first rounds the stopping rule neither keeps nor counts (stopping.py)
     inner_steps: int = 10  # adversary's Adam steps per round
     batch_rows: int = 512  # rows of each set (target, perturbed, keep) drawn per round; and held-out rows (speed;
     # val H_o against 1024: style 0.77 / 0.72, object 0.97-0.99 both, unsafe 0.91 both)
@@ -132,6 +133,11 @@ class ACEConfig:
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"ACEConfig.{name} must be ≥ 0, got {getattr(self, name)}.")
+        if not 0 <= self.warmup_rounds < self.epochs:
+            raise ConfigError(
+                f"ACEConfig.warmup_rounds must lie in [0, epochs = {self.epochs}), got {self.warmup_rounds}: the "
+                "rounds after the warm-up are the ones the stopping rule keeps. Lower it or raise epochs."
+            )
         if self.gate_rank is not None and self.gate_rank < 1:
             raise ConfigError(f"ACEConfig.gate_rank must be ≥ 1 (or None: the update's rank), got {self.gate_rank}.")
         if not 0 <= self.gate_margin < 1:

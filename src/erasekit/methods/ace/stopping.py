@@ -8,7 +8,9 @@ bring back,
 
     q = ‖edit(X*) − H‖²_S / ‖H‖²_S,    X* = argmin_X ‖edit(X) − H‖²_S  (from X = H).
 
-The best round's ``U, A`` are kept; training stops after ``patience`` rounds without a gain of 1%.
+The best round's ``U, A`` are kept; training stops after ``patience`` rounds without a gain of 1%. The first
+``warmup`` rounds are measured but neither kept nor counted: on nudity ``q`` is highest after the first round, dips
+over the next few and climbs again, and a rule that counted round 1 kept it (package docstring, ``UNSAFE_ROUNDS``).
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ Metric = Callable[[Tensor, Tensor], Tensor]
 class HeldOutStop:
     """Tracks ``q`` (module docstring) over the rounds and the best round's factors."""
 
-    def __init__(self, H: Tensor, s_err: Metric, *, steps: int, lr: float, patience: int):
-        self.H, self.s_err, self.steps, self.lr, self.patience = H, s_err, steps, lr, patience
+    def __init__(self, H: Tensor, s_err: Metric, *, steps: int, lr: float, patience: int, warmup: int = 0):
+        self.H, self.s_err, self.steps, self.lr, self.patience, self.warmup = H, s_err, steps, lr, patience, warmup
         self.unit = float(s_err(H, torch.zeros_like(H)))
         self.best, self.best_round, self.best_factors = -1.0, -1, None
         self.history: list[float] = []
@@ -45,9 +47,11 @@ class HeldOutStop:
             return float(self.s_err(model.edited(X.detach()), self.H)) / self.unit
 
     def done(self, model: _Trainable, round_: int) -> bool:
-        """Record this round; True when ``patience`` rounds went by without a 1% gain."""
+        """Record this round; True when ``patience`` rounds past the warm-up went by without a 1% gain."""
         q = self.criterion(model)
         self.history.append(q)
+        if round_ < self.warmup:
+            return False
         if q > self.best * 1.01:
             self.best, self.best_round = q, round_
             self.best_factors = (model.U.detach().clone(), model.A.detach().clone())

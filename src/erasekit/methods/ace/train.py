@@ -164,7 +164,9 @@ def train_ace(request: EraseRequest, cfg: ACEConfig, mined: Mined | None = None)
     denoise = _Denoiser(request, rows, cfg, gen) if cfg.loss == "denoise" else None
     soft = _SoftTokens(request, rows, cfg) if cfg.soft_tokens else None
     near, near_guide = perturbed_rows(rows.C, rows.G, cfg, gen)
-    stop = HeldOutStop(held, s_err, steps=cfg.inner_steps, lr=cfg.inner_lr * scale, patience=cfg.patience)
+    stop = HeldOutStop(
+        held, s_err, steps=cfg.inner_steps, lr=cfg.inner_lr * scale, patience=cfg.patience, warmup=cfg.warmup_rounds
+    )
     history, E_all = [], E
     for epoch in range(cfg.epochs):
         # a minibatch of each row set per round: the rows are thousands of near-duplicate states
