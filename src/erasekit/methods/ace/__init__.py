@@ -146,7 +146,7 @@ from .kinds import applied, joined, part, ungated_concepts, ungated_config
 from .mining import mine_words
 from .prompts import Rows, prompt_sets, token_rows
 from .subspace import concept_subspace, reduced_rank_ridge
-from .train import _check, kv_metric, train_ace
+from .train import check_request, kv_metric, train_ace
 
 __all__ = [
     "GATE_NOTE",
@@ -323,7 +323,7 @@ def ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     if len(ungated) == len(request.concepts):
         return train_ace(request, ungated_config(cfg))
     gated = part(request, tuple(c for c in request.concepts if c not in ungated))
-    _check(gated, cfg, gated.targets.items[0].weight.shape[1])  # bad input refused before the mining renders
+    check_request(gated, cfg)  # bad input refused before the mining renders
     # the gated part's words and siblings are what the original reads and draws as its concepts (kinds.py)
     mined = mine_words(gated, cfg, kv_metric(gated.targets, cfg.edit_keys))
     everywhere = train_ace(part(request, ungated), ungated_config(cfg))

@@ -75,8 +75,9 @@ def _gate_rates(model: _Trainable, rows: Rows, E: Tensor) -> dict[str, float]:
     return {f"gate_on_{name}": float((model.gate(x) > 0.5).float().mean()) for name, x in rates.items()}
 
 
-def _check(request: EraseRequest, cfg: ACEConfig, width: int) -> None:
+def check_request(request: EraseRequest, cfg: ACEConfig) -> None:
     """Bad input the config alone cannot see: one clear ConfigError each."""
+    width = request.targets.items[0].weight.shape[1]  # the text embedding width the K/V projections read
     if not request.concepts:
         raise ConfigError("ACE got no concept to erase: pass at least one, e.g. erasekit.erase(pipe, ['van gogh']).")
     both = sorted(set(cfg.synonyms) & set(request.preserve))
@@ -123,7 +124,7 @@ class _SquaredNormS(torch.autograd.Function):
 def train_ace(request: EraseRequest, cfg: ACEConfig, mined: Mined | None = None) -> Edit:
     """ACE (package docstring): closed form, gate, then adversarial rounds in K/V space. ``mined``: the words
     and siblings mined beforehand (on the original model, :func:`erasekit.methods.ace.ace`); None: mined here."""
-    _check(request, cfg, request.targets.items[0].weight.shape[1])
+    check_request(request, cfg)
     user_cfg = cfg
     layers = request.layers(edit_keys=cfg.edit_keys)
     S = kv_metric(request.targets, cfg.edit_keys)
