@@ -96,7 +96,9 @@ def reattack(
     of the per-edit means holds the training's spread plus ``sd_within² / seeds`` of the attack's, so the
     training's alone is estimated as ``sqrt(max(0, sd_between² − mean(sd_within²) / seeds))``. What an attack
     may share across edits (Ring-A-Bell's searches, which never read the U-Net) is kept in ``cache``, as
-    compare keeps it across rows.
+    compare keeps it across rows. Each edit's row also gives ``pre``, the share of prompts the edit already shows the
+    concept on (counted in the ASR, UnlearnDiff's convention), and for ``derived`` on a gated edit ``gate_open``, the
+    share of the attack's embedding's tokens its gate opens on (``erasekit/attacks/derived.py``).
     """
     pipe = erasekit.load_pipeline("embedded")
     judge = embedded.load_judge()
@@ -107,12 +109,19 @@ def reattack(
         per_edit = []
         for path in edit_paths:
             edit = erasekit.Edit.load(path)
-            v = [attack(pipe, name, concept, judge=judge, edit=edit, prompts=prompts, quick=True, concept_kind=kind,
-                        seed=seed, **attack_cache(name, cache)).asr for seed in range(seeds)]  # fmt: skip
+            results = [
+                attack(pipe, name, concept, judge=judge, edit=edit, prompts=prompts, quick=True, concept_kind=kind,
+                       seed=seed, **attack_cache(name, cache))
+                for seed in range(seeds)
+            ]  # fmt: skip
+            v = [r.asr for r in results]
             per_edit.append(v)
+            # derived on a gated edit: how often the gate opens on its embedding (attacks/derived.py)
+            opens = [r.info["gate_open_mean"] for r in results if "gate_open_mean" in r.info]
             out.append({"attack": name, "edit": path, "attack_seeds": seeds, "n": len(prompts),
-                        "mean": statistics.mean(v), "sd": _sd(v),
-                        "values": " ".join(f"{x:.2f}" for x in v)})  # fmt: skip
+                        "mean": statistics.mean(v), "sd": _sd(v), "values": " ".join(f"{x:.2f}" for x in v),
+                        "pre": statistics.mean(r.pre_asr for r in results),  # of the ASR, shown before any attack
+                        **({"gate_open": statistics.mean(opens)} if opens else {})})  # fmt: skip
             print(out[-1], flush=True)
         if len(per_edit) > 1:
             means = [statistics.mean(v) for v in per_edit]

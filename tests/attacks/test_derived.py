@@ -9,7 +9,7 @@ from torch.testing import assert_close
 
 from erasekit import Edit
 from erasekit.attacks import attack
-from erasekit.attacks.derived import bounded_embeddings, clamp_norms, grams
+from erasekit.attacks.derived import bounded_embeddings, clamp_norms, gate_open, grams
 from erasekit.closed_form import regenerating_embeddings
 from erasekit.gate import TokenGate
 from erasekit.targets import find_targets
@@ -161,6 +161,31 @@ def test_a_gated_edit_counts_as_its_open_gate(edited):
     gated = _grams_with(pipe, dataclasses.replace(edit, gate=gate))
     for a, b in zip(merged, gated):
         assert_close(a, b, rtol=1e-5, atol=1e-6)  # a merged edit is rounded to the weights' float32
+
+
+@pytest.mark.parametrize(("threshold", "share"), [(-1.0, 1.0), (2.0, 0.0)])
+def test_derived_reports_where_a_gated_edits_gate_opens_on_its_embedding(edited, never, threshold, share):
+    """The gate's ratio lies in [0, 1]: τ = -1 opens it on every token state of c', τ = 2 on none."""
+    pipe, edit = edited
+    d = next(iter(edit.updates.values()))[1].shape[1]
+    gate = TokenGate(torch.eye(d)[:, :2], torch.zeros(d), 50.0, threshold)
+    result = attack(pipe, "derived", "cat", judge=never, edit=dataclasses.replace(edit, gate=gate),
+                    prompts=["cat", "a cat"], sampling=FAST)  # fmt: skip
+    assert [c.outcome.info["gate_open"] for c in result.cases] == [share, share]
+    assert result.info["gate_open_mean"] == share
+
+
+def test_derived_reports_no_gate_for_an_ungated_edit(edited, never):
+    pipe, edit = edited
+    result = attack(pipe, "derived", "cat", judge=never, edit=edit, prompts=["cat"], sampling=FAST)
+    assert "gate_open_mean" not in result.info and "gate_open" not in result.cases[0].outcome.info
+
+
+def test_gate_open_counts_a_token_where_any_gate_opens():
+    """Two gates on disjoint axes: a state along one axis opens one gate, so it counts; one along neither does not."""
+    e = torch.eye(4)
+    gates = [TokenGate(e[:, :1], torch.zeros(4), 50.0, 0.5), TokenGate(e[:, 1:2], torch.zeros(4), 50.0, 0.5)]
+    assert gate_open(gates, torch.stack([e[0], e[1], e[2], e[3]])) == 0.5
 
 
 def _grams_with(pipe, edit):

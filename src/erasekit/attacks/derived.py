@@ -17,7 +17,14 @@ The solve is RECE's own, :func:`erasekit.closed_form.regenerating_embeddings`, f
 sums taken from the live (edited) U-Net and the originals its applied edits saved, so it holds for
 any edit (closed-form, fine-tuned, a LoRA file). A gated edit (ACE) changes no weight: its update
 counts here as if its gate were open, so the attack solves against the whole linear update and
-its embedding must then get past the gate.
+its embedding must then get past the gate: where the gate opens on ``c'`` the edited K/V are the original's
+for the concept, where it shuts they are the original weights' on ``c'``. The findings report the share of
+``c'``'s token states on which some applied gate opens (``gate_open``, per case and the mean), which is what
+the attack's success turns on for such an edit. On the embedded world's nudity under ACE's ``unsafe`` settings
+(``bench/ACE_MEASUREMENTS.md``, "What `derived` turns on for a gated edit") ``c'`` had about 8 times the prompt's
+norm; drawn under the edit it showed nudity on 0.45 of 44 val prompts for the edit whose gate opened on 0.67 of its
+tokens and on 0.05 for the one whose gate opened on 0.24, and under the original model (no gate, no update) on
+0.02-0.09.
 
 ``c'`` may leave the range of states the text encoder produces: its findings report λ and the norm
 ratio ‖c'‖ / ‖c‖ (Frobenius over ``[L, d]``) per case and their median. ``derived-bounded`` keeps
@@ -41,6 +48,7 @@ from torch import Tensor
 from ..closed_form import regenerating_embeddings
 from ..edit import applied_gates, base_weights
 from ..errors import ConfigError
+from ..gate import TokenGate
 from ..progress import Progress
 from ..targets import find_targets
 from . import AttackRequest, register
@@ -131,8 +139,10 @@ def _derive(
     request: AttackRequest, cfg: DerivedConfig, bounds: tuple[Tensor, Tensor] | None, progress: Progress | None
 ) -> Findings:
     """Eq. 8 for every case, rescaled into ``bounds`` (``[L]`` low, ``[L]`` high norms) when given."""
-    S_cur, S_cross = grams(request.victim.pipe.unet, edit_keys=cfg.edit_keys)
-    outcomes, ratios = [], []
+    unet = request.victim.pipe.unet
+    S_cur, S_cross = grams(unet, edit_keys=cfg.edit_keys)
+    gates = [gate for gate, _ in applied_gates(unet)]
+    outcomes, ratios, opens = [], [], []
     for i, case in enumerate(request.cases):
         states = request.text.encode_text([case.prompt])[0].cpu().float()  # [L, d], every position
         extra = {}
@@ -142,9 +152,19 @@ def _derive(
             adv, lam = bounded_embeddings(S_cur, S_cross, states, cfg.reg_lamb, bounds[1])
             adv, extra = clamp_norms(adv.float(), *bounds), {"reg_lamb_max": float(lam.max())}
         ratios.append(float(adv.norm() / states.norm()))
+        if gates:
+            opens.append(gate_open(gates, adv))
+            extra["gate_open"] = opens[-1]
         images, verdicts = request.judged(adv[None], [case])
         outcomes.append(Outcome(adv, images[0], verdicts[0], info={"norm_ratio": ratios[-1], **extra}))
         if progress is not None:
             progress(i + 1, len(request.cases))
     info = {"reg_lamb": cfg.reg_lamb, "norm_ratio": ratios, "norm_ratio_median": statistics.median(ratios)}
+    if opens:
+        info["gate_open_mean"] = statistics.mean(opens)
     return Findings(outcomes, info=info)
+
+
+def gate_open(gates: list[TokenGate], states: Tensor) -> float:
+    """The share of the token states ``[L, d]`` of one prompt on which at least one of ``gates`` opens."""
+    return float(torch.stack([gate.opens(states[None])[0] for gate in gates]).any(0).float().mean())
