@@ -11,9 +11,13 @@ prompts: neutral ones (target prompts of the concepts of every other kind that c
 the concept: the issue's "unseen neutral prompts"; ``--n-neutral`` of them, each once), the suite's specificity
 group (the other concepts of the same kind, preserved and unseen: the nearest neighbours, a harder test than the
 issue's) and its generality group (paraphrases that avoid the concept's words), and the concept's own target
-prompts, where the edit must act. Each rate comes with its 95% Wilson interval (tokens: over every token position,
-which are not independent draws, so that interval is too narrow). ``--show`` lists the prompts that open it, and the
-paraphrases it misses. Use ``--split val`` while changing the gate, ``test`` to report.
+prompts, where the edit must act. Paraphrases are also read among those the original model draws as the concept
+(``drawn_paraphrases_found``; ``paraphrases_drawn`` is their share): the world's paraphrases include words the
+original barely renders as the concept (the original draws 8 of blue's 22 test paraphrases that say "azure" blue,
+26 of 26 of the rest), and a gate that stays shut where the original draws no concept leaves nothing behind. Each rate comes with its 95% Wilson
+interval (tokens: over every token position, which are not independent draws, so that interval is too narrow).
+``--show`` lists the prompts that open it, and the paraphrases it misses. Use ``--split val`` while changing the
+gate, ``test`` to report.
 
 ``--scenario`` (e.g. multi10) reads the one gate of the edit compare's row makes for a named scenario: its
 concepts erased together, with their kinds, its preserve set and prompts. Neutral prompts are then the target prompts
@@ -75,9 +79,10 @@ def main() -> None:
     args = parser.parse_args()
     pin_threads(args.threads)
     pipe = erasekit.load_pipeline("embedded")
+    judge = embedded.load_judge()
     encode = TextEncoder(pipe)
     if args.scenario:
-        print_table(_scenario_rows(args, pipe, encode))
+        print_table(_scenario_rows(args, pipe, judge, encode))
         return
     world = worlds.get("embedded")
     rows = []
@@ -96,6 +101,7 @@ def main() -> None:
         rates = {f"{name}_{unit}": hits for name in ("neutral", "other")
                  for unit, hits in (("tokens", opens[name].flatten()), ("prompts", opens[name].any(1)))}  # fmt: skip
         rates["paraphrases_found"] = found = opens["paraphrase"].any(1)
+        rates |= _drawn_rates(pipe, judge, suite["generality"], concept, found)
         rates["targets_found"] = opens["target"].any(1)  # the concept's own prompts: where the edit must act
         rows.append({"concept": concept, "settings": settings or "defaults", "split": args.split, "n": args.n,
                      "n_neutral": len(neutral), "preserve_prompts": len(kept)})  # fmt: skip
@@ -109,7 +115,9 @@ def main() -> None:
     print_table(rows)
 
 
-def _scenario_rows(args: argparse.Namespace, pipe: object, encode: TextEncoder) -> list[dict[str, object]]:
+def _scenario_rows(
+    args: argparse.Namespace, pipe: object, judge: embedded.Judge, encode: TextEncoder
+) -> list[dict[str, object]]:
     """One edit of ``args.scenario``'s concepts as compare's row makes it; its gate's rates, a row per gated concept
     (the neutral ones, the gate's as a whole, on every row)."""
     sc = compare.scenario(args.scenario)
@@ -127,6 +135,7 @@ def _scenario_rows(args: argparse.Namespace, pipe: object, encode: TextEncoder) 
         suite = embedded.prompt_suite(concept, n=args.n, split=args.split)
         found = {name: _opens(edit, encode, suite[group]).any(1)
                  for name, group in (("paraphrases_found", "generality"), ("targets_found", "target"))}  # fmt: skip
+        found |= _drawn_rates(pipe, judge, suite["generality"], concept, found["paraphrases_found"])
         rows.append({"scenario": sc.name, "concept": concept, "settings": settings or "defaults", "split": args.split,
                      "n": args.n, "n_neutral": len(neutral), "neutral_tokens": _rate(opens_neutral.flatten()),
                      "neutral_prompts": _rate(opens_neutral.any(1))})  # fmt: skip
@@ -159,6 +168,16 @@ def _opens(edit: erasekit.Edit, encode: TextEncoder, texts: list[str]) -> torch.
     return edit.gate.opens(states) if edit.gate is not None else torch.ones(states.shape[:-1], dtype=bool)
 
 
+def _drawn_rates(
+    pipe: object, judge: embedded.Judge, paraphrases: list[str], concept: str, found: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Which ``paraphrases`` the original draws as ``concept`` (its image of each under the pipeline's sampling, image
+    seed = the prompt's index, judged), and of those, which the gate finds (``found``: ``[n]`` bool)."""
+    seeds = [torch.Generator().manual_seed(i) for i in range(len(paraphrases))]
+    drawn = torch.tensor([bool(v) for v in judge.detects(pipe(paraphrases, generator=seeds).images, concept)])
+    return {"paraphrases_drawn": drawn, "drawn_paraphrases_found": found[drawn]}
+
+
 def _names(concept: str) -> tuple[str, ...]:
     """Every phrase the world names ``concept`` by, held-out ones included: a style prompt of "an orange chapel"
     asks for a church, so it is not neutral for "church"."""
@@ -173,6 +192,8 @@ def _names(concept: str) -> tuple[str, ...]:
 def _rate(hits: torch.Tensor) -> str:
     """``"6.2% [2.1, 16.8]"``: the share of ``hits`` and its 95% Wilson interval, in percent."""
     k, n = int(hits.sum()), hits.numel()
+    if n == 0:
+        return "n/a (0 prompts)"
     lo, hi = wilson(k, n)
     return f"{100 * k / n:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
 
