@@ -14,8 +14,9 @@ issue's) and its generality group (paraphrases that avoid the concept's words), 
 prompts, where the edit must act. Paraphrases are also read among those the original model draws as the concept
 (``drawn_paraphrases_found``; ``paraphrases_drawn`` is their share): the world's paraphrases include words the
 original barely renders as the concept (the original draws 8 of blue's 22 test paraphrases that say "azure" blue,
-26 of 26 of the rest), and a gate that stays shut where the original draws no concept leaves nothing behind. Each rate comes with its 95% Wilson
-interval (tokens: over every token position, which are not independent draws, so that interval is too narrow).
+26 of 26 of the rest), and a gate that stays shut where the original draws no concept leaves nothing behind. Each
+rate comes with its 95% Wilson interval (tokens: over every token position, which are not independent draws, so that
+interval is too narrow).
 ``--show`` lists the prompts that open it, and the paraphrases it misses. Use ``--split val`` while changing the
 gate, ``test`` to report.
 
