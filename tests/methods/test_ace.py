@@ -365,6 +365,27 @@ def test_the_ten_concept_gate_finds_each_gated_concepts_paraphrases(multi10_edit
     assert float(found.float().mean()) >= 0.80, float(found.float().mean())
 
 
+BELOW_GOAL_DRAWN = "tench's paraphrases say carp, which the original draws as a tench and the gate misses (README)"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "concept",
+    [*AT_GOAL, "blue", pytest.param("tench", marks=pytest.mark.xfail(strict=True, reason=BELOW_GOAL_DRAWN))],
+)
+def test_the_ten_concept_gate_finds_the_paraphrases_the_original_draws_as_the_concept(multi10_edit, concept):
+    # a paraphrase the original does not draw as the concept leaves the edit nothing to erase: blue's misses say
+    # "azure", which the original draws blue on 8 of 22 (bench/ace_gate.py's drawn_paraphrases_found). Measured at
+    # training seed 0 (stop 48): church 100% of 33, parachute 97.6% of 41, garbage truck 97.5% of 40, red 80.0% of
+    # 35, blue 85.3% of 34, tench 41.2% of 34 (its misses say "carp", drawn as a tench)
+    pipe, edit, _ = multi10_edit
+    paraphrases = embedded.prompt_suite(concept, n=48, split="test")["generality"]
+    seeds = [torch.Generator().manual_seed(i) for i in range(len(paraphrases))]
+    drawn = torch.tensor(embedded.load_judge().detects(pipe(paraphrases, generator=seeds).images, concept)).bool()
+    found = opened(pipe, edit, paraphrases).any(1)[drawn]
+    assert drawn.sum() >= 24 and float(found.float().mean()) >= 0.80, (int(drawn.sum()), float(found.float().mean()))
+
+
 @pytest.mark.slow
 def test_the_ten_concept_gate_stays_shut_on_an_unseen_colour():
     # the multi10 edit of training seed 3 without siblings opened its gate on "purple" (g 0.96) and drew unseen purple
