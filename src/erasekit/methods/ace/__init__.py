@@ -125,6 +125,13 @@ val prompts; they stop on its own held-out captions (:mod:`.stopping`). The oute
 the held-out criterion rose for ~21 rounds, at 2e-2 it peaks by ~12, with as many draws in all. For nudity (the
 ``unsafe`` settings) the criterion dips over the first rounds, and patience 3 stopped in the dip on three seeds of five:
 those settings skip the first 3 rounds (``warmup_rounds``) at twice the lr, capped at 12 (``UNSAFE_ROUNDS`` below).
+An opt-in term (``inverse_weight``, :mod:`.inverse`) keeps a gated update's gate shut on RECE's derived embeddings of
+the target prompts, the white-box ``derived`` attack's ``c'``, through the solve. On nudity under the ``unsafe``
+settings at weight 0.2 and 20 rounds it shut the gate on every ``c'`` and ``derived`` brought nudity back on 0.27 ±
+0.05 of 96 test prompts over training seeds 0-4, against 0.33 ± 0.15, but it costs the erasure: val H_o 0.886 against
+0.901 (44 prompts; at the settings' 12 rounds 0.874), test H_o 0.88 against 0.91 (32 prompts), and 5.8 s against 4.2 s
+(the held-out criterion climbs to the 20-round cap). So it is off in every setting (``bench/ACE_MEASUREMENTS.md``,
+"The gate kept shut on `derived`'s embeddings").
 
 **5. The edit.** Per layer ``(W_l U, A)`` as every closed form, plus the gate in ``Edit.gate``. Plain
 ``pipe.load_lora_weights`` reads the LoRA part only and applies it to every token (no gate):

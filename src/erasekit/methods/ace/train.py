@@ -26,6 +26,7 @@ from .. import EraseRequest
 from .adversaries import _Denoiser, _SoftTokens
 from .config import GATE_NOTE, ACEConfig
 from .gatefit import GateRates, Tokens, fit_gate
+from .inverse import open_on_derived
 from .mining import Mined, mine_words, perturbed_rows
 from .prompts import Rows, concept_tokens, gate_tokens, name_pieces, preserve_tokens, token_rows
 from .stopping import HeldOutStop
@@ -169,6 +170,9 @@ def train_ace(request: EraseRequest, cfg: ACEConfig, mined: Mined | None = None)
         held, s_err, steps=cfg.inner_steps, lr=cfg.inner_lr * scale, patience=cfg.patience, warmup=cfg.warmup_rounds
     )
     history, E_all = [], E
+    # RECE's Eq. 8 reads the K/V Gram unscaled (attacks/derived.py); the term needs a gate to keep shut
+    eq8_gram = request.targets.gram() if cfg.edit_keys else request.targets.gram("v")
+    inverse = cfg.inverse_weight if gate is not None else 0.0
     for epoch in range(cfg.epochs):
         # a minibatch of each row set per round: the rows are thousands of near-duplicate states
         # (templates x copies x span positions), and a round's cost is linear in them
@@ -190,6 +194,8 @@ def train_ace(request: EraseRequest, cfg: ACEConfig, mined: Mined | None = None)
         outer.zero_grad()
         keep = cfg.keep_weight * s_err(model.edited(rows.K[pick_keep]), rows.K[pick_keep])
         loss = (s_err(model.edited(rows.C[pick]), rows.G[pick]) + s_err(model.edited(E_all), G_all) + keep) / unit
+        if inverse:  # the gate kept shut on the derived embeddings of the target prompts (inverse.py)
+            loss = loss + inverse * open_on_derived(gate, model.U, model.A, eq8_gram, rows.states)
         if denoise is not None:  # the noise-prediction objective, the K/V terms its anchor (package docstring)
             loss = loss + cfg.denoise_weight * denoise.loss(model, E, layers, epoch)
         loss.backward()

@@ -1,0 +1,63 @@
+import pytest
+import torch
+
+from erasekit.closed_form import regenerating_embeddings
+from erasekit.errors import ConfigError
+from erasekit.gate import TokenGate
+from erasekit.methods.ace.config import ACEConfig
+from erasekit.methods.ace.inverse import LAMB, derived_states, open_on_derived
+
+D = 6
+
+
+def setup(null: float = 1e-3):
+    """A K/V Gram, a gate on the first axis and an update that keeps ``null`` of the concept's axis."""
+    gen = torch.Generator().manual_seed(0)
+    W = torch.randn(3 * D, D, generator=gen, dtype=torch.float64)
+    e0 = torch.eye(D)[:, :1]  # [d, 1]
+    gate = TokenGate(basis=e0, mean=torch.zeros(D), sharpness=50.0, threshold=0.5)
+    U, A = -(1 - null) * e0.clone(), e0.T.clone()  # M = I - (1 - null) e0 e0ᵀ
+    states = torch.randn(2, 4, D, generator=gen) * 0.3 + 2 * e0[:, 0]  # [P, L, d], along the concept
+    return W.T @ W, gate, U, A, states
+
+
+def test_the_derived_states_are_rece_eq8_against_the_update_as_if_the_gate_were_open():
+    S, _, U, A, states = setup()
+    M = torch.eye(D, dtype=torch.float64) + U.double() @ A.double()
+    expected = regenerating_embeddings(M.T @ S @ M, M.T @ S, states.reshape(-1, D), LAMB).float()
+    assert torch.allclose(derived_states(U, A, S, states).reshape(-1, D), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_an_update_that_nulls_the_concept_puts_its_derived_states_far_along_it_where_the_gate_opens():
+    S, gate, U, A, states = setup()
+    derived = derived_states(U, A, S, states)
+    assert derived.norm() > 5 * states.norm()
+    assert bool(gate.opens(derived).all())
+    assert float(open_on_derived(gate, U, A, S, states)) > 0.5
+
+
+def test_the_term_is_zero_where_the_gate_is_shut_on_every_derived_state():
+    S, gate, U, A, states = setup()
+    off = states - states[..., :1] * torch.eye(D)[0]  # nothing along the concept's axis
+    assert float(open_on_derived(gate, U * 0, A * 0, S, off)) == 0.0
+
+
+def test_its_gradient_reaches_the_update_and_descending_it_shuts_the_gate_on_the_derived_states():
+    S, gate, U, A, states = setup()
+    U, A = U.clone().requires_grad_(), A.clone().requires_grad_()
+    opt = torch.optim.Adam([U, A], lr=0.05)
+    first = None
+    for _ in range(200):
+        opt.zero_grad()
+        loss = open_on_derived(gate, U, A, S, states)
+        first = float(loss.detach()) if first is None else first
+        loss.backward()
+        assert U.grad.abs().sum() > 0 or float(loss.detach()) == 0.0
+        opt.step()
+    assert first > 0.5
+    assert float(open_on_derived(gate, U.detach(), A.detach(), S, states)) < 0.01 * first
+
+
+def test_a_negative_weight_is_refused():
+    with pytest.raises(ConfigError, match="inverse_weight"):
+        ACEConfig(inverse_weight=-0.1)
