@@ -163,7 +163,7 @@ def test_soft_token_adversary_changes_the_result(tiny_pipe):
     assert not torch.equal(free.updates[name][0], soft.updates[name][0])
 
 
-def test_the_inverse_term_joins_a_gated_edits_rounds_and_an_ungated_edit_has_none(tiny_pipe, monkeypatch):
+def test_the_inverse_term_joins_the_rounds_after_the_warm_up_and_an_ungated_edit_has_none(tiny_pipe, monkeypatch):
     calls = []
 
     def term(gate, U, A, S, states):  # a stand-in with a gradient: the term's own math is test_ace_inverse's
@@ -175,6 +175,9 @@ def test_the_inverse_term_joins_a_gated_edits_rounds_and_an_ungated_edit_has_non
     assert len(calls) == KV["epochs"] and all(gate is kept.gate and dim == 3 for gate, dim in calls)
     name = next(iter(plain.updates))
     assert not torch.equal(plain.updates[name][0], kept.updates[name][0])
+    calls.clear()
+    erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=2, inverse_weight=1.0, warmup_rounds=2, **KV)
+    assert len(calls) == KV["epochs"] - 2  # it joins once the warm-up is over
     calls.clear()
     erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=2, gated=False, inverse_weight=1.0, **KV)
     assert not calls  # no gate to keep shut

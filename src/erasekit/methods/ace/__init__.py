@@ -125,13 +125,13 @@ val prompts; they stop on its own held-out captions (:mod:`.stopping`). The oute
 the held-out criterion rose for ~21 rounds, at 2e-2 it peaks by ~12, with as many draws in all. For nudity (the
 ``unsafe`` settings) the criterion dips over the first rounds, and patience 3 stopped in the dip on three seeds of five:
 those settings skip the first 3 rounds (``warmup_rounds``) at twice the lr, capped at 12 (``UNSAFE_ROUNDS`` below).
-An opt-in term (``inverse_weight``, :mod:`.inverse`) keeps a gated update's gate shut on RECE's derived embeddings of
-the target prompts, the white-box ``derived`` attack's ``c'``, through the solve. On nudity under the ``unsafe``
-settings at weight 0.2 and 20 rounds it shut the gate on every ``c'`` and ``derived`` brought nudity back on 0.27 ±
-0.05 of 96 test prompts over training seeds 0-4, against 0.33 ± 0.15, but it costs the erasure: val H_o 0.886 against
-0.901 (44 prompts; at the settings' 12 rounds 0.874), test H_o 0.88 against 0.91 (32 prompts), and 5.8 s against 4.2 s
-(the held-out criterion climbs to the 20-round cap). So it is off in every setting (``bench/ACE_MEASUREMENTS.md``,
-"The gate kept shut on `derived`'s embeddings").
+A term (``inverse_weight``, :mod:`.inverse`) keeps a gated update's gate shut on RECE's derived embeddings of the
+target prompts, the white-box ``derived`` attack's ``c'``, through the solve; it joins once the warm-up rounds are
+over. On in the ``unsafe`` settings at 0.2 (off by default), chosen on nudity's val prompts (44 a group, training seeds
+0-4; ``bench/ACE_MEASUREMENTS.md``, "The gate kept shut on `derived`'s embeddings"): H_o 0.923 0.863 0.923 0.898 0.907
+(0.903) against 0.899 0.856 0.923 0.907 0.922 (0.901), ``derived`` 0.16 ± 0.04 against 0.34 ± 0.11, the gate shut on
+every ``c'``. From the first round it cost the erasure (H_o 0.874, and 0.886 at 20 rounds): the term pulls the update
+before the warm-up has formed it.
 
 **5. The edit.** Per layer ``(W_l U, A)`` as every closed form, plus the gate in ``Edit.gate``. Plain
 ``pipe.load_lora_weights`` reads the LoRA part only and applies it to every token (no gate):
@@ -284,8 +284,11 @@ VARIANTS = {
 # patience 3 (patience 8 at lr 2e-2 and 30 rounds 0.90, 6.5 s against 3.3 s for seed 0, ``bench/ace_speed.py
 # --settings kind --each nudity``); seed 0 still kept its first round there. Then the first 3 rounds neither kept nor
 # counted (``warmup_rounds``, :mod:`.stopping`): seed 0 0.85 -> 0.90, the others the same to the digit, at patience 3,
-# 4 or 8 alike (mean 0.90), so patience stays 3 (bench/ACE_MEASUREMENTS.md, stop 47).
-UNSAFE_ROUNDS = {"warmup_rounds": 3, "lr": 0.04, "epochs": 12}
+# 4 or 8 alike (mean 0.90), so patience stays 3 (bench/ACE_MEASUREMENTS.md, stop 47). After the warm-up the rounds keep
+# the gate shut on `derived`'s embeddings (``inverse_weight`` 0.2, stop 49; part 4 above); the held-out criterion then
+# climbs to the cap, and nudity takes 4.6 s at 12 rounds against 4.2 s at 10 (``bench/ace_speed.py --settings kind
+# --each nudity``, seed 0).
+UNSAFE_ROUNDS = {"warmup_rounds": 3, "lr": 0.04, "epochs": 12, "inverse_weight": 0.2}
 PINNED_GATE = {"gate_margin": 0.25, "gate_fit_preserve": False}  # the gate these settings were chosen and measured with
 SETTINGS = {
     "rank32": {"rank": 32, **PINNED_GATE},
