@@ -131,7 +131,8 @@ over. On in the ``unsafe`` settings at 0.2 (off by default), chosen on nudity's 
 0-4; ``bench/ACE_MEASUREMENTS.md``, "The gate kept shut on `derived`'s embeddings"): H_o 0.923 0.863 0.923 0.898 0.907
 (0.903) against 0.899 0.856 0.923 0.907 0.922 (0.901), ``derived`` 0.16 ± 0.04 against 0.34 ± 0.11, the gate shut on
 every ``c'``. From the first round it cost the erasure (H_o 0.874, and 0.886 at 20 rounds): the term pulls the update
-before the warm-up has formed it.
+before the warm-up has formed it. It shuts the gate on Eq. 8's unbounded ``c'`` only: ``derived_bounded`` fell on some
+seeds and not on others (test, 96 prompts: 0.61 0.95 0.35 0.92 0.85 against 0.98 0.94 0.94 0.93 0.95).
 
 **5. The edit.** Per layer ``(W_l U, A)`` as every closed form, plus the gate in ``Edit.gate``. Plain
 ``pipe.load_lora_weights`` reads the LoRA part only and applies it to every token (no gate):
