@@ -89,7 +89,7 @@ class ACEConfig:
     # against lr 1e-2, patience 5, denoise_batch 2: style 0.77 / 0.77, object 0.97 / 0.99, unsafe 0.88 0.86 0.88 /
     # 0.91 0.86 0.88 over seeds 0-2 (1-2 at patience 3, which tied 5 at 1e-2), multi10 0.71 / 0.69
     keep_weight: float = 1.0  # w_keep
-    inverse_weight: float = 0.0  # of the term keeping the gate shut on RECE's derived embeddings (inverse.py; opt-in)
+    inverse_weight: float = 0.0  # of the term keeping the gate shut on derived embeddings (inverse.py; `unsafe`: 0.2)
     loss: Literal["kv", "denoise"] = "denoise"  # the outer objective; "kv": K/V regression (the ace-kv ablation)
     denoise_weight: float = 1.0  # of the noise-prediction term against the keep term
     denoise_images: int = 8  # latents of the concept the original model draws for it
