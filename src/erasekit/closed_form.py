@@ -92,7 +92,7 @@ def spd_solve(M: Tensor, rhs: Tensor, *, name: str, psd_trace: float, lamb: floa
     """
     cond = 1.0 + psd_trace / lamb
     if cond > COND_WARN:
-        eig = torch.linalg.eigvalsh(M)
+        eig = torch.linalg.eigvalsh(M.detach())  # a check, not part of the answer: M may carry a gradient
         cond = float(eig[-1] / eig[0]) if eig[0] > 0 else float("inf")
     if cond > COND_MAX:
         raise NumericalError(
@@ -253,7 +253,7 @@ def regenerating_embeddings(S_cur: Tensor, S_cross: Tensor, C: Tensor, reg_lamb:
 
 def eq8_solve(Q: Tensor, rhs: Tensor, reg_lamb: float) -> Tensor:
     """``Q⁻¹ rhs`` for Eq. 8's ``Q = λI + Σ W_curᵀ W_cur`` ``[d, d]`` and ``rhs`` ``[d, n]``."""
-    X, _ = spd_solve(Q, rhs, name="RECE Eq. 8", psd_trace=float(torch.trace(Q)), lamb=reg_lamb)
+    X, _ = spd_solve(Q, rhs, name="RECE Eq. 8", psd_trace=float(torch.trace(Q.detach())), lamb=reg_lamb)
     return X
 
 

@@ -5,7 +5,7 @@ from erasekit.closed_form import regenerating_embeddings
 from erasekit.errors import ConfigError
 from erasekit.gate import TokenGate
 from erasekit.methods.ace.config import ACEConfig
-from erasekit.methods.ace.inverse import LAMB, derived_states, open_on_derived
+from erasekit.methods.ace.inverse import LAMB, derived_states, norm_range, open_on_derived
 
 D = 6
 
@@ -25,21 +25,31 @@ def test_the_derived_states_are_rece_eq8_against_the_update_as_if_the_gate_were_
     S, _, U, A, states = setup()
     M = torch.eye(D, dtype=torch.float64) + U.double() @ A.double()
     expected = regenerating_embeddings(M.T @ S @ M, M.T @ S, states.reshape(-1, D), LAMB).float()
-    assert torch.allclose(derived_states(U, A, S, states).reshape(-1, D), expected, rtol=1e-4, atol=1e-4)
+    free, _ = derived_states(U, A, S, states, norm_range(states))
+    assert torch.allclose(free.reshape(-1, D), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_the_bounded_ones_lie_within_the_prompts_norms_at_each_position_as_derived_bounded_holds_them():
+    S, _, U, A, states = setup()
+    free, bounded = derived_states(U, A, S, states, norm_range(states))
+    norms = states.norm(dim=-1)  # [P, L]
+    low, high = norms.min(0).values, norms.max(0).values
+    assert (free.norm(dim=-1) > high).all()  # the unbounded answer leaves the range
+    assert ((bounded.norm(dim=-1) >= low * (1 - 1e-5)) & (bounded.norm(dim=-1) <= high * (1 + 1e-5))).all()
 
 
 def test_an_update_that_nulls_the_concept_puts_its_derived_states_far_along_it_where_the_gate_opens():
     S, gate, U, A, states = setup()
-    derived = derived_states(U, A, S, states)
+    derived, _ = derived_states(U, A, S, states, norm_range(states))
     assert derived.norm() > 5 * states.norm()
     assert bool(gate.opens(derived).all())
-    assert float(open_on_derived(gate, U, A, S, states)) > 0.5
+    assert float(open_on_derived(gate, U, A, S, states, norm_range(states))[0]) > 0.5
 
 
 def test_the_term_is_zero_where_the_gate_is_shut_on_every_derived_state():
     S, gate, U, A, states = setup()
     off = states - states[..., :1] * torch.eye(D)[0]  # nothing along the concept's axis
-    assert float(open_on_derived(gate, U * 0, A * 0, S, off)) == 0.0
+    assert [float(t) for t in open_on_derived(gate, U * 0, A * 0, S, off, norm_range(off))] == [0.0, 0.0]
 
 
 def test_its_gradient_reaches_the_update_and_descending_it_shuts_the_gate_on_the_derived_states():
@@ -49,15 +59,16 @@ def test_its_gradient_reaches_the_update_and_descending_it_shuts_the_gate_on_the
     first = None
     for _ in range(200):
         opt.zero_grad()
-        loss = open_on_derived(gate, U, A, S, states)
+        loss = sum(open_on_derived(gate, U, A, S, states, norm_range(states)))
         first = float(loss.detach()) if first is None else first
         loss.backward()
         assert U.grad.abs().sum() > 0 or float(loss.detach()) == 0.0
         opt.step()
     assert first > 0.5
-    assert float(open_on_derived(gate, U.detach(), A.detach(), S, states)) < 0.01 * first
+    assert float(sum(open_on_derived(gate, U.detach(), A.detach(), S, states, norm_range(states)))) < 0.01 * first
 
 
-def test_a_negative_weight_is_refused():
-    with pytest.raises(ConfigError, match="inverse_weight"):
-        ACEConfig(inverse_weight=-0.1)
+@pytest.mark.parametrize("name", ["inverse_weight", "inverse_bounded_weight"])
+def test_a_negative_weight_is_refused(name):
+    with pytest.raises(ConfigError, match=name):
+        ACEConfig(**{name: -0.1})

@@ -32,7 +32,7 @@ each token state ``c'_l`` within the norms the real prompts ``p`` of the attack 
 through the plain text encoder) produce at position ``l``, ``[min_p ‖E(p)_l‖, max_p ‖E(p)_l‖]``, by
 solving Eq. 5 under that constraint rather than shrinking Eq. 8's answer: the minimiser of Eq. 5 with
 ``‖c'_l‖ ≤ high_l`` is Eq. 8's with a larger λ_l, the smallest that meets the bound (the norm falls
-monotonically in λ; a trust-region step, found by bisection on the eigenvalues of ``Σ W_lᵀ W_l``).
+monotonically in λ; a trust-region step, :mod:`erasekit.bounded_eq8`).
 A state still under ``low_l`` is scaled up to it. With a single prompt the range is that prompt's own
 norm at each position. Its findings report each case's largest λ_l.
 """
@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..bounded_eq8 import bounded_regenerating_embeddings, clamp_norms
 from ..closed_form import regenerating_embeddings
 from ..edit import applied_gates, base_weights
 from ..errors import ConfigError
@@ -87,41 +88,6 @@ def grams(unet: torch.nn.Module, *, edit_keys: bool) -> tuple[Tensor, Tensor]:
     return S_cur, S_cross
 
 
-def bounded_embeddings(
-    S_cur: Tensor, S_cross: Tensor, C: Tensor, reg_lamb: float, high: Tensor
-) -> tuple[Tensor, Tensor]:
-    """Eq. 5's minimiser per row of ``C [L, d]`` under ``‖c'_l‖ ≤ high_l``: ``(c' [L, d] float64, λ_l [L])``.
-
-    With ``S_cur = U diag(e) Uᵀ`` and ``β = Uᵀ S_cross cᵀ``, ``‖c'(λ)‖² = Σ_i β_i² / (λ + e_i)²`` falls
-    monotonically in λ; the bound holds at ``λ ≥ ‖β‖ / high``, so bisection (in log λ) between λ₀ and
-    that finds the smallest λ_l that meets it.
-    """
-    e, U = torch.linalg.eigh(S_cur)  # S_cur is PSD: e ≥ 0 up to rounding
-    e = e.clamp_min(0)[:, None]  # [d, 1]
-    beta = U.T @ (S_cross @ C.to(F64).T)  # [d, L]
-    high = high.to(F64)
-
-    def norm(lam: Tensor) -> Tensor:  # [L] norms of c'(λ_l)
-        return (beta / (lam + e)).norm(dim=0)
-
-    lo = torch.full((C.shape[0],), float(reg_lamb), dtype=F64)
-    hi = torch.maximum(lo, beta.norm(dim=0) / high.clamp_min(1e-12))
-    over = norm(lo) > high  # rows whose Eq. 8 answer already fits keep λ₀
-    for _ in range(60):  # 60 halvings of log(hi / lo) reach float64 resolution
-        mid = (lo * hi).sqrt()
-        fits = norm(mid) <= high
-        hi = torch.where(over & fits, mid, hi)
-        lo = torch.where(over & ~fits, mid, lo)
-    lam = torch.where(over, hi, lo)
-    return (U @ (beta / (lam + e))).T, lam
-
-
-def clamp_norms(x: Tensor, low: Tensor, high: Tensor) -> Tensor:
-    """``x [L, d]`` with each row rescaled so its norm lies in ``[low_l, high_l]`` (``[L]`` each); direction kept."""
-    norm = x.norm(dim=-1, keepdim=True)  # [L, 1]
-    return x * (torch.minimum(torch.maximum(norm, low[:, None]), high[:, None]) / norm.clamp_min(1e-12))
-
-
 @register("derived", DerivedConfig, white_box=True)
 def derived(request: AttackRequest, cfg: DerivedConfig, *, progress: Progress | None = None) -> Findings:
     """RECE Eq. 8 (white-box diagnostic): the embedding the edited K/V layers map onto the original concept's."""
@@ -149,7 +115,7 @@ def _derive(
         if bounds is None:
             adv = regenerating_embeddings(S_cur, S_cross, states, cfg.reg_lamb).float()
         else:
-            adv, lam = bounded_embeddings(S_cur, S_cross, states, cfg.reg_lamb, bounds[1])
+            adv, lam = bounded_regenerating_embeddings(S_cur, S_cross, states, cfg.reg_lamb, bounds[1])
             adv, extra = clamp_norms(adv.float(), *bounds), {"reg_lamb_max": float(lam.max())}
         ratios.append(float(adv.norm() / states.norm()))
         if gates:

@@ -90,6 +90,7 @@ class ACEConfig:
     # 0.91 0.86 0.88 over seeds 0-2 (1-2 at patience 3, which tied 5 at 1e-2), multi10 0.71 / 0.69
     keep_weight: float = 1.0  # w_keep
     inverse_weight: float = 0.0  # of the term keeping the gate shut on derived embeddings (inverse.py; `unsafe`: 0.2)
+    inverse_bounded_weight: float = 0.0  # the same on derived_bounded's embeddings (inverse.py; `unsafe`: 0.02)
     loss: Literal["kv", "denoise"] = "denoise"  # the outer objective; "kv": K/V regression (the ace-kv ablation)
     denoise_weight: float = 1.0  # of the noise-prediction term against the keep term
     denoise_images: int = 8  # latents of the concept the original model draws for it
@@ -149,7 +150,14 @@ class ACEConfig:
         for name in ("lamb", "whiten", "inner_lr", "soft_lr", "lr"):
             if not getattr(self, name) > 0 or not math.isfinite(getattr(self, name)):
                 raise ConfigError(f"ACEConfig.{name} must be a finite number > 0, got {getattr(self, name)}.")
-        for name in ("preserve_scale", "keep_weight", "denoise_weight", "mine_radius", "inverse_weight"):
+        for name in (
+            "preserve_scale",
+            "keep_weight",
+            "denoise_weight",
+            "mine_radius",
+            "inverse_weight",
+            "inverse_bounded_weight",
+        ):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"ACEConfig.{name} must be ≥ 0, got {getattr(self, name)}.")
         for name in ("mine_render", "sibling_render", "mine_render_alone"):

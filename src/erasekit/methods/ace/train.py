@@ -26,7 +26,7 @@ from .. import EraseRequest
 from .adversaries import _Denoiser, _SoftTokens
 from .config import GATE_NOTE, ACEConfig
 from .gatefit import GateRates, Tokens, fit_gate
-from .inverse import open_on_derived
+from .inverse import PROMPTS, norm_range, open_on_derived
 from .mining import Mined, mine_words, perturbed_rows
 from .prompts import Rows, concept_tokens, gate_tokens, name_pieces, preserve_tokens, token_rows
 from .stopping import HeldOutStop
@@ -172,7 +172,8 @@ def train_ace(request: EraseRequest, cfg: ACEConfig, mined: Mined | None = None)
     history, E_all = [], E
     # RECE's Eq. 8 reads the K/V Gram unscaled (attacks/derived.py); the term needs a gate to keep shut
     eq8_gram = request.targets.gram() if cfg.edit_keys else request.targets.gram("v")
-    inverse = cfg.inverse_weight if gate is not None else 0.0
+    inverse = (cfg.inverse_weight, cfg.inverse_bounded_weight) if gate is not None else (0.0, 0.0)
+    eq8_bounds = norm_range(rows.states)  # derived_bounded's range: that of the prompts it attacks
     for epoch in range(cfg.epochs):
         # a minibatch of each row set per round: the rows are thousands of near-duplicate states
         # (templates x copies x span positions), and a round's cost is linear in them
@@ -194,9 +195,11 @@ def train_ace(request: EraseRequest, cfg: ACEConfig, mined: Mined | None = None)
         outer.zero_grad()
         keep = cfg.keep_weight * s_err(model.edited(rows.K[pick_keep]), rows.K[pick_keep])
         loss = (s_err(model.edited(rows.C[pick]), rows.G[pick]) + s_err(model.edited(E_all), G_all) + keep) / unit
-        if inverse and epoch >= cfg.warmup_rounds:  # the gate shut on the target prompts' c' (inverse.py), once the
-            # warm-up has formed the erasure: from round 1 it cost nudity's val H_o (0.874 against 0.901)
-            loss = loss + inverse * open_on_derived(gate, model.U, model.A, eq8_gram, rows.states)
+        if any(inverse) and epoch >= cfg.warmup_rounds:  # the gate shut on the target prompts' c' (inverse.py),
+            # once the warm-up has formed the erasure: from round 1 it cost nudity's val H_o (0.874 against 0.901)
+            prompts = rows.states[draw(len(rows.states), PROMPTS, gen)]
+            free, bounded = open_on_derived(gate, model.U, model.A, eq8_gram, prompts, eq8_bounds)
+            loss = loss + inverse[0] * free + inverse[1] * bounded
         if denoise is not None:  # the noise-prediction objective, the K/V terms its anchor (package docstring)
             loss = loss + cfg.denoise_weight * denoise.loss(model, E, layers, epoch)
         loss.backward()
