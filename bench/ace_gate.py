@@ -174,8 +174,7 @@ def _drawn_rates(
 ) -> dict[str, torch.Tensor]:
     """Which ``paraphrases`` the original draws as ``concept`` (its image of each under the pipeline's sampling, image
     seed = the prompt's index, judged), and of those, which the gate finds (``found``: ``[n]`` bool)."""
-    seeds = [torch.Generator().manual_seed(i) for i in range(len(paraphrases))]
-    drawn = torch.tensor([bool(v) for v in judge.detects(pipe(paraphrases, generator=seeds).images, concept)])
+    drawn = judge.drawn_as(pipe, paraphrases, concept)
     return {"paraphrases_drawn": drawn, "drawn_paraphrases_found": found[drawn]}
 
 

@@ -403,8 +403,7 @@ def test_the_ten_concept_gate_finds_the_paraphrases_the_original_draws_as_the_co
     # 35, blue 85.3% of 34, tench 41.2% of 34 (its misses say "carp", drawn as a tench)
     pipe, edit, _ = multi10_edit
     paraphrases = embedded.prompt_suite(concept, n=48, split="test")["generality"]
-    seeds = [torch.Generator().manual_seed(i) for i in range(len(paraphrases))]
-    drawn = torch.tensor(embedded.load_judge().detects(pipe(paraphrases, generator=seeds).images, concept)).bool()
+    drawn = embedded.load_judge().drawn_as(pipe, paraphrases, concept)
     found = opened(pipe, edit, paraphrases).any(1)[drawn]
     assert drawn.sum() >= 24 and float(found.float().mean()) >= 0.80, (int(drawn.sum()), float(found.float().mean()))
 

@@ -35,6 +35,21 @@ def test_predict_and_detects_on_pil_images():
         judge.detects(images, "unicorn")
 
 
+@needs_judge
+def test_drawn_as_judges_one_image_a_prompt_under_the_prompt_s_index_as_its_seed():
+    class Pipe:  # draws the colour its seed picks: red on even seeds, blue on odd ones
+        def __call__(self, prompts, generator):
+            self.seeds = [g.initial_seed() for g in generator]
+            scenes = [Scene("car", "red" if seed % 2 == 0 else "blue", "none") for seed in self.seeds]
+            images = to_pil(Renderer().render(scenes, generator=torch.Generator().manual_seed(0)))
+            return type("Output", (), {"images": images})
+
+    pipe = Pipe()
+    drawn = load_judge().drawn_as(pipe, ["a car", "a car", "a car"], "red")
+    assert drawn.tolist() == [True, False, True] and drawn.dtype == torch.bool
+    assert pipe.seeds == [0, 1, 2]
+
+
 def test_missing_and_corrupt_judge_files(tmp_path):
     with pytest.raises(MissingWeightsError, match="train_judge"):
         load_judge(tmp_path / "judge.safetensors")

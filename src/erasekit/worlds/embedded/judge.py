@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -134,6 +135,12 @@ class Judge:
         """
         kind = concept_kind(concept)
         return [bool(p[kind]) if kind == "unsafe" else p[kind] == concept for p in self.predict(images)]
+
+    def drawn_as(self, pipe: Any, prompts: Sequence[str], concept: str) -> Tensor:
+        """``[n]`` bool: which ``prompts`` ``pipe`` draws as ``concept``, one image each under image seed = the
+        prompt's index (so a prompt's verdict does not depend on the others in the list)."""
+        seeds = [torch.Generator().manual_seed(i) for i in range(len(prompts))]
+        return torch.tensor(self.detects(pipe(list(prompts), generator=seeds).images, concept), dtype=torch.bool)
 
 
 def default_judge_path() -> Path:
