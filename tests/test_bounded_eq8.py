@@ -36,11 +36,11 @@ def test_clamp_norms_rescales_rows_into_their_range():
     torch.testing.assert_close(y, torch.tensor([[1.2, 1.6], [0.6, 0.8], [1.0, 0.0]]))
 
 
-def test_without_a_bound_it_is_eq8():
+def test_rows_that_fit_their_bound_are_eq8s():
     g = torch.Generator().manual_seed(1)
     W, W_orig = (torch.randn(8, 5, generator=g, dtype=torch.float64) for _ in range(2))
     C = torch.randn(3, 5, generator=g, dtype=torch.float64)
-    found, lam = bounded_regenerating_embeddings(W.T @ W, W.T @ W_orig, C, 1e-3)
+    found, lam = bounded_regenerating_embeddings(W.T @ W, W.T @ W_orig, C, 1e-3, torch.full((3,), float("inf")))
     assert_close(found, regenerating_embeddings(W.T @ W, W.T @ W_orig, C, 1e-3))
     assert (lam == 1e-3).all()
 
@@ -53,7 +53,7 @@ def test_its_gradient_is_the_shifted_solve_s_at_each_row_s_lambda():
     S_cross = torch.randn(5, 5, generator=g, dtype=torch.float64).requires_grad_()
     C = torch.randn(4, 5, generator=g, dtype=torch.float64).requires_grad_()
     weights = torch.randn(4, 5, generator=g, dtype=torch.float64)
-    free, _ = bounded_regenerating_embeddings(S_cur.detach(), S_cross.detach(), C.detach(), 1e-3)
+    free = regenerating_embeddings(S_cur.detach(), S_cross.detach(), C.detach(), 1e-3)
     high = free.norm(dim=-1) * torch.tensor([0.3, 2.0, 0.6, 0.9], dtype=torch.float64)  # rows 0, 2, 3 bind
     found, lam = bounded_regenerating_embeddings(S_cur, S_cross, C, 1e-3, high)
     grads = torch.autograd.grad((found * weights).sum(), (S_cur, S_cross, C))

@@ -42,19 +42,17 @@ class _ShiftedSolve(torch.autograd.Function):
 
 
 def bounded_regenerating_embeddings(
-    S_cur: Tensor, S_cross: Tensor, C: Tensor, reg_lamb: float, high: Tensor | None = None
+    S_cur: Tensor, S_cross: Tensor, C: Tensor, reg_lamb: float, high: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """Eq. 5's minimiser for each row of ``C [n, d]`` under ``‖c'_i‖ ≤ high_i`` (``[n]``; None: no bound, Eq. 8):
-    ``(c' [n, d] float64, λ'_i [n])``. Differentiable in ``S_cur``, ``S_cross`` and ``C``; λ' is not."""
+    """Eq. 5's minimiser for each row of ``C [n, d]`` under ``‖c'_i‖ ≤ high_i`` (``[n]``; a row whose Eq. 8 answer
+    fits keeps λ): ``(c' [n, d] float64, λ'_i [n])``. Differentiable in ``S_cur``, ``S_cross`` and ``C``; λ' is not."""
     S_cur, S_cross = S_cur.to(F64), S_cross.to(F64)
     with torch.no_grad():
         e, V = torch.linalg.eigh(S_cur)  # S_cur is PSD: e ≥ 0 up to rounding
         e = e.clamp_min(0)
     beta = C.to(F64) @ (S_cross.T @ V)  # [n, d]: rows Vᵀ S_cross c, one product over the n rows
-    lam = torch.full((C.shape[0],), float(reg_lamb), dtype=F64)
-    if high is not None:
-        with torch.no_grad():
-            lam = _trust_region_lambdas(beta.T, e[:, None], lam, high.to(F64))
+    with torch.no_grad():
+        lam = _trust_region_lambdas(beta.T, e[:, None], torch.full((C.shape[0],), float(reg_lamb), dtype=F64), high)
     return _ShiftedSolve.apply(S_cur, beta, lam, V, e), lam
 
 
@@ -62,6 +60,7 @@ def _trust_region_lambdas(beta: Tensor, e: Tensor, lam: Tensor, high: Tensor) ->
     """The smallest ``λ'_i ≥ lam_i`` with ``‖β_i / (λ'_i + e)‖ ≤ high_i`` (``beta [d, n]``, ``e [d, 1]``):
     Newton on ``1/‖p(λ')‖ − 1/high``, ``λ' += (‖p‖ − high)/high · ‖p‖²/‖q‖²`` with ``‖q‖² = Σ β²/(λ'+e)³``."""
     beta2 = beta.pow(2)
+    high = high.to(beta)
     over = (beta2 / (lam + e).pow(2)).sum(0).sqrt() > high  # rows whose Eq. 8 answer already fits keep λ
     beta2, rows = beta2[:, over], lam[over]
     for _ in range(NEWTON_STEPS):
