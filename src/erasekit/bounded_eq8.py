@@ -73,6 +73,13 @@ def _trust_region_lambdas(beta: Tensor, e: Tensor, lam: Tensor, high: Tensor) ->
     return lam.masked_scatter(over, rows)
 
 
+def norm_range(states: Tensor) -> tuple[Tensor, Tensor]:
+    """``(low, high)``, each ``[L]``: the least and greatest norm prompts' token states ``[P, L, d]`` reach at each
+    position, the range ``derived_bounded`` holds its ``c'`` in."""
+    norms = states.detach().norm(dim=-1)  # [P, L]
+    return norms.min(0).values, norms.max(0).values
+
+
 def clamp_norms(x: Tensor, low: Tensor, high: Tensor) -> Tensor:
     """``x [n, d]`` with each row rescaled so its norm lies in ``[low_i, high_i]`` (``[n]`` each); direction kept."""
     norm = x.norm(dim=-1, keepdim=True)  # [n, 1]

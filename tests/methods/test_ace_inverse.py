@@ -1,11 +1,12 @@
 import pytest
 import torch
 
+from erasekit.bounded_eq8 import norm_range
 from erasekit.closed_form import regenerating_embeddings
 from erasekit.errors import ConfigError
 from erasekit.gate import TokenGate
 from erasekit.methods.ace.config import ACEConfig
-from erasekit.methods.ace.inverse import LAMB, derived_states, norm_range, open_on_derived
+from erasekit.methods.ace.inverse import LAMB, derived_states, open_on_derived
 
 D = 6
 

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..bounded_eq8 import bounded_regenerating_embeddings, clamp_norms
+from ..bounded_eq8 import bounded_regenerating_embeddings, clamp_norms, norm_range
 from ..closed_form import regenerating_embeddings
 from ..edit import applied_gates, base_weights
 from ..errors import ConfigError
@@ -97,8 +97,8 @@ def derived(request: AttackRequest, cfg: DerivedConfig, *, progress: Progress | 
 @register("derived_bounded", DerivedConfig, white_box=True)
 def derived_bounded(request: AttackRequest, cfg: DerivedConfig, *, progress: Progress | None = None) -> Findings:
     """RECE Eq. 8 (white-box diagnostic), each token state's norm kept within the range real prompts produce."""
-    norms = request.text.encode_text([c.prompt for c in request.cases]).float().cpu().norm(dim=-1)  # [N, L]
-    return _derive(request, cfg, (norms.min(0).values, norms.max(0).values), progress)
+    states = request.text.encode_text([c.prompt for c in request.cases]).float().cpu()  # [N, L, d]
+    return _derive(request, cfg, norm_range(states), progress)
 
 
 def _derive(

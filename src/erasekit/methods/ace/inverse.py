@@ -42,19 +42,12 @@ LAMB = 1e-3  # Eq. 8's λ: the attack's default (``DerivedConfig.reg_lamb``, REC
 PROMPTS = 32  # target prompts a round: the bounded solve is one per row, and nudity has 200
 
 
-def norm_range(states: Tensor) -> tuple[Tensor, Tensor]:
-    """``(low, high)``, each ``[L]``: the least and greatest norm prompts' token states ``[P, L, d]`` reach at each
-    position, the range ``derived_bounded`` holds its ``c'`` in."""
-    norms = states.detach().norm(dim=-1)  # [P, L]
-    return norms.min(0).values, norms.max(0).values
-
-
 def derived_states(
     U: Tensor, A: Tensor, S: Tensor, states: Tensor, bounds: tuple[Tensor, Tensor]
 ) -> tuple[Tensor, Tensor]:
     """Eq. 8's ``c'`` of token states ``[P, L, d]`` under the row map ``I + U A`` (``U [d, k]``, ``A [k, d]``;
     ``S [d, d]`` the K/V Gram, unscaled as the attack reads it), as the two attacks solve them: ``(unbounded,
-    bounded)``, each ``[P, L, d]`` float32, the bounded one within ``bounds`` (:func:`norm_range`)."""
+    bounded)``, each ``[P, L, d]`` float32, the bounded one within ``bounds`` (``bounded_eq8.norm_range``)."""
     P, L, d = states.shape
     M = torch.eye(d, dtype=F64) + U.to(F64) @ A.to(F64)
     MtS = M.T @ S.to(F64)

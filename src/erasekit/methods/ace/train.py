@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ...bounded_eq8 import norm_range
 from ...closed_form import F64, Factor, layer_updates
 from ...diffusion import check_text_only
 from ...edit import Edit
@@ -26,7 +27,7 @@ from .. import EraseRequest
 from .adversaries import _Denoiser, _SoftTokens
 from .config import GATE_NOTE, ACEConfig
 from .gatefit import GateRates, Tokens, fit_gate
-from .inverse import PROMPTS, norm_range, open_on_derived
+from .inverse import PROMPTS, open_on_derived
 from .mining import Mined, mine_words, perturbed_rows
 from .prompts import Rows, concept_tokens, gate_tokens, name_pieces, preserve_tokens, token_rows
 from .stopping import HeldOutStop
