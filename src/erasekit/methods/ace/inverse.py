@@ -34,10 +34,9 @@ import torch
 from torch import Tensor
 
 from ...bounded_eq8 import bounded_regenerating_embeddings, clamp_norms
-from ...closed_form import regenerating_embeddings
+from ...closed_form import F64, regenerating_embeddings
 from ...gate import TokenGate, capped_at_prompt_end, concept_ratio
 
-F64 = torch.float64
 LAMB = 1e-3  # Eq. 8's λ: the attack's default (``DerivedConfig.reg_lamb``, RECE's --reg_scale)
 PROMPTS = 32  # target prompts a round: the bounded solve is one per row, and nudity has 200
 

@@ -171,10 +171,11 @@ def train_ace(request: EraseRequest, cfg: ACEConfig, mined: Mined | None = None)
         held, s_err, steps=cfg.inner_steps, lr=cfg.inner_lr * scale, patience=cfg.patience, warmup=cfg.warmup_rounds
     )
     history, E_all = [], E
-    # RECE's Eq. 8 reads the K/V Gram unscaled (attacks/derived.py); the term needs a gate to keep shut
-    eq8_gram = request.targets.gram() if cfg.edit_keys else request.targets.gram("v")
-    inverse = (cfg.inverse_weight, cfg.inverse_bounded_weight) if gate is not None else (0.0, 0.0)
-    eq8_bounds = norm_range(rows.states)  # derived_bounded's range: that of the prompts it attacks
+    inverse = (cfg.inverse_weight, cfg.inverse_bounded_weight) if gate is not None else (0.0, 0.0)  # needs a gate
+    if any(inverse):  # RECE's Eq. 8 reads the K/V Gram unscaled (attacks/derived.py); derived_bounded's range is
+        # that of the prompts it attacks
+        eq8_gram = request.targets.gram() if cfg.edit_keys else request.targets.gram("v")
+        eq8_bounds = norm_range(rows.states)
     for epoch in range(cfg.epochs):
         # a minibatch of each row set per round: the rows are thousands of near-duplicate states
         # (templates x copies x span positions), and a round's cost is linear in them
