@@ -116,8 +116,9 @@ def read_csv(path: str | os.PathLike[str], *, required: Sequence[str]) -> list[d
     return rows
 
 
-def check_writable(folder: str | os.PathLike[str]) -> None:
+def check_writable(folder: str | os.PathLike[str], option: str = "-o") -> None:
     """Refuses, before any work, an output folder that could not be created or written; creates nothing.
+    ``option``: the command-line option that named it, for the message.
 
     Raises:
         OutputError: ``folder`` or a folder above it is a file, or the nearest existing folder on its path
@@ -127,12 +128,12 @@ def check_writable(folder: str | os.PathLike[str]) -> None:
     path = Path(folder)
     existing = next(p for p in (path, *path.absolute().parents) if p.exists())
     if not existing.is_dir():
-        raise OutputError(f"cannot use {path} as an output folder: {existing} is a file. Choose another -o.")
+        raise OutputError(f"cannot use {path} as an output folder: {existing} is a file. Choose another {option}.")
     try:
         fd, name = tempfile.mkstemp(dir=existing, prefix=".erasekit-probe-", suffix=".tmp")
     except OSError as err:
         raise OutputError(
-            f"cannot write to {existing} ({err.strerror or err}): choose a writable folder for -o {path}."
+            f"cannot write to {existing} ({err.strerror or err}): choose a writable folder for {option} {path}."
         ) from err
     os.close(fd)
     os.unlink(name)

@@ -41,9 +41,9 @@ def fake_tuning(monkeypatch, val: dict) -> dict:
     monkeypatch.setattr(compare_run, "load", lambda world: (None, None))
     seen = {}
 
-    def fake_tune(pipe, judge, sc, method, grid, *, n, settings, fixed, takes_preserve):
+    def fake_tune(pipe, judge, sc, method, grid, *, n, settings, fixed, takes_preserve, keep):
         seen.update(method=method, grid=grid, fixed=fixed, takes_preserve=takes_preserve, scenario=sc.name,
-                    settings=settings)  # fmt: skip
+                    settings=settings, keep=keep)  # fmt: skip
         name = next(iter(grid))
         return [{"overrides": {name: v}, "val": val} for v in grid[name]]
 
@@ -57,7 +57,7 @@ def test_the_ranking_is_printed_and_written(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["tune", "esd-x", "--grid", "lr=3e-4,1e-3", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert seen == {"method": "esd", "grid": {"lr": ["3e-4", "1e-3"]}, "fixed": {"variant": "x"},
-                    "takes_preserve": False, "scenario": "style", "settings": "lora"}  # fmt: skip
+                    "takes_preserve": False, "scenario": "style", "settings": "lora", "keep": None}  # fmt: skip
     assert [r["overrides"]["lr"] for r in json.loads(out.read_text())["ranked"]] == ["3e-4", "1e-3"]
     assert "H_o" in result.output and "val split" in result.output
 
@@ -89,3 +89,18 @@ def test_a_scenario_of_several_concepts_gets_a_table_per_concept(monkeypatch):
     )
     assert result.exit_code == 0, result.output
     assert "each erased concept" in result.output and "0.75 / 1.00" in result.output and "rank=48" in result.output
+
+
+def test_edits_are_kept_in_a_folder_it_makes(tmp_path, monkeypatch):
+    seen = fake_tuning(monkeypatch, VAL)
+    folder = tmp_path / "a" / "edits"
+    result = CliRunner().invoke(app, ["tune", "esd-x", "--grid", "lr=3e-4", "--edits", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert seen["keep"] == folder and folder.is_dir()
+
+
+def test_an_edits_folder_under_a_file_is_one_message_and_exit_2(no_world, tmp_path):
+    (tmp_path / "f").write_text("")
+    result = CliRunner().invoke(app, ["tune", "esd-x", "--grid", "lr=3e-4", "--edits", str(tmp_path / "f" / "e")])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "is a file. Choose another --edits" in said, said

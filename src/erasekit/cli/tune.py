@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from ..errors import ConfigError
-from ..io import atomic_write, parse_assignments
-from ._common import console, print_json
+from ..io import atomic_write, check_writable, parse_assignments
+from ._common import console, print_json, resumable
 
 
 def tune(
@@ -29,13 +30,20 @@ def tune(
     ),
     n_prompts: int = typer.Option(16, "--n-prompts", help="Val prompts per group (target, paraphrase)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Also write the ranking to this JSON file."),
+    edits: Path | None = typer.Option(
+        None,
+        "--edits",
+        help="Keep each point's edit and val scores in this folder (made if missing): rerun the same command to "
+        "resume, and attack the edits afterwards (`erasekit attack --edit DIR/POINT.safetensors`).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the ranking as JSON."),
 ) -> None:
     """Erase at every point of a grid and rank the points by H_o on the val split.
 
     Efficacy and paraphrase detection of the erased concepts on their val prompts, and how often concepts
     no method was given still show on theirs; the table's test prompts are never drawn. Example:
-    `erasekit tune esd-x --scenario style --grid lr=3e-4,1e-3,3e-3 -o tune-esd.json`.
+    `erasekit tune esd-x --scenario style --grid lr=3e-4,1e-3,3e-3 -o tune-esd.json`. Over training seeds, the
+    edits kept: `erasekit tune ace --scenario unsafe --grid seed=0,1,2,3,4 --edits out/tune-ace`.
     """
     from ..config import check_count
     from ..evaluate import compare as comparison
@@ -55,13 +63,18 @@ def tune(
         joined = "," if ":" in method else ":"
         comparison.parse_method(f"{method}{joined}{name}={vals[0]}")  # an unknown name or bad value fails now
     sc = comparison.scenario(scenario, world)
+    if edits is not None:
+        check_writable(edits, "--edits")
     pipe, judge = load(get_world(world))
     m = get(spec.method)
     # what compare's row runs when no settings are named: tuning against other settings (AdvUnlearn's paper's
     # 1000 iterations of 50 DDIM steps; ACE's defaults where compare runs `unsafe`) ranks points no row runs
     settings = None if settings == "defaults" else settings or settings_for(spec, sc)
-    ranked = run_tune(pipe, judge, sc, spec.method, points, n=n_prompts, settings=settings,
-                      fixed=spec.overrides, takes_preserve=m.takes_preserve)  # fmt: skip
+    if edits is not None:
+        edits.mkdir(parents=True, exist_ok=True)
+    with resumable("Finished points' edits and scores are kept in --edits") if edits else nullcontext():
+        ranked = run_tune(pipe, judge, sc, spec.method, points, n=n_prompts, settings=settings,
+                          fixed=spec.overrides, takes_preserve=m.takes_preserve, keep=edits)  # fmt: skip
     result = {"method": method, "scenario": sc.name, "settings": settings, "n_prompts": n_prompts, "ranked": ranked}
     if out is not None:
         atomic_write(out, json.dumps(result, indent=2))

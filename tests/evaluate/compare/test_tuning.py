@@ -81,6 +81,38 @@ def test_tune_erases_every_grid_point_and_ranks_them_by_val_h_o(monkeypatch):
     assert len(erased) == 4 and all(p == [] for _, p, _ in erased)
 
 
+def test_a_kept_point_is_read_back_instead_of_made_again(tiny_pipe, monkeypatch, tmp_path):
+    sc = compare.scenario("van gogh")
+    made, scored = [], []
+
+    def fake_erase(pipe, concepts, method, *, preserve, settings, **overrides):
+        made.append(overrides["lamb"])
+        return erasekit.erase(tiny_pipe, concepts, method, lamb=float(overrides["lamb"]))
+
+    def fake_scores(pipe, judge, sc, n, edit):
+        scored.append(edit.config["lamb"])
+        return {"H_o": edit.config["lamb"]}
+
+    monkeypatch.setattr(tuning, "erase", fake_erase)
+    monkeypatch.setattr(tuning, "val_scores", fake_scores)
+
+    def run(grid, keep=tmp_path, n=4):
+        return tuning.tune(None, None, sc, "uce", grid, n=n, takes_preserve=False, keep=keep)
+
+    first = run({"lamb": ["0.1", "0.5"]})
+    assert made == ["0.1", "0.5"] and sorted(p.name for p in tmp_path.iterdir()) == [
+        "lamb=0.1.json", "lamb=0.1.safetensors", "lamb=0.5.json", "lamb=0.5.safetensors"]  # fmt: skip
+    (tmp_path / "lamb=0.5.json").unlink()  # as if stopped after erasing 0.5, before scoring it
+    again = run({"lamb": ["0.1", "0.5"]})
+    assert made == ["0.1", "0.5"] and scored == [0.1, 0.5, 0.5]  # nothing erased again; 0.5 scored from its file
+    assert again == first and erasekit.Edit.load(tmp_path / "lamb=0.5.safetensors").config["lamb"] == 0.5
+    with pytest.raises(ConfigError, match="another tuning point"):
+        run({"lamb": ["0.1"]}, n=8)  # other prompts: the kept scores are not this point's
+    (tmp_path / "lamb=0.1.json").unlink()
+    with pytest.raises(ConfigError, match="another tuning point"):
+        run({"lamb": ["0.1"]}, n=8)  # ... nor is the kept edit (its preserve prompts are drawn per n)
+
+
 def test_an_empty_grid_is_refused_with_an_example():
     with pytest.raises(ConfigError, match="lr=3e-4,1e-3"):
         tuning.grid_points({"lr": []})

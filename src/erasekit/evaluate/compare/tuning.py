@@ -7,12 +7,20 @@ still show on their own val prompts (specificity, higher is better). :func:`tune
 grid and keeps the one with the best H_o of the three (MACE's harmonic mean), as the reference codes pick
 epochs and learning rates on held-out prompts. ``erasekit compare`` uses :func:`val_detection` to choose
 among an edit's candidates (RECE's epochs).
+
+Given a folder, :func:`tune` keeps each point's edit and val scores there (``<point>.safetensors``, ``.json``),
+each stamped with the point it was made at. A rerun reads them instead of erasing and scoring again, so a long
+tuning resumes, and the edits can be attacked afterwards (``bench/ace_stability.py --reattack``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
+import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,6 +28,7 @@ import torch
 from erasekit.api import erase
 from erasekit.edit import Edit
 from erasekit.errors import ConfigError
+from erasekit.io import atomic_write
 from erasekit.metrics import mace_h_o
 
 from ..protocols import load_protocol
@@ -93,18 +102,57 @@ def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
 
 def tune(pipe: Any, judge: Any, sc: Scenario, method: str, grid: Mapping[str, Sequence[Any]], *, n: int,
          settings: str | None = None, fixed: Mapping[str, Any] | None = None,
-         takes_preserve: bool = True) -> list[dict[str, Any]]:  # fmt: skip
+         takes_preserve: bool = True, keep: Path | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """Erases ``sc``'s concepts with ``method`` at every grid point (on top of ``fixed``, e.g. a variant's
-    overrides) and scores each on the val split.
+    overrides) and scores each on the val split. ``keep``: a folder for each point's edit and scores (module
+    docstring); what a point finds there is read instead of made again.
 
     Returns:
         One ``{"overrides", "val": {efficacy, generality, specificity, H_o}}`` per point, best H_o first
         (the grid's order on ties).
+
+    Raises:
+        ConfigError: a file in ``keep`` made at another point (other settings, scenario or prompt count).
     """
     preserve, kept = (preserve_set(sc), preserve_prompts(sc, n)) if takes_preserve else ([], [])
     results = []
     for overrides in grid_points(grid):
-        edit = erase(pipe, list(sc.concepts), method, preserve=preserve, preserve_prompts=kept,
-                     kinds=concept_kinds(sc), settings=settings, **{**(fixed or {}), **overrides})  # fmt: skip
-        results.append({"overrides": overrides, "val": val_scores(pipe, judge, sc, n, edit)})
+        point = {"method": method, "scenario": sc.name, "settings": settings, "n": n,
+                 "overrides": {**(fixed or {}), **overrides}}  # fmt: skip
+        edit_file, scores_file = (_kept_path(keep, overrides, ext) for ext in ("safetensors", "json"))
+        if scores_file is not None and scores_file.exists():
+            kept_scores = json.loads(scores_file.read_text())
+            results.append({"overrides": overrides, "val": _made_at(point, scores_file, kept_scores)["val"]})
+            continue
+        if edit_file is not None and edit_file.exists():
+            edit = Edit.load(edit_file)
+            _made_at(point, edit_file, edit.info)
+        else:
+            edit = erase(pipe, list(sc.concepts), method, preserve=preserve, preserve_prompts=kept,
+                         kinds=concept_kinds(sc), settings=settings, **point["overrides"])  # fmt: skip
+            if edit_file is not None:
+                edit = dataclasses.replace(edit, info={**edit.info, "tuning": point})
+                edit.save(edit_file)
+        scores = val_scores(pipe, judge, sc, n, edit)
+        if scores_file is not None:
+            atomic_write(scores_file, json.dumps({"tuning": point, "val": scores}, indent=2))
+        results.append({"overrides": overrides, "val": scores})
     return sorted(results, key=lambda r: -r["val"]["H_o"])
+
+
+def _kept_path(keep: Path | None, overrides: Mapping[str, Any], ext: str) -> Path | None:
+    """``keep/<name=value,...>.<ext>``, characters a file name should not hold as ``_``; None without ``keep``."""
+    if keep is None:
+        return None
+    name = ",".join(f"{k}={v}" for k, v in overrides.items())
+    return Path(keep) / f"{re.sub(r'[^A-Za-z0-9._=,+-]', '_', name)}.{ext}"
+
+
+def _made_at(point: dict[str, Any], path: Path, found: dict[str, Any]) -> dict[str, Any]:
+    """``found`` (what ``path`` holds), once its ``"tuning"`` stamp is ``point``."""
+    if found.get("tuning") != point:
+        raise ConfigError(
+            f"{path} was made at another tuning point ({found.get('tuning')}, not {point}): give another folder, "
+            "or remove it to tune again."
+        )
+    return found
