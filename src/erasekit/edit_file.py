@@ -236,11 +236,10 @@ def read(path: str | os.PathLike[str]) -> dict[str, Any]:
     gate = None
     if "gate" in m:
         parts = {k.removeprefix(GATE_PREFIX): v for k, v in tensors.items() if k.startswith(GATE_PREFIX)}
-        if not {"basis", "mean"} <= set(parts) <= {"basis", "mean", "always", "metric"}:
+        if not {"basis", "mean"} <= set(parts) <= {"basis", "mean", "always"}:
             raise EditFileError(f"{path} is a gated edit but lacks its gate tensors: the file is incomplete.")
         gate = TokenGate(parts["basis"], parts["mean"], float(m["gate"]["sharpness"]), float(m["gate"]["threshold"]),
-                         parts.get("always"), bool(m["gate"].get("whole_prompt", False)),
-                         parts.get("metric"))  # fmt: skip
+                         parts.get("always"), bool(m["gate"].get("whole_prompt", False)))  # fmt: skip
     scale = None
     if "prompt_scale" in m:
         parts = {k.removeprefix(SCALE_PREFIX): v for k, v in tensors.items() if k.startswith(SCALE_PREFIX)}

@@ -7,19 +7,16 @@ subspace. For a token state ``c`` (one row of the text encoder's output, width d
     g(c) = σ(s · (r(c) − τ))                  ~1 near the concept, ~0 elsewhere
     to_k'(c) = W_k c + g(c) · B_k A c         (the same for to_v)
 
-with ``P [d, k]`` orthonormal, ``s`` the sharpness and ``τ`` the threshold. A gate may read the deviation through
-a fixed map ``Λ [d, d]`` (``metric``), ``z = (c − μ) Λ`` in place of ``c − μ`` in both norms: with ``Λ = S^{1/2}``,
-``S`` the edited projections' Gram ``Σ_l W_lᵀ W_l``, ``‖z‖²`` is the K/V energy of the deviation, and a direction the
-K/V barely read can neither open the gate nor dilute its ratio (ACE's ``gate_metric="kv"``). A gate may cap each
-token's value at the prompt's last position's (``whole_prompt``), ``g'(c_t) = min(g(c_t), g(c_L))``: in a causal
-encoder (CLIP) that position has read the whole prompt, so a token opens only where the prompt as a whole reads as
-the concept, not on a word piece of some other name that happens to lie near the subspace. A gate may leave some of
-the update's rows open on every token (``always``): ``to_k'(c) = W_k c + B_k (m(c) ⊙ A c)`` with ``m_j = 1`` on those
-rows and ``g(c)`` on the others, for an edit that erases some concepts everywhere and others near their tokens only
-(ACE's ungated kinds). ``W + g·BA`` is not a weight, so the update cannot be merged into ``W``:
-:class:`GatedKVProcessor` wraps the attention module's own processor and hands it a view of the module whose
-``to_k``/``to_v`` add the gated term. It therefore composes with any processor (SDPA, xformers, IP-adapter) and
-with merged edits.
+with ``P [d, k]`` orthonormal, ``s`` the sharpness and ``τ`` the threshold. A gate may cap each token's value
+at the prompt's last position's (``whole_prompt``), ``g'(c_t) = min(g(c_t), g(c_L))``: in a causal encoder (CLIP)
+that position has read the whole prompt, so a token opens only where the prompt as a whole reads as the concept,
+not on a word piece of some other name that happens to lie near the subspace. A gate may leave some of the
+update's rows open on every token (``always``): ``to_k'(c) = W_k c + B_k (m(c) ⊙ A c)`` with ``m_j = 1`` on
+those rows and ``g(c)`` on the others, for an edit that erases some concepts everywhere and others
+near their tokens only (ACE's ungated kinds). ``W + g·BA`` is not a
+weight, so the update cannot be merged into ``W``: :class:`GatedKVProcessor` wraps the attention
+module's own processor and hands it a view of the module whose ``to_k``/``to_v`` add the gated
+term. It therefore composes with any processor (SDPA, xformers, IP-adapter) and with merged edits.
 """
 
 from __future__ import annotations
@@ -36,11 +33,15 @@ from .errors import EditFileError
 EPS = 1e-12
 
 
-def concept_ratio(x: Tensor, basis: Tensor, mean: Tensor, metric: Tensor | None = None) -> Tensor:
-    """``r(x) = ‖Pᵀz‖² / ‖z‖²`` ``[..., 1]``, ``z = x − μ`` (``(x − μ) Λ`` with a ``metric`` Λ), for token states
-    ``x [..., d]``."""
-    z = x - mean if metric is None else (x - mean) @ metric
+def concept_ratio(x: Tensor, basis: Tensor, mean: Tensor) -> Tensor:
+    """``r(x) = ‖Pᵀ(x − μ)‖² / ‖x − μ‖²`` ``[..., 1]`` for token states ``x [..., d]``."""
+    z = x - mean
     return (z @ basis).pow(2).sum(-1, keepdim=True) / z.pow(2).sum(-1, keepdim=True).clamp_min(EPS)
+
+
+def gate_values(x: Tensor, basis: Tensor, mean: Tensor, sharpness: Tensor | float, threshold: Tensor | float) -> Tensor:
+    """``g(x)`` ``[..., 1]`` for token states ``x [..., d]`` (differentiable in every argument)."""
+    return torch.sigmoid(sharpness * (concept_ratio(x, basis, mean) - threshold))
 
 
 def capped_at_prompt_end(values: Tensor) -> Tensor:
@@ -51,7 +52,7 @@ def capped_at_prompt_end(values: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class TokenGate:
-    """``g(c) = σ(s (‖Pᵀz‖² / ‖z‖² − τ))``, ``z = c − μ`` (``(c − μ) Λ`` with a ``metric``).
+    """``g(c) = σ(s (‖Pᵀ(c − μ)‖² / ‖c − μ‖² − τ))``.
 
     Attributes:
         basis: ``P [d, k]``, the concept subspace; ACE fits it freely (not orthonormal), which makes
@@ -64,7 +65,6 @@ class TokenGate:
         always: ``[r]``, 1 on the rows of the update (rows of ``A``) that apply to every token, 0 on the
             gated ones, the same for every layer (such an edit has one rank throughout); None: every row is
             gated. Calling the gate gives ``g(c)``, whatever ``always`` is.
-        metric: ``Λ [d, d]``, the map the deviation is read through (module docstring); None: the identity.
     """
 
     basis: Tensor
@@ -73,18 +73,13 @@ class TokenGate:
     threshold: float
     always: Tensor | None = None
     whole_prompt: bool = False
-    metric: Tensor | None = None
 
     def __call__(self, x: Tensor) -> Tensor:
-        """``g(c)`` ``[..., L, 1]`` in ``x``'s dtype (differentiable in ``x`` and, while ACE trains them, s and τ)."""
-        return torch.sigmoid(self.sharpness * (self.ratios(x) - self.threshold)).to(x.dtype)
-
-    def ratios(self, x: Tensor) -> Tensor:
-        """``r(c)`` ``[..., L, 1]`` float32, capped at the prompt's last position's as :meth:`__call__` caps g."""
         basis, mean = self.basis.to(x.device, torch.float32), self.mean.to(x.device, torch.float32)
-        metric = None if self.metric is None else self.metric.to(x.device, torch.float32)
-        r = concept_ratio(x.float(), basis, mean, metric)
-        return capped_at_prompt_end(r) if self.whole_prompt and x.dim() >= 3 else r
+        g = gate_values(x.float(), basis, mean, self.sharpness, self.threshold)  # [..., L, 1]
+        if self.whole_prompt and x.dim() >= 3:
+            g = capped_at_prompt_end(g)
+        return g.to(x.dtype)
 
     def opens(self, x: Tensor) -> Tensor:
         """``[..., L]`` bool: the tokens where ``g(c) > 0.5``, the ones an erasure's gate rates count as open."""
@@ -97,19 +92,16 @@ class TokenGate:
 
     def tensors(self) -> dict[str, Tensor]:
         always = {} if self.always is None else {"always": self.always.float().contiguous()}
-        metric = {} if self.metric is None else {"metric": self.metric.float().contiguous()}
-        return {"basis": self.basis.contiguous(), "mean": self.mean.contiguous(), **always, **metric}
+        return {"basis": self.basis.contiguous(), "mean": self.mean.contiguous(), **always}
 
     def scalars(self) -> dict[str, float | bool]:
         whole = {"whole_prompt": True} if self.whole_prompt else {}  # files from before it read as False
         return {"sharpness": self.sharpness, "threshold": self.threshold, **whole}
 
     def summary(self) -> dict[str, Any]:
-        """What ``erasekit info`` shows: s, τ, the subspace's rank, the rows open on every token and whether it reads
-        tokens through a metric, where they apply."""
+        """What ``erasekit info`` shows: s, τ, the subspace's rank and the rows open on every token, if any."""
         always = {} if self.always is None else {"always_open_rows": int(self.always.sum())}
-        metric = {} if self.metric is None else {"reads_through_metric": True}
-        return {**self.scalars(), "rank": self.basis.shape[1], **always, **metric}
+        return {**self.scalars(), "rank": self.basis.shape[1], **always}
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,6 @@ class ACEConfig:
     contexts: int = 96  # captions naming each erased concept (gate open); each preserved one gets half
     gate_rank: int | None = None  # the gate's subspace per concept, capped at the width (None: the update's k)
     gate_whole_prompt: bool = False  # a token opens at most as far as the prompt's last position (erasekit.gate)
-    gate_metric: Literal["text", "kv"] = "text"  # "kv": the gate reads a token's K/V energy (erasekit.gate, train.py)
     gated: bool = True  # False: the update acts on every token (the ace-nogate ablation)
     gate_min_concepts: int = 1  # fewer erased concepts than this: no gate (the `object` settings' 2; package __init__)
     ungated_kinds: tuple[str, ...] = ("style",)  # concepts of these kinds (erase(kinds=...)) skip the gate (kinds.py)
@@ -164,8 +163,6 @@ class ACEConfig:
         for name in ("mine_render", "sibling_render", "mine_render_alone"):
             if getattr(self, name) is not None and not -1 <= getattr(self, name) <= 1:
                 raise ConfigError(f"ACEConfig.{name} is a cosine: pass a value in [-1, 1], got {getattr(self, name)}.")
-        if self.gate_metric not in ("text", "kv"):
-            raise ConfigError(f"ACEConfig.gate_metric must be 'text' or 'kv', got {self.gate_metric!r}.")
         if self.loss not in ("kv", "denoise"):
             raise ConfigError(f"ACEConfig.loss must be 'kv' or 'denoise', got {self.loss!r}.")
         if not self.templates or not all("{}" in t for t in self.templates):

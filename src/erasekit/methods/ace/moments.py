@@ -43,11 +43,6 @@ class Moments:
         mean = self.mean + delta * (other.n / n)
         return Moments(n, mean, self.scatter + other.scatter + torch.outer(delta, delta) * (self.n * other.n / n))
 
-    def through(self, M: Tensor) -> Moments:
-        """The moments of the rows ``x M`` (``M [d, d']``)."""
-        M = M.to(F64)
-        return Moments(self.n, self.mean @ M, M.T @ self.scatter @ M)
-
     def __sub__(self, other: Moments) -> Moments:
         """The moments of these rows without ``other``'s, a subset of them."""
         if not other.n:

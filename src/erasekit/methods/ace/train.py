@@ -29,7 +29,6 @@ from .config import GATE_NOTE, ACEConfig
 from .gatefit import GateRates, Tokens, fit_gate
 from .inverse import PROMPTS, open_on_derived
 from .mining import Mined, mine_words, perturbed_rows
-from .moments import Moments
 from .prompts import Rows, concept_tokens, gate_tokens, name_pieces, preserve_tokens, token_rows
 from .stopping import HeldOutStop
 from .subspace import concept_subspace, reduced_rank_ridge
@@ -55,30 +54,14 @@ class _Trainable:
 
 
 def _fitted_gate(
-    cfg: ACEConfig, rows: Rows, k: int, pos: Tokens, neg: Tokens, kept: Tokens | None, S: Tensor
+    cfg: ACEConfig, rows: Rows, k: int, pos: Tokens, neg: Tokens, kept: Tokens | None
 ) -> tuple[TokenGate, GateRates]:
     """Part 3: the gate fitted on varied captions, τ calibrated on held-out ones and the preserve prompts
-    (:mod:`.gatefit`). With ``gate_metric="kv"`` every token is read through ``Λ = S^{1/2}`` (``S`` the K/V Gram,
-    :func:`kv_metric`) before the subspace, the fit and τ, and the gate keeps Λ (:class:`erasekit.gate.TokenGate`)."""
-    neutral = neg.moments if neg.moments is not None else Moments.of(neg.rows())
-    metric = None
-    if cfg.gate_metric == "kv":
-        metric = symmetric_root(S)
-        pos, neg = (Tokens(x.states @ metric, x.mask) for x in (pos, neg))
-        kept = None if kept is None else Tokens(kept.states @ metric, kept.mask)
-        rows = dataclasses.replace(rows, C=rows.C @ metric)
-    read = neutral if metric is None else neutral.through(metric)
-    P0, mu = concept_subspace(torch.cat([rows.C, pos.rows()]), read, k, cfg.whiten)
+    (:mod:`.gatefit`)."""
+    neutral = neg.moments if neg.moments is not None else neg.rows()
+    P0, mu = concept_subspace(torch.cat([rows.C, pos.rows()]), neutral, k, cfg.whiten)
     P, s, tau, rates = fit_gate(pos, neg, P0, mu.float(), cfg, kept)
-    mean = neutral.mean.float()  # the gate subtracts μ before Λ: (c − μ) Λ = cΛ − μΛ
-    gate = TokenGate(P.contiguous(), mean, s, tau, whole_prompt=cfg.gate_whole_prompt, metric=metric)
-    return gate, rates
-
-
-def symmetric_root(S: Tensor) -> Tensor:
-    """``S^{1/2} [d, d]`` float32 of a symmetric positive semi-definite ``S`` (its eigenvalues floored at 0)."""
-    w, V = torch.linalg.eigh(S.to(F64))
-    return ((V * w.clamp_min(0).sqrt()) @ V.T).float()
+    return TokenGate(P.contiguous(), mu.float(), s, tau, whole_prompt=cfg.gate_whole_prompt), rates
 
 
 @torch.no_grad()
@@ -159,7 +142,7 @@ def train_ace(request: EraseRequest, cfg: ACEConfig, mined: Mined | None = None)
         pos, neg = gate_tokens(request, cfg, siblings)
         # the gate's subspace may be wider than the update's (the `object` settings')
         k_gate = k if cfg.gate_rank is None else min(cfg.gate_rank * len(request.concepts), width)
-        gate, rates = _fitted_gate(cfg, rows, k_gate, pos, neg, preserve_tokens(request), S)
+        gate, rates = _fitted_gate(cfg, rows, k_gate, pos, neg, preserve_tokens(request))
         held = pos.split()[1].rows()  # the held-out concept captions' span rows: the stopping rule's
     else:  # no gate to fit: only the stopping rule's captions
         gate, rates = None, None
