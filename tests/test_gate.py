@@ -8,7 +8,7 @@ import torch
 
 import erasekit
 from erasekit import Edit
-from erasekit.gate import GatedKVProcessor, TokenGate, concept_ratio, gate_values
+from erasekit.gate import GatedKVProcessor, TokenGate, concept_ratio
 
 
 def unet_out(pipe, states):
@@ -42,7 +42,7 @@ def test_ratio_and_gate_values():
     basis = torch.eye(4)[:, :2]  # span(e0, e1)
     x = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [1.0, 0.0, 1.0, 0.0]])
     torch.testing.assert_close(concept_ratio(x, basis, torch.zeros(4)).squeeze(-1), torch.tensor([1.0, 0.0, 0.5]))
-    g = gate_values(x, basis, torch.zeros(4), 100.0, 0.25).squeeze(-1)
+    g = TokenGate(basis, torch.zeros(4), 100.0, 0.25)(x).squeeze(-1)
     assert g[0] > 0.99 and g[1] < 0.01 and g[2] > 0.99
 
 

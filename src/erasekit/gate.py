@@ -39,11 +39,6 @@ def concept_ratio(x: Tensor, basis: Tensor, mean: Tensor) -> Tensor:
     return (z @ basis).pow(2).sum(-1, keepdim=True) / z.pow(2).sum(-1, keepdim=True).clamp_min(EPS)
 
 
-def gate_values(x: Tensor, basis: Tensor, mean: Tensor, sharpness: Tensor | float, threshold: Tensor | float) -> Tensor:
-    """``g(x)`` ``[..., 1]`` for token states ``x [..., d]`` (differentiable in every argument)."""
-    return torch.sigmoid(sharpness * (concept_ratio(x, basis, mean) - threshold))
-
-
 def capped_at_prompt_end(values: Tensor) -> Tensor:
     """``values [..., L, 1]`` (gate values or ratios of token states), each capped at its sequence's last
     position's: the whole-prompt gate (module docstring). g is monotone in r, so capping either is the same."""
@@ -75,11 +70,15 @@ class TokenGate:
     whole_prompt: bool = False
 
     def __call__(self, x: Tensor) -> Tensor:
+        """``g(c)`` ``[..., L, 1]`` in ``x``'s dtype (differentiable in ``x`` and, while ACE trains them, s and τ)."""
+        return torch.sigmoid(self.sharpness * (self.ratios(x) - self.threshold)).to(x.dtype)
+
+    def ratios(self, x: Tensor) -> Tensor:
+        """``r(c)`` ``[..., L, 1]`` float32, capped at the prompt's last position's as :meth:`__call__` caps g
+        (g is monotone in r)."""
         basis, mean = self.basis.to(x.device, torch.float32), self.mean.to(x.device, torch.float32)
-        g = gate_values(x.float(), basis, mean, self.sharpness, self.threshold)  # [..., L, 1]
-        if self.whole_prompt and x.dim() >= 3:
-            g = capped_at_prompt_end(g)
-        return g.to(x.dtype)
+        r = concept_ratio(x.float(), basis, mean)
+        return capped_at_prompt_end(r) if self.whole_prompt and x.dim() >= 3 else r
 
     def opens(self, x: Tensor) -> Tensor:
         """``[..., L]`` bool: the tokens where ``g(c) > 0.5``, the ones an erasure's gate rates count as open."""

@@ -35,7 +35,7 @@ from torch import Tensor
 
 from ...bounded_eq8 import bounded_regenerating_embeddings, clamp_norms
 from ...closed_form import F64, regenerating_embeddings
-from ...gate import TokenGate, capped_at_prompt_end, concept_ratio
+from ...gate import TokenGate
 
 LAMB = 1e-3  # Eq. 8's λ: the attack's default (``DerivedConfig.reg_lamb``, RECE's --reg_scale)
 PROMPTS = 32  # target prompts a round: the bounded solve is one per row, and nudity has 200
@@ -65,8 +65,6 @@ def open_on_derived(
     (within ``bounds``) derived embeddings: two scalars, each 0 when the gate is shut on every token of its ``c'``."""
     terms = []
     for derived in derived_states(U, A, S, states, bounds):
-        r = concept_ratio(derived, gate.basis, gate.mean)  # [P, L, 1]
-        if gate.whole_prompt:
-            r = capped_at_prompt_end(r)
+        r = gate.ratios(derived)  # [P, L, 1]
         terms.append(torch.relu(r / gate.threshold - 1).mean())
     return terms[0], terms[1]
