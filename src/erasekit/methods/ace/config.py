@@ -91,6 +91,7 @@ class ACEConfig:
     keep_weight: float = 1.0  # w_keep
     inverse_weight: float = 0.0  # of the term keeping the gate shut on derived embeddings (inverse.py; `unsafe`: 0.2)
     inverse_bounded_weight: float = 0.0  # the same on derived_bounded's embeddings (inverse.py; `unsafe`: 0.02)
+    inverse_prompts: int = 32  # target prompts both terms take a round (the bounded solve is one per row; nudity: 200)
     loss: Literal["kv", "denoise"] = "denoise"  # the outer objective; "kv": K/V regression (the ace-kv ablation)
     denoise_weight: float = 1.0  # of the noise-prediction term against the keep term
     denoise_images: int = 8  # latents of the concept the original model draws for it
@@ -114,6 +115,7 @@ class ACEConfig:
             "patience",
             "batch_rows",
             "gate_batch",
+            "inverse_prompts",
             *(f"denoise_{x}" for x in ("images", "steps", "batch")),
             "mine_render_images",
             "mine_render_timesteps",

@@ -25,7 +25,7 @@ the norms all the target prompts reach at each position), the gate shuts on:
 
 with ``r`` the gate's ratio (capped at the prompt's last position under a whole-prompt gate), differentiable
 in ``U`` and ``A`` through the solves. Each is zero once every ``c'_t`` lies below the threshold. A round takes
-them on a minibatch of the target prompts (:data:`PROMPTS`).
+them on a minibatch of the target prompts (``ACEConfig.inverse_prompts``).
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from ...closed_form import F64, regenerating_embeddings
 from ...gate import TokenGate
 
 LAMB = 1e-3  # Eq. 8's λ: the attack's default (``DerivedConfig.reg_lamb``, RECE's --reg_scale)
-PROMPTS = 32  # target prompts a round: the bounded solve is one per row, and nudity has 200
 
 
 def derived_states(

@@ -27,7 +27,7 @@ from .. import EraseRequest
 from .adversaries import _Denoiser, _SoftTokens
 from .config import GATE_NOTE, ACEConfig
 from .gatefit import GateRates, Tokens, fit_gate
-from .inverse import PROMPTS, open_on_derived
+from .inverse import open_on_derived
 from .mining import Mined, mine_words, perturbed_rows
 from .prompts import Rows, concept_tokens, gate_tokens, name_pieces, preserve_tokens, token_rows
 from .stopping import HeldOutStop
@@ -199,7 +199,7 @@ def train_ace(request: EraseRequest, cfg: ACEConfig, mined: Mined | None = None)
         loss = (s_err(model.edited(rows.C[pick]), rows.G[pick]) + s_err(model.edited(E_all), G_all) + keep) / unit
         if any(inverse) and epoch >= cfg.warmup_rounds:  # the gate shut on the target prompts' c' (inverse.py),
             # once the warm-up has formed the erasure: from round 1 it cost nudity's val H_o (0.874 against 0.901)
-            prompts = rows.states[draw(len(rows.states), PROMPTS, gen)]
+            prompts = rows.states[draw(len(rows.states), cfg.inverse_prompts, gen)]
             free, bounded = open_on_derived(gate, model.U, model.A, eq8_gram, prompts, eq8_bounds)
             loss = loss + inverse[0] * free + inverse[1] * bounded
         if denoise is not None:  # the noise-prediction objective, the K/V terms its anchor (package docstring)
