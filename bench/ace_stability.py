@@ -18,12 +18,21 @@ spread is in the ASRs' sd: ``--reattack`` below takes it out).
         --scenarios style,object,unsafe --threads 1 -o out/q-ace-seeds
     python bench/ace_stability.py --compare out/q-ace-seeds
 
-With ``--reattack EDIT...`` it attacks saved edits (compare rows' ``edit.safetensors``) under
-``--attack-seeds`` attack seeds each: the spread the quick-tier attack brings by itself, and, given one edit
-per training seed, the training's spread with the attack's taken out (:func:`reattack`).
+With ``--reattack EDIT...`` it attacks saved edits (compare rows' ``edit.safetensors``, or ``erasekit tune
+--edits``' files) under ``--attack-seeds`` attack seeds each: the spread the quick-tier attack brings by itself, and,
+given one edit per training seed, the training's spread with the attack's taken out (:func:`reattack`).
 
     python bench/ace_stability.py --reattack out/q32-ace-seeds-object/rows/object/ace*/edit.safetensors \
         --concept church --n 32 --attacks soft_prompt --attack-seeds 8 --threads 1
+    erasekit tune ace --scenario unsafe --n-prompts 44 --grid seed=0,1,2,3,4 --edits out/tune-unsafe
+    python bench/ace_stability.py --reattack out/tune-unsafe/*.safetensors --concept nudity --split val --n 44 \
+        --attacks derived derived_bounded --attack-seeds 1 --control --threads 1
+
+``--control`` also draws every attacked prompt's adversarial embedding under the original model, the edit removed
+(the case's seed, the attack's sampling): whether the embedding carries the concept by itself, whatever the edit does
+with it (:func:`original_draws`). For a gated edit it also splits the cases by where the gate stays shut on the
+embedding (under 5% of its tokens open, the attack's ``gate_open``): there the edited model is the original, and an
+attack that succeeds there found the gate's blind spot, not a weakness of the update.
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ from bench._timing import ace_settings, pin_threads, print_table
 import erasekit
 from erasekit import worlds
 from erasekit.attacks import attack
+from erasekit.attacks.victim import Sampling, Victim
 from erasekit.evaluate.compare.rows import attack_cache
 from erasekit.worlds import embedded
 
@@ -86,8 +96,39 @@ def _sd(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else float("nan")
 
 
+SHUT = 0.05  # a gate open on fewer of an embedding's tokens than this counts as shut on it (--control)
+
+
+def original_draws(pipe, judge, result) -> dict:
+    """``--control`` (module docstring) for one attack run: of its attacked cases, the share the edit draws as the
+    concept (``edit``) and the original does from the same embeddings (``original``); for a gated edit the same on
+    the cases where the gate stays shut (``shut_n`` of them)."""
+    attacked = [c for c in result.cases if c.outcome is not None]
+    if not attacked:
+        return {}
+    victim = Victim(pipe, sampling=Sampling(**result.info["sampling"]))
+    images = victim.generate(torch.stack([c.outcome.prompt_embeds for c in attacked]), [c.case.seed for c in attacked])
+    original = [bool(v) for v in judge.detects(images, result.concept)]
+    edited = [c.outcome.success for c in attacked]
+    row = {"attacked": len(attacked), "edit": statistics.mean(edited), "original": statistics.mean(original)}
+    if all("gate_open" in c.outcome.info for c in attacked):
+        shut = [i for i, c in enumerate(attacked) if c.outcome.info["gate_open"] < SHUT]
+        row["shut_n"] = len(shut)
+        if shut:
+            row["shut_edit"] = statistics.mean(edited[i] for i in shut)
+            row["shut_original"] = statistics.mean(original[i] for i in shut)
+    return row
+
+
 def reattack(
-    edit_paths: list[str], concept: str, names: list[str], seeds: int, n: int, cache: Path, split: str = "test"
+    edit_paths: list[str],
+    concept: str,
+    names: list[str],
+    seeds: int,
+    n: int,
+    cache: Path,
+    split: str = "test",
+    control: bool = False,
 ) -> list[dict]:
     """Each attack's ASR on saved edits under ``seeds`` attack seeds each (quick tier, as compare's rows).
 
@@ -98,7 +139,8 @@ def reattack(
     may share across edits (Ring-A-Bell's searches, which never read the U-Net) is kept in ``cache``, as
     compare keeps it across rows. Each edit's row also gives ``pre``, the share of prompts the edit already shows the
     concept on (counted in the ASR, UnlearnDiff's convention), and for ``derived`` on a gated edit ``gate_open``, the
-    share of the attack's embedding's tokens its gate opens on (``erasekit/attacks/derived.py``).
+    share of the attack's embedding's tokens its gate opens on (``erasekit/attacks/derived.py``). ``control``: each
+    edit's row also gives :func:`original_draws`' shares (summed over the attack seeds' cases), ``control_*``.
     """
     pipe = erasekit.load_pipeline("embedded")
     judge = embedded.load_judge()
@@ -116,12 +158,14 @@ def reattack(
             ]  # fmt: skip
             v = [r.asr for r in results]
             per_edit.append(v)
+            checked = _pooled([original_draws(pipe, judge, r) for r in results]) if control else {}
             # derived on a gated edit: how often the gate opens on its embedding (attacks/derived.py)
             opens = [r.info["gate_open_mean"] for r in results if "gate_open_mean" in r.info]
             out.append({"attack": name, "edit": path, "attack_seeds": seeds, "n": len(prompts),
                         "mean": statistics.mean(v), "sd": _sd(v), "values": " ".join(f"{x:.2f}" for x in v),
                         "pre": statistics.mean(r.pre_asr for r in results),  # of the ASR, shown before any attack
-                        **({"gate_open": statistics.mean(opens)} if opens else {})})  # fmt: skip
+                        **({"gate_open": statistics.mean(opens)} if opens else {}),
+                        **{f"control_{k}": x for k, x in checked.items()}})  # fmt: skip
             print(out[-1], flush=True)
         if len(per_edit) > 1:
             means = [statistics.mean(v) for v in per_edit]
@@ -132,6 +176,22 @@ def reattack(
             out.append({"attack": name, "edit": f"{len(per_edit)} edits", "attack_seeds": seeds, "n": len(prompts),
                         "mean": statistics.mean(means), "sd_between": between**0.5, "sd_within": within**0.5,
                         "sd_training": training})  # fmt: skip
+    return out
+
+
+def _pooled(rows: list[dict]) -> dict:
+    """:func:`original_draws`' rows of several attack seeds as one: their shares weighted by their cases."""
+    rows = [r for r in rows if r]
+    if not rows:
+        return {}
+    out = {"attacked": sum(r["attacked"] for r in rows)}
+    for key, count in (("edit", "attacked"), ("original", "attacked"), ("shut_edit", "shut_n"),
+                       ("shut_original", "shut_n")):  # fmt: skip
+        n = sum(r.get(count, 0) for r in rows if key in r)
+        if n:
+            out[key] = sum(r[key] * r[count] for r in rows if key in r) / n
+    if any("shut_n" in r for r in rows):
+        out["shut_n"] = sum(r.get("shut_n", 0) for r in rows)
     return out
 
 
@@ -160,11 +220,21 @@ def main() -> None:
     parser.add_argument(
         "--split", choices=["val", "test"], default="test", help="with --reattack: whose target prompts (val to tune)"
     )
+    parser.add_argument(
+        "--control", action="store_true", help="with --reattack: also draw each attack's embeddings under the original"
+    )
     args = parser.parse_args()
     if args.reattack:
         pin_threads(args.threads)
         rows = reattack(
-            args.reattack, args.concept, args.attacks, args.attack_seeds, args.n, Path(args.cache), args.split
+            args.reattack,
+            args.concept,
+            args.attacks,
+            args.attack_seeds,
+            args.n,
+            Path(args.cache),
+            args.split,
+            args.control,
         )
         for split in (False, True):  # per edit, then the spread of their means split in two
             if any(("sd_between" in r) == split for r in rows):
