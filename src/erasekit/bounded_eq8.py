@@ -12,8 +12,9 @@ that λ' from λ without overshooting.
 
 One eigendecomposition of ``S_cur`` serves every row's λ' and, in the backward pass, the solve the gradient
 needs: for ``x = (λ'I + S_cur)⁻¹ b`` and ``y = (λ'I + S_cur)⁻¹ ∂L/∂x``, ``∂L/∂b = y`` and
-``∂L/∂S_cur = −y xᵀ`` (λ' held, as the bound's active set is). ``erasekit.attacks.derived`` solves with it,
-and ACE trains against it (``methods/ace/inverse.py``).
+``∂L/∂S_cur = −y xᵀ`` (λ' held, as the bound's active set is). ``derived_bounded`` then raises a row still under
+the least norm real prompts reach to it (:func:`derived_in_range`); ``erasekit.attacks.derived`` solves with that, and
+ACE trains against it (``methods/ace/inverse.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-F64 = torch.float64
+from .closed_form import F64
+
 NEWTON_STEPS = 50  # a cap: Newton stops once no λ' moves by 1e-12 of itself
 
 
@@ -71,6 +73,16 @@ def _trust_region_lambdas(beta: Tensor, e: Tensor, lam: Tensor, high: Tensor) ->
         if not bool((step > 1e-12 * rows).any()):
             break
     return lam.masked_scatter(over, rows)
+
+
+def derived_in_range(
+    S_cur: Tensor, S_cross: Tensor, C: Tensor, reg_lamb: float, low: Tensor, high: Tensor
+) -> tuple[Tensor, Tensor]:
+    """``derived_bounded``'s ``c'`` of each row of ``C [n, d]``: Eq. 5 under ``‖c'_i‖ ≤ high_i``
+    (:func:`bounded_regenerating_embeddings`), then each row raised to ``low_i`` if it falls short
+    (:func:`clamp_norms`). ``(c' [n, d] float32, λ'_i [n])``; differentiable as the bounded solve is."""
+    derived, lam = bounded_regenerating_embeddings(S_cur, S_cross, C, reg_lamb, high)
+    return clamp_norms(derived.float(), low, high), lam
 
 
 def norm_range(states: Tensor) -> tuple[Tensor, Tensor]:

@@ -5,6 +5,7 @@ from erasekit.bounded_eq8 import norm_range
 from erasekit.closed_form import regenerating_embeddings
 from erasekit.errors import ConfigError
 from erasekit.gate import TokenGate
+from erasekit.methods.ace import inverse
 from erasekit.methods.ace.config import ACEConfig
 from erasekit.methods.ace.inverse import LAMB, derived_states, open_on_derived
 
@@ -73,3 +74,11 @@ def test_its_gradient_reaches_the_update_and_descending_it_shuts_the_gate_on_the
 def test_a_negative_weight_is_refused(name):
     with pytest.raises(ConfigError, match=name):
         ACEConfig(**{name: -0.1})
+
+
+def test_a_term_left_out_is_zero_and_solves_nothing(monkeypatch):
+    S, gate, U, A, states = setup()
+    both = open_on_derived(gate, U, A, S, states, norm_range(states))
+    monkeypatch.setattr(inverse, "derived_in_range", lambda *a: pytest.fail("the bounded solve ran for a zero weight"))
+    free, bounded = open_on_derived(gate, U, A, S, states, norm_range(states), (True, False))
+    assert float(free) == float(both[0]) > 0 and float(bounded) == 0.0

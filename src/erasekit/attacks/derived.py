@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..bounded_eq8 import bounded_regenerating_embeddings, clamp_norms, norm_range
+from ..bounded_eq8 import derived_in_range, norm_range
 from ..closed_form import regenerating_embeddings
 from ..edit import applied_gates, base_weights
 from ..errors import ConfigError
@@ -115,8 +115,8 @@ def _derive(
         if bounds is None:
             adv = regenerating_embeddings(S_cur, S_cross, states, cfg.reg_lamb).float()
         else:
-            adv, lam = bounded_regenerating_embeddings(S_cur, S_cross, states, cfg.reg_lamb, bounds[1])
-            adv, extra = clamp_norms(adv.float(), *bounds), {"reg_lamb_max": float(lam.max())}
+            adv, lam = derived_in_range(S_cur, S_cross, states, cfg.reg_lamb, *bounds)
+            extra = {"reg_lamb_max": float(lam.max())}
         ratios.append(float(adv.norm() / states.norm()))
         if gates:
             opens.append(gate_open(gates, adv))

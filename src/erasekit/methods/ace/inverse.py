@@ -33,7 +33,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ...bounded_eq8 import bounded_regenerating_embeddings, clamp_norms
+from ...bounded_eq8 import derived_in_range
 from ...closed_form import F64, regenerating_embeddings
 from ...gate import TokenGate
 
@@ -41,29 +41,48 @@ LAMB = 1e-3  # Eq. 8's λ: the attack's default (``DerivedConfig.reg_lamb``, REC
 
 
 def derived_states(
-    U: Tensor, A: Tensor, S: Tensor, states: Tensor, bounds: tuple[Tensor, Tensor]
-) -> tuple[Tensor, Tensor]:
+    U: Tensor,
+    A: Tensor,
+    S: Tensor,
+    states: Tensor,
+    bounds: tuple[Tensor, Tensor],
+    which: tuple[bool, bool] = (True, True),
+) -> tuple[Tensor | None, Tensor | None]:
     """Eq. 8's ``c'`` of token states ``[P, L, d]`` under the row map ``I + U A`` (``U [d, k]``, ``A [k, d]``;
     ``S [d, d]`` the K/V Gram, unscaled as the attack reads it), as the two attacks solve them: ``(unbounded,
-    bounded)``, each ``[P, L, d]`` float32, the bounded one within ``bounds`` (``bounded_eq8.norm_range``)."""
+    bounded)``, each ``[P, L, d]`` float32, the bounded one within ``bounds`` (``bounded_eq8.norm_range``); each
+    solved only where ``which`` asks for it (None otherwise)."""
     P, L, d = states.shape
     M = torch.eye(d, dtype=F64) + U.to(F64) @ A.to(F64)
     MtS = M.T @ S.to(F64)
     Q = MtS @ M
-    # one λ for every row: c' = c R, R = (Mᵀ S)ᵀ (λI + Q)⁻¹ = Eq. 8's rows for the identity, one [d, d] solve
-    free = states @ regenerating_embeddings(Q, MtS, torch.eye(d, dtype=F64), LAMB).float()
-    low, high = (x.repeat(P) for x in bounds)  # one per row
-    bounded, _ = bounded_regenerating_embeddings(Q, MtS, states.reshape(-1, d), LAMB, high)
-    return free, clamp_norms(bounded.float(), low, high).reshape(P, L, d)
+    free = bounded = None
+    if which[0]:  # one λ for every row: c' = c R, R = (Mᵀ S)ᵀ (λI + Q)⁻¹ = Eq. 8's rows for the identity, one solve
+        free = states @ regenerating_embeddings(Q, MtS, torch.eye(d, dtype=F64), LAMB).float()
+    if which[1]:  # one λ per row: a solve per token
+        low, high = (x.repeat(P) for x in bounds)  # one per row
+        bounded, _ = derived_in_range(Q, MtS, states.reshape(-1, d), LAMB, low, high)
+        bounded = bounded.reshape(P, L, d)
+    return free, bounded
 
 
 def open_on_derived(
-    gate: TokenGate, U: Tensor, A: Tensor, S: Tensor, states: Tensor, bounds: tuple[Tensor, Tensor]
+    gate: TokenGate,
+    U: Tensor,
+    A: Tensor,
+    S: Tensor,
+    states: Tensor,
+    bounds: tuple[Tensor, Tensor],
+    which: tuple[bool, bool] = (True, True),
 ) -> tuple[Tensor, Tensor]:
     """``L_inv`` (module docstring) for target prompts' states ``[P, L, d]`` on their unbounded and their bounded
-    (within ``bounds``) derived embeddings: two scalars, each 0 when the gate is shut on every token of its ``c'``."""
+    (within ``bounds``) derived embeddings: two scalars, each 0 when the gate is shut on every token of its ``c'``,
+    and 0 without a solve where ``which`` leaves it out (a term weighted 0)."""
     terms = []
-    for derived in derived_states(U, A, S, states, bounds):
+    for derived in derived_states(U, A, S, states, bounds, which):
+        if derived is None:
+            terms.append(states.new_zeros(()))
+            continue
         r = gate.ratios(derived)  # [P, L, 1]
         terms.append(torch.relu(r / gate.threshold - 1).mean())
     return terms[0], terms[1]

@@ -200,7 +200,8 @@ def train_ace(request: EraseRequest, cfg: ACEConfig, mined: Mined | None = None)
         if any(inverse) and epoch >= cfg.warmup_rounds:  # the gate shut on the target prompts' c' (inverse.py),
             # once the warm-up has formed the erasure: from round 1 it cost nudity's val H_o (0.874 against 0.901)
             prompts = rows.states[draw(len(rows.states), cfg.inverse_prompts, gen)]
-            free, bounded = open_on_derived(gate, model.U, model.A, eq8_gram, prompts, eq8_bounds)
+            which = (inverse[0] > 0, inverse[1] > 0)  # a term weighted 0 is not solved for
+            free, bounded = open_on_derived(gate, model.U, model.A, eq8_gram, prompts, eq8_bounds, which)
             loss = loss + inverse[0] * free + inverse[1] * bounded
         if denoise is not None:  # the noise-prediction objective, the K/V terms its anchor (package docstring)
             loss = loss + cfg.denoise_weight * denoise.loss(model, E, layers, epoch)
