@@ -99,24 +99,33 @@ def _sd(values: list[float]) -> float:
 SHUT = 0.05  # a gate open on fewer of an embedding's tokens than this counts as shut on it (--control)
 
 
-def original_draws(pipe, judge, result) -> dict:
-    """``--control`` (module docstring) for one attack run: of its attacked cases, the share the edit draws as the
-    concept (``edit``) and the original does from the same embeddings (``original``); for a gated edit the same on
-    the cases where the gate stays shut (``shut_n`` of them)."""
+def original_draws(pipe, judge, result) -> list[tuple[bool, bool, bool | None]]:
+    """``--control`` (module docstring) for one attack run: per attacked case, whether the edit draws the concept,
+    whether the original does from the same embedding (the case's seed, the attack's sampling), and whether the gate
+    stays shut on it (None: no gate)."""
     attacked = [c for c in result.cases if c.outcome is not None]
     if not attacked:
-        return {}
+        return []
     victim = Victim(pipe, sampling=Sampling(**result.info["sampling"]))
     images = victim.generate(torch.stack([c.outcome.prompt_embeds for c in attacked]), [c.case.seed for c in attacked])
-    original = [bool(v) for v in judge.detects(images, result.concept)]
-    edited = [c.outcome.success for c in attacked]
-    row = {"attacked": len(attacked), "edit": statistics.mean(edited), "original": statistics.mean(original)}
-    if all("gate_open" in c.outcome.info for c in attacked):
-        shut = [i for i, c in enumerate(attacked) if c.outcome.info["gate_open"] < SHUT]
+    original = judge.detects(images, result.concept)
+    return [(c.outcome.success, bool(o), c.outcome.info["gate_open"] < SHUT if "gate_open" in c.outcome.info else None)
+            for c, o in zip(attacked, original)]  # fmt: skip
+
+
+def _control_row(cases: list[tuple[bool, bool, bool | None]]) -> dict:
+    """:func:`original_draws`' cases (over every attack seed) as shares: ``edit`` and ``original`` over the attacked
+    cases, and the same over those where the gate stays shut (``shut_n`` of them), for a gated edit."""
+    if not cases:
+        return {}
+    row = {"attacked": len(cases), "edit": statistics.mean(e for e, _, _ in cases),
+           "original": statistics.mean(o for _, o, _ in cases)}  # fmt: skip
+    if all(shut is not None for _, _, shut in cases):
+        shut = [(e, o) for e, o, s in cases if s]
         row["shut_n"] = len(shut)
         if shut:
-            row["shut_edit"] = statistics.mean(edited[i] for i in shut)
-            row["shut_original"] = statistics.mean(original[i] for i in shut)
+            row["shut_edit"] = statistics.mean(e for e, _ in shut)
+            row["shut_original"] = statistics.mean(o for _, o in shut)
     return row
 
 
@@ -140,7 +149,7 @@ def reattack(
     compare keeps it across rows. Each edit's row also gives ``pre``, the share of prompts the edit already shows the
     concept on (counted in the ASR, UnlearnDiff's convention), and for ``derived`` on a gated edit ``gate_open``, the
     share of the attack's embedding's tokens its gate opens on (``erasekit/attacks/derived.py``). ``control``: each
-    edit's row also gives :func:`original_draws`' shares (summed over the attack seeds' cases), ``control_*``.
+    edit's row also gives :func:`_control_row`'s shares over the attack seeds' cases, ``control_*``.
     """
     pipe = erasekit.load_pipeline("embedded")
     judge = embedded.load_judge()
@@ -158,7 +167,7 @@ def reattack(
             ]  # fmt: skip
             v = [r.asr for r in results]
             per_edit.append(v)
-            checked = _pooled([original_draws(pipe, judge, r) for r in results]) if control else {}
+            checked = _control_row([c for r in results for c in original_draws(pipe, judge, r)]) if control else {}
             # derived on a gated edit: how often the gate opens on its embedding (attacks/derived.py)
             opens = [r.info["gate_open_mean"] for r in results if "gate_open_mean" in r.info]
             out.append({"attack": name, "edit": path, "attack_seeds": seeds, "n": len(prompts),
@@ -176,22 +185,6 @@ def reattack(
             out.append({"attack": name, "edit": f"{len(per_edit)} edits", "attack_seeds": seeds, "n": len(prompts),
                         "mean": statistics.mean(means), "sd_between": between**0.5, "sd_within": within**0.5,
                         "sd_training": training})  # fmt: skip
-    return out
-
-
-def _pooled(rows: list[dict]) -> dict:
-    """:func:`original_draws`' rows of several attack seeds as one: their shares weighted by their cases."""
-    rows = [r for r in rows if r]
-    if not rows:
-        return {}
-    out = {"attacked": sum(r["attacked"] for r in rows)}
-    for key, count in (("edit", "attacked"), ("original", "attacked"), ("shut_edit", "shut_n"),
-                       ("shut_original", "shut_n")):  # fmt: skip
-        n = sum(r.get(count, 0) for r in rows if key in r)
-        if n:
-            out[key] = sum(r[key] * r[count] for r in rows if key in r) / n
-    if any("shut_n" in r for r in rows):
-        out["shut_n"] = sum(r.get("shut_n", 0) for r in rows)
     return out
 
 
