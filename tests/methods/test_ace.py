@@ -166,13 +166,13 @@ def test_soft_token_adversary_changes_the_result(tiny_pipe):
 def test_the_inverse_term_joins_the_rounds_after_the_warm_up_and_an_ungated_edit_has_none(tiny_pipe, monkeypatch):
     calls = []
 
-    def term(gate, U, A, S, states, bounds):  # a stand-in with a gradient: the term's own math is test_ace_inverse's
-        calls.append((gate, states.dim()))
+    def term(gate, U, A, S, states, bounds, which):  # a stand-in with a gradient: the math is test_ace_inverse's
+        calls.append((gate, states.dim(), which))
         return U.square().sum(), A.square().sum()
 
     monkeypatch.setattr("erasekit.methods.ace.train.open_on_derived", term)
     plain, kept = (erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=2, inverse_weight=w, **KV) for w in (0.0, 1.0))
-    assert len(calls) == KV["epochs"] and all(gate is kept.gate and dim == 3 for gate, dim in calls)
+    assert len(calls) == KV["epochs"] and all(g is kept.gate and dim == 3 and w == (True, False) for g, dim, w in calls)
     name = next(iter(plain.updates))
     assert not torch.equal(plain.updates[name][0], kept.updates[name][0])
     calls.clear()
@@ -180,7 +180,8 @@ def test_the_inverse_term_joins_the_rounds_after_the_warm_up_and_an_ungated_edit
     assert len(calls) == KV["epochs"] - 2  # it joins once the warm-up is over
     calls.clear()
     erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=2, inverse_bounded_weight=1.0, **KV)
-    assert len(calls) == KV["epochs"]  # the bounded term alone calls it too
+    assert len(calls) == KV["epochs"]  # the bounded term alone calls it too, for that solve only
+    assert all(w == (False, True) for _, _, w in calls)
     calls.clear()
     erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=2, gated=False, inverse_weight=1.0, **KV)
     assert not calls  # no gate to keep shut
