@@ -20,6 +20,13 @@ interval is too narrow).
 ``--show`` lists the prompts that open it, and the paraphrases it misses. Use ``--split val`` while changing the
 gate, ``test`` to report.
 
+``--best-tau`` bounds what any other threshold could do with the same gate: ``best_tau_paraphrases`` is the most of
+the split's paraphrases one τ finds while the split's neutral prompts still meet the goals (≤ 5% of the tokens, ≤ 10%
+of the prompts), the τ chosen on those very prompts (an oracle, so never a result to report as the gate's). Where it
+stays under 80% the gate's ratio r does not separate the paraphrases from neutral text, and no calibration of τ (on
+val or anywhere) meets point 1: the fix has to change what the gate reads. On a scenario's one gate each concept gets
+its own best τ, an upper bound of the shared one.
+
 ``--scenario`` (e.g. multi10) reads the one gate of the edit compare's row makes for a named scenario: its
 concepts erased together, with their kinds, its preserve set and prompts. Neutral prompts are then the target prompts
 of every concept the scenario gives no method (its unseen set, of every kind), none naming an erased concept; each
@@ -43,11 +50,14 @@ from bench._timing import ace_settings, pin_threads, print_table
 import erasekit
 from erasekit import worlds
 from erasekit.evaluate import compare
+from erasekit.gate import TokenGate
 from erasekit.io import parse_assignments
 from erasekit.metrics.intervals import wilson
 from erasekit.text import TextEncoder, mentions
 from erasekit.worlds import embedded
 from erasekit.worlds.embedded import vocabulary
+
+GOAL_TOKENS, GOAL_PROMPTS = 0.05, 0.10  # point 1's bounds on unseen neutral prompts
 
 
 def main() -> None:
@@ -77,6 +87,11 @@ def main() -> None:
     )
     parser.add_argument("--set", nargs="*", default=[], help="ACE settings, e.g. gate_preserve_rate=0.02")
     parser.add_argument("--show", action="store_true", help="print the prompts that open the gate and those it misses")
+    parser.add_argument(
+        "--best-tau",
+        action="store_true",
+        help="also the most paraphrases any τ finds within the neutral goals on the same prompts (an oracle bound)",
+    )
     args = parser.parse_args()
     pin_threads(args.threads)
     pipe = erasekit.load_pipeline("embedded")
@@ -107,6 +122,8 @@ def main() -> None:
         rows.append({"concept": concept, "settings": settings or "defaults", "split": args.split, "n": args.n,
                      "n_neutral": len(neutral), "preserve_prompts": len(kept)})  # fmt: skip
         rows[-1] |= {name: _rate(hits) for name, hits in rates.items()}
+        if args.best_tau and edit.gate is not None:
+            rows[-1] |= _best_tau(edit.gate, encode, neutral, suite["generality"])
         if args.show:
             for name in ("neutral", "other"):
                 hits = opens[name].any(1).tolist()
@@ -141,6 +158,8 @@ def _scenario_rows(
                      "n": args.n, "n_neutral": len(neutral), "neutral_tokens": _rate(opens_neutral.flatten()),
                      "neutral_prompts": _rate(opens_neutral.any(1))})  # fmt: skip
         rows[-1] |= {name: _rate(hits) for name, hits in found.items()}
+        if args.best_tau:
+            rows[-1] |= _best_tau(edit.gate, encode, neutral, suite["generality"])
         if args.show:
             misses = [p for p, f in zip(suite["generality"], found["paraphrases_found"].tolist()) if not f]
             print(concept, "misses:", misses)
@@ -167,6 +186,22 @@ def _opens(edit: erasekit.Edit, encode: TextEncoder, texts: list[str]) -> torch.
     settings) updates every token: g = 1."""
     states = encode(texts).states
     return edit.gate.opens(states) if edit.gate is not None else torch.ones(states.shape[:-1], dtype=bool)
+
+
+def _best_tau(gate: TokenGate, encode: TextEncoder, neutral: list[str], paraphrases: list[str]) -> dict[str, object]:
+    """The τ that finds the most ``paraphrases`` while ``neutral`` stays within the goals, and what it finds (module
+    docstring, ``--best-tau``). g > 0.5 exactly where r > τ, so only the prompts' own ratios need trying."""
+    r_neutral = gate.ratios(encode(neutral).states).squeeze(-1)  # [n, L], capped as the gate caps them
+    r_para = gate.ratios(encode(paraphrases).states).squeeze(-1).amax(1)  # [m]: a prompt opens where its max does
+    best_tau, best = None, r_para > float("inf")
+    for tau in torch.cat([r_para, r_neutral.amax(1), torch.tensor([float(gate.threshold)])]).unique().tolist():
+        tokens_ok = (r_neutral > tau).float().mean() <= GOAL_TOKENS
+        prompts_ok = (r_neutral.amax(1) > tau).float().mean() <= GOAL_PROMPTS
+        if tokens_ok and prompts_ok and (best_tau is None or (r_para > tau).sum() > best.sum()):
+            best_tau, best = tau, r_para > tau
+    if best_tau is None:  # every τ tried opens too many neutral prompts
+        return {"tau": f"{float(gate.threshold):.4g}", "best_tau": "none", "best_tau_paraphrases": "n/a"}
+    return {"tau": f"{float(gate.threshold):.4g}", "best_tau": f"{best_tau:.4g}", "best_tau_paraphrases": _rate(best)}
 
 
 def _drawn_rates(
