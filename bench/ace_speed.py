@@ -211,7 +211,8 @@ PARTS = {  # (owner, attribute) -> label: train_ace's steps, the rounds' U-Net p
     (adversaries._Denoiser, "goal"): "original's goals",
     (adversaries._Denoiser, "loss"): "rounds' U-Net forward",
     (stopping.HeldOutStop, "done"): "stopping rule",
-    (torch.Tensor, "backward"): "every backward pass",
+    (torch.Tensor, "backward"): "backward passes (outer steps, gate fit)",
+    (torch.autograd, "grad"): "backward passes (adversaries, stopping rule)",
 }
 
 
