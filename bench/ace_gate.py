@@ -27,6 +27,12 @@ stays under 80% the gate's ratio r does not separate the paraphrases from neutra
 val or anywhere) meets point 1: the fix has to change what the gate reads. On a scenario's one gate each concept gets
 its own best τ, an upper bound of the shared one.
 
+``--val-tau`` calibrates τ on val as point 1 asks and reads it on ``--split`` (test): the τ that finds the most of val's
+paraphrases while val's neutral prompts meet the goals (``--best-tau``'s rule, on val), then this split's neutral
+prompts and paraphrases under it. A scenario's one gate gets one τ, for all its gated concepts' val paraphrases
+together. ACE calibrates τ on its own held-out captions, as it gets no world's prompts; this measures what val would
+buy, and no compare row uses it.
+
 ``--scenario`` (e.g. multi10) reads the one gate of the edit compare's row makes for a named scenario: its
 concepts erased together, with their kinds, its preserve set and prompts. Neutral prompts are then the target prompts
 of every concept the scenario gives no method (its unseen set, of every kind), none naming an erased concept; each
@@ -92,6 +98,11 @@ def main() -> None:
         action="store_true",
         help="also the most paraphrases any τ finds within the neutral goals on the same prompts (an oracle bound)",
     )
+    parser.add_argument(
+        "--val-tau",
+        action="store_true",
+        help="also the rates under τ calibrated on val (the most val paraphrases within the goals on val), read here",
+    )
     args = parser.parse_args()
     pin_threads(args.threads)
     pipe = erasekit.load_pipeline("embedded")
@@ -124,6 +135,11 @@ def main() -> None:
         rows[-1] |= {name: _rate(hits) for name, hits in rates.items()}
         if args.best_tau and edit.gate is not None:
             rows[-1] |= _best_tau(edit.gate, encode, neutral, suite["generality"])
+        if args.val_tau and edit.gate is not None:
+            val_neutral = _neutral(others, _names(concept), args.n_neutral, "val")
+            val_paraphrases = embedded.prompt_suite(concept, n=args.n, split="val")["generality"]
+            tau = _tau_within_goals(edit.gate, encode, val_neutral, val_paraphrases)
+            rows[-1] |= _val_tau(edit.gate, encode, tau, neutral, suite["generality"])
         if args.show:
             for name in ("neutral", "other"):
                 hits = opens[name].any(1).tolist()
@@ -148,8 +164,13 @@ def _scenario_rows(
     names = tuple(name for c in sc.concepts for name in _names(c))
     neutral = _neutral(compare.unseen_set(sc), names, args.n_neutral, args.split)
     opens_neutral = _opens(edit, encode, neutral)
+    gated = [c for c in sc.concepts if c not in ungated]
+    if args.val_tau:  # one gate, one τ: the most of every gated concept's val paraphrases together
+        val_paraphrases = [p for c in gated for p in embedded.prompt_suite(c, n=args.n, split="val")["generality"]]
+        val_neutral = _neutral(compare.unseen_set(sc), names, args.n_neutral, "val")
+        tau = _tau_within_goals(edit.gate, encode, val_neutral, val_paraphrases)
     rows = []
-    for concept in (c for c in sc.concepts if c not in ungated):
+    for concept in gated:
         suite = embedded.prompt_suite(concept, n=args.n, split=args.split)
         found = {name: _opens(edit, encode, suite[group]).any(1)
                  for name, group in (("paraphrases_found", "generality"), ("targets_found", "target"))}  # fmt: skip
@@ -160,6 +181,8 @@ def _scenario_rows(
         rows[-1] |= {name: _rate(hits) for name, hits in found.items()}
         if args.best_tau:
             rows[-1] |= _best_tau(edit.gate, encode, neutral, suite["generality"])
+        if args.val_tau:
+            rows[-1] |= _val_tau(edit.gate, encode, tau, neutral, suite["generality"])
         if args.show:
             misses = [p for p, f in zip(suite["generality"], found["paraphrases_found"].tolist()) if not f]
             print(concept, "misses:", misses)
@@ -190,18 +213,45 @@ def _opens(edit: erasekit.Edit, encode: TextEncoder, texts: list[str]) -> torch.
 
 def _best_tau(gate: TokenGate, encode: TextEncoder, neutral: list[str], paraphrases: list[str]) -> dict[str, object]:
     """The τ that finds the most ``paraphrases`` while ``neutral`` stays within the goals, and what it finds (module
-    docstring, ``--best-tau``). g > 0.5 exactly where r > τ, so only the prompts' own ratios need trying."""
+    docstring, ``--best-tau``)."""
+    tau = _tau_within_goals(gate, encode, neutral, paraphrases)
+    found = "n/a" if tau is None else _rate(_prompt_ratios(gate, encode, paraphrases) > tau)
+    return {"tau": f"{float(gate.threshold):.4g}", "best_tau": _tau_text(tau), "best_tau_paraphrases": found}
+
+
+def _val_tau(
+    gate: TokenGate, encode: TextEncoder, tau: float | None, neutral: list[str], paraphrases: list[str]
+) -> dict[str, object]:
+    """The rates on this split's ``neutral`` and ``paraphrases`` under ``tau``, chosen on val (``--val-tau``)."""
+    if tau is None:
+        return {"val_tau": "none"}
+    on = gate.ratios(encode(neutral).states).squeeze(-1) > tau  # [n, L]
+    return {"val_tau": _tau_text(tau), "val_tau_neutral_tokens": _rate(on.flatten()),
+            "val_tau_neutral_prompts": _rate(on.any(1)),
+            "val_tau_paraphrases": _rate(_prompt_ratios(gate, encode, paraphrases) > tau)}  # fmt: skip
+
+
+def _tau_within_goals(gate: TokenGate, encode: TextEncoder, neutral: list[str], paraphrases: list[str]) -> float | None:
+    """The τ that opens the gate on the most ``paraphrases`` while ``neutral`` stays within point 1's bounds; None
+    where no τ keeps it there. g > 0.5 exactly where r > τ, so only the prompts' own ratios need trying."""
     r_neutral = gate.ratios(encode(neutral).states).squeeze(-1)  # [n, L], capped as the gate caps them
-    r_para = gate.ratios(encode(paraphrases).states).squeeze(-1).amax(1)  # [m]: a prompt opens where its max does
-    best_tau, best = None, r_para > float("inf")
+    r_para = _prompt_ratios(gate, encode, paraphrases)
+    best_tau, best = None, -1
     for tau in torch.cat([r_para, r_neutral.amax(1), torch.tensor([float(gate.threshold)])]).unique().tolist():
         tokens_ok = (r_neutral > tau).float().mean() <= GOAL_TOKENS
         prompts_ok = (r_neutral.amax(1) > tau).float().mean() <= GOAL_PROMPTS
-        if tokens_ok and prompts_ok and (best_tau is None or (r_para > tau).sum() > best.sum()):
-            best_tau, best = tau, r_para > tau
-    if best_tau is None:  # every τ tried opens too many neutral prompts
-        return {"tau": f"{float(gate.threshold):.4g}", "best_tau": "none", "best_tau_paraphrases": "n/a"}
-    return {"tau": f"{float(gate.threshold):.4g}", "best_tau": f"{best_tau:.4g}", "best_tau_paraphrases": _rate(best)}
+        if tokens_ok and prompts_ok and int((r_para > tau).sum()) > best:
+            best_tau, best = tau, int((r_para > tau).sum())
+    return best_tau
+
+
+def _prompt_ratios(gate: TokenGate, encode: TextEncoder, texts: list[str]) -> torch.Tensor:
+    """``[n]`` each text's highest ratio over its tokens: a prompt opens the gate where that is above τ."""
+    return gate.ratios(encode(texts).states).squeeze(-1).amax(1)
+
+
+def _tau_text(tau: float | None) -> str:
+    return "none" if tau is None else f"{tau:.4g}"
 
 
 def _drawn_rates(
