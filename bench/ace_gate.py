@@ -165,7 +165,8 @@ def _scenario_rows(
     neutral = _neutral(compare.unseen_set(sc), names, args.n_neutral, args.split)
     opens_neutral = _opens(edit, encode, neutral)
     gated = [c for c in sc.concepts if c not in ungated]
-    if args.val_tau:  # one gate, one τ: the most of every gated concept's val paraphrases together
+    bounds = edit.gate is not None  # --best-tau and --val-tau read a gate
+    if args.val_tau and bounds:  # one gate, one τ: the most of every gated concept's val paraphrases together
         val_paraphrases = [p for c in gated for p in embedded.prompt_suite(c, n=args.n, split="val")["generality"]]
         val_neutral = _neutral(compare.unseen_set(sc), names, args.n_neutral, "val")
         tau = _tau_within_goals(edit.gate, encode, val_neutral, val_paraphrases)
@@ -179,9 +180,9 @@ def _scenario_rows(
                      "n": args.n, "n_neutral": len(neutral), "neutral_tokens": _rate(opens_neutral.flatten()),
                      "neutral_prompts": _rate(opens_neutral.any(1))})  # fmt: skip
         rows[-1] |= {name: _rate(hits) for name, hits in found.items()}
-        if args.best_tau:
+        if args.best_tau and bounds:
             rows[-1] |= _best_tau(edit.gate, encode, neutral, suite["generality"])
-        if args.val_tau:
+        if args.val_tau and bounds:
             rows[-1] |= _val_tau(edit.gate, encode, tau, neutral, suite["generality"])
         if args.show:
             misses = [p for p, f in zip(suite["generality"], found["paraphrases_found"].tolist()) if not f]
