@@ -138,7 +138,7 @@ def main() -> None:
         if args.val_tau and edit.gate is not None:
             val_neutral = _neutral(others, _names(concept), args.n_neutral, "val")
             val_paraphrases = embedded.prompt_suite(concept, n=args.n, split="val")["generality"]
-            tau = _tau_within_goals(edit.gate, encode, val_neutral, val_paraphrases)
+            tau = _tau_on_val(edit.gate, encode, val_neutral, val_paraphrases)
             rows[-1] |= _val_tau(edit.gate, encode, tau, neutral, suite["generality"])
         if args.show:
             for name in ("neutral", "other"):
@@ -169,7 +169,7 @@ def _scenario_rows(
     if args.val_tau and bounds:  # one gate, one τ: the most of every gated concept's val paraphrases together
         val_paraphrases = [p for c in gated for p in embedded.prompt_suite(c, n=args.n, split="val")["generality"]]
         val_neutral = _neutral(compare.unseen_set(sc), names, args.n_neutral, "val")
-        tau = _tau_within_goals(edit.gate, encode, val_neutral, val_paraphrases)
+        tau = _tau_on_val(edit.gate, encode, val_neutral, val_paraphrases)
     rows = []
     for concept in gated:
         suite = embedded.prompt_suite(concept, n=args.n, split=args.split)
@@ -215,8 +215,9 @@ def _opens(edit: erasekit.Edit, encode: TextEncoder, texts: list[str]) -> torch.
 def _best_tau(gate: TokenGate, encode: TextEncoder, neutral: list[str], paraphrases: list[str]) -> dict[str, object]:
     """The τ that finds the most ``paraphrases`` while ``neutral`` stays within the goals, and what it finds (module
     docstring, ``--best-tau``)."""
-    tau = _tau_within_goals(gate, encode, neutral, paraphrases)
-    found = "n/a" if tau is None else _rate(_prompt_ratios(gate, encode, paraphrases) > tau)
+    r_para = _ratios(gate, encode, paraphrases).amax(1)
+    tau = _tau_within_goals(gate, _ratios(gate, encode, neutral), r_para)
+    found = "n/a" if tau is None else _rate(r_para > tau)
     return {"tau": f"{float(gate.threshold):.4g}", "best_tau": _tau_text(tau), "best_tau_paraphrases": found}
 
 
@@ -226,17 +227,21 @@ def _val_tau(
     """The rates on this split's ``neutral`` and ``paraphrases`` under ``tau``, chosen on val (``--val-tau``)."""
     if tau is None:
         return {"val_tau": "none"}
-    on = gate.ratios(encode(neutral).states).squeeze(-1) > tau  # [n, L]
+    on = _ratios(gate, encode, neutral) > tau  # [n, L]
     return {"val_tau": _tau_text(tau), "val_tau_neutral_tokens": _rate(on.flatten()),
             "val_tau_neutral_prompts": _rate(on.any(1)),
-            "val_tau_paraphrases": _rate(_prompt_ratios(gate, encode, paraphrases) > tau)}  # fmt: skip
+            "val_tau_paraphrases": _rate(_ratios(gate, encode, paraphrases).amax(1) > tau)}  # fmt: skip
 
 
-def _tau_within_goals(gate: TokenGate, encode: TextEncoder, neutral: list[str], paraphrases: list[str]) -> float | None:
-    """The τ that opens the gate on the most ``paraphrases`` while ``neutral`` stays within point 1's bounds; None
-    where no τ keeps it there. g > 0.5 exactly where r > τ, so only the prompts' own ratios need trying."""
-    r_neutral = gate.ratios(encode(neutral).states).squeeze(-1)  # [n, L], capped as the gate caps them
-    r_para = _prompt_ratios(gate, encode, paraphrases)
+def _tau_on_val(gate: TokenGate, encode: TextEncoder, neutral: list[str], paraphrases: list[str]) -> float | None:
+    """``--val-tau``'s τ: :func:`_tau_within_goals` on val's ``neutral`` prompts and ``paraphrases``."""
+    return _tau_within_goals(gate, _ratios(gate, encode, neutral), _ratios(gate, encode, paraphrases).amax(1))
+
+
+def _tau_within_goals(gate: TokenGate, r_neutral: torch.Tensor, r_para: torch.Tensor) -> float | None:
+    """The τ that opens the gate on the most paraphrases (their highest ratios ``r_para [m]``) while the neutral
+    prompts' ratios ``r_neutral [n, L]`` stay within point 1's bounds; None where no τ keeps them there. g > 0.5
+    exactly where r > τ, so only the prompts' own ratios (and the gate's τ) need trying."""
     best_tau, best = None, -1
     for tau in torch.cat([r_para, r_neutral.amax(1), torch.tensor([float(gate.threshold)])]).unique().tolist():
         tokens_ok = (r_neutral > tau).float().mean() <= GOAL_TOKENS
@@ -246,9 +251,9 @@ def _tau_within_goals(gate: TokenGate, encode: TextEncoder, neutral: list[str], 
     return best_tau
 
 
-def _prompt_ratios(gate: TokenGate, encode: TextEncoder, texts: list[str]) -> torch.Tensor:
-    """``[n]`` each text's highest ratio over its tokens: a prompt opens the gate where that is above τ."""
-    return gate.ratios(encode(texts).states).squeeze(-1).amax(1)
+def _ratios(gate: TokenGate, encode: TextEncoder, texts: list[str]) -> torch.Tensor:
+    """``[n, L]`` the gate's ratio r of each token, capped as the gate caps it: a token opens where r > τ."""
+    return gate.ratios(encode(texts).states).squeeze(-1)
 
 
 def _tau_text(tau: float | None) -> str:
