@@ -149,6 +149,8 @@ def test_the_rounds_goals_are_the_originals_predictions_under_the_guide(tiny_pip
         ({"gate_margin": 1.0}, "gate_margin"),
         ({"gate_rank": 0}, "gate_rank"),
         ({"epochs": 0}, "inner_steps=0"),
+        ({"ensemble": 0}, "ensemble"),
+        ({"ensemble": 2}, "gated=False"),  # a gated training fits its own gate: those are not averaged
     ],
 )
 def test_bad_config_names_the_problem(tiny_pipe, overrides, match):
@@ -512,6 +514,22 @@ def test_fewer_concepts_than_gate_min_concepts_go_on_every_token(tiny_pipe):
         torch.testing.assert_close(alone.delta(name), ungated.delta(name))
     two = erasekit.erase(tiny_pipe, ["van gogh", "a church"], "ace", rank=3, gate_min_concepts=2, **KV)
     assert two.gate is not None and two.config["gated"] is True
+
+
+def test_an_ensemble_is_the_mean_of_its_members_trainings(tiny_pipe):
+    both = erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=2, gated=False, ensemble=2, seed=1, **KV)
+    members = [erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=2, gated=False, seed=s, **KV) for s in (2, 3)]
+    first = next(iter(both.updates))
+    assert not torch.allclose(members[0].delta(first), members[1].delta(first))  # the control: the members differ
+    for name in both.updates:  # seeds 2 and 3 are training seed 1's: seed 0's are 0 and 1, and none is shared
+        torch.testing.assert_close(both.delta(name), (members[0].delta(name) + members[1].delta(name)) / 2)
+    assert both.config["seed"] == 1 and both.config["ensemble"] == 2 and both.gate is None
+    assert both.info["rank"] == 2 * members[0].info["rank"] and both.ranks == [both.info["rank"]]
+    assert [m["seed"] for m in both.info["ensemble"]] == [2, 3]
+    assert both.info["rounds"] == sum(m.info["rounds"] for m in members)
+    kinds = {"van gogh": "style", "a church": "object"}  # a request that mixes kinds has a gated part
+    with pytest.raises(ConfigError, match="gated=False"):
+        erasekit.erase(tiny_pipe, ["van gogh", "a church"], "ace", kinds=kinds, ensemble=2, **KV)
 
 
 @pytest.mark.parametrize("concepts", [("van gogh",), ("van gogh", "a church")])

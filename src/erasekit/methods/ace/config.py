@@ -98,6 +98,7 @@ class ACEConfig:
     denoise_steps: int = 10  # sampler steps drawing them
     denoise_batch: int = 4  # noisy latents per round (as many draws in all as 2 a round over twice the rounds)
     edit_keys: bool = True  # edit to_k as well as to_v
+    ensemble: int = 1  # ungated trainings averaged into the edit, each its own seed (ensemble.py; `style`: 2)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -119,6 +120,7 @@ class ACEConfig:
             *(f"denoise_{x}" for x in ("images", "steps", "batch")),
             "mine_render_images",
             "mine_render_timesteps",
+            "ensemble",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"ACEConfig.{name} must be ≥ 1, got {getattr(self, name)}.")

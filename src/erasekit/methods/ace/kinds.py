@@ -7,7 +7,8 @@ request that mixes kinds, a gate shared by all concepts misses the styles' parap
 on the ten-concept scenario the three artists' paraphrases were detected on 1.00, 0.94 and 0.31 of the
 test prompts through the gated edit. So when the caller says which concepts are of a kind in
 ``cfg.ungated_kinds`` (``erase(kinds=...)``; ``erasekit compare`` passes the world's), those are
-erased as the ``style`` settings erase a style (no gate, no perturbed rows, ``ungated_rank`` each), and
+erased as the ``style`` settings erase a style (no gate, no perturbed rows, ``ungated_rank`` each; one training where
+those settings average two, :mod:`.ensemble`), and
 then the rest as ``cfg`` says, on the model with the first part merged; the edit holds both, the ungated
 part's rows first::
 
@@ -76,7 +77,9 @@ def applied(edit: Edit, request: EraseRequest) -> Iterator[EraseRequest]:
 
 
 def ungated_config(cfg: ACEConfig) -> ACEConfig:
-    """How an ungated kind is erased: the ``style`` settings at ``ungated_rank``."""
+    """How an ungated kind is erased: the ``style`` settings at ``ungated_rank``, with the caller's ``ensemble``
+    (:func:`ace` averages the trainings of a request of ungated kinds alone; the ungated part of a mixed one trains
+    once)."""
     return dataclasses.replace(cfg, **STYLE, rank=cfg.ungated_rank)
 
 
