@@ -89,6 +89,11 @@ def check_request(request: EraseRequest, cfg: ACEConfig) -> None:
         raise ConfigError(
             f"ACE rank {cfg.rank} exceeds the text embedding width {width}: pass rank ≤ {width} (--set rank=...)."
         )
+    if cfg.ensemble > 1 and cfg.gated:
+        raise ConfigError(
+            f"ACE's ensemble = {cfg.ensemble} averages ungated trainings, and this one is gated: each gated training "
+            "fits its own gate, and an edit holds one. Pass ensemble=1, or gated=False (the style settings)."
+        )
     unet = getattr(request.pipe, "unet", None)
     if unet is not None and (cfg.loss == "denoise" or (cfg.mine_words and cfg.mine_render > -1)):
         fix = "Pass loss='kv' and mine_render=-1: the closed form, the gate and the K/V rounds run on it."
