@@ -48,10 +48,9 @@ def averaged(request: EraseRequest, cfg: ACEConfig) -> Edit:
     """``cfg.ensemble`` trainings of ``request`` (:func:`.train.train_ace`), their updates averaged (module
     docstring); one training is returned as it is."""
     n = cfg.ensemble
-    if n > 1:
-        check_request(request, cfg)  # a gated request is refused before any training
     if n == 1:
         return train_ace(request, cfg)
+    check_request(request, cfg)  # a gated request is refused before any training (each member runs ensemble=1)
     seeds = member_seeds(cfg.seed, n)
     members = [train_ace(request, dataclasses.replace(cfg, seed=s, ensemble=1)) for s in seeds]
     updates = {
