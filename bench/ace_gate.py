@@ -246,8 +246,9 @@ def _tau_within_goals(gate: TokenGate, r_neutral: torch.Tensor, r_para: torch.Te
     for tau in torch.cat([r_para, r_neutral.amax(1), torch.tensor([float(gate.threshold)])]).unique().tolist():
         tokens_ok = (r_neutral > tau).float().mean() <= GOAL_TOKENS
         prompts_ok = (r_neutral.amax(1) > tau).float().mean() <= GOAL_PROMPTS
-        if tokens_ok and prompts_ok and int((r_para > tau).sum()) > best:
-            best_tau, best = tau, int((r_para > tau).sum())
+        found = int((r_para > tau).sum())
+        if tokens_ok and prompts_ok and found > best:
+            best_tau, best = tau, found
     return best_tau
 
 
