@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -9,6 +11,19 @@ from erasekit.worlds.tiny import tiny_pipeline
 @pytest.fixture(autouse=True)
 def _threads():
     torch.set_num_threads(1)  # tests are tiny; one thread keeps them fast and deterministic beside other work
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _disk_cache(tmp_path_factory):
+    """Encoded prompt sets stored for the session's tests (and the CLI processes they start), not in the home
+    folder (erasekit.state_cache)."""
+    before = os.environ.get("ERASEKIT_CACHE")
+    os.environ["ERASEKIT_CACHE"] = str(tmp_path_factory.mktemp("erasekit-cache"))
+    yield
+    if before is None:
+        del os.environ["ERASEKIT_CACHE"]
+    else:
+        os.environ["ERASEKIT_CACHE"] = before
 
 
 @pytest.fixture

@@ -134,6 +134,11 @@ class TextEncoder:
         if getattr(pipe, "text_encoder_2", None) is not None and getattr(pipe, "tokenizer_2", None) is not None:
             self._pairs.append((pipe.tokenizer_2, pipe.text_encoder_2))
 
+    @property
+    def pairs(self) -> tuple[tuple[Any, nn.Module], ...]:
+        """``(tokenizer, text encoder)`` of each text path the states concatenate: one, or two for SDXL."""
+        return tuple(self._pairs)
+
     # ---- plain prompts, cached ----------------------------------------------------------------
     def __call__(self, texts: Sequence[str]) -> Encoded:
         """``Encoded`` of ``texts``; prompts not yet in the cache are encoded first."""

@@ -9,6 +9,7 @@ import torch
 import erasekit
 from erasekit.evaluate import compare
 from erasekit.methods import EraseRequest
+from erasekit.methods.ace import prompts
 from erasekit.methods.ace.config import ACEConfig
 from erasekit.methods.ace.prompts import concept_tokens, gate_tokens
 from erasekit.targets import find_targets
@@ -85,3 +86,23 @@ def test_an_ungated_edit_encodes_only_the_held_out_captions_the_stopping_rule_re
     assert len(encoder.cache.rows) <= held.states.shape[0]  # (a caption drawn twice is encoded once)
     assert torch.equal(only.mask, held.mask)
     assert torch.allclose(only.states, held.states, atol=1e-6)
+
+
+def test_the_neutral_captions_of_a_new_process_are_read_from_disk(tiny_pipe, monkeypatch):
+    # the memory cache emptied, as in a new process: the same negatives, without encoding the neutral captions again
+    request = EraseRequest(find_targets(tiny_pipe.unet), TextEncoder(tiny_pipe), ("van gogh",), tiny_pipe)
+    encoded: list[int] = []
+    tiny_pipe.text_encoder.register_forward_hook(lambda module, args, out: encoded.append(args[0].shape[0]))
+
+    def new_process() -> tuple[torch.Tensor, int]:
+        prompts._NEUTRAL_STATES.clear()
+        encoded.clear()
+        _, neg = gate_tokens(dataclasses.replace(request, encoder=TextEncoder(tiny_pipe)), SMALL)
+        return neg.states, sum(encoded)
+
+    first, _ = new_process()
+    again, from_disk = new_process()
+    monkeypatch.setenv("ERASEKIT_CACHE", "off")
+    without, every_time = new_process()
+    assert torch.equal(again, first) and torch.equal(without, first)
+    assert every_time - from_disk >= SMALL.neutral_captions  # the neutral captions, encoded only without the disk

@@ -5,7 +5,8 @@ each, and the neutral + retain prompts, every target and neutral prompt also beh
 vocabulary words; :func:`token_rows` encodes them and selects the rows ACE trains on (:class:`Rows`):
 the target prompts' span from the first token of the name they hold, paired with the guide's states, and
 every position of the neutral and retain prompts. :func:`gate_tokens` gives the gate's positives and
-negatives (:mod:`.neutral`'s captions; the concept-free ones encoded once per text encoder).
+negatives (:mod:`.neutral`'s captions; the concept-free ones encoded once per text encoder, and kept on disk by
+:mod:`erasekit.state_cache` for the next process).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch import Tensor
 
 from ...closed_form import check_finite
 from ...errors import ConfigError
+from ...state_cache import encoded_states
 from .. import EraseRequest
 from . import neutral
 from .config import ACEConfig
@@ -155,8 +157,10 @@ def preserve_tokens(request: EraseRequest) -> Tokens | None:
 def _neutral_states(request: EraseRequest, cfg: ACEConfig, erased: list[str]) -> tuple[Tensor, Moments]:
     """States ``[B, L, d]`` of the neutral, vocabulary-word and made-up-name captions that name no erased word
     (cached per encoder, with the moments of all their rows), and their rows' moments."""
-    key = (cfg.neutral_captions, cfg.vocabulary_captions, cfg.name_captions, cfg.seed, tuple(cfg.neutral))
     owner = getattr(request.pipe, "text_encoder", None) or request.encoder
+    # the weights' versions too: an edit of the text encoder applied in place (AdvUnlearn's) changes its states
+    weights = tuple((id(p), p._version) for p in owner.parameters()) if isinstance(owner, torch.nn.Module) else ()
+    key = (cfg.neutral_captions, cfg.vocabulary_captions, cfg.name_captions, cfg.seed, tuple(cfg.neutral), weights)
     cache = _NEUTRAL_STATES.setdefault(owner, {})
     if key not in cache:
         words = _words(request, cfg.seed)
@@ -166,7 +170,7 @@ def _neutral_states(request: EraseRequest, cfg: ACEConfig, erased: list[str]) ->
         texts = [*cfg.neutral, *neutral_captions(cfg.neutral_captions, seed=cfg.seed)]
         texts += [words[w] for w in picks] + names  # each alone: a caption of its own
         cache.clear()  # one set per encoder: a new setting replaces the old
-        states = request.encoder(texts).states.float()
+        states = encoded_states(request.encoder, texts)  # read back from disk after the first process (~8 s)
         cache[key] = (texts, states, Moments.of(states.flatten(0, 1)))
     texts, states, moments = cache[key]
     banned = neutral.content_words(erased)
