@@ -12,8 +12,10 @@ from erasekit.errors import ConfigError
 from erasekit.evaluate import compare
 from erasekit.gate import concept_ratio
 from erasekit.methods import EraseRequest, ace
+from erasekit.methods.ace import ensemble, train
 from erasekit.methods.ace.adversaries import GOAL_BATCH, _Denoiser
 from erasekit.methods.ace.config import STYLE, ACEConfig
+from erasekit.methods.ace.mining import Mined
 from erasekit.methods.ace.prompts import token_rows
 from erasekit.methods.ace.subspace import concept_subspace, reduced_rank_ridge
 from erasekit.methods.ace.train import _SquaredNormS, kv_metric
@@ -530,6 +532,22 @@ def test_an_ensemble_is_the_mean_of_its_members_trainings(tiny_pipe):
     kinds = {"van gogh": "style", "a church": "object"}  # a request that mixes kinds has a gated part
     with pytest.raises(ConfigError, match="gated=False"):
         erasekit.erase(tiny_pipe, ["van gogh", "a church"], "ace", kinds=kinds, ensemble=2, **KV)
+
+
+def test_an_ensemble_mines_once_for_all_its_members(tiny_pipe, monkeypatch):
+    calls = []
+
+    def mine(request, cfg, S):
+        calls.append(cfg.seed)
+        return Mined({"zebra": 0.9})
+
+    def never(*args):
+        raise AssertionError("a member mined again")
+
+    monkeypatch.setattr(ensemble, "mine_words", mine)
+    monkeypatch.setattr(train, "mine_words", never)
+    both = erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=2, gated=False, ensemble=2, seed=1, **FAST)
+    assert calls == [2] and both.info["mined_words"] == ["zebra"]  # at the first member's seed, erased by both
 
 
 @pytest.mark.parametrize("concepts", [("van gogh",), ("van gogh", "a church")])
