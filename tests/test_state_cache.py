@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 import torch
@@ -81,3 +82,18 @@ def test_a_folder_that_cannot_be_written_warns_and_the_run_goes_on(tiny_pipe, tm
     with caplog.at_level(logging.WARNING, logger="erasekit.state_cache"):
         states = encoded_states(TextEncoder(tiny_pipe), TEXTS)
     assert torch.equal(states, TextEncoder(tiny_pipe)(TEXTS).states.float()) and "ERASEKIT_CACHE" in caplog.text
+
+
+def test_past_the_budget_the_least_recently_used_tables_go(tiny_pipe, folder, monkeypatch):
+    encoder = TextEncoder(tiny_pipe)
+    encoded_states(encoder, ["a"])
+    (oldest,) = folder.iterdir()
+    size = oldest.stat().st_size
+    monkeypatch.setattr(state_cache, "MAX_TOTAL_BYTES", 2 * size)
+    encoded_states(encoder, ["b"])
+    (newer,) = set(folder.iterdir()) - {oldest}
+    os.utime(oldest, (1, 1))
+    os.utime(newer, (2, 2))
+    encoded_states(encoder, ["a"])  # read back: now the newest
+    encoded_states(encoder, ["c"])  # a third table: over the budget, so the least recently used goes
+    assert oldest.exists() and not newer.exists() and len(list(folder.iterdir())) == 2

@@ -13,7 +13,9 @@ edit to the bit as one that encodes them.
 
 Where: ``$ERASEKIT_CACHE/text-states`` (default ``$XDG_CACHE_HOME/erasekit`` or ``~/.cache/erasekit``);
 ``ERASEKIT_CACHE=off`` keeps nothing on disk. Tables over :data:`MAX_BYTES` are not written (SD's 77 × 768 states of
-~2,500 captions are ~600 MB, and its GPU encodes them in seconds). Delete the folder to reclaim the space.
+~2,500 captions are ~600 MB, and its GPU encodes them in seconds). The folder holds at most :data:`MAX_TOTAL_BYTES`:
+past it the tables used least recently are deleted (ACE's captions depend on the training seed, so a five-seed
+comparison stores five ~95 MB tables for the embedded world). Delete the folder to reclaim the space.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from .text import PromptEncoder, TextEncoder
 logger = logging.getLogger(__name__)
 
 MAX_BYTES = 256 * 2**20  # the largest table written to disk
+MAX_TOTAL_BYTES = 2**30  # the folder's budget: past it the least recently used tables go (ACE's: one per seed)
 FORMAT = "erasekit-text-states-1"  # bump when what a file holds changes
 
 
@@ -59,7 +62,9 @@ def encoded_states(encoder: PromptEncoder, texts: Sequence[str]) -> Tensor:
     path = folder / f"{_key(encoder, texts)}.safetensors"
     if path.is_file():
         try:
-            return load_file(str(path))["states"]
+            states = load_file(str(path))["states"]
+            os.utime(path)  # the newest use: what the folder's budget evicts last
+            return states
         except (SafetensorError, KeyError, OSError) as err:  # a file cut short outside erasekit: encode again
             logger.warning("Encoding the prompts again: the stored states at %s are unreadable (%s).", path, err)
     states = encoder(texts).states.float()
@@ -67,11 +72,24 @@ def encoded_states(encoder: PromptEncoder, texts: Sequence[str]) -> Tensor:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             atomic_write(path, lambda tmp: save_file({"states": states.contiguous()}, str(tmp)))
+            _evict(folder, keep=path)
         except OSError as err:  # a read-only home: the run goes on, and the next one encodes again
             logger.warning(
                 "Could not store encoded prompts in %s (%s): set ERASEKIT_CACHE to a writable folder.", folder, err
             )
     return states
+
+
+def _evict(folder: Path, keep: Path) -> None:
+    """Delete the least recently used tables until the folder holds at most :data:`MAX_TOTAL_BYTES` (``keep`` stays)."""
+    tables = sorted(folder.glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
+    total = sum(p.stat().st_size for p in tables)
+    for table in tables:
+        if total <= MAX_TOTAL_BYTES:
+            break
+        if table != keep:
+            total -= table.stat().st_size
+            table.unlink(missing_ok=True)
 
 
 @torch.no_grad()
