@@ -57,7 +57,7 @@ def encoded_states(encoder: PromptEncoder, texts: Sequence[str]) -> Tensor:
     process stored them before, else encoded and stored (module docstring). An encoder other than a pipeline's
     :class:`~erasekit.text.TextEncoder` cannot be hashed, and is called every time."""
     folder = cache_folder()
-    if folder is None or not isinstance(encoder, TextEncoder):
+    if folder is None or not isinstance(encoder, TextEncoder) or _table_bytes(encoder, texts) > MAX_BYTES:
         return encoder(texts).states.float()
     path = folder / f"{_key(encoder, texts)}.safetensors"
     if path.is_file():
@@ -68,16 +68,22 @@ def encoded_states(encoder: PromptEncoder, texts: Sequence[str]) -> Tensor:
         except (SafetensorError, KeyError, OSError) as err:  # a file cut short outside erasekit: encode again
             logger.warning("Encoding the prompts again: the stored states at %s are unreadable (%s).", path, err)
     states = encoder(texts).states.float()
-    if states.numel() * states.element_size() <= MAX_BYTES:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, lambda tmp: save_file({"states": states.contiguous()}, str(tmp)))
-            _evict(folder, keep=path)
-        except OSError as err:  # a read-only home: the run goes on, and the next one encodes again
-            logger.warning(
-                "Could not store encoded prompts in %s (%s): set ERASEKIT_CACHE to a writable folder.", folder, err
-            )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: save_file({"states": states.contiguous()}, str(tmp)))
+        _evict(folder, keep=path)
+    except OSError as err:  # a read-only home: the run goes on, and the next one encodes again
+        logger.warning(
+            "Could not store encoded prompts in %s (%s): set ERASEKIT_CACHE to a writable folder.", folder, err
+        )
     return states
+
+
+def _table_bytes(encoder: TextEncoder, texts: Sequence[str]) -> int:
+    """The bytes of ``texts``' float32 states ``[B, L, Σ hidden]``, from the encoders' configs (before any hashing: a
+    table too large to store is not looked up); 0 where a config gives no width."""
+    widths = [getattr(getattr(model, "config", None), "hidden_size", 0) for _, model in encoder.pairs]
+    return len(texts) * encoder.max_length * sum(widths) * 4
 
 
 def _evict(folder: Path, keep: Path) -> None:
