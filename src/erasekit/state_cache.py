@@ -87,14 +87,20 @@ def _table_bytes(encoder: TextEncoder, texts: Sequence[str]) -> int:
 
 
 def _evict(folder: Path, keep: Path) -> None:
-    """Delete the least recently used tables until the folder holds at most :data:`MAX_TOTAL_BYTES` (``keep`` stays)."""
-    tables = sorted(folder.glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
-    total = sum(p.stat().st_size for p in tables)
-    for table in tables:
+    """Delete the least recently used tables until the folder holds at most :data:`MAX_TOTAL_BYTES` (``keep`` stays).
+    Another process may be deleting the same files: one already gone is skipped."""
+    tables = []
+    for table in folder.glob("*.safetensors"):
+        try:
+            tables.append((table.stat().st_mtime, table.stat().st_size, table))
+        except FileNotFoundError:
+            continue
+    total = sum(size for _, size, _ in tables)
+    for _, size, table in sorted(tables):
         if total <= MAX_TOTAL_BYTES:
             break
         if table != keep:
-            total -= table.stat().st_size
+            total -= size
             table.unlink(missing_ok=True)
 
 
