@@ -72,6 +72,7 @@ def encoded_states(encoder: PromptEncoder, texts: Sequence[str]) -> Tensor:
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda tmp: save_file({"states": states.contiguous()}, str(tmp)))
         _evict(folder, keep=path)
+        logger.info("encoded %d fixed prompts once; later processes read them from %s", len(texts), path)
     except OSError as err:  # a read-only home: the run goes on, and the next one encodes again
         logger.warning(
             "Could not store encoded prompts in %s (%s): set ERASEKIT_CACHE to a writable folder.", folder, err
