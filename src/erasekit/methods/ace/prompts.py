@@ -156,7 +156,8 @@ def preserve_tokens(request: EraseRequest) -> Tokens | None:
 
 def _neutral_states(request: EraseRequest, cfg: ACEConfig, erased: list[str]) -> tuple[Tensor, Moments]:
     """States ``[B, L, d]`` of the neutral, vocabulary-word and made-up-name captions that name no erased word
-    (cached per encoder, with the moments of all their rows), and their rows' moments."""
+    (cached per encoder with the moments of all their rows, and on disk: :mod:`erasekit.state_cache`), and their
+    rows' moments."""
     owner = getattr(request.pipe, "text_encoder", None) or request.encoder
     # the weights' versions too: an edit of the text encoder applied in place (AdvUnlearn's) changes its states
     weights = tuple((id(p), p._version) for p in owner.parameters()) if isinstance(owner, torch.nn.Module) else ()
