@@ -22,12 +22,15 @@ The one-concept row is van gogh's, the cheapest concept at the defaults: it mine
 and the stopping rule ends early. ``--each`` times other concepts alone, each with the preserve set ``erasekit
 compare`` gives it and ACE's defaults (what ``erasekit erase C --method ace`` runs), one row each: mined words add
 target rows and gate captions, and the rounds run until the held-out criterion stops rising. With ``--settings kind``
-each runs under what compare runs for its kind (objects and styles alone ungated, nudity under ``unsafe``).
+each runs under what compare runs for its kind (objects and styles alone ungated, nudity under ``unsafe``). With
+``--cli`` each run is a new ``erasekit erase`` process, as a user's commands are: the table gives the process's seconds
+and the method's (``edit_s``, what the command prints), the neutral captions read back from the disk cache.
 
     python bench/ace_speed.py --threads 2 --repeats 3 [--parts]
     python bench/ace_speed.py --threads 2 --repeats 3 --each church parachute "van gogh" picasso nudity red
     python bench/ace_speed.py --threads 2 --repeats 3 --settings kind --each church parachute "van gogh" picasso nudity
     python bench/ace_speed.py --threads 2 --repeats 7 --variant patience=2 --variant contexts=64,gate_steps=120
+    python bench/ace_speed.py --threads 2 --repeats 3 --settings defaults --each church --cli
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import argparse
 import functools
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -71,6 +75,7 @@ def main() -> None:
     parser.add_argument("--parts", action="store_true", help="also time one one-concept run part by part")
     parser.add_argument("--variant", action="append", default=[], help="other settings for one concept, k=v,k=v")
     parser.add_argument("--each", nargs="+", default=[], help="time these concepts alone, compare's preserve sets")
+    parser.add_argument("--cli", action="store_true", help="with --each: each run a new `erasekit erase` process")
     parser.add_argument(
         "--settings",
         default="defaults",
@@ -83,6 +88,9 @@ def main() -> None:
     styles = [c for c in embedded.concepts()["style"] if c != "van gogh"][::2]
     if args.variant:
         compare_variants(pipe, styles, args, overrides)
+        return
+    if args.each and args.cli:
+        each_process(pipe, args, overrides)
         return
     if args.each:
         each_concept(pipe, args, overrides)
@@ -216,6 +224,51 @@ def each_concept(pipe: Any, args: argparse.Namespace, overrides: dict[str, str])
     print_table(rows)
     medians = sorted(r["median_s"] for r in rows)
     print(f"one concept alone: {medians[0]:.1f}-{medians[-1]:.1f} s, median {statistics.median(medians):.1f} s")
+
+
+def each_process(pipe: Any, args: argparse.Namespace, overrides: dict[str, str]) -> None:
+    """Each of ``--each`` as a user's command erases it: a new ``erasekit erase`` process a run (the neutral captions
+    read back from the disk cache, which a first untimed run fills), each after a yardstick run in this process. The
+    process's wall time and the method's own (``edit_s``, what the command prints)."""
+    rows = []
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    with tempfile.TemporaryDirectory() as folder:
+        for concept in args.each:
+            scenario = compare.scenario(concept)
+            settings = ace_settings(args.settings, scenario.kind)
+            out = Path(folder) / "edit.safetensors"
+            command = [
+                str(Path(sys.executable).with_name("erasekit")),
+                "erase",
+                concept,
+                "--method",
+                "ace",
+                "-o",
+                str(out),
+            ]
+            command += [x for c in compare.preserve_set(scenario) for x in ("--preserve", c)]
+            command += ["--settings", settings] if settings else []
+            command += [x for k, v in overrides.items() for x in ("--set", f"{k}={v}")]
+            walls, methods, sticks = [], [], []
+            for run in range(args.repeats + 1):  # the first fills the disk cache, untimed
+                if run:
+                    sticks.append(timed(lambda: yardstick(pipe), repeats=1, warmup=0)[0])
+                start = time.perf_counter()
+                subprocess.run([*command, "--overwrite"], check=True, env=env, capture_output=True)
+                if run:
+                    walls.append(time.perf_counter() - start)
+                    methods.append(erasekit.Edit.load(out).info["edit_s"])
+            rows.append(
+                {
+                    "concept": concept,
+                    "settings": settings or "defaults",
+                    "process_s": statistics.median(walls),
+                    "erase_s": statistics.median(methods),
+                    "x_yardstick": statistics.median(a / b for a, b in zip(methods, sticks)),
+                    "n": args.repeats,
+                }
+            )
+    print_table(rows)
 
 
 def yardstick(pipe: Any) -> None:
