@@ -15,7 +15,7 @@ Where: ``$ERASEKIT_CACHE/text-states`` (default ``$XDG_CACHE_HOME/erasekit`` or 
 ``ERASEKIT_CACHE=off`` keeps nothing on disk. Tables over :data:`MAX_BYTES` are not written (SD's 77 × 768 states of
 ~2,500 captions are ~600 MB, and its GPU encodes them in seconds). The folder holds at most :data:`MAX_TOTAL_BYTES`:
 past it the tables used least recently are deleted (ACE's captions depend on the training seed, so a five-seed
-comparison stores five ~95 MB tables for the embedded world). Delete the folder to reclaim the space.
+comparison stores five ~95 MB tables for the embedded world). ``erasekit cache`` lists them, ``--clear`` deletes them.
 """
 
 from __future__ import annotations
@@ -50,6 +50,23 @@ def cache_folder() -> Path | None:
     if not root:
         root = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "erasekit")
     return Path(root).expanduser() / "text-states"
+
+
+def stored() -> list[Path]:
+    """The stored tables, the most recently used first (none when ``ERASEKIT_CACHE=off``)."""
+    folder = cache_folder()
+    if folder is None or not folder.is_dir():
+        return []
+    return sorted(folder.glob("*.safetensors"), key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def clear() -> int:
+    """Delete every stored table; returns the bytes freed. The next process encodes its prompt sets again."""
+    freed = 0
+    for table in stored():
+        freed += table.stat().st_size
+        table.unlink(missing_ok=True)
+    return freed
 
 
 def encoded_states(encoder: PromptEncoder, texts: Sequence[str]) -> Tensor:

@@ -5,6 +5,8 @@ import json
 from typer.testing import CliRunner
 
 from erasekit.cli import app
+from erasekit.state_cache import encoded_states
+from erasekit.text import TextEncoder
 
 runner = CliRunner()
 
@@ -54,3 +56,15 @@ def test_info_on_a_folder_says_so_and_lists_its_edit_files(tmp_path):
     output = " ".join(result.output.split())
     assert result.exit_code == 2 and "is a folder" in output and "a.safetensors, b.safetensors" in output, output
     assert "not found" not in output and "Traceback" not in output
+
+
+def test_cache_lists_the_stored_tables_and_clears_them(tiny_pipe, tmp_path, monkeypatch):
+    monkeypatch.setenv("ERASEKIT_CACHE", str(tmp_path))
+    assert json.loads(runner.invoke(app, ["cache", "--json"]).stdout)["tables"] == 0
+    encoded_states(TextEncoder(tiny_pipe), ["a cat"])
+    listed = json.loads(runner.invoke(app, ["cache", "--json"]).stdout)
+    assert listed["folder"] == str(tmp_path / "text-states") and listed["tables"] == 1 and listed["bytes"] > 0
+    cleared = json.loads(runner.invoke(app, ["cache", "--clear", "--json"]).stdout)
+    assert cleared["freed_bytes"] == listed["bytes"] and not list((tmp_path / "text-states").iterdir())
+    monkeypatch.setenv("ERASEKIT_CACHE", "off")
+    assert "nothing is kept" in runner.invoke(app, ["cache"]).stdout

@@ -14,7 +14,7 @@ import typer
 from rich.logging import RichHandler
 
 from .._version import __version__
-from . import attack, compare, demo, erase, evaluate, export, info, tune
+from . import attack, cache, compare, demo, erase, evaluate, export, info, tune
 from ._common import console, errors_as_messages
 
 app = typer.Typer(
@@ -58,6 +58,7 @@ for _name, _command in {
     "info": info.info,
     "methods": info.list_methods,
     "attacks": info.list_attacks,
+    "cache": cache.cache,
 }.items():
     app.command(_name)(errors_as_messages(_command))
 
