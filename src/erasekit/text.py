@@ -84,14 +84,19 @@ class PromptEncoder(Protocol):
     def __call__(self, texts: Sequence[str]) -> Encoded: ...
 
 
+def weights_version(*modules: nn.Module) -> tuple[tuple[int, int], ...]:
+    """Each parameter's identity and in-place version counter: it changes whenever an edit of the modules is applied
+    or removed (``Edit.apply`` writes the weights in place) or a LoRA adapter is loaded."""
+    return tuple((id(p), p._version) for module in modules for p in module.parameters())
+
+
 @dataclass
 class EmbeddingCache:
     """Prompt -> (states ``[L, d]``, last word index). Owned by the caller, passed in explicitly.
 
-    ``stamp``: the text encoders' weights the rows were computed with (each parameter's identity and
-    in-place version counter); :class:`TextEncoder` empties the rows when it changes, so an edit of
-    the text encoder applied or removed since (``Edit.apply`` writes the weights in place) or a LoRA
-    adapter loaded is never hidden by stale rows.
+    ``stamp``: the text encoders' weights the rows were computed with (:func:`weights_version`);
+    :class:`TextEncoder` empties the rows when it changes, so an edit of the text encoder applied or removed since or a
+    LoRA adapter loaded is never hidden by stale rows.
     """
 
     rows: dict[str, tuple[Tensor, int]] = field(default_factory=dict)
@@ -148,7 +153,7 @@ class TextEncoder:
 
     def prefetch(self, texts: Sequence[str]) -> None:
         """Encode every prompt of ``texts`` that the cache lacks, in batches of ``batch_size``."""
-        stamp = tuple((id(p), p._version) for _, encoder in self._pairs for p in encoder.parameters())
+        stamp = weights_version(*(encoder for _, encoder in self._pairs))
         if self.cache.stamp != stamp:  # the weights changed since the rows were computed
             self.cache.rows.clear()
             self.cache.stamp = stamp

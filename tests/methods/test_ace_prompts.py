@@ -15,6 +15,7 @@ from erasekit.methods.ace.prompts import concept_tokens, gate_tokens
 from erasekit.targets import find_targets
 from erasekit.text import TextEncoder
 from erasekit.worlds import embedded
+from erasekit.worlds.tiny import tiny_pipeline
 from tests.test_end_to_end import embedded_pipeline
 
 SMALL = ACEConfig(neutral_captions=64, vocabulary_captions=8, name_captions=8)
@@ -106,3 +107,15 @@ def test_the_neutral_captions_of_a_new_process_are_read_from_disk(tiny_pipe, mon
     without, every_time = new_process()
     assert torch.equal(again, first) and torch.equal(without, first)
     assert every_time - from_disk >= SMALL.neutral_captions  # the neutral captions, encoded only without the disk
+
+
+def test_an_edit_of_either_text_encoder_in_place_replaces_the_neutral_states(monkeypatch):
+    # SDXL's states concatenate two encoders: writing into the second must not leave the first's cached states
+    monkeypatch.setenv("ERASEKIT_CACHE", "off")
+    pipe = tiny_pipeline("sdxl")
+    request = EraseRequest(find_targets(pipe.unet), TextEncoder(pipe), ("van gogh",), pipe)
+    _, before = gate_tokens(request, SMALL)
+    with torch.no_grad():
+        pipe.text_encoder_2.get_input_embeddings().weight.mul_(2.0)
+    _, after = gate_tokens(dataclasses.replace(request, encoder=TextEncoder(pipe)), SMALL)
+    assert after.states.shape == before.states.shape and not torch.equal(after.states, before.states)

@@ -22,6 +22,7 @@ from torch import Tensor
 from ...closed_form import check_finite
 from ...errors import ConfigError
 from ...state_cache import encoded_states
+from ...text import TextEncoder, weights_version
 from .. import EraseRequest
 from . import neutral
 from .config import ACEConfig
@@ -160,7 +161,8 @@ def _neutral_states(request: EraseRequest, cfg: ACEConfig, erased: list[str]) ->
     rows' moments."""
     owner = getattr(request.pipe, "text_encoder", None) or request.encoder
     # the weights' versions too: an edit of the text encoder applied in place (AdvUnlearn's) changes its states
-    weights = tuple((id(p), p._version) for p in owner.parameters()) if isinstance(owner, torch.nn.Module) else ()
+    encoders = [m for _, m in request.encoder.pairs] if isinstance(request.encoder, TextEncoder) else [owner]
+    weights = weights_version(*(m for m in encoders if isinstance(m, torch.nn.Module)))
     key = (cfg.neutral_captions, cfg.vocabulary_captions, cfg.name_captions, cfg.seed, tuple(cfg.neutral), weights)
     cache = _NEUTRAL_STATES.setdefault(owner, {})
     if key not in cache:
