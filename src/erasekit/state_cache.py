@@ -52,21 +52,28 @@ def cache_folder() -> Path | None:
     return Path(root).expanduser() / "text-states"
 
 
-def stored() -> list[Path]:
-    """The stored tables, the most recently used first (none when ``ERASEKIT_CACHE=off``)."""
+def stored() -> list[tuple[Path, int]]:
+    """``(table, bytes)`` of every stored table, the least recently used first (none when ``ERASEKIT_CACHE=off``).
+    Another process may be deleting them: one already gone is left out."""
     folder = cache_folder()
-    if folder is None or not folder.is_dir():
+    if folder is None:
         return []
-    return sorted(folder.glob("*.safetensors"), key=lambda p: p.stat().st_mtime, reverse=True)
+    tables = []
+    for table in folder.glob("*.safetensors"):
+        try:
+            stat = table.stat()
+        except FileNotFoundError:
+            continue
+        tables.append((stat.st_mtime, table, stat.st_size))
+    return [(table, size) for _, table, size in sorted(tables)]
 
 
 def clear() -> int:
     """Delete every stored table; returns the bytes freed. The next process encodes its prompt sets again."""
-    freed = 0
-    for table in stored():
-        freed += table.stat().st_size
+    tables = stored()
+    for table, _ in tables:
         table.unlink(missing_ok=True)
-    return freed
+    return sum(size for _, size in tables)
 
 
 def encoded_states(encoder: PromptEncoder, texts: Sequence[str]) -> Tensor:
@@ -88,7 +95,7 @@ def encoded_states(encoder: PromptEncoder, texts: Sequence[str]) -> Tensor:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda tmp: save_file({"states": states.contiguous()}, str(tmp)))
-        _evict(folder, keep=path)
+        _evict(keep=path)
         logger.info("encoded %d fixed prompts once; later processes read them from %s", len(texts), path)
     except OSError as err:  # a read-only home: the run goes on, and the next one encodes again
         logger.warning(
@@ -104,17 +111,11 @@ def _table_bytes(encoder: TextEncoder, texts: Sequence[str]) -> int:
     return len(texts) * encoder.max_length * sum(widths) * 4
 
 
-def _evict(folder: Path, keep: Path) -> None:
-    """Delete the least recently used tables until the folder holds at most :data:`MAX_TOTAL_BYTES` (``keep`` stays).
-    Another process may be deleting the same files: one already gone is skipped."""
-    tables = []
-    for table in folder.glob("*.safetensors"):
-        try:
-            tables.append((table.stat().st_mtime, table.stat().st_size, table))
-        except FileNotFoundError:
-            continue
-    total = sum(size for _, size, _ in tables)
-    for _, size, table in sorted(tables):
+def _evict(keep: Path) -> None:
+    """Delete the least recently used tables until the folder holds at most :data:`MAX_TOTAL_BYTES` (``keep`` stays)."""
+    tables = stored()
+    total = sum(size for _, size in tables)
+    for table, size in tables:
         if total <= MAX_TOTAL_BYTES:
             break
         if table != keep:

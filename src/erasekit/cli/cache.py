@@ -27,7 +27,7 @@ def cache(
     summary = {
         "folder": None if folder is None else str(folder),
         "tables": len(tables),
-        "bytes": sum(t.stat().st_size for t in tables),
+        "bytes": sum(size for _, size in tables),
     }
     if clear:
         summary["freed_bytes"] = state_cache.clear()
