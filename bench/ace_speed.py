@@ -48,6 +48,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -138,26 +139,13 @@ def first_calls(pipe: Any, styles: list[str], overrides: dict[str, str]) -> tupl
     """Seconds of the one-concept row's first call with nothing cached, then as a new process makes it: the
     neutral captions read back from disk (``erasekit.state_cache``). A fresh cache folder, removed after."""
     seconds = []
-    with tempfile.TemporaryDirectory() as folder, _env("ERASEKIT_CACHE", folder):
+    with tempfile.TemporaryDirectory() as folder, patch.dict(os.environ, {"ERASEKIT_CACHE": folder}):
         for _ in range(2):
             prompts._NEUTRAL_STATES.clear()  # what a new process starts without
             start = time.perf_counter()
             erasekit.erase(pipe, ["van gogh"], "ace", preserve=styles, **overrides)
             seconds.append(time.perf_counter() - start)
     return seconds[0], seconds[1]
-
-
-@contextmanager
-def _env(name: str, value: str) -> Iterator[None]:
-    before = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ[name]
-        else:
-            os.environ[name] = before
 
 
 def compare_variants(pipe: Any, styles: list[str], args: argparse.Namespace, overrides: dict[str, str]) -> None:

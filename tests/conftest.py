@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
@@ -17,13 +15,9 @@ def _threads():
 def _disk_cache(tmp_path_factory):
     """Encoded prompt sets stored for the session's tests (and the CLI processes they start), not in the home
     folder (erasekit.state_cache)."""
-    before = os.environ.get("ERASEKIT_CACHE")
-    os.environ["ERASEKIT_CACHE"] = str(tmp_path_factory.mktemp("erasekit-cache"))
-    yield
-    if before is None:
-        del os.environ["ERASEKIT_CACHE"]
-    else:
-        os.environ["ERASEKIT_CACHE"] = before
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ERASEKIT_CACHE", str(tmp_path_factory.mktemp("erasekit-cache")))
+        yield
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import torch
 from erasekit import state_cache
 from erasekit.state_cache import encoded_states
 from erasekit.text import TextEncoder
+from tests.test_text import _count_forwards
 
 TEXTS = ["a cat", "a dog on a mat", ""]
 
@@ -19,16 +20,10 @@ def folder(tmp_path, monkeypatch):
     return tmp_path / "text-states"
 
 
-def _forwards(pipe) -> list[int]:
-    calls: list[int] = []
-    pipe.text_encoder.register_forward_hook(lambda *a: calls.append(1))
-    return calls
-
-
 def test_a_new_process_reads_the_states_back_without_the_encoder(tiny_pipe, folder):
     first = encoded_states(TextEncoder(tiny_pipe), TEXTS)  # a fresh TextEncoder: nothing in memory
     assert len(list(folder.iterdir())) == 1
-    calls = _forwards(tiny_pipe)
+    calls = _count_forwards(tiny_pipe)
     again = encoded_states(TextEncoder(tiny_pipe), TEXTS)
     assert not calls and torch.equal(again, first)  # to the bit: the same edit either way
     assert torch.equal(first, TextEncoder(tiny_pipe)(TEXTS).states.float())
@@ -40,7 +35,7 @@ def test_an_edited_text_encoder_or_other_prompts_get_their_own_file(tiny_pipe, f
     assert len(list(folder.iterdir())) == 2
     with torch.no_grad():
         tiny_pipe.text_encoder.get_input_embeddings().weight[5, 0] += 1.0  # one entry, in place
-    calls = _forwards(tiny_pipe)
+    calls = _count_forwards(tiny_pipe)
     edited = encoded_states(TextEncoder(tiny_pipe), TEXTS)
     assert calls and len(list(folder.iterdir())) == 3
     assert torch.equal(edited, TextEncoder(tiny_pipe)(TEXTS).states.float())
