@@ -41,6 +41,13 @@ def test_an_edited_text_encoder_or_other_prompts_get_their_own_file(tiny_pipe, f
     assert torch.equal(edited, TextEncoder(tiny_pipe)(TEXTS).states.float())
 
 
+def test_an_encoder_under_autocast_gets_its_own_file(tiny_pipe, folder):
+    full = encoded_states(TextEncoder(tiny_pipe), TEXTS)
+    rounded = encoded_states(TextEncoder(tiny_pipe, autocast=torch.bfloat16), TEXTS)
+    assert len(list(folder.iterdir())) == 2 and not torch.equal(rounded, full)
+    assert torch.equal(encoded_states(TextEncoder(tiny_pipe), TEXTS), full)
+
+
 def test_an_unreadable_file_is_encoded_again_with_a_warning(tiny_pipe, folder, caplog):
     first = encoded_states(TextEncoder(tiny_pipe), TEXTS)
     (path,) = folder.iterdir()

@@ -70,3 +70,25 @@ def test_what_the_text_path_refuses(tiny_pipe):
 def test_mentions_finds_whole_words_only_whatever_the_case():
     assert mentions("A painting by Van Gogh, 1888", "van gogh") and mentions("a dog.", "dog")
     assert not mentions("a hotdog stand", "dog") and not mentions("a party", "art")
+
+
+def test_in_precision_encodes_under_autocast_in_a_cache_of_its_own(any_pipe):
+    prompts = ["a cat", "a dog on a mat"]
+    full = TextEncoder(any_pipe)
+    assert full.in_precision(None) is full
+    half = full.in_precision(torch.bfloat16)
+    assert half.autocast == torch.bfloat16 and half.in_precision(torch.bfloat16) is half
+    assert half.cache is not full.cache
+    exact, rounded = full(prompts).states, half(prompts).states
+    assert rounded.dtype == torch.float32 and not torch.equal(rounded, exact)  # bf16 products: not the same bits
+    assert (rounded - exact).norm() / exact.norm() < 0.05
+    assert torch.equal(half.in_precision(None)(prompts).states, exact)
+
+
+def test_native_bf16_reads_the_device(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert erasekit.text.native_bf16(torch.device("cpu"))
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert not erasekit.text.native_bf16(torch.device("cpu"))
+    assert not erasekit.text.native_bf16(torch.device("meta"))

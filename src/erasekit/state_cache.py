@@ -6,10 +6,11 @@ memory; :func:`encoded_states` also keeps them in a file, so the next process re
 text encoder again (the CLI starts a process per command).
 
 A file is found by a hash of everything the states depend on: the prompts, each tokenizer (its serialised form:
-vocabulary, normaliser, special tokens) and its context length, and each text encoder's class and every parameter
-and buffer (name, dtype, shape, bytes). Any edit of the text encoder, applied in place or loaded, makes a new file:
-stale states are never read. The states are stored in float32 as computed, so a run that reads them gives the same
-edit to the bit as one that encodes them.
+vocabulary, normaliser, special tokens) and its context length, each text encoder's class and every parameter and
+buffer (name, dtype, shape, bytes), and the dtype its forward runs in under autocast
+(:meth:`~erasekit.text.TextEncoder.in_precision`). Any edit of the text encoder, applied in place or loaded, makes a
+new file: stale states are never read. The states are stored in float32 as computed, so a run that reads them gives
+the same edit to the bit as one that encodes them.
 
 Where: ``$ERASEKIT_CACHE/text-states`` (default ``$XDG_CACHE_HOME/erasekit`` or ``~/.cache/erasekit``);
 ``ERASEKIT_CACHE=off`` keeps nothing on disk. Tables over :data:`MAX_BYTES` are not written (SD's 77 × 768 states of
@@ -128,6 +129,8 @@ def _key(encoder: TextEncoder, texts: Sequence[str]) -> str:
     """sha256 (hex) of the prompts, the tokenizers and the text encoders' weights (module docstring)."""
     h = hashlib.sha256(FORMAT.encode())
     h.update(json.dumps(list(texts)).encode())
+    if encoder.autocast is not None:  # a float32 encoder's tables keep the names they had before this option
+        h.update(f"autocast {encoder.autocast}".encode())
     for tokenizer, model in encoder.pairs:
         backend = getattr(tokenizer, "backend_tokenizer", None)
         if backend is not None:  # without the padding and truncation a call sets: they change with every call

@@ -18,6 +18,11 @@ gradient with respect to those tokens' input embeddings: :meth:`TextEncoder.enco
 on real token ids with a forward hook on its input-embedding table that swaps in the adversarial
 vectors at the slot positions (the same code path for CLIP and the embedded world's encoder, no
 copy of either forward). That path supports single-encoder pipelines.
+
+A method that encodes many training prompts may ask for them in bfloat16 (:meth:`TextEncoder.in_precision`): the
+encoders' forward runs under ``torch.autocast`` (products in bf16, sums and norms in float32) and the states come back
+in float32. Only where the hardware multiplies bf16 natively (:func:`native_bf16`) is that faster: MiniLM's states of
+355 captions took 0.33 s against 1.07 s in float32 on a two-core AVX512-BF16 CPU, 0.6% apart (relative norm).
 """
 
 from __future__ import annotations
@@ -84,6 +89,17 @@ class PromptEncoder(Protocol):
     def __call__(self, texts: Sequence[str]) -> Encoded: ...
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices in hardware: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or
+    AMX. Elsewhere autocast to bf16 is emulated, and slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":  # torch.cpu's checks are private: a torch without them is treated as lacking the feature
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+    return False
+
+
 def weights_version(*modules: nn.Module) -> tuple[tuple[int, int], ...]:
     """Each parameter's identity and in-place version counter: it changes whenever an edit of the modules is applied
     or removed (``Edit.apply`` writes the weights in place) or a LoRA adapter is loaded."""
@@ -123,7 +139,14 @@ class TextEncoder:
         UnsupportedModelError: the pipeline has no tokenizer and text encoder.
     """
 
-    def __init__(self, pipe: Any, *, cache: EmbeddingCache | None = None, batch_size: int = 32):
+    def __init__(
+        self,
+        pipe: Any,
+        *,
+        cache: EmbeddingCache | None = None,
+        batch_size: int = 32,
+        autocast: torch.dtype | None = None,
+    ):
         if getattr(pipe, "tokenizer", None) is None or getattr(pipe, "text_encoder", None) is None:
             raise UnsupportedModelError(
                 f"{type(pipe).__name__} has no tokenizer/text_encoder that erasekit can read: supported are "
@@ -132,12 +155,20 @@ class TextEncoder:
         self.pipe = pipe
         self.cache = cache if cache is not None else EmbeddingCache()
         self.batch_size = batch_size
+        self.autocast = autocast  # the dtype the encoders' forward runs in under torch.autocast; None: their own
         self.tokenizer = pipe.tokenizer
         self.encoder: nn.Module = pipe.text_encoder
         self.max_length = int(self.tokenizer.model_max_length)
         self._pairs = [(pipe.tokenizer, pipe.text_encoder)]
         if getattr(pipe, "text_encoder_2", None) is not None and getattr(pipe, "tokenizer_2", None) is not None:
             self._pairs.append((pipe.tokenizer_2, pipe.text_encoder_2))
+
+    def in_precision(self, autocast: torch.dtype | None) -> TextEncoder:
+        """This pipeline's encoder with its forward under ``torch.autocast(dtype=autocast)`` (None: the weights'
+        own dtype), itself when it already runs so. A new one has a cache of its own: its states differ."""
+        if autocast == self.autocast:
+            return self
+        return TextEncoder(self.pipe, batch_size=self.batch_size, autocast=autocast)
 
     @property
     def pairs(self) -> tuple[tuple[Any, nn.Module], ...]:
@@ -172,13 +203,14 @@ class TextEncoder:
                 texts, padding="max_length", max_length=self.max_length, truncation=True, return_tensors="pt"
             )
             ids = tokens.input_ids.to(encoder.device)
-            if len(self._pairs) == 1:
-                parts.append(encoder(ids)[0])
-            else:
-                parts.append(encoder(ids, output_hidden_states=True).hidden_states[-2])
+            with torch.autocast(ids.device.type, dtype=self.autocast, enabled=self.autocast is not None):
+                if len(self._pairs) == 1:
+                    parts.append(encoder(ids)[0].float())
+                else:
+                    parts.append(encoder(ids, output_hidden_states=True).hidden_states[-2].float())
             if last_word is None:
                 last_word = tokens.attention_mask.sum(dim=1) - 2
-        states = torch.cat(parts, dim=-1).float().cpu()  # [B, L, d]
+        states = torch.cat(parts, dim=-1).cpu()  # [B, L, d] float32
         if not torch.isfinite(states).all():
             raise NumericalError(
                 "The text encoder returned NaN/Inf embeddings: its weights are corrupt or it runs in a dtype "

@@ -153,6 +153,7 @@ def test_the_rounds_goals_are_the_originals_predictions_under_the_guide(tiny_pip
         ({"epochs": 0}, "inner_steps=0"),
         ({"ensemble": 0}, "ensemble"),
         ({"ensemble": 2}, "gated=False"),  # a gated training fits its own gate: those are not averaged
+        ({"encode_dtype": "float16"}, "encode_dtype"),
     ],
 )
 def test_bad_config_names_the_problem(tiny_pipe, overrides, match):

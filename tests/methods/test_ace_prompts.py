@@ -119,3 +119,38 @@ def test_an_edit_of_either_text_encoder_in_place_replaces_the_neutral_states(mon
         pipe.text_encoder_2.get_input_embeddings().weight.mul_(2.0)
     _, after = gate_tokens(dataclasses.replace(request, encoder=TextEncoder(pipe)), SMALL)
     assert after.states.shape == before.states.shape and not torch.equal(after.states, before.states)
+
+
+def test_the_training_prompts_are_encoded_in_bf16_where_the_hardware_has_it(tiny_pipe, monkeypatch):
+    request = EraseRequest(find_targets(tiny_pipe.unet), TextEncoder(tiny_pipe), ("van gogh",), tiny_pipe)
+
+    def autocast(encode_dtype: str, native: bool) -> torch.dtype | None:
+        monkeypatch.setattr(prompts, "native_bf16", lambda device: native)
+        return prompts.training_encoder(request, ACEConfig(encode_dtype=encode_dtype)).encoder.autocast
+
+    assert autocast("auto", True) == torch.bfloat16 and autocast("auto", False) is None
+    assert autocast("bfloat16", False) == torch.bfloat16 and autocast("float32", True) is None
+    assert prompts.training_encoder(request, ACEConfig(encode_dtype="float32")) is request  # nothing to change
+    with torch.no_grad():  # weights in half already: auto leaves them so
+        half = dataclasses.replace(request, encoder=TextEncoder(tiny_pipeline().to(torch.bfloat16)))
+    assert prompts.training_encoder(half, ACEConfig()).encoder.autocast is None
+    custom = dataclasses.replace(request, encoder=lambda texts: TextEncoder(tiny_pipe)(texts))
+    assert prompts.training_encoder(custom, ACEConfig(encode_dtype="bfloat16")) is custom
+
+
+def test_under_bf16_the_neutral_captions_stay_float32_and_the_edit_says_how_it_encoded(tiny_pipe, monkeypatch):
+    # the stored neutral captions are the pipeline's own float32 states, whatever the concept's prompts ran in
+    monkeypatch.setenv("ERASEKIT_CACHE", "off")
+    request = EraseRequest(find_targets(tiny_pipe.unet), TextEncoder(tiny_pipe), ("van gogh",), tiny_pipe)
+    rounded = prompts.training_encoder(request, ACEConfig(encode_dtype="bfloat16"))
+    neutral = {}
+    for name, req in (("full", request), ("rounded", rounded)):
+        prompts._NEUTRAL_STATES.clear()
+        neutral[name] = prompts._neutral_states(req, SMALL, ["van gogh"])[0]
+    assert torch.equal(neutral["rounded"], neutral["full"])
+    pos = {name: concept_tokens(req, SMALL).states for name, req in (("full", request), ("rounded", rounded))}
+    assert not torch.equal(pos["rounded"], pos["full"])  # the concept's own captions did run in bf16
+    fast = {"epochs": 1, "inner_steps": 0, "loss": "kv", "mine_words": 0, "neutral_captions": 16, "contexts": 8}
+    for dtype in ("bfloat16", "float32"):
+        edit = erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=2, encode_dtype=dtype, **fast)
+        assert edit.info["encode_dtype"] == dtype

@@ -1,33 +1,29 @@
 """ACE: Attentional Concept Erasure (arXiv 2504.11850), a first working implementation.
 
-Not Anti-Editing Concept Erasure, a different method also called ACE. The abstract names three
-parts: a closed-form manipulation of attention, a gated low-rank
-adaptation, and adversarially augmented fine-tuning. No code was released; this module is our
-reading of it, with every choice the abstract leaves open written down here.
+Not Anti-Editing Concept Erasure, a different method also called ACE. The abstract names three parts: a closed-form
+manipulation of attention, a gated low-rank adaptation, and adversarially augmented fine-tuning. No code was released;
+this module is our reading of it, with every choice the abstract leaves open written down here.
 
-**1. Prompt sets.** ``target``: every concept and ``synonyms`` put in ``templates``; ``neutral``:
-generic prompts with no concept; ``retain``: the preserve set put in the same templates. Each
-target and neutral prompt also comes ``augment`` times behind ``prefix_words`` random vocabulary
-words: prompt-space attacks (UnlearnDiff's prefix search, a learned pseudo-word) shift every
-token's state through the encoder's context, and the gate must still fire on the concept and
-still stay shut on words alone. Rows are
-text-encoder token states: for a target prompt, the states from the first token of the name it holds
-to the padded end, each from the prompt's last word on paired with the guide's state at the same
-offset from the guide's last word (``skip_bos``: never the start-of-text state), the name's earlier
-tokens with the guide's last word; for neutral and retain prompts, every position. Until stop 45 the
-rows began at the prompt's last word (UCE's span: in a causal encoder earlier positions have not seen
-the concept yet), but a name's first pieces carry it alone: on the embedded world "andy" and "war" of
-"andy war ##hol" each draw warhol in 8 of 8 images, and ACE left andy warhol in 0.75 of its val images
-and rembrandt ("re ##mb ##rand ##t") in all of them (``bench/ACE_MEASUREMENTS.md``, "The name's first
-pieces").
+**1. Prompt sets.** ``target``: every concept and ``synonyms`` put in ``templates``; ``neutral``: generic prompts with
+no concept; ``retain``: the preserve set put in the same templates. Each target and neutral prompt also comes
+``augment`` times behind ``prefix_words`` random vocabulary words: prompt-space attacks (UnlearnDiff's prefix search, a
+learned pseudo-word) shift every token's state through the encoder's context, and the gate must still fire on the
+concept and still stay shut on words alone. Where the hardware multiplies bfloat16 (``encode_dtype="auto"``), these
+prompts are encoded under bf16 autocast, ~3x faster on a CPU with AVX512-BF16 (the states 0.6% apart); the closed form
+and every fit stay float32, as do the stored neutral captions of part 3. Rows are text-encoder token states: for a
+target prompt, the states from the first token of the name it holds to the padded end, each from the prompt's last word
+on paired with the guide's state at the same offset from the guide's last word (``skip_bos``: never the start-of-text
+state), the name's earlier tokens with the guide's last word; for neutral and retain prompts, every position. Until stop
+45 the rows began at the prompt's last word (UCE's span: in a causal encoder earlier positions have not seen the concept
+yet), but a name's first pieces carry it alone: on the embedded world "andy" and "war" of "andy war ##hol" each draw
+warhol in 8 of 8 images, and ACE left andy warhol in 0.75 of its val images and rembrandt ("re ##mb ##rand ##t") in all
+of them (``bench/ACE_MEASUREMENTS.md``, "The name's first pieces").
 
-**1b. Mined related terms** (:mod:`.mining`): vocabulary words next to the concept whose K/V the
-original reads as the concept's (closer than any preserved concept's) and which it renders as the
-concept (they move its noise prediction the concept's way), erased as ``synonyms``
-(``info["mined_words"]``), and noisy copies of the concept's rows (RealEra's neighbour concepts). The
-neighbours it reads as the concept but renders otherwise ("purple" for "red") are the gate's negatives
-(``info["gate_siblings"]``).
-``synonyms=`` adds the user's own.
+**1b. Mined related terms** (:mod:`.mining`): vocabulary words next to the concept whose K/V the original reads as the
+concept's (closer than any preserved concept's) and which it renders as the concept (they move its noise prediction the
+concept's way), erased as ``synonyms`` (``info["mined_words"]``), and noisy copies of the concept's rows (RealEra's
+neighbour concepts). The neighbours it reads as the concept but renders otherwise ("purple" for "red") are the gate's
+negatives (``info["gate_siblings"]``). ``synonyms=`` adds the user's own.
 
 **2. Concept subspace and closed form.** With μ the mean neutral/retain row, the gate's subspace is
 the top-``rank`` generalised eigenvectors of the target rows' scatter against the neutral/retain
@@ -160,7 +156,7 @@ from .config import GATE_NOTE, NEUTRAL, STYLE, TEMPLATES, ACEConfig
 from .ensemble import averaged
 from .kinds import applied, joined, part, ungated_concepts, ungated_config
 from .mining import mine_words
-from .prompts import Rows, prompt_sets, token_rows
+from .prompts import Rows, prompt_sets, token_rows, training_encoder
 from .subspace import concept_subspace, reduced_rank_ridge
 from .train import check_request, kv_metric, train_ace
 
@@ -333,6 +329,7 @@ def ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     """ACE: concept-subspace closed form, token-gated low-rank K/V update, adversarial noise-prediction rounds.
 
     Concepts of an ungated kind (styles, when the caller gives kinds) go on every token, in one edit (:mod:`.kinds`)."""
+    request = training_encoder(request, cfg)  # the concept's prompts in bf16 where the hardware has it
     if len(request.concepts) < cfg.gate_min_concepts:  # one object alone: on every token (SETTINGS["object"])
         cfg = dataclasses.replace(cfg, gated=False)
     ungated = ungated_concepts(request, cfg)

@@ -98,6 +98,9 @@ class ACEConfig:
     denoise_steps: int = 10  # sampler steps drawing them
     denoise_batch: int = 4  # noisy latents per round (as many draws in all as 2 a round over twice the rounds)
     edit_keys: bool = True  # edit to_k as well as to_v
+    # the text encoder's forward over the concept's training prompts (prompts.py, training_encoder): "auto" is
+    # bfloat16 where the hardware has it, the stored neutral captions stay float32
+    encode_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     ensemble: int = 1  # ungated trainings averaged into the edit, each its own seed (ensemble.py; `style`: 2)
     seed: int = 0
 
@@ -167,6 +170,10 @@ class ACEConfig:
         for name in ("mine_render", "sibling_render", "mine_render_alone"):
             if getattr(self, name) is not None and not -1 <= getattr(self, name) <= 1:
                 raise ConfigError(f"ACEConfig.{name} is a cosine: pass a value in [-1, 1], got {getattr(self, name)}.")
+        if self.encode_dtype not in ("auto", "float32", "bfloat16"):
+            raise ConfigError(
+                f"ACEConfig.encode_dtype must be 'auto', 'float32' or 'bfloat16', got {self.encode_dtype!r}."
+            )
         if self.loss not in ("kv", "denoise"):
             raise ConfigError(f"ACEConfig.loss must be 'kv' or 'denoise', got {self.loss!r}.")
         if not self.templates or not all("{}" in t for t in self.templates):

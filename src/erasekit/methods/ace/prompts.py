@@ -11,6 +11,7 @@ negatives (:mod:`.neutral`'s captions; the concept-free ones encoded once per te
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from torch import Tensor
 from ...closed_form import check_finite
 from ...errors import ConfigError
 from ...state_cache import encoded_states
-from ...text import TextEncoder, weights_version
+from ...text import TextEncoder, native_bf16, weights_version
 from .. import EraseRequest
 from . import neutral
 from .config import ACEConfig
@@ -55,6 +56,27 @@ class Rows:
     states: Tensor
     where: tuple[Tensor, Tensor]
     guide_states: Tensor
+
+
+def training_encoder(request: EraseRequest, cfg: ACEConfig) -> EraseRequest:
+    """``request`` with its encoder in ``cfg.encode_dtype`` (package docstring, part 1): "auto" is bfloat16 where the
+    weights are float32 and their device multiplies bf16 natively, else the weights' own. A custom encoder is kept."""
+    if not isinstance(request.encoder, TextEncoder):
+        return request
+    weights = next(request.encoder.encoder.parameters())
+    bf16 = cfg.encode_dtype == "bfloat16" or (
+        cfg.encode_dtype == "auto" and weights.dtype == torch.float32 and native_bf16(weights.device)
+    )
+    encoder = request.encoder.in_precision(torch.bfloat16 if bf16 else None)
+    return request if encoder is request.encoder else dataclasses.replace(request, encoder=encoder)
+
+
+def encoded_in(request: EraseRequest) -> str:
+    """The dtype the training prompts' text-encoder forward ran in (``info["encode_dtype"]``)."""
+    encoder = request.encoder
+    if not isinstance(encoder, TextEncoder):
+        return "the caller's encoder"
+    return str(encoder.autocast or next(encoder.encoder.parameters()).dtype).removeprefix("torch.")
 
 
 def prompt_sets(request: EraseRequest, cfg: ACEConfig) -> tuple[list[str], list[str], list[str], list[str]]:
@@ -173,7 +195,9 @@ def _neutral_states(request: EraseRequest, cfg: ACEConfig, erased: list[str]) ->
         texts = [*cfg.neutral, *neutral_captions(cfg.neutral_captions, seed=cfg.seed)]
         texts += [words[w] for w in picks] + names  # each alone: a caption of its own
         cache.clear()  # one set per encoder: a new setting replaces the old
-        states = encoded_states(request.encoder, texts)  # read back from disk after the first process (~8 s)
+        # read back from disk after the first process (~8 s); float32, as the pipeline encodes at inference
+        full = request.encoder.in_precision(None) if isinstance(request.encoder, TextEncoder) else request.encoder
+        states = encoded_states(full, texts)
         cache[key] = (texts, states, Moments.of(states.flatten(0, 1)))
     texts, states, moments = cache[key]
     banned = neutral.content_words(erased)

@@ -29,7 +29,7 @@ from .config import GATE_NOTE, ACEConfig
 from .gatefit import GateRates, Tokens, fit_gate
 from .inverse import open_on_derived
 from .mining import Mined, mine_words, perturbed_rows
-from .prompts import Rows, concept_tokens, gate_tokens, name_pieces, preserve_tokens, token_rows
+from .prompts import Rows, concept_tokens, encoded_in, gate_tokens, name_pieces, preserve_tokens, token_rows
 from .stopping import HeldOutStop
 from .subspace import concept_subspace, reduced_rank_ridge
 
@@ -237,6 +237,7 @@ def train_ace(request: EraseRequest, cfg: ACEConfig, mined: Mined | None = None)
         **_gate_rates(model, rows, E_all),
         **(rates.info() if rates is not None else {}),
         "gated": gate is not None,
+        "encode_dtype": encoded_in(request),
         **({"gate_note": GATE_NOTE} if gate is not None else {}),
     }
     guides = request.guides_or(cfg.guide)
