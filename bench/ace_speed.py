@@ -24,7 +24,9 @@ compare`` gives it and ACE's defaults (what ``erasekit erase C --method ace`` ru
 target rows and gate captions, and the rounds run until the held-out criterion stops rising. With ``--settings kind``
 each runs under what compare runs for its kind (objects and styles alone ungated, nudity under ``unsafe``). With
 ``--cli`` each run is a new ``erasekit erase`` process, as a user's commands are: the table gives the process's seconds
-and the method's (``edit_s``, what the command prints), the neutral captions read back from the disk cache.
+and the method's (``edit_s``, what the command prints), the neutral captions read back from the disk cache. ACE
+encodes the concept's prompts in bf16 where the CPU multiplies it (``encode_dtype="auto"``): ``--set
+encode_dtype=float32`` times a CPU without bf16 on this one (the yardstick's encoder stays float32 either way).
 
     python bench/ace_speed.py --threads 2 --repeats 3 [--parts]
     python bench/ace_speed.py --threads 2 --repeats 3 --each church parachute "van gogh" picasso nudity red
