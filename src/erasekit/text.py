@@ -20,9 +20,9 @@ vectors at the slot positions (the same code path for CLIP and the embedded worl
 copy of either forward). That path supports single-encoder pipelines.
 
 A method that encodes many training prompts may ask for them in bfloat16 (:meth:`TextEncoder.in_precision`): the
-encoders' forward runs under ``torch.autocast`` (products in bf16, sums and norms in float32) and the states come back
-in float32. Only where the hardware multiplies bf16 natively (:func:`native_bf16`) is that faster: MiniLM's states of
-355 captions took 0.33 s against 1.07 s in float32 on a two-core AVX512-BF16 CPU, 0.6% apart (relative norm).
+encoders' forward runs under ``torch.autocast`` (its matrix products in bf16) and the states come back in float32. Only
+where the hardware multiplies bf16 natively (:func:`native_bf16`) is that faster: MiniLM's states of 355 captions took
+0.33 s against 1.07 s in float32 on a two-core AVX512-BF16 CPU, 0.6% apart (relative norm).
 """
 
 from __future__ import annotations
@@ -91,7 +91,8 @@ class PromptEncoder(Protocol):
 
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` multiplies bfloat16 matrices in hardware: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or
-    AMX. Elsewhere autocast to bf16 is emulated, and slower than float32."""
+    AMX. Elsewhere bf16 products are emulated, with no speed to expect from them (not measured: this machine has
+    AVX512-BF16)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":  # torch.cpu's checks are private: a torch without them is treated as lacking the feature
