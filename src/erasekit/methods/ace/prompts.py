@@ -12,6 +12,7 @@ negatives (:mod:`.neutral`'s captions; the concept-free ones encoded once per te
 from __future__ import annotations
 
 import dataclasses
+import logging
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from .gatefit import Tokens
 from .mining import whole_words
 from .moments import Moments
 from .neutral import in_context, made_up_name, neutral_captions
+
+logger = logging.getLogger(__name__)
 
 # text encoder -> {(captions' settings): (texts, states [B, L, d], their rows' moments)}: the concept-free captions,
 # encoded once
@@ -68,6 +71,8 @@ def training_encoder(request: EraseRequest, cfg: ACEConfig) -> EraseRequest:
         cfg.encode_dtype == "auto" and weights.dtype == torch.float32 and native_bf16(weights.device)
     )
     encoder = request.encoder.in_precision(torch.bfloat16 if bf16 else None)
+    if bf16 and cfg.encode_dtype == "auto":  # the edit then differs from a float32 machine's: say so under -v
+        logger.info("ACE encodes the concept's prompts in bfloat16 here (encode_dtype=float32: the float32 edit)")
     return request if encoder is request.encoder else dataclasses.replace(request, encoder=encoder)
 
 
