@@ -92,3 +92,6 @@ def test_native_bf16_reads_the_device(monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     assert not erasekit.text.native_bf16(torch.device("cpu"))
     assert not erasekit.text.native_bf16(torch.device("meta"))
+    seen = []  # a GPU that only emulates bf16 (before Ampere) is not native
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda **kw: seen.append(kw) or False)
+    assert not erasekit.text.native_bf16(torch.device("cuda")) and seen == [{"including_emulation": False}]

@@ -94,7 +94,7 @@ def native_bf16(device: torch.device) -> bool:
     AMX. Elsewhere bf16 products are emulated, with no speed to expect from them (not measured: this machine has
     AVX512-BF16)."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return torch.cuda.is_bf16_supported(including_emulation=False)  # compute capability 8+ (Ampere on)
     if device.type == "cpu":  # torch.cpu's checks are private: a torch without them is treated as lacking the feature
         checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
         return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
