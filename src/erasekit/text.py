@@ -156,7 +156,7 @@ class TextEncoder:
         self.pipe = pipe
         self.cache = cache if cache is not None else EmbeddingCache()
         self.batch_size = batch_size
-        self.autocast = autocast  # the dtype the encoders' forward runs in under torch.autocast; None: their own
+        self.autocast = autocast  # the plain prompts' forward under torch.autocast to this dtype; None: the weights'
         self.tokenizer = pipe.tokenizer
         self.encoder: nn.Module = pipe.text_encoder
         self.max_length = int(self.tokenizer.model_max_length)
@@ -165,8 +165,10 @@ class TextEncoder:
             self._pairs.append((pipe.tokenizer_2, pipe.text_encoder_2))
 
     def in_precision(self, autocast: torch.dtype | None) -> TextEncoder:
-        """This pipeline's encoder with its forward under ``torch.autocast(dtype=autocast)`` (None: the weights'
-        own dtype), itself when it already runs so. A new one has a cache of its own: its states differ."""
+        """This pipeline's encoder with its plain-prompt forward (``__call__``, :meth:`prefetch`) under
+        ``torch.autocast(dtype=autocast)`` (None: the weights' own dtype), itself when it already runs so. A new one
+        has a cache of its own: its states differ. :meth:`encode`, the attacks' gradient path, keeps the weights'
+        dtype whatever ``autocast`` says: no caller asks it for less."""
         if autocast == self.autocast:
             return self
         return TextEncoder(self.pipe, batch_size=self.batch_size, autocast=autocast)
