@@ -23,6 +23,8 @@ and the stopping rule ends early. ``--each`` times other concepts alone, each wi
 compare`` gives it and ACE's defaults (what ``erasekit erase C --method ace`` runs), one row each: mined words add
 target rows and gate captions, and the rounds run until the held-out criterion stops rising. With ``--settings kind``
 each runs under what compare runs for its kind (objects and styles alone ungated, nudity under ``unsafe``). With
+``--each multi10`` (a scenario of several concepts) times its one edit as compare's full tier makes it: the
+concepts together, their kinds and the preserved concepts' fit prompts. With
 ``--cli`` each run is a new ``erasekit erase`` process, as a user's commands are: the table gives the process's seconds
 and the method's (``edit_s``, what the command prints), the neutral captions read back from the disk cache. ACE
 encodes the concept's prompts in bf16 where the CPU multiplies it (``encode_dtype="auto"``): ``--set
@@ -31,6 +33,7 @@ encode_dtype=float32`` times a CPU without bf16 on this one (the yardstick's enc
     python bench/ace_speed.py --threads 2 --repeats 3 [--parts]
     python bench/ace_speed.py --threads 2 --repeats 3 --each church parachute "van gogh" picasso nudity red
     python bench/ace_speed.py --threads 2 --repeats 3 --settings kind --each church parachute "van gogh" picasso nudity
+    python bench/ace_speed.py --threads 2 --repeats 3 --settings kind --each multi10
     python bench/ace_speed.py --threads 2 --repeats 7 --variant patience=2 --variant contexts=64,gate_steps=120
     python bench/ace_speed.py --threads 2 --repeats 3 --settings defaults --each church --cli
 """
@@ -190,11 +193,15 @@ def each_concept(pipe: Any, args: argparse.Namespace, overrides: dict[str, str])
         preserve = compare.preserve_set(scenario)
         settings = ace_settings(args.settings, scenario.kind)
         named = {"settings": settings} if settings else {}
+        concepts = list(scenario.concepts)
+        if len(concepts) > 1:  # a scenario of several (multi10) as compare's full tier erases it
+            fit = compare.preserve_prompts(scenario, compare.Settings.tier(quick=False).tuning_prompts)
+            named |= {"kinds": compare.concept_kinds(scenario), "preserve_prompts": fit}
         seconds, sticks = [], []
         for _ in range(args.repeats):
             sticks.append(timed(lambda: yardstick(pipe), repeats=1, warmup=0)[0])
             took, _, edit = timed(
-                lambda c=concept, p=preserve, n=named: erasekit.erase(pipe, [c], "ace", preserve=p, **n, **overrides),
+                lambda c=concepts, p=preserve, n=named: erasekit.erase(pipe, c, "ace", preserve=p, **n, **overrides),
                 repeats=1,
                 warmup=0,
             )
@@ -202,6 +209,7 @@ def each_concept(pipe: Any, args: argparse.Namespace, overrides: dict[str, str])
         rows.append(
             {
                 "concept": concept,
+                "concepts": len(concepts),
                 "settings": settings or "defaults",
                 "preserve": len(preserve),
                 "mined": len(edit.info.get("mined_words") or []),
@@ -212,8 +220,9 @@ def each_concept(pipe: Any, args: argparse.Namespace, overrides: dict[str, str])
             }
         )
     print_table(rows)
-    medians = sorted(r["median_s"] for r in rows)
-    print(f"one concept alone: {medians[0]:.1f}-{medians[-1]:.1f} s, median {statistics.median(medians):.1f} s")
+    medians = sorted(r["median_s"] for r in rows if r["concepts"] == 1)
+    if medians:
+        print(f"one concept alone: {medians[0]:.1f}-{medians[-1]:.1f} s, median {statistics.median(medians):.1f} s")
 
 
 def each_process(pipe: Any, args: argparse.Namespace, overrides: dict[str, str]) -> None:
@@ -225,6 +234,8 @@ def each_process(pipe: Any, args: argparse.Namespace, overrides: dict[str, str])
     with tempfile.TemporaryDirectory() as folder:
         for concept in args.each:
             scenario = compare.scenario(concept)
+            if len(scenario.concepts) > 1:
+                raise SystemExit(f"--cli erases one concept a process; time {concept} without --cli.")
             settings = ace_settings(args.settings, scenario.kind)
             out = Path(folder) / "edit.safetensors"
             command = [

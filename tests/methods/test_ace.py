@@ -152,6 +152,7 @@ def test_the_rounds_goals_are_the_originals_predictions_under_the_guide(tiny_pip
         ({"gate_rank": 0}, "gate_rank"),
         ({"epochs": 0}, "inner_steps=0"),
         ({"ensemble": 0}, "ensemble"),
+        ({"ungated_ensemble": 0}, "ungated_ensemble"),
         ({"ensemble": 2}, "gated=False"),  # a gated training fits its own gate: those are not averaged
         ({"encode_dtype": "float16"}, "encode_dtype"),
     ],
@@ -533,6 +534,21 @@ def test_an_ensemble_is_the_mean_of_its_members_trainings(tiny_pipe):
     kinds = {"van gogh": "style", "a church": "object"}  # a request that mixes kinds has a gated part
     with pytest.raises(ConfigError, match="gated=False"):
         erasekit.erase(tiny_pipe, ["van gogh", "a church"], "ace", kinds=kinds, ensemble=2, **KV)
+
+
+def test_the_ungated_part_of_a_mixed_request_averages_ungated_ensemble_trainings(tiny_pipe):
+    kinds = {"van gogh": "style", "a church": "object"}
+    mixed = {"kinds": kinds, "rank": 3, "ungated_rank": 2, "seed": 1, **KV}
+    edit = erasekit.erase(tiny_pipe, ["van gogh", "a church"], "ace", ungated_ensemble=2, **mixed)
+    style = erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=2, ensemble=2, seed=1, **STYLE, **KV)
+    k_u = style.info["rank"]  # two members' rows
+    assert edit.gate.always.tolist()[:k_u] == [1.0] * k_u and not edit.gate.always[k_u:].any()
+    for name, (B, A) in edit.updates.items():  # the first rows are the style settings' two trainings averaged
+        torch.testing.assert_close(B[:, :k_u] @ A[:k_u], style.delta(name))
+    assert [m["seed"] for m in edit.info["ungated"]["ensemble"]] == [2, 3] and "best_round" not in edit.info["ungated"]
+    once = erasekit.erase(tiny_pipe, ["van gogh", "a church"], "ace", **mixed)  # the default: one training
+    assert once.info["ungated"]["rank"] == k_u // 2 and "ensemble" not in once.info["ungated"]
+    assert ace.SETTINGS["object"]["ungated_ensemble"] == 2  # multi10's, what compare runs (package docstring)
 
 
 def test_an_ensemble_mines_once_for_all_its_members(tiny_pipe, monkeypatch):

@@ -139,7 +139,8 @@ outside the gate's subspace.
 **5. The edit.** Per layer ``(W_l U, A)`` as every closed form, plus the gate in ``Edit.gate``. Plain
 ``pipe.load_lora_weights`` reads the LoRA part only and applies it to every token (no gate):
 ``Edit.load(path).apply(pipe)`` applies the gate. ``info["gate_note"]`` says so.
-With ``ensemble`` n (``style``: 2) an ungated edit averages n trainings of their own seeds (:mod:`.ensemble`).
+With ``ensemble`` n (``style``: 2) an ungated edit averages n trainings of their own seeds (:mod:`.ensemble`), and
+with ``ungated_ensemble`` n (``object``: 2) so does the ungated part of a request that mixes kinds.
 
 **6. Ablations** (rows of ``erasekit compare``): ``ace-nogate`` (the update on every token),
 ``ace-noadv`` (no inner adversary), ``ace-nomine`` (no mined words or perturbed rows), ``ace-kv``
@@ -314,6 +315,7 @@ SETTINGS = {
         "mine_render_alone": 0.8,
         "ungated_kinds": ("style", "unsafe"),
         "gate_min_concepts": 2,
+        "ungated_ensemble": 2,
     },
     "style": {**STYLE, "ensemble": 2},  # two trainings averaged since stop 53, chosen on val (ensemble.py)
 }
@@ -341,7 +343,7 @@ def ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     check_request(gated, cfg)  # bad input refused before the mining renders
     # the gated part's words and siblings are what the original reads and draws as its concepts (kinds.py)
     mined = mine_words(gated, cfg, kv_metric(gated.targets, cfg.edit_keys))
-    everywhere = train_ace(part(request, ungated), ungated_config(cfg))
+    everywhere = averaged(part(request, ungated), ungated_config(cfg, mixed=True))
     with applied(everywhere, gated) as on_top:  # the gated part learns on what the other leaves
         through_gate = train_ace(on_top, cfg, mined=mined)
     return joined(request, cfg, everywhere, through_gate)

@@ -67,6 +67,7 @@ class ACEConfig:
     gate_min_concepts: int = 1  # fewer erased concepts than this: no gate (the `object` settings' 2; package __init__)
     ungated_kinds: tuple[str, ...] = ("style",)  # concepts of these kinds (erase(kinds=...)) skip the gate (kinds.py)
     ungated_rank: int = 8  # k per word piece of those, erased as the `style` settings erase them
+    ungated_ensemble: int = 1  # trainings averaged for those in a request that mixes kinds (ensemble.py; `object`: 2)
     gate_steps: int = 200  # Adam steps of the gate's fit
     gate_batch: int = 2048  # tokens of each class per step of the gate's fit (speed; 4096 tied on val)
     gate_margin: float = 0.1  # τ this share of the log-gap up from the negatives' bound to the concept's (gatefit.py)
@@ -113,6 +114,7 @@ class ACEConfig:
         for name in (
             "rank",
             "ungated_rank",
+            "ungated_ensemble",
             "gate_min_concepts",
             "contexts",
             "neutral_captions",

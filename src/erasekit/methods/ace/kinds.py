@@ -7,8 +7,8 @@ request that mixes kinds, a gate shared by all concepts misses the styles' parap
 on the ten-concept scenario the three artists' paraphrases were detected on 1.00, 0.94 and 0.31 of the
 test prompts through the gated edit. So when the caller says which concepts are of a kind in
 ``cfg.ungated_kinds`` (``erase(kinds=...)``; ``erasekit compare`` passes the world's), those are
-erased as the ``style`` settings erase a style (no gate, no perturbed rows, ``ungated_rank`` each; one training where
-those settings average two, :mod:`.ensemble`), and
+erased as the ``style`` settings erase a style (no gate, no perturbed rows, ``ungated_rank`` each; ``ungated_ensemble``
+trainings averaged, two in the ``object`` settings since stop 56, :mod:`.ensemble`), and
 then the rest as ``cfg`` says, on the model with the first part merged; the edit holds both, the ungated
 part's rows first::
 
@@ -49,6 +49,8 @@ from ...targets import denoiser, find_targets
 from .. import EraseRequest
 from .config import STYLE, ACEConfig
 
+UNGATED_INFO = ("rank", "rounds", "best_round", "ensemble", "mined_words")  # the ungated part's, in info["ungated"]
+
 
 def ungated_concepts(request: EraseRequest, cfg: ACEConfig) -> tuple[str, ...]:
     """The concepts the caller says are of a kind in ``cfg.ungated_kinds`` (none when ``cfg`` is ungated)."""
@@ -76,11 +78,11 @@ def applied(edit: Edit, request: EraseRequest) -> Iterator[EraseRequest]:
         edit.remove(request.pipe)
 
 
-def ungated_config(cfg: ACEConfig) -> ACEConfig:
-    """How an ungated kind is erased: the ``style`` settings at ``ungated_rank``, with the caller's ``ensemble``
-    (:func:`ace` averages the trainings of a request of ungated kinds alone; the ungated part of a mixed one trains
-    once)."""
-    return dataclasses.replace(cfg, **STYLE, rank=cfg.ungated_rank)
+def ungated_config(cfg: ACEConfig, *, mixed: bool = False) -> ACEConfig:
+    """How an ungated kind is erased: the ``style`` settings at ``ungated_rank``, averaging the caller's ``ensemble``
+    trainings in a request of ungated kinds alone and ``ungated_ensemble`` beside a gated part (``mixed``)."""
+    ensemble = cfg.ungated_ensemble if mixed else cfg.ensemble
+    return dataclasses.replace(cfg, **STYLE, rank=cfg.ungated_rank, ensemble=ensemble)
 
 
 def joined(request: EraseRequest, cfg: ACEConfig, ungated: Edit, gated: Edit) -> Edit:
@@ -97,7 +99,8 @@ def joined(request: EraseRequest, cfg: ACEConfig, ungated: Edit, gated: Edit) ->
         **gated.info,  # the gate's rates and the rounds are the gated part's (make_edit adds the request's kinds)
         "rank": r_u + r_g,
         "ungated_concepts": list(ungated.concepts),
-        "ungated": {k: ungated.info[k] for k in ("rank", "rounds", "best_round", "mined_words")},
+        # an averaged part (``ungated_ensemble``) has each member's rounds in "ensemble", and no one best round
+        "ungated": {k: ungated.info[k] for k in UNGATED_INFO if k in ungated.info},
         "mined_words": [*ungated.info["mined_words"], *gated.info["mined_words"]],
         "mined_render_agreement": {**ungated.info["mined_render_agreement"], **gated.info["mined_render_agreement"]},
     }

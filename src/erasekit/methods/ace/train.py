@@ -92,7 +92,8 @@ def check_request(request: EraseRequest, cfg: ACEConfig) -> None:
     if cfg.ensemble > 1 and cfg.gated:
         raise ConfigError(
             f"ACE's ensemble = {cfg.ensemble} averages ungated trainings, and this one is gated: each gated training "
-            "fits its own gate, and an edit holds one. Pass ensemble=1, or gated=False (the style settings)."
+            "fits its own gate, and an edit holds one. Pass ensemble=1, or gated=False (the style settings); in a "
+            "request that mixes kinds, ungated_ensemble=N averages the ungated part's trainings."
         )
     unet = getattr(request.pipe, "unet", None)
     if unet is not None and (cfg.loss == "denoise" or (cfg.mine_words and cfg.mine_render > -1)):
