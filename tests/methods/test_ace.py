@@ -545,7 +545,9 @@ def test_the_ungated_part_of_a_mixed_request_averages_ungated_ensemble_trainings
     assert edit.gate.always.tolist()[:k_u] == [1.0] * k_u and not edit.gate.always[k_u:].any()
     for name, (B, A) in edit.updates.items():  # the first rows are the style settings' two trainings averaged
         torch.testing.assert_close(B[:, :k_u] @ A[:k_u], style.delta(name))
-    assert [m["seed"] for m in edit.info["ungated"]["ensemble"]] == [2, 3] and "best_round" not in edit.info["ungated"]
+    members = edit.info["ungated"]["ensemble"]  # each training's seed and rounds, not its losses
+    assert [m["seed"] for m in members] == [2, 3] and set(members[0]) == {"seed", "rounds", "best_round"}
+    assert "best_round" not in edit.info["ungated"]
     once = erasekit.erase(tiny_pipe, ["van gogh", "a church"], "ace", **mixed)  # the default: one training
     assert once.info["ungated"]["rank"] == k_u // 2 and "ensemble" not in once.info["ungated"]
     assert ace.SETTINGS["object"]["ungated_ensemble"] == 2  # multi10's, what compare runs (package docstring)

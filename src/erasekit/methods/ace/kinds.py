@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -49,7 +50,8 @@ from ...targets import denoiser, find_targets
 from .. import EraseRequest
 from .config import STYLE, ACEConfig
 
-UNGATED_INFO = ("rank", "rounds", "best_round", "ensemble", "mined_words")  # the ungated part's, in info["ungated"]
+UNGATED_INFO = ("rank", "rounds", "best_round", "mined_words")  # the ungated part's, in info["ungated"]
+MEMBER_INFO = ("seed", "rounds", "best_round")  # of each of its trainings, where it averages several
 
 
 def ungated_concepts(request: EraseRequest, cfg: ACEConfig) -> tuple[str, ...]:
@@ -99,13 +101,21 @@ def joined(request: EraseRequest, cfg: ACEConfig, ungated: Edit, gated: Edit) ->
         **gated.info,  # the gate's rates and the rounds are the gated part's (make_edit adds the request's kinds)
         "rank": r_u + r_g,
         "ungated_concepts": list(ungated.concepts),
-        # an averaged part (``ungated_ensemble``) has each member's rounds in "ensemble", and no one best round
-        "ungated": {k: ungated.info[k] for k in UNGATED_INFO if k in ungated.info},
+        "ungated": _summary(ungated.info),
         "mined_words": [*ungated.info["mined_words"], *gated.info["mined_words"]],
         "mined_render_agreement": {**ungated.info["mined_render_agreement"], **gated.info["mined_render_agreement"]},
     }
     edit = request.make_edit("ace", cfg, updates, guides=request.guides_or(cfg.guide), info=info)
     return dataclasses.replace(edit, gate=dataclasses.replace(gated.gate, always=always))
+
+
+def _summary(info: dict[str, Any]) -> dict[str, Any]:
+    """The ungated part's ``info`` as the joined edit keeps it: an averaged part (``ungated_ensemble``) has no one best
+    round, and gives each member's seed and rounds instead (their losses stay out, as one training's do)."""
+    summary = {k: info[k] for k in UNGATED_INFO if k in info}
+    if "ensemble" in info:
+        summary["ensemble"] = [{k: member[k] for k in MEMBER_INFO} for member in info["ensemble"]]
+    return summary
 
 
 def _rows(pair: tuple[Tensor, Tensor], r: int) -> tuple[Tensor, Tensor]:
