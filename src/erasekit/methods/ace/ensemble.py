@@ -26,7 +26,8 @@ bench/ace_stability.py --reattack EDITS --concept "van gogh" --split val --n 16 
 3``): the edits' means spread by 0.139 averaged against 0.224 for one training, at means 0.31 and 0.34; within one edit
 0.38 and 0.41, so the training's share of the sd is estimated at 0 for both, and the gain is in the edits' spread
 alone. Val H_o ties (``erasekit tune ace --scenario multi10 --grid ungated_ensemble=1,2 --grid seed=0,...,9``: 0.821
-against 0.820). The ten-concept edit takes ~2 s more (22.6 s against 20.7 s). Test: the README.
+against 0.820). The ten-concept edit takes at most ~2 s more (``python bench/ace_speed.py --settings kind --each
+multi10``: 22.5 s against 22.3 s with ``--set ungated_ensemble=1``, separate runs). Test: the README.
 
 Member ``i`` of training seed ``s`` trains with seed ``s·n + i``, so two training seeds never share a member. The
 words the original renders as the concept (:mod:`.mining`) are mined once, at the first member's seed, and every
