@@ -115,10 +115,10 @@ def main() -> None:
     rows = []
     for concept in args.concepts:
         sc = compare.scenario(concept)
-        kept = compare.preserve_prompts(sc, args.fit_prompts)
+        # not the kinds: a style alone would skip the gate this bench measures (compare's `style` settings do)
+        given = {k: v for k, v in compare.erase_inputs(sc, args.fit_prompts).items() if k != "kinds"}
         settings = ace_settings(args.settings, sc.kind)
-        edit = erasekit.erase(pipe, [concept], "ace", preserve=compare.preserve_set(sc), preserve_prompts=kept,
-                              settings=settings, **parse_assignments(args.set))  # fmt: skip
+        edit = erasekit.erase(pipe, [concept], "ace", **given, settings=settings, **parse_assignments(args.set))
         suite = embedded.prompt_suite(concept, n=args.n, split=args.split)
         others = [c for c in compare.unseen_set(sc) if world.concept_kind(c) != world.concept_kind(concept)]
         neutral = _neutral(others, _names(concept), args.n_neutral, args.split)
@@ -131,7 +131,7 @@ def main() -> None:
         rates |= _drawn_rates(pipe, judge, suite["generality"], concept, found)
         rates["targets_found"] = opens["target"].any(1)  # the concept's own prompts: where the edit must act
         rows.append({"concept": concept, "settings": settings or "defaults", "split": args.split, "n": args.n,
-                     "n_neutral": len(neutral), "preserve_prompts": len(kept)})  # fmt: skip
+                     "n_neutral": len(neutral), "preserve_prompts": len(given["preserve_prompts"])})  # fmt: skip
         rows[-1] |= {name: _rate(hits) for name, hits in rates.items()}
         if args.best_tau and edit.gate is not None:
             rows[-1] |= _best_tau(edit.gate, encode, neutral, suite["generality"])
@@ -155,11 +155,9 @@ def _scenario_rows(
     """One edit of ``args.scenario``'s concepts as compare's row makes it; its gate's rates, a row per gated concept
     (the neutral ones, the gate's as a whole, on every row)."""
     sc = compare.scenario(args.scenario)
-    kept = compare.preserve_prompts(sc, args.fit_prompts)
+    given = compare.erase_inputs(sc, args.fit_prompts)
     settings = ace_settings(args.settings, sc.kind)
-    overrides = parse_assignments(args.set)
-    edit = erasekit.erase(pipe, list(sc.concepts), "ace", preserve=compare.preserve_set(sc), preserve_prompts=kept,
-                          kinds=compare.concept_kinds(sc), settings=settings, **overrides)  # fmt: skip
+    edit = erasekit.erase(pipe, list(sc.concepts), "ace", **given, settings=settings, **parse_assignments(args.set))
     ungated = edit.info.get("ungated_concepts", [])  # erased on every token, beside the gate (methods/ace/kinds.py)
     names = tuple(name for c in sc.concepts for name in _names(c))
     neutral = _neutral(compare.unseen_set(sc), names, args.n_neutral, args.split)

@@ -190,20 +190,19 @@ def each_concept(pipe: Any, args: argparse.Namespace, overrides: dict[str, str])
     rows = []
     for concept in args.each:
         scenario = compare.scenario(concept)
-        preserve = compare.preserve_set(scenario)
         settings = ace_settings(args.settings, scenario.kind)
-        named = {"settings": settings} if settings else {}
         concepts = list(scenario.concepts)
-        if len(concepts) > 1:  # a scenario of several (multi10) as compare's full tier erases it
-            fit = compare.preserve_prompts(scenario, compare.Settings.tier(quick=False).tuning_prompts)
-            named |= {"kinds": compare.concept_kinds(scenario), "preserve_prompts": fit}
+        # a scenario of several (multi10) as compare's full tier erases it; one concept as `erasekit erase C
+        # --preserve ...` does, with compare's preserve set alone
+        given = compare.erase_inputs(scenario, compare.Settings.tier(quick=False).tuning_prompts)
+        if len(concepts) == 1:
+            given = {"preserve": given["preserve"]}
+        named = {**given, **({"settings": settings} if settings else {})}
         seconds, sticks = [], []
         for _ in range(args.repeats):
             sticks.append(timed(lambda: yardstick(pipe), repeats=1, warmup=0)[0])
             took, _, edit = timed(
-                lambda c=concepts, p=preserve, n=named: erasekit.erase(pipe, c, "ace", preserve=p, **n, **overrides),
-                repeats=1,
-                warmup=0,
+                lambda c=concepts, n=named: erasekit.erase(pipe, c, "ace", **n, **overrides), repeats=1, warmup=0
             )
             seconds.append(took)
         rows.append(
@@ -211,7 +210,7 @@ def each_concept(pipe: Any, args: argparse.Namespace, overrides: dict[str, str])
                 "concept": concept,
                 "concepts": len(concepts),
                 "settings": settings or "defaults",
-                "preserve": len(preserve),
+                "preserve": len(given["preserve"]),
                 "mined": len(edit.info.get("mined_words") or []),
                 "rounds": edit.info["rounds"],
                 "median_s": statistics.median(seconds),

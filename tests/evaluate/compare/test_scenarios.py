@@ -57,6 +57,17 @@ def test_the_preserve_set_is_half_of_what_is_left_of_the_erased_kinds_and_the_re
         assert {EMBEDDED.concept_kind(c) for c in unseen} >= {"object", "color", "style"} - {sc.kind} - {"unsafe"}
 
 
+def test_erase_inputs_are_the_preserve_set_its_fit_prompts_and_the_kinds_or_only_the_kinds():
+    sc = compare.scenario("multi10")
+    given = compare.erase_inputs(sc, 3)
+    assert given["preserve"] == compare.preserve_set(sc) != []
+    fit = {p for c in given["preserve"] for g, p, _ in EMBEDDED.suite_rows(c, n=3, split="fit") if g == "target"}
+    assert given["preserve_prompts"] and set(given["preserve_prompts"]) <= fit
+    assert given["kinds"] == {c: EMBEDDED.concept_kind(c) for c in sc.concepts} and given["kinds"]["nudity"] == "unsafe"
+    assert compare.erase_inputs(sc, 3, takes_preserve=False) == {"preserve": [], "preserve_prompts": [],
+                                                                 "kinds": given["kinds"]}  # fmt: skip
+
+
 @pytest.mark.parametrize("name", ["style", "object", "unsafe", "multi10"])
 def test_unseen_prompts_show_only_concepts_no_method_was_given(name):
     sc = compare.scenario(name)

@@ -36,10 +36,8 @@ from ..work import WorkItem
 from .scenarios import (
     Scenario,
     ScoredSet,
-    concept_kinds,
+    erase_inputs,
     get_world,
-    preserve_prompts,
-    preserve_set,
     scenario_protocol,
     scored_sets,
 )
@@ -216,17 +214,15 @@ def compute_row(pipe: Any, judge: Any, sc: Scenario, spec: MethodSpec, settings:
 def erase_once(
     pipe: Any, sc: Scenario, spec: MethodSpec, path: Path, *, n_fit: int, choose: Callable[[Edit], float] | None = None
 ) -> Path:
-    """Erases the scenario's concepts into ``path`` unless a previous run did; a method without a
-    preserve term (``takes_preserve=False``) gets no preserve set. The concepts, the preserve set and
-    ``n_fit`` fit-split prompts of each preserved concept (:func:`preserve_prompts`) are all a method is
-    given: never a prompt of the val or test split. An edit with more than one candidate to
+    """Erases the scenario's concepts into ``path`` unless a previous run did. The concepts and
+    :func:`erase_inputs` (the preserve set, ``n_fit`` fit-split prompts of each preserved concept, the
+    concepts' kinds; no preserve set for a method without a preserve term) are all a method is given:
+    never a prompt of the val or test split. An edit with more than one candidate to
     choose among (RECE's epochs after the first) is replaced by the one ``choose`` scores lowest
     (:func:`val_detection`: on the val prompts, never the test ones)."""
     if not path.is_file():
-        told = methods.get(spec.method).takes_preserve
-        preserve, kept = (preserve_set(sc), preserve_prompts(sc, n_fit)) if told else ([], [])
-        edit = erase(pipe, list(sc.concepts), spec.method, preserve=preserve, preserve_prompts=kept,
-                     kinds=concept_kinds(sc), settings=settings_for(spec, sc), **spec.overrides)  # fmt: skip
+        given = erase_inputs(sc, n_fit, takes_preserve=methods.get(spec.method).takes_preserve)
+        edit = erase(pipe, list(sc.concepts), spec.method, **given, settings=settings_for(spec, sc), **spec.overrides)
         if choose is not None and len(edit.candidates) > 2:  # the first is the starting point, not a choice
             edit = select_candidate(edit, choose)
         edit.save(path)

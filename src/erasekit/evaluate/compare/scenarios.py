@@ -126,6 +126,15 @@ def concept_kinds(sc: Scenario) -> dict[str, str]:
     return {c: world.concept_kind(c) for c in sc.concepts}
 
 
+def erase_inputs(sc: Scenario, n_fit: int, *, takes_preserve: bool = True) -> dict[str, Any]:
+    """Returns what a method is given to erase ``sc``'s concepts, as ``erase``'s keyword arguments: the preserve set,
+    ``n_fit`` fit prompts of each preserved concept (:func:`preserve_prompts`) and each erased concept's kind; a
+    method without a preserve term (``takes_preserve=False``) gets no preserve set. Compare's rows and tuning erase
+    through it, and so do the benches that time or measure an edit as the table makes it."""
+    preserve, kept = (preserve_set(sc), preserve_prompts(sc, n_fit)) if takes_preserve else ([], [])
+    return {"preserve": preserve, "preserve_prompts": kept, "kinds": concept_kinds(sc)}
+
+
 def unseen_set(sc: Scenario) -> list[str]:
     """Returns the concepts given to no method, of every kind: neither erased nor in :func:`preserve_set`."""
     hidden = set(sc.concepts) | set(preserve_set(sc))

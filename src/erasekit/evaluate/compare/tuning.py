@@ -32,7 +32,7 @@ from erasekit.io import atomic_write
 from erasekit.metrics import mace_h_o
 
 from ..protocols import load_protocol
-from .scenarios import Scenario, concept_kinds, get_world, preserve_prompts, preserve_set, unseen_set
+from .scenarios import Scenario, erase_inputs, get_world, unseen_set
 
 UNSEEN_PER_CONCEPT = 2  # val prompts of each unseen concept: specificity over many concepts, few images each
 
@@ -114,7 +114,7 @@ def tune(pipe: Any, judge: Any, sc: Scenario, method: str, grid: Mapping[str, Se
     Raises:
         ConfigError: a file in ``keep`` made at another point (other settings, scenario or prompt count).
     """
-    preserve, kept = (preserve_set(sc), preserve_prompts(sc, n)) if takes_preserve else ([], [])
+    given = erase_inputs(sc, n, takes_preserve=takes_preserve)
     results = []
     for overrides in grid_points(grid):
         point = {"method": method, "scenario": sc.name, "settings": settings, "n": n,
@@ -128,8 +128,7 @@ def tune(pipe: Any, judge: Any, sc: Scenario, method: str, grid: Mapping[str, Se
             edit = Edit.load(edit_file)
             _made_at(point, edit_file, edit.info)
         else:
-            edit = erase(pipe, list(sc.concepts), method, preserve=preserve, preserve_prompts=kept,
-                         kinds=concept_kinds(sc), settings=settings, **point["overrides"])  # fmt: skip
+            edit = erase(pipe, list(sc.concepts), method, **given, settings=settings, **point["overrides"])
             if edit_file is not None:
                 edit = dataclasses.replace(edit, info={**edit.info, "tuning": point})
                 edit.save(edit_file)
