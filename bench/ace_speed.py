@@ -192,11 +192,12 @@ def each_concept(pipe: Any, args: argparse.Namespace, overrides: dict[str, str])
         scenario = compare.scenario(concept)
         settings = ace_settings(args.settings, scenario.kind)
         concepts = list(scenario.concepts)
-        # a scenario of several (multi10) as compare's full tier erases it; one concept as `erasekit erase C
-        # --preserve ...` does, with compare's preserve set alone
-        given = compare.erase_inputs(scenario, compare.Settings.tier(quick=False).tuning_prompts)
+        # one concept as `erasekit erase C --preserve ...` erases it, with compare's preserve set alone; a scenario of
+        # several (multi10) as compare's full tier does
         if len(concepts) == 1:
-            given = {"preserve": given["preserve"]}
+            given = {"preserve": compare.preserve_set(scenario)}
+        else:
+            given = compare.erase_inputs(scenario, compare.Settings.tier(quick=False).tuning_prompts)
         named = {**given, **({"settings": settings} if settings else {})}
         seconds, sticks = [], []
         for _ in range(args.repeats):
