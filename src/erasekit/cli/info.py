@@ -53,6 +53,9 @@ READ_FIRST = {
     "mined_words": "also erased (mined words)",
     "mined_render_agreement": "their render agreement r",
     "gate_siblings": "gate shut on (siblings)",
+    # ACE: a concept on every token because the original draws a first word piece of its name as it ("ten" of "tench"):
+    # every prompt holding that piece is moved too
+    "ungated_fragments": "on every token for the word piece (r)",
 }
 
 

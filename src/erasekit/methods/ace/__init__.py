@@ -316,6 +316,7 @@ SETTINGS = {
         "ungated_kinds": ("style", "unsafe"),
         "gate_min_concepts": 2,
         "ungated_ensemble": 2,
+        "ungated_fragment_render": 0.5,
     },
     "style": {**STYLE, "ensemble": 2},  # two trainings averaged since stop 53, chosen on val (ensemble.py)
 }
@@ -343,7 +344,7 @@ def ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     check_request(gated, cfg)  # bad input refused before the mining renders
     # the gated part's words and siblings are what the original reads and draws as its concepts (kinds.py)
     mined = mine_words(gated, cfg, kv_metric(gated.targets, cfg.edit_keys))
-    everywhere = averaged(part(request, ungated), ungated_config(cfg, mixed=True))
+    everywhere = averaged(part(request, tuple(ungated)), ungated_config(cfg, mixed=True))
     with applied(everywhere, gated) as on_top:  # the gated part learns on what the other leaves
         through_gate = train_ace(on_top, cfg, mined=mined)
-    return joined(request, cfg, everywhere, through_gate)
+    return joined(request, cfg, everywhere, through_gate, ungated)

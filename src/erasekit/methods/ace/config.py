@@ -66,6 +66,9 @@ class ACEConfig:
     gated: bool = True  # False: the update acts on every token (the ace-nogate ablation)
     gate_min_concepts: int = 1  # fewer erased concepts than this: no gate (the `object` settings' 2; package __init__)
     ungated_kinds: tuple[str, ...] = ("style",)  # concepts of these kinds (erase(kinds=...)) skip the gate (kinds.py)
+    # a gated concept whose name starts a word the tokenizer splits ("ten" of "ten ##ch") joins them when the original
+    # draws that first piece as the concept by r ≥ this (kinds.py; None: never; `object`: 0.5, mine_render's bar)
+    ungated_fragment_render: float | None = None
     ungated_rank: int = 8  # k per word piece of those, erased as the `style` settings erase them
     ungated_ensemble: int = 1  # trainings averaged for those in a request that mixes kinds (ensemble.py; `object`: 2)
     gate_steps: int = 200  # Adam steps of the gate's fit
@@ -169,7 +172,7 @@ class ACEConfig:
         ):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"ACEConfig.{name} must be ≥ 0, got {getattr(self, name)}.")
-        for name in ("mine_render", "sibling_render", "mine_render_alone"):
+        for name in ("mine_render", "sibling_render", "mine_render_alone", "ungated_fragment_render"):
             if getattr(self, name) is not None and not -1 <= getattr(self, name) <= 1:
                 raise ConfigError(f"ACEConfig.{name} is a cosine: pass a value in [-1, 1], got {getattr(self, name)}.")
         if self.encode_dtype not in ("auto", "float32", "bfloat16"):

@@ -26,6 +26,19 @@ where the gate stays shut (val: 0.56 detected under the original, 0.69 under the
 settings, what compare runs for multi10, put nudity on every token too (``ungated_kinds=("style", "unsafe")``:
 val H_o 0.78 and 0.79; bench/ACE_MEASUREMENTS.md).
 
+**Fragments.** A gated concept can go on every token for its name alone: where the tokenizer splits a word of it and
+the original draws the first piece as the concept (``ungated_fragment_render``, mining's ``mine_render`` bar of 0.5 in
+the ``object`` settings; off by default). A causal encoder's state at the "ten" of "a ten ##ch" has not read the
+"##ch": it is the state of "a ten", the number, so the gate cannot open there without opening on every "ten", and
+the embedded world's original draws "ten" as a tench (r 0.69-0.79 over seeds 0-4; nudity's "nu" of "nu ##dity"
+0.26-0.43; no other object or colour is split). Through multi10's gate tench stayed on about half of its val
+prompts. Chosen on val (``erasekit tune ace --scenario multi10 --grid seed=0,1,2,3,4``, 16 prompts a group): H_o
+0.839 0.833 0.822 0.848 0.833 (mean 0.835) against 0.832 0.826 0.806 0.817 0.833 (0.823), tench's efficacy 0.12 0.25
+0.19 0.44 0.38 against 0.50 0.44 0.69 0.50 0.44, unseen specificity 0.94 on every seed both ways. Its paraphrases
+("green carp from a freshwater pond") stay on 0.88-1.00 either way. An update on every token that erases "ten" in
+tench's prompts moves "ten" in any prompt too: the embedded world asks for no numbers, so that cost is not measured.
+The pieces and their r are in ``info["ungated_fragments"]``.
+
 The gated part's words and siblings (:mod:`.mining`) are mined on the original model, before the first part
 is merged (``ace(...)``): they are what the original reads and draws as the concepts. Mined on the merged
 model, once the rank became per word piece (the ungated part twice as wide: 8 pieces for 4 names), the
@@ -45,20 +58,48 @@ import torch
 from torch import Tensor
 from torch.nn.functional import pad
 
+from ...diffusion import check_text_only
 from ...edit import Edit
 from ...targets import denoiser, find_targets
 from .. import EraseRequest
 from .config import STYLE, ACEConfig
+from .mining import render_agreement
+from .prompts import tokenizer_of
 
 UNGATED_INFO = ("rank", "rounds", "best_round", "mined_words")  # the ungated part's, in info["ungated"]
 MEMBER_INFO = ("seed", "rounds", "best_round")  # of each of its trainings, where it averages several
 
 
-def ungated_concepts(request: EraseRequest, cfg: ACEConfig) -> tuple[str, ...]:
-    """The concepts the caller says are of a kind in ``cfg.ungated_kinds`` (none when ``cfg`` is ungated)."""
+def ungated_concepts(request: EraseRequest, cfg: ACEConfig) -> dict[str, dict[str, float]]:
+    """The concepts erased on every token, in the request's order (none when ``cfg`` is ungated): those the caller says
+    are of a kind in ``cfg.ungated_kinds`` (``{}`` each) and those whose first piece of a word the original draws as
+    the concept (``{piece: r}``, :func:`drawn_fragments`)."""
     if not cfg.gated:
-        return ()
-    return tuple(c for c in request.concepts if request.kinds.get(c) in cfg.ungated_kinds)
+        return {}
+    by_kind = {c for c in request.concepts if request.kinds.get(c) in cfg.ungated_kinds}
+    found = drawn_fragments(request, cfg, [c for c in request.concepts if c not in by_kind])
+    return {c: found.get(c, {}) for c in request.concepts if c in by_kind or c in found}
+
+
+def drawn_fragments(request: EraseRequest, cfg: ACEConfig, concepts: list[str]) -> dict[str, dict[str, float]]:
+    """The ``concepts`` whose name holds a word the tokenizer splits ("tench": "ten ##ch") whose first piece the
+    original draws as the concept by ``r ≥ cfg.ungated_fragment_render`` (:func:`.mining.render_agreement`), each with
+    those pieces and their r (module docstring, "Fragments")."""
+    if cfg.ungated_fragment_render is None or request.pipe is None or not concepts:
+        return {}
+    tokenizer = tokenizer_of(request)
+    found = {}
+    for concept, guide in zip(request.concepts, request.guides_or(cfg.guide)):
+        pieces = [tokenizer(word, add_special_tokens=False).input_ids for word in concept.split()]
+        firsts = [tokenizer.decode(ids[:1]).strip() for ids in pieces if len(ids) > 1]  # each split word's first piece
+        if concept not in concepts or not firsts:
+            continue
+        check_text_only(request.pipe.unet, "ACE's check of a name's first pieces", "Pass ungated_fragment_render=None.")
+        r = render_agreement(request, concept, guide, firsts, cfg).tolist()
+        drawn = {piece: round(a, 3) for piece, a in zip(firsts, r) if a >= cfg.ungated_fragment_render}
+        if drawn:
+            found[concept] = drawn
+    return found
 
 
 def part(request: EraseRequest, concepts: tuple[str, ...]) -> EraseRequest:
@@ -87,8 +128,11 @@ def ungated_config(cfg: ACEConfig, *, mixed: bool = False) -> ACEConfig:
     return dataclasses.replace(cfg, **STYLE, rank=cfg.ungated_rank, ensemble=ensemble)
 
 
-def joined(request: EraseRequest, cfg: ACEConfig, ungated: Edit, gated: Edit) -> Edit:
-    """One edit of both parts: the ungated part's rows first, open on every token (``TokenGate.always``)."""
+def joined(
+    request: EraseRequest, cfg: ACEConfig, ungated: Edit, gated: Edit, fragments: dict[str, dict[str, float]]
+) -> Edit:
+    """One edit of both parts: the ungated part's rows first, open on every token (``TokenGate.always``);
+    ``fragments``: :func:`ungated_concepts`' pieces, kept in ``info["ungated_fragments"]`` where there are any."""
     assert gated.gate is not None and set(ungated.updates) == set(gated.updates), "two parts of one ACE edit"
     r_u, r_g = ungated.info["rank"], gated.info["rank"]
     updates = {}
@@ -105,6 +149,8 @@ def joined(request: EraseRequest, cfg: ACEConfig, ungated: Edit, gated: Edit) ->
         "mined_words": [*ungated.info["mined_words"], *gated.info["mined_words"]],
         "mined_render_agreement": {**ungated.info["mined_render_agreement"], **gated.info["mined_render_agreement"]},
     }
+    if any(fragments.values()):
+        info["ungated_fragments"] = {c: pieces for c, pieces in fragments.items() if pieces}
     edit = request.make_edit("ace", cfg, updates, guides=request.guides_or(cfg.guide), info=info)
     return dataclasses.replace(edit, gate=dataclasses.replace(gated.gate, always=always))
 

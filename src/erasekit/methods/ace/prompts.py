@@ -168,7 +168,7 @@ def concept_tokens(request: EraseRequest, cfg: ACEConfig, *, held_only: bool = F
     if held_only:
         pairs = [pair for pair, held in zip(pairs, Tokens.held_out(len(pairs)).tolist()) if held]
     states = request.encoder([text for text, _ in pairs]).states
-    tokenizer = _tokenizer(request)
+    tokenizer = tokenizer_of(request)
     start = torch.tensor([len(tokenizer(head).input_ids) - 2 for _, head in pairs])  # the concept's last token
     mask = torch.arange(states.shape[1])[None] >= start[:, None]
     return Tokens(states.float(), mask)
@@ -213,11 +213,12 @@ def _neutral_states(request: EraseRequest, cfg: ACEConfig, erased: list[str]) ->
 def name_pieces(request: EraseRequest) -> int:
     """How many word pieces the concepts' names hold together (``"andy warhol"``: ``andy war ##hol``, 3 for MiniLM):
     ACE's rank is per piece (package docstring, part 2)."""
-    tokenizer = _tokenizer(request)
+    tokenizer = tokenizer_of(request)
     return sum(len(tokenizer(c, add_special_tokens=False).input_ids) for c in request.concepts)
 
 
-def _tokenizer(request: EraseRequest) -> Any:
+def tokenizer_of(request: EraseRequest) -> Any:
+    """The pipeline's tokenizer: where ACE reads a name's word pieces."""
     tokenizer = getattr(request.pipe, "tokenizer", None)
     if tokenizer is None:
         raise ConfigError("ACE's gate reads where each concept ends from the pipeline's tokenizer; pass the pipeline.")
@@ -244,7 +245,7 @@ def token_rows(request: EraseRequest, cfg: ACEConfig) -> Rows:
     of andy war ##hol", and the name of "{}, detailed") pair with the guide's last word."""
     target, guide_of, keep, names = prompt_sets(request, cfg)
     enc, enc_g = request.encoder(target), request.encoder(guide_of)
-    before = _tokenizer(request)([prompt[: prompt.rfind(name)].rstrip() for prompt, name in zip(target, names)])
+    before = tokenizer_of(request)([prompt[: prompt.rfind(name)].rstrip() for prompt, name in zip(target, names)])
     L = enc.states.shape[1]
     prompt_idx, pos, guide_pos = [], [], []
     for p, ids in enumerate(before.input_ids):
