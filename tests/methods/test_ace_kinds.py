@@ -48,6 +48,8 @@ def test_the_edit_keeps_the_pieces_that_put_a_concept_on_every_token(tiny_pipe):
     assert edit.gate.always is not None and edit.gate.always.sum() > 0
     one_gate = erasekit.erase(tiny_pipe, ["a church", "a cat"], "ace", rank=3, **KV)
     assert one_gate.gate.always is None and "ungated_fragments" not in one_gate.info
+    alone = erasekit.erase(tiny_pipe, ["a church"], "ace", ungated_fragment_render=-1, **KV)  # no gated part left
+    assert alone.gate is None and list(alone.info["ungated_fragments"]["a church"]) == ["chur"]
 
 
 def test_on_the_embedded_world_tench_goes_on_every_token_and_nudity_keeps_its_gate():

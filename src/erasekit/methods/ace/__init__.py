@@ -155,7 +155,7 @@ from ...edit import Edit
 from .. import EraseRequest, register
 from .config import GATE_NOTE, NEUTRAL, STYLE, TEMPLATES, ACEConfig
 from .ensemble import averaged
-from .kinds import applied, joined, part, ungated_concepts, ungated_config
+from .kinds import applied, joined, noted, part, ungated_concepts, ungated_config
 from .mining import mine_words
 from .prompts import Rows, prompt_sets, token_rows, training_encoder
 from .subspace import concept_subspace, reduced_rank_ridge
@@ -339,7 +339,7 @@ def ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     if not ungated:
         return averaged(request, cfg)
     if len(ungated) == len(request.concepts):
-        return averaged(request, ungated_config(cfg))
+        return noted(averaged(request, ungated_config(cfg)), ungated)
     gated = part(request, tuple(c for c in request.concepts if c not in ungated))
     check_request(gated, cfg)  # bad input refused before the mining renders
     # the gated part's words and siblings are what the original reads and draws as its concepts (kinds.py)
@@ -347,4 +347,4 @@ def ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     everywhere = averaged(part(request, tuple(ungated)), ungated_config(cfg, mixed=True))
     with applied(everywhere, gated) as on_top:  # the gated part learns on what the other leaves
         through_gate = train_ace(on_top, cfg, mined=mined)
-    return joined(request, cfg, everywhere, through_gate, ungated)
+    return noted(joined(request, cfg, everywhere, through_gate), ungated)

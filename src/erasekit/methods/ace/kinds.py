@@ -128,11 +128,16 @@ def ungated_config(cfg: ACEConfig, *, mixed: bool = False) -> ACEConfig:
     return dataclasses.replace(cfg, **STYLE, rank=cfg.ungated_rank, ensemble=ensemble)
 
 
-def joined(
-    request: EraseRequest, cfg: ACEConfig, ungated: Edit, gated: Edit, fragments: dict[str, dict[str, float]]
-) -> Edit:
-    """One edit of both parts: the ungated part's rows first, open on every token (``TokenGate.always``);
-    ``fragments``: :func:`ungated_concepts`' pieces, kept in ``info["ungated_fragments"]`` where there are any."""
+def noted(edit: Edit, ungated: dict[str, dict[str, float]]) -> Edit:
+    """``edit`` with the first word pieces that put concepts on every token (:func:`ungated_concepts`) in
+    ``info["ungated_fragments"]``, where there are any."""
+    if any(ungated.values()):
+        edit.info["ungated_fragments"] = {c: pieces for c, pieces in ungated.items() if pieces}
+    return edit
+
+
+def joined(request: EraseRequest, cfg: ACEConfig, ungated: Edit, gated: Edit) -> Edit:
+    """One edit of both parts: the ungated part's rows first, open on every token (``TokenGate.always``)."""
     assert gated.gate is not None and set(ungated.updates) == set(gated.updates), "two parts of one ACE edit"
     r_u, r_g = ungated.info["rank"], gated.info["rank"]
     updates = {}
@@ -149,8 +154,6 @@ def joined(
         "mined_words": [*ungated.info["mined_words"], *gated.info["mined_words"]],
         "mined_render_agreement": {**ungated.info["mined_render_agreement"], **gated.info["mined_render_agreement"]},
     }
-    if any(fragments.values()):
-        info["ungated_fragments"] = {c: pieces for c, pieces in fragments.items() if pieces}
     edit = request.make_edit("ace", cfg, updates, guides=request.guides_or(cfg.guide), info=info)
     return dataclasses.replace(edit, gate=dataclasses.replace(gated.gate, always=always))
 
