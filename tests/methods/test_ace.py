@@ -376,7 +376,7 @@ def test_the_ten_concept_gate_stays_shut_on_the_unseen_concepts(multi10_edit):
 
 
 BELOW_GOAL = "the ten-concept gate finds under 80% of these paraphrases at training seed 0 (README, ACE point 1)"
-SHORT_OF_GOAL = ("blue",)
+SHORT_OF_GOAL = ("tench", "blue")
 AT_GOAL = ("church", "parachute", "garbage truck", "red")
 # red sits at the goal's edge: at training seed 0 the gate found 81.2% of its paraphrases (80.0% of those drawn red) in
 # stops 46-50's runs and 77.1% (77.1%) on stop 51's machine (an AMD EPYC), where stop 50's code gives the same: the
@@ -400,15 +400,23 @@ def test_the_ten_concept_gate_finds_each_gated_concepts_paraphrases(multi10_edit
 
 
 @pytest.mark.slow
-def test_tench_goes_on_every_token_beside_the_gate(multi10_edit):
+def test_tench_goes_on_every_token_as_well_as_through_the_gate(multi10_edit):
     # the original draws the "ten" of "ten ##ch" as a tench, where a gate reading causal states cannot open
-    # (methods/ace/kinds.py); until stop 58 it shared the gate, which found 35-65% of its paraphrases (README)
-    _, edit, _ = multi10_edit
+    # (methods/ace/kinds.py, "Fragments"); the gate, which finds under half of its paraphrases, keeps it
+    pipe, edit, _ = multi10_edit
     assert "tench" in edit.info["ungated_concepts"] and edit.info["ungated_fragments"]["tench"]["ten"] >= 0.5
+    found = opened(pipe, edit, embedded.prompt_suite("tench", n=16, split="test")["target"]).any(1)
+    assert float(found.float().mean()) >= 0.8  # taken out of the gate, the gate would not be fitted on it
+
+
+BELOW_GOAL_DRAWN = "tench's paraphrases say carp, which the original draws as a tench and the gate misses (README)"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("concept", [*AT_GOAL, "blue"])
+@pytest.mark.parametrize(
+    "concept",
+    [*AT_GOAL, "blue", pytest.param("tench", marks=pytest.mark.xfail(strict=True, reason=BELOW_GOAL_DRAWN))],
+)
 def test_the_ten_concept_gate_finds_the_paraphrases_the_original_draws_as_the_concept(multi10_edit, concept):
     # a paraphrase the original does not draw as the concept leaves the edit nothing to erase: blue's misses say
     # "azure", which the original draws blue on 8 of 22 (bench/ace_gate.py's drawn_paraphrases_found). Measured at

@@ -40,7 +40,7 @@ def test_without_a_bar_no_first_piece_is_rendered(tiny_pipe, monkeypatch):
     assert drawn_fragments(req, ACEConfig(), list(req.concepts)) == {}
 
 
-def test_the_edit_keeps_the_pieces_that_put_a_concept_on_every_token(tiny_pipe):
+def test_such_a_concept_goes_on_every_token_and_through_the_gate_and_the_edit_keeps_its_pieces(tiny_pipe):
     edit = erasekit.erase(tiny_pipe, ["a church", "a cat"], "ace", ungated_fragment_render=-1, rank=3, ungated_rank=2,
                           **KV)  # fmt: skip
     assert edit.info["ungated_concepts"] == ["a church"] and list(edit.info["ungated_fragments"]) == ["a church"]
@@ -48,8 +48,8 @@ def test_the_edit_keeps_the_pieces_that_put_a_concept_on_every_token(tiny_pipe):
     assert edit.gate.always is not None and edit.gate.always.sum() > 0
     one_gate = erasekit.erase(tiny_pipe, ["a church", "a cat"], "ace", rank=3, **KV)
     assert one_gate.gate.always is None and "ungated_fragments" not in one_gate.info
-    alone = erasekit.erase(tiny_pipe, ["a church"], "ace", ungated_fragment_render=-1, **KV)  # no gated part left
-    assert alone.gate is None and list(alone.info["ungated_fragments"]["a church"]) == ["chur"]
+    alone = erasekit.erase(tiny_pipe, ["a church"], "ace", ungated_fragment_render=-1, rank=3, ungated_rank=2, **KV)
+    assert alone.gate.always is not None and list(alone.info["ungated_fragments"]["a church"]) == ["chur"]
 
 
 def test_on_the_embedded_world_tench_goes_on_every_token_and_nudity_keeps_its_gate():

@@ -338,9 +338,9 @@ def ace(request: EraseRequest, cfg: ACEConfig) -> Edit:
     ungated = ungated_concepts(request, cfg)
     if not ungated:
         return averaged(request, cfg)
-    if len(ungated) == len(request.concepts):
-        return noted(averaged(request, ungated_config(cfg)), ungated)
-    gated = part(request, tuple(c for c in request.concepts if c not in ungated))
+    if not (through := tuple(c for c in request.concepts if c not in ungated or ungated[c])):  # kinds.py: Fragments
+        return averaged(request, ungated_config(cfg))
+    gated = part(request, through)
     check_request(gated, cfg)  # bad input refused before the mining renders
     # the gated part's words and siblings are what the original reads and draws as its concepts (kinds.py)
     mined = mine_words(gated, cfg, kv_metric(gated.targets, cfg.edit_keys))

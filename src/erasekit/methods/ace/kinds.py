@@ -26,18 +26,22 @@ where the gate stays shut (val: 0.56 detected under the original, 0.69 under the
 settings, what compare runs for multi10, put nudity on every token too (``ungated_kinds=("style", "unsafe")``:
 val H_o 0.78 and 0.79; bench/ACE_MEASUREMENTS.md).
 
-**Fragments.** A gated concept can go on every token for its name alone: where the tokenizer splits a word of it and
-the original draws the first piece as the concept (``ungated_fragment_render``, mining's ``mine_render`` bar of 0.5 in
-the ``object`` settings; off by default). A causal encoder's state at the "ten" of "a ten ##ch" has not read the
-"##ch": it is the state of "a ten", the number, so the gate cannot open there without opening on every "ten", and
+**Fragments.** A gated concept also goes on every token for its name alone: where the tokenizer splits a word of it
+and the original draws the first piece as the concept (``ungated_fragment_render``, mining's ``mine_render`` bar of
+0.5 in the ``object`` settings; off by default). A causal encoder's state at the "ten" of "a ten ##ch" has not read
+the "##ch": it is the state of "a ten", the number, so the gate cannot open there without opening on every "ten", and
 the embedded world's original draws "ten" as a tench (r 0.69-0.79 over seeds 0-4; nudity's "nu" of "nu ##dity"
-0.26-0.43; no other object or colour is split). Through multi10's gate tench stayed on about half of its val
-prompts. Chosen on val (``erasekit tune ace --scenario multi10 --grid seed=0,1,2,3,4``, 16 prompts a group): H_o
-0.839 0.833 0.822 0.848 0.833 (mean 0.835) against 0.832 0.826 0.806 0.817 0.833 (0.823), tench's efficacy 0.12 0.25
-0.19 0.44 0.38 against 0.50 0.44 0.69 0.50 0.44, unseen specificity 0.94 on every seed both ways. Its paraphrases
-("green carp from a freshwater pond") stay on 0.88-1.00 either way. An update on every token that erases "ten" in
-tench's prompts moves "ten" in any prompt too: the embedded world asks for no numbers, so that cost is not measured.
-The pieces and their r are in ``info["ungated_fragments"]``.
+0.26-0.43; no other object or colour is split). Through multi10's gate alone tench stayed on about half of its val
+prompts. Such a concept joins the ungated part and stays in the gated one: taken out of the gate, the gate fitted on
+the other five concepts changed (test, ``bench/ace_gate.py --split test --scenario multi10 --settings kind``, seed 0:
+open on 24.8% of the unseen concepts' prompts against 3.5%, church's paraphrases found 83.3% against 91.7%); kept in
+it, seed 0's gate gives the rates it gave without the rule, to the digit. Chosen on val (``erasekit tune ace
+--scenario multi10 --grid seed=0,1,2,3,4``, 16 prompts a group), H_o: without the rule 0.832 0.826 0.806 0.817 0.833
+(mean 0.823); tench on every token only 0.839 0.833 0.822 0.848 0.833 (0.835), tench's efficacy 0.12-0.44 against
+0.44-0.69; on every token and in the gate 0.849 0.839 0.833 0.845 0.821 (0.837), tench's efficacy 0.19-0.50. Unseen
+specificity 0.94 on every seed each way. Tench's paraphrases ("green carp from a freshwater pond") stay on 0.88-1.00
+either way. An update on every token that erases "ten" in tench's prompts moves "ten" in any prompt too: the embedded
+world asks for no numbers, so that cost is not measured. The pieces and their r are in ``info["ungated_fragments"]``.
 
 The gated part's words and siblings (:mod:`.mining`) are mined on the original model, before the first part
 is merged (``ace(...)``): they are what the original reads and draws as the concepts. Mined on the merged
@@ -73,7 +77,7 @@ MEMBER_INFO = ("seed", "rounds", "best_round")  # of each of its trainings, wher
 def ungated_concepts(request: EraseRequest, cfg: ACEConfig) -> dict[str, dict[str, float]]:
     """The concepts erased on every token, in the request's order (none when ``cfg`` is ungated): those the caller says
     are of a kind in ``cfg.ungated_kinds`` (``{}`` each) and those whose first piece of a word the original draws as
-    the concept (``{piece: r}``, :func:`drawn_fragments`)."""
+    the concept (``{piece: r}``, :func:`drawn_fragments`), which stay in the gated part too (module docstring)."""
     if not cfg.gated:
         return {}
     by_kind = {c for c in request.concepts if request.kinds.get(c) in cfg.ungated_kinds}
