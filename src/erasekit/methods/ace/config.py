@@ -66,8 +66,8 @@ class ACEConfig:
     gated: bool = True  # False: the update acts on every token (the ace-nogate ablation)
     gate_min_concepts: int = 1  # fewer erased concepts than this: no gate (the `object` settings' 2; package __init__)
     ungated_kinds: tuple[str, ...] = ("style",)  # concepts of these kinds (erase(kinds=...)) skip the gate (kinds.py)
-    # a gated concept whose name starts a word the tokenizer splits ("ten" of "ten ##ch") joins them when the original
-    # draws that first piece as the concept by r ≥ this (kinds.py; None: never; `object`: 0.5, mine_render's bar)
+    # a gated concept whose name starts a word the tokenizer splits ("ten" of "ten ##ch") also joins them, staying in
+    # the gate, when the original draws that first piece as it by r ≥ this (kinds.py; None: never; `object`: 0.5)
     ungated_fragment_render: float | None = None
     ungated_rank: int = 8  # k per word piece of those, erased as the `style` settings erase them
     ungated_ensemble: int = 1  # trainings averaged for those in a request that mixes kinds (ensemble.py; `object`: 2)

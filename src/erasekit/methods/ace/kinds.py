@@ -98,7 +98,8 @@ def drawn_fragments(request: EraseRequest, cfg: ACEConfig, concepts: list[str]) 
         firsts = [tokenizer.decode(ids[:1]).strip() for ids in pieces if len(ids) > 1]  # each split word's first piece
         if concept not in concepts or not firsts:
             continue
-        check_text_only(request.pipe.unet, "ACE's check of a name's first pieces", "Pass ungated_fragment_render=None.")
+        fix = "Pass ungated_fragment_render=None."
+        check_text_only(denoiser(request.pipe), "ACE's check of a name's first pieces", fix)
         r = render_agreement(request, concept, guide, firsts, cfg).tolist()
         drawn = {piece: round(a, 3) for piece, a in zip(firsts, r) if a >= cfg.ungated_fragment_render}
         if drawn:
