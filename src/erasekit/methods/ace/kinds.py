@@ -94,9 +94,11 @@ def drawn_fragments(request: EraseRequest, cfg: ACEConfig, concepts: list[str]) 
     tokenizer = tokenizer_of(request)
     found = {}
     for concept, guide in zip(request.concepts, request.guides_or(cfg.guide)):
+        if concept not in concepts:
+            continue
         pieces = [tokenizer(word, add_special_tokens=False).input_ids for word in concept.split()]
         firsts = [tokenizer.decode(ids[:1]).strip() for ids in pieces if len(ids) > 1]  # each split word's first piece
-        if concept not in concepts or not firsts:
+        if not firsts:
             continue
         fix = "Pass ungated_fragment_render=None."
         check_text_only(denoiser(request.pipe), "ACE's check of a name's first pieces", fix)
