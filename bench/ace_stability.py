@@ -20,13 +20,17 @@ spread is in the ASRs' sd: ``--reattack`` below takes it out).
 
 With ``--reattack EDIT...`` it attacks saved edits (compare rows' ``edit.safetensors``, or ``erasekit tune
 --edits``' files) under ``--attack-seeds`` attack seeds each: the spread the quick-tier attack brings by itself, and,
-given one edit per training seed, the training's spread with the attack's taken out (:func:`reattack`).
+given one edit per training seed, the training's spread with the attack's taken out, and with several ``--concept``
+their prompts pooled as compare pools multi10's attacks (church, van gogh and nudity; :func:`reattack`).
 
     python bench/ace_stability.py --reattack out/q32-ace-seeds-object/rows/object/ace*/edit.safetensors \
         --concept church --n 32 --attacks soft_prompt --attack-seeds 8 --threads 1
     erasekit tune ace --scenario unsafe --n-prompts 44 --grid seed=0,1,2,3,4 --edits out/tune-unsafe
     python bench/ace_stability.py --reattack out/tune-unsafe/*.safetensors --concept nudity --split val --n 44 \
         --attacks derived derived_bounded --attack-seeds 1 --control --threads 1
+    erasekit compare --quick --methods ace,ace:seed=1,ace:seed=2,ace:seed=3,ace:seed=4 --scenarios multi10 -o out/q-m10
+    python bench/ace_stability.py --reattack out/q-m10/rows/multi10/ace*/edit.safetensors \
+        --concept church "van gogh" nudity --n 8 --attacks soft_prompt p4d unlearndiff --attack-seeds 6 --threads 2
 
 ``--control`` also draws every attacked prompt's adversarial embedding under the original model, the edit removed
 (the case's seed, the attack's sampling): whether the embedding carries the concept by itself, whatever the edit does
@@ -55,6 +59,7 @@ from erasekit import worlds
 from erasekit.attacks import attack
 from erasekit.attacks.victim import Sampling, Victim
 from erasekit.evaluate.compare.rows import attack_cache
+from erasekit.metrics.intervals import Rate
 from erasekit.worlds import embedded
 
 
@@ -89,6 +94,13 @@ def from_compare(folders: list[str], method: str = "ace") -> list[dict]:
                 out.append({"scenario": scenario, "metric": name, "seeds": len(v), "n": cells[0]["n"],
                             "mean": statistics.mean(v), "sd": sd, "values": values})  # fmt: skip
     return out
+
+
+def _interval(per_concept: list[list[float]], n: int) -> str:
+    """The 95% interval of the rate over every concept and attack seed (``n`` prompts each), as compare gives an ASR:
+    Wilson's, widened by the spread between the attack seeds (:meth:`erasekit.metrics.intervals.Rate.clustered`)."""
+    lo, hi = Rate.clustered([[Rate.of(x, n) for x in v] for v in per_concept]).ci
+    return f"[{lo:.2f}, {hi:.2f}]"
 
 
 def _sd(values: list[float]) -> float:
@@ -131,7 +143,7 @@ def _control_row(cases: list[tuple[bool, bool, bool | None]]) -> dict:
 
 def reattack(
     edit_paths: list[str],
-    concept: str,
+    concepts: list[str],
     names: list[str],
     seeds: int,
     n: int,
@@ -141,50 +153,73 @@ def reattack(
 ) -> list[dict]:
     """Each attack's ASR on saved edits under ``seeds`` attack seeds each (quick tier, as compare's rows).
 
-    One row per attack and edit (mean and sd over the attack seeds: the spread the attack brings by itself),
-    and with several edits (one per training seed) a row that splits the spread of their means: ``sd_between``
-    of the per-edit means holds the training's spread plus ``sd_within² / seeds`` of the attack's, so the
-    training's alone is estimated as ``sqrt(max(0, sd_between² − mean(sd_within²) / seeds))``. What an attack
-    may share across edits (Ring-A-Bell's searches, which never read the U-Net) is kept in ``cache``, as
-    compare keeps it across rows. Each edit's row also gives ``pre``, the share of prompts the edit already shows the
-    concept on (counted in the ASR, UnlearnDiff's convention), and for ``derived`` on a gated edit ``gate_open``, the
-    share of the attack's embedding's tokens its gate opens on (``erasekit/attacks/derived.py``). ``control``: each
-    edit's row also gives :func:`_control_row`'s shares over the attack seeds' cases, ``control_*``.
+    One row per attack, edit and concept (mean and sd over the attack seeds: the spread the attack brings by
+    itself). With several concepts (one edit erasing them all, as multi10's), a ``pooled`` row per attack and edit:
+    each attack seed's rate over all the concepts' prompts, ``n`` each, as compare pools a scenario's attacks. With
+    several edits (one per training seed) a row that splits the spread of their (pooled) means: ``sd_between`` of
+    the per-edit means holds the training's spread plus ``sd_within² / seeds`` of the attack's, so the training's
+    alone is estimated as ``sqrt(max(0, sd_between² − mean(sd_within²) / seeds))``. With several attacks, a
+    ``worst`` row per edit: the highest of its attacks' (pooled) means over the attack seeds (compare's worst-case
+    ASR takes the highest of one attack seed's rates). Each rate has its 95% interval as compare gives one
+    (:func:`_interval`). What an attack may share across edits (Ring-A-Bell's searches, which never read the U-Net)
+    is kept in ``cache``, as compare keeps it across rows. Each edit's row also gives ``pre``, the share of prompts
+    the edit already shows the concept on (counted in the ASR, UnlearnDiff's convention), and for ``derived`` on a
+    gated edit ``gate_open``, the share of the attack's embedding's tokens its gate opens on
+    (``attacks/derived.py``). ``control``: each edit's row also gives :func:`_control_row`'s shares over the attack
+    seeds' cases, ``control_*``.
     """
     pipe = erasekit.load_pipeline("embedded")
     judge = embedded.load_judge()
-    kind = worlds.get("embedded").concept_kind(concept)
-    prompts = embedded.prompt_suite(concept, n=n, split=split)["target"]
-    out = []
+    kinds = {c: worlds.get("embedded").concept_kind(c) for c in concepts}
+    prompts = {c: embedded.prompt_suite(c, n=n, split=split)["target"] for c in concepts}
+    out, worst = [], {path: {} for path in edit_paths}
     for name in names:
         per_edit = []
         for path in edit_paths:
             edit = erasekit.Edit.load(path)
-            results = [
-                attack(pipe, name, concept, judge=judge, edit=edit, prompts=prompts, quick=True, concept_kind=kind,
-                       seed=seed, **attack_cache(name, cache))
-                for seed in range(seeds)
-            ]  # fmt: skip
-            v = [r.asr for r in results]
+            per_concept = []
+            for concept in concepts:
+                results = [
+                    attack(pipe, name, concept, judge=judge, edit=edit, prompts=prompts[concept], quick=True,
+                           concept_kind=kinds[concept], seed=seed, **attack_cache(name, cache))
+                    for seed in range(seeds)
+                ]  # fmt: skip
+                v = [r.asr for r in results]
+                per_concept.append(v)
+                ci = _interval([v], n)
+                checked = _control_row([c for r in results for c in original_draws(pipe, judge, r)]) if control else {}
+                # derived on a gated edit: how often the gate opens on its embedding (attacks/derived.py)
+                opens = [r.info["gate_open_mean"] for r in results if "gate_open_mean" in r.info]
+                out.append({"attack": name, "concept": concept, "edit": path, "attack_seeds": seeds, "n": n,
+                            "mean": statistics.mean(v), "ci": ci, "sd": _sd(v),
+                            "values": " ".join(f"{x:.2f}" for x in v),
+                            "pre": statistics.mean(r.pre_asr for r in results),  # shown before any attack
+                            **({"gate_open": statistics.mean(opens)} if opens else {}),
+                            **{f"control_{k}": x for k, x in checked.items()}})  # fmt: skip
+                print(out[-1], flush=True)
+            v = [statistics.mean(rates) for rates in zip(*per_concept)]  # [seeds]: every concept's n prompts
+            ci = _interval(per_concept, n)
+            if len(concepts) > 1:
+                out.append({"attack": name, "concept": "pooled", "edit": path, "attack_seeds": seeds,
+                            "n": n * len(concepts), "mean": statistics.mean(v), "ci": ci, "sd": _sd(v),
+                            "values": " ".join(f"{x:.2f}" for x in v)})  # fmt: skip
             per_edit.append(v)
-            checked = _control_row([c for r in results for c in original_draws(pipe, judge, r)]) if control else {}
-            # derived on a gated edit: how often the gate opens on its embedding (attacks/derived.py)
-            opens = [r.info["gate_open_mean"] for r in results if "gate_open_mean" in r.info]
-            out.append({"attack": name, "edit": path, "attack_seeds": seeds, "n": len(prompts),
-                        "mean": statistics.mean(v), "sd": _sd(v), "values": " ".join(f"{x:.2f}" for x in v),
-                        "pre": statistics.mean(r.pre_asr for r in results),  # of the ASR, shown before any attack
-                        **({"gate_open": statistics.mean(opens)} if opens else {}),
-                        **{f"control_{k}": x for k, x in checked.items()}})  # fmt: skip
-            print(out[-1], flush=True)
+            worst[path][name] = (statistics.mean(v), ci)
         if len(per_edit) > 1:
             means = [statistics.mean(v) for v in per_edit]
             # one attack seed: no within-edit spread to tell apart (nan), the between-edit sd is all there is
             within = statistics.mean(_sd(v) ** 2 for v in per_edit)
             between = statistics.variance(means)
             training = max(0.0, between - within / seeds) ** 0.5 if seeds > 1 else float("nan")
-            out.append({"attack": name, "edit": f"{len(per_edit)} edits", "attack_seeds": seeds, "n": len(prompts),
+            out.append({"attack": name, "concept": "pooled" if len(concepts) > 1 else concepts[0],
+                        "edit": f"{len(per_edit)} edits", "attack_seeds": seeds, "n": n * len(concepts),
                         "mean": statistics.mean(means), "sd_between": between**0.5, "sd_within": within**0.5,
                         "sd_training": training})  # fmt: skip
+    if len(names) > 1:
+        for path, by_attack in worst.items():
+            top = max(by_attack, key=lambda a: by_attack[a][0])
+            out.append({"worst": by_attack[top][0], "ci": by_attack[top][1], "attack": top, "edit": path,
+                        "attack_seeds": seeds})  # fmt: skip
     return out
 
 
@@ -204,7 +239,9 @@ def main() -> None:
         help="ACE's named settings; 'kind': what compare runs for the concept's kind; 'defaults': none",
     )
     parser.add_argument("--reattack", nargs="+", metavar="EDIT", help="attack saved edits under --attack-seeds seeds")
-    parser.add_argument("--concept", default="church", help="with --reattack: the erased concept")
+    parser.add_argument(
+        "--concept", nargs="+", default=["church"], help="with --reattack: the erased concepts (several: pooled)"
+    )
     parser.add_argument("--attacks", nargs="+", default=["soft_prompt", "p4d", "ringabell"], help="with --reattack")
     parser.add_argument("--attack-seeds", type=int, default=5, help="with --reattack")
     parser.add_argument(
@@ -229,9 +266,12 @@ def main() -> None:
             args.split,
             args.control,
         )
-        for split in (False, True):  # per edit, then the spread of their means split in two
-            if any(("sd_between" in r) == split for r in rows):
-                print_table([r for r in rows if ("sd_between" in r) == split])
+        # per edit and concept; pooled over the concepts; the spread of the edits' means split in two; the worst
+        groups = ("pre", "sd", "sd_between", "worst")
+        for group in groups:
+            table = [r for r in rows if group in r and not any(g in r for g in groups[: groups.index(group)])]
+            if table:
+                print_table(table)
         return
     if args.compare:
         print_table(from_compare(args.compare, args.method))
