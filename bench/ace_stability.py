@@ -96,11 +96,20 @@ def from_compare(folders: list[str], method: str = "ace") -> list[dict]:
     return out
 
 
-def _interval(per_concept: list[list[float]], n: int) -> str:
-    """The 95% interval of the rate over every concept and attack seed (``n`` prompts each), as compare gives an ASR:
-    Wilson's, widened by the spread between the attack seeds (:meth:`erasekit.metrics.intervals.Rate.clustered`)."""
-    lo, hi = Rate.clustered([[Rate.of(x, n) for x in v] for v in per_concept]).ci
-    return f"[{lo:.2f}, {hi:.2f}]"
+def _pooled(per_concept: list[list[float]]) -> list[float]:
+    """``[seeds]`` each attack seed's rate over every concept's prompts (the same ``n`` each), as compare pools them."""
+    return [statistics.mean(rates) for rates in zip(*per_concept)]
+
+
+def _rates_row(attack: str, concept: str, edit: str, per_concept: list[list[float]], n: int) -> dict:
+    """One edit's rates under the attack seeds, pooled over ``per_concept`` (``[concepts][seeds]``, ``n`` prompts
+    each): their mean, sd and each, and the 95% interval as compare gives an ASR: Wilson's, widened by the spread
+    between the attack seeds (:meth:`erasekit.metrics.intervals.Rate.clustered`)."""
+    v = _pooled(per_concept)
+    lo, hi = Rate.clustered([[Rate.of(x, n) for x in rates] for rates in per_concept]).ci
+    return {"attack": attack, "concept": concept, "edit": edit, "attack_seeds": len(v), "n": n * len(per_concept),
+            "mean": statistics.mean(v), "ci": f"[{lo:.2f}, {hi:.2f}]", "sd": _sd(v),
+            "values": " ".join(f"{x:.2f}" for x in v)}  # fmt: skip
 
 
 def _sd(values: list[float]) -> float:
@@ -161,7 +170,7 @@ def reattack(
     alone is estimated as ``sqrt(max(0, sd_between² − mean(sd_within²) / seeds))``. With several attacks, a
     ``worst`` row per edit: the highest of its attacks' (pooled) means over the attack seeds (compare's worst-case
     ASR takes the highest of one attack seed's rates). Each rate has its 95% interval as compare gives one
-    (:func:`_interval`). What an attack may share across edits (Ring-A-Bell's searches, which never read the U-Net)
+    (:func:`_rates_row`). What an attack may share across edits (Ring-A-Bell's searches, which never read the U-Net)
     is kept in ``cache``, as compare keeps it across rows. Each edit's row also gives ``pre``, the share of prompts
     the edit already shows the concept on (counted in the ASR, UnlearnDiff's convention), and for ``derived`` on a
     gated edit ``gate_open``, the share of the attack's embedding's tokens its gate opens on
@@ -184,27 +193,20 @@ def reattack(
                            concept_kind=kinds[concept], seed=seed, **attack_cache(name, cache))
                     for seed in range(seeds)
                 ]  # fmt: skip
-                v = [r.asr for r in results]
-                per_concept.append(v)
-                ci = _interval([v], n)
+                per_concept.append([r.asr for r in results])
                 checked = _control_row([c for r in results for c in original_draws(pipe, judge, r)]) if control else {}
                 # derived on a gated edit: how often the gate opens on its embedding (attacks/derived.py)
                 opens = [r.info["gate_open_mean"] for r in results if "gate_open_mean" in r.info]
-                out.append({"attack": name, "concept": concept, "edit": path, "attack_seeds": seeds, "n": n,
-                            "mean": statistics.mean(v), "ci": ci, "sd": _sd(v),
-                            "values": " ".join(f"{x:.2f}" for x in v),
+                out.append({**_rates_row(name, concept, path, per_concept[-1:], n),
                             "pre": statistics.mean(r.pre_asr for r in results),  # shown before any attack
                             **({"gate_open": statistics.mean(opens)} if opens else {}),
                             **{f"control_{k}": x for k, x in checked.items()}})  # fmt: skip
                 print(out[-1], flush=True)
-            v = [statistics.mean(rates) for rates in zip(*per_concept)]  # [seeds]: every concept's n prompts
-            ci = _interval(per_concept, n)
+            pooled = _rates_row(name, "pooled", path, per_concept, n)
             if len(concepts) > 1:
-                out.append({"attack": name, "concept": "pooled", "edit": path, "attack_seeds": seeds,
-                            "n": n * len(concepts), "mean": statistics.mean(v), "ci": ci, "sd": _sd(v),
-                            "values": " ".join(f"{x:.2f}" for x in v)})  # fmt: skip
-            per_edit.append(v)
-            worst[path][name] = (statistics.mean(v), ci)
+                out.append(pooled)
+            per_edit.append(_pooled(per_concept))
+            worst[path][name] = pooled
         if len(per_edit) > 1:
             means = [statistics.mean(v) for v in per_edit]
             # one attack seed: no within-edit spread to tell apart (nan), the between-edit sd is all there is
@@ -217,8 +219,8 @@ def reattack(
                         "sd_training": training})  # fmt: skip
     if len(names) > 1:
         for path, by_attack in worst.items():
-            top = max(by_attack, key=lambda a: by_attack[a][0])
-            out.append({"worst": by_attack[top][0], "ci": by_attack[top][1], "attack": top, "edit": path,
+            top = max(by_attack.values(), key=lambda row: row["mean"])
+            out.append({"worst": top["mean"], "ci": top["ci"], "attack": top["attack"], "edit": path,
                         "attack_seeds": seeds})  # fmt: skip
     return out
 
@@ -267,11 +269,11 @@ def main() -> None:
             args.control,
         )
         # per edit and concept; pooled over the concepts; the spread of the edits' means split in two; the worst
-        groups = ("pre", "sd", "sd_between", "worst")
+        groups = ("pre", "sd", "sd_between", "worst")  # each row's group: the first of these keys it holds
+        of = [next(g for g in groups if g in r) for r in rows]
         for group in groups:
-            table = [r for r in rows if group in r and not any(g in r for g in groups[: groups.index(group)])]
-            if table:
-                print_table(table)
+            if group in of:
+                print_table([r for r, g in zip(rows, of) if g == group])
         return
     if args.compare:
         print_table(from_compare(args.compare, args.method))
