@@ -314,6 +314,9 @@ VAN_GOGH_PARAPHRASES = (
         ("parachute", {}, 0.10),
         ("picasso", {}, 0.10),
         pytest.param("van gogh", {}, 0.10, marks=pytest.mark.xfail(strict=True, reason=VAN_GOGH_PARAPHRASES)),
+        # the same gate given the world's word for the missed paraphrases: what blocks it is the text encoder's
+        # reading of "sunflowers", not the fit (test seeds 1, 3 and 4 meet every goal with it, none without; stop 61)
+        ("van gogh", {"synonyms": ("sunflowers",), "seed": 1}, 0.10),
         ("nudity", {"settings": "unsafe"}, 0.10),  # what compare runs for nudity: the whole-prompt gate
         ("nudity", {"settings": "unsafe", "seed": 2}, 0.10),  # the seed it failed on before stop 41
     ],
