@@ -7,6 +7,7 @@ import torch
 
 import erasekit
 from erasekit import Edit
+from erasekit.bounded_eq8 import norm_range
 from erasekit.diffusion import predict
 from erasekit.errors import ConfigError
 from erasekit.evaluate import compare
@@ -15,6 +16,7 @@ from erasekit.methods import EraseRequest, ace
 from erasekit.methods.ace import ensemble, train
 from erasekit.methods.ace.adversaries import GOAL_BATCH, _Denoiser
 from erasekit.methods.ace.config import STYLE, ACEConfig
+from erasekit.methods.ace.inverse import derived_states
 from erasekit.methods.ace.mining import Mined
 from erasekit.methods.ace.prompts import token_rows
 from erasekit.methods.ace.subspace import concept_subspace, reduced_rank_ridge
@@ -191,6 +193,54 @@ def test_the_inverse_term_joins_the_rounds_after_the_warm_up_and_an_ungated_edit
     calls.clear()
     erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=2, gated=False, inverse_weight=1.0, **KV)
     assert not calls  # no gate to keep shut
+
+
+def test_the_shut_case_term_joins_after_the_warm_up_only_with_a_gate_and_the_noise_prediction_rounds(
+    tiny_pipe, monkeypatch
+):
+    calls = []
+
+    def term(self, derived, gen):  # a stand-in with a gradient through the solve: the math is tested below
+        calls.append(derived.shape)
+        return derived.square().mean()
+
+    monkeypatch.setattr(_Denoiser, "original_loss", term)
+    plain, kept = (erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=2, shut_render_weight=w, **FAST) for w in (0, 1))
+    assert len(calls) == FAST["epochs"] and all(len(shape) == 3 for shape in calls)  # [P, L, d] a round
+    name = next(iter(plain.updates))
+    assert not torch.equal(plain.updates[name][0], kept.updates[name][0])
+    calls.clear()
+    erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=2, shut_render_weight=1.0, warmup_rounds=2, **FAST)
+    assert len(calls) == FAST["epochs"] - 2
+    calls.clear()
+    erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=2, shut_render_weight=1.0, gated=False, **FAST)
+    erasekit.erase(tiny_pipe, ["van gogh"], "ace", rank=2, shut_render_weight=1.0, loss="kv", **FAST)
+    assert not calls  # no gate to stay shut; no latents of the original's to read c' on
+
+
+def test_the_shut_case_term_reaches_the_update_through_the_bounded_solve_and_descending_it_lowers_it(tiny_pipe):
+    tiny_pipe.set_progress_bar_config(disable=True)
+    req = request(tiny_pipe)
+    rows = token_rows(req, ACEConfig(**FAST))
+    denoiser = _Denoiser(req, rows, ACEConfig(**FAST), torch.Generator().manual_seed(0))
+    S, bounds, prompts = req.targets.gram(), norm_range(rows.states), rows.states[:4]
+    gen = torch.Generator().manual_seed(1)
+    U, A = (0.3 * torch.randn(shape, generator=gen) for shape in ((rows.C.shape[1], 2), (2, rows.C.shape[1])))
+    U, A = U.requires_grad_(), A.requires_grad_()
+
+    def term() -> torch.Tensor:  # the same latents every call
+        _, bounded_c = derived_states(U, A, S, prompts, bounds, (False, True))
+        return denoiser.original_loss(bounded_c, torch.Generator().manual_seed(2))
+
+    first = term()
+    first.backward()
+    assert U.grad.abs().sum() > 0 and A.grad.abs().sum() > 0
+    opt = torch.optim.Adam([U, A], lr=0.05)
+    for _ in range(20):
+        opt.zero_grad()
+        term().backward()
+        opt.step()
+    assert float(term().detach()) < 0.9 * float(first.detach())
 
 
 def test_progress_is_reported_every_round(tiny_pipe):

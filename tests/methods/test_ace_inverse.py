@@ -70,7 +70,7 @@ def test_its_gradient_reaches_the_update_and_descending_it_shuts_the_gate_on_the
     assert float(sum(open_on_derived(gate, U.detach(), A.detach(), S, states, norm_range(states)))) < 0.01 * first
 
 
-@pytest.mark.parametrize("name", ["inverse_weight", "inverse_bounded_weight"])
+@pytest.mark.parametrize("name", ["inverse_weight", "inverse_bounded_weight", "shut_render_weight"])
 def test_a_negative_weight_is_refused(name):
     with pytest.raises(ConfigError, match=name):
         ACEConfig(**{name: -0.1})

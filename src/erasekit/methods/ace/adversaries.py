@@ -109,6 +109,17 @@ class _Denoiser:
             self._goals = torch.cat([self._goals, predict(self.pipe.unet, self.x_t[chunk], self.t[chunk], guides)])
         return self._goals[draws]
 
+    def original_loss(self, derived: Tensor, gen: torch.Generator) -> Tensor:
+        """``mean ‖ε_orig(x_t, c') − ε_orig(x_t, guide)‖²``: the frozen original's reading of token states ``derived
+        [b, L, d]`` (no update, as where the gate stays shut), each on a noisy latent drawn from every round's pool,
+        against the guide's on the same latent (:mod:`.inverse`, the shut cases' term)."""
+        n = len(self.x_t)
+        pick = torch.randint(n, (len(derived),), generator=gen)
+        goal = self.goal(slice(0, n))[pick]
+        with frozen(self.pipe.unet):
+            pred = predict(self.pipe.unet, self.x_t[pick], self.t[pick], derived)
+        return F.mse_loss(pred, goal)
+
     def loss(self, model: _Trainable, E: Tensor, layers: list, round_: int) -> Tensor:
         """``mean ‖ε_edit(x_t, concept with E) − ε_orig(x_t, guide)‖²`` over round ``round_``'s ``denoise_batch``
         draws."""

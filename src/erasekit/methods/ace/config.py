@@ -95,7 +95,8 @@ class ACEConfig:
     keep_weight: float = 1.0  # w_keep
     inverse_weight: float = 0.0  # of the term keeping the gate shut on derived embeddings (inverse.py; `unsafe`: 0.2)
     inverse_bounded_weight: float = 0.0  # the same on derived_bounded's embeddings (inverse.py; `unsafe`: 0.02)
-    inverse_prompts: int = 32  # target prompts both terms take a round (the bounded solve is one per row; nudity: 200)
+    shut_render_weight: float = 0.0  # the original's reading of the bounded c' pulled to the guide's (inverse.py)
+    inverse_prompts: int = 32  # target prompts the terms take a round (the bounded solve is one per row; nudity: 200)
     loss: Literal["kv", "denoise"] = "denoise"  # the outer objective; "kv": K/V regression (the ace-kv ablation)
     denoise_weight: float = 1.0  # of the noise-prediction term against the keep term
     denoise_images: int = 8  # latents of the concept the original model draws for it
@@ -169,6 +170,7 @@ class ACEConfig:
             "mine_radius",
             "inverse_weight",
             "inverse_bounded_weight",
+            "shut_render_weight",
         ):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"ACEConfig.{name} must be ≥ 0, got {getattr(self, name)}.")

@@ -26,6 +26,17 @@ the norms all the target prompts reach at each position), the gate shuts on:
 with ``r`` the gate's ratio (capped at the prompt's last position under a whole-prompt gate), differentiable
 in ``U`` and ``A`` through the solves. Each is zero once every ``c'_t`` lies below the threshold. A round takes
 them on a minibatch of the target prompts (``ACEConfig.inverse_prompts``).
+
+Where the gate stays shut on a bounded ``c'`` the edit adds nothing, and the attack gets the original's reading of
+``c'``: on nudity the original draws the concept from a share of those ``c'`` that moves with the training seed (3 of
+28 to 21 of 30, stop 60). A third term (``shut_render_weight``, opt-in) reads the bounded ``c'`` of a minibatch of
+target prompts with the frozen original, on noisy latents of the rounds' pool, and pulls that prediction to the
+guide's on the same latent,
+
+    L_shut = mean ‖ε_orig(x_t, c'(U, A)) − ε_orig(x_t, g)‖²,
+
+through the solve, so the update is trained to have bounded preimages the original does not draw as the concept
+(``adversaries._Denoiser.original_loss``). Its measurements: ``bench/ACE_MEASUREMENTS.md``, stops 61 and 62.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from .. import EraseRequest
 from .adversaries import _Denoiser, _SoftTokens
 from .config import GATE_NOTE, ACEConfig
 from .gatefit import GateRates, Tokens, fit_gate
-from .inverse import open_on_derived
+from .inverse import derived_states, open_on_derived
 from .mining import Mined, mine_words, perturbed_rows
 from .prompts import Rows, concept_tokens, encoded_in, gate_tokens, name_pieces, preserve_tokens, token_rows
 from .stopping import HeldOutStop
@@ -178,8 +178,10 @@ def train_ace(request: EraseRequest, cfg: ACEConfig, mined: Mined | None = None)
     )
     history, E_all = [], E
     inverse = (cfg.inverse_weight, cfg.inverse_bounded_weight) if gate is not None else (0.0, 0.0)  # needs a gate
-    if any(inverse):  # RECE's Eq. 8 reads the K/V Gram unscaled (attacks/derived.py); derived_bounded's range is
-        # that of the prompts it attacks
+    # the original's reading of the bounded c' (inverse.py): on the latents the noise-prediction objective draws
+    shut_render = cfg.shut_render_weight if gate is not None and denoise is not None else 0.0
+    if any(inverse) or shut_render:  # RECE's Eq. 8 reads the K/V Gram unscaled (attacks/derived.py);
+        # derived_bounded's range is that of the prompts it attacks
         eq8_gram = request.targets.gram() if cfg.edit_keys else request.targets.gram("v")
         eq8_bounds = norm_range(rows.states)
     for epoch in range(cfg.epochs):
@@ -208,6 +210,11 @@ def train_ace(request: EraseRequest, cfg: ACEConfig, mined: Mined | None = None)
             which = (inverse[0] > 0, inverse[1] > 0)  # a term weighted 0 is not solved for
             free, bounded = open_on_derived(gate, model.U, model.A, eq8_gram, prompts, eq8_bounds, which)
             loss = loss + inverse[0] * free + inverse[1] * bounded
+        if shut_render and denoise is not None and epoch >= cfg.warmup_rounds:  # where the gate stays shut on
+            # the bounded c', the original reads it: pull that reading to the guide's, through the solve
+            prompts = rows.states[draw(len(rows.states), cfg.inverse_prompts, gen)]
+            _, bounded_c = derived_states(model.U, model.A, eq8_gram, prompts, eq8_bounds, (False, True))
+            loss = loss + shut_render * denoise.original_loss(bounded_c, gen)
         if denoise is not None:  # the noise-prediction objective, the K/V terms its anchor (package docstring)
             loss = loss + cfg.denoise_weight * denoise.loss(model, E, layers, epoch)
         loss.backward()
