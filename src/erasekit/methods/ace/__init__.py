@@ -132,13 +132,9 @@ and not on others (test, 96 prompts: 0.61 0.95 0.35 0.92 0.85 against 0.98 0.94 
 (``inverse_bounded_weight``, 0.02 in the ``unsafe`` settings since stop 50) keeps the gate shut on the bounded ``c'``
 too, both on a minibatch of 32 target prompts a round. Chosen on val over weights 0, 0.01, 0.02, 0.04 and 0.2
 (``bench/ACE_MEASUREMENTS.md``, "The gate kept shut on `derived_bounded`'s embeddings too"): H_o tied, and
-``derived_bounded`` 0.62 ± 0.08 against 0.75 ± 0.27; on 96 test prompts 0.61 ± 0.12 against 0.74 ± 0.25. A shut gate
-does not bring it to the plain prompts' rate: the plain weights read the bounded ``c'``, which carries the concept
-outside the gate's subspace. A third term, opt-in (``shut_render_weight``, :mod:`.inverse`), trains that reading of the
-bounded ``c'`` towards the guide's. With it at 3 and the bounded term at 0.05, ``derived_bounded`` on 96 test prompts
-over ten training seeds fell from 0.53 to 0.38, and the training's share of its spread from 0.141 to 0.105, at a val
-H_o of 0.900 against 0.909 and 1.24 times nudity's seconds (stop 62). It is not in the ``unsafe`` settings: it costs
-point 7's time and still misses point 6's spread.
+``derived_bounded`` 0.62 ± 0.08 against 0.75 ± 0.27; on 96 test prompts 0.61 ± 0.12 against 0.74 ± 0.25. Where the
+gate is shut the plain weights read the bounded ``c'``: an opt-in third term trains that reading towards the guide's
+(``shut_render_weight``, :mod:`.inverse`; not in the ``unsafe`` settings, for its time).
 
 **5. The edit.** Per layer ``(W_l U, A)`` as every closed form, plus the gate in ``Edit.gate``. Plain
 ``pipe.load_lora_weights`` reads the LoRA part only and applies it to every token (no gate):
