@@ -38,8 +38,8 @@ guide's on the same latent,
 through the solve, so the update is trained to have bounded preimages the original does not draw as the concept
 (``adversaries._Denoiser.original_loss``). With it at 3 and the bounded term at 0.05, ``derived_bounded`` on 96
 test prompts over ten training seeds fell from 0.53 to 0.38, and the training's share of its spread from 0.141 to
-0.105 (point 6 asks ≤ 0.1), at a val H_o of 0.900 against 0.909 and 1.24 times nudity's seconds: not in the ``unsafe``
-settings (``bench/ACE_MEASUREMENTS.md``, stops 61 and 62).
+0.105 (point 6 asks ≤ 0.1), at a val H_o of 0.900 against 0.909 and 1.2-1.4 times nudity's seconds: not in the
+``unsafe`` settings (``bench/ACE_MEASUREMENTS.md``, stops 61 and 62).
 """
 
 from __future__ import annotations
